@@ -1,0 +1,288 @@
+#include "common/config.h"
+
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+#include "yaml-cpp/yaml.h"
+
+namespace podvisor {
+namespace {
+
+absl::Status KeyError(const std::string& key, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("config key '", key, "': ", what));
+}
+
+// Rejects keys of `node` that are not in `known`.
+absl::Status CheckKeys(const YAML::Node& node, const std::string& prefix,
+                       const std::set<std::string>& known) {
+  if (!node.IsMap()) return KeyError(prefix.empty() ? "<top>" : prefix, "must be a mapping");
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>();
+    if (!known.contains(key)) {
+      return KeyError(prefix.empty() ? key : absl::StrCat(prefix, ".", key),
+                      absl::StrCat("unknown key (known: ", absl::StrJoin(known, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Join(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : absl::StrCat(prefix, ".", key);
+}
+
+absl::Status GetString(const YAML::Node& node, const std::string& prefix, const std::string& key,
+                       std::string& out) {
+  const YAML::Node v = node[key];
+  if (!v) return absl::OkStatus();
+  if (!v.IsScalar()) return KeyError(Join(prefix, key), "must be a string");
+  out = v.as<std::string>();
+  return absl::OkStatus();
+}
+
+absl::Status GetInt(const YAML::Node& node, const std::string& prefix, const std::string& key,
+                    int64_t min, int64_t max, int64_t& out) {
+  const YAML::Node v = node[key];
+  if (!v) return absl::OkStatus();
+  int64_t value = 0;
+  if (!v.IsScalar() || !YAML::convert<int64_t>::decode(v, value)) {
+    return KeyError(Join(prefix, key), "must be an integer");
+  }
+  if (value < min || value > max) {
+    return KeyError(Join(prefix, key), absl::StrCat("must be between ", min, " and ", max));
+  }
+  out = value;
+  return absl::OkStatus();
+}
+
+absl::Status GetBool(const YAML::Node& node, const std::string& prefix, const std::string& key,
+                     bool& out) {
+  const YAML::Node v = node[key];
+  if (!v) return absl::OkStatus();
+  bool value = false;
+  if (!v.IsScalar() || !YAML::convert<bool>::decode(v, value)) {
+    return KeyError(Join(prefix, key), "must be true or false");
+  }
+  out = value;
+  return absl::OkStatus();
+}
+
+absl::Status GetStringList(const YAML::Node& node, const std::string& prefix,
+                           const std::string& key, std::vector<std::string>& out) {
+  const YAML::Node v = node[key];
+  if (!v) return absl::OkStatus();
+  if (!v.IsSequence()) return KeyError(Join(prefix, key), "must be a list of strings");
+  std::vector<std::string> values;
+  for (const auto& item : v) {
+    if (!item.IsScalar()) return KeyError(Join(prefix, key), "must be a list of strings");
+    values.push_back(item.as<std::string>());
+  }
+  out = std::move(values);
+  return absl::OkStatus();
+}
+
+absl::Status OneOf(const std::string& key, const std::string& value,
+                   const std::set<std::string>& allowed) {
+  if (allowed.contains(value)) return absl::OkStatus();
+  return KeyError(key, absl::StrCat("'", value, "' is not one of ", absl::StrJoin(allowed, ", ")));
+}
+
+absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
+  const std::string p = "hypervisor";
+  if (absl::Status s = CheckKeys(n, p,
+                                 {"accel", "libvirt_uri", "default_vcpus", "default_memory_mib",
+                                  "kernel", "initrd", "boot_timeout_seconds"});
+      !s.ok()) {
+    return s;
+  }
+  for (auto s : {GetString(n, p, "accel", h.accel), GetString(n, p, "libvirt_uri", h.libvirt_uri),
+                 GetInt(n, p, "default_vcpus", 1, 64, h.default_vcpus),
+                 GetInt(n, p, "default_memory_mib", 64, 1 << 20, h.default_memory_mib),
+                 GetString(n, p, "kernel", h.kernel), GetString(n, p, "initrd", h.initrd),
+                 GetInt(n, p, "boot_timeout_seconds", 1, 600, h.boot_timeout_seconds)}) {
+    if (!s.ok()) return s;
+  }
+  return OneOf("hypervisor.accel", h.accel, {"auto", "kvm", "tcg"});
+}
+
+absl::Status ParseStreaming(const YAML::Node& n, StreamingConfig& c) {
+  const std::string p = "streaming";
+  if (absl::Status s = CheckKeys(n, p, {"address", "port", "tls_cert_file", "tls_key_file"});
+      !s.ok()) {
+    return s;
+  }
+  for (auto s : {GetString(n, p, "address", c.address), GetInt(n, p, "port", 0, 65535, c.port),
+                 GetString(n, p, "tls_cert_file", c.tls_cert_file),
+                 GetString(n, p, "tls_key_file", c.tls_key_file)}) {
+    if (!s.ok()) return s;
+  }
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return KeyError("streaming.tls_cert_file", "tls_cert_file and tls_key_file go together");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseCni(const YAML::Node& n, CniConfig& c) {
+  const std::string p = "cni";
+  if (absl::Status s = CheckKeys(n, p, {"conf_dir", "bin_dirs"}); !s.ok()) return s;
+  if (absl::Status s = GetString(n, p, "conf_dir", c.conf_dir); !s.ok()) return s;
+  return GetStringList(n, p, "bin_dirs", c.bin_dirs);
+}
+
+absl::Status ParseRegistry(const YAML::Node& n, RegistryConfig& c) {
+  const std::string p = "registry";
+  if (absl::Status s = CheckKeys(n, p, {"hosts", "max_concurrent_downloads"}); !s.ok()) return s;
+  if (absl::Status s = GetInt(n, p, "max_concurrent_downloads", 1, 64, c.max_concurrent_downloads);
+      !s.ok()) {
+    return s;
+  }
+  const YAML::Node hosts = n["hosts"];
+  if (!hosts) return absl::OkStatus();
+  if (!hosts.IsMap()) return KeyError("registry.hosts", "must be a mapping of host to settings");
+  for (const auto& kv : hosts) {
+    const std::string host = kv.first.as<std::string>();
+    const std::string hp = absl::StrCat("registry.hosts.", host);
+    RegistryHostConfig h;
+    if (absl::Status s =
+            CheckKeys(kv.second, hp, {"mirrors", "insecure_skip_verify", "plain_http", "ca_file"});
+        !s.ok()) {
+      return s;
+    }
+    for (auto s : {GetStringList(kv.second, hp, "mirrors", h.mirrors),
+                   GetBool(kv.second, hp, "insecure_skip_verify", h.insecure_skip_verify),
+                   GetBool(kv.second, hp, "plain_http", h.plain_http),
+                   GetString(kv.second, hp, "ca_file", h.ca_file)}) {
+      if (!s.ok()) return s;
+    }
+    for (const std::string& m : h.mirrors) {
+      if (!absl::StartsWith(m, "http://") && !absl::StartsWith(m, "https://")) {
+        return KeyError(hp + ".mirrors", absl::StrCat("'", m, "' must start with http:// or https://"));
+      }
+    }
+    c.hosts[host] = std::move(h);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseTop(const YAML::Node& root, Config& c) {
+  if (absl::Status s = CheckKeys(root, "",
+                                 {"root_dir", "state_dir", "listen", "log_level", "streaming",
+                                  "hypervisor", "cni", "registry"});
+      !s.ok()) {
+    return s;
+  }
+  for (auto s : {GetString(root, "", "root_dir", c.root_dir),
+                 GetString(root, "", "state_dir", c.state_dir),
+                 GetString(root, "", "listen", c.listen),
+                 GetString(root, "", "log_level", c.log_level)}) {
+    if (!s.ok()) return s;
+  }
+  if (absl::Status s = OneOf("log_level", c.log_level, {"debug", "info", "warning", "error"});
+      !s.ok()) {
+    return s;
+  }
+  if (c.root_dir.empty() || c.root_dir[0] != '/') return KeyError("root_dir", "must be absolute");
+  if (c.state_dir.empty() || c.state_dir[0] != '/') return KeyError("state_dir", "must be absolute");
+  if (UnixSocketPath(c.listen).empty()) {
+    return KeyError("listen", "must be unix:///absolute/path.sock");
+  }
+  if (root["streaming"]) {
+    if (absl::Status s = ParseStreaming(root["streaming"], c.streaming); !s.ok()) return s;
+  }
+  if (root["hypervisor"]) {
+    if (absl::Status s = ParseHypervisor(root["hypervisor"], c.hypervisor); !s.ok()) return s;
+  }
+  if (root["cni"]) {
+    if (absl::Status s = ParseCni(root["cni"], c.cni); !s.ok()) return s;
+  }
+  if (root["registry"]) {
+    if (absl::Status s = ParseRegistry(root["registry"], c.registry); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string UnixSocketPath(const std::string& listen) {
+  std::string path;
+  if (absl::StartsWith(listen, "unix://")) {
+    path = listen.substr(7);
+  } else if (absl::StartsWith(listen, "unix:")) {
+    path = listen.substr(5);
+  }
+  if (path.empty() || path[0] != '/') return "";
+  return path;
+}
+
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
+  Config config;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config is not valid YAML: ", e.what()));
+  }
+  if (root.IsNull()) return config;  // an empty file means the defaults
+  try {
+    if (absl::Status s = ParseTop(root, config); !s.ok()) return s;
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
+  }
+  return config;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist) {
+  std::ifstream in(path);
+  if (!in) {
+    if (!must_exist && errno == ENOENT) return Config{};
+    return absl::NotFoundError(absl::StrCat("config file ", path, ": cannot be read"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<Config> config = ParseConfig(text.str());
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+nlohmann::json ConfigToJson(const Config& c) {
+  nlohmann::json hosts = nlohmann::json::object();
+  for (const auto& [host, h] : c.registry.hosts) {
+    hosts[host] = {{"mirrors", h.mirrors},
+                   {"insecure_skip_verify", h.insecure_skip_verify},
+                   {"plain_http", h.plain_http},
+                   {"ca_file", h.ca_file}};
+  }
+  return {
+      {"root_dir", c.root_dir},
+      {"state_dir", c.state_dir},
+      {"listen", c.listen},
+      {"log_level", c.log_level},
+      {"streaming",
+       {{"address", c.streaming.address},
+        {"port", c.streaming.port},
+        {"tls_cert_file", c.streaming.tls_cert_file},
+        {"tls_key_file", c.streaming.tls_key_file}}},
+      {"hypervisor",
+       {{"accel", c.hypervisor.accel},
+        {"libvirt_uri", c.hypervisor.libvirt_uri},
+        {"default_vcpus", c.hypervisor.default_vcpus},
+        {"default_memory_mib", c.hypervisor.default_memory_mib},
+        {"kernel", c.hypervisor.kernel},
+        {"initrd", c.hypervisor.initrd},
+        {"boot_timeout_seconds", c.hypervisor.boot_timeout_seconds}}},
+      {"cni", {{"conf_dir", c.cni.conf_dir}, {"bin_dirs", c.cni.bin_dirs}}},
+      {"registry",
+       {{"hosts", hosts}, {"max_concurrent_downloads", c.registry.max_concurrent_downloads}}},
+  };
+}
+
+}  // namespace podvisor

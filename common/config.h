@@ -1,0 +1,74 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json_fwd.hpp"
+
+namespace podvisor {
+
+// Settings of the guest VMs. Empty paths are resolved against the guest image built beside the
+// daemon binary (<bin>/../guest/).
+struct HypervisorConfig {
+  std::string accel = "auto";  // auto | kvm | tcg
+  std::string libvirt_uri;     // empty: the embedded driver rooted under state_dir
+  int64_t default_vcpus = 1;
+  int64_t default_memory_mib = 256;
+  std::string kernel;
+  std::string initrd;
+  int64_t boot_timeout_seconds = 30;
+};
+
+struct StreamingConfig {
+  std::string address = "127.0.0.1";
+  int64_t port = 0;  // 0: an ephemeral port chosen at start
+  std::string tls_cert_file;
+  std::string tls_key_file;
+};
+
+struct CniConfig {
+  std::string conf_dir = "/etc/cni/net.d";
+  std::vector<std::string> bin_dirs = {"/usr/lib/cni", "/opt/cni/bin"};
+};
+
+struct RegistryHostConfig {
+  std::vector<std::string> mirrors;  // endpoints such as http://127.0.0.1:5001, tried in order
+  bool insecure_skip_verify = false;
+  bool plain_http = false;
+  std::string ca_file;
+};
+
+struct RegistryConfig {
+  std::map<std::string, RegistryHostConfig> hosts;  // keyed by registry host, e.g. docker.io
+  int64_t max_concurrent_downloads = 3;
+};
+
+// The daemon's whole configuration: one YAML file, every key optional.
+struct Config {
+  std::string root_dir = "/var/lib/podvisor";
+  std::string state_dir = "/run/podvisor";
+  std::string listen = "unix:///run/podvisor/podvisor.sock";
+  std::string log_level = "info";  // debug | info | warning | error
+  StreamingConfig streaming;
+  HypervisorConfig hypervisor;
+  CniConfig cni;
+  RegistryConfig registry;
+};
+
+// Parses YAML text. Unknown keys and values of the wrong type or range are errors naming the key
+// (INVALID_ARGUMENT).
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text);
+
+// Reads and parses `path`. A missing file yields the built-in defaults when `must_exist` is false.
+absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist);
+
+// The effective configuration as JSON (for Status verbose output).
+nlohmann::json ConfigToJson(const Config& config);
+
+// Path of the unix socket named by a `unix://` (or `unix:`) listen address; empty otherwise.
+std::string UnixSocketPath(const std::string& listen);
+
+}  // namespace podvisor

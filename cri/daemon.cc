@@ -1,0 +1,184 @@
+#include "cri/daemon.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "cri/runtime_service.h"
+#include "pod-sandbox/sandbox_controller.h"
+#include "store/store.h"
+
+namespace podvisor {
+namespace {
+
+// kubelet's own limit for CRI messages.
+constexpr int kMaxMessageBytes = 16 * 1024 * 1024;
+constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
+
+// An exclusive flock on <root>/podvisord.lock, held for the daemon's life.
+absl::StatusOr<int> LockRoot(const std::string& root_dir) {
+  const std::string path = absl::StrCat(root_dir, "/podvisord.lock");
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(absl::StrCat("open ", path), errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char buf[32] = {};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      std::string pid = n > 0 ? std::string(absl::StripAsciiWhitespace(buf)) : "unknown";
+      return absl::FailedPreconditionError(
+          absl::StrCat("another podvisord (pid ", pid, ") is running on root directory ", root_dir));
+    }
+    return ErrnoStatus(absl::StrCat("lock ", path), err);
+  }
+  std::string pid = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    PV_LOG(kWarning) << "cannot record pid in " << path << ": " << std::strerror(errno);
+  }
+  return fd;
+}
+
+// True when something accepts connections on the unix socket at `path`.
+bool SocketIsLive(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return live;
+}
+
+absl::Status PrepareSocket(const std::string& path) {
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("socket path too long: ", path));
+  }
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (absl::Status s = MakeDirs(dir, 0755); !s.ok()) return s;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " exists and is not a socket; refusing to replace it"));
+  }
+  if (SocketIsLive(path)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("another server is listening on ", path));
+  }
+  PV_LOG(kInfo) << "removing stale socket " << path;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return ErrnoStatus(absl::StrCat("remove stale socket ", path), errno);
+  }
+  return absl::OkStatus();
+}
+
+class DaemonImpl : public Daemon {
+ public:
+  ~DaemonImpl() override {
+    Shutdown();
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+  }
+
+  absl::Status Init(const Config& config) {
+    services_.config = config;
+    if (absl::Status s = MakeDirs(config.root_dir, 0711); !s.ok()) return s;
+    if (absl::Status s = MakeDirs(config.state_dir, 0711); !s.ok()) return s;
+    absl::StatusOr<int> lock = LockRoot(config.root_dir);
+    if (!lock.ok()) return lock.status();
+    lock_fd_ = *lock;
+
+    socket_path_ = UnixSocketPath(config.listen);
+    if (absl::Status s = PrepareSocket(socket_path_); !s.ok()) return s;
+
+    auto records = RecordStore::Open(absl::StrCat(config.root_dir, "/podvisor.db"));
+    if (!records.ok()) return records.status();
+    records_ = std::move(*records);
+    if (absl::Status s = LoadStores(); !s.ok()) return s;
+    return Serve();
+  }
+
+  void Shutdown() override {
+    if (!server_) return;
+    PV_LOG(kInfo) << "shutting down: no new calls, finishing in-flight calls";
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      absl::ToChronoSeconds(kShutdownGrace));
+    server_->Wait();
+    server_.reset();
+    ::unlink(socket_path_.c_str());
+    PV_LOG(kInfo) << "podvisord stopped; pods keep running";
+  }
+
+ private:
+  absl::Status LoadStores() {
+    sandbox_store_ = std::make_unique<SandboxStore>(records_.get(), "sandbox");
+    std::vector<std::string> skipped;
+    if (absl::Status s = sandbox_store_->Load(&skipped); !s.ok()) return s;
+    for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    sandbox_controller_ = std::make_unique<SandboxController>(sandbox_store_.get());
+    services_.records = records_.get();
+    services_.sandboxes = sandbox_controller_.get();
+    PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes";
+    return absl::OkStatus();
+  }
+
+  absl::Status Serve() {
+    runtime_service_ = std::make_unique<cri::RuntimeService>(&services_);
+    image_service_ = std::make_unique<cri::ImageService>(&services_);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::StrCat("unix:", socket_path_), grpc::InsecureServerCredentials());
+    builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+    builder.SetMaxSendMessageSize(kMaxMessageBytes);
+    builder.RegisterService(runtime_service_.get());
+    builder.RegisterService(image_service_.get());
+    // The socket is created with mode 0660 from the start: no window where others can connect.
+    mode_t old_umask = ::umask(0117);
+    server_ = builder.BuildAndStart();
+    ::umask(old_umask);
+    if (!server_) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", socket_path_));
+    }
+    if (::chmod(socket_path_.c_str(), 0660) != 0) {
+      return ErrnoStatus(absl::StrCat("chmod ", socket_path_), errno);
+    }
+    PV_LOG(kInfo) << "podvisord " << PODVISOR_VERSION_STRING << " serving CRI runtime.v1 on unix://"
+                  << socket_path_;
+    return absl::OkStatus();
+  }
+
+  cri::Services services_;
+  int lock_fd_ = -1;
+  std::string socket_path_;
+  std::unique_ptr<RecordStore> records_;
+  std::unique_ptr<SandboxStore> sandbox_store_;
+  std::unique_ptr<SandboxController> sandbox_controller_;
+  std::unique_ptr<cri::RuntimeService> runtime_service_;
+  std::unique_ptr<cri::ImageService> image_service_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const Config& config) {
+  auto daemon = std::make_unique<DaemonImpl>();
+  if (absl::Status s = daemon->Init(config); !s.ok()) return s;
+  return daemon;
+}
+
+}  // namespace podvisor

@@ -1,0 +1,159 @@
+// RuntimeService RPCs that podvisor does not serve yet: each answers UNIMPLEMENTED with a
+// sentence naming it. A handler moves to its own file when it is built.
+
+#include "cri/rpc.h"
+#include "cri/runtime_service.h"
+
+namespace podvisor::cri {
+
+grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*, const runtime::v1::RunPodSandboxRequest*,
+                                 runtime::v1::RunPodSandboxResponse*) {
+  return Serve("RunPodSandbox", [] { return NotImplemented("RunPodSandbox", "pod sandboxes as VMs are being built"); });
+}
+
+grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*, const runtime::v1::StopPodSandboxRequest*,
+                                 runtime::v1::StopPodSandboxResponse*) {
+  return Serve("StopPodSandbox", [] { return NotImplemented("StopPodSandbox", "pod sandboxes as VMs are being built"); });
+}
+
+grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*, const runtime::v1::RemovePodSandboxRequest*,
+                                 runtime::v1::RemovePodSandboxResponse*) {
+  return Serve("RemovePodSandbox", [] { return NotImplemented("RemovePodSandbox", "pod sandboxes as VMs are being built"); });
+}
+
+grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const runtime::v1::PodSandboxStatusRequest*,
+                                 runtime::v1::PodSandboxStatusResponse*) {
+  return Serve("PodSandboxStatus", [] { return NotImplemented("PodSandboxStatus", "pod sandboxes as VMs are being built"); });
+}
+
+grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*, const runtime::v1::CreateContainerRequest*,
+                                 runtime::v1::CreateContainerResponse*) {
+  return Serve("CreateContainer", [] { return NotImplemented("CreateContainer", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::StartContainer(grpc::ServerContext*, const runtime::v1::StartContainerRequest*,
+                                 runtime::v1::StartContainerResponse*) {
+  return Serve("StartContainer", [] { return NotImplemented("StartContainer", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::StopContainer(grpc::ServerContext*, const runtime::v1::StopContainerRequest*,
+                                 runtime::v1::StopContainerResponse*) {
+  return Serve("StopContainer", [] { return NotImplemented("StopContainer", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*, const runtime::v1::RemoveContainerRequest*,
+                                 runtime::v1::RemoveContainerResponse*) {
+  return Serve("RemoveContainer", [] { return NotImplemented("RemoveContainer", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::ListContainers(grpc::ServerContext*, const runtime::v1::ListContainersRequest*,
+                                 runtime::v1::ListContainersResponse*) {
+  return Serve("ListContainers", [] { return NotImplemented("ListContainers", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const runtime::v1::ContainerStatusRequest*,
+                                 runtime::v1::ContainerStatusResponse*) {
+  return Serve("ContainerStatus", [] { return NotImplemented("ContainerStatus", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*, const runtime::v1::UpdateContainerResourcesRequest*,
+                                 runtime::v1::UpdateContainerResourcesResponse*) {
+  return Serve("UpdateContainerResources", [] { return NotImplemented("UpdateContainerResources", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*, const runtime::v1::ReopenContainerLogRequest*,
+                                 runtime::v1::ReopenContainerLogResponse*) {
+  return Serve("ReopenContainerLog", [] { return NotImplemented("ReopenContainerLog", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const runtime::v1::ExecSyncRequest*,
+                                 runtime::v1::ExecSyncResponse*) {
+  return Serve("ExecSync", [] { return NotImplemented("ExecSync", "containers inside pod VMs are being built"); });
+}
+
+grpc::Status RuntimeService::Exec(grpc::ServerContext*, const runtime::v1::ExecRequest*,
+                                 runtime::v1::ExecResponse*) {
+  return Serve("Exec", [] { return NotImplemented("Exec", "the streaming server is being built"); });
+}
+
+grpc::Status RuntimeService::Attach(grpc::ServerContext*, const runtime::v1::AttachRequest*,
+                                 runtime::v1::AttachResponse*) {
+  return Serve("Attach", [] { return NotImplemented("Attach", "the streaming server is being built"); });
+}
+
+grpc::Status RuntimeService::PortForward(grpc::ServerContext*, const runtime::v1::PortForwardRequest*,
+                                 runtime::v1::PortForwardResponse*) {
+  return Serve("PortForward", [] { return NotImplemented("PortForward", "the streaming server is being built"); });
+}
+
+grpc::Status RuntimeService::ContainerStats(grpc::ServerContext*, const runtime::v1::ContainerStatsRequest*,
+                                 runtime::v1::ContainerStatsResponse*) {
+  return Serve("ContainerStats", [] { return NotImplemented("ContainerStats", "container stats come with containers inside pod VMs"); });
+}
+
+grpc::Status RuntimeService::ListContainerStats(grpc::ServerContext*, const runtime::v1::ListContainerStatsRequest*,
+                                 runtime::v1::ListContainerStatsResponse*) {
+  return Serve("ListContainerStats", [] { return NotImplemented("ListContainerStats", "container stats come with containers inside pod VMs"); });
+}
+
+grpc::Status RuntimeService::PodSandboxStats(grpc::ServerContext*, const runtime::v1::PodSandboxStatsRequest*,
+                                 runtime::v1::PodSandboxStatsResponse*) {
+  return Serve("PodSandboxStats", [] { return NotImplemented("PodSandboxStats", "sandbox stats come with containers inside pod VMs"); });
+}
+
+grpc::Status RuntimeService::ListPodSandboxStats(grpc::ServerContext*, const runtime::v1::ListPodSandboxStatsRequest*,
+                                 runtime::v1::ListPodSandboxStatsResponse*) {
+  return Serve("ListPodSandboxStats", [] { return NotImplemented("ListPodSandboxStats", "sandbox stats come with containers inside pod VMs"); });
+}
+
+grpc::Status RuntimeService::CheckpointContainer(grpc::ServerContext*, const runtime::v1::CheckpointContainerRequest*,
+                                 runtime::v1::CheckpointContainerResponse*) {
+  return Serve("CheckpointContainer", [] { return NotImplemented("CheckpointContainer", "checkpointing a container inside a VM is not supported"); });
+}
+
+grpc::Status RuntimeService::ListMetricDescriptors(grpc::ServerContext*, const runtime::v1::ListMetricDescriptorsRequest*,
+                                 runtime::v1::ListMetricDescriptorsResponse*) {
+  return Serve("ListMetricDescriptors", [] { return NotImplemented("ListMetricDescriptors", "CRI-provided metrics are not offered; use the stats RPCs"); });
+}
+
+grpc::Status RuntimeService::ListPodSandboxMetrics(grpc::ServerContext*, const runtime::v1::ListPodSandboxMetricsRequest*,
+                                 runtime::v1::ListPodSandboxMetricsResponse*) {
+  return Serve("ListPodSandboxMetrics", [] { return NotImplemented("ListPodSandboxMetrics", "CRI-provided metrics are not offered; use the stats RPCs"); });
+}
+
+grpc::Status RuntimeService::UpdatePodSandboxResources(grpc::ServerContext*, const runtime::v1::UpdatePodSandboxResourcesRequest*,
+                                 runtime::v1::UpdatePodSandboxResourcesResponse*) {
+  return Serve("UpdatePodSandboxResources", [] { return NotImplemented("UpdatePodSandboxResources", "resizing a running pod VM is not supported"); });
+}
+
+grpc::Status RuntimeService::StreamPodSandboxes(grpc::ServerContext*, const runtime::v1::StreamPodSandboxesRequest*,
+                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxesResponse>*) {
+  return Serve("StreamPodSandboxes", [] { return NotImplemented("StreamPodSandboxes", "use ListPodSandbox"); });
+}
+
+grpc::Status RuntimeService::StreamContainers(grpc::ServerContext*, const runtime::v1::StreamContainersRequest*,
+                                 grpc::ServerWriter<runtime::v1::StreamContainersResponse>*) {
+  return Serve("StreamContainers", [] { return NotImplemented("StreamContainers", "use ListContainers"); });
+}
+
+grpc::Status RuntimeService::StreamContainerStats(grpc::ServerContext*, const runtime::v1::StreamContainerStatsRequest*,
+                                 grpc::ServerWriter<runtime::v1::StreamContainerStatsResponse>*) {
+  return Serve("StreamContainerStats", [] { return NotImplemented("StreamContainerStats", "use ListContainerStats"); });
+}
+
+grpc::Status RuntimeService::StreamPodSandboxStats(grpc::ServerContext*, const runtime::v1::StreamPodSandboxStatsRequest*,
+                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxStatsResponse>*) {
+  return Serve("StreamPodSandboxStats", [] { return NotImplemented("StreamPodSandboxStats", "use ListPodSandboxStats"); });
+}
+
+grpc::Status RuntimeService::GetContainerEvents(grpc::ServerContext*, const runtime::v1::GetEventsRequest*,
+                                 grpc::ServerWriter<runtime::v1::ContainerEventResponse>*) {
+  return Serve("GetContainerEvents", [] { return NotImplemented("GetContainerEvents", "kubelet falls back to polling (generic PLEG)"); });
+}
+
+grpc::Status RuntimeService::StreamPodSandboxMetrics(grpc::ServerContext*, const runtime::v1::StreamPodSandboxMetricsRequest*,
+                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxMetricsResponse>*) {
+  return Serve("StreamPodSandboxMetrics", [] { return NotImplemented("StreamPodSandboxMetrics", "CRI-provided metrics are not offered"); });
+}
+
+}  // namespace podvisor::cri

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "common/config.h"
+#include "pod-sandbox/sandbox_controller.h"
+#include "store/store.h"
+
+namespace podvisor::cri {
+
+// What the CRI handlers act on: the daemon's configuration and its controllers. Owned by the
+// Daemon, outliving the gRPC server.
+struct Services {
+  Config config;
+  RecordStore* records = nullptr;
+  SandboxController* sandboxes = nullptr;
+};
+
+}  // namespace podvisor::cri
