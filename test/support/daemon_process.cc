@@ -1,0 +1,121 @@
+#include "test/support/daemon_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace podvisor::testing {
+
+bool CanConnect(const std::string& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+
+std::string DaemonProcess::BinaryPath() { return std::string(PODVISOR_BIN_DIR) + "/podvisord"; }
+
+DaemonProcess::DaemonProcess(Options options) : options_(std::move(options)) {
+  if (options_.log_path.empty()) options_.log_path = options_.root_dir + ".podvisord.log";
+}
+
+DaemonProcess::~DaemonProcess() { Kill(); }
+
+bool DaemonProcess::Start(std::string* error, int timeout_ms) {
+  std::vector<std::string> args = {BinaryPath(),
+                                   "--root-dir", options_.root_dir,
+                                   "--state-dir", options_.state_dir,
+                                   "--listen", "unix://" + options_.socket_path,
+                                   "--log-level", "debug"};
+  if (options_.config_path.empty()) {
+    // Never pick up the host's /etc/podvisor/config.yaml: an empty file means the defaults.
+    options_.config_path = options_.root_dir + ".config.yaml";
+    std::ofstream(options_.config_path).flush();
+  }
+  args.push_back("--config");
+  args.push_back(options_.config_path);
+  args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
+  pid_ = ::fork();
+  if (pid_ < 0) {
+    *error = "fork failed";
+    return false;
+  }
+  if (pid_ == 0) {
+    int log = ::open(options_.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log >= 0) {
+      ::dup2(log, 2);
+      ::dup2(log, 1);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      *error = "podvisord exited during start (status " + std::to_string(status) + "): " + ReadLog();
+      return false;
+    }
+    if (CanConnect(options_.socket_path)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  *error = "podvisord did not listen within the timeout: " + ReadLog();
+  Kill();
+  return false;
+}
+
+int DaemonProcess::WaitExit(int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+int DaemonProcess::Stop(int timeout_ms) {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int code = WaitExit(timeout_ms);
+  if (code < 0) Kill();
+  return code;
+}
+
+void DaemonProcess::Kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+std::string DaemonProcess::ReadLog() const {
+  std::ifstream in(options_.log_path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace podvisor::testing

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace podvisor::testing {
+
+// The real podvisord (from the build tree) as a child process, on a socket, root and state
+// directory of the test's own. Not thread-safe.
+class DaemonProcess {
+ public:
+  struct Options {
+    std::string root_dir;
+    std::string state_dir;
+    std::string socket_path;
+    std::string config_path;  // empty: an empty config file (the built-in defaults)
+    std::vector<std::string> extra_args;
+    std::string log_path;  // where stderr goes; empty: <state_dir>/../podvisord.log
+  };
+
+  explicit DaemonProcess(Options options);
+  ~DaemonProcess();  // SIGKILL if still running
+
+  // Starts the daemon and waits (up to `timeout_ms`) for its socket to accept connections.
+  // Returns false, with the reason in `error`, if it exited or never listened.
+  bool Start(std::string* error, int timeout_ms = 20000);
+  // SIGTERM and wait; returns the exit status as from waitpid, or -1.
+  int Stop(int timeout_ms = 20000);
+  // SIGKILL and reap.
+  void Kill();
+  // Waits for the process to exit by itself; returns its exit code, or -1 on timeout.
+  int WaitExit(int timeout_ms);
+  bool Running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  std::string endpoint() const { return "unix://" + options_.socket_path; }
+  std::string ReadLog() const;
+
+  static std::string BinaryPath();
+
+ private:
+  Options options_;
+  pid_t pid_ = -1;
+};
+
+// True when a unix socket at `path` accepts a connection.
+bool CanConnect(const std::string& path);
+
+}  // namespace podvisor::testing
