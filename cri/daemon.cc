@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
@@ -20,6 +21,9 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "cri/runtime_service.h"
+#include "hypervisor/hypervisor.h"
+#include "network/pod_network.h"
+#include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -93,6 +97,8 @@ class DaemonImpl : public Daemon {
  public:
   ~DaemonImpl() override {
     Shutdown();
+    if (init_thread_.joinable()) init_thread_.join();
+    if (sandbox_controller_) sandbox_controller_->Detach();
     if (lock_fd_ >= 0) ::close(lock_fd_);
   }
 
@@ -111,11 +117,16 @@ class DaemonImpl : public Daemon {
     if (!records.ok()) return records.status();
     records_ = std::move(*records);
     if (absl::Status s = LoadStores(); !s.ok()) return s;
-    return Serve();
+    if (absl::Status s = Serve(); !s.ok()) return s;
+    // The hypervisor's first connection probes QEMU for seconds: serve meanwhile (RuntimeReady
+    // stays false and sandbox calls wait) rather than keep kubelet from the socket.
+    init_thread_ = std::thread([this] { InitRuntime(); });
+    return absl::OkStatus();
   }
 
   void Shutdown() override {
     if (!server_) return;
+    if (sandbox_controller_) sandbox_controller_->Detach();
     PV_LOG(kInfo) << "shutting down: no new calls, finishing in-flight calls";
     server_->Shutdown(std::chrono::system_clock::now() +
                       absl::ToChronoSeconds(kShutdownGrace));
@@ -127,15 +138,55 @@ class DaemonImpl : public Daemon {
 
  private:
   absl::Status LoadStores() {
+    const Config& config = services_.config;
     sandbox_store_ = std::make_unique<SandboxStore>(records_.get(), "sandbox");
     std::vector<std::string> skipped;
     if (absl::Status s = sandbox_store_->Load(&skipped); !s.ok()) return s;
     for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
-    sandbox_controller_ = std::make_unique<SandboxController>(sandbox_store_.get());
+
+    const std::string guest_dir = ExecutableDir() + "/../guest";
+    LibvirtHypervisorOptions hv;
+    hv.uri = config.hypervisor.libvirt_uri;
+    hv.embed_root = absl::StrCat(config.state_dir, "/libvirt");
+    hv.accelerator = config.hypervisor.accel;
+    hv.kernel = config.hypervisor.kernel.empty() ? guest_dir + "/vmlinux" : config.hypervisor.kernel;
+    hv.initrd =
+        config.hypervisor.initrd.empty() ? guest_dir + "/initrd.img" : config.hypervisor.initrd;
+    auto hypervisor = NewLibvirtHypervisor(hv);
+    if (!hypervisor.ok()) return hypervisor.status();
+    hypervisor_ = std::move(*hypervisor);
+
+    auto network = NewCniPodNetworkManager(PodNetworkOptionsFromConfig(config));
+    if (!network.ok()) return network.status();
+    network_ = std::move(*network);
+
+    SandboxControllerOptions so;
+    so.state_dir = config.state_dir;
+    so.kernel = hv.kernel;
+    so.initrd = hv.initrd;
+    so.default_vcpus = static_cast<uint32_t>(config.hypervisor.default_vcpus);
+    so.default_memory_mib = static_cast<uint64_t>(config.hypervisor.default_memory_mib);
+    so.boot_timeout = absl::Seconds(config.hypervisor.boot_timeout_seconds);
+    sandbox_controller_ = std::make_unique<SandboxController>(
+        so, sandbox_store_.get(), hypervisor_.get(), network_.get(), &AgentClient::Connect);
     services_.records = records_.get();
     services_.sandboxes = sandbox_controller_.get();
+    services_.network = network_.get();
     PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes";
     return absl::OkStatus();
+  }
+
+  void InitRuntime() {
+    const absl::Time start = absl::Now();
+    absl::Status s = hypervisor_->Init();
+    if (s.ok()) s = sandbox_controller_->Recover();
+    if (s.ok()) {
+      PV_LOG(kInfo) << "runtime ready in " << absl::ToInt64Milliseconds(absl::Now() - start)
+                    << " ms (accelerator " << hypervisor_->Accelerator() << ")";
+    } else {
+      PV_LOG(kError) << "runtime not ready: " << s.message();
+    }
+    sandbox_controller_->SetReady(s);
   }
 
   absl::Status Serve() {
@@ -167,6 +218,9 @@ class DaemonImpl : public Daemon {
   std::string socket_path_;
   std::unique_ptr<RecordStore> records_;
   std::unique_ptr<SandboxStore> sandbox_store_;
+  std::unique_ptr<Hypervisor> hypervisor_;
+  std::unique_ptr<PodNetworkManager> network_;
+  std::thread init_thread_;
   std::unique_ptr<SandboxController> sandbox_controller_;
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;

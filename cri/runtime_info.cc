@@ -44,9 +44,16 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
                                     runtime::v1::StatusResponse* response) {
   return Serve("Status", [&] {
     runtime::v1::RuntimeStatus* status = response->mutable_status();
-    AddCondition(status, "RuntimeReady", true, "", "");
-    AddCondition(status, "NetworkReady", false, "NetworkPluginNotReady",
-                 "pod networking (CNI) is not implemented by podvisor yet");
+    absl::Status runtime = services_->sandboxes->ReadyStatus();
+    if (runtime.ok()) {
+      AddCondition(status, "RuntimeReady", true, "", "");
+    } else {
+      AddCondition(status, "RuntimeReady", false,
+                   absl::IsUnavailable(runtime) ? "RuntimeInitializing" : "HypervisorNotReady",
+                   std::string(runtime.message()));
+    }
+    PodNetworkReadiness network = services_->network->Readiness();
+    AddCondition(status, "NetworkReady", network.ready, network.reason, network.message);
     runtime::v1::RuntimeHandler* handler = response->add_runtime_handlers();
     handler->set_name("");
     handler->mutable_features()->set_recursive_read_only_mounts(false);

@@ -6,26 +6,6 @@
 
 namespace podvisor::cri {
 
-grpc::Status RuntimeService::RunPodSandbox(grpc::ServerContext*, const runtime::v1::RunPodSandboxRequest*,
-                                 runtime::v1::RunPodSandboxResponse*) {
-  return Serve("RunPodSandbox", [] { return NotImplemented("RunPodSandbox", "pod sandboxes as VMs are being built"); });
-}
-
-grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*, const runtime::v1::StopPodSandboxRequest*,
-                                 runtime::v1::StopPodSandboxResponse*) {
-  return Serve("StopPodSandbox", [] { return NotImplemented("StopPodSandbox", "pod sandboxes as VMs are being built"); });
-}
-
-grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*, const runtime::v1::RemovePodSandboxRequest*,
-                                 runtime::v1::RemovePodSandboxResponse*) {
-  return Serve("RemovePodSandbox", [] { return NotImplemented("RemovePodSandbox", "pod sandboxes as VMs are being built"); });
-}
-
-grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*, const runtime::v1::PodSandboxStatusRequest*,
-                                 runtime::v1::PodSandboxStatusResponse*) {
-  return Serve("PodSandboxStatus", [] { return NotImplemented("PodSandboxStatus", "pod sandboxes as VMs are being built"); });
-}
-
 grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*, const runtime::v1::CreateContainerRequest*,
                                  runtime::v1::CreateContainerResponse*) {
   return Serve("CreateContainer", [] { return NotImplemented("CreateContainer", "containers inside pod VMs are being built"); });

@@ -1,6 +1,44 @@
 #include "cri/sandbox_convert.h"
 
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
 namespace podvisor::cri {
+namespace {
+
+NamespaceMode FromProto(runtime::v1::NamespaceMode mode) {
+  switch (mode) {
+    case runtime::v1::POD:
+      return NamespaceMode::kPod;
+    case runtime::v1::CONTAINER:
+      return NamespaceMode::kContainer;
+    case runtime::v1::NODE:
+      return NamespaceMode::kNode;
+    case runtime::v1::TARGET:
+      return NamespaceMode::kTarget;
+    default:
+      return NamespaceMode::kPod;
+  }
+}
+
+runtime::v1::NamespaceMode ToProto(NamespaceMode mode) {
+  return static_cast<runtime::v1::NamespaceMode>(static_cast<int>(mode));
+}
+
+absl::StatusOr<std::string> ProtocolName(runtime::v1::Protocol p) {
+  switch (p) {
+    case runtime::v1::TCP:
+      return std::string("tcp");
+    case runtime::v1::UDP:
+      return std::string("udp");
+    case runtime::v1::SCTP:
+      return std::string("sctp");
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("port_mappings: unknown protocol ", p));
+  }
+}
+
+}  // namespace
 
 runtime::v1::PodSandboxState ToProto(SandboxState state) {
   return state == SandboxState::kReady ? runtime::v1::SANDBOX_READY : runtime::v1::SANDBOX_NOTREADY;
@@ -31,6 +69,120 @@ SandboxFilter FromProto(const runtime::v1::PodSandboxFilter& filter) {
   if (filter.has_state()) out.state = FromProto(filter.state().state());
   out.label_selector.insert(filter.label_selector().begin(), filter.label_selector().end());
   return out;
+}
+
+absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest& request) {
+  if (!request.has_config()) return absl::InvalidArgumentError("config is required");
+  const runtime::v1::PodSandboxConfig& c = request.config();
+  SandboxConfig out;
+  out.pod_name = c.metadata().name();
+  out.pod_namespace = c.metadata().namespace_();
+  out.pod_uid = c.metadata().uid();
+  out.attempt = c.metadata().attempt();
+  if (out.pod_name.empty()) return absl::InvalidArgumentError("config.metadata.name is required");
+  if (out.pod_namespace.empty()) {
+    return absl::InvalidArgumentError("config.metadata.namespace is required");
+  }
+  if (out.pod_uid.empty()) return absl::InvalidArgumentError("config.metadata.uid is required");
+  out.hostname = c.hostname();
+  out.log_directory = c.log_directory();
+  if (c.has_dns_config()) {
+    const auto& d = c.dns_config();
+    out.dns = SandboxDns{{d.servers().begin(), d.servers().end()},
+                         {d.searches().begin(), d.searches().end()},
+                         {d.options().begin(), d.options().end()}};
+  }
+  for (const auto& pm : c.port_mappings()) {
+    absl::StatusOr<std::string> proto = ProtocolName(pm.protocol());
+    if (!proto.ok()) return proto.status();
+    if (pm.container_port() < 0 || pm.container_port() > 65535 || pm.host_port() < 0 ||
+        pm.host_port() > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat("port_mappings: port out of range: ",
+                                                     pm.container_port(), ":", pm.host_port()));
+    }
+    out.port_mappings.push_back({*proto, pm.container_port(), pm.host_port(), pm.host_ip()});
+  }
+  out.labels.insert(c.labels().begin(), c.labels().end());
+  out.annotations.insert(c.annotations().begin(), c.annotations().end());
+  out.runtime_handler = request.runtime_handler();
+  if (c.has_linux()) {
+    const auto& l = c.linux();
+    out.cgroup_parent = l.cgroup_parent();
+    out.sysctls.insert(l.sysctls().begin(), l.sysctls().end());
+    const auto& ns = l.security_context().namespace_options();
+    out.network_mode = FromProto(ns.network());
+    out.pid_mode = FromProto(ns.pid());
+    out.ipc_mode = FromProto(ns.ipc());
+    const runtime::v1::LinuxContainerResources& r =
+        l.has_resources() ? l.resources() : l.overhead();
+    out.cpu_quota = r.cpu_quota() + (l.has_resources() ? l.overhead().cpu_quota() : 0);
+    out.cpu_period = r.cpu_period();
+    out.memory_limit_bytes =
+        r.memory_limit_in_bytes() + (l.has_resources() ? l.overhead().memory_limit_in_bytes() : 0);
+  }
+  return out;
+}
+
+void ToProto(const SandboxInfo& info, runtime::v1::PodSandboxStatus* out) {
+  const SandboxMetadata& m = info.sandbox.metadata;
+  const SandboxStatus& st = info.sandbox.status;
+  out->set_id(m.id);
+  runtime::v1::PodSandboxMetadata* meta = out->mutable_metadata();
+  meta->set_name(m.pod_name);
+  meta->set_namespace_(m.pod_namespace);
+  meta->set_uid(m.pod_uid);
+  meta->set_attempt(m.attempt);
+  out->set_state(ToProto(st.state));
+  out->set_created_at(m.created_at_ns);
+  if (!st.ip.empty()) {
+    out->mutable_network()->set_ip(st.ip);
+    for (const std::string& ip : st.additional_ips) {
+      out->mutable_network()->add_additional_ips()->set_ip(ip);
+    }
+  }
+  runtime::v1::NamespaceOption* ns = out->mutable_linux()->mutable_namespaces()->mutable_options();
+  ns->set_network(ToProto(m.network_mode));
+  ns->set_pid(ToProto(m.pid_mode));
+  ns->set_ipc(ToProto(m.ipc_mode));
+  out->mutable_labels()->insert(m.labels.begin(), m.labels.end());
+  out->mutable_annotations()->insert(m.annotations.begin(), m.annotations.end());
+  out->set_runtime_handler(m.runtime_handler);
+}
+
+std::string VerboseInfo(const SandboxInfo& info) {
+  const SandboxMetadata& m = info.sandbox.metadata;
+  const SandboxStatus& st = info.sandbox.status;
+  const char* vm_state = "absent";
+  switch (info.vm.state) {
+    case VmState::kRunning:
+      vm_state = "running";
+      break;
+    case VmState::kPaused:
+      vm_state = "paused";
+      break;
+    case VmState::kStopped:
+      vm_state = "stopped";
+      break;
+    case VmState::kAbsent:
+      break;
+  }
+  nlohmann::json j = {
+      {"name", m.name},
+      {"vm",
+       {{"state", vm_state},
+        {"pid", info.vm.qemu_pid},
+        {"accelerator", st.accelerator},
+        {"vcpus", m.vcpus},
+        {"memoryMiB", m.memory_mib},
+        {"bootMillis", st.boot_ms},
+        {"stateDir", m.state_dir}}},
+      {"agent",
+       {{"connected", info.agent_connected},
+        {"version", st.agent_version},
+        {"kernelRelease", st.kernel_release}}},
+      {"notReadyReason", st.reason},
+  };
+  return j.dump();
 }
 
 }  // namespace podvisor::cri

@@ -3,6 +3,7 @@
 // Conversions between runtime.v1 sandbox messages and pod-sandbox/ domain types.
 
 #include "pod-sandbox/sandbox.h"
+#include "pod-sandbox/sandbox_controller.h"
 #include "runtime/v1/api.pb.h"
 
 namespace podvisor::cri {
@@ -11,5 +12,10 @@ runtime::v1::PodSandboxState ToProto(SandboxState state);
 SandboxState FromProto(runtime::v1::PodSandboxState state);
 void ToProto(const Sandbox& sandbox, runtime::v1::PodSandbox* out);
 SandboxFilter FromProto(const runtime::v1::PodSandboxFilter& filter);
+// INVALID_ARGUMENT for requests no VM sandbox can honour or that are malformed.
+absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest& request);
+void ToProto(const SandboxInfo& info, runtime::v1::PodSandboxStatus* out);
+// PodSandboxStatus verbose info: {"info": JSON} as crictl inspectp shows it.
+std::string VerboseInfo(const SandboxInfo& info);
 
 }  // namespace podvisor::cri

@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "network/pod_network.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -16,6 +17,7 @@ struct Services {
   Config config;
   RecordStore* records = nullptr;
   SandboxController* sandboxes = nullptr;
+  PodNetworkManager* network = nullptr;
 };
 
 }  // namespace podvisor::cri

@@ -1,21 +1,114 @@
 #pragma once
 
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "hypervisor/hypervisor.h"
+#include "network/pod_network.h"
+#include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/sandbox.h"
 
 namespace podvisor {
 
-// Owns the life of pod sandboxes: their durable records, their VMs and their networks.
-// Thread-safe.
+// Opens the agent channel of a VM; AgentClient::Connect in the daemon, a fake in unit tests.
+using AgentDialer = std::function<absl::StatusOr<std::unique_ptr<AgentClient>>(
+    const std::string& socket_path, AgentClient::Options options)>;
+
+struct SandboxControllerOptions {
+  std::string state_dir;  // per-sandbox sockets and VM files go under <state_dir>/vm/
+  std::string kernel;
+  std::string initrd;
+  uint32_t default_vcpus = 1;
+  uint64_t default_memory_mib = 256;
+  absl::Duration boot_timeout = absl::Seconds(30);
+  absl::Duration stop_timeout = absl::Seconds(10);
+  // How long a re-attach after a daemon restart waits for a running VM's agent.
+  absl::Duration reattach_timeout = absl::Seconds(5);
+};
+
+// Details of a sandbox beyond its record, for PodSandboxStatus verbose info.
+struct SandboxInfo {
+  Sandbox sandbox;
+  bool agent_connected = false;
+  VmStatus vm;
+};
+
+// Owns the life of pod sandboxes: their durable records, their VMs (through Hypervisor), their
+// agents (through AgentClient) and their networks (through PodNetworkManager).
+//
+// Every RPC-level operation on one sandbox is serialised by a per-sandbox lock; different
+// sandboxes proceed in parallel. Every state change is durable before the call returns. A failed
+// Run undoes every step. Thread-safe.
 class SandboxController {
  public:
-  explicit SandboxController(SandboxStore* sandboxes) : sandboxes_(sandboxes) {}
+  SandboxController(SandboxControllerOptions options, SandboxStore* sandboxes,
+                    Hypervisor* hypervisor, PodNetworkManager* network, AgentDialer dialer);
+  ~SandboxController();
 
+  // After a daemon restart: re-attaches to running VMs (agent reconnected), marks sandboxes whose
+  // VM is gone NOTREADY, finishes cleaning up runs a crash interrupted, and destroys VMs of ours
+  // that no record knows.
+  absl::Status Recover();
+
+  // Boots the pod's VM, sets up its network and guest; returns the new sandbox id.
+  absl::StatusOr<std::string> Run(const SandboxConfig& config);
+  // Stops the VM and tears the network down; NOTREADY. Unknown ids succeed.
+  absl::Status Stop(const std::string& id_or_prefix);
+  // Stops if needed, then removes everything. Unknown ids succeed.
+  absl::Status Remove(const std::string& id_or_prefix);
+  absl::StatusOr<SandboxInfo> Inspect(const std::string& id_or_prefix);
   std::vector<Sandbox> List(const SandboxFilter& filter) const;
 
+  // Readiness of the runtime: set once at start, after the hypervisor is initialised and state
+  // recovered (which takes seconds), while the daemon already serves. Run, Stop and Remove wait
+  // for it.
+  void SetReady(absl::Status status);
+  // OK when ready; UNAVAILABLE while initialising; the failure if initialisation failed.
+  absl::Status ReadyStatus() const;
+
+  // The agent of a READY sandbox (for containers and streaming). FAILED_PRECONDITION otherwise.
+  absl::StatusOr<std::shared_ptr<AgentClient>> Agent(const std::string& id);
+
+  // Closes agent channels without touching the VMs (daemon shutdown: pods keep running).
+  void Detach();
+
  private:
+
+  std::shared_ptr<std::mutex> LockFor(const std::string& id);
+  absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net);
+  absl::StatusOr<std::shared_ptr<AgentClient>> ConnectAgent(const SandboxMetadata& meta,
+                                                            absl::Duration timeout);
+  absl::Status SetupGuest(AgentClient& agent, const SandboxMetadata& meta, const PodNetwork* net);
+  absl::Status StopLocked(const Sandbox& sandbox);
+  void MarkNotReady(const std::string& id, const std::string& reason);
+  void OnVmExit(const VmExitEvent& event);
+  void DropAgent(const std::string& id);
+  AgentClient::Options AgentOptions(const std::string& id);
+
+  const SandboxControllerOptions options_;
   SandboxStore* const sandboxes_;
+  Hypervisor* const hypervisor_;
+  PodNetworkManager* const network_;
+  const AgentDialer dialer_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<AgentClient>> agents_ ABSL_GUARDED_BY(mu_);
+  // Bumped whenever an agent is dropped on purpose, so its disconnect is not taken as a failure.
+  std::map<std::string, uint64_t> agent_generation_ ABSL_GUARDED_BY(mu_);
+  bool detaching_ ABSL_GUARDED_BY(mu_) = false;
+  bool ready_set_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status ready_ ABSL_GUARDED_BY(mu_);
+
+  absl::Status AwaitReady();
 };
 
 }  // namespace podvisor
