@@ -1,0 +1,277 @@
+#include "pod-sandbox/sandbox_controller.h"
+
+#include <filesystem>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "test/fakes/fake_agent_client.h"
+#include "test/fakes/fake_hypervisor.h"
+#include "test/fakes/fake_pod_network.h"
+#include "test/support/temp_dir.h"
+
+namespace podvisor {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::FakeAgentClient;
+using testing::FakeHypervisor;
+using testing::FakePodNetworkManager;
+
+class SandboxControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = RecordStore::Open(dir_.Join("s.db"));
+    ASSERT_TRUE(r.ok());
+    records_ = std::move(*r);
+    MakeController();
+  }
+
+  void MakeController() {
+    controller_.reset();
+    store_ = std::make_unique<SandboxStore>(records_.get(), "sandbox");
+    ASSERT_TRUE(store_->Load().ok());
+    SandboxControllerOptions o;
+    o.state_dir = dir_.Join("state");
+    o.kernel = "/k";
+    o.initrd = "/i";
+    o.default_vcpus = 1;
+    o.default_memory_mib = 256;
+    o.boot_timeout = absl::Seconds(5);
+    controller_ = std::make_unique<SandboxController>(
+        o, store_.get(), &hypervisor_, &network_,
+        [this](const std::string& socket, AgentClient::Options options)
+            -> absl::StatusOr<std::unique_ptr<AgentClient>> {
+          dialed_.push_back(socket);
+          if (!dial_result_.ok()) return dial_result_;
+          auto agent = std::make_unique<FakeAgentClient>(std::move(options));
+          agent->sandbox_setup_result = setup_result_;
+          last_agent_ = agent.get();
+          agent_log_ = agent->log;
+          return agent;
+        });
+    controller_->SetReady(absl::OkStatus());
+  }
+
+  SandboxConfig Config(const std::string& name = "web") {
+    SandboxConfig c;
+    c.pod_name = name;
+    c.pod_namespace = "default";
+    c.pod_uid = "uid-" + name;
+    c.hostname = name + "-host";
+    c.dns = SandboxDns{{"10.0.0.10"}, {"svc.cluster.local"}, {"ndots:5"}};
+    c.labels = {{"app", name}};
+    return c;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<RecordStore> records_;
+  std::unique_ptr<SandboxStore> store_;
+  FakeHypervisor hypervisor_;
+  FakePodNetworkManager network_;
+  std::unique_ptr<SandboxController> controller_;
+  absl::Status dial_result_;
+  absl::Status setup_result_;
+  std::vector<std::string> dialed_;
+  FakeAgentClient* last_agent_ = nullptr;
+  std::shared_ptr<FakeAgentClient::Log> agent_log_;
+};
+
+TEST_F(SandboxControllerTest, RunBootsVmSetsUpGuestAndIsReady) {
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->size(), 64u);
+  EXPECT_TRUE(hypervisor_.Running(*id));
+  const VmSpec spec = hypervisor_.LastSpec();
+  EXPECT_EQ(spec.kernel, "/k");
+  EXPECT_EQ(spec.vcpus, 1u);
+  EXPECT_EQ(spec.memory_mib, 256u);
+  ASSERT_EQ(spec.nics.size(), 1u);
+  EXPECT_EQ(spec.nics[0].netns_path, network_.NetnsPath(*id));
+  EXPECT_EQ(dialed_.back(), spec.agent_socket);
+
+  ASSERT_EQ(agent_log_->sandbox_setups.size(), 1u);
+  const SandboxSetup& setup = agent_log_->sandbox_setups[0];
+  EXPECT_EQ(setup.hostname, "web-host");
+  ASSERT_TRUE(setup.dns.has_value());
+  EXPECT_THAT(setup.dns->servers, ::testing::ElementsAre("10.0.0.10"));
+  EXPECT_GT(setup.wall_time_ns, 0);
+  EXPECT_EQ(setup.entropy.size(), 64u);
+  ASSERT_EQ(agent_log_->network_setups.size(), 1u);
+  EXPECT_THAT(agent_log_->network_setups[0].interfaces[0].addresses,
+              ::testing::ElementsAre("10.99.0.2/24"));
+
+  absl::StatusOr<SandboxInfo> info = controller_->Inspect(id->substr(0, 8));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->sandbox.status.state, SandboxState::kReady);
+  EXPECT_EQ(info->sandbox.status.ip, "10.99.0.2");
+  EXPECT_EQ(info->sandbox.status.agent_version, "fake-agent");
+  EXPECT_TRUE(info->agent_connected);
+  EXPECT_TRUE(controller_->Agent(*id).ok());
+}
+
+TEST_F(SandboxControllerTest, PodResourcesSizeTheVm) {
+  SandboxConfig c = Config();
+  c.cpu_quota = 250000;
+  c.cpu_period = 100000;
+  c.memory_limit_bytes = 512ll << 20;
+  ASSERT_TRUE(controller_->Run(c).ok());
+  EXPECT_EQ(hypervisor_.LastSpec().vcpus, 3u);
+  EXPECT_EQ(hypervisor_.LastSpec().memory_mib, 512u + 128u);
+}
+
+TEST_F(SandboxControllerTest, DuplicateNameFailsClearly) {
+  absl::StatusOr<std::string> first = controller_->Run(Config());
+  ASSERT_TRUE(first.ok());
+  absl::StatusOr<std::string> second = controller_->Run(Config());
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("web_default_uid-web_0"));
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr(*first));
+  SandboxConfig next = Config();
+  next.attempt = 1;
+  EXPECT_TRUE(controller_->Run(next).ok());
+}
+
+TEST_F(SandboxControllerTest, FailedBootUndoesEverything) {
+  dial_result_ = absl::DeadlineExceededError("no handshake");
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("console log"));
+  EXPECT_TRUE(hypervisor_.RunningIds().empty());
+  EXPECT_TRUE(network_.live.empty());
+  EXPECT_TRUE(controller_->List({}).empty());
+  EXPECT_TRUE(!std::filesystem::exists(dir_.Join("state/vm")) ||
+              std::filesystem::is_empty(dir_.Join("state/vm")));
+  // The name is free again.
+  dial_result_ = absl::OkStatus();
+  EXPECT_TRUE(controller_->Run(Config()).ok());
+}
+
+TEST_F(SandboxControllerTest, FailedGuestSetupUndoesEverything) {
+  setup_result_ = absl::InternalError("resolv.conf: read-only");
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("sandbox setup"));
+  EXPECT_TRUE(hypervisor_.RunningIds().empty());
+  EXPECT_TRUE(network_.live.empty());
+  EXPECT_TRUE(controller_->List({}).empty());
+  EXPECT_TRUE(agent_log_->closed);
+}
+
+TEST_F(SandboxControllerTest, FailedNetworkUndoesEverything) {
+  network_.setup_result = absl::InternalError("bridge plugin failed");
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("pod network: bridge plugin failed"));
+  EXPECT_TRUE(hypervisor_.RunningIds().empty());
+  EXPECT_TRUE(controller_->List({}).empty());
+}
+
+TEST_F(SandboxControllerTest, HostNetworkIsRejected) {
+  SandboxConfig c = Config();
+  c.network_mode = NamespaceMode::kNode;
+  absl::StatusOr<std::string> id = controller_->Run(c);
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("network"));
+  EXPECT_TRUE(hypervisor_.RunningIds().empty());
+}
+
+TEST_F(SandboxControllerTest, StopAndRemoveAreIdempotent) {
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(controller_->Stop(*id).ok());
+  EXPECT_FALSE(hypervisor_.Running(*id));
+  EXPECT_TRUE(network_.torn_down.contains(*id));
+  EXPECT_EQ(agent_log_->shutdowns, 1);
+  EXPECT_EQ(controller_->Inspect(*id)->sandbox.status.state, SandboxState::kNotReady);
+  EXPECT_EQ(controller_->Inspect(*id)->sandbox.status.reason, "");
+  EXPECT_TRUE(controller_->Stop(*id).ok());
+  EXPECT_FALSE(controller_->Agent(*id).ok());
+  ASSERT_TRUE(controller_->Remove(*id).ok());
+  EXPECT_FALSE(network_.live.contains(*id));
+  EXPECT_TRUE(controller_->List({}).empty());
+  EXPECT_TRUE(controller_->Remove(*id).ok());
+  EXPECT_TRUE(controller_->Stop("0123456789abcdef").ok());
+  EXPECT_TRUE(controller_->Remove("0123456789abcdef").ok());
+  EXPECT_EQ(controller_->Inspect(*id).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SandboxControllerTest, RemoveOfRunningSandboxStopsItFirst) {
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(controller_->Remove(*id).ok());
+  EXPECT_FALSE(hypervisor_.Running(*id));
+  EXPECT_TRUE(controller_->List({}).empty());
+}
+
+TEST_F(SandboxControllerTest, VmDeathMakesSandboxNotReady) {
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok());
+  hypervisor_.SimulateExit(*id, "crashed");
+  absl::StatusOr<SandboxInfo> info = controller_->Inspect(*id);
+  EXPECT_EQ(info->sandbox.status.state, SandboxState::kNotReady);
+  EXPECT_THAT(info->sandbox.status.reason, HasSubstr("crashed"));
+  // Stop still cleans up.
+  EXPECT_TRUE(controller_->Stop(*id).ok());
+}
+
+TEST_F(SandboxControllerTest, AgentLossMakesSandboxNotReady) {
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok());
+  last_agent_->SimulateDisconnect(absl::UnavailableError("heartbeat missed"));
+  absl::StatusOr<SandboxInfo> info = controller_->Inspect(*id);
+  EXPECT_EQ(info->sandbox.status.state, SandboxState::kNotReady);
+  EXPECT_THAT(info->sandbox.status.reason, HasSubstr("heartbeat missed"));
+}
+
+TEST_F(SandboxControllerTest, ListFilters) {
+  absl::StatusOr<std::string> a = controller_->Run(Config("a"));
+  absl::StatusOr<std::string> b = controller_->Run(Config("b"));
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(controller_->Stop(*b).ok());
+  EXPECT_EQ(controller_->List({}).size(), 2u);
+  EXPECT_EQ(controller_->List({.state = SandboxState::kReady}).size(), 1u);
+  EXPECT_EQ(controller_->List({.label_selector = {{"app", "b"}}}).at(0).metadata.id, *b);
+  EXPECT_EQ(controller_->List({.id_prefix = a->substr(0, 6)}).size(), 1u);
+}
+
+TEST_F(SandboxControllerTest, RecoverReattachesAndCleansUp) {
+  absl::StatusOr<std::string> alive = controller_->Run(Config("alive"));
+  absl::StatusOr<std::string> dead = controller_->Run(Config("dead"));
+  ASSERT_TRUE(alive.ok() && dead.ok());
+  // A crash in the middle of a run left a record nobody got an id for.
+  SandboxMetadata half;
+  half.id = NewObjectId();
+  half.name = "half";
+  half.state_dir = dir_.Join("state/vm/half");
+  ASSERT_TRUE(store_->Add({half, SandboxStatus{}}).ok());
+  ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = half.id}).ok());
+  // A VM no record owns.
+  ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = "orphan"}).ok());
+
+  controller_->Detach();  // the daemon goes away; VMs keep running
+  hypervisor_.SimulateExitQuietly(*dead);
+  MakeController();
+  ASSERT_TRUE(controller_->Recover().ok());
+
+  EXPECT_EQ(controller_->Inspect(*alive)->sandbox.status.state, SandboxState::kReady);
+  EXPECT_TRUE(controller_->Agent(*alive).ok());
+  EXPECT_EQ(controller_->Inspect(*dead)->sandbox.status.state, SandboxState::kNotReady);
+  EXPECT_EQ(controller_->Inspect(half.id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(hypervisor_.Running(half.id));
+  EXPECT_FALSE(hypervisor_.Running("orphan"));
+  EXPECT_TRUE(hypervisor_.Running(*alive));
+}
+
+TEST_F(SandboxControllerTest, CallsWaitForReadiness) {
+  controller_->SetReady(absl::FailedPreconditionError("no guest kernel at /k"));
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(std::string(id.status().message()), HasSubstr("no guest kernel at /k"));
+  EXPECT_FALSE(controller_->ReadyStatus().ok());
+}
+
+}  // namespace
+}  // namespace podvisor
