@@ -88,9 +88,10 @@ absl::Status ParseLegacyIps(const json& doc, CniResult& result) {
 
 absl::Status ParseCurrentIps(const json& doc, CniResult& result) {
   auto ips = doc.find("ips");
-  if (ips == doc.end() || ips->is_null()) return absl::OkStatus();
-  if (!ips->is_array()) return absl::InvalidArgumentError("CNI result: \"ips\" is not a list");
-  for (const auto& v : *ips) {
+  if (ips != doc.end() && !ips->is_null() && !ips->is_array()) {
+    return absl::InvalidArgumentError("CNI result: \"ips\" is not a list");
+  }
+  for (const auto& v : ips != doc.end() && ips->is_array() ? *ips : json::array()) {
     CniIp ip;
     ip.address = v.is_object() ? StringField(v, "address") : "";
     if (ip.address.empty() || ip.address.find('/') == std::string::npos) {
@@ -191,7 +192,7 @@ absl::StatusOr<CniConfList> LoadCniNetwork(const std::string& conf_dir) {
   }
   if (ec) {
     return absl::NotFoundError(
-        absl::StrCat("no CNI network config: cannot read ", conf_dir, ": ", ec.message()));
+        absl::StrCat("no valid CNI network config: cannot read ", conf_dir, ": ", ec.message()));
   }
   std::sort(files.begin(), files.end());
   std::vector<std::string> rejected;
