@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -93,6 +95,44 @@ absl::Status SetTapPersist(const std::string& name, bool persist) {
 
 bool LinkExists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
 
+// Deletes a link with RTM_DELLINK in the calling thread's namespace. Unlike clearing a tap's
+// persist flag this works while a VM still holds the tap open.
+absl::Status DeleteLink(const std::string& name) {
+  unsigned index = ::if_nametoindex(name.c_str());
+  if (index == 0) return absl::OkStatus();
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return ErrnoStatus("netlink socket", errno);
+  absl::Cleanup close_fd = [fd] { ::close(fd); };
+  struct {
+    nlmsghdr hdr;
+    ifinfomsg ifi;
+  } req{};
+  req.hdr.nlmsg_len = sizeof(req);
+  req.hdr.nlmsg_type = RTM_DELLINK;
+  req.hdr.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  req.hdr.nlmsg_seq = 1;
+  req.ifi.ifi_family = AF_UNSPEC;
+  req.ifi.ifi_index = static_cast<int>(index);
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (::sendto(fd, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+    return ErrnoStatus(absl::StrCat("delete link ", name), errno);
+  }
+  char buf[4096];
+  ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+  if (n < static_cast<ssize_t>(sizeof(nlmsghdr))) {
+    return ErrnoStatus(absl::StrCat("delete link ", name, ": netlink answer"), errno);
+  }
+  const auto* hdr = reinterpret_cast<const nlmsghdr*>(buf);
+  if (hdr->nlmsg_type == NLMSG_ERROR) {
+    const auto* err = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(hdr));
+    if (err->error != 0 && err->error != -ENODEV) {
+      return ErrnoStatus(absl::StrCat("delete link ", name), -err->error);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RunTc(const std::string& netns_path, const std::string& batch, bool ignore_errors) {
   absl::StatusOr<std::string> tc = TcPath();
   if (!tc.ok()) return tc.status();
@@ -159,7 +199,7 @@ absl::StatusOr<LinkInfo> AttachTap(const std::string& netns_path, const std::str
     }
     if (absl::Status p = SetTapPersist(tap_name, true); !p.ok()) return p;
     if (absl::Status u = SetMtuAndUp(tap_name, info.mtu); !u.ok()) {
-      (void)SetTapPersist(tap_name, false);
+      (void)DeleteLink(tap_name);
       return u;
     }
     return absl::OkStatus();
@@ -192,7 +232,7 @@ absl::Status DetachTap(const std::string& netns_path, const std::string& ifname,
     (void)RunTc(netns_path, absl::StrCat("qdisc del dev ", ifname, " ingress\n"), true);
   }
   if (!tap_exists) return absl::OkStatus();
-  return RunInNetns(netns_path, [&] { return SetTapPersist(tap_name, false); });
+  return RunInNetns(netns_path, [&] { return DeleteLink(tap_name); });
 }
 
 }  // namespace podvisor::network
