@@ -55,6 +55,8 @@ void TestNetwork::WriteConflist(const nlohmann::json& tail_plugins) {
       {{"type", "portmap"}, {"capabilities", {{"portMappings", true}}}, {"snat", true}},
   };
   for (const auto& p : tail_plugins) plugins.push_back(p);
+  // As in deploy/cni/: loopback last, passing the bridge's result through.
+  plugins.push_back({{"type", "loopback"}});
   nlohmann::json list = {{"cniVersion", "1.0.0"}, {"name", "pvtest"}, {"plugins", plugins}};
   (void)MakeDirs(dir_.Join("net.d"));
   (void)WriteFileAtomic(dir_.Join("net.d/10-pvtest.conflist"), list.dump(2));

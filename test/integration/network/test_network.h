@@ -18,7 +18,7 @@ class TestNetwork {
   ~TestNetwork();  // deletes the bridge
 
   // Writes the conflist: bridge (+ `extra_plugins`) with an MTU of 1400, host-local IPAM in
-  // 10.213.<n>.0/24, portmap and, last, `tail_plugins`.
+  // 10.213.<n>.0/24, portmap, `tail_plugins` and loopback.
   void WriteConflist(const nlohmann::json& tail_plugins = nlohmann::json::array());
 
   PodNetworkOptions Options() const;

@@ -210,3 +210,22 @@ TEST(CniVersionTest, ComparesAndKnowsSupportedVersions) {
 
 }  // namespace
 }  // namespace podvisor::network
+
+namespace podvisor::network {
+namespace {
+
+TEST(DeployedConflistTest, DefaultNetworkParsesWithTheExpectedChain) {
+  absl::StatusOr<std::string> text =
+      ReadFile(std::string(PODVISOR_SOURCE_DIR) + "/deploy/cni/10-podvisor.conflist");
+  ASSERT_TRUE(text.ok()) << text.status();
+  absl::StatusOr<CniConfList> list = ParseCniConfList(*text, "10-podvisor.conflist");
+  ASSERT_TRUE(list.ok()) << list.status();
+  std::vector<std::string> types;
+  for (const auto& p : list->plugins) types.push_back(p.type);
+  EXPECT_THAT(types, ::testing::ElementsAre("bridge", "portmap", "loopback"));
+  EXPECT_EQ(list->plugins[0].raw["ipam"]["type"], "host-local");
+  EXPECT_TRUE(list->plugins[1].capabilities.at("portMappings"));
+}
+
+}  // namespace
+}  // namespace podvisor::network
