@@ -10,9 +10,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string Trimmed(const std::string& s) {
-  return std::string(absl::StripAsciiWhitespace(s));
-}
+std::string Trimmed(const std::string& s) { return std::string(absl::StripAsciiWhitespace(s)); }
 
 }  // namespace
 
@@ -33,8 +31,7 @@ json CniExec::PluginStdin(const CniConfList& list, const CniPluginConf& plugin,
 }
 
 absl::StatusOr<std::string> CniExec::Invoke(const char* command, const CniConfList& list,
-                                            const CniPluginConf& plugin,
-                                            const CniRuntimeConf& rt,
+                                            const CniPluginConf& plugin, const CniRuntimeConf& rt,
                                             const json* prev_result) const {
   const std::string context = absl::StrCat("CNI ", command, " plugin ", plugin.type);
   absl::StatusOr<std::string> path = FindExecutable(plugin.type, bin_dirs_);
@@ -58,7 +55,8 @@ absl::StatusOr<std::string> CniExec::Invoke(const char* command, const CniConfLi
   opts.stdin_data = PluginStdin(list, plugin, rt, prev_result).dump();
   opts.timeout = timeout_;
   absl::StatusOr<ProcessResult> r = RunProcess(opts);
-  if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat(context, ": ", r.status().message()));
+  if (!r.ok())
+    return absl::Status(r.status().code(), absl::StrCat(context, ": ", r.status().message()));
   if (r->exit_code == 0) return r->stdout_data;
   absl::StatusOr<CniError> error = ParseCniError(r->stdout_data);
   if (error.ok()) return CniErrorToStatus(*error, context);
@@ -93,7 +91,8 @@ absl::Status CniExec::CheckNetworkList(const CniConfList& list, const CniRuntime
     return absl::OkStatus();
   }
   json prev = json::parse(prev_result, nullptr, false);
-  if (prev.is_discarded()) return absl::InvalidArgumentError("CNI CHECK: cached result is not JSON");
+  if (prev.is_discarded())
+    return absl::InvalidArgumentError("CNI CHECK: cached result is not JSON");
   for (const auto& plugin : list.plugins) {
     absl::StatusOr<std::string> out = Invoke("CHECK", list, plugin, rt, &prev);
     if (!out.ok()) return out.status();
@@ -110,7 +109,8 @@ absl::Status CniExec::DelNetworkList(const CniConfList& list, const CniRuntimeCo
   }
   absl::Status first;
   for (auto it = list.plugins.rbegin(); it != list.plugins.rend(); ++it) {
-    absl::StatusOr<std::string> out = Invoke("DEL", list, *it, rt, prev.is_null() ? nullptr : &prev);
+    absl::StatusOr<std::string> out =
+        Invoke("DEL", list, *it, rt, prev.is_null() ? nullptr : &prev);
     if (!out.ok() && first.ok()) first = out.status();
   }
   return first;

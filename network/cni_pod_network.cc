@@ -49,8 +49,8 @@ struct CacheEntry {
   std::string tap;
   std::vector<std::pair<std::string, std::string>> args;
   json capability_args = json::object();
-  json conflist;          // the list as used at ADD time
-  std::string result;     // raw ADD result; empty until ADD finished
+  json conflist;       // the list as used at ADD time
+  std::string result;  // raw ADD result; empty until ADD finished
   std::string mac;
   int mtu = 0;
   bool torn_down = false;
@@ -100,8 +100,8 @@ PodIp ToPodIp(const network::CniIp& ip) {
   out.gateway = ip.gateway;
   size_t slash = ip.address.find('/');
   out.address = ip.address.substr(0, slash);
-  if (slash == std::string::npos || !absl::SimpleAtoi(ip.address.substr(slash + 1),
-                                                      &out.prefix_length)) {
+  if (slash == std::string::npos ||
+      !absl::SimpleAtoi(ip.address.substr(slash + 1), &out.prefix_length)) {
     out.prefix_length = ip.version == 6 ? 128 : 32;
   }
   return out;
@@ -200,9 +200,9 @@ class CniPodNetworkManager final : public PodNetworkManager {
     for (const auto& plugin : list->plugins) {
       absl::StatusOr<std::string> path = network::FindExecutable(plugin.type, exec_.bin_dirs());
       if (!path.ok()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "CNI network \"", list->name, "\" (", list->source, "): plugin ", plugin.type, ": ",
-            path.status().message()));
+        return absl::FailedPreconditionError(absl::StrCat("CNI network \"", list->name, "\" (",
+                                                          list->source, "): plugin ", plugin.type,
+                                                          ": ", path.status().message()));
       }
     }
     return list;
@@ -285,8 +285,8 @@ absl::StatusOr<PodNetwork> CniPodNetworkManager::Setup(const PodNetworkRequest& 
 
   PodNetwork net = BuildPodNetwork(entry, *result, list->name);
   if (net.ips.empty()) {
-    return absl::InternalError(absl::StrCat(context, ": CNI network \"", list->name,
-                                            "\" gave no IP to ", entry.ifname));
+    return absl::InternalError(
+        absl::StrCat(context, ": CNI network \"", list->name, "\" gave no IP to ", entry.ifname));
   }
   std::move(detach).Cancel();
   std::move(cni_del).Cancel();
@@ -394,9 +394,9 @@ absl::Status ValidatePodNetworkMode(PodNetworkMode mode) {
           "linux.security_context.namespace_options.network=NODE is not supported: every pod "
           "runs in its own VM and cannot share the node's network namespace (host network)");
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "linux.security_context.namespace_options.network=", static_cast<int>(mode),
-          " is not supported for a pod sandbox"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("linux.security_context.namespace_options.network=", static_cast<int>(mode),
+                       " is not supported for a pod sandbox"));
   }
 }
 

@@ -28,9 +28,11 @@ absl::StatusOr<CniPluginConf> ParsePlugin(const json& obj, const std::string& wh
   plugin.type = type->get<std::string>();
   if (auto caps = obj.find("capabilities"); caps != obj.end()) {
     if (!caps->is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": \"capabilities\" must be an object"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": \"capabilities\" must be an object"));
     }
-    for (const auto& [k, v] : caps->items()) plugin.capabilities[k] = v.is_boolean() && v.get<bool>();
+    for (const auto& [k, v] : caps->items())
+      plugin.capabilities[k] = v.is_boolean() && v.get<bool>();
   }
   plugin.raw = obj;
   return plugin;
@@ -51,9 +53,7 @@ std::vector<std::string> StringList(const json& obj, const char* key) {
   return out;
 }
 
-int IpVersionOf(const std::string& cidr) {
-  return cidr.find(':') != std::string::npos ? 6 : 4;
-}
+int IpVersionOf(const std::string& cidr) { return cidr.find(':') != std::string::npos ? 6 : 4; }
 
 absl::StatusOr<CniRoute> ParseRoute(const json& r) {
   if (!r.is_object() || StringField(r, "dst").empty()) {
@@ -102,9 +102,9 @@ absl::Status ParseCurrentIps(const json& doc, CniResult& result) {
     if (auto idx = v.find("interface"); idx != v.end() && idx->is_number_integer()) {
       int i = idx->get<int>();
       if (i < 0 || i >= static_cast<int>(result.interfaces.size())) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("CNI result: IP ", ip.address, " names interface ", i, " of ",
-                         result.interfaces.size()));
+        return absl::InvalidArgumentError(absl::StrCat("CNI result: IP ", ip.address,
+                                                       " names interface ", i, " of ",
+                                                       result.interfaces.size()));
       }
       ip.interface = i;
     }

@@ -17,9 +17,9 @@ namespace podvisor::network {
 
 // One plugin entry of a configuration list.
 struct CniPluginConf {
-  std::string type;                        // the plugin binary's name
+  std::string type;                          // the plugin binary's name
   std::map<std::string, bool> capabilities;  // e.g. {"portMappings": true}
-  nlohmann::json raw;                      // the whole object, passed to the plugin
+  nlohmann::json raw;                        // the whole object, passed to the plugin
 };
 
 // A network configuration list (a .conflist, or a single-plugin .conf wrapped in one).
@@ -55,10 +55,10 @@ struct CniInterface {
 };
 
 struct CniIp {
-  std::string address;  // CIDR, e.g. "10.1.2.3/24"
-  std::string gateway;  // may be empty
+  std::string address;           // CIDR, e.g. "10.1.2.3/24"
+  std::string gateway;           // may be empty
   std::optional<int> interface;  // index into `interfaces`
-  int version = 4;      // derived from the address when the result omits it
+  int version = 4;               // derived from the address when the result omits it
 };
 
 struct CniRoute {

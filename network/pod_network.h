@@ -65,13 +65,13 @@ struct PodDns {
 // mac) and what the guest agent needs to configure the guest interface (ips, routes, mtu, dns).
 struct PodNetwork {
   std::string sandbox_id;
-  std::string netns_path;  // bind-mounted netns file
+  std::string netns_path;               // bind-mounted netns file
   std::string interface_name = "eth0";  // the CNI interface inside the netns
-  std::string tap_name;    // the tap inside the netns; open it with OpenTap
-  std::string mac;         // the VM NIC's MAC: the CNI interface's
-  int mtu = 0;             // MTU for the guest interface (and the tap)
-  std::vector<PodIp> ips;  // pod IPs, primary first (IPv4 before IPv6)
-  std::vector<PodRoute> routes;  // gateways filled in from the IP of the same family
+  std::string tap_name;                 // the tap inside the netns; open it with OpenTap
+  std::string mac;                      // the VM NIC's MAC: the CNI interface's
+  int mtu = 0;                          // MTU for the guest interface (and the tap)
+  std::vector<PodIp> ips;               // pod IPs, primary first (IPv4 before IPv6)
+  std::vector<PodRoute> routes;         // gateways filled in from the IP of the same family
   PodDns dns;
   std::string network_name;  // the CNI network (conflist "name")
 
@@ -84,8 +84,9 @@ struct PodNetwork {
 // NetworkReady for the CRI Status call.
 struct PodNetworkReadiness {
   bool ready = false;
-  std::string reason;   // "NetworkPluginNotReady" when not ready
-  std::string message;  // why, e.g. "no valid CNI network config: no .conflist ... in /etc/cni/net.d"
+  std::string reason;  // "NetworkPluginNotReady" when not ready
+  std::string
+      message;  // why, e.g. "no valid CNI network config: no .conflist ... in /etc/cni/net.d"
 };
 
 // Sets up and tears down pod networks. Thread-safe for different sandboxes; calls for the same
@@ -121,9 +122,9 @@ class PodNetworkManager {
 };
 
 struct PodNetworkOptions {
-  CniConfig cni;                // conf_dir and bin_dirs
-  std::string netns_dir;        // bind-mounted netns files: <state_dir>/netns
-  std::string cache_dir;        // cached CNI results: <root_dir>/network
+  CniConfig cni;          // conf_dir and bin_dirs
+  std::string netns_dir;  // bind-mounted netns files: <state_dir>/netns
+  std::string cache_dir;  // cached CNI results: <root_dir>/network
   std::string tap_name = "tap0_pv";
   std::string interface_name = "eth0";
   int64_t plugin_timeout_seconds = 60;

@@ -187,7 +187,8 @@ absl::StatusOr<std::string> FindExecutable(const std::string& name,
   for (const auto& dir : dirs) {
     std::string path = absl::StrCat(dir, "/", name);
     struct stat st;
-    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0) {
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(path.c_str(), X_OK) == 0) {
       return path;
     }
   }

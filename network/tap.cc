@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <linux/if_tun.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -11,14 +9,15 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/fs.h"
+#include "network/netlink.h"
 #include "network/netns.h"
 #include "network/pod_network.h"
-#include "network/process.h"
 
 namespace podvisor::network {
 namespace {
@@ -95,75 +94,22 @@ absl::Status SetTapPersist(const std::string& name, bool persist) {
 
 bool LinkExists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
 
-// Deletes a link with RTM_DELLINK in the calling thread's namespace. Unlike clearing a tap's
-// persist flag this works while a VM still holds the tap open.
 absl::Status DeleteLink(const std::string& name) {
   unsigned index = ::if_nametoindex(name.c_str());
   if (index == 0) return absl::OkStatus();
-  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) return ErrnoStatus("netlink socket", errno);
-  absl::Cleanup close_fd = [fd] { ::close(fd); };
-  struct {
-    nlmsghdr hdr;
-    ifinfomsg ifi;
-  } req{};
-  req.hdr.nlmsg_len = sizeof(req);
-  req.hdr.nlmsg_type = RTM_DELLINK;
-  req.hdr.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  req.hdr.nlmsg_seq = 1;
-  req.ifi.ifi_family = AF_UNSPEC;
-  req.ifi.ifi_index = static_cast<int>(index);
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (::sendto(fd, &req, sizeof(req), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
-    return ErrnoStatus(absl::StrCat("delete link ", name), errno);
-  }
-  char buf[4096];
-  ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-  if (n < static_cast<ssize_t>(sizeof(nlmsghdr))) {
-    return ErrnoStatus(absl::StrCat("delete link ", name, ": netlink answer"), errno);
-  }
-  const auto* hdr = reinterpret_cast<const nlmsghdr*>(buf);
-  if (hdr->nlmsg_type == NLMSG_ERROR) {
-    const auto* err = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(hdr));
-    if (err->error != 0 && err->error != -ENODEV) {
-      return ErrnoStatus(absl::StrCat("delete link ", name), -err->error);
-    }
-  }
-  return absl::OkStatus();
+  return NetlinkDeleteLink(static_cast<int>(index));
 }
 
-absl::Status RunTc(const std::string& netns_path, const std::string& batch, bool ignore_errors) {
-  absl::StatusOr<std::string> tc = TcPath();
-  if (!tc.ok()) return tc.status();
-  ProcessOptions opts;
-  // -force: go on after an error so an idempotent teardown removes what exists.
-  opts.argv = {*tc, "-force", "-batch", "-"};
-  opts.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
-  opts.stdin_data = batch;
-  opts.netns_path = netns_path;
-  opts.timeout = absl::Seconds(30);
-  absl::StatusOr<ProcessResult> r = RunProcess(opts);
-  if (!r.ok()) return r.status();
-  if (r->exit_code != 0 && !ignore_errors) {
-    return absl::InternalError(absl::StrCat("tc exited with ", r->exit_code, ": ",
-                                            r->stderr_data, " (commands: ", batch, ")"));
+// Redirects both ways between the links (tc ingress qdisc + u32 + mirred on each).
+absl::Status JoinLinks(int a, int b) {
+  for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
+    if (absl::Status s = NetlinkAddIngressQdisc(from); !s.ok()) return s;
+    if (absl::Status s = NetlinkAddRedirectFilter(from, to); !s.ok()) return s;
   }
   return absl::OkStatus();
-}
-
-std::string RedirectCommands(const std::string& from, const std::string& to) {
-  return absl::StrCat("qdisc add dev ", from, " ingress\n", "filter add dev ", from,
-                      " parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect"
-                      " dev ",
-                      to, "\n");
 }
 
 }  // namespace
-
-absl::StatusOr<std::string> TcPath() {
-  return FindExecutable("tc", {"/usr/sbin", "/sbin", "/usr/bin", "/bin"});
-}
 
 absl::StatusOr<LinkInfo> GetLinkInfo(const std::string& name) {
   if (absl::Status s = CheckIfName(name); !s.ok()) return s;
@@ -198,41 +144,33 @@ absl::StatusOr<LinkInfo> AttachTap(const std::string& netns_path, const std::str
       return absl::AlreadyExistsError(absl::StrCat("tap ", tap_name, " already exists"));
     }
     if (absl::Status p = SetTapPersist(tap_name, true); !p.ok()) return p;
-    if (absl::Status u = SetMtuAndUp(tap_name, info.mtu); !u.ok()) {
+    absl::Cleanup undo = [&] {
+      (void)NetlinkDeleteIngressQdisc(info.index);
       (void)DeleteLink(tap_name);
-      return u;
+    };
+    if (absl::Status u = SetMtuAndUp(tap_name, info.mtu); !u.ok()) return u;
+    int tap_index = static_cast<int>(::if_nametoindex(tap_name.c_str()));
+    if (absl::Status j = JoinLinks(info.index, tap_index); !j.ok()) {
+      return absl::Status(j.code(),
+                          absl::StrCat("redirect ", ifname, " <-> ", tap_name, ": ", j.message()));
     }
+    std::move(undo).Cancel();
     return absl::OkStatus();
   });
   if (!s.ok()) return s;
-  absl::Cleanup undo = [&] { (void)DetachTap(netns_path, ifname, tap_name); };
-  std::string batch =
-      absl::StrCat(RedirectCommands(ifname, tap_name), RedirectCommands(tap_name, ifname));
-  if (absl::Status t = RunTc(netns_path, batch, false); !t.ok()) {
-    return absl::Status(t.code(), absl::StrCat("redirect ", ifname, " <-> ", tap_name, ": ",
-                                               t.message()));
-  }
-  std::move(undo).Cancel();
   return info;
 }
 
 absl::Status DetachTap(const std::string& netns_path, const std::string& ifname,
                        const std::string& tap_name) {
   if (!IsNetns(netns_path)) return absl::OkStatus();
-  bool tap_exists = false;
-  bool if_exists = false;
-  absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
-    tap_exists = LinkExists(tap_name);
-    if_exists = LinkExists(ifname);
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  if (if_exists) {
+  return RunInNetns(netns_path, [&]() -> absl::Status {
     // Deleting the ingress qdisc drops its filters; the tap's go with the tap.
-    (void)RunTc(netns_path, absl::StrCat("qdisc del dev ", ifname, " ingress\n"), true);
-  }
-  if (!tap_exists) return absl::OkStatus();
-  return RunInNetns(netns_path, [&] { return DeleteLink(tap_name); });
+    if (unsigned index = ::if_nametoindex(ifname.c_str()); index != 0) {
+      if (absl::Status s = NetlinkDeleteIngressQdisc(static_cast<int>(index)); !s.ok()) return s;
+    }
+    return DeleteLink(tap_name);
+  });
 }
 
 }  // namespace podvisor::network

@@ -19,7 +19,8 @@ absl::StatusOr<LinkInfo> GetLinkInfo(const std::string& name);
 
 // In the namespace at `netns_path`: creates the persistent tap `tap_name` with `ifname`'s MTU,
 // brings it up, and redirects every frame arriving on either device to the other with tc
-// (ingress qdisc + u32 match-all + mirred egress redirect), so the VM behind the tap owns
+// (ingress qdisc + u32 match-all + mirred egress redirect, set over rtnetlink), so the VM behind
+// the tap owns
 // `ifname`'s address while what CNI configured stays untouched. Returns `ifname`'s link info
 // (its MAC is the one the VM's NIC must use). Undoes itself on failure.
 absl::StatusOr<LinkInfo> AttachTap(const std::string& netns_path, const std::string& ifname,
@@ -28,8 +29,5 @@ absl::StatusOr<LinkInfo> AttachTap(const std::string& netns_path, const std::str
 // Removes the redirect and the tap. Missing pieces (or a missing namespace) are not errors.
 absl::Status DetachTap(const std::string& netns_path, const std::string& ifname,
                        const std::string& tap_name);
-
-// Path of tc(8) from iproute2.
-absl::StatusOr<std::string> TcPath();
 
 }  // namespace podvisor::network

@@ -4,12 +4,11 @@
 //
 //   sudo build/bench/network_bench [--benchmark_min_time=2]
 
+#include <benchmark/benchmark.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <benchmark/benchmark.h>
 
 #include <memory>
 #include <thread>
@@ -38,6 +37,12 @@ TestNetwork& Net() {
   return *net;
 }
 
+PodNetworkRequest Req(const std::string& id) {
+  PodNetworkRequest r;
+  r.sandbox_id = id;
+  return r;
+}
+
 bool NeedRoot(benchmark::State& state) {
   if (::geteuid() == 0) return true;
   state.SkipWithError("needs root");
@@ -51,7 +56,7 @@ void BM_PodNetworkSetupRemove(benchmark::State& state) {
   int i = 0;
   for (auto _ : state) {
     std::string id = absl::StrCat("bench", i++);
-    absl::StatusOr<PodNetwork> pod = manager->Setup({.sandbox_id = id});
+    absl::StatusOr<PodNetwork> pod = manager->Setup(Req(id));
     if (!pod.ok()) {
       state.SkipWithError(std::string(pod.status().message()).c_str());
       return;
@@ -96,23 +101,33 @@ void BM_NetnsCreateRemove(benchmark::State& state) {
 }
 BENCHMARK(BM_NetnsCreateRemove)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// The tap + tc redirect step alone (two tc execs dominate).
+// The tap + tc redirect step alone: attach (Setup) or detach (Teardown).
 void BM_TapAttachDetach(benchmark::State& state) {
   if (!NeedRoot(state)) return;
   auto manager = Net().NewManager();
-  absl::StatusOr<PodNetwork> pod = manager->Setup({.sandbox_id = "bench-tap"});
+  absl::StatusOr<PodNetwork> pod = manager->Setup(Req("bench-tap"));
   if (!pod.ok()) {
     state.SkipWithError(std::string(pod.status().message()).c_str());
     return;
   }
   (void)network::DetachTap(pod->netns_path, "eth0", pod->tap_name);
+  const bool attach = state.range(0) == 1;
   for (auto _ : state) {
+    if (!attach) state.PauseTiming();
     (void)network::AttachTap(pod->netns_path, "eth0", pod->tap_name);
+    if (!attach) state.ResumeTiming();
+    if (attach) state.PauseTiming();
     (void)network::DetachTap(pod->netns_path, "eth0", pod->tap_name);
+    if (attach) state.ResumeTiming();
   }
   (void)manager->Remove("bench-tap");
 }
-BENCHMARK(BM_TapAttachDetach)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TapAttachDetach)
+    ->ArgName("attach")
+    ->Arg(1)
+    ->Arg(0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // A pod with a fake guest behind its tap, or (redirect=false) a listener straight in the pod's
 // netns on eth0 with the tap removed: the CNI path without the VM hop, for comparison.
@@ -127,7 +142,7 @@ struct Target {
 std::unique_ptr<Target> MakeTarget(const std::string& id, bool redirect, std::string* error) {
   auto t = std::make_unique<Target>();
   t->manager = Net().NewManager();
-  absl::StatusOr<PodNetwork> pod = t->manager->Setup({.sandbox_id = id});
+  absl::StatusOr<PodNetwork> pod = t->manager->Setup(Req(id));
   if (!pod.ok()) {
     *error = std::string(pod.status().message());
     return nullptr;
@@ -202,8 +217,13 @@ void BM_TcpThroughput(benchmark::State& state) {
   ::close(*server);
   Cleanup(std::move(t));
 }
-BENCHMARK(BM_TcpThroughput)->ArgName("tap_redirect")->Arg(1)->Arg(0)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2);
+BENCHMARK(BM_TcpThroughput)
+    ->ArgName("tap_redirect")
+    ->Arg(1)
+    ->Arg(0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(2);
 
 // Host <-> pod 1-byte TCP ping-pong.
 void BM_TcpRoundTrip(benchmark::State& state) {
@@ -239,8 +259,12 @@ void BM_TcpRoundTrip(benchmark::State& state) {
   ::close(*server);
   Cleanup(std::move(t));
 }
-BENCHMARK(BM_TcpRoundTrip)->ArgName("tap_redirect")->Arg(1)->Arg(0)
-    ->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_TcpRoundTrip)
+    ->ArgName("tap_redirect")
+    ->Arg(1)
+    ->Arg(0)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace podvisor

@@ -3,14 +3,13 @@
 #include "network/pod_network.h"
 
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <net/ethernet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
@@ -28,11 +27,11 @@
 namespace podvisor {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
 using testing::AcceptTcp;
 using testing::ConnectTcp;
 using testing::FakeGuest;
+using ::testing::HasSubstr;
 using testing::ListenTcp;
 using testing::ReadExactly;
 using testing::TestNetwork;
@@ -66,8 +65,12 @@ class PodNetworkIntegrationTest : public ::testing::Test {
   }
 
   PodNetworkRequest Request(const std::string& id) {
-    return {.sandbox_id = id, .pod_name = "pod-" + id, .pod_namespace = "default",
-            .pod_uid = "uid-" + id};
+    PodNetworkRequest r;
+    r.sandbox_id = id;
+    r.pod_name = "pod-" + id;
+    r.pod_namespace = "default";
+    r.pod_uid = "uid-" + id;
+    return r;
   }
 
   // Sends `payload` from the host to the pod's IP through the guest and reads the echo back.
@@ -245,7 +248,8 @@ TEST_F(PodNetworkIntegrationTest, HostPortReachesAListenerInThePod) {
   PodNetworkRequest req = Request("hostport");
   const int container_port = 8080;
   const int host_port = FreeHostPort();
-  req.port_mappings = {{.protocol = "TCP", .container_port = container_port, .host_port = host_port}};
+  req.port_mappings = {
+      {.protocol = "TCP", .container_port = container_port, .host_port = host_port, .host_ip = ""}};
   absl::StatusOr<PodNetwork> pod = manager_->Setup(req);
   ASSERT_TRUE(pod.ok()) << pod.status();
   auto guest = FakeGuest::Start(*pod, net_.dir().path());
@@ -286,9 +290,10 @@ TEST_F(PodNetworkIntegrationTest, DnsAndPortMappingsReachPluginsThatDeclareThem)
                                    {"recordFile", net_.record_file()},
                                    {"capabilities", {{"dns", true}, {"portMappings", true}}}}}));
   PodNetworkRequest req = Request("dns");
-  req.dns = {.servers = {"10.96.0.10"}, .searches = {"default.svc.cluster.local"},
-             .options = {"ndots:5"}};
-  req.port_mappings = {{.protocol = "UDP", .container_port = 53, .host_port = FreeHostPort()}};
+  req.dns = {
+      .servers = {"10.96.0.10"}, .searches = {"default.svc.cluster.local"}, .options = {"ndots:5"}};
+  req.port_mappings = {
+      {.protocol = "UDP", .container_port = 53, .host_port = FreeHostPort(), .host_ip = ""}};
   absl::StatusOr<PodNetwork> pod = manager_->Setup(req);
   ASSERT_TRUE(pod.ok()) << pod.status();
   absl::StatusOr<std::string> calls = ReadFile(net_.record_file());
@@ -304,8 +309,7 @@ TEST_F(PodNetworkIntegrationTest, DnsAndPortMappingsReachPluginsThatDeclareThem)
   EXPECT_EQ(rc["portMappings"][0]["protocol"], "udp");
   EXPECT_EQ(rc["portMappings"][0]["containerPort"], 53);
   // The real bridge plugin's result reached the end of the chain as prevResult.
-  EXPECT_EQ(add["stdin"]["prevResult"]["ips"][0]["address"],
-            absl::StrCat(pod->PrimaryIp(), "/24"));
+  EXPECT_EQ(add["stdin"]["prevResult"]["ips"][0]["address"], absl::StrCat(pod->PrimaryIp(), "/24"));
   EXPECT_TRUE(manager_->Remove("dns").ok());
 }
 

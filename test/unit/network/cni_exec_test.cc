@@ -13,8 +13,8 @@
 namespace podvisor::network {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
+using ::testing::HasSubstr;
 
 // A conflist of fake plugins (test/fakes/fake_cni_plugin.cc) that record their calls.
 class CniExecTest : public ::testing::Test {
@@ -144,7 +144,8 @@ TEST_F(CniExecTest, CrashWithoutJsonReportsStderr) {
   CniConfList list = List("1.0.0", {{{"crashOn", "ADD"}}});
   absl::StatusOr<std::string> out = exec_.AddNetworkList(list, Rt());
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInternal);
-  EXPECT_THAT(std::string(out.status().message()), HasSubstr("exited with 2: fake plugin crashed on ADD"));
+  EXPECT_THAT(std::string(out.status().message()),
+              HasSubstr("exited with 2: fake plugin crashed on ADD"));
 }
 
 TEST_F(CniExecTest, MissingPluginIsFailedPreconditionNamingIt) {

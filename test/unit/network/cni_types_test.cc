@@ -60,8 +60,7 @@ TEST(CniConfListTest, RejectsBrokenListsNamingTheProblem) {
       {R"({"cniVersion":"9.9.9","name":"n","plugins":[{"type":"bridge"}]})",
        "unsupported cniVersion \"9.9.9\""},
       {R"({"cniVersion":"1.0.0","name":"n","plugins":[]})", "\"plugins\" must be a non-empty"},
-      {R"({"cniVersion":"1.0.0","name":"n","plugins":[{"bridge":"x"}]})",
-       "plugins[0]: \"type\""},
+      {R"({"cniVersion":"1.0.0","name":"n","plugins":[{"bridge":"x"}]})", "plugins[0]: \"type\""},
       {R"({"cniVersion":"1.0.0","name":"n","plugins":[{"type":"a"},{"type":"b","capabilities":3}]})",
        "plugins[1]: \"capabilities\""},
   };
@@ -80,9 +79,9 @@ TEST(CniConfListTest, LoadPicksFirstValidFileInLexicalOrder) {
   ASSERT_TRUE(WriteFileAtomic(dir.Join("10-b.conflist"),
                               R"({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]})")
                   .ok());
-  ASSERT_TRUE(WriteFileAtomic(dir.Join("20-a.conf"),
-                              R"({"cniVersion":"1.0.0","name":"a","type":"x"})")
-                  .ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(dir.Join("20-a.conf"), R"({"cniVersion":"1.0.0","name":"a","type":"x"})")
+          .ok());
   ASSERT_TRUE(WriteFileAtomic(dir.Join("00-ignored.txt"), "{}").ok());
   absl::StatusOr<CniConfList> list = LoadCniNetwork(dir.path());
   ASSERT_TRUE(list.ok()) << list.status();

@@ -15,7 +15,8 @@ TEST(ValidatePodNetworkModeTest, RejectsHostNetworkNamingTheField) {
   EXPECT_TRUE(ValidatePodNetworkMode(PodNetworkMode::kPod).ok());
   absl::Status s = ValidatePodNetworkMode(PodNetworkMode::kNode);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("linux.security_context.namespace_options.network=NODE"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("linux.security_context.namespace_options.network=NODE"));
   EXPECT_FALSE(ValidatePodNetworkMode(PodNetworkMode::kTarget).ok());
 }
 
@@ -62,11 +63,14 @@ TEST(PodNetworkManagerTest, TeardownAndRemoveOfUnknownPodSucceed) {
   EXPECT_TRUE((*manager)->Teardown("nope").ok());
   EXPECT_TRUE((*manager)->Remove("nope").ok());
   EXPECT_EQ((*manager)->Get("nope").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ((*manager)->Setup({.sandbox_id = "../x"}).status().code(),
-            absl::StatusCode::kInvalidArgument);
-  absl::StatusOr<PodNetwork> net = (*manager)->Setup({.sandbox_id = "p1"});
+  PodNetworkRequest request;
+  request.sandbox_id = "../x";
+  EXPECT_EQ((*manager)->Setup(request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.sandbox_id = "p1";
+  absl::StatusOr<PodNetwork> net = (*manager)->Setup(request);
   EXPECT_EQ(net.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(net.status().message()), HasSubstr("set up network of pod p1: no valid CNI"));
+  EXPECT_THAT(std::string(net.status().message()),
+              HasSubstr("set up network of pod p1: no valid CNI"));
 }
 
 TEST(PodNetworkTest, PrimaryAndAdditionalIps) {
