@@ -184,6 +184,16 @@ class CniPodNetworkManager final : public PodNetworkManager {
   absl::Status Teardown(const std::string& sandbox_id) override;
   absl::Status Remove(const std::string& sandbox_id) override;
 
+  std::vector<std::string> ListSandboxIds() const override {
+    std::vector<std::string> ids;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(options_.cache_dir, ec)) {
+      if (e.path().extension() == ".json") ids.push_back(e.path().stem().string());
+    }
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  }
+
   std::string NetnsPath(const std::string& sandbox_id) const override {
     return absl::StrCat(options_.netns_dir, "/", sandbox_id);
   }

@@ -46,6 +46,9 @@ struct PodIp {
   int prefix_length = 0;
   int family = 4;       // 4 | 6
   std::string gateway;  // may be empty
+
+  // "10.88.0.5/16": the form the agent's IpAddress.cidr takes.
+  std::string Cidr() const { return address + "/" + std::to_string(prefix_length); }
 };
 
 struct PodRoute {
@@ -116,6 +119,10 @@ class PodNetworkManager {
 
   // RemovePodSandbox: Teardown if not done yet, then removes the netns and the cache. Idempotent.
   virtual absl::Status Remove(const std::string& sandbox_id) = 0;
+
+  // Sandboxes with network state (a cache entry) on this node, torn down or not: for the
+  // controller to reconcile after a restart (Remove those whose sandbox record is gone).
+  virtual std::vector<std::string> ListSandboxIds() const = 0;
 
   // Path of the pod's netns file (whether or not it exists).
   virtual std::string NetnsPath(const std::string& sandbox_id) const = 0;

@@ -104,6 +104,7 @@ TEST_F(PodNetworkIntegrationTest, SetupGivesAnIpFromTheConfiguredSubnetAndATapWi
   ASSERT_EQ(pod->ips.size(), 1u);
   EXPECT_EQ(pod->ips[0].family, 4);
   EXPECT_EQ(pod->ips[0].prefix_length, 24);
+  EXPECT_EQ(pod->ips[0].Cidr(), pod->PrimaryIp() + "/24");
   EXPECT_EQ(pod->ips[0].gateway, net_.gateway());
   EXPECT_THAT(pod->PrimaryIp(), ::testing::StartsWith(net_.gateway().substr(0, 10)));
   ASSERT_EQ(pod->routes.size(), 1u);
@@ -370,6 +371,19 @@ TEST_F(PodNetworkIntegrationTest, TeardownAfterRestartUsesTheCachedResult) {
   EXPECT_TRUE(veth_gone);
   ASSERT_TRUE(restarted->Remove("restart").ok());
   EXPECT_FALSE(std::filesystem::exists(pod->netns_path));
+}
+
+// After a reboot /run is empty: DEL must still release the IP from the cache.
+TEST_F(PodNetworkIntegrationTest, TeardownSucceedsWhenTheNetnsVanished) {
+  absl::StatusOr<PodNetwork> pod = manager_->Setup(Request("vanished"));
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  EXPECT_EQ(manager_->ListSandboxIds(), std::vector<std::string>{"vanished"});
+  ASSERT_TRUE(network::RemoveNetns(pod->netns_path).ok());
+  absl::Status s = manager_->Teardown("vanished");
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(testing::AllocatedIps(net_), 0);
+  EXPECT_TRUE(manager_->Remove("vanished").ok());
+  EXPECT_TRUE(manager_->ListSandboxIds().empty());
 }
 
 TEST_F(PodNetworkIntegrationTest, FourPodsInParallelGetDistinctIps) {
