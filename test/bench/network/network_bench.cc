@@ -50,24 +50,37 @@ bool NeedRoot(benchmark::State& state) {
 }
 
 // RunPodSandbox's network part and RemovePodSandbox's: netns, CNI ADD chain, tap; then DEL.
+// phase 0: Setup + Remove; 1: Setup only (RunPodSandbox); 2: Remove only (Stop + Remove).
 void BM_PodNetworkSetupRemove(benchmark::State& state) {
   if (!NeedRoot(state)) return;
   auto manager = Net().NewManager();
+  const int64_t phase = state.range(0);
   int i = 0;
   for (auto _ : state) {
     std::string id = absl::StrCat("bench", i++);
+    if (phase == 2) state.PauseTiming();
     absl::StatusOr<PodNetwork> pod = manager->Setup(Req(id));
+    if (phase == 2) state.ResumeTiming();
     if (!pod.ok()) {
       state.SkipWithError(std::string(pod.status().message()).c_str());
       return;
     }
-    if (absl::Status s = manager->Remove(id); !s.ok()) {
+    if (phase == 1) state.PauseTiming();
+    absl::Status s = manager->Remove(id);
+    if (phase == 1) state.ResumeTiming();
+    if (!s.ok()) {
       state.SkipWithError(std::string(s.message()).c_str());
       return;
     }
   }
 }
-BENCHMARK(BM_PodNetworkSetupRemove)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PodNetworkSetupRemove)
+    ->ArgName("phase")
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // Just the CNI exec part: ADD then DEL of the conflist into an existing netns.
 void BM_CniAddDel(benchmark::State& state) {
