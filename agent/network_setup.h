@@ -1,0 +1,16 @@
+#pragma once
+
+// SetupNetworkRequest: the guest NICs (found by MAC), their addresses, MTU, and the routes.
+
+#include "agent/options.h"
+#include "agent/result.h"
+#include "agent/v1/agent.pb.h"
+
+namespace podvisor::agent {
+
+Error ValidateNetworkSetup(const v1::SetupNetworkRequest& req);
+
+// In --no-pid1 mode this refuses to run in the host's initial network namespace.
+Error ApplyNetworkSetup(const AgentOptions& options, const v1::SetupNetworkRequest& req);
+
+}  // namespace podvisor::agent
