@@ -29,7 +29,7 @@ namespace {
 void Usage() {
   fprintf(stderr,
           "usage: podvisor-agent [--no-pid1] [--channel unix:PATH|listen:PATH|DEVICE]\n"
-          "                      [--root DIR] [--crun PATH] [--state-dir DIR]\n"
+          "                      [--root DIR] [--crun PATH] [--state-dir DIR] [--allow-network]\n"
           "                      [--modules FILE] [--verbose] [--version]\n");
 }
 
@@ -43,6 +43,8 @@ bool ParseArgs(int argc, char** argv, AgentOptions* o) {
     };
     if (a == "--no-pid1") {
       o->pid1 = false;
+    } else if (a == "--allow-network") {
+      o->allow_network = true;
     } else if (a == "--verbose") {
       SetAgentLogVerbose(true);
     } else if (a == "--version") {

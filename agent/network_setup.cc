@@ -38,13 +38,6 @@ std::string Lower(std::string s) {
   return s;
 }
 
-bool InInitialNetNamespace() {
-  char self[64] = {}, init[64] = {};
-  if (readlink("/proc/self/ns/net", self, sizeof(self) - 1) < 0) return true;
-  if (readlink("/proc/1/ns/net", init, sizeof(init) - 1) < 0) return true;
-  return std::string(self) == init;
-}
-
 }  // namespace
 
 Error ValidateNetworkSetup(const v1::SetupNetworkRequest& req) {
@@ -91,9 +84,9 @@ Error ValidateNetworkSetup(const v1::SetupNetworkRequest& req) {
 Error ApplyNetworkSetup(const AgentOptions& options, const v1::SetupNetworkRequest& req) {
   Error err = ValidateNetworkSetup(req);
   if (!err.ok()) return err;
-  if (!options.pid1 && InInitialNetNamespace()) {
+  if (!options.pid1 && !options.allow_network) {
     return Error(Code::kFailedPrecondition,
-                 "refusing to change the host's network (--no-pid1 in the initial netns)");
+                 "refusing to change the host's network: --no-pid1 without --allow-network");
   }
   Netlink nl;
   if (err = nl.Open(); !err.ok()) return err;

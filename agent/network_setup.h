@@ -10,7 +10,8 @@ namespace podvisor::agent {
 
 Error ValidateNetworkSetup(const v1::SetupNetworkRequest& req);
 
-// In --no-pid1 mode this refuses to run in the host's initial network namespace.
+// In --no-pid1 mode this refuses to run unless --allow-network was given (tests run the agent
+// in a network namespace of their own).
 Error ApplyNetworkSetup(const AgentOptions& options, const v1::SetupNetworkRequest& req);
 
 }  // namespace podvisor::agent
