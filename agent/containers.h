@@ -1,0 +1,44 @@
+#pragma once
+
+// Containers in the guest: OCI bundles run with crun, their stdio carried over the channel.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent/options.h"
+#include "agent/result.h"
+#include "agent/v1/agent.pb.h"
+
+namespace podvisor::agent {
+
+class AgentServer;
+
+// Thread-safe.
+class ContainerManager {
+ public:
+  ContainerManager(const AgentOptions& options, AgentServer* server);
+  ~ContainerManager();
+
+  // Whether crun is present (reported as the "containers" feature).
+  bool Available() const;
+
+  Error Create(const v1::CreateContainerRequest& req);
+  v1::Response Start(const v1::StartContainerRequest& req);
+  Error Signal(const v1::SignalProcessRequest& req);
+  v1::Response Wait(const v1::WaitProcessRequest& req);
+  Error Remove(const v1::RemoveContainerRequest& req);
+  v1::Response Exec(const v1::ExecProcessRequest& req);
+  Error Resize(const v1::ResizeTtyRequest& req);
+  v1::Response Stats(const v1::StatsRequest& req);
+  // SIGTERM to every container, SIGKILL after grace_ms.
+  void StopAll(uint32_t grace_ms);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace podvisor::agent

@@ -1,0 +1,238 @@
+#pragma once
+
+// The host's client of the guest agent (see docs/agent-protocol.md). One AgentClient owns one
+// channel to one VM: a unix socket that QEMU binds for the guest's virtio-serial port
+// `io.podvisor.agent.0`. Calls are multiplexed with request ids; each call has its own deadline;
+// stdio and port-forward bytes travel on numbered streams; a heartbeat notices a dead guest.
+//
+// Everything from the guest is untrusted: frames are bounded, every field is validated, and a
+// malformed frame closes the channel (the disconnect callback says why) without harming the
+// daemon. Domain types only here: the generated protobuf code stays in agent_client_impl.cc.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace podvisor {
+
+// What the handshake told about the guest.
+struct AgentInfo {
+  int protocol_version = 0;
+  std::string agent_version;
+  std::string kernel_release;
+  int64_t boot_time_ns = 0;  // guest wall clock at boot
+  int64_t uptime_ns = 0;
+  std::vector<std::string> features;  // "sandbox", "network", "containers", ...
+  uint32_t pid = 0;
+};
+
+struct DnsConfig {
+  std::vector<std::string> servers;
+  std::vector<std::string> searches;
+  std::vector<std::string> options;
+};
+
+struct HostEntry {
+  std::string ip;
+  std::vector<std::string> names;
+};
+
+struct SandboxSetup {
+  std::string hostname;
+  std::optional<DnsConfig> dns;
+  std::vector<HostEntry> hosts;
+  int64_t wall_time_ns = 0;  // 0: leave the guest clock alone
+  std::string entropy;       // at most 4096 bytes, credited to the guest RNG
+  std::map<std::string, std::string> sysctls;
+};
+
+struct GuestInterface {
+  std::string mac;    // selects the guest NIC
+  std::string name;   // rename to (optional)
+  uint32_t mtu = 0;
+  std::vector<std::string> addresses;  // CIDR
+  bool up = true;
+};
+
+struct GuestRoute {
+  std::string destination;  // CIDR, empty for default
+  std::string gateway;
+  std::string device;
+  uint32_t metric = 0;
+};
+
+struct NetworkSetup {
+  std::vector<GuestInterface> interfaces;
+  std::vector<GuestRoute> routes;
+  bool loopback_up = true;
+};
+
+struct GuestUser {
+  std::optional<uint32_t> uid;
+  uint32_t gid = 0;
+  std::vector<uint32_t> additional_gids;
+  std::string username;
+};
+
+struct ProcessSpec {
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  std::string cwd;
+  GuestUser user;
+  bool terminal = false;
+  uint32_t stdin_stream = 0;  // stream ids from AllocateStreamId(); 0: not connected
+  uint32_t stdout_stream = 0;
+  uint32_t stderr_stream = 0;
+  bool no_new_privileges = false;
+  std::vector<std::string> capabilities;  // bounding = effective = permitted
+};
+
+struct GuestMount {
+  std::string destination;
+  std::string type;
+  std::string source;
+  std::vector<std::string> options;
+};
+
+struct ContainerResources {
+  uint64_t cpu_shares = 0;
+  int64_t cpu_quota = 0;
+  uint64_t cpu_period = 0;
+  std::string cpuset_cpus;
+  std::string cpuset_mems;
+  int64_t memory_limit_bytes = 0;
+  int64_t pids_limit = 0;
+};
+
+struct ContainerSpec {
+  ProcessSpec process;
+  // Root filesystem: an attached disk by serial, or a directory already in the guest.
+  std::string rootfs_disk_serial;
+  std::string rootfs_fs_type;
+  std::string rootfs_path;
+  bool readonly_rootfs = false;
+  std::vector<GuestMount> mounts;
+  std::string hostname;
+  std::vector<std::string> masked_paths;
+  std::vector<std::string> readonly_paths;
+  std::string seccomp_oci_json;
+  std::map<std::string, std::string> sysctls;
+  ContainerResources resources;
+  bool privileged = false;
+};
+
+struct ExitInfo {
+  int32_t exit_code = 0;
+  int32_t signal = 0;
+  bool oom_killed = false;
+  int64_t started_at_ns = 0;
+  int64_t finished_at_ns = 0;
+};
+
+struct GuestContainerStats {
+  std::string container_id;
+  int64_t timestamp_ns = 0;
+  uint64_t cpu_usage_ns = 0;
+  uint64_t memory_working_set_bytes = 0;
+  uint64_t memory_usage_bytes = 0;
+  uint64_t rootfs_used_bytes = 0;
+};
+
+// Something the guest reported on its own.
+struct AgentEvent {
+  enum class Kind { kProcessExited, kOom };
+  Kind kind = Kind::kProcessExited;
+  std::string container_id;
+  std::string exec_id;  // empty: the container's init process
+  ExitInfo exit;        // kProcessExited only
+};
+
+class AgentClient {
+ public:
+  struct Options {
+    std::string host_version = "podvisord";
+    // Connect() retries until this passes: QEMU binds the socket, the guest may still boot.
+    absl::Duration connect_timeout = absl::Seconds(30);
+    absl::Duration handshake_timeout = absl::Seconds(30);
+    // A ping every interval; no frame at all from the guest for dead_after: disconnected (so a
+    // dead or frozen guest is noticed within ~1.6 s; a closed socket at once).
+    absl::Duration heartbeat_interval = absl::Milliseconds(500);
+    absl::Duration dead_after = absl::Milliseconds(1500);
+    absl::Duration call_timeout = absl::Seconds(30);  // for calls without their own deadline
+    // Called once, on the client's reader thread, when the channel is gone for good (EOF,
+    // missed heartbeat, hostile frame, Close()). Must not call back into the client
+    // synchronously except for non-blocking accessors.
+    std::function<void(const absl::Status& why)> on_disconnect;
+    // Called on the reader thread for each event. Must not block for long.
+    std::function<void(const AgentEvent& event)> on_event;
+  };
+
+  // Connects to the unix socket at `socket_path` (retrying while it is absent or refuses) and
+  // does the handshake.
+  static absl::StatusOr<std::unique_ptr<AgentClient>> Connect(const std::string& socket_path,
+                                                              Options options);
+  // Takes ownership of a connected stream fd and does the handshake.
+  static absl::StatusOr<std::unique_ptr<AgentClient>> Adopt(int fd, Options options);
+
+  virtual ~AgentClient() = default;
+
+  virtual const AgentInfo& info() const = 0;
+  // False once the channel is gone.
+  virtual bool connected() const = 0;
+  // Closes the channel; pending calls fail with UNAVAILABLE. Idempotent.
+  virtual void Close() = 0;
+
+  // Round trip time of one ping.
+  virtual absl::StatusOr<absl::Duration> Ping(absl::Duration timeout) = 0;
+  virtual absl::Status SetupSandbox(const SandboxSetup& setup, absl::Duration timeout) = 0;
+  virtual absl::Status SetupNetwork(const NetworkSetup& setup, absl::Duration timeout) = 0;
+  // The agent acknowledges, then powers the VM off (or reboots); the channel then closes.
+  virtual absl::Status Shutdown(bool reboot, absl::Duration grace, absl::Duration timeout) = 0;
+
+  // Containers and processes (exec_id empty = the container's init process).
+  virtual absl::Status CreateContainer(const std::string& id, const ContainerSpec& spec,
+                                       absl::Duration timeout) = 0;
+  virtual absl::StatusOr<uint32_t> StartContainer(const std::string& id,
+                                                  absl::Duration timeout) = 0;
+  virtual absl::Status SignalProcess(const std::string& id, const std::string& exec_id,
+                                     int signal, bool all, absl::Duration timeout) = 0;
+  virtual absl::StatusOr<ExitInfo> WaitProcess(const std::string& id, const std::string& exec_id,
+                                               absl::Duration timeout) = 0;
+  virtual absl::Status RemoveContainer(const std::string& id, bool force,
+                                       absl::Duration timeout) = 0;
+  virtual absl::StatusOr<uint32_t> ExecProcess(const std::string& id, const std::string& exec_id,
+                                               const ProcessSpec& process,
+                                               absl::Duration timeout) = 0;
+  virtual absl::Status ResizeTty(const std::string& id, const std::string& exec_id, uint32_t rows,
+                                 uint32_t cols, absl::Duration timeout) = 0;
+  virtual absl::StatusOr<std::vector<GuestContainerStats>> Stats(
+      const std::vector<std::string>& ids, absl::Duration timeout) = 0;
+  // Connects stream `stream_id` to TCP 127.0.0.1:port in the guest.
+  virtual absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout) = 0;
+  virtual absl::StatusOr<std::string> DiskAttached(const std::string& serial,
+                                                   const std::string& mount_point,
+                                                   const std::string& fs_type, bool readonly,
+                                                   absl::Duration timeout) = 0;
+  virtual absl::Status DiskDetach(const std::string& serial, absl::Duration timeout) = 0;
+
+  // Streams. Ids are allocated here; the callback gets the guest's bytes for that stream (on
+  // the reader thread; a slow callback slows the whole channel).
+  using StreamCallback = std::function<void(absl::string_view data, bool eof)>;
+  virtual uint32_t AllocateStreamId() = 0;
+  virtual void SetStreamCallback(uint32_t stream_id, StreamCallback callback) = 0;
+  // Sends bytes (split into frames of at most 1 MiB) and/or EOF to the guest.
+  virtual absl::Status WriteStream(uint32_t stream_id, absl::string_view data, bool eof) = 0;
+  // Forgets the stream here and tells the guest to stop delivering it.
+  virtual void CloseStream(uint32_t stream_id) = 0;
+};
+
+}  // namespace podvisor

@@ -1,0 +1,204 @@
+#include "pod-sandbox/agent_wire.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace podvisor {
+namespace {
+
+namespace v1 = agent::v1;
+
+constexpr size_t kMaxMessageBytes = 64 * 1024;  // status messages
+constexpr size_t kMaxShortString = 256;        // versions, kernel release, features
+constexpr int kMaxFeatures = 64;
+constexpr int kMaxStatsEntries = 4096;
+
+absl::Status Bad(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("invalid frame from the guest: ", what));
+}
+
+bool IsPrintable(absl::string_view s, size_t max_len) {
+  if (s.size() > max_len) return false;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return true;
+}
+
+bool IsValidOptionalId(absl::string_view id) { return id.empty() || IsValidAgentId(id); }
+
+absl::Status ValidateExit(const v1::ExitStatus& s) {
+  if (s.signal() < 0 || s.signal() > 64) return Bad("signal out of range");
+  if (s.exit_code() < 0 || s.exit_code() > 255 + 128) return Bad("exit code out of range");
+  if (s.finished_at_ns() > static_cast<uint64_t>(INT64_MAX) ||
+      s.started_at_ns() > static_cast<uint64_t>(INT64_MAX)) {
+    return Bad("time out of range");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateResponse(const v1::Response& r) {
+  const int code = static_cast<int>(r.status().code());
+  if (code < 0 || code > 16) return Bad("unknown status code");
+  if (r.status().message().size() > kMaxMessageBytes) return Bad("status message too long");
+  if (code != 0) {
+    if (r.result_case() != v1::Response::RESULT_NOT_SET) return Bad("failed call with a result");
+    return absl::OkStatus();
+  }
+  switch (r.result_case()) {
+    case v1::Response::RESULT_NOT_SET:
+      return Bad("successful response without a result");
+    case v1::Response::kHello: {
+      const v1::HelloResponse& h = r.hello();
+      if (!IsPrintable(h.agent_version(), kMaxShortString) ||
+          !IsPrintable(h.kernel_release(), kMaxShortString)) {
+        return Bad("hello strings");
+      }
+      if (h.features_size() > kMaxFeatures) return Bad("too many features");
+      for (const std::string& f : h.features()) {
+        if (f.empty() || !IsPrintable(f, kMaxShortString)) return Bad("feature name");
+      }
+      if (h.boot_time_ns() > static_cast<uint64_t>(INT64_MAX) ||
+          h.uptime_ns() > static_cast<uint64_t>(INT64_MAX)) {
+        return Bad("hello times");
+      }
+      return absl::OkStatus();
+    }
+    case v1::Response::kExitStatus:
+      return ValidateExit(r.exit_status());
+    case v1::Response::kStats: {
+      if (r.stats().containers_size() > kMaxStatsEntries) return Bad("too many stats entries");
+      for (const v1::ContainerStats& c : r.stats().containers()) {
+        if (!IsValidAgentId(c.container_id())) return Bad("stats container id");
+        if (c.timestamp_ns() > static_cast<uint64_t>(INT64_MAX)) return Bad("stats time");
+      }
+      return absl::OkStatus();
+    }
+    case v1::Response::kDiskAttached: {
+      const std::string& d = r.disk_attached().device();
+      if (d.rfind("/dev/", 0) != 0 || !IsPrintable(d, kMaxShortString) ||
+          d.find("..") != std::string::npos) {
+        return Bad("disk device path");
+      }
+      return absl::OkStatus();
+    }
+    case v1::Response::kPing:
+    case v1::Response::kEmpty:
+    case v1::Response::kProcessStarted:
+      return absl::OkStatus();
+  }
+  return Bad("unknown result");
+}
+
+}  // namespace
+
+bool IsValidAgentId(absl::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-' || c == '.';
+    if (!ok) return false;
+  }
+  return id != "." && id != "..";
+}
+
+absl::Status ValidateGuestFrame(const v1::Frame& frame) {
+  switch (frame.body_case()) {
+    case v1::Frame::kResponse:
+      if (frame.id() == 0) return Bad("response without a request id");
+      return ValidateResponse(frame.response());
+    case v1::Frame::kStream:
+      if (frame.id() != 0) return Bad("stream data with a request id");
+      if (frame.stream().stream_id() == 0) return Bad("stream id 0");
+      if (frame.stream().data().size() > kAgentMaxStreamChunk) return Bad("stream chunk too big");
+      return absl::OkStatus();
+    case v1::Frame::kEvent: {
+      if (frame.id() != 0) return Bad("event with a request id");
+      const v1::Event& e = frame.event();
+      switch (e.kind_case()) {
+        case v1::Event::kProcessExited:
+          if (!IsValidAgentId(e.process_exited().container_id()) ||
+              !IsValidOptionalId(e.process_exited().exec_id())) {
+            return Bad("event ids");
+          }
+          return ValidateExit(e.process_exited().status());
+        case v1::Event::kOom:
+          if (!IsValidAgentId(e.oom().container_id())) return Bad("event ids");
+          return absl::OkStatus();
+        case v1::Event::KIND_NOT_SET:
+          break;
+      }
+      return Bad("event of unknown kind");
+    }
+    case v1::Frame::kRequest:
+      return Bad("the guest may not send requests");
+    case v1::Frame::BODY_NOT_SET:
+      break;
+  }
+  return Bad("empty frame");
+}
+
+absl::StatusOr<v1::Frame> ParseGuestFrame(const std::string& payload) {
+  v1::Frame frame;
+  if (!frame.ParseFromString(payload)) return Bad("not a Frame message");
+  if (absl::Status s = ValidateGuestFrame(frame); !s.ok()) return s;
+  return frame;
+}
+
+absl::Status FromWireStatus(const v1::Status& status) {
+  if (status.code() == v1::OK) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.code()),
+                      absl::StrCat("agent: ", status.message()));
+}
+
+AgentInfo ToAgentInfo(const v1::HelloResponse& h) {
+  AgentInfo info;
+  info.protocol_version = static_cast<int>(h.version());
+  info.agent_version = h.agent_version();
+  info.kernel_release = h.kernel_release();
+  info.boot_time_ns = static_cast<int64_t>(h.boot_time_ns());
+  info.uptime_ns = static_cast<int64_t>(h.uptime_ns());
+  info.features.assign(h.features().begin(), h.features().end());
+  info.pid = h.pid();
+  return info;
+}
+
+ExitInfo ToExitInfo(const v1::ExitStatus& s) {
+  ExitInfo e;
+  e.exit_code = s.exit_code();
+  e.signal = s.signal();
+  e.oom_killed = s.oom_killed();
+  e.started_at_ns = static_cast<int64_t>(s.started_at_ns());
+  e.finished_at_ns = static_cast<int64_t>(s.finished_at_ns());
+  return e;
+}
+
+AgentEvent ToAgentEvent(const v1::Event& event) {
+  AgentEvent e;
+  if (event.kind_case() == v1::Event::kOom) {
+    e.kind = AgentEvent::Kind::kOom;
+    e.container_id = event.oom().container_id();
+    return e;
+  }
+  e.kind = AgentEvent::Kind::kProcessExited;
+  e.container_id = event.process_exited().container_id();
+  e.exec_id = event.process_exited().exec_id();
+  e.exit = ToExitInfo(event.process_exited().status());
+  return e;
+}
+
+std::vector<GuestContainerStats> ToContainerStats(const v1::StatsResponse& stats) {
+  std::vector<GuestContainerStats> out;
+  for (const v1::ContainerStats& c : stats.containers()) {
+    GuestContainerStats s;
+    s.container_id = c.container_id();
+    s.timestamp_ns = static_cast<int64_t>(c.timestamp_ns());
+    s.cpu_usage_ns = c.cpu_usage_ns();
+    s.memory_working_set_bytes = c.memory_working_set_bytes();
+    s.memory_usage_bytes = c.memory_usage_bytes();
+    s.rootfs_used_bytes = c.rootfs_used_bytes();
+    out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace podvisor

@@ -1,0 +1,181 @@
+#include "pod-sandbox/agent_frame.h"
+
+#include <gtest/gtest.h>
+
+#include "pod-sandbox/agent_wire.h"
+
+namespace podvisor {
+namespace {
+
+namespace v1 = agent::v1;
+
+std::string Header(uint32_t len) {
+  std::string h(4, '\0');
+  h[0] = static_cast<char>(len >> 24);
+  h[1] = static_cast<char>(len >> 16);
+  h[2] = static_cast<char>(len >> 8);
+  h[3] = static_cast<char>(len);
+  return h;
+}
+
+TEST(AgentFrameDecoderTest, RoundTripsFramesFedByteByByte) {
+  const std::string stream = EncodeAgentFrame("hello") + EncodeAgentFrame("") +
+                             EncodeAgentFrame(std::string(70000, 'x'));
+  AgentFrameDecoder decoder;
+  std::vector<std::string> got;
+  for (char c : stream) {
+    ASSERT_TRUE(decoder.Feed(absl::string_view(&c, 1)).ok());
+    while (auto p = decoder.Next()) got.push_back(*p);
+  }
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0], "hello");
+  EXPECT_EQ(got[1], "");
+  EXPECT_EQ(got[2], std::string(70000, 'x'));
+  EXPECT_EQ(decoder.buffered(), 0u);
+}
+
+TEST(AgentFrameDecoderTest, ManyFramesInOneRead) {
+  std::string stream;
+  for (int i = 0; i < 100; ++i) stream += EncodeAgentFrame(std::to_string(i));
+  AgentFrameDecoder decoder;
+  ASSERT_TRUE(decoder.Feed(stream).ok());
+  for (int i = 0; i < 100; ++i) {
+    auto p = decoder.Next();
+    ASSERT_TRUE(p.has_value()) << i;
+    EXPECT_EQ(*p, std::to_string(i));
+  }
+  EXPECT_FALSE(decoder.Next().has_value());
+}
+
+TEST(AgentFrameDecoderTest, TruncatedFrameYieldsNothingUntilComplete) {
+  const std::string frame = EncodeAgentFrame("0123456789");
+  AgentFrameDecoder decoder;
+  ASSERT_TRUE(decoder.Feed(frame.substr(0, 2)).ok());
+  EXPECT_FALSE(decoder.Next().has_value());
+  ASSERT_TRUE(decoder.Feed(frame.substr(2, 7)).ok());
+  EXPECT_FALSE(decoder.Next().has_value());
+  EXPECT_EQ(decoder.buffered(), 9u);
+  ASSERT_TRUE(decoder.Feed(frame.substr(9)).ok());
+  EXPECT_EQ(decoder.Next().value_or("?"), "0123456789");
+}
+
+TEST(AgentFrameDecoderTest, OversizedFrameFailsAtTheHeaderAndStaysFailed) {
+  AgentFrameDecoder decoder;
+  absl::Status s = decoder.Feed(Header(kAgentMaxFrameBytes + 1));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("exceeds the limit"), std::string::npos);
+  EXPECT_FALSE(decoder.Feed(EncodeAgentFrame("ok")).ok());
+  EXPECT_FALSE(decoder.Next().has_value());
+  EXPECT_EQ(decoder.buffered(), 0u);  // nothing kept of the hostile stream
+}
+
+TEST(AgentFrameDecoderTest, OversizedFrameAfterAGoodOneIsReported) {
+  AgentFrameDecoder decoder(16);
+  ASSERT_TRUE(decoder.Feed(EncodeAgentFrame("ok") + Header(17)).ok());
+  EXPECT_EQ(decoder.Next().value_or("?"), "ok");
+  EXPECT_FALSE(decoder.Next().has_value());
+  EXPECT_FALSE(decoder.status().ok());
+}
+
+TEST(AgentFrameDecoderTest, LimitIsInclusive) {
+  AgentFrameDecoder decoder(8);
+  ASSERT_TRUE(decoder.Feed(EncodeAgentFrame("12345678")).ok());
+  EXPECT_EQ(decoder.Next().value_or("?"), "12345678");
+}
+
+v1::Frame OkResponse(uint64_t id) {
+  v1::Frame f;
+  f.set_id(id);
+  f.mutable_response()->mutable_empty();
+  return f;
+}
+
+TEST(GuestFrameTest, AcceptsWellFormedFrames) {
+  EXPECT_TRUE(ValidateGuestFrame(OkResponse(7)).ok());
+  v1::Frame stream;
+  stream.mutable_stream()->set_stream_id(3);
+  stream.mutable_stream()->set_data("abc");
+  EXPECT_TRUE(ValidateGuestFrame(stream).ok());
+  v1::Frame event;
+  event.mutable_event()->mutable_process_exited()->set_container_id("c1");
+  event.mutable_event()->mutable_process_exited()->mutable_status()->set_exit_code(137);
+  event.mutable_event()->mutable_process_exited()->mutable_status()->set_signal(9);
+  EXPECT_TRUE(ValidateGuestFrame(event).ok());
+  v1::Frame failed;
+  failed.set_id(1);
+  failed.mutable_response()->mutable_status()->set_code(v1::NOT_FOUND);
+  failed.mutable_response()->mutable_status()->set_message("no such container");
+  EXPECT_TRUE(ValidateGuestFrame(failed).ok());
+  EXPECT_EQ(FromWireStatus(failed.response().status()).code(), absl::StatusCode::kNotFound);
+}
+
+TEST(GuestFrameTest, RejectsGarbageAndEmptyPayloads) {
+  EXPECT_FALSE(ParseGuestFrame("").ok());  // no body
+  EXPECT_FALSE(ParseGuestFrame("\xff\xff\xff\xff\xff").ok());
+  EXPECT_FALSE(ParseGuestFrame(std::string(100, '\x0a')).ok());
+}
+
+TEST(GuestFrameTest, RejectsWhatAGuestMustNotSend) {
+  v1::Frame request;
+  request.set_id(1);
+  request.mutable_request()->mutable_ping();
+  EXPECT_FALSE(ValidateGuestFrame(request).ok());
+
+  EXPECT_FALSE(ValidateGuestFrame(OkResponse(0)).ok());
+
+  v1::Frame no_result;
+  no_result.set_id(1);
+  no_result.mutable_response();
+  EXPECT_FALSE(ValidateGuestFrame(no_result).ok());
+
+  v1::Frame bad_code = OkResponse(1);
+  bad_code.mutable_response()->mutable_status()->set_code(static_cast<v1::Code>(99));
+  EXPECT_FALSE(ValidateGuestFrame(bad_code).ok());
+
+  v1::Frame failed_with_result = OkResponse(1);
+  failed_with_result.mutable_response()->mutable_status()->set_code(v1::INTERNAL);
+  EXPECT_FALSE(ValidateGuestFrame(failed_with_result).ok());
+
+  v1::Frame stream0;
+  stream0.mutable_stream()->set_stream_id(0);
+  EXPECT_FALSE(ValidateGuestFrame(stream0).ok());
+
+  v1::Frame big;
+  big.mutable_stream()->set_stream_id(1);
+  big.mutable_stream()->set_data(std::string(kAgentMaxStreamChunk + 1, 'a'));
+  EXPECT_FALSE(ValidateGuestFrame(big).ok());
+
+  v1::Frame event;
+  event.mutable_event()->mutable_oom()->set_container_id("../../etc");
+  EXPECT_FALSE(ValidateGuestFrame(event).ok());
+
+  v1::Frame no_kind;
+  no_kind.mutable_event();
+  EXPECT_FALSE(ValidateGuestFrame(no_kind).ok());
+
+  v1::Frame hello;
+  hello.set_id(1);
+  for (int i = 0; i < 65; ++i) hello.mutable_response()->mutable_hello()->add_features("f");
+  EXPECT_FALSE(ValidateGuestFrame(hello).ok());
+
+  v1::Frame disk;
+  disk.set_id(1);
+  disk.mutable_response()->mutable_disk_attached()->set_device("/etc/shadow");
+  EXPECT_FALSE(ValidateGuestFrame(disk).ok());
+
+  v1::Frame exit_code;
+  exit_code.mutable_event()->mutable_process_exited()->set_container_id("c");
+  exit_code.mutable_event()->mutable_process_exited()->mutable_status()->set_exit_code(-5);
+  EXPECT_FALSE(ValidateGuestFrame(exit_code).ok());
+}
+
+TEST(GuestFrameTest, IdsAreRestricted) {
+  EXPECT_TRUE(IsValidAgentId("3f2a_b-c.d"));
+  EXPECT_FALSE(IsValidAgentId(""));
+  EXPECT_FALSE(IsValidAgentId(".."));
+  EXPECT_FALSE(IsValidAgentId("a/b"));
+  EXPECT_FALSE(IsValidAgentId(std::string(129, 'a')));
+}
+
+}  // namespace
+}  // namespace podvisor

@@ -1,0 +1,160 @@
+// The guest agent's own logic, run in-process on the host.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "agent/channel.h"
+#include "agent/init.h"
+#include "agent/netlink.h"
+#include "agent/network_setup.h"
+#include "agent/sandbox_setup.h"
+#include "test/support/temp_dir.h"
+
+namespace podvisor::agent {
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void Spit(const std::string& path, const std::string& data) { std::ofstream(path) << data; }
+
+TEST(ModuleListTest, SkipsCommentsAndBlankLinesKeepsOrder) {
+  EXPECT_EQ(ParseModuleList("# deps first\n/lib/modules/a.ko\n\n  /lib/modules/b.ko  \r\n#x\n"),
+            (std::vector<std::string>{"/lib/modules/a.ko", "/lib/modules/b.ko"}));
+}
+
+TEST(ModuleListTest, MissingListLoadsNothing) {
+  EXPECT_TRUE(LoadKernelModules("/nonexistent/load-order").ok());
+}
+
+TEST(VirtioPortTest, FindsThePortByName) {
+  testing::TempDir dir;
+  const std::string ports = dir.path() + "/class/virtio-ports";
+  ASSERT_EQ(system(("mkdir -p " + ports + "/vport1p1 " + ports + "/vport2p3").c_str()), 0);
+  Spit(ports + "/vport1p1/name", "org.qemu.guest_agent.0\n");
+  Spit(ports + "/vport2p3/name", "io.podvisor.agent.0\n");
+  std::string device;
+  ASSERT_TRUE(FindVirtioPort(dir.path(), kAgentPortName, 0, &device).ok());
+  EXPECT_EQ(device, "/dev/vport2p3");
+  Error missing = FindVirtioPort(dir.path(), "io.other.0", 0, &device);
+  EXPECT_EQ(missing.code(), Code::kNotFound);
+}
+
+v1::SetupSandboxRequest GoodSetup() {
+  v1::SetupSandboxRequest req;
+  req.set_hostname("web-0");
+  req.mutable_dns()->add_servers("10.96.0.10");
+  req.mutable_dns()->add_servers("fd00::a");
+  req.mutable_dns()->add_searches("default.svc.cluster.local");
+  req.mutable_dns()->add_options("ndots:5");
+  v1::HostEntry* h = req.add_hosts();
+  h->set_ip("10.88.0.7");
+  h->add_names("web-0");
+  h->add_names("web-0.web");
+  (*req.mutable_sysctls())["net.ipv4.ip_forward"] = "1";
+  return req;
+}
+
+TEST(SandboxSetupTest, WritesHostnameResolvConfHostsAndSysctlsUnderRoot) {
+  testing::TempDir dir;
+  ASSERT_EQ(system(("mkdir -p " + dir.path() + "/proc/sys/net/ipv4").c_str()), 0);
+  Spit(dir.path() + "/proc/sys/net/ipv4/ip_forward", "0");
+  AgentOptions options;
+  options.pid1 = false;
+  options.root = dir.path();
+  Error err = ApplySandboxSetup(options, GoodSetup());
+  ASSERT_TRUE(err.ok()) << err.message();
+  EXPECT_EQ(Slurp(dir.Join("etc/hostname")), "web-0\n");
+  const std::string resolv = Slurp(dir.Join("etc/resolv.conf"));
+  EXPECT_NE(resolv.find("nameserver 10.96.0.10\n"), std::string::npos) << resolv;
+  EXPECT_NE(resolv.find("nameserver fd00::a\n"), std::string::npos);
+  EXPECT_NE(resolv.find("search default.svc.cluster.local\n"), std::string::npos);
+  EXPECT_NE(resolv.find("options ndots:5\n"), std::string::npos);
+  const std::string hosts = Slurp(dir.Join("etc/hosts"));
+  EXPECT_NE(hosts.find("127.0.0.1\tlocalhost web-0\n"), std::string::npos) << hosts;
+  EXPECT_NE(hosts.find("10.88.0.7\tweb-0 web-0.web\n"), std::string::npos) << hosts;
+  EXPECT_EQ(Slurp(dir.Join("proc/sys/net/ipv4/ip_forward")), "1");
+}
+
+TEST(SandboxSetupTest, RejectsHostileInputBeforeWritingAnything) {
+  testing::TempDir dir;
+  AgentOptions options;
+  options.pid1 = false;
+  options.root = dir.path();
+  auto expect_invalid = [&](v1::SetupSandboxRequest req, const char* what) {
+    Error err = ApplySandboxSetup(options, req);
+    EXPECT_EQ(err.code(), Code::kInvalidArgument) << what;
+  };
+  v1::SetupSandboxRequest r = GoodSetup();
+  r.mutable_dns()->add_servers("1.2.3.4\nnameserver 6.6.6.6");
+  expect_invalid(r, "newline in DNS server");
+  r = GoodSetup();
+  r.set_hostname("a b");
+  expect_invalid(r, "space in hostname");
+  r = GoodSetup();
+  (*r.mutable_sysctls())["../../../etc/passwd"] = "x";
+  expect_invalid(r, "sysctl path escape");
+  r = GoodSetup();
+  r.mutable_hosts(0)->add_names("evil\n1.2.3.4 bank.com");
+  expect_invalid(r, "newline in hosts name");
+  r = GoodSetup();
+  r.set_entropy(std::string(4097, 'e'));
+  expect_invalid(r, "too much entropy");
+  struct stat st;
+  EXPECT_NE(stat(dir.Join("etc/hostname").c_str(), &st), 0);
+}
+
+TEST(NetworkSetupTest, ParsesPrefixes) {
+  IpPrefix p;
+  ASSERT_TRUE(ParseIpPrefix("10.88.0.5/16", true, &p));
+  EXPECT_EQ(p.prefix_len, 16);
+  ASSERT_TRUE(ParseIpPrefix("fd00::5/64", true, &p));
+  EXPECT_EQ(p.prefix_len, 64);
+  ASSERT_TRUE(ParseIpPrefix("10.0.0.1", false, &p));
+  EXPECT_EQ(p.prefix_len, 32);
+  EXPECT_FALSE(ParseIpPrefix("10.0.0.1", true, &p));
+  EXPECT_FALSE(ParseIpPrefix("10.0.0.1/33", true, &p));
+  EXPECT_FALSE(ParseIpPrefix("10.0.0.1/-1", true, &p));
+  EXPECT_FALSE(ParseIpPrefix("host/8", true, &p));
+}
+
+TEST(NetworkSetupTest, ValidatesEveryField) {
+  v1::SetupNetworkRequest req;
+  v1::NetworkInterface* nic = req.add_interfaces();
+  nic->set_mac("52:54:00:12:34:56");
+  nic->set_name("eth0");
+  nic->add_addresses()->set_cidr("10.88.0.5/16");
+  v1::Route* route = req.add_routes();
+  route->set_gateway("10.88.0.1");
+  EXPECT_TRUE(ValidateNetworkSetup(req).ok());
+
+  v1::SetupNetworkRequest bad = req;
+  bad.mutable_interfaces(0)->set_mac("52:54:00:12:34");
+  EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);
+  bad = req;
+  bad.mutable_interfaces(0)->set_name("a-name-far-too-long-for-linux");
+  EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);
+  bad = req;
+  bad.mutable_interfaces(0)->set_mtu(10);
+  EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);
+  bad = req;
+  bad.mutable_routes(0)->set_destination("fd00::/8");
+  EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);  // v6 dst, v4 gateway
+}
+
+TEST(NetworkSetupTest, RefusesTheHostNetworkInNoPid1Mode) {
+  AgentOptions options;
+  options.pid1 = false;
+  v1::SetupNetworkRequest req;
+  req.set_loopback_up(true);
+  EXPECT_EQ(ApplyNetworkSetup(options, req).code(), Code::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace podvisor::agent
