@@ -58,6 +58,8 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
   return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
 }
 
+constexpr absl::Duration kDetachTimeout = absl::Seconds(20);
+
 struct DomainFree {
   void operator()(virDomainPtr d) const { virDomainFree(d); }
 };
@@ -549,8 +551,29 @@ absl::Status LibvirtHypervisor::DetachDisk(const std::string& id, const std::str
   auto dom = Lookup(id);
   if (!dom.ok()) return dom.status();
   std::string alias = absl::StrCat("ua-", disk_id);
+  auto has_disk = [&] {
+    char* xml = virDomainGetXMLDesc(dom->get(), 0);
+    if (xml == nullptr) return false;
+    bool found = absl::StrContains(xml, absl::StrCat("<alias name='", alias, "'/>"));
+    free(xml);
+    return found;
+  };
+  if (!has_disk()) {
+    return absl::NotFoundError(absl::StrCat("detach disk ", disk_id, " from VM ", id,
+                                            ": no such disk"));
+  }
   if (virDomainDetachDeviceAlias(dom->get(), alias.c_str(), VIR_DOMAIN_AFFECT_LIVE) != 0) {
     return VirError(absl::StrCat("detach disk ", disk_id, " from VM ", id));
+  }
+  // libvirt may answer before QEMU has removed the device; return once it is gone.
+  absl::Time deadline = absl::Now() + kDetachTimeout;
+  while (has_disk()) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "detach disk ", disk_id, " from VM ", id, ": still present after ",
+          absl::FormatDuration(kDetachTimeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(10));
   }
   return absl::OkStatus();
 }

@@ -323,5 +323,73 @@ TEST_F(LibvirtHypervisorTest, PauseAndResume) {
   EXPECT_TRUE(answer.ok() && *answer == "pong") << answer.status();
 }
 
+// A network namespace with a tap device in it, as the networking code prepares for a pod.
+class TapNetns {
+ public:
+  TapNetns() : name_(absl::StrCat("pvtest-", getpid())) {
+    ok_ = Run(absl::StrCat("ip netns add ", name_)) &&
+          Run(absl::StrCat("ip -n ", name_, " tuntap add dev pvtap0 mode tap")) &&
+          Run(absl::StrCat("ip -n ", name_, " link set pvtap0 up"));
+  }
+  ~TapNetns() { Run(absl::StrCat("ip netns delete ", name_, " 2>/dev/null")); }
+  bool ok() const { return ok_; }
+  std::string path() const { return "/run/netns/" + name_; }
+
+ private:
+  static bool Run(const std::string& command) { return std::system(command.c_str()) == 0; }
+  std::string name_;
+  bool ok_ = false;
+};
+
+TEST_F(LibvirtHypervisorTest, NicOnATapInsideThePodNetns) {
+  TapNetns netns;
+  ASSERT_TRUE(netns.ok()) << "could not create a netns with a tap (ip netns / tuntap)";
+  VmSpec spec = MakeSpec("nic");
+  spec.nics.push_back({"pvtap0", "52:54:00:AB:CD:EF", netns.path()});
+  ASSERT_OK(hypervisor_->Create(spec));
+  std::optional<GuestChannel> channel;
+  // The guest sees a NIC (eth0) besides lo.
+  EXPECT_THAT(WaitReady(spec, &channel), HasSubstr("eth0"));
+  // The tap is still the pod netns' own, and the host namespace never had one of that name.
+  EXPECT_NE(access("/sys/class/net/pvtap0", F_OK), 0);
+  ASSERT_OK(hypervisor_->Destroy("nic"));
+}
+
+TEST_F(LibvirtHypervisorTest, DisksAtBootAndHotPlugged) {
+  auto make_disk = [&](const std::string& name) {
+    std::string path = dir_.Join(name);
+    std::ofstream(path).close();
+    EXPECT_EQ(truncate(path.c_str(), 16 << 20), 0);
+    return path;
+  };
+  VmSpec spec = MakeSpec("disks");
+  spec.disks.push_back({"rootfs", make_disk("rootfs.img"), true, "raw", 0});
+  ASSERT_OK(hypervisor_->Create(spec));
+  std::optional<GuestChannel> channel;
+  EXPECT_THAT(WaitReady(spec, &channel), HasSubstr("blk=sda"));
+
+  ASSERT_OK(hypervisor_->AttachDisk("disks", {"layer1", make_disk("layer1.img"), false, "raw", 1}));
+  std::string blk;
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    auto answer = channel->Ask("blk", absl::Seconds(30));
+    ASSERT_TRUE(answer.ok()) << answer.status();
+    blk = *answer;
+    if (absl::StrContains(blk, "sdb")) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_THAT(blk, HasSubstr("sdb"));
+
+  ASSERT_OK(hypervisor_->DetachDisk("disks", "layer1"));
+  deadline = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < deadline) {
+    blk = *channel->Ask("blk", absl::Seconds(30));
+    if (!absl::StrContains(blk, "sdb")) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(blk, "blk=sda");
+  EXPECT_FALSE(hypervisor_->DetachDisk("disks", "layer1").ok());
+}
+
 }  // namespace
 }  // namespace podvisor
