@@ -1,0 +1,168 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <utility>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "hypervisor/hypervisor.h"
+
+namespace podvisor::testing {
+
+// An in-memory Hypervisor for unit tests of the sandbox code: VMs are records, nothing boots.
+// Tests can make the next call of a kind fail, simulate a VM dying (SimulateExit) and inspect
+// what was created. Thread-safe.
+class FakeHypervisor : public Hypervisor {
+ public:
+  absl::Status Init() override {
+    absl::MutexLock lock(&mu_);
+    initialised_ = true;
+    return init_error_;
+  }
+  std::string Accelerator() const override { return "fake"; }
+
+  absl::Status Create(const VmSpec& spec) override {
+    absl::MutexLock lock(&mu_);
+    ++create_calls_;
+    if (!next_create_error_.ok()) return std::exchange(next_create_error_, absl::OkStatus());
+    if (vms_.count(spec.id) > 0) {
+      return absl::AlreadyExistsError(absl::StrCat("create VM ", spec.id, ": already exists"));
+    }
+    vms_[spec.id] = Vm{spec, VmState::kRunning, next_pid_++};
+    return absl::OkStatus();
+  }
+
+  absl::Status Stop(const std::string& id, absl::Duration) override {
+    absl::MutexLock lock(&mu_);
+    stopped_.push_back(id);
+    vms_.erase(id);
+    return absl::OkStatus();
+  }
+
+  absl::Status Destroy(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    if (!next_destroy_error_.ok()) return std::exchange(next_destroy_error_, absl::OkStatus());
+    destroyed_.push_back(id);
+    vms_.erase(id);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<VmStatus> Status(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return VmStatus{};
+    return VmStatus{it->second.state, it->second.pid};
+  }
+
+  absl::StatusOr<std::vector<VmInfo>> List() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<VmInfo> result;
+    for (const auto& [id, vm] : vms_) result.push_back({id, {vm.state, vm.pid}});
+    return result;
+  }
+
+  absl::Status Pause(const std::string& id) override { return SetState(id, VmState::kPaused); }
+  absl::Status Resume(const std::string& id) override { return SetState(id, VmState::kRunning); }
+
+  absl::Status AttachDisk(const std::string& id, const VmDisk& disk) override {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("no VM ", id));
+    it->second.spec.disks.push_back(disk);
+    return absl::OkStatus();
+  }
+
+  absl::Status DetachDisk(const std::string& id, const std::string& disk_id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("no VM ", id));
+    auto& disks = it->second.spec.disks;
+    for (auto d = disks.begin(); d != disks.end(); ++d) {
+      if (d->id == disk_id) {
+        disks.erase(d);
+        return absl::OkStatus();
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("no disk ", disk_id, " in VM ", id));
+  }
+
+  void SetExitCallback(VmExitCallback callback) override {
+    absl::MutexLock lock(&mu_);
+    callback_ = std::move(callback);
+  }
+
+  // --- test controls ---
+  // The VM stops on its own: removed, and the exit callback runs (on the caller's thread).
+  void SimulateExit(const std::string& id, const std::string& reason = "crashed") {
+    VmExitCallback callback;
+    {
+      absl::MutexLock lock(&mu_);
+      vms_.erase(id);
+      callback = callback_;
+    }
+    if (callback) callback(VmExitEvent{id, reason});
+  }
+  void FailNextCreate(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    next_create_error_ = std::move(status);
+  }
+  void FailNextDestroy(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    next_destroy_error_ = std::move(status);
+  }
+  void FailInit(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    init_error_ = std::move(status);
+  }
+  // The spec a running VM was created with (plus hot-plugged disks).
+  std::optional<VmSpec> SpecOf(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return std::nullopt;
+    return it->second.spec;
+  }
+  int create_calls() {
+    absl::MutexLock lock(&mu_);
+    return create_calls_;
+  }
+  std::vector<std::string> destroyed() {
+    absl::MutexLock lock(&mu_);
+    return destroyed_;
+  }
+  std::vector<std::string> stopped() {
+    absl::MutexLock lock(&mu_);
+    return stopped_;
+  }
+
+ private:
+  struct Vm {
+    VmSpec spec;
+    VmState state = VmState::kRunning;
+    pid_t pid = 0;
+  };
+
+  absl::Status SetState(const std::string& id, VmState state) {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("no VM ", id));
+    it->second.state = state;
+    return absl::OkStatus();
+  }
+
+  absl::Mutex mu_;
+  bool initialised_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, Vm> vms_ ABSL_GUARDED_BY(mu_);
+  pid_t next_pid_ ABSL_GUARDED_BY(mu_) = 1000;
+  int create_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> destroyed_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> stopped_ ABSL_GUARDED_BY(mu_);
+  absl::Status init_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status next_create_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status next_destroy_error_ ABSL_GUARDED_BY(mu_);
+  VmExitCallback callback_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace podvisor::testing
