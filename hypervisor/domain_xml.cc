@@ -180,7 +180,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       "    <initrd>%s</initrd>\n"
       "    <cmdline>%s</cmdline>\n"
       "  </os>\n"
-      "  <features><acpi/></features>\n"
+      "  <features><acpi/>%s</features>\n"
       "  <clock offset='utc'/>\n"
       "  <on_poweroff>destroy</on_poweroff>\n"
       "  <on_reboot>destroy</on_reboot>\n"
@@ -205,7 +205,11 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       "    </controller>\n",
       options.accelerator == "kvm" ? "kvm" : "qemu", DomainName(spec.id), spec.memory_mib,
       spec.vcpus, XmlEscape(spec.kernel), XmlEscape(spec.initrd),
-      XmlEscape(KernelCommandLine(options, spec.extra_kernel_args)), XmlEscape(options.emulator),
+      XmlEscape(KernelCommandLine(options, spec.extra_kernel_args)),
+      options.accelerator == "tcg" && options.tcg_tb_cache_mib > 0
+          ? absl::StrFormat("<tcg><tb-cache unit='MiB'>%d</tb-cache></tcg>",
+                            options.tcg_tb_cache_mib)
+          : "", XmlEscape(options.emulator),
       XmlEscape(spec.console_log), XmlEscape(spec.agent_socket), kAgentPortName);
   for (const VmDisk& disk : spec.disks) xml += DiskElement(disk);
   for (const VmNic& nic : spec.nics) {

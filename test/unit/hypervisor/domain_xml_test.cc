@@ -35,7 +35,8 @@ TEST(DomainXmlTest, MicrovmWithDirectKernelBootAndAgentPort) {
   EXPECT_THAT(*xml, HasSubstr("<name>podvisor-3f2a</name>"));
   EXPECT_THAT(*xml, HasSubstr("<memory unit='MiB'>512</memory>"));
   EXPECT_THAT(*xml, HasSubstr("machine='microvm'"));
-  EXPECT_THAT(*xml, HasSubstr("<features><acpi/></features>"));
+  EXPECT_THAT(*xml,
+              HasSubstr("<features><acpi/><tcg><tb-cache unit='MiB'>16</tb-cache></tcg></features>"));
   EXPECT_THAT(*xml, HasSubstr("<kernel>/guest/vmlinux</kernel>"));
   EXPECT_THAT(*xml, HasSubstr("<initrd>/guest/initrd.img</initrd>"));
   EXPECT_THAT(*xml, HasSubstr("path='/run/podvisor/vms/3f2a/agent.sock'"));
@@ -62,6 +63,7 @@ TEST(DomainXmlTest, KvmDomainType) {
   DomainOptions options = Tcg();
   options.accelerator = "kvm";
   EXPECT_THAT(*BuildDomainXml(ValidSpec(), options), HasSubstr("<domain type='kvm'"));
+  EXPECT_THAT(*BuildDomainXml(ValidSpec(), options), HasSubstr("<features><acpi/></features>"));
   options.accelerator = "hvf";
   EXPECT_EQ(BuildDomainXml(ValidSpec(), options).status().code(),
             absl::StatusCode::kInvalidArgument);
