@@ -1,119 +1,191 @@
 #pragma once
 
-// A Hypervisor for unit tests: VMs are entries in a map; exits are simulated.
-
 #include <map>
-#include <mutex>
-#include <set>
+#include <optional>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "hypervisor/hypervisor.h"
 
 namespace podvisor::testing {
 
+// An in-memory Hypervisor for unit tests of the sandbox code: VMs are records, nothing boots.
+// Tests can make the next call of a kind fail, simulate a VM dying (SimulateExit) and inspect
+// what was created. Thread-safe.
 class FakeHypervisor : public Hypervisor {
  public:
-  absl::Status create_result;  // returned by Create when not OK
-
-  absl::Status Init() override { return absl::OkStatus(); }
-  std::string Accelerator() const override { return "tcg"; }
+  absl::Status Init() override {
+    absl::MutexLock lock(&mu_);
+    initialised_ = true;
+    return init_error_;
+  }
+  std::string Accelerator() const override { return "fake"; }
 
   absl::Status Create(const VmSpec& spec) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!create_result.ok()) return create_result;
-    if (vms_.contains(spec.id)) return absl::AlreadyExistsError(spec.id);
-    vms_[spec.id] = VmStatus{VmState::kRunning, next_pid_++};
-    specs_.push_back(spec);
+    absl::MutexLock lock(&mu_);
+    ++create_calls_;
+    if (!next_create_error_.ok()) return std::exchange(next_create_error_, absl::OkStatus());
+    if (vms_.count(spec.id) > 0) {
+      return absl::AlreadyExistsError(absl::StrCat("create VM ", spec.id, ": already exists"));
+    }
+    vms_[spec.id] = Vm{spec, VmState::kRunning, next_pid_++};
+    last_spec_ = spec;
     return absl::OkStatus();
   }
-  absl::Status Stop(const std::string& id, absl::Duration) override { return Destroy(id); }
-  absl::Status Destroy(const std::string& id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+
+  absl::Status Stop(const std::string& id, absl::Duration) override {
+    absl::MutexLock lock(&mu_);
+    stopped_.push_back(id);
     vms_.erase(id);
     return absl::OkStatus();
   }
+
+  absl::Status Destroy(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    if (!next_destroy_error_.ok()) return std::exchange(next_destroy_error_, absl::OkStatus());
+    destroyed_.push_back(id);
+    vms_.erase(id);
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<VmStatus> Status(const std::string& id) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = vms_.find(id);
     if (it == vms_.end()) return VmStatus{};
-    return it->second;
+    return VmStatus{it->second.state, it->second.pid};
   }
+
   absl::StatusOr<std::vector<VmInfo>> List() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<VmInfo> out;
-    for (const auto& [id, st] : vms_) out.push_back({id, st});
-    return out;
+    absl::MutexLock lock(&mu_);
+    std::vector<VmInfo> result;
+    for (const auto& [id, vm] : vms_) result.push_back({id, {vm.state, vm.pid}});
+    return result;
   }
+
   absl::Status Pause(const std::string& id) override { return SetState(id, VmState::kPaused); }
   absl::Status Resume(const std::string& id) override { return SetState(id, VmState::kRunning); }
+
   absl::Status AttachDisk(const std::string& id, const VmDisk& disk) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!vms_.contains(id)) return absl::NotFoundError(id);
-    disks_[id].insert(disk.id);
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("no VM ", id));
+    it->second.spec.disks.push_back(disk);
     return absl::OkStatus();
   }
+
   absl::Status DetachDisk(const std::string& id, const std::string& disk_id) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    disks_[id].erase(disk_id);
-    return absl::OkStatus();
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("no VM ", id));
+    auto& disks = it->second.spec.disks;
+    for (auto d = disks.begin(); d != disks.end(); ++d) {
+      if (d->id == disk_id) {
+        disks.erase(d);
+        return absl::OkStatus();
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("no disk ", disk_id, " in VM ", id));
   }
+
   void SetExitCallback(VmExitCallback callback) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     callback_ = std::move(callback);
   }
 
-  // The VM stops on its own and the exit callback fires.
-  void SimulateExit(const std::string& id, const std::string& reason) {
-    VmExitCallback cb;
+  // --- test controls ---
+  // The VM stops on its own: removed, and the exit callback runs (on the caller's thread).
+  void SimulateExit(const std::string& id, const std::string& reason = "crashed") {
+    VmExitCallback callback;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       vms_.erase(id);
-      cb = callback_;
+      callback = callback_;
     }
-    if (cb) cb(VmExitEvent{id, reason});
+    if (callback) callback(VmExitEvent{id, reason});
   }
-  // The VM stops while nobody listens (e.g. while the daemon is down).
+  void FailNextCreate(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    next_create_error_ = std::move(status);
+  }
+  void FailNextDestroy(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    next_destroy_error_ = std::move(status);
+  }
+  void FailInit(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    init_error_ = std::move(status);
+  }
+  // The spec a running VM was created with (plus hot-plugged disks).
+  std::optional<VmSpec> SpecOf(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return std::nullopt;
+    return it->second.spec;
+  }
+  int create_calls() {
+    absl::MutexLock lock(&mu_);
+    return create_calls_;
+  }
+  std::vector<std::string> destroyed() {
+    absl::MutexLock lock(&mu_);
+    return destroyed_;
+  }
+  std::vector<std::string> stopped() {
+    absl::MutexLock lock(&mu_);
+    return stopped_;
+  }
+  // The VM stops while nobody listens (e.g. while the daemon is down): no callback.
   void SimulateExitQuietly(const std::string& id) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     vms_.erase(id);
   }
   bool Running(const std::string& id) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = vms_.find(id);
     return it != vms_.end() && it->second.state == VmState::kRunning;
   }
-  std::set<std::string> RunningIds() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::set<std::string> out;
-    for (const auto& [id, st] : vms_) out.insert(id);
-    return out;
+  std::vector<std::string> RunningIds() {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> ids;
+    for (const auto& [id, vm] : vms_) ids.push_back(id);
+    return ids;
   }
+  // The spec of the most recent successful Create.
   VmSpec LastSpec() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return specs_.empty() ? VmSpec{} : specs_.back();
-  }
-  std::set<std::string> Disks(const std::string& id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return disks_[id];
+    absl::MutexLock lock(&mu_);
+    return last_spec_;
   }
 
  private:
+  struct Vm {
+    VmSpec spec;
+    VmState state = VmState::kRunning;
+    pid_t pid = 0;
+  };
+
   absl::Status SetState(const std::string& id, VmState state) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = vms_.find(id);
-    if (it == vms_.end()) return absl::NotFoundError(id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("no VM ", id));
     it->second.state = state;
     return absl::OkStatus();
   }
 
-  std::mutex mu_;
-  std::map<std::string, VmStatus> vms_;
-  std::map<std::string, std::set<std::string>> disks_;
-  std::vector<VmSpec> specs_;
-  VmExitCallback callback_;
-  pid_t next_pid_ = 1000;
+  absl::Mutex mu_;
+  bool initialised_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, Vm> vms_ ABSL_GUARDED_BY(mu_);
+  pid_t next_pid_ ABSL_GUARDED_BY(mu_) = 1000;
+  VmSpec last_spec_ ABSL_GUARDED_BY(mu_);
+  int create_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> destroyed_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> stopped_ ABSL_GUARDED_BY(mu_);
+  absl::Status init_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status next_create_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status next_destroy_error_ ABSL_GUARDED_BY(mu_);
+  VmExitCallback callback_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace podvisor::testing

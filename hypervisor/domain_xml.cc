@@ -1,0 +1,235 @@
+#include "hypervisor/domain_xml.h"
+
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace podvisor {
+namespace {
+
+bool IsNameChar(char c, absl::string_view extra) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+         extra.find(c) != absl::string_view::npos;
+}
+
+bool ValidName(absl::string_view s, absl::string_view extra, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  for (char c : s) {
+    if (!IsNameChar(c, extra)) return false;
+  }
+  return true;
+}
+
+bool ValidMac(absl::string_view mac) {
+  if (mac.size() != 17) return false;
+  for (size_t i = 0; i < mac.size(); ++i) {
+    if (i % 3 == 2) {
+      if (mac[i] != ':') return false;
+    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(mac[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// sda, sdb, ..., sdz, sdaa, ... as libvirt expects unique target names.
+std::string ScsiTargetName(uint32_t index) {
+  std::string suffix;
+  uint32_t n = index + 1;
+  while (n > 0) {
+    --n;
+    suffix.insert(suffix.begin(), static_cast<char>('a' + n % 26));
+    n /= 26;
+  }
+  return "sd" + suffix;
+}
+
+absl::Status ValidateDisk(const VmDisk& disk) {
+  if (!ValidName(disk.id, "_.-", 20)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("disk id '", disk.id, "' must be 1-20 characters of [A-Za-z0-9_.-]"));
+  }
+  if (disk.path.empty() || disk.path[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("disk ", disk.id, ": path must be absolute, got '", disk.path, "'"));
+  }
+  if (disk.format != "raw" && disk.format != "qcow2") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("disk ", disk.id, ": format must be raw or qcow2, got '", disk.format, "'"));
+  }
+  if (disk.index > 254) {
+    return absl::InvalidArgumentError(absl::StrCat("disk ", disk.id, ": index above 254"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSpec(const VmSpec& spec) {
+  if (!ValidName(spec.id, "_-", 64)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("VM id '", spec.id, "' must be 1-64 characters of [A-Za-z0-9_-]"));
+  }
+  if (spec.vcpus < 1 || spec.vcpus > 64) {
+    return absl::InvalidArgumentError(absl::StrCat("vcpus must be 1..64, got ", spec.vcpus));
+  }
+  if (spec.memory_mib < 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("memory must be at least 64 MiB, got ", spec.memory_mib));
+  }
+  for (const auto* path : {&spec.kernel, &spec.initrd, &spec.agent_socket, &spec.console_log}) {
+    if (path->empty() || (*path)[0] != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kernel, initrd, agent_socket and console_log must be absolute paths, got '", *path,
+          "'"));
+    }
+  }
+  if (spec.agent_socket.size() >= 108) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("agent socket path is too long for a unix socket: ", spec.agent_socket));
+  }
+  std::set<std::string> ids;
+  std::set<uint32_t> indexes;
+  for (const VmDisk& disk : spec.disks) {
+    if (auto status = ValidateDisk(disk); !status.ok()) return status;
+    if (!ids.insert(disk.id).second || !indexes.insert(disk.index).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("disk ", disk.id, ": duplicate id or index ", disk.index));
+    }
+  }
+  for (const VmNic& nic : spec.nics) {
+    if (!ValidName(nic.tap, "_.-", 15)) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid tap name '", nic.tap, "'"));
+    }
+    if (!ValidMac(nic.mac)) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid MAC '", nic.mac, "'"));
+    }
+    if (nic.netns_path != spec.nics.front().netns_path) {
+      return absl::InvalidArgumentError("all NICs of a VM must be in one network namespace");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string DiskElement(const VmDisk& disk) {
+  return absl::StrFormat(
+      "    <disk type='%s' device='disk'>\n"
+      "      <driver name='qemu' type='%s'/>\n"
+      "      <source %s='%s'/>\n"
+      "      <target dev='%s' bus='scsi'/>\n"
+      "%s"
+      "      <serial>%s</serial>\n"
+      "      <alias name='ua-%s'/>\n"
+      "      <address type='drive' controller='0' bus='0' target='%d' unit='0'/>\n"
+      "    </disk>\n",
+      disk.path.rfind("/dev/", 0) == 0 ? "block" : "file", disk.format,
+      disk.path.rfind("/dev/", 0) == 0 ? "dev" : "file", XmlEscape(disk.path),
+      ScsiTargetName(disk.index), disk.read_only ? "      <readonly/>\n" : "", disk.id, disk.id,
+      disk.index);
+}
+
+}  // namespace
+
+std::string DomainName(absl::string_view id) { return absl::StrCat(kVmNamePrefix, id); }
+
+std::string XmlEscape(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '\'': out += "&apos;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string KernelCommandLine(const DomainOptions& options, absl::string_view extra) {
+  // panic=-1 reboots at once on a panic (e.g. PID 1 exiting) and <on_reboot>destroy ends QEMU,
+  // so a dead guest is a dead domain. tsc_early_khz keeps microvm boots from hanging when PIT
+  // calibration fails under load.
+  std::string line = "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests mitigations=off";
+  if (options.tsc_khz > 0) absl::StrAppend(&line, " tsc_early_khz=", options.tsc_khz);
+  if (!extra.empty()) absl::StrAppend(&line, " ", extra);
+  return line;
+}
+
+absl::StatusOr<std::string> BuildDiskXml(const VmDisk& disk) {
+  if (auto status = ValidateDisk(disk); !status.ok()) return status;
+  return DiskElement(disk);
+}
+
+absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptions& options) {
+  if (auto status = ValidateSpec(spec); !status.ok()) return status;
+  if (options.accelerator != "tcg" && options.accelerator != "kvm") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("accelerator must be tcg or kvm, got '", options.accelerator, "'"));
+  }
+  std::string xml = absl::StrFormat(
+      "<domain type='%s' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
+      "  <name>%s</name>\n"
+      "  <memory unit='MiB'>%d</memory>\n"
+      "  <vcpu>%d</vcpu>\n"
+      "  <os>\n"
+      "    <type arch='x86_64' machine='microvm'>hvm</type>\n"
+      "    <kernel>%s</kernel>\n"
+      "    <initrd>%s</initrd>\n"
+      "    <cmdline>%s</cmdline>\n"
+      "  </os>\n"
+      "  <features><acpi/>%s</features>\n"
+      "  <clock offset='utc'/>\n"
+      "  <on_poweroff>destroy</on_poweroff>\n"
+      "  <on_reboot>destroy</on_reboot>\n"
+      "  <on_crash>destroy</on_crash>\n"
+      "  <devices>\n"
+      "    <emulator>%s</emulator>\n"
+      "    <controller type='usb' model='none'/>\n"
+      "    <serial type='file'>\n"
+      "      <source path='%s' append='on'/>\n"
+      "      <target port='0'/>\n"
+      "    </serial>\n"
+      "    <controller type='virtio-serial' index='0'>\n"
+      "      <address type='virtio-mmio'/>\n"
+      "    </controller>\n"
+      "    <channel type='unix'>\n"
+      "      <source mode='bind' path='%s'/>\n"
+      "      <target type='virtio' name='%s'/>\n"
+      "      <address type='virtio-serial' controller='0' bus='0' port='1'/>\n"
+      "    </channel>\n"
+      "    <controller type='scsi' index='0' model='virtio-scsi'>\n"
+      "      <address type='virtio-mmio'/>\n"
+      "    </controller>\n",
+      options.accelerator == "kvm" ? "kvm" : "qemu", DomainName(spec.id), spec.memory_mib,
+      spec.vcpus, XmlEscape(spec.kernel), XmlEscape(spec.initrd),
+      XmlEscape(KernelCommandLine(options, spec.extra_kernel_args)),
+      options.accelerator == "tcg" && options.tcg_tb_cache_mib > 0
+          ? absl::StrFormat("<tcg><tb-cache unit='MiB'>%d</tb-cache></tcg>",
+                            options.tcg_tb_cache_mib)
+          : "", XmlEscape(options.emulator),
+      XmlEscape(spec.console_log), XmlEscape(spec.agent_socket), kAgentPortName);
+  for (const VmDisk& disk : spec.disks) xml += DiskElement(disk);
+  for (const VmNic& nic : spec.nics) {
+    absl::StrAppendFormat(&xml,
+                          "    <interface type='ethernet'>\n"
+                          "      <mac address='%s'/>\n"
+                          "      <target dev='%s' managed='no'/>\n"
+                          "      <model type='virtio'/>\n"
+                          "      <address type='virtio-mmio'/>\n"
+                          "    </interface>\n",
+                          absl::AsciiStrToLower(nic.mac), nic.tap);
+  }
+  xml +=
+      "    <memballoon model='none'/>\n"
+      "  </devices>\n"
+      "  <qemu:capabilities>\n"
+      "    <qemu:del capability='cpu-unavailable-features'/>\n"
+      "  </qemu:capabilities>\n"
+      "</domain>\n";
+  return xml;
+}
+
+}  // namespace podvisor

@@ -1,0 +1,608 @@
+// The libvirt backend of Hypervisor: transient QEMU domains (microvm, direct kernel boot), by
+// default through libvirt's QEMU driver embedded in this process (qemu:///embed). See
+// docs/hypervisor.md for the choices and their measurements.
+#include <fcntl.h>
+#include <grp.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <pwd.h>
+#include <sched.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "hypervisor/domain_xml.h"
+#include "hypervisor/hypervisor.h"
+
+extern char** environ;
+
+namespace podvisor {
+namespace {
+
+// qemu.conf of the embedded driver: run QEMU as root without per-VM sandboxing (the VM is the
+// sandbox), skip namespaces/cgroups/owner tracking that cost time on every create, and let QEMU
+// write its stdio to a file instead of through a libvirt pipe.
+constexpr char kQemuConf[] =
+    "# Written by podvisord; see docs/hypervisor.md.\n"
+    "user = \"root\"\n"
+    "group = \"root\"\n"
+    "security_driver = \"none\"\n"
+    "namespaces = [ ]\n"
+    "cgroup_controllers = [ ]\n"
+    "remember_owner = 0\n"
+    "stdio_handler = \"file\"\n";
+
+// Adds context in front of a status' message, keeping its code.
+absl::Status Annotate(const absl::Status& status, absl::string_view context) {
+  return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+constexpr absl::Duration kDetachTimeout = absl::Seconds(20);
+
+struct DomainFree {
+  void operator()(virDomainPtr d) const { virDomainFree(d); }
+};
+using DomainRef = std::unique_ptr<virDomain, DomainFree>;
+
+// The calling thread's last libvirt error, as a Status.
+absl::Status VirError(absl::string_view what,
+                      absl::StatusCode code = absl::StatusCode::kUnavailable) {
+  virErrorPtr err = virGetLastError();
+  std::string message = err != nullptr && err->message != nullptr ? err->message
+                                                                   : "unknown libvirt error";
+  if (err != nullptr && err->code == VIR_ERR_NO_DOMAIN) code = absl::StatusCode::kNotFound;
+  if (err != nullptr && err->code == VIR_ERR_OPERATION_INVALID &&
+      code == absl::StatusCode::kUnavailable) {
+    code = absl::StatusCode::kFailedPrecondition;
+  }
+  return absl::Status(code, absl::StrCat(what, ": ", message));
+}
+
+bool LastErrorIsNoDomain() {
+  virErrorPtr err = virGetLastError();
+  return err != nullptr && err->code == VIR_ERR_NO_DOMAIN;
+}
+
+// libvirt's embedded driver needs an event loop in the process; it is process-wide and lives as
+// long as the process.
+void EnsureEventLoop() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    virEventRegisterDefaultImpl();
+    std::thread([] {
+      for (;;) {
+        if (virEventRunDefaultImpl() < 0) {
+          PV_LOG(kError) << "libvirt event loop: " << virGetLastErrorMessage();
+          absl::SleepFor(absl::Milliseconds(100));
+        }
+      }
+    }).detach();
+  });
+}
+
+absl::Status RunCommand(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int err = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ);
+  if (err != 0) return ErrnoStatus(absl::StrCat("run ", argv[0]), err);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return absl::InternalError(absl::StrCat(argv[0], " failed with status ", status));
+  }
+  return absl::OkStatus();
+}
+
+// libvirt's QEMU driver refuses to work unless a libvirt-qemu user and group exist, even when
+// qemu.conf says root.
+absl::Status EnsureQemuUser() {
+  if (getgrnam("libvirt-qemu") == nullptr) {
+    PV_LOG(kInfo) << "creating group libvirt-qemu";
+    if (auto s = RunCommand({"groupadd", "--system", "libvirt-qemu"}); !s.ok()) return s;
+  }
+  if (getpwnam("libvirt-qemu") == nullptr) {
+    PV_LOG(kInfo) << "creating user libvirt-qemu";
+    if (auto s = RunCommand({"useradd", "--system", "--no-create-home", "--home-dir",
+                             "/nonexistent", "--shell", "/usr/sbin/nologin", "-g",
+                             "libvirt-qemu", "libvirt-qemu"});
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The host TSC frequency in kHz: the kernel's own figure when it exports one, else cpu0's
+// "cpu MHz" (constant on hosts with constant_tsc, which QEMU guests rely on).
+uint64_t ReadHostTscKhz() {
+  if (auto khz = ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); khz.ok()) {
+    uint64_t value = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*khz), &value) && value > 0) return value;
+  }
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (!absl::StartsWith(line, "cpu MHz")) continue;
+    std::vector<std::string> parts = absl::StrSplit(line, ':');
+    double mhz = 0;
+    if (parts.size() == 2 && absl::SimpleAtod(absl::StripAsciiWhitespace(parts[1]), &mhz)) {
+      return static_cast<uint64_t>(std::llround(mhz * 1000));
+    }
+    break;
+  }
+  return 0;
+}
+
+std::string ReasonOfStop(int detail) {
+  switch (detail) {
+    case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: return "shutdown";
+    case VIR_DOMAIN_EVENT_STOPPED_DESTROYED: return "destroyed";
+    case VIR_DOMAIN_EVENT_STOPPED_CRASHED: return "crashed";
+    case VIR_DOMAIN_EVENT_STOPPED_FAILED: return "failed";
+    case VIR_DOMAIN_EVENT_STOPPED_SAVED: return "saved";
+    case VIR_DOMAIN_EVENT_STOPPED_MIGRATED: return "migrated";
+    default: return "stopped";
+  }
+}
+
+// The agent socket path recorded in a domain's XML (the bind-mode unix channel).
+std::string AgentSocketOf(virDomainPtr dom) {
+  char* xml = virDomainGetXMLDesc(dom, 0);
+  if (xml == nullptr) return "";
+  std::string desc(xml);
+  free(xml);
+  const std::string kMarker = "<source mode='bind' path='";
+  size_t start = desc.find(kMarker);
+  if (start == std::string::npos) return "";
+  start += kMarker.size();
+  size_t end = desc.find('\'', start);
+  return end == std::string::npos ? "" : desc.substr(start, end - start);
+}
+
+// Runs `fn` on a new thread that has joined the network namespace at `netns_path`, so that
+// libvirt opens the VM's tap devices there (TUNSETIFF works by name in the caller's namespace)
+// and QEMU, forked from that thread, runs there too.
+absl::Status RunInNetns(const std::string& netns_path, const std::function<absl::Status()>& fn) {
+  if (netns_path.empty()) return fn();
+  absl::Status result;
+  std::thread worker([&] {
+    int fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      result = ErrnoStatus(absl::StrCat("open netns ", netns_path), errno);
+      return;
+    }
+    int rc = setns(fd, CLONE_NEWNET);
+    int err = errno;
+    close(fd);
+    if (rc != 0) {
+      result = ErrnoStatus(absl::StrCat("enter netns ", netns_path), err);
+      return;
+    }
+    result = fn();
+  });
+  worker.join();
+  return result;
+}
+
+class LibvirtHypervisor final : public Hypervisor {
+ public:
+  explicit LibvirtHypervisor(LibvirtHypervisorOptions options) : options_(std::move(options)) {}
+
+  ~LibvirtHypervisor() override {
+    if (conn_ == nullptr) return;
+    if (callback_id_ >= 0) virConnectDomainEventDeregisterAny(conn_, callback_id_);
+    virConnectClose(conn_);
+  }
+
+  absl::Status Init() override;
+  std::string Accelerator() const override { return domain_options_.accelerator; }
+  absl::Status Create(const VmSpec& spec) override;
+  absl::Status Stop(const std::string& id, absl::Duration timeout) override;
+  absl::Status Destroy(const std::string& id) override;
+  absl::StatusOr<VmStatus> Status(const std::string& id) override;
+  absl::StatusOr<std::vector<VmInfo>> List() override;
+  absl::Status Pause(const std::string& id) override;
+  absl::Status Resume(const std::string& id) override;
+  absl::Status AttachDisk(const std::string& id, const VmDisk& disk) override;
+  absl::Status DetachDisk(const std::string& id, const std::string& disk_id) override;
+  void SetExitCallback(VmExitCallback callback) override {
+    absl::MutexLock lock(&mu_);
+    exit_callback_ = std::move(callback);
+  }
+
+ private:
+  static int OnLifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
+                         void* opaque);
+  absl::Status PrepareEmbedRoot();
+  absl::Status ChooseAccelerator();
+  // Boots the configured kernel with no usable init: it panics and QEMU exits once the kernel
+  // reaches the init stage. Returns whether that happened within `timeout`.
+  absl::StatusOr<bool> ProbeBoot(const std::string& accelerator, absl::Duration timeout);
+  absl::StatusOr<DomainRef> Lookup(const std::string& id);
+  absl::Status DestroyDomain(const std::string& id, virDomainPtr dom);
+  pid_t QemuPid(const std::string& id);
+  // Marks `dom`'s coming stop as ours, so that OnLifecycle does not report it. Keyed by UUID:
+  // the stop event arrives after virDomainDestroy returns, and a later VM with the same name
+  // (transient domains get a fresh UUID) must still be reported.
+  void ExpectStop(virDomainPtr dom) {
+    char uuid[VIR_UUID_STRING_BUFLEN];
+    if (virDomainGetUUIDString(dom, uuid) != 0) return;
+    absl::MutexLock lock(&mu_);
+    expected_stops_.insert(uuid);
+  }
+
+  const LibvirtHypervisorOptions options_;
+  std::string uri_;
+  std::string embed_root_;  // empty when talking to a libvirtd
+  virConnectPtr conn_ = nullptr;
+  int callback_id_ = -1;
+  DomainOptions domain_options_;
+
+  absl::Mutex mu_;
+  VmExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> expected_stops_ ABSL_GUARDED_BY(mu_);  // UUIDs we stop ourselves
+};
+
+absl::Status LibvirtHypervisor::PrepareEmbedRoot() {
+  if (auto s = MakeDirs(embed_root_ + "/etc", 0700); !s.ok()) return s;
+  std::string conf_path = embed_root_ + "/etc/qemu.conf";
+  auto current = ReadFile(conf_path);
+  if (current.ok() && *current == kQemuConf) return absl::OkStatus();
+  return WriteFileAtomic(conf_path, kQemuConf, 0600);
+}
+
+absl::Status LibvirtHypervisor::Init() {
+  if (conn_ != nullptr) return absl::OkStatus();
+  uri_ = options_.uri;
+  if (uri_.empty()) {
+    if (options_.embed_root.empty()) {
+      return absl::InvalidArgumentError("libvirt hypervisor: neither uri nor embed_root set");
+    }
+    uri_ = absl::StrCat("qemu:///embed?root=", options_.embed_root);
+  }
+  if (absl::StartsWith(uri_, "qemu:///embed?root=")) {
+    embed_root_ = uri_.substr(strlen("qemu:///embed?root="));
+  }
+  if (auto s = EnsureQemuUser(); !s.ok()) return Annotate(s, "libvirt-qemu user");
+  if (!embed_root_.empty()) {
+    if (auto s = PrepareEmbedRoot(); !s.ok()) return Annotate(s, "libvirt embed root");
+  }
+  // libvirt logs warnings (e.g. "tainted: high-privileges" on every create) and every error
+  // (including expected ones such as a lookup of a missing VM) to stderr by default. We report
+  // errors through Status; libvirt's own log goes to a file in the embed root. Must be set before
+  // the first libvirt call of the process.
+  if (!embed_root_.empty()) {
+    setenv("LIBVIRT_LOG_OUTPUTS", absl::StrCat("4:file:", embed_root_, "/libvirt.log").c_str(), 0);
+  }
+  virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
+  EnsureEventLoop();
+  absl::Time start = absl::Now();
+  conn_ = virConnectOpen(uri_.c_str());
+  if (conn_ == nullptr) return VirError(absl::StrCat("connect to ", uri_));
+  callback_id_ = virConnectDomainEventRegisterAny(
+      conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(&OnLifecycle),
+      this, nullptr);
+  if (callback_id_ < 0) return VirError("register domain lifecycle events");
+
+  domain_options_.emulator = options_.emulator;
+  domain_options_.tsc_khz = options_.tsc_khz != 0 ? options_.tsc_khz : ReadHostTscKhz();
+  if (domain_options_.tsc_khz == 0) {
+    PV_LOG(kWarning) << "host TSC frequency unknown: guests boot without tsc_early_khz";
+  }
+  if (auto s = ChooseAccelerator(); !s.ok()) return s;
+  PV_LOG(kInfo) << "hypervisor: libvirt " << uri_ << ", accelerator "
+                << domain_options_.accelerator << ", tsc " << domain_options_.tsc_khz
+                << " kHz, ready in " << absl::FormatDuration(absl::Now() - start);
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::ChooseAccelerator() {
+  // The probe outcome is a property of the host: decide once per process.
+  static absl::Mutex probe_mu(absl::kConstInit);
+  static std::optional<bool> kvm_boots ABSL_GUARDED_BY(probe_mu);
+  const std::string& wanted = options_.accelerator;
+  if (wanted == "kvm" || wanted == "tcg") {
+    domain_options_.accelerator = wanted;
+  } else if (wanted != "auto") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("accelerator must be auto, kvm or tcg, got '", wanted, "'"));
+  } else if (access("/dev/kvm", R_OK | W_OK) != 0) {
+    domain_options_.accelerator = "tcg";
+  } else {
+    absl::MutexLock lock(&probe_mu);
+    if (!kvm_boots.has_value()) {
+      auto booted = ProbeBoot("kvm", options_.kvm_probe_timeout);
+      if (!booted.ok()) return Annotate(booted.status(), "KVM probe");
+      kvm_boots = *booted;
+      PV_LOG(kInfo) << "KVM probe: " << (*booted ? "guest booted" : "guest did not boot")
+                    << " within " << absl::FormatDuration(options_.kvm_probe_timeout);
+    }
+    domain_options_.accelerator = *kvm_boots ? "kvm" : "tcg";
+    return absl::OkStatus();  // the probe create has warmed libvirt up
+  }
+  // Warm-up: the first create makes libvirt probe QEMU's capabilities (seconds).
+  auto warm = ProbeBoot(domain_options_.accelerator, absl::ZeroDuration());
+  return warm.ok() ? absl::OkStatus() : Annotate(warm.status(), "warm-up create");
+}
+
+absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator,
+                                                   absl::Duration timeout) {
+  if (options_.kernel.empty() || options_.initrd.empty()) {
+    return absl::FailedPreconditionError("no guest kernel/initrd configured for the probe");
+  }
+  char dir_template[] = "/tmp/podvisor-probe.XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) return ErrnoStatus("create probe directory", errno);
+  std::string dir = dir_template;
+  absl::Cleanup remove_dir = [&] { RemoveAll(dir).IgnoreError(); };
+  VmSpec spec;
+  spec.id = absl::StrCat("probe-", getpid());
+  spec.memory_mib = 128;
+  spec.kernel = options_.kernel;
+  spec.initrd = options_.initrd;
+  // No such init: the kernel panics right after unpacking the initrd, panic=-1 resets, and the
+  // domain (on_reboot=destroy) stops.
+  spec.extra_kernel_args = "rdinit=/podvisor-probe-no-init";
+  spec.state_dir = dir;
+  spec.agent_socket = dir + "/agent.sock";
+  spec.console_log = dir + "/console.log";
+  DomainOptions domain_options = domain_options_;
+  domain_options.accelerator = accelerator;
+  auto xml = BuildDomainXml(spec, domain_options);
+  if (!xml.ok()) return xml.status();
+  DomainRef dom(virDomainCreateXML(conn_, xml->c_str(), 0));
+  if (dom == nullptr) return VirError(absl::StrCat("create ", accelerator, " probe VM"));
+  ExpectStop(dom.get());
+  absl::Time deadline = absl::Now() + timeout;
+  bool stopped = false;
+  while (absl::Now() < deadline) {
+    if (virDomainIsActive(dom.get()) != 1) {
+      stopped = true;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (!stopped) virDomainDestroy(dom.get());
+  return stopped;
+}
+
+absl::StatusOr<DomainRef> LibvirtHypervisor::Lookup(const std::string& id) {
+  if (conn_ == nullptr) return absl::FailedPreconditionError("hypervisor not initialised");
+  DomainRef dom(virDomainLookupByName(conn_, DomainName(id).c_str()));
+  if (dom == nullptr) return VirError(absl::StrCat("look up VM ", id));
+  return dom;
+}
+
+absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
+  if (conn_ == nullptr) return absl::FailedPreconditionError("hypervisor not initialised");
+  auto xml = BuildDomainXml(spec, domain_options_);
+  if (!xml.ok()) return Annotate(xml.status(), absl::StrCat("create VM ", spec.id));
+  for (const std::string* path : {&spec.kernel, &spec.initrd}) {
+    if (access(path->c_str(), R_OK) != 0) {
+      return ErrnoStatus(absl::StrCat("create VM ", spec.id, ": guest image ", *path), errno);
+    }
+  }
+  if (DomainRef existing(virDomainLookupByName(conn_, DomainName(spec.id).c_str())); existing) {
+    return absl::AlreadyExistsError(absl::StrCat("create VM ", spec.id, ": already exists"));
+  }
+  unlink(spec.agent_socket.c_str());  // a stale socket from an earlier run would block QEMU
+  absl::Time start = absl::Now();
+  absl::Status status = RunInNetns(spec.nics.empty() ? "" : spec.nics.front().netns_path, [&] {
+    DomainRef dom(virDomainCreateXML(conn_, xml->c_str(), 0));
+    return dom != nullptr ? absl::OkStatus() : VirError("libvirt");
+  });
+  if (!status.ok()) {
+    // libvirt cleans up a failed start itself; make sure, and remove what QEMU may have made.
+    if (DomainRef dom(virDomainLookupByName(conn_, DomainName(spec.id).c_str())); dom) {
+      DestroyDomain(spec.id, dom.get()).IgnoreError();
+    }
+    unlink(spec.agent_socket.c_str());
+    return Annotate(status, absl::StrCat("create VM ", spec.id));
+  }
+  PV_LOG(kDebug) << "created VM " << spec.id << " in " << absl::FormatDuration(absl::Now() - start);
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::DestroyDomain(const std::string& id, virDomainPtr dom) {
+  std::string socket = AgentSocketOf(dom);
+  ExpectStop(dom);
+  if (virDomainDestroy(dom) != 0 && virDomainIsActive(dom) == 1) {
+    return VirError(absl::StrCat("destroy VM ", id));
+  }
+  if (!socket.empty()) unlink(socket.c_str());
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::Destroy(const std::string& id) {
+  auto dom = Lookup(id);
+  if (absl::IsNotFound(dom.status())) return absl::OkStatus();
+  if (!dom.ok()) return dom.status();
+  return DestroyDomain(id, dom->get());
+}
+
+absl::Status LibvirtHypervisor::Stop(const std::string& id, absl::Duration timeout) {
+  auto dom = Lookup(id);
+  if (absl::IsNotFound(dom.status())) return absl::OkStatus();
+  if (!dom.ok()) return dom.status();
+  std::string socket = AgentSocketOf(dom->get());
+  ExpectStop(dom->get());
+  // ACPI power button; a guest that ignores it (our agent may) is destroyed after `timeout`.
+  if (virDomainShutdown(dom->get()) != 0) {
+    PV_LOG(kDebug) << "stop VM " << id << ": shutdown request: " << virGetLastErrorMessage();
+  }
+  absl::Time deadline = absl::Now() + timeout;
+  while (virDomainIsActive(dom->get()) == 1 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (virDomainIsActive(dom->get()) == 1) {
+    if (auto s = DestroyDomain(id, dom->get()); !s.ok()) return s;
+  }
+  if (!socket.empty()) unlink(socket.c_str());
+  return absl::OkStatus();
+}
+
+pid_t LibvirtHypervisor::QemuPid(const std::string& id) {
+  // libvirt keeps QEMU's pid in <run dir>/<name>.pid.
+  std::string run_dir = embed_root_.empty() ? "/run/libvirt/qemu" : embed_root_ + "/run/qemu";
+  auto text = ReadFile(absl::StrCat(run_dir, "/", DomainName(id), ".pid"));
+  int pid = 0;
+  if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid)) return 0;
+  return pid;
+}
+
+absl::StatusOr<VmStatus> LibvirtHypervisor::Status(const std::string& id) {
+  auto dom = Lookup(id);
+  if (absl::IsNotFound(dom.status())) return VmStatus{};
+  if (!dom.ok()) return dom.status();
+  int state = 0, reason = 0;
+  if (virDomainGetState(dom->get(), &state, &reason, 0) != 0) {
+    if (LastErrorIsNoDomain()) return VmStatus{};
+    return VirError(absl::StrCat("state of VM ", id));
+  }
+  VmStatus status;
+  switch (state) {
+    case VIR_DOMAIN_RUNNING:
+    case VIR_DOMAIN_BLOCKED:
+      status.state = VmState::kRunning;
+      break;
+    case VIR_DOMAIN_PAUSED:
+    case VIR_DOMAIN_PMSUSPENDED:
+      status.state = VmState::kPaused;
+      break;
+    default:
+      status.state = VmState::kStopped;
+  }
+  if (status.state != VmState::kStopped) status.qemu_pid = QemuPid(id);
+  return status;
+}
+
+absl::StatusOr<std::vector<VmInfo>> LibvirtHypervisor::List() {
+  if (conn_ == nullptr) return absl::FailedPreconditionError("hypervisor not initialised");
+  virDomainPtr* domains = nullptr;
+  int n = virConnectListAllDomains(conn_, &domains, 0);
+  if (n < 0) return VirError("list VMs");
+  std::vector<VmInfo> result;
+  std::vector<std::string> ids;
+  for (int i = 0; i < n; ++i) {
+    const char* name = virDomainGetName(domains[i]);
+    if (name != nullptr && absl::StartsWith(name, kVmNamePrefix)) {
+      ids.push_back(std::string(name).substr(strlen(kVmNamePrefix)));
+    }
+    virDomainFree(domains[i]);
+  }
+  free(domains);
+  for (const std::string& id : ids) {
+    auto status = Status(id);
+    if (!status.ok()) return status.status();
+    if (status->state != VmState::kAbsent) result.push_back({id, *status});
+  }
+  return result;
+}
+
+absl::Status LibvirtHypervisor::Pause(const std::string& id) {
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  if (virDomainSuspend(dom->get()) != 0) return VirError(absl::StrCat("pause VM ", id));
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::Resume(const std::string& id) {
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  if (virDomainResume(dom->get()) != 0) return VirError(absl::StrCat("resume VM ", id));
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::AttachDisk(const std::string& id, const VmDisk& disk) {
+  auto xml = BuildDiskXml(disk);
+  if (!xml.ok()) return Annotate(xml.status(), absl::StrCat("attach disk to VM ", id));
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  if (virDomainAttachDeviceFlags(dom->get(), xml->c_str(), VIR_DOMAIN_AFFECT_LIVE) != 0) {
+    return VirError(absl::StrCat("attach disk ", disk.id, " to VM ", id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::DetachDisk(const std::string& id, const std::string& disk_id) {
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  std::string alias = absl::StrCat("ua-", disk_id);
+  auto has_disk = [&] {
+    char* xml = virDomainGetXMLDesc(dom->get(), 0);
+    if (xml == nullptr) return false;
+    bool found = absl::StrContains(xml, absl::StrCat("<alias name='", alias, "'/>"));
+    free(xml);
+    return found;
+  };
+  if (!has_disk()) {
+    return absl::NotFoundError(absl::StrCat("detach disk ", disk_id, " from VM ", id,
+                                            ": no such disk"));
+  }
+  if (virDomainDetachDeviceAlias(dom->get(), alias.c_str(), VIR_DOMAIN_AFFECT_LIVE) != 0) {
+    return VirError(absl::StrCat("detach disk ", disk_id, " from VM ", id));
+  }
+  // libvirt may answer before QEMU has removed the device; return once it is gone.
+  absl::Time deadline = absl::Now() + kDetachTimeout;
+  while (has_disk()) {
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "detach disk ", disk_id, " from VM ", id, ": still present after ",
+          absl::FormatDuration(kDetachTimeout)));
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::OkStatus();
+}
+
+int LibvirtHypervisor::OnLifecycle(virConnectPtr, virDomainPtr dom, int event, int detail,
+                                   void* opaque) {
+  if (event != VIR_DOMAIN_EVENT_STOPPED) return 0;
+  auto* self = static_cast<LibvirtHypervisor*>(opaque);
+  const char* name = virDomainGetName(dom);
+  if (name == nullptr || !absl::StartsWith(name, kVmNamePrefix)) return 0;
+  VmExitEvent exit{std::string(name).substr(strlen(kVmNamePrefix)), ReasonOfStop(detail)};
+  char uuid[VIR_UUID_STRING_BUFLEN] = "";
+  virDomainGetUUIDString(dom, uuid);
+  VmExitCallback callback;
+  {
+    absl::MutexLock lock(&self->mu_);
+    if (self->expected_stops_.erase(uuid) > 0) return 0;
+    callback = self->exit_callback_;
+  }
+  PV_LOG(kInfo) << "VM " << exit.id << " stopped: " << exit.reason;
+  if (callback) callback(exit);
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Hypervisor>> NewLibvirtHypervisor(
+    LibvirtHypervisorOptions options) {
+  return std::make_unique<LibvirtHypervisor>(std::move(options));
+}
+
+}  // namespace podvisor

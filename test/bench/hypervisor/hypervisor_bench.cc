@@ -1,0 +1,142 @@
+// Prints what a pod VM costs with the libvirt backend: create -> first byte from the guest's
+// /init on the agent port (the test init answers at once, so this is the floor of agent-ready),
+// the Create call alone, destroy, and the PSS of an idle QEMU process.
+//
+// usage: hypervisor_bench [iterations=10] [uri]   (uri default: embedded driver in a temp root)
+// Runs as root; uses the test guest image (ninja podvisor_test_guest_image).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "hypervisor/hypervisor.h"
+#include "test/integration/hypervisor/guest_channel.h"
+#include "test/support/temp_dir.h"
+
+namespace podvisor {
+namespace {
+
+struct Figures {
+  std::vector<double> values;
+  void Add(double v) { values.push_back(v); }
+  double Percentile(double p) {
+    std::sort(values.begin(), values.end());
+    if (values.empty()) return 0;
+    size_t i = static_cast<size_t>(p * (values.size() - 1) + 0.5);
+    return values[i];
+  }
+  void Print(const char* name, const char* unit) {
+    std::printf("%-34s median %8.1f %s   p90 %8.1f %s   min %8.1f   max %8.1f   (n=%zu)\n", name,
+                Percentile(0.5), unit, Percentile(0.9), unit, Percentile(0), Percentile(1),
+                values.size());
+  }
+};
+
+long PssKb(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/smaps_rollup"));
+  std::string line;
+  while (std::getline(in, line)) {
+    long kb = 0;
+    if (absl::StartsWith(line, "Pss:") && std::sscanf(line.c_str(), "Pss: %ld", &kb) == 1) {
+      return kb;
+    }
+  }
+  return -1;
+}
+
+int Main(int argc, char** argv) {
+  int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
+  podvisor::testing::TempDir dir;
+  LibvirtHypervisorOptions options;
+  if (argc > 2) {
+    options.uri = argv[2];
+  } else {
+    options.embed_root = dir.Join("libvirt");
+  }
+  options.accelerator = "auto";
+  options.kernel = std::string(PODVISOR_TEST_GUEST_DIR) + "/vmlinux";
+  options.initrd = std::string(PODVISOR_TEST_GUEST_DIR) + "/initrd.img";
+  auto hv = NewLibvirtHypervisor(options);
+  absl::Time t0 = absl::Now();
+  if (auto s = (*hv)->Init(); !s.ok()) {
+    std::fprintf(stderr, "init: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::printf("Init (connect, accelerator probe, warm-up create): %.0f ms, accelerator %s\n",
+              absl::ToDoubleMilliseconds(absl::Now() - t0), (*hv)->Accelerator().c_str());
+
+  auto spec_for = [&](const std::string& id) {
+    VmSpec spec;
+    spec.id = id;
+    spec.memory_mib = 512;
+    spec.kernel = options.kernel;
+    spec.initrd = options.initrd;
+    spec.state_dir = dir.Join(id);
+    mkdir(spec.state_dir.c_str(), 0700);
+    spec.agent_socket = spec.state_dir + "/agent.sock";
+    spec.console_log = spec.state_dir + "/console.log";
+    return spec;
+  };
+
+  Figures create_call, ready, destroy, pss;
+  for (int i = 0; i < iterations; ++i) {
+    VmSpec spec = spec_for(absl::StrCat("bench", i));
+    absl::Time start = absl::Now();
+    if (auto s = (*hv)->Create(spec); !s.ok()) {
+      std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+      return 1;
+    }
+    create_call.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
+    auto channel = podvisor::testing::GuestChannel::Connect(spec.agent_socket,
+                                                            absl::Now() + absl::Seconds(60));
+    auto line = channel.ok() ? channel->ReadLine(absl::Now() + absl::Seconds(60))
+                             : absl::StatusOr<std::string>(channel.status());
+    if (!line.ok()) {
+      std::fprintf(stderr, "guest: %s\n", line.status().ToString().c_str());
+      return 1;
+    }
+    ready.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
+    start = absl::Now();
+    (*hv)->Destroy(spec.id).IgnoreError();
+    destroy.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
+  }
+
+  // Idle memory: 4 guests booted and left alone for a few seconds.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    VmSpec spec = spec_for(absl::StrCat("idle", i));
+    if (!(*hv)->Create(spec).ok()) return 1;
+    auto channel = podvisor::testing::GuestChannel::Connect(spec.agent_socket,
+                                                            absl::Now() + absl::Seconds(60));
+    if (!channel.ok() || !channel->ReadLine(absl::Now() + absl::Seconds(60)).ok()) return 1;
+    ids.push_back(spec.id);
+  }
+  absl::SleepFor(absl::Seconds(3));
+  for (const auto& id : ids) {
+    auto status = (*hv)->Status(id);
+    if (status.ok() && status->qemu_pid > 0) pss.Add(PssKb(status->qemu_pid) / 1024.0);
+  }
+  for (const auto& id : ids) (*hv)->Destroy(id).IgnoreError();
+
+  std::printf("uri %s, 1 vCPU, 512 MiB, %d iterations\n",
+              options.uri.empty() ? "qemu:///embed" : options.uri.c_str(), iterations);
+  create_call.Print("Create call (virDomainCreateXML)", "ms");
+  ready.Print("create -> first guest byte", "ms");
+  destroy.Print("Destroy", "ms");
+  pss.Print("idle QEMU PSS (4 running)", "MiB");
+  return 0;
+}
+
+}  // namespace
+}  // namespace podvisor
+
+int main(int argc, char** argv) { return podvisor::Main(argc, argv); }

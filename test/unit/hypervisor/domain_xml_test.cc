@@ -1,0 +1,144 @@
+#include "hypervisor/domain_xml.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace podvisor {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+VmSpec ValidSpec() {
+  VmSpec spec;
+  spec.id = "3f2a";
+  spec.vcpus = 1;
+  spec.memory_mib = 512;
+  spec.kernel = "/guest/vmlinux";
+  spec.initrd = "/guest/initrd.img";
+  spec.state_dir = "/run/podvisor/vms/3f2a";
+  spec.agent_socket = "/run/podvisor/vms/3f2a/agent.sock";
+  spec.console_log = "/var/log/podvisor/3f2a/console.log";
+  return spec;
+}
+
+DomainOptions Tcg() {
+  DomainOptions options;
+  options.tsc_khz = 2596094;
+  return options;
+}
+
+TEST(DomainXmlTest, MicrovmWithDirectKernelBootAndAgentPort) {
+  auto xml = BuildDomainXml(ValidSpec(), Tcg());
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<domain type='qemu'"));
+  EXPECT_THAT(*xml, HasSubstr("<name>podvisor-3f2a</name>"));
+  EXPECT_THAT(*xml, HasSubstr("<memory unit='MiB'>512</memory>"));
+  EXPECT_THAT(*xml, HasSubstr("machine='microvm'"));
+  EXPECT_THAT(*xml,
+              HasSubstr("<features><acpi/><tcg><tb-cache unit='MiB'>16</tb-cache></tcg></features>"));
+  EXPECT_THAT(*xml, HasSubstr("<kernel>/guest/vmlinux</kernel>"));
+  EXPECT_THAT(*xml, HasSubstr("<initrd>/guest/initrd.img</initrd>"));
+  EXPECT_THAT(*xml, HasSubstr("path='/run/podvisor/vms/3f2a/agent.sock'"));
+  EXPECT_THAT(*xml, HasSubstr("<target type='virtio' name='io.podvisor.agent.0'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<source path='/var/log/podvisor/3f2a/console.log'"));
+  EXPECT_THAT(*xml, HasSubstr("<on_reboot>destroy</on_reboot>"));
+  EXPECT_THAT(*xml, HasSubstr("<qemu:del capability='cpu-unavailable-features'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<memballoon model='none'/>"));
+  EXPECT_THAT(*xml, Not(HasSubstr("<interface")));
+  EXPECT_THAT(*xml, Not(HasSubstr("<disk")));
+}
+
+TEST(DomainXmlTest, KernelArgumentsCarryTscAndPanicBehaviour) {
+  VmSpec spec = ValidSpec();
+  spec.extra_kernel_args = "podvisor.debug=1";
+  auto xml = BuildDomainXml(spec, Tcg());
+  ASSERT_TRUE(xml.ok());
+  EXPECT_THAT(*xml, HasSubstr("<cmdline>console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests "
+                              "mitigations=off tsc_early_khz=2596094 podvisor.debug=1</cmdline>"));
+  EXPECT_THAT(KernelCommandLine(DomainOptions{}, ""), Not(HasSubstr("tsc_early_khz")));
+}
+
+TEST(DomainXmlTest, KvmDomainType) {
+  DomainOptions options = Tcg();
+  options.accelerator = "kvm";
+  EXPECT_THAT(*BuildDomainXml(ValidSpec(), options), HasSubstr("<domain type='kvm'"));
+  EXPECT_THAT(*BuildDomainXml(ValidSpec(), options), HasSubstr("<features><acpi/></features>"));
+  options.accelerator = "hvf";
+  EXPECT_EQ(BuildDomainXml(ValidSpec(), options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(DomainXmlTest, DisksOnTheVirtioScsiBusByIndex) {
+  VmSpec spec = ValidSpec();
+  spec.disks.push_back({"rootfs", "/var/lib/podvisor/rootfs.erofs", true, "raw", 0});
+  spec.disks.push_back({"vol", "/dev/vg0/vol", false, "raw", 27});
+  auto xml = BuildDomainXml(spec, Tcg());
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<controller type='scsi' index='0' model='virtio-scsi'>"));
+  EXPECT_THAT(*xml, HasSubstr("<source file='/var/lib/podvisor/rootfs.erofs'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<target dev='sda' bus='scsi'/>\n      <readonly/>"));
+  EXPECT_THAT(*xml, HasSubstr("<serial>rootfs</serial>"));
+  EXPECT_THAT(*xml, HasSubstr("<alias name='ua-rootfs'/>"));
+  EXPECT_THAT(*xml, HasSubstr("target='0' unit='0'"));
+  EXPECT_THAT(*xml, HasSubstr("<disk type='block' device='disk'>"));
+  EXPECT_THAT(*xml, HasSubstr("<source dev='/dev/vg0/vol'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<target dev='sdab' bus='scsi'/>"));
+  EXPECT_THAT(*xml, HasSubstr("target='27' unit='0'"));
+}
+
+TEST(DomainXmlTest, NicOnAnExistingTap) {
+  VmSpec spec = ValidSpec();
+  spec.nics.push_back({"tap0", "52:54:00:AB:CD:EF", "/run/netns/pod"});
+  auto xml = BuildDomainXml(spec, Tcg());
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<interface type='ethernet'>\n      <mac address='52:54:00:ab:cd:ef'/>"
+                              "\n      <target dev='tap0' managed='no'/>\n      <model type='virtio'/>"
+                              "\n      <address type='virtio-mmio'/>"));
+}
+
+TEST(DomainXmlTest, RejectsBadSpecs) {
+  auto rejected = [](auto mutate) {
+    VmSpec spec = ValidSpec();
+    mutate(spec);
+    return BuildDomainXml(spec, Tcg()).status().code() == absl::StatusCode::kInvalidArgument;
+  };
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.id = ""; }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.id = "a/b"; }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.id = "x'><evil"; }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.vcpus = 0; }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.memory_mib = 8; }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.kernel = "vmlinux"; }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.agent_socket = "/" + std::string(120, 'a'); }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.disks.push_back({"a b", "/x", false, "raw", 0}); }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.disks.push_back({"a", "/x", false, "vmdk", 0}); }));
+  EXPECT_TRUE(rejected([](VmSpec& s) {
+    s.disks.push_back({"a", "/x", false, "raw", 1});
+    s.disks.push_back({"b", "/y", false, "raw", 1});
+  }));
+  EXPECT_TRUE(rejected([](VmSpec& s) { s.nics.push_back({"tap0", "52:54:00:zz:00:00", ""}); }));
+  EXPECT_TRUE(rejected([](VmSpec& s) {
+    s.nics.push_back({"tap0", "52:54:00:00:00:01", "/run/netns/a"});
+    s.nics.push_back({"tap1", "52:54:00:00:00:02", "/run/netns/b"});
+  }));
+}
+
+TEST(DomainXmlTest, PathsAreEscaped) {
+  VmSpec spec = ValidSpec();
+  spec.console_log = "/logs/a'b&c/console.log";
+  auto xml = BuildDomainXml(spec, Tcg());
+  ASSERT_TRUE(xml.ok());
+  EXPECT_THAT(*xml, HasSubstr("/logs/a&apos;b&amp;c/console.log"));
+}
+
+TEST(DomainXmlTest, HotPlugDiskElement) {
+  auto xml = BuildDiskXml({"layer-3", "/images/layer3.erofs", true, "raw", 3});
+  ASSERT_TRUE(xml.ok());
+  EXPECT_THAT(*xml, HasSubstr("<target dev='sdd' bus='scsi'/>"));
+  EXPECT_THAT(*xml, HasSubstr("target='3' unit='0'"));
+  EXPECT_EQ(BuildDiskXml({"x", "relative.img", true, "raw", 0}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace podvisor
