@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
+#include "common/json_optional.h"
 #include "store/object_store.h"
 
 namespace podvisor {

@@ -483,6 +483,13 @@ absl::Status SandboxController::Recover() {
     PV_LOG(kWarning) << "destroying VM " << vm.id << ": no sandbox record owns it";
     hypervisor_->Destroy(vm.id).IgnoreError();
   }
+  if (network_) {
+    for (const std::string& id : network_->ListSandboxIds()) {
+      if (known.contains(id)) continue;
+      PV_LOG(kWarning) << "removing pod network " << ShortId(id) << ": no sandbox record owns it";
+      network_->Remove(id).IgnoreError();
+    }
+  }
   return absl::OkStatus();
 }
 

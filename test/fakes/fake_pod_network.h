@@ -56,6 +56,10 @@ class FakePodNetworkManager : public PodNetworkManager {
     nets_.erase(id);
     return absl::OkStatus();
   }
+  std::vector<std::string> ListSandboxIds() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return {live.begin(), live.end()};
+  }
   std::string NetnsPath(const std::string& id) const override { return "/run/fake-netns/" + id; }
 
  private:

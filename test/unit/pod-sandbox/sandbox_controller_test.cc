@@ -248,8 +248,9 @@ TEST_F(SandboxControllerTest, RecoverReattachesAndCleansUp) {
   half.state_dir = dir_.Join("state/vm/half");
   ASSERT_TRUE(store_->Add({half, SandboxStatus{}}).ok());
   ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = half.id}).ok());
-  // A VM no record owns.
+  // A VM and a pod network no record owns.
   ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = "orphan"}).ok());
+  ASSERT_TRUE(network_.Setup(PodNetworkRequest{.sandbox_id = "orphan"}).ok());
 
   controller_->Detach();  // the daemon goes away; VMs keep running
   hypervisor_.SimulateExitQuietly(*dead);
@@ -262,6 +263,8 @@ TEST_F(SandboxControllerTest, RecoverReattachesAndCleansUp) {
   EXPECT_EQ(controller_->Inspect(half.id).status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(hypervisor_.Running(half.id));
   EXPECT_FALSE(hypervisor_.Running("orphan"));
+  EXPECT_FALSE(network_.live.contains("orphan"));
+  EXPECT_TRUE(network_.live.contains(*alive));
   EXPECT_TRUE(hypervisor_.Running(*alive));
 }
 
