@@ -383,6 +383,9 @@ absl::StatusOr<SandboxInfo> SandboxController::Inspect(const std::string& id_or_
   if (!id.ok()) return id.status();
   absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(*id);
   if (!sandbox.ok()) return sandbox.status();
+  if (!sandbox->status.run_completed) {
+    return absl::NotFoundError(absl::StrCat("sandbox ", *id, " is still being created"));
+  }
   SandboxInfo info{*sandbox, false, {}};
   {
     absl::MutexLock lock(&mu_);
@@ -396,7 +399,9 @@ absl::StatusOr<SandboxInfo> SandboxController::Inspect(const std::string& id_or_
 std::vector<Sandbox> SandboxController::List(const SandboxFilter& filter) const {
   std::vector<Sandbox> out;
   for (Sandbox& s : sandboxes_->List()) {
-    if (SandboxMatches(s, filter)) out.push_back(std::move(s));
+    // A sandbox whose RunPodSandbox has not answered yet is nobody's to see: kubelet would take
+    // an unknown NOTREADY sandbox of its pod for a dead one and start another.
+    if (s.status.run_completed && SandboxMatches(s, filter)) out.push_back(std::move(s));
   }
   return out;
 }

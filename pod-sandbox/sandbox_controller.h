@@ -64,6 +64,7 @@ class SandboxController {
   absl::Status Stop(const std::string& id_or_prefix);
   // Stops if needed, then removes everything. Unknown ids succeed.
   absl::Status Remove(const std::string& id_or_prefix);
+  // Inspect and List see a sandbox once its Run has answered.
   absl::StatusOr<SandboxInfo> Inspect(const std::string& id_or_prefix);
   std::vector<Sandbox> List(const SandboxFilter& filter) const;
 
