@@ -278,6 +278,18 @@ TEST_F(PodNetworkIntegrationTest, HostPortReachesAListenerInThePod) {
   absl::StatusOr<std::string> got = ReadExactly(server.get(), 12);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, "via hostPort");
+
+  // And on 127.0.0.1, where kubelet users try first (portmap's SNAT makes the reply come back).
+  Fd local(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  absl::Status lc = ConnectTcp(local.get(), "127.0.0.1", host_port);
+  ASSERT_TRUE(lc.ok()) << lc;
+  absl::StatusOr<int> lfd2 = AcceptTcp(listener.get());
+  ASSERT_TRUE(lfd2.ok()) << lfd2.status();
+  Fd local_server(*lfd2);
+  ASSERT_TRUE(WriteAll(local.get(), "localhost").ok());
+  absl::StatusOr<std::string> got2 = ReadExactly(local_server.get(), 9);
+  ASSERT_TRUE(got2.ok()) << got2.status();
+  EXPECT_EQ(*got2, "localhost");
   guest->reset();
   ASSERT_TRUE(manager_->Remove("hostport").ok());
 
