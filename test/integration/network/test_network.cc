@@ -4,8 +4,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
 #include "test/integration/network/fake_guest.h"
@@ -15,12 +18,14 @@ namespace podvisor::testing {
 namespace {
 
 // Picks a /24 no other test process on this machine is using: each holds an flock on
-// /tmp/podvisor-test-subnet-<n>.lock for its lifetime (the fd stays open until exit).
+// /tmp/podvisor-test-subnets/<n>.lock for its lifetime (the fd stays open until exit).
 int ClaimSubnet() {
+  const std::string dir = "/tmp/podvisor-test-subnets";
+  (void)MakeDirs(dir, 0755);
   const int start = static_cast<int>(::getpid() % 240);
   for (int i = 0; i < 240; ++i) {
     int n = (start + i) % 240 + 10;
-    std::string lock = absl::StrCat("/tmp/podvisor-test-subnet-", n, ".lock");
+    std::string lock = absl::StrCat(dir, "/", n, ".lock");
     int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) continue;
     if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return n;  // fd deliberately kept
@@ -29,9 +34,26 @@ int ClaimSubnet() {
   return start + 10;
 }
 
+// Deletes pvt<pid> bridges left by test processes that died without cleaning up (a crash, a
+// SIGKILL at a timeout): their address would shadow the subnet we are about to use.
+void DeleteStaleBridges() {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/class/net", ec)) {
+    std::string name = e.path().filename();
+    int pid = 0;
+    if (name.rfind("pvt", 0) != 0 || !absl::SimpleAtoi(name.substr(3), &pid) || pid <= 0) continue;
+    if (::kill(pid, 0) != 0 && errno == ESRCH) (void)RunIp("", {"link", "del", name});
+  }
+}
+
 }  // namespace
 
 TestNetwork::TestNetwork() {
+  static const bool cleaned = [] {
+    DeleteStaleBridges();
+    return true;
+  }();
+  (void)cleaned;
   static const int n = ClaimSubnet();
   bridge_ = absl::StrCat("pvt", ::getpid());
   subnet_ = absl::StrCat("10.213.", n, ".0/24");
