@@ -64,6 +64,13 @@ class PodNetworkIntegrationTest : public ::testing::Test {
     ASSERT_NE(manager_, nullptr);
   }
 
+  // A failed assertion must not leak netns mounts, veths or IPs into the next test.
+  void TearDown() override {
+    if (manager_ == nullptr) manager_ = net_.NewManager();
+    if (manager_ == nullptr) return;
+    for (const auto& id : manager_->ListSandboxIds()) (void)manager_->Remove(id);
+  }
+
   PodNetworkRequest Request(const std::string& id) {
     PodNetworkRequest r;
     r.sandbox_id = id;
