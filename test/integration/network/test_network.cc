@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -58,11 +59,27 @@ TestNetwork::TestNetwork() {
   bridge_ = absl::StrCat("pvt", ::getpid());
   subnet_ = absl::StrCat("10.213.", n, ".0/24");
   gateway_ = absl::StrCat("10.213.", n, ".1");
+  subnet6_ = absl::StrCat("fd00:213:", n, "::/64");
+  for (const char* path :
+       {"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"}) {
+    absl::StatusOr<std::string> value = ReadFile(path);
+    if (value.ok()) saved_sysctls_.emplace_back(path, *value);
+  }
 }
 
-TestNetwork::~TestNetwork() { (void)RunIp("", {"link", "del", bridge_}); }
+TestNetwork::~TestNetwork() {
+  (void)RunIp("", {"link", "del", bridge_});
+  // The bridge plugin turns on IP forwarding for its gateway; give the host back its settings.
+  for (const auto& [path, value] : saved_sysctls_) std::ofstream(path) << value;
+}
 
-void TestNetwork::WriteConflist(const nlohmann::json& tail_plugins) {
+void TestNetwork::WriteConflist(const nlohmann::json& tail_plugins, bool dual_stack) {
+  nlohmann::json ranges = {{{{"subnet", subnet_}}}};
+  nlohmann::json routes = {{{"dst", "0.0.0.0/0"}}};
+  if (dual_stack) {
+    ranges.push_back({{{"subnet", subnet6_}}});
+    routes.push_back({{"dst", "::/0"}});
+  }
   nlohmann::json plugins = {
       {{"type", "bridge"},
        {"bridge", bridge_},
@@ -70,10 +87,7 @@ void TestNetwork::WriteConflist(const nlohmann::json& tail_plugins) {
        {"ipMasq", false},
        {"mtu", 1400},
        {"ipam",
-        {{"type", "host-local"},
-         {"dataDir", ipam_dir()},
-         {"ranges", {{{{"subnet", subnet_}}}}},
-         {"routes", {{{"dst", "0.0.0.0/0"}}}}}}},
+        {{"type", "host-local"}, {"dataDir", ipam_dir()}, {"ranges", ranges}, {"routes", routes}}}},
       {{"type", "portmap"}, {"capabilities", {{"portMappings", true}}}, {"snat", true}},
   };
   for (const auto& p : tail_plugins) plugins.push_back(p);
