@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -185,13 +186,15 @@ class CniPodNetworkManager final : public PodNetworkManager {
   absl::Status Remove(const std::string& sandbox_id) override;
 
   std::vector<std::string> ListSandboxIds() const override {
-    std::vector<std::string> ids;
+    std::set<std::string> ids;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(options_.cache_dir, ec)) {
-      if (e.path().extension() == ".json") ids.push_back(e.path().stem().string());
+      if (e.path().extension() == ".json") ids.insert(e.path().stem().string());
     }
-    std::sort(ids.begin(), ids.end());
-    return ids;
+    for (const auto& e : std::filesystem::directory_iterator(options_.netns_dir, ec)) {
+      ids.insert(e.path().filename().string());
+    }
+    return {ids.begin(), ids.end()};
   }
 
   std::string NetnsPath(const std::string& sandbox_id) const override {
