@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include "common/fs.h"
-#include "test/fakes/fake_pod_network.h"
 #include "test/support/temp_dir.h"
 
 namespace podvisor {
@@ -108,30 +107,6 @@ TEST(PodNetworkTest, PrimaryAndAdditionalIps) {
   net.ips = {{"10.0.0.2", 24, 4, ""}, {"fd00::2", 64, 6, ""}};
   EXPECT_EQ(net.PrimaryIp(), "10.0.0.2");
   EXPECT_EQ(net.AdditionalIps(), std::vector<std::string>{"fd00::2"});
-}
-
-}  // namespace
-}  // namespace podvisor
-
-namespace podvisor {
-namespace {
-
-TEST(FakePodNetworkManagerTest, BehavesLikeTheRealOneForTheController) {
-  testing::FakePodNetworkManager fake;
-  PodNetworkRequest request;
-  request.sandbox_id = "s1";
-  absl::StatusOr<PodNetwork> net = fake.Setup(request);
-  ASSERT_TRUE(net.ok());
-  EXPECT_EQ(net->PrimaryIp(), "10.99.0.2");
-  EXPECT_EQ(net->mac, "02:00:00:00:00:02");
-  EXPECT_TRUE(fake.Get("s1").ok());
-  EXPECT_TRUE(fake.Teardown("s1").ok());
-  EXPECT_FALSE(fake.Get("s1").ok());
-  EXPECT_TRUE(fake.Remove("s1").ok());
-  EXPECT_TRUE(fake.Remove("s1").ok());
-  EXPECT_FALSE(fake.HasPod("s1"));
-  fake.FailSetup(absl::UnavailableError("cni down"));
-  EXPECT_EQ(fake.Setup(request).status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace
