@@ -70,6 +70,7 @@ bool DaemonProcess::Start(std::string* error, int timeout_ms) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       *error = "podvisord exited during start (status " + std::to_string(status) + "): " + ReadLog();
       return false;
     }
@@ -88,7 +89,8 @@ int DaemonProcess::WaitExit(int timeout_ms) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return exit_code_;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -108,6 +110,7 @@ void DaemonProcess::Kill() {
   ::kill(pid_, SIGKILL);
   int status = 0;
   ::waitpid(pid_, &status, 0);
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   pid_ = -1;
 }
 

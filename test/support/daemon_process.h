@@ -33,6 +33,8 @@ class DaemonProcess {
   // Waits for the process to exit by itself; returns its exit code, or -1 on timeout.
   int WaitExit(int timeout_ms);
   bool Running() const { return pid_ > 0; }
+  // The exit code once the process has been seen to exit (128+signal when killed); else -1.
+  int exit_code() const { return exit_code_; }
   pid_t pid() const { return pid_; }
   std::string endpoint() const { return "unix://" + options_.socket_path; }
   std::string ReadLog() const;
@@ -42,6 +44,7 @@ class DaemonProcess {
  private:
   Options options_;
   pid_t pid_ = -1;
+  int exit_code_ = -1;
 };
 
 // True when a unix socket at `path` accepts a connection.

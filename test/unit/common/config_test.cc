@@ -1,0 +1,140 @@
+#include "common/config.h"
+
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "test/support/temp_dir.h"
+
+namespace podvisor {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ConfigTest, EmptyTextGivesDefaults) {
+  absl::StatusOr<Config> c = ParseConfig("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->root_dir, "/var/lib/podvisor");
+  EXPECT_EQ(c->state_dir, "/run/podvisor");
+  EXPECT_EQ(c->listen, "unix:///run/podvisor/podvisor.sock");
+  EXPECT_EQ(c->streaming.address, "127.0.0.1");
+  EXPECT_EQ(c->hypervisor.accel, "auto");
+  EXPECT_EQ(c->cni.conf_dir, "/etc/cni/net.d");
+}
+
+TEST(ConfigTest, ParsesEveryKey) {
+  absl::StatusOr<Config> c = ParseConfig(R"(
+root_dir: /srv/pv
+state_dir: /run/pv
+listen: unix:///run/pv/cri.sock
+log_level: debug
+streaming: {address: 0.0.0.0, port: 10010}
+hypervisor:
+  accel: tcg
+  libvirt_uri: qemu:///system
+  default_vcpus: 2
+  default_memory_mib: 512
+  kernel: /k
+  initrd: /i
+  boot_timeout_seconds: 9
+cni: {conf_dir: /c, bin_dirs: [/a, /b]}
+registry:
+  max_concurrent_downloads: 5
+  hosts:
+    registry.k8s.io:
+      mirrors: ["http://127.0.0.1:5001"]
+      insecure_skip_verify: true
+      plain_http: true
+      ca_file: /ca.pem
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->root_dir, "/srv/pv");
+  EXPECT_EQ(c->log_level, "debug");
+  EXPECT_EQ(c->streaming.port, 10010);
+  EXPECT_EQ(c->hypervisor.accel, "tcg");
+  EXPECT_EQ(c->hypervisor.default_vcpus, 2);
+  EXPECT_EQ(c->hypervisor.default_memory_mib, 512);
+  EXPECT_EQ(c->hypervisor.boot_timeout_seconds, 9);
+  EXPECT_THAT(c->cni.bin_dirs, ::testing::ElementsAre("/a", "/b"));
+  EXPECT_EQ(c->registry.max_concurrent_downloads, 5);
+  const RegistryHostConfig& h = c->registry.hosts.at("registry.k8s.io");
+  EXPECT_THAT(h.mirrors, ::testing::ElementsAre("http://127.0.0.1:5001"));
+  EXPECT_TRUE(h.insecure_skip_verify);
+  EXPECT_TRUE(h.plain_http);
+  EXPECT_EQ(h.ca_file, "/ca.pem");
+  EXPECT_EQ(UnixSocketPath(c->listen), "/run/pv/cri.sock");
+}
+
+struct BadCase {
+  const char* yaml;
+  const char* key;  // must be named in the error
+};
+
+class BadConfigTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfigTest, RejectedNamingTheKey) {
+  absl::StatusOr<Config> c = ParseConfig(GetParam().yaml);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr(GetParam().key));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Keys, BadConfigTest,
+    ::testing::Values(BadCase{"rootdir: /x", "'rootdir'"},
+                      BadCase{"hypervisor: {accel: xen}", "hypervisor.accel"},
+                      BadCase{"hypervisor: {vcpus: 2}", "hypervisor.vcpus"},
+                      BadCase{"hypervisor: {default_vcpus: many}", "hypervisor.default_vcpus"},
+                      BadCase{"hypervisor: {default_vcpus: 0}", "hypervisor.default_vcpus"},
+                      BadCase{"hypervisor: {default_memory_mib: 8}", "hypervisor.default_memory_mib"},
+                      BadCase{"streaming: {port: 70000}", "streaming.port"},
+                      BadCase{"streaming: {tls_cert_file: /c}", "streaming.tls_cert_file"},
+                      BadCase{"log_level: loud", "log_level"},
+                      BadCase{"root_dir: relative", "root_dir"},
+                      BadCase{"listen: tcp://1.2.3.4:5", "listen"},
+                      BadCase{"cni: {bin_dirs: /x}", "cni.bin_dirs"},
+                      BadCase{"registry: {hosts: {docker.io: {mirror: [x]}}}",
+                              "registry.hosts.docker.io.mirror"},
+                      BadCase{"registry: {hosts: {docker.io: {mirrors: [ftp://x]}}}",
+                              "registry.hosts.docker.io.mirrors"},
+                      BadCase{"registry: {hosts: {q: {plain_http: maybe}}}",
+                              "registry.hosts.q.plain_http"},
+                      BadCase{"streaming: 5", "streaming"},
+                      BadCase{"- a\n- b", "<top>"}));
+
+TEST(ConfigTest, MalformedYamlIsAnError) {
+  absl::StatusOr<Config> c = ParseConfig("root_dir: [unclosed");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("YAML"));
+}
+
+TEST(ConfigTest, MissingDefaultFileMeansDefaultsButNamedFileMustExist) {
+  testing::TempDir dir;
+  absl::StatusOr<Config> defaults = LoadConfig(dir.Join("absent.yaml"), /*must_exist=*/false);
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->root_dir, "/var/lib/podvisor");
+  absl::StatusOr<Config> named = LoadConfig(dir.Join("absent.yaml"), /*must_exist=*/true);
+  EXPECT_FALSE(named.ok());
+}
+
+TEST(ConfigTest, FileErrorsNameTheFile) {
+  testing::TempDir dir;
+  std::ofstream(dir.Join("c.yaml")) << "bogus: 1\n";
+  absl::StatusOr<Config> c = LoadConfig(dir.Join("c.yaml"), true);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("c.yaml"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("'bogus'"));
+}
+
+TEST(ConfigTest, JsonShowsEffectiveValues) {
+  absl::StatusOr<Config> c = ParseConfig("hypervisor: {default_memory_mib: 300}");
+  ASSERT_TRUE(c.ok());
+  nlohmann::json j = ConfigToJson(*c);
+  EXPECT_EQ(j["hypervisor"]["default_memory_mib"], 300);
+  EXPECT_EQ(j["root_dir"], "/var/lib/podvisor");
+}
+
+}  // namespace
+}  // namespace podvisor
