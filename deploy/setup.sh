@@ -42,6 +42,11 @@ configure_and_build() {
   ninja -C "$build" -j "${PODVISOR_BUILD_JOBS:-2}"
 }
 
+# The default CNI network (bridge + host-local + portmap + loopback), only where the node has none.
+install_cni_config() {
+  "$repo/deploy/cni/install-cni-config.sh" /etc/cni/net.d >&2
+}
+
 build_guest() {
   if [[ -x "$repo/deploy/guest/build.sh" ]]; then
     "$repo/deploy/guest/build.sh" "$build"
@@ -49,6 +54,7 @@ build_guest() {
 }
 
 install_packages
+install_cni_config
 configure_and_build
 build_guest
 log "ready: $build/bin/podvisord"

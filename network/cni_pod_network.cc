@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <set>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -71,11 +72,7 @@ json CacheToJson(const CacheEntry& e) {
           {"tornDown", e.torn_down}};
 }
 
-absl::StatusOr<CacheEntry> CacheFromJson(const std::string& text, const std::string& path) {
-  json doc = json::parse(text, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || doc.value("kind", "") != "podvisor-cni-cache-v1") {
-    return absl::DataLossError(absl::StrCat("CNI cache ", path, " is not a podvisor cache file"));
-  }
+CacheEntry CacheFieldsFromJson(const json& doc) {
   CacheEntry e;
   e.sandbox_id = doc.value("sandboxId", "");
   e.netns = doc.value("netns", "");
@@ -91,6 +88,21 @@ absl::StatusOr<CacheEntry> CacheFromJson(const std::string& text, const std::str
   e.mtu = doc.value("mtu", 0);
   e.torn_down = doc.value("tornDown", false);
   return e;
+}
+
+absl::StatusOr<CacheEntry> CacheFromJson(const std::string& text, const std::string& path) {
+  const absl::Status corrupt =
+      absl::DataLossError(absl::StrCat("CNI cache ", path, " is not a podvisor cache file"));
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("kind") ||
+      doc["kind"] != "podvisor-cni-cache-v1") {
+    return corrupt;
+  }
+  try {  // json::value/get throw on a field of the wrong type
+    return CacheFieldsFromJson(doc);
+  } catch (const json::exception& e) {
+    return absl::DataLossError(absl::StrCat(corrupt.message(), ": ", e.what()));
+  }
 }
 
 // Splits "10.1.2.3/24".
@@ -185,13 +197,15 @@ class CniPodNetworkManager final : public PodNetworkManager {
   absl::Status Remove(const std::string& sandbox_id) override;
 
   std::vector<std::string> ListSandboxIds() const override {
-    std::vector<std::string> ids;
+    std::set<std::string> ids;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(options_.cache_dir, ec)) {
-      if (e.path().extension() == ".json") ids.push_back(e.path().stem().string());
+      if (e.path().extension() == ".json") ids.insert(e.path().stem().string());
     }
-    std::sort(ids.begin(), ids.end());
-    return ids;
+    for (const auto& e : std::filesystem::directory_iterator(options_.netns_dir, ec)) {
+      ids.insert(e.path().filename().string());
+    }
+    return {ids.begin(), ids.end()};
   }
 
   std::string NetnsPath(const std::string& sandbox_id) const override {
@@ -342,6 +356,20 @@ absl::Status CniPodNetworkManager::Teardown(const std::string& sandbox_id) {
   if (absl::Status s = CheckSandboxId(sandbox_id); !s.ok()) return s;
   absl::StatusOr<CacheEntry> entry = ReadCache(sandbox_id);
   if (absl::IsNotFound(entry.status())) return absl::OkStatus();  // never set up, or removed
+  if (absl::IsDataLoss(entry.status())) {
+    // Without the cache, DEL the best we can: today's config, no prevResult.
+    PV_LOG(kWarning) << context << ": " << entry.status().message()
+                     << "; running DEL with the current CNI config";
+    absl::StatusOr<CniConfList> current = LoadNetwork();
+    if (!current.ok()) return Annotate(current.status(), context);
+    CacheEntry fallback;
+    fallback.sandbox_id = sandbox_id;
+    fallback.netns = NetnsPath(sandbox_id);
+    fallback.ifname = options_.interface_name;
+    fallback.tap = options_.tap_name;
+    fallback.conflist = current->raw;
+    entry = std::move(fallback);
+  }
   if (!entry.ok()) return Annotate(entry.status(), context);
   if (entry->torn_down) return absl::OkStatus();
   absl::StatusOr<CniConfList> list = CachedList(*entry);

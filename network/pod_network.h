@@ -104,7 +104,10 @@ class PodNetworkManager {
 
   // Creates the pod's netns, runs CNI ADD, and attaches the tap. The CNI result is cached
   // durably under root_dir so Teardown works after a restart. On failure everything is undone
-  // (CNI DEL, netns removed, cache removed) and the error says which step failed.
+  // (CNI DEL, netns removed, cache removed) and the error says which step failed:
+  // FAILED_PRECONDITION when there is no usable CNI config (the network is not ready),
+  // ALREADY_EXISTS when the sandbox still has a netns (Remove it first), the plugin's error
+  // otherwise.
   virtual absl::StatusOr<PodNetwork> Setup(const PodNetworkRequest& request) = 0;
 
   // The network of a pod set up earlier (after a restart too), from the cache. NOT_FOUND if none.
@@ -120,8 +123,8 @@ class PodNetworkManager {
   // RemovePodSandbox: Teardown if not done yet, then removes the netns and the cache. Idempotent.
   virtual absl::Status Remove(const std::string& sandbox_id) = 0;
 
-  // Sandboxes with network state (a cache entry) on this node, torn down or not: for the
-  // controller to reconcile after a restart (Remove those whose sandbox record is gone).
+  // Sandboxes with network state on this node (a cache entry or a netns file), torn down or
+  // not: for the controller to reconcile after a restart (Remove those without a record).
   virtual std::vector<std::string> ListSandboxIds() const = 0;
 
   // Path of the pod's netns file (whether or not it exists).

@@ -44,9 +44,13 @@ const char* StepName(int step) {
     (void)ignored;
     ::_exit(127);
   };
-  sigset_t all;
-  sigemptyset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, nullptr);
+  // The daemon ignores SIGPIPE; the program gets default dispositions and an empty mask.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGPIPE, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   if (netns != nullptr) {
     int fd = ::open(netns, O_RDONLY | O_CLOEXEC);
     if (fd < 0) fail(kStepNetnsOpen);
@@ -149,7 +153,8 @@ absl::StatusOr<ProcessResult> RunProcess(const ProcessOptions& options) {
   ::close(out.w), out.w = -1;
   ::close(err.w), err.w = -1;
   ::close(status.w), status.w = -1;
-  // SIGPIPE from a child that stops reading stdin must not kill the daemon.
+  // SIGPIPE from a child that stops reading stdin must not kill the daemon (process-wide, as
+  // any daemon writing to pipes and sockets wants anyway).
   static const bool sigpipe_ignored = [] { return ::signal(SIGPIPE, SIG_IGN) != SIG_ERR; }();
   (void)sigpipe_ignored;
 

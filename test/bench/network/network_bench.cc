@@ -28,13 +28,15 @@ namespace {
 using testing::FakeGuest;
 using testing::TestNetwork;
 
+// Destroyed at exit, which deletes the bridge and the temp dir.
 TestNetwork& Net() {
-  static TestNetwork* net = [] {
-    auto* n = new TestNetwork();
-    n->WriteConflist();
-    return n;
+  static TestNetwork net;
+  static const bool written = [] {
+    net.WriteConflist();
+    return true;
   }();
-  return *net;
+  (void)written;
+  return net;
 }
 
 PodNetworkRequest Req(const std::string& id) {

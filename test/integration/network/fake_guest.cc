@@ -88,7 +88,10 @@ absl::StatusOr<std::unique_ptr<FakeGuest>> FakeGuest::Start(const PodNetwork& ne
   std::vector<std::vector<std::string>> cmds = {{"link", "set", "lo", "up"},
                                                 {"link", "set", "eth0", "up"}};
   for (const auto& ip : net.ips) {
-    cmds.push_back({"addr", "add", absl::StrCat(ip.address, "/", ip.prefix_length), "dev", "eth0"});
+    // The address was checked for duplicates on the pod's eth0 already: skip DAD's delay.
+    std::vector<std::string> add = {"addr", "add", ip.Cidr(), "dev", "eth0"};
+    if (ip.family == 6) add.push_back("nodad");
+    cmds.push_back(add);
   }
   for (const auto& r : net.routes) {
     if (r.gateway.empty()) {

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -62,6 +63,13 @@ class PodNetworkIntegrationTest : public ::testing::Test {
     net_.WriteConflist();
     manager_ = net_.NewManager();
     ASSERT_NE(manager_, nullptr);
+  }
+
+  // A failed assertion must not leak netns mounts, veths or IPs into the next test.
+  void TearDown() override {
+    if (manager_ == nullptr) manager_ = net_.NewManager();
+    if (manager_ == nullptr) return;
+    for (const auto& id : manager_->ListSandboxIds()) (void)manager_->Remove(id);
   }
 
   PodNetworkRequest Request(const std::string& id) {
@@ -278,6 +286,18 @@ TEST_F(PodNetworkIntegrationTest, HostPortReachesAListenerInThePod) {
   absl::StatusOr<std::string> got = ReadExactly(server.get(), 12);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, "via hostPort");
+
+  // And on 127.0.0.1, where kubelet users try first (portmap's SNAT makes the reply come back).
+  Fd local(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  absl::Status lc = ConnectTcp(local.get(), "127.0.0.1", host_port);
+  ASSERT_TRUE(lc.ok()) << lc;
+  absl::StatusOr<int> lfd2 = AcceptTcp(listener.get());
+  ASSERT_TRUE(lfd2.ok()) << lfd2.status();
+  Fd local_server(*lfd2);
+  ASSERT_TRUE(WriteAll(local.get(), "localhost").ok());
+  absl::StatusOr<std::string> got2 = ReadExactly(local_server.get(), 9);
+  ASSERT_TRUE(got2.ok()) << got2.status();
+  EXPECT_EQ(*got2, "localhost");
   guest->reset();
   ASSERT_TRUE(manager_->Remove("hostport").ok());
 
@@ -371,6 +391,56 @@ TEST_F(PodNetworkIntegrationTest, TeardownAfterRestartUsesTheCachedResult) {
   EXPECT_TRUE(veth_gone);
   ASSERT_TRUE(restarted->Remove("restart").ok());
   EXPECT_FALSE(std::filesystem::exists(pod->netns_path));
+}
+
+TEST_F(PodNetworkIntegrationTest, DualStackPodHasIpv4PrimaryAndIpv6Additional) {
+  net_.WriteConflist(json::array(), /*dual_stack=*/true);
+  absl::StatusOr<PodNetwork> a = manager_->Setup(Request("v6a"));
+  absl::StatusOr<PodNetwork> b = manager_->Setup(Request("v6b"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(a->ips.size(), 2u);
+  EXPECT_EQ(a->ips[0].family, 4);
+  EXPECT_EQ(a->ips[1].family, 6);
+  EXPECT_EQ(a->ips[1].prefix_length, 64);
+  EXPECT_EQ(a->AdditionalIps(), std::vector<std::string>{a->ips[1].address});
+  ASSERT_EQ(a->routes.size(), 2u);
+  EXPECT_EQ(a->routes[1].destination, "::/0");
+  EXPECT_EQ(a->routes[1].gateway, a->ips[1].gateway);
+
+  // Pod a reaches pod b's IPv6 address through both taps.
+  auto guest_a = FakeGuest::Start(*a, net_.dir().path());
+  ASSERT_TRUE(guest_a.ok()) << guest_a.status();
+  auto guest_b = FakeGuest::Start(*b, net_.dir().path());
+  ASSERT_TRUE(guest_b.ok()) << guest_b.status();
+  absl::StatusOr<int> lfd = (*guest_b)->Socket(AF_INET6, SOCK_STREAM);
+  ASSERT_TRUE(lfd.ok());
+  Fd listener(*lfd);
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len);
+  ASSERT_EQ(::inet_pton(AF_INET6, b->ips[1].address.c_str(), &addr.sin6_addr), 1);
+  absl::StatusOr<int> cfd = (*guest_a)->Socket(AF_INET6, SOCK_STREAM);
+  ASSERT_TRUE(cfd.ok());
+  Fd client(*cfd);
+  timeval tv{10, 0};
+  ::setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
+      << std::strerror(errno);
+  absl::StatusOr<int> afd = AcceptTcp(listener.get());
+  ASSERT_TRUE(afd.ok()) << afd.status();
+  Fd server(*afd);
+  ASSERT_TRUE(WriteAll(client.get(), "v6").ok());
+  absl::StatusOr<std::string> got = ReadExactly(server.get(), 2);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "v6");
+  guest_a->reset();
+  guest_b->reset();
+  EXPECT_TRUE(manager_->Remove("v6a").ok());
+  EXPECT_TRUE(manager_->Remove("v6b").ok());
 }
 
 // After a reboot /run is empty: DEL must still release the IP from the cache.

@@ -5,6 +5,8 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "network/pod_network.h"
 #include "nlohmann/json.hpp"
@@ -15,11 +17,13 @@ namespace podvisor::testing {
 class TestNetwork {
  public:
   TestNetwork();
-  ~TestNetwork();  // deletes the bridge
+  ~TestNetwork();  // deletes the bridge, restores ip_forward / IPv6 forwarding
 
   // Writes the conflist: bridge (+ `extra_plugins`) with an MTU of 1400, host-local IPAM in
   // 10.213.<n>.0/24, portmap, `tail_plugins` and loopback.
-  void WriteConflist(const nlohmann::json& tail_plugins = nlohmann::json::array());
+  // With `dual_stack`, host-local also hands out an IPv6 address from fd00:213:<n>::/64.
+  void WriteConflist(const nlohmann::json& tail_plugins = nlohmann::json::array(),
+                     bool dual_stack = false);
 
   PodNetworkOptions Options() const;
   std::unique_ptr<PodNetworkManager> NewManager() const;
@@ -27,6 +31,7 @@ class TestNetwork {
   const std::string& bridge() const { return bridge_; }
   const std::string& gateway() const { return gateway_; }
   const std::string& subnet() const { return subnet_; }
+  const std::string& subnet6() const { return subnet6_; }
   std::string ipam_dir() const { return dir_.Join("ipam"); }
   std::string record_file() const { return dir_.Join("calls.jsonl"); }
   const TempDir& dir() const { return dir_; }
@@ -35,6 +40,8 @@ class TestNetwork {
   TempDir dir_;
   std::string bridge_;
   std::string subnet_;
+  std::string subnet6_;
+  std::vector<std::pair<std::string, std::string>> saved_sysctls_;
   std::string gateway_;
 };
 

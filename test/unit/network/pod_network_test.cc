@@ -73,6 +73,34 @@ TEST(PodNetworkManagerTest, TeardownAndRemoveOfUnknownPodSucceed) {
               HasSubstr("set up network of pod p1: no valid CNI"));
 }
 
+TEST(PodNetworkManagerTest, TeardownWithACorruptCacheRunsDelWithTheCurrentConfig) {
+  testing::TempDir dir;
+  PodNetworkOptions options;
+  options.cni.conf_dir = dir.Join("net.d");
+  options.cni.bin_dirs = {PV_FAKE_CNI_DIR};
+  options.netns_dir = dir.Join("netns");
+  options.cache_dir = dir.Join("cache");
+  auto manager = NewCniPodNetworkManager(options);
+  ASSERT_TRUE(manager.ok()) << manager.status();
+  ASSERT_TRUE(MakeDirs(options.cni.conf_dir).ok());
+  const std::string record = dir.Join("calls.jsonl");
+  ASSERT_TRUE(WriteFileAtomic(options.cni.conf_dir + "/10-x.conflist",
+                              R"({"cniVersion":"1.0.0","name":"x","plugins":[
+                                  {"type":"pv-fake-cni","recordFile":")" +
+                                  record + R"("}]})")
+                  .ok());
+  ASSERT_TRUE(WriteFileAtomic(options.cache_dir + "/p1.json", "{\"kind\": 3}").ok());
+  absl::Status s = (*manager)->Teardown("p1");
+  EXPECT_TRUE(s.ok()) << s;
+  absl::StatusOr<std::string> calls = ReadFile(record);
+  ASSERT_TRUE(calls.ok()) << calls.status();
+  EXPECT_THAT(*calls, HasSubstr("\"command\":\"DEL\""));
+  EXPECT_THAT(*calls, HasSubstr("\"containerId\":\"p1\""));
+  EXPECT_TRUE((*manager)->Teardown("p1").ok());  // now recorded as torn down
+  EXPECT_TRUE((*manager)->Remove("p1").ok());
+  EXPECT_TRUE((*manager)->ListSandboxIds().empty());
+}
+
 TEST(PodNetworkTest, PrimaryAndAdditionalIps) {
   PodNetwork net;
   EXPECT_EQ(net.PrimaryIp(), "");
