@@ -1,5 +1,6 @@
 #include "agent/server.h"
 
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <thread>
 
 #include "agent/containers.h"
+#include "agent/disks.h"
 #include "agent/init.h"
 #include "agent/log.h"
 #include "agent/network_setup.h"
@@ -147,14 +149,38 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
     case v1::Request::kCloseStream:
       RemoveStreamHandler(request.close_stream().stream_id());
       return OkEmpty();
-    case v1::Request::kPortForward:
     case v1::Request::kDiskAttached:
-    case v1::Request::kDiskDetach:
+      return DiskAttached(request.disk_attached());
+    case v1::Request::kDiskDetach: {
+      std::string device;
+      Error e = FindBlockDevice("/sys", request.disk_detach().serial(), 0, &device);
+      if (e.code() == Code::kNotFound) return OkEmpty();  // already gone
+      if (e.ok()) e = UnmountDevice(device);
+      return FromError(e.With("detach disk " + request.disk_detach().serial()));
+    }
+    case v1::Request::kPortForward:
       return ErrorResponse(Error(Code::kUnimplemented,
-                                 "this agent does not implement the call yet"));
+                                 "this agent does not implement port forwarding yet"));
     default:
       return ErrorResponse(Error(Code::kUnimplemented, "unknown request"));
   }
+}
+
+v1::Response AgentServer::DiskAttached(const v1::DiskAttachedRequest& req) {
+  std::string device;
+  Error e = FindBlockDevice("/sys", req.serial(), 10000, &device);
+  if (e.ok() && !req.mount_point().empty()) {
+    if (req.mount_point()[0] != '/' || req.mount_point().find("..") != std::string::npos) {
+      return ErrorResponse(Error(Code::kInvalidArgument, "bad mount point " + req.mount_point()));
+    }
+    mkdir(req.mount_point().c_str(), 0755);
+    std::vector<std::string> opts(req.options().begin(), req.options().end());
+    e = MountWithOptions(device, req.mount_point(), req.fs_type(), opts, req.readonly());
+  }
+  if (!e.ok()) return ErrorResponse(e.With("disk " + req.serial()));
+  v1::Response r;
+  r.mutable_disk_attached()->set_device(device);
+  return r;
 }
 
 v1::Response AgentServer::Hello(const v1::HelloRequest& req) {

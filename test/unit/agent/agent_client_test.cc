@@ -146,7 +146,7 @@ TEST_F(RealAgentTest, InvalidSetupFailsThatCallOnly) {
 TEST_F(RealAgentTest, UnimplementedCallsSaySo) {
   auto client = Connect();
   ASSERT_NE(client, nullptr);
-  absl::Status s = client->DiskDetach("disk0", absl::Seconds(30));
+  absl::Status s = client->PortForward(8080, client->AllocateStreamId(), absl::Seconds(30));
   EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
   EXPECT_TRUE(client->connected());
 }
