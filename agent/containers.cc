@@ -1,12 +1,15 @@
 #include "agent/containers.h"
 
 #include <fcntl.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -58,6 +61,51 @@ Error WriteWhole(const std::string& path, const std::string& data) {
   out.close();
   if (!out) return Error(Code::kInternal, "write " + path);
   return Error::Ok();
+}
+
+// The kernel's initial rootfs (ramfs or tmpfs, the root of the mount tree).
+bool RootIsInitramfs() {
+  struct statfs fs;
+  if (statfs("/", &fs) != 0) return false;
+  if (fs.f_type != RAMFS_MAGIC && fs.f_type != TMPFS_MAGIC) return false;
+  // After a switch to a tmpfs of our own, "/" is no longer the root of the mount tree.
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string id, parent;
+  while (mountinfo >> id >> parent) {
+    std::string rest;
+    std::getline(mountinfo, rest);
+    std::istringstream fields(rest);
+    std::string dev, root, point;
+    fields >> dev >> root >> point;
+    if (point == "/") return id == parent || rest.find(" - rootfs ") != std::string::npos;
+  }
+  return true;
+}
+
+// mkdir -p (the guest has no /bin/mkdir).
+Error MakeDirs(const std::string& path) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    const std::string prefix = path.substr(0, pos);
+    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoError("mkdir " + prefix, errno);
+    }
+  }
+  return Error::Ok();
+}
+
+int RemoveEntry(const char* path, const struct stat*, int type, FTW*) {
+  if (type == FTW_DP) {
+    rmdir(path);
+  } else {
+    unlink(path);
+  }
+  return 0;
+}
+
+// rm -rf that stays on one filesystem and never follows symlinks.
+void RemoveTree(const std::string& path) {
+  nftw(path.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
 }
 
 // "key value" lines (cpu.stat, memory.stat, memory.events).
@@ -439,9 +487,7 @@ void ContainerManager::Impl::Cleanup(Container* c) {
     unlink((c->bundle + "/exec-" + id + ".pid").c_str());
   }
   for (const char* d : {"rootfs", "lower", "upper", "work"}) rmdir((c->bundle + "/" + d).c_str());
-  if (rmdir(c->bundle.c_str()) != 0 && errno != ENOENT) {
-    RunCommand({"/bin/rm", "-rf", "--one-file-system", c->bundle});
-  }
+  if (rmdir(c->bundle.c_str()) != 0 && errno != ENOENT) RemoveTree(c->bundle);
 }
 
 ContainerManager::ContainerManager(const AgentOptions& options, AgentServer* server)
@@ -467,9 +513,8 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     impl_->containers[id] = c;  // reserves the id
   }
   Error err = [&]() -> Error {
-    RunCommand({"/bin/mkdir", "-p", c->bundle, impl_->CrunRoot()});
-    struct stat st;
-    if (stat(c->bundle.c_str(), &st) != 0) return ErrnoError("create bundle " + c->bundle, errno);
+    if (Error e = MakeDirs(impl_->CrunRoot()); !e.ok()) return e;
+    if (Error e = MakeDirs(c->bundle); !e.ok()) return e;
     if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), c.get()); !e.ok()) return e;
     v1::ContainerSpec spec = req.spec();
     if (Error e = ResolveUser(c->rootfs, spec.mutable_process()->mutable_user()); !e.ok()) {
@@ -489,6 +534,10 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     const std::string log = c->bundle + "/crun.log";
     std::vector<std::string> argv = impl_->Crun(
         {"create", "--bundle", c->bundle, "--pid-file", c->bundle + "/init.pid"}, log);
+    if (RootIsInitramfs()) {
+      // pivot_root(2) cannot leave the initramfs: crun then moves the root and chroots.
+      argv.push_back("--no-pivot");
+    }
     if (spec.process().terminal()) {
       argv.push_back("--console-socket");
       argv.push_back(c->bundle + "/console.sock");

@@ -82,6 +82,8 @@ void FillContainerSpec(const ContainerSpec& s, v1::ContainerSpec* out) {
   if (!s.rootfs_disk_serial.empty()) {
     root->mutable_block_device()->set_serial(s.rootfs_disk_serial);
     root->mutable_block_device()->set_fs_type(s.rootfs_fs_type);
+    root->mutable_block_device()->set_overlay(s.rootfs_overlay);
+    for (const auto& o : s.rootfs_options) root->mutable_block_device()->add_options(o);
   } else {
     root->set_path(s.rootfs_path);
   }
