@@ -12,6 +12,7 @@
 #include "agent/init.h"
 #include "agent/log.h"
 #include "agent/network_setup.h"
+#include "agent/port_forward.h"
 #include "agent/sandbox_setup.h"
 
 namespace podvisor::agent {
@@ -159,8 +160,7 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
       return FromError(e.With("detach disk " + request.disk_detach().serial()));
     }
     case v1::Request::kPortForward:
-      return ErrorResponse(Error(Code::kUnimplemented,
-                                 "this agent does not implement port forwarding yet"));
+      return FromError(StartPortForward(this, request.port_forward()));
     default:
       return ErrorResponse(Error(Code::kUnimplemented, "unknown request"));
   }
@@ -202,6 +202,8 @@ v1::Response AgentServer::Hello(const v1::HelloRequest& req) {
   h->set_pid(static_cast<uint32_t>(getpid()));
   h->add_features("sandbox");
   h->add_features("network");
+  h->add_features("port-forward");
+  h->add_features("disks");
   if (containers_->Available()) h->add_features("containers");
   handshake_done_ = true;
   AgentLog(LogSeverity::kInfo, "handshake with host " + req.host_version());
