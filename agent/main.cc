@@ -137,12 +137,12 @@ int Main(int argc, char** argv) {
       continue;
     }
     AgentLog(LogSeverity::kInfo, "channel " + spec + " open");
-    FrameChannel channel(fd, kind);
-    AgentServer server(options, &channel);
-    err = server.Serve();
+    // Never destroyed: detached threads (waits, output pumps) keep using them.
+    auto* channel = new FrameChannel(fd, kind);
+    auto* server = new AgentServer(options, channel);
+    err = server->Serve();  // returns only for a socket channel
     AgentLog(LogSeverity::kInfo, "channel closed: " + err.message());
-    if (!options.pid1) return err.code() == Code::kUnavailable ? 0 : 1;
-    // PID 1 must never exit: reopen the port and wait for the host again.
+    if (!options.pid1) _exit(err.code() == Code::kUnavailable ? 0 : 1);
     sleep(1);
   }
 }

@@ -56,17 +56,18 @@ Error AgentServer::Serve() {
       HandleFrame(payload);
       continue;
     }
-    if (channel_->kind() == ChannelKind::kVirtioPort && err.code() == Code::kUnavailable) {
+    if (channel_->kind() == ChannelKind::kSocket) return err;
+    // The virtio port is the guest's only line to the host, and threads of this server (waits,
+    // output pumps) live on: never give it up.
+    if (err.code() == Code::kUnavailable) {
       // The host is not connected (yet, or any more): wait for it, and expect a new Hello.
       if (handshake_done_.exchange(false)) AgentLog(LogSeverity::kInfo, "host disconnected");
       usleep(50 * 1000);
       continue;
     }
-    if (err.code() == Code::kInvalidArgument && channel_->kind() == ChannelKind::kVirtioPort) {
-      // A broken frame from the host leaves the stream out of sync; nothing to resync on.
-      AgentLog(LogSeverity::kError, err.message());
-    }
-    return err;
+    AgentLog(LogSeverity::kError, "channel: " + err.message() + "; resynchronising");
+    handshake_done_ = false;
+    channel_->Drain(200);
   }
 }
 
