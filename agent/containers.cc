@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "agent/async_writer.h"
 #include "agent/disks.h"
 #include "agent/log.h"
 #include "agent/oci_spec.h"
@@ -163,7 +164,8 @@ struct Proc {
   pid_t pid = 0;
   bool exited = false;
   v1::ExitStatus status;
-  int stdin_fd = -1;    // our end of its stdin (pipe or pty master)
+  int stdin_fd = -1;    // our end of its stdin until ConnectStdin hands it to stdin_writer
+  std::shared_ptr<AsyncWriter> stdin_writer;
   int pty_master = -1;  // terminal only (also stdin_fd's target)
   int open_pumps = 0;   // output pumps still running
   std::mutex mu;
@@ -320,25 +322,24 @@ void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd
 void ContainerManager::Impl::ConnectStdin(const std::shared_ptr<Proc>& proc) {
   const uint32_t stream = proc->spec.stdin_stream();
   if (stream == 0 || proc->stdin_fd < 0) return;
-  AgentServer* srv = server;
-  srv->AddStreamHandler(stream, [proc, srv, stream](const std::string& data, bool eof) {
-    std::lock_guard<std::mutex> lock(proc->mu);
-    if (proc->stdin_fd < 0) return;
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = write(proc->stdin_fd, data.data() + done, data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
+  const bool tty = proc->pty_master >= 0;
+  // The writer owns (and closes) its fd: the pipe itself, or a dup of the pty master, which
+  // stays with the output pump.
+  const int fd = tty ? fcntl(proc->pty_master, F_DUPFD_CLOEXEC, 0) : proc->stdin_fd;
+  if (!tty) proc->stdin_fd = -1;
+  if (fd < 0) return;
+  auto writer = AsyncWriter::Start(fd, [tty](int fd) {
+    if (tty) {
+      const char eot = 4;  // ^D: end of input for the terminal's reader
+      (void)!write(fd, &eot, 1);
     }
+  });
+  proc->stdin_writer = writer;
+  AgentServer* srv = server;
+  srv->AddStreamHandler(stream, [writer, srv, stream](const std::string& data, bool eof) {
+    writer->Write(data);
     if (eof) {
-      if (proc->pty_master >= 0) {
-        const char eot = 4;  // ^D: end of input for the terminal's reader
-        (void)!write(proc->stdin_fd, &eot, 1);
-      } else {
-        close(proc->stdin_fd);
-        proc->stdin_fd = -1;
-      }
+      writer->Finish();
       srv->RemoveStreamHandler(stream);
     }
   });
@@ -458,9 +459,17 @@ void ContainerManager::Impl::OnExit(const std::shared_ptr<Proc>& proc, int wait_
     st.set_started_at_ns(proc->status.started_at_ns());
     proc->status = st;
     proc->exited = true;
+    if (proc->stdin_writer) {
+      // A pipe closes once what is queued is written (or its reader is gone); a terminal's
+      // input is moot now.
+      if (proc->pty_master >= 0) {
+        proc->stdin_writer->Abort();
+      } else {
+        proc->stdin_writer->Finish();
+      }
+      proc->stdin_writer.reset();
+    }
     if (proc->pty_master >= 0 && proc->open_pumps == 0) CloseFd(&proc->pty_master);
-    if (proc->stdin_fd >= 0 && proc->stdin_fd != proc->pty_master) CloseFd(&proc->stdin_fd);
-    proc->stdin_fd = -1;
     proc->cv.notify_all();
   }
   if (proc->spec.stdin_stream() != 0) server->RemoveStreamHandler(proc->spec.stdin_stream());

@@ -1,6 +1,7 @@
 #include "agent/port_forward.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "agent/async_writer.h"
 #include "agent/server.h"
 
 namespace podvisor::agent {
@@ -62,20 +64,21 @@ Error StartPortForward(AgentServer* server, const v1::PortForwardRequest& req) {
   auto conn = std::make_shared<Connection>();
   conn->fd = fd;
   const uint32_t stream = req.stream_id();
-  server->AddStreamHandler(stream, [server, conn, stream](const std::string& data, bool eof) {
+  const int write_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (write_fd < 0) {
+    close(fd);
+    return ErrnoError("dup", errno);
+  }
+  auto writer = AsyncWriter::Start(write_fd, [conn](int fd) {
+    shutdown(fd, SHUT_WR);
     std::lock_guard<std::mutex> lock(conn->mu);
-    if (conn->fd < 0) return;
-    size_t done = 0;
-    while (done < data.size()) {
-      ssize_t n = send(conn->fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
+    conn->host_done = true;
+    conn->CloseIfDone();
+  });
+  server->AddStreamHandler(stream, [server, writer, stream](const std::string& data, bool eof) {
+    writer->Write(data);
     if (eof) {
-      shutdown(conn->fd, SHUT_WR);
-      conn->host_done = true;
-      conn->CloseIfDone();
+      writer->Finish();
       server->RemoveStreamHandler(stream);
     }
   });

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <string>
 
 #include "pod-sandbox/agent_client.h"
@@ -197,6 +198,22 @@ TEST_F(AgentContainerTest, ExecWithATerminalThenSignalAndRemove) {
   EXPECT_EQ(exit->exit_code, 128 + SIGKILL);
   EXPECT_TRUE(client_->RemoveContainer("c3", false, timeout_).ok());
   EXPECT_TRUE(client_->RemoveContainer("c3", false, timeout_).ok());  // unknown: fine
+}
+
+TEST_F(AgentContainerTest, UnreadStdinDoesNotStallTheChannel) {
+  ContainerSpec spec = Spec({"/bin/sleep", "1000"});
+  spec.process.stdin_stream = client_->AllocateStreamId();
+  ASSERT_TRUE(client_->CreateContainer("c9", spec, timeout_).ok()) << agent_->ReadLog();
+  ASSERT_TRUE(client_->StartContainer("c9", timeout_).ok());
+  // Far more than a pipe holds; sleep never reads it.
+  ASSERT_TRUE(client_->WriteStream(spec.process.stdin_stream, std::string(4 << 20, 'x'), false)
+                  .ok());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(client_->Ping(absl::Seconds(30)).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_TRUE(client_->connected());
+  EXPECT_TRUE(client_->RemoveContainer("c9", true, timeout_).ok());
 }
 
 TEST_F(AgentContainerTest, ForceRemoveKillsARunningContainer) {

@@ -216,6 +216,26 @@ TEST_F(RealAgentTest, PortForwardCarriesBytesBothWays) {
   EXPECT_EQ(fut.get(), "ping through the guest");
 }
 
+TEST_F(RealAgentTest, SlowStreamCallbackDoesNotKillTheChannel) {
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  EchoServer echo;
+  const uint32_t stream = client->AllocateStreamId();
+  std::promise<void> done;
+  client->SetStreamCallback(stream, [&](absl::string_view, bool eof) {
+    // Holds the reader thread far longer than dead_after (1.5 s).
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    if (eof) done.set_value();
+  });
+  ASSERT_TRUE(client->PortForward(echo.port(), stream, absl::Seconds(30)).ok());
+  ASSERT_TRUE(client->WriteStream(stream, "x", true).ok());
+  auto fut = done.get_future();
+  ASSERT_EQ(fut.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+  EXPECT_TRUE(client->Ping(absl::Seconds(30)).ok());
+  EXPECT_TRUE(client->connected());
+  EXPECT_FALSE(probe_.why.has_value()) << *probe_.why;
+}
+
 TEST_F(RealAgentTest, PortForwardToAClosedPortFails) {
   auto client = Connect();
   ASSERT_NE(client, nullptr);
