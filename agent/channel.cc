@@ -130,6 +130,15 @@ Error FrameChannel::ReadFrame(std::string* payload) {
   return ReadFull(payload->data(), len);
 }
 
+void FrameChannel::Drain(int quiet_ms) {
+  char buf[4096];
+  for (;;) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, quiet_ms) <= 0 || !(p.revents & POLLIN)) return;
+    if (read(fd_, buf, sizeof(buf)) <= 0) return;
+  }
+}
+
 Error FrameChannel::WriteFrame(const std::string& payload) {
   if (payload.size() > kMaxFrameBytes) {
     return Error(Code::kResourceExhausted, "outgoing frame too large");

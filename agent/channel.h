@@ -45,6 +45,9 @@ class FrameChannel {
   // end; the caller waits and reads again), kInvalidArgument on a frame over kMaxFrameBytes.
   Error ReadFrame(std::string* payload);
   Error WriteFrame(const std::string& payload);
+  // Discards input until none arrives for quiet_ms (after a broken frame the stream is out of
+  // step; the host starts again with a Hello).
+  void Drain(int quiet_ms);
 
   ChannelKind kind() const { return kind_; }
   int fd() const { return fd_; }

@@ -1,40 +1,759 @@
 #include "agent/containers.h"
 
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "agent/async_writer.h"
+#include "agent/disks.h"
+#include "agent/log.h"
+#include "agent/oci_spec.h"
+#include "agent/reaper.h"
 #include "agent/server.h"
 
 namespace podvisor::agent {
 namespace {
-Error NotYet() {
-  return Error(Code::kUnimplemented, "containers are not implemented by this agent yet");
+
+uint64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+bool IsValidId(const std::string& id) {
+  if (id.empty() || id.size() > 128 || id == "." || id == "..") return false;
+  for (char c : id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Error WriteWhole(const std::string& path, const std::string& data) {
+  std::ofstream out(path, std::ios::trunc);
+  out << data;
+  out.close();
+  if (!out) return Error(Code::kInternal, "write " + path);
+  return Error::Ok();
+}
+
+// The kernel's initial rootfs (ramfs or tmpfs, the root of the mount tree).
+bool RootIsInitramfs() {
+  struct statfs fs;
+  if (statfs("/", &fs) != 0) return false;
+  if (fs.f_type != RAMFS_MAGIC && fs.f_type != TMPFS_MAGIC) return false;
+  // After a switch to a tmpfs of our own, "/" is no longer the root of the mount tree.
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string id, parent;
+  while (mountinfo >> id >> parent) {
+    std::string rest;
+    std::getline(mountinfo, rest);
+    std::istringstream fields(rest);
+    std::string dev, root, point;
+    fields >> dev >> root >> point;
+    if (point == "/") return id == parent || rest.find(" - rootfs ") != std::string::npos;
+  }
+  return true;
+}
+
+// mkdir -p (the guest has no /bin/mkdir).
+Error MakeDirs(const std::string& path) {
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    const std::string prefix = path.substr(0, pos);
+    if (mkdir(prefix.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoError("mkdir " + prefix, errno);
+    }
+  }
+  return Error::Ok();
+}
+
+int RemoveEntry(const char* path, const struct stat*, int type, FTW*) {
+  if (type == FTW_DP) {
+    rmdir(path);
+  } else {
+    unlink(path);
+  }
+  return 0;
+}
+
+// rm -rf that stays on one filesystem and never follows symlinks.
+void RemoveTree(const std::string& path) {
+  nftw(path.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+}
+
+// "key value" lines (cpu.stat, memory.stat, memory.events).
+uint64_t StatField(const std::string& text, const std::string& key) {
+  std::istringstream in(text);
+  std::string k;
+  uint64_t v;
+  while (in >> k >> v) {
+    if (k == key) return v;
+  }
+  return 0;
+}
+
+uint64_t ReadU64(const std::string& path) {
+  std::ifstream in(path);
+  uint64_t v = 0;
+  in >> v;
+  return v;
+}
+
+void CloseFd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+// Receives the pty master crun sends to --console-socket.
+Error ReceiveConsole(int listen_fd, int* master) {
+  pollfd p{listen_fd, POLLIN, 0};
+  if (poll(&p, 1, 10000) <= 0) return Error(Code::kInternal, "crun sent no console");
+  int conn = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (conn < 0) return ErrnoError("accept console", errno);
+  char buf[256];
+  iovec iov{buf, sizeof(buf)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+  close(conn);
+  cmsghdr* c = n >= 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
+  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return Error(Code::kInternal, "no console fd");
+  std::memcpy(master, CMSG_DATA(c), sizeof(int));
+  return Error::Ok();
+}
+
 }  // namespace
+
+// One process: a container's init or an exec session.
+struct Proc {
+  std::string container_id;
+  std::string exec_id;
+  v1::Process spec;
+  pid_t pid = 0;
+  bool exited = false;
+  v1::ExitStatus status;
+  int stdin_fd = -1;    // our end of its stdin until ConnectStdin hands it to stdin_writer
+  std::shared_ptr<AsyncWriter> stdin_writer;
+  int pty_master = -1;  // terminal only (also stdin_fd's target)
+  int open_pumps = 0;   // output pumps still running
+  std::mutex mu;
+  std::condition_variable cv;
+};
+
+struct Container {
+  std::string id;
+  std::string bundle;
+  std::string rootfs;
+  bool mounted_rootfs = false;
+  std::vector<std::string> own_mounts;  // ours to unmount, deepest last
+  bool started = false;
+  bool privileged = false;
+  std::shared_ptr<Proc> init;
+  std::map<std::string, std::shared_ptr<Proc>> execs;
+};
 
 struct ContainerManager::Impl {
   AgentOptions options;
   AgentServer* server;
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<Container>> containers;
+
+  std::string CrunRoot() const { return options.state_dir + "/crun"; }
+  std::string CgroupDir(const std::string& id) const {
+    return "/sys/fs/cgroup/podvisor/" + id;
+  }
+
+  std::vector<std::string> Crun(std::initializer_list<std::string> args,
+                                const std::string& log) const {
+    std::vector<std::string> argv = {options.crun, "--root", CrunRoot()};
+    if (!log.empty()) {
+      argv.push_back("--log");
+      argv.push_back("file:" + log);
+    }
+    argv.insert(argv.end(), args);
+    return argv;
+  }
+
+  std::shared_ptr<Container> Find(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = containers.find(id);
+    return it == containers.end() ? nullptr : it->second;
+  }
+
+  std::shared_ptr<Proc> FindProc(const std::string& id, const std::string& exec_id, Error* err) {
+    std::shared_ptr<Container> c = Find(id);
+    if (!c) {
+      *err = Error(Code::kNotFound, "container " + id + " not found");
+      return nullptr;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    if (exec_id.empty()) return c->init;
+    auto it = c->execs.find(exec_id);
+    if (it == c->execs.end()) {
+      *err = Error(Code::kNotFound, "exec " + exec_id + " not found in " + id);
+      return nullptr;
+    }
+    return it->second;
+  }
+
+  Error PrepareRootfs(const v1::Rootfs& root, Container* c);
+  Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
+                       const std::string& console_socket, const std::string& log);
+  void StartPump(const std::shared_ptr<Proc>& proc, int fd, uint32_t stream_id);
+  void ConnectStdin(const std::shared_ptr<Proc>& proc);
+  void WatchExit(const std::shared_ptr<Proc>& proc);
+  void OnExit(const std::shared_ptr<Proc>& proc, int wait_status);
+  Error ReadPid(const std::string& path, pid_t* pid);
+  void Cleanup(Container* c);
 };
 
+Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c) {
+  switch (root.source_case()) {
+    case v1::Rootfs::kPath: {
+      struct stat st;
+      if (root.path().empty() || root.path()[0] != '/' || stat(root.path().c_str(), &st) != 0 ||
+          !S_ISDIR(st.st_mode)) {
+        return Error(Code::kInvalidArgument, "rootfs path " + root.path() + " is not a directory");
+      }
+      c->rootfs = root.path();
+      return Error::Ok();
+    }
+    case v1::Rootfs::kBlockDevice: {
+      const v1::BlockDeviceSource& b = root.block_device();
+      std::string device;
+      if (Error e = FindBlockDevice("/sys", b.serial(), 5000, &device); !e.ok()) return e;
+      std::vector<std::string> opts(b.options().begin(), b.options().end());
+      c->rootfs = c->bundle + "/rootfs";
+      mkdir(c->rootfs.c_str(), 0755);
+      if (!b.overlay()) {
+        if (Error e = MountWithOptions(device, c->rootfs, b.fs_type(), opts, root.readonly());
+            !e.ok()) {
+          return e;
+        }
+        c->own_mounts.push_back(c->rootfs);
+        return Error::Ok();
+      }
+      const std::string lower = c->bundle + "/lower", upper = c->bundle + "/upper",
+                        work = c->bundle + "/work";
+      for (const std::string& d : {lower, upper, work}) mkdir(d.c_str(), 0755);
+      if (Error e = MountWithOptions(device, lower, b.fs_type(), opts, true); !e.ok()) return e;
+      c->own_mounts.push_back(lower);
+      if (Error e = MountWithOptions("overlay", c->rootfs, "overlay",
+                                     {"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work},
+                                     false);
+          !e.ok()) {
+        return e;
+      }
+      c->own_mounts.push_back(c->rootfs);
+      return Error::Ok();
+    }
+    case v1::Rootfs::kMount: {
+      const v1::Mount& m = root.mount();
+      c->rootfs = c->bundle + "/rootfs";
+      mkdir(c->rootfs.c_str(), 0755);
+      std::vector<std::string> opts(m.options().begin(), m.options().end());
+      if (Error e = MountWithOptions(m.source(), c->rootfs, m.type(), opts, false); !e.ok()) {
+        return e;
+      }
+      c->own_mounts.push_back(c->rootfs);
+      return Error::Ok();
+    }
+    case v1::Rootfs::SOURCE_NOT_SET:
+      break;
+  }
+  return Error(Code::kInvalidArgument, "container has no root filesystem");
+}
+
+void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd,
+                                       uint32_t stream_id) {
+  {
+    std::lock_guard<std::mutex> lock(proc->mu);
+    ++proc->open_pumps;
+  }
+  AgentServer* srv = server;
+  std::thread([proc, fd, stream_id, srv] {
+    char buf[32 * 1024];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;  // EOF, or EIO on a pty whose last writer closed
+      if (stream_id != 0) srv->SendStream(stream_id, std::string(buf, static_cast<size_t>(n)), false);
+    }
+    if (stream_id != 0) srv->SendStream(stream_id, "", true);
+    if (fd != proc->pty_master) close(fd);
+    std::lock_guard<std::mutex> lock(proc->mu);
+    --proc->open_pumps;
+    proc->cv.notify_all();
+  }).detach();
+}
+
+void ContainerManager::Impl::ConnectStdin(const std::shared_ptr<Proc>& proc) {
+  const uint32_t stream = proc->spec.stdin_stream();
+  if (stream == 0 || proc->stdin_fd < 0) return;
+  const bool tty = proc->pty_master >= 0;
+  // The writer owns (and closes) its fd: the pipe itself, or a dup of the pty master, which
+  // stays with the output pump.
+  const int fd = tty ? fcntl(proc->pty_master, F_DUPFD_CLOEXEC, 0) : proc->stdin_fd;
+  if (!tty) proc->stdin_fd = -1;
+  if (fd < 0) return;
+  auto writer = AsyncWriter::Start(fd, [tty](int fd) {
+    if (tty) {
+      const char eot = 4;  // ^D: end of input for the terminal's reader
+      (void)!write(fd, &eot, 1);
+    }
+  });
+  proc->stdin_writer = writer;
+  AgentServer* srv = server;
+  srv->AddStreamHandler(stream, [writer, srv, stream](const std::string& data, bool eof) {
+    writer->Write(data);
+    if (eof) {
+      writer->Finish();
+      srv->RemoveStreamHandler(stream);
+    }
+  });
+}
+
+Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& argv,
+                                             const std::shared_ptr<Proc>& proc,
+                                             const std::string& console_socket,
+                                             const std::string& log) {
+  const v1::Process& p = proc->spec;
+  SpawnOptions opts;
+  int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
+  int console_listen = -1;
+  if (p.terminal()) {
+    console_listen = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (console_socket.size() >= sizeof(addr.sun_path)) {
+      close(console_listen);
+      return Error(Code::kInternal, "console socket path too long");
+    }
+    std::memcpy(addr.sun_path, console_socket.data(), console_socket.size());
+    unlink(console_socket.c_str());
+    if (bind(console_listen, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        listen(console_listen, 1) != 0) {
+      Error e = ErrnoError("console socket", errno);
+      close(console_listen);
+      return e;
+    }
+  } else {
+    if ((p.stdin_stream() && pipe2(in_pipe, O_CLOEXEC) != 0) ||
+        (p.stdout_stream() && pipe2(out_pipe, O_CLOEXEC) != 0) ||
+        (p.stderr_stream() && pipe2(err_pipe, O_CLOEXEC) != 0)) {
+      return ErrnoError("pipe", errno);
+    }
+    opts.stdin_fd = in_pipe[0];
+    opts.stdout_fd = out_pipe[1];
+    opts.stderr_fd = err_pipe[1];
+    if (opts.stderr_fd < 0) {
+      // Keep crun's own stderr off the agent's console; its errors go to --log anyway.
+      opts.stderr_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+      err_pipe[1] = opts.stderr_fd;
+    }
+  }
+  pid_t crun_pid = 0;
+  Error err = Spawn(argv, opts, &crun_pid);
+  CloseFd(&in_pipe[0]);
+  CloseFd(&out_pipe[1]);
+  CloseFd(&err_pipe[1]);
+  int status = err.ok() ? ProcessReaper::Get().Wait(crun_pid) : 0;
+  if (err.ok() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    std::string msg = Slurp(log);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    const std::string& sub = argv[log.empty() ? 3 : 5];
+    err = Error(Code::kInternal, "crun " + sub + ": " + (msg.empty() ? "failed" : msg));
+  }
+  if (p.terminal()) {
+    if (err.ok()) err = ReceiveConsole(console_listen, &proc->pty_master);
+    close(console_listen);
+    unlink(console_socket.c_str());
+    if (!err.ok()) return err;
+    proc->stdin_fd = proc->pty_master;
+    StartPump(proc, proc->pty_master, p.stdout_stream());
+    ConnectStdin(proc);
+    return Error::Ok();
+  }
+  if (!err.ok()) {
+    CloseFd(&in_pipe[1]);
+    CloseFd(&out_pipe[0]);
+    CloseFd(&err_pipe[0]);
+    return err;
+  }
+  proc->stdin_fd = in_pipe[1];
+  if (out_pipe[0] >= 0) StartPump(proc, out_pipe[0], p.stdout_stream());
+  if (err_pipe[0] >= 0) StartPump(proc, err_pipe[0], p.stderr_stream());
+  ConnectStdin(proc);
+  return Error::Ok();
+}
+
+Error ContainerManager::Impl::ReadPid(const std::string& path, pid_t* pid) {
+  long v = std::strtol(Slurp(path).c_str(), nullptr, 10);
+  if (v <= 0) return Error(Code::kInternal, "crun wrote no pid to " + path);
+  *pid = static_cast<pid_t>(v);
+  return Error::Ok();
+}
+
+void ContainerManager::Impl::WatchExit(const std::shared_ptr<Proc>& proc) {
+  ProcessReaper::Get().Watch(proc->pid, [this, proc](int status) {
+    // Off the reaper thread: waiting for the output to drain may take a moment.
+    std::thread([this, proc, status] { OnExit(proc, status); }).detach();
+  });
+}
+
+void ContainerManager::Impl::OnExit(const std::shared_ptr<Proc>& proc, int wait_status) {
+  v1::ExitStatus st;
+  if (WIFSIGNALED(wait_status)) {
+    st.set_signal(WTERMSIG(wait_status));
+    st.set_exit_code(128 + WTERMSIG(wait_status));
+  } else {
+    st.set_exit_code(WEXITSTATUS(wait_status));
+  }
+  st.set_finished_at_ns(NowNs());
+  if (proc->exec_id.empty()) {
+    const std::string events = Slurp(CgroupDir(proc->container_id) + "/memory.events");
+    if (StatField(events, "oom_kill") > 0) {
+      st.set_oom_killed(true);
+      v1::Event oom;
+      oom.mutable_oom()->set_container_id(proc->container_id);
+      server->SendEvent(oom);
+    }
+  }
+  {
+    // Deliver the last output before the exit; a daemonised child that keeps the pipe open
+    // must not hold the exit back for long.
+    std::unique_lock<std::mutex> lock(proc->mu);
+    proc->cv.wait_for(lock, std::chrono::seconds(2), [&] { return proc->open_pumps == 0; });
+    st.set_started_at_ns(proc->status.started_at_ns());
+    proc->status = st;
+    proc->exited = true;
+    if (proc->stdin_writer) {
+      // A pipe closes once what is queued is written (or its reader is gone); a terminal's
+      // input is moot now.
+      if (proc->pty_master >= 0) {
+        proc->stdin_writer->Abort();
+      } else {
+        proc->stdin_writer->Finish();
+      }
+      proc->stdin_writer.reset();
+    }
+    if (proc->pty_master >= 0 && proc->open_pumps == 0) CloseFd(&proc->pty_master);
+    proc->cv.notify_all();
+  }
+  if (proc->spec.stdin_stream() != 0) server->RemoveStreamHandler(proc->spec.stdin_stream());
+  v1::Event e;
+  e.mutable_process_exited()->set_container_id(proc->container_id);
+  e.mutable_process_exited()->set_exec_id(proc->exec_id);
+  *e.mutable_process_exited()->mutable_status() = st;
+  server->SendEvent(e);
+  AgentLog(LogSeverity::kInfo, "container " + proc->container_id +
+                                   (proc->exec_id.empty() ? "" : " exec " + proc->exec_id) +
+                                   " exited with " + std::to_string(st.exit_code()));
+}
+
+void ContainerManager::Impl::Cleanup(Container* c) {
+  for (auto it = c->own_mounts.rbegin(); it != c->own_mounts.rend(); ++it) {
+    if (umount2(it->c_str(), 0) != 0) umount2(it->c_str(), MNT_DETACH);
+  }
+  c->own_mounts.clear();
+  for (const char* f : {"config.json", "init.pid", "crun.log", "console.sock"}) {
+    unlink((c->bundle + "/" + f).c_str());
+  }
+  for (auto& [id, p] : c->execs) {
+    unlink((c->bundle + "/exec-" + id + ".json").c_str());
+    unlink((c->bundle + "/exec-" + id + ".pid").c_str());
+  }
+  for (const char* d : {"rootfs", "lower", "upper", "work"}) rmdir((c->bundle + "/" + d).c_str());
+  if (rmdir(c->bundle.c_str()) != 0 && errno != ENOENT) RemoveTree(c->bundle);
+}
+
 ContainerManager::ContainerManager(const AgentOptions& options, AgentServer* server)
-    : impl_(new Impl{options, server}) {}
+    : impl_(new Impl{options, server, {}, {}}) {}
 ContainerManager::~ContainerManager() = default;
 
-bool ContainerManager::Available() const { return false; }
-Error ContainerManager::Create(const v1::CreateContainerRequest&) { return NotYet(); }
-v1::Response ContainerManager::Start(const v1::StartContainerRequest&) {
-  return ErrorResponse(NotYet());
+bool ContainerManager::Available() const { return access(impl_->options.crun.c_str(), X_OK) == 0; }
+
+Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
+  const std::string& id = req.container_id();
+  if (!IsValidId(id)) return Error(Code::kInvalidArgument, "invalid container id");
+  if (!Available()) return Error(Code::kFailedPrecondition, impl_->options.crun + " is missing");
+  if (Error e = ValidateContainerSpec(req.spec()); !e.ok()) return e.With("container " + id);
+  auto c = std::make_shared<Container>();
+  c->id = id;
+  c->bundle = impl_->options.state_dir + "/containers/" + id;
+  c->privileged = req.spec().privileged();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->containers.count(id)) {
+      return Error(Code::kAlreadyExists, "container " + id + " already exists");
+    }
+    impl_->containers[id] = c;  // reserves the id
+  }
+  Error err = [&]() -> Error {
+    if (Error e = MakeDirs(impl_->CrunRoot()); !e.ok()) return e;
+    if (Error e = MakeDirs(c->bundle); !e.ok()) return e;
+    if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), c.get()); !e.ok()) return e;
+    v1::ContainerSpec spec = req.spec();
+    if (Error e = ResolveUser(c->rootfs, spec.mutable_process()->mutable_user()); !e.ok()) {
+      return e;
+    }
+    OciOptions oci;
+    oci.container_id = id;
+    oci.rootfs_path = c->rootfs;
+    oci.cgroups_path = "/podvisor/" + id;
+    oci.device_cgroup = impl_->options.pid1;
+    std::string config;
+    if (Error e = BuildConfigJson(spec, oci, &config); !e.ok()) return e;
+    if (Error e = WriteWhole(c->bundle + "/config.json", config); !e.ok()) return e;
+    auto proc = std::make_shared<Proc>();
+    proc->container_id = id;
+    proc->spec = spec.process();
+    const std::string log = c->bundle + "/crun.log";
+    std::vector<std::string> argv = impl_->Crun(
+        {"create", "--bundle", c->bundle, "--pid-file", c->bundle + "/init.pid"}, log);
+    if (RootIsInitramfs()) {
+      // pivot_root(2) cannot leave the initramfs: crun then moves the root and chroots.
+      argv.push_back("--no-pivot");
+    }
+    if (spec.process().terminal()) {
+      argv.push_back("--console-socket");
+      argv.push_back(c->bundle + "/console.sock");
+    }
+    argv.push_back(id);
+    if (Error e = impl_->SpawnWithStdio(argv, proc, c->bundle + "/console.sock", log); !e.ok()) {
+      return e;
+    }
+    if (Error e = impl_->ReadPid(c->bundle + "/init.pid", &proc->pid); !e.ok()) return e;
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    c->init = proc;
+    return Error::Ok();
+  }();
+  if (!err.ok()) {
+    RunCommand(impl_->Crun({"delete", "--force", id}, ""));
+    impl_->Cleanup(c.get());
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->containers.erase(id);
+    return err.With("create container " + id);
+  }
+  impl_->WatchExit(c->init);
+  AgentLog(LogSeverity::kInfo, "container " + id + " created, pid " + std::to_string(c->init->pid));
+  return Error::Ok();
 }
-Error ContainerManager::Signal(const v1::SignalProcessRequest&) { return NotYet(); }
-v1::Response ContainerManager::Wait(const v1::WaitProcessRequest&) {
-  return ErrorResponse(NotYet());
+
+v1::Response ContainerManager::Start(const v1::StartContainerRequest& req) {
+  std::shared_ptr<Container> c = impl_->Find(req.container_id());
+  if (!c || !c->init) {
+    return ErrorResponse(Error(Code::kNotFound, "container " + req.container_id() + " not found"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(c->init->mu);
+    if (c->started) {
+      return ErrorResponse(Error(Code::kFailedPrecondition, "container already started"));
+    }
+    c->init->status.set_started_at_ns(NowNs());
+  }
+  if (Error e = RunCommand(impl_->Crun({"start", c->id}, "")); !e.ok()) {
+    return ErrorResponse(e.With("start container " + c->id));
+  }
+  c->started = true;
+  v1::Response r;
+  r.mutable_process_started()->set_pid(static_cast<uint32_t>(c->init->pid));
+  return r;
 }
-Error ContainerManager::Remove(const v1::RemoveContainerRequest&) { return NotYet(); }
-v1::Response ContainerManager::Exec(const v1::ExecProcessRequest&) {
-  return ErrorResponse(NotYet());
+
+Error ContainerManager::Signal(const v1::SignalProcessRequest& req) {
+  if (req.signal() <= 0 || req.signal() > 64) return Error(Code::kInvalidArgument, "bad signal");
+  Error err;
+  std::shared_ptr<Proc> proc = impl_->FindProc(req.container_id(), req.exec_id(), &err);
+  if (!proc) return err;
+  if (req.all() && req.exec_id().empty()) {
+    return RunCommand(impl_->Crun({"kill", "--all", req.container_id(),
+                                   std::to_string(req.signal())}, ""));
+  }
+  std::lock_guard<std::mutex> lock(proc->mu);
+  if (proc->exited) return Error::Ok();
+  if (kill(proc->pid, req.signal()) != 0 && errno != ESRCH) return ErrnoError("kill", errno);
+  return Error::Ok();
 }
-Error ContainerManager::Resize(const v1::ResizeTtyRequest&) { return NotYet(); }
-v1::Response ContainerManager::Stats(const v1::StatsRequest&) { return ErrorResponse(NotYet()); }
-void ContainerManager::StopAll(uint32_t) {}
+
+v1::Response ContainerManager::Wait(const v1::WaitProcessRequest& req) {
+  Error err;
+  std::shared_ptr<Proc> proc = impl_->FindProc(req.container_id(), req.exec_id(), &err);
+  if (!proc) return ErrorResponse(err);
+  std::unique_lock<std::mutex> lock(proc->mu);
+  proc->cv.wait(lock, [&] { return proc->exited; });
+  v1::Response r;
+  *r.mutable_exit_status() = proc->status;
+  return r;
+}
+
+Error ContainerManager::Remove(const v1::RemoveContainerRequest& req) {
+  std::shared_ptr<Container> c = impl_->Find(req.container_id());
+  if (!c) return Error::Ok();  // kubelet retries removals
+  std::shared_ptr<Proc> init = c->init;
+  if (init) {
+    std::unique_lock<std::mutex> lock(init->mu);
+    if (!init->exited) {
+      if (!req.force()) {
+        return Error(Code::kFailedPrecondition, "container " + c->id + " is still running");
+      }
+      kill(init->pid, SIGKILL);
+      init->cv.wait_for(lock, std::chrono::seconds(10), [&] { return init->exited; });
+    }
+  }
+  RunCommand(impl_->Crun({"delete", "--force", c->id}, ""));
+  impl_->Cleanup(c.get());
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->containers.erase(c->id);
+  return Error::Ok();
+}
+
+v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
+  if (!IsValidId(req.exec_id())) return ErrorResponse(Error(Code::kInvalidArgument, "bad exec id"));
+  std::shared_ptr<Container> c = impl_->Find(req.container_id());
+  if (!c || !c->started) {
+    return ErrorResponse(
+        Error(Code::kFailedPrecondition, "container " + req.container_id() + " is not running"));
+  }
+  auto proc = std::make_shared<Proc>();
+  proc->container_id = c->id;
+  proc->exec_id = req.exec_id();
+  proc->spec = req.process();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (c->execs.count(req.exec_id())) {
+      return ErrorResponse(Error(Code::kAlreadyExists, "exec " + req.exec_id() + " exists"));
+    }
+    c->execs[req.exec_id()] = proc;
+  }
+  auto fail = [&](const Error& e) {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    c->execs.erase(req.exec_id());
+    return ErrorResponse(e.With("exec in " + c->id));
+  };
+  if (Error e = ResolveUser(c->rootfs, proc->spec.mutable_user()); !e.ok()) return fail(e);
+  std::string json;
+  if (Error e = BuildProcessJson(proc->spec, c->privileged, &json); !e.ok()) return fail(e);
+  const std::string base = c->bundle + "/exec-" + req.exec_id();
+  if (Error e = WriteWhole(base + ".json", json); !e.ok()) return fail(e);
+  const std::string log = base + ".log";
+  std::vector<std::string> argv =
+      impl_->Crun({"exec", "--detach", "--pid-file", base + ".pid", "--process", base + ".json"},
+                  log);
+  if (proc->spec.terminal()) {
+    argv.push_back("--console-socket");
+    argv.push_back(base + ".sock");
+  }
+  argv.push_back(c->id);
+  proc->status.set_started_at_ns(NowNs());
+  if (Error e = impl_->SpawnWithStdio(argv, proc, base + ".sock", log); !e.ok()) return fail(e);
+  if (Error e = impl_->ReadPid(base + ".pid", &proc->pid); !e.ok()) return fail(e);
+  unlink(log.c_str());
+  impl_->WatchExit(proc);
+  v1::Response r;
+  r.mutable_process_started()->set_pid(static_cast<uint32_t>(proc->pid));
+  return r;
+}
+
+Error ContainerManager::Resize(const v1::ResizeTtyRequest& req) {
+  Error err;
+  std::shared_ptr<Proc> proc = impl_->FindProc(req.container_id(), req.exec_id(), &err);
+  if (!proc) return err;
+  std::lock_guard<std::mutex> lock(proc->mu);
+  if (proc->pty_master < 0) return Error(Code::kFailedPrecondition, "process has no terminal");
+  winsize ws{};
+  ws.ws_row = static_cast<unsigned short>(req.rows());
+  ws.ws_col = static_cast<unsigned short>(req.cols());
+  if (ioctl(proc->pty_master, TIOCSWINSZ, &ws) != 0) return ErrnoError("resize tty", errno);
+  return Error::Ok();
+}
+
+v1::Response ContainerManager::Stats(const v1::StatsRequest& req) {
+  std::vector<std::string> ids(req.container_ids().begin(), req.container_ids().end());
+  if (ids.empty()) {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& [id, c] : impl_->containers) ids.push_back(id);
+  }
+  v1::Response r;
+  v1::StatsResponse* out = r.mutable_stats();
+  for (const std::string& id : ids) {
+    std::shared_ptr<Container> c = impl_->Find(id);
+    if (!c) continue;
+    const std::string dir = impl_->CgroupDir(id);
+    v1::ContainerStats* s = out->add_containers();
+    s->set_container_id(id);
+    s->set_timestamp_ns(NowNs());
+    s->set_cpu_usage_ns(StatField(Slurp(dir + "/cpu.stat"), "usage_usec") * 1000);
+    const uint64_t usage = ReadU64(dir + "/memory.current");
+    const std::string mem = Slurp(dir + "/memory.stat");
+    const uint64_t inactive = StatField(mem, "inactive_file");
+    s->set_memory_usage_bytes(usage);
+    s->set_memory_working_set_bytes(usage > inactive ? usage - inactive : 0);
+    s->set_memory_rss_bytes(StatField(mem, "anon"));
+    s->set_page_faults(StatField(mem, "pgfault"));
+    s->set_major_page_faults(StatField(mem, "pgmajfault"));
+    s->set_pids(static_cast<uint32_t>(ReadU64(dir + "/pids.current")));
+  }
+  const std::string meminfo = Slurp("/proc/meminfo");
+  auto kb = [&](const std::string& key) {
+    size_t p = meminfo.find(key + ":");
+    return p == std::string::npos ? 0ull : std::strtoull(meminfo.c_str() + p + key.size() + 1,
+                                                         nullptr, 10) * 1024ull;
+  };
+  out->set_guest_memory_total_bytes(kb("MemTotal"));
+  out->set_guest_memory_available_bytes(kb("MemAvailable"));
+  return r;
+}
+
+void ContainerManager::StopAll(uint32_t grace_ms) {
+  std::vector<std::shared_ptr<Proc>> running;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& [id, c] : impl_->containers) {
+      if (c->init && c->started) running.push_back(c->init);
+    }
+  }
+  for (auto& p : running) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    if (!p->exited) kill(p->pid, SIGTERM);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
+  for (auto& p : running) {
+    std::unique_lock<std::mutex> lock(p->mu);
+    if (!p->cv.wait_until(lock, deadline, [&] { return p->exited; })) kill(p->pid, SIGKILL);
+  }
+}
 
 }  // namespace podvisor::agent

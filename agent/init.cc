@@ -1,6 +1,10 @@
 #include "agent/init.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/sendfile.h>
+#include <sys/statfs.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -34,6 +38,121 @@ struct EarlyMount {
 };
 
 }  // namespace
+
+namespace {
+
+constexpr char kNewRoot[] = "/.podvisor-root";
+
+Error CopyTree(const std::string& from, const std::string& to, dev_t dev) {
+  DIR* d = opendir(from.c_str());
+  if (d == nullptr) return ErrnoError("opendir " + from, errno);
+  Error result;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    const std::string src = (from == "/" ? "" : from) + "/" + name;
+    const std::string dst = to + "/" + name;
+    if (src == kNewRoot) continue;
+    struct stat st;
+    if (lstat(src.c_str(), &st) != 0 || st.st_dev != dev) continue;
+    // Needed only until now: /init runs already, the modules are loaded.
+    if (src == "/init" || src == "/usr/lib/modules" || (src == "/lib/modules" && S_ISDIR(st.st_mode))) {
+      continue;
+    }
+    Error err;
+    if (S_ISDIR(st.st_mode)) {
+      if (mkdir(dst.c_str(), st.st_mode & 07777) != 0 && errno != EEXIST) {
+        err = ErrnoError("mkdir " + dst, errno);
+      } else {
+        err = CopyTree(src, dst, dev);
+        chmod(dst.c_str(), st.st_mode & 07777);
+      }
+    } else if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = readlink(src.c_str(), target, sizeof(target) - 1);
+      if (n < 0 || symlink(std::string(target, n).c_str(), dst.c_str()) != 0) {
+        err = ErrnoError("symlink " + dst, errno);
+      }
+    } else if (S_ISREG(st.st_mode)) {
+      int in = open(src.c_str(), O_RDONLY | O_CLOEXEC);
+      int out = open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st.st_mode & 07777);
+      off_t left = st.st_size;
+      while (in >= 0 && out >= 0 && left > 0) {
+        ssize_t n = sendfile(out, in, nullptr, static_cast<size_t>(left));
+        if (n <= 0) break;
+        left -= n;
+      }
+      if (in < 0 || out < 0 || left > 0) err = ErrnoError("copy " + src, errno);
+      if (in >= 0) close(in);
+      if (out >= 0) close(out);
+    } else {
+      if (mknod(dst.c_str(), st.st_mode, st.st_rdev) != 0) err = ErrnoError("mknod " + dst, errno);
+    }
+    if (err.ok()) lchown(dst.c_str(), st.st_uid, st.st_gid);
+    if (!err.ok() && result.ok()) result = err;
+  }
+  closedir(d);
+  return result;
+}
+
+// Deletes everything under `dirfd` on device `dev` (fd-relative: the old root is no longer
+// reachable by path once the new root is in place).
+void DeleteTreeAt(int dirfd, dev_t dev) {
+  DIR* d = fdopendir(dirfd);
+  if (d == nullptr) {
+    close(dirfd);
+    return;
+  }
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st;
+    if (fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev) continue;
+    if (S_ISDIR(st.st_mode)) {
+      int sub = openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (sub >= 0) DeleteTreeAt(sub, dev);
+      unlinkat(dirfd, name.c_str(), AT_REMOVEDIR);
+    } else {
+      unlinkat(dirfd, name.c_str(), 0);
+    }
+  }
+  closedir(d);
+}
+
+}  // namespace
+
+Error MoveRootToTmpfs(int* old_root_fd) {
+  *old_root_fd = -1;
+  struct statfs fs;
+  if (statfs("/", &fs) != 0 || (fs.f_type != RAMFS_MAGIC && fs.f_type != TMPFS_MAGIC)) {
+    return Error::Ok();
+  }
+  struct stat root;
+  if (stat("/", &root) != 0) return ErrnoError("stat /", errno);
+  if (mkdir(kNewRoot, 0755) != 0 && errno != EEXIST) return ErrnoError("mkdir new root", errno);
+  if (mount("tmpfs", kNewRoot, "tmpfs", 0, "mode=0755") != 0) {
+    return ErrnoError("mount tmpfs for the root", errno);
+  }
+  if (Error e = CopyTree("/", kNewRoot, root.st_dev); !e.ok()) {
+    umount2(kNewRoot, MNT_DETACH);
+    return e.With("copy the initramfs");
+  }
+  int old_root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (chdir(kNewRoot) != 0 || mount(".", "/", nullptr, MS_MOVE, nullptr) != 0 ||
+      chroot(".") != 0 || chdir("/") != 0) {
+    Error e = ErrnoError("switch to the new root", errno);
+    if (old_root >= 0) close(old_root);
+    return e;
+  }
+  *old_root_fd = old_root;
+  return Error::Ok();
+}
+
+void FreeOldRoot(int old_root_fd) {
+  struct stat st;
+  if (old_root_fd < 0 || fstat(old_root_fd, &st) != 0) return;
+  DeleteTreeAt(old_root_fd, st.st_dev);
+}
 
 Error MountEarlyFilesystems() {
   static const EarlyMount kMounts[] = {

@@ -9,6 +9,16 @@
 
 namespace podvisor::agent {
 
+// The kernel's initramfs is the root of the mount tree, which pivot_root(2) cannot leave, so
+// crun could only chroot. Copies the initramfs into a tmpfs, frees the original, and makes the
+// tmpfs the root (mount move + chroot, as switch_root does). /init and the kernel modules are
+// left behind: call after LoadKernelModules and before the other mounts. Does nothing when / is
+// not the initramfs. On success *old_root_fd refers to the old root, whose files still take
+// memory until FreeOldRoot(fd) deletes them (it takes ~40 ms under TCG: call it off the boot
+// path, on a thread started after ProcessReaper::Start()).
+Error MoveRootToTmpfs(int* old_root_fd);
+void FreeOldRoot(int old_root_fd);
+
 // Mounts proc, sysfs, devtmpfs, devpts, /dev/shm, cgroup2, /run and /tmp (each one that is not
 // mounted yet), and the /dev/fd, /dev/std* links. Failures are logged; returns the first one.
 Error MountEarlyFilesystems();

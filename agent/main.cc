@@ -6,11 +6,13 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "agent/channel.h"
 #include "agent/init.h"
@@ -69,10 +71,23 @@ bool ParseArgs(int argc, char** argv, AgentOptions* o) {
   return true;
 }
 
-void Pid1Setup(const AgentOptions& o) {
+// Returns an fd of the old initramfs to free later, or -1.
+int Pid1Setup(const AgentOptions& o) {
+  LoadKernelModules(o.module_list);
+  timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int old_root = -1;
+  Error moved = MoveRootToTmpfs(&old_root);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
   MountEarlyFilesystems();
   setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
-  LoadKernelModules(o.module_list);
+  if (!moved.ok()) {
+    AgentLog(LogSeverity::kWarning, "staying on the initramfs: " + moved.message());
+  } else {
+    const long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    AgentLog(LogSeverity::kInfo, "root moved to tmpfs in " + std::to_string(ms) + " ms");
+  }
+  return old_root;
 }
 
 int Main(int argc, char** argv) {
@@ -87,8 +102,9 @@ int Main(int argc, char** argv) {
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
+  int old_root = -1;
   if (options.pid1) {
-    Pid1Setup(options);
+    old_root = Pid1Setup(options);
   } else {
     if (options.state_dir == "/run/podvisor" && !options.root.empty()) {
       options.state_dir = options.root + "/run/podvisor";
@@ -97,6 +113,7 @@ int Main(int argc, char** argv) {
     prctl(PR_SET_CHILD_SUBREAPER, 1);
   }
   ProcessReaper::Get().Start();
+  if (old_root >= 0) std::thread([old_root] { FreeOldRoot(old_root); }).detach();
   AgentLog(LogSeverity::kInfo, std::string("starting, version ") + options.version);
 
   for (;;) {
@@ -120,12 +137,12 @@ int Main(int argc, char** argv) {
       continue;
     }
     AgentLog(LogSeverity::kInfo, "channel " + spec + " open");
-    FrameChannel channel(fd, kind);
-    AgentServer server(options, &channel);
-    err = server.Serve();
+    // Never destroyed: detached threads (waits, output pumps) keep using them.
+    auto* channel = new FrameChannel(fd, kind);
+    auto* server = new AgentServer(options, channel);
+    err = server->Serve();  // returns only for a socket channel
     AgentLog(LogSeverity::kInfo, "channel closed: " + err.message());
-    if (!options.pid1) return err.code() == Code::kUnavailable ? 0 : 1;
-    // PID 1 must never exit: reopen the port and wait for the host again.
+    if (!options.pid1) _exit(err.code() == Code::kUnavailable ? 0 : 1);
     sleep(1);
   }
 }

@@ -1,5 +1,6 @@
 #include "agent/server.h"
 
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -7,9 +8,11 @@
 #include <thread>
 
 #include "agent/containers.h"
+#include "agent/disks.h"
 #include "agent/init.h"
 #include "agent/log.h"
 #include "agent/network_setup.h"
+#include "agent/port_forward.h"
 #include "agent/sandbox_setup.h"
 
 namespace podvisor::agent {
@@ -53,17 +56,18 @@ Error AgentServer::Serve() {
       HandleFrame(payload);
       continue;
     }
-    if (channel_->kind() == ChannelKind::kVirtioPort && err.code() == Code::kUnavailable) {
+    if (channel_->kind() == ChannelKind::kSocket) return err;
+    // The virtio port is the guest's only line to the host, and threads of this server (waits,
+    // output pumps) live on: never give it up.
+    if (err.code() == Code::kUnavailable) {
       // The host is not connected (yet, or any more): wait for it, and expect a new Hello.
       if (handshake_done_.exchange(false)) AgentLog(LogSeverity::kInfo, "host disconnected");
       usleep(50 * 1000);
       continue;
     }
-    if (err.code() == Code::kInvalidArgument && channel_->kind() == ChannelKind::kVirtioPort) {
-      // A broken frame from the host leaves the stream out of sync; nothing to resync on.
-      AgentLog(LogSeverity::kError, err.message());
-    }
-    return err;
+    AgentLog(LogSeverity::kError, "channel: " + err.message() + "; resynchronising");
+    handshake_done_ = false;
+    channel_->Drain(200);
   }
 }
 
@@ -147,14 +151,37 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
     case v1::Request::kCloseStream:
       RemoveStreamHandler(request.close_stream().stream_id());
       return OkEmpty();
-    case v1::Request::kPortForward:
     case v1::Request::kDiskAttached:
-    case v1::Request::kDiskDetach:
-      return ErrorResponse(Error(Code::kUnimplemented,
-                                 "this agent does not implement the call yet"));
+      return DiskAttached(request.disk_attached());
+    case v1::Request::kDiskDetach: {
+      std::string device;
+      Error e = FindBlockDevice("/sys", request.disk_detach().serial(), 0, &device);
+      if (e.code() == Code::kNotFound) return OkEmpty();  // already gone
+      if (e.ok()) e = UnmountDevice(device);
+      return FromError(e.With("detach disk " + request.disk_detach().serial()));
+    }
+    case v1::Request::kPortForward:
+      return FromError(StartPortForward(this, request.port_forward()));
     default:
       return ErrorResponse(Error(Code::kUnimplemented, "unknown request"));
   }
+}
+
+v1::Response AgentServer::DiskAttached(const v1::DiskAttachedRequest& req) {
+  std::string device;
+  Error e = FindBlockDevice("/sys", req.serial(), 10000, &device);
+  if (e.ok() && !req.mount_point().empty()) {
+    if (req.mount_point()[0] != '/' || req.mount_point().find("..") != std::string::npos) {
+      return ErrorResponse(Error(Code::kInvalidArgument, "bad mount point " + req.mount_point()));
+    }
+    mkdir(req.mount_point().c_str(), 0755);
+    std::vector<std::string> opts(req.options().begin(), req.options().end());
+    e = MountWithOptions(device, req.mount_point(), req.fs_type(), opts, req.readonly());
+  }
+  if (!e.ok()) return ErrorResponse(e.With("disk " + req.serial()));
+  v1::Response r;
+  r.mutable_disk_attached()->set_device(device);
+  return r;
 }
 
 v1::Response AgentServer::Hello(const v1::HelloRequest& req) {
@@ -176,6 +203,8 @@ v1::Response AgentServer::Hello(const v1::HelloRequest& req) {
   h->set_pid(static_cast<uint32_t>(getpid()));
   h->add_features("sandbox");
   h->add_features("network");
+  h->add_features("port-forward");
+  h->add_features("disks");
   if (containers_->Available()) h->add_features("containers");
   handshake_done_ = true;
   AgentLog(LogSeverity::kInfo, "handshake with host " + req.host_version());

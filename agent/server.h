@@ -42,6 +42,7 @@ class AgentServer {
   void HandleRequest(uint64_t id, const v1::Request& request);
   v1::Response Dispatch(const v1::Request& request);
   v1::Response Hello(const v1::HelloRequest& req);
+  v1::Response DiskAttached(const v1::DiskAttachedRequest& req);
   void Shutdown(uint64_t id, const v1::ShutdownRequest& req);
   void HandleStream(const v1::StreamData& data);
   void Respond(uint64_t id, const v1::Response& response);

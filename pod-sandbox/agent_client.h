@@ -118,6 +118,9 @@ struct ContainerSpec {
   // Root filesystem: an attached disk by serial, or a directory already in the guest.
   std::string rootfs_disk_serial;
   std::string rootfs_fs_type;
+  // Mount the disk read-only and give the container a writable overlay upper (in guest RAM).
+  bool rootfs_overlay = false;
+  std::vector<std::string> rootfs_options;
   std::string rootfs_path;
   bool readonly_rootfs = false;
   std::vector<GuestMount> mounts;

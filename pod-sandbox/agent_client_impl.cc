@@ -82,6 +82,8 @@ void FillContainerSpec(const ContainerSpec& s, v1::ContainerSpec* out) {
   if (!s.rootfs_disk_serial.empty()) {
     root->mutable_block_device()->set_serial(s.rootfs_disk_serial);
     root->mutable_block_device()->set_fs_type(s.rootfs_fs_type);
+    root->mutable_block_device()->set_overlay(s.rootfs_overlay);
+    for (const auto& o : s.rootfs_options) root->mutable_block_device()->add_options(o);
   } else {
     root->set_path(s.rootfs_path);
   }
@@ -547,6 +549,7 @@ class AgentClientImpl final : public AgentClient {
     AgentFrameDecoder decoder;
     std::string buf(64 * 1024, '\0');
     absl::Time last_ping = absl::Now();
+    absl::Time last_loop = absl::Now();
     while (!dead_) {
       pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
       poll(fds, 2, 100);
@@ -581,6 +584,13 @@ class AgentClientImpl final : public AgentClient {
         }
       }
       const absl::Time now = absl::Now();
+      if (now - last_loop > options_.heartbeat_interval) {
+        // This thread was held up (a slow callback, a stopped daemon): the guest's silence
+        // since then is not its fault, so it gets a fresh window.
+        std::lock_guard<std::mutex> lock(mu_);
+        last_rx_ = std::max(last_rx_, now - options_.heartbeat_interval);
+      }
+      last_loop = now;
       ExpireCalls(now);
       Heartbeat(now, &last_ping);
     }

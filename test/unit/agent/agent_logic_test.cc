@@ -8,6 +8,8 @@
 #include "agent/channel.h"
 #include "agent/init.h"
 #include "agent/netlink.h"
+#include "agent/oci_spec.h"
+#include "nlohmann/json.hpp"
 #include "agent/network_setup.h"
 #include "agent/sandbox_setup.h"
 #include "test/support/temp_dir.h"
@@ -154,6 +156,79 @@ TEST(NetworkSetupTest, RefusesTheHostNetworkInNoPid1Mode) {
   v1::SetupNetworkRequest req;
   req.set_loopback_up(true);
   EXPECT_EQ(ApplyNetworkSetup(options, req).code(), Code::kFailedPrecondition);
+}
+
+v1::ContainerSpec BasicSpec() {
+  v1::ContainerSpec spec;
+  spec.mutable_process()->add_args("/bin/sh");
+  spec.mutable_process()->add_env("A=1");
+  spec.mutable_process()->mutable_capabilities()->add_bounding("CAP_CHOWN");
+  spec.mutable_rootfs()->set_readonly(true);
+  spec.add_masked_paths("/proc/kcore");
+  spec.add_readonly_paths("/proc/sys");
+  spec.mutable_resources()->set_memory_limit_bytes(64 << 20);
+  spec.mutable_resources()->set_cpu_quota(50000);
+  spec.mutable_resources()->set_cpu_period(100000);
+  (*spec.mutable_sysctls())["net.ipv4.ping_group_range"] = "0 0";
+  v1::Mount* m = spec.add_mounts();
+  m->set_destination("/data");
+  m->set_type("bind");
+  m->set_source("/run/volumes/data");
+  m->add_options("rbind");
+  return spec;
+}
+
+TEST(OciSpecTest, ConfigCarriesTheSpec) {
+  OciOptions o{"c1", "/run/podvisor/containers/c1/rootfs", "/podvisor/c1", true};
+  std::string json;
+  ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
+  nlohmann::json c = nlohmann::json::parse(json);
+  EXPECT_EQ(c["root"]["path"], "/run/podvisor/containers/c1/rootfs");
+  EXPECT_EQ(c["root"]["readonly"], true);
+  EXPECT_EQ(c["process"]["args"][0], "/bin/sh");
+  EXPECT_EQ(c["process"]["cwd"], "/");
+  EXPECT_EQ(c["process"]["env"].size(), 2u);  // A=1 and a default PATH
+  EXPECT_EQ(c["process"]["capabilities"]["bounding"][0], "CAP_CHOWN");
+  EXPECT_EQ(c["linux"]["cgroupsPath"], "/podvisor/c1");
+  EXPECT_EQ(c["linux"]["resources"]["memory"]["limit"], 64 << 20);
+  EXPECT_EQ(c["linux"]["resources"]["cpu"]["quota"], 50000);
+  EXPECT_EQ(c["linux"]["resources"]["devices"][0]["allow"], false);
+  EXPECT_EQ(c["linux"]["maskedPaths"][0], "/proc/kcore");
+  EXPECT_EQ(c["linux"]["readonlyPaths"][0], "/proc/sys");
+  EXPECT_EQ(c["linux"]["sysctl"]["net.ipv4.ping_group_range"], "0 0");
+  EXPECT_EQ(c["mounts"].back()["destination"], "/data");
+  for (const auto& ns : c["linux"]["namespaces"]) {
+    EXPECT_NE(ns["type"], "network") << "containers share the VM's (the pod's) network";
+  }
+}
+
+TEST(OciSpecTest, PrivilegedGetsAllCapabilitiesAndNoMasking) {
+  v1::ContainerSpec spec = BasicSpec();
+  spec.set_privileged(true);
+  std::string json;
+  ASSERT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/podvisor/c1", true}, &json).ok());
+  nlohmann::json c = nlohmann::json::parse(json);
+  EXPECT_GT(c["process"]["capabilities"]["bounding"].size(), 30u);
+  EXPECT_FALSE(c["linux"].contains("maskedPaths"));
+}
+
+TEST(OciSpecTest, HostileStringsNeverThrow) {
+  v1::ContainerSpec spec = BasicSpec();
+  spec.mutable_process()->add_args("\xff\xfe not utf-8");
+  std::string json;
+  EXPECT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).ok());
+  spec = BasicSpec();
+  spec.mutable_seccomp()->set_oci_json("{not json");
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+            Code::kInvalidArgument);
+  spec = BasicSpec();
+  spec.mutable_process()->clear_args();
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+            Code::kInvalidArgument);
+  spec = BasicSpec();
+  spec.mutable_mounts(0)->set_destination("relative/path");
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+            Code::kInvalidArgument);
 }
 
 }  // namespace

@@ -1,0 +1,237 @@
+#include "agent/oci_spec.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "nlohmann/json.hpp"
+
+namespace podvisor::agent {
+namespace {
+
+using nlohmann::json;
+
+const char* const kAllCaps[] = {
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE"};
+
+bool IsAbsoluteClean(const std::string& p) {
+  return !p.empty() && p[0] == '/' && p.find("/../") == std::string::npos &&
+         (p.size() < 3 || p.compare(p.size() - 3, 3, "/..") != 0) &&
+         p.find('\0') == std::string::npos;
+}
+
+json Strings(const google::protobuf::RepeatedPtrField<std::string>& v) {
+  json a = json::array();
+  for (const std::string& s : v) a.push_back(s);
+  return a;
+}
+
+json ProcessJson(const v1::Process& p, bool privileged) {
+  json proc;
+  proc["terminal"] = p.terminal();
+  if (p.terminal() && p.tty_rows() && p.tty_cols()) {
+    proc["consoleSize"] = {{"height", p.tty_rows()}, {"width", p.tty_cols()}};
+  }
+  json user = {{"uid", p.user().uid()}, {"gid", p.user().gid()}};
+  if (p.user().additional_gids_size() > 0) {
+    json g = json::array();
+    for (uint32_t id : p.user().additional_gids()) g.push_back(id);
+    user["additionalGids"] = g;
+  }
+  if (p.user().umask() != 0) user["umask"] = p.user().umask();
+  proc["user"] = user;
+  proc["args"] = Strings(p.args());
+  json env = Strings(p.env());
+  bool has_path = false;
+  for (const std::string& e : p.env()) has_path |= e.rfind("PATH=", 0) == 0;
+  if (!has_path) env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  proc["env"] = env;
+  proc["cwd"] = p.cwd().empty() ? "/" : p.cwd();
+  json caps;
+  if (privileged) {
+    json all = json::array();
+    for (const char* c : kAllCaps) all.push_back(c);
+    caps = {{"bounding", all}, {"effective", all}, {"permitted", all}};
+  } else {
+    const v1::Capabilities& c = p.capabilities();
+    caps = {{"bounding", Strings(c.bounding())}, {"effective", Strings(c.effective())},
+            {"inheritable", Strings(c.inheritable())}, {"permitted", Strings(c.permitted())},
+            {"ambient", Strings(c.ambient())}};
+  }
+  proc["capabilities"] = caps;
+  proc["noNewPrivileges"] = p.no_new_privileges();
+  if (p.rlimits_size() > 0) {
+    json r = json::array();
+    for (const v1::Rlimit& l : p.rlimits()) {
+      r.push_back({{"type", l.type()}, {"hard", l.hard()}, {"soft", l.soft()}});
+    }
+    proc["rlimits"] = r;
+  }
+  if (p.oom_score_adj() != 0) proc["oomScoreAdj"] = p.oom_score_adj();
+  if (!p.apparmor_profile().empty()) proc["apparmorProfile"] = p.apparmor_profile();
+  if (!p.selinux_label().empty()) proc["selinuxLabel"] = p.selinux_label();
+  return proc;
+}
+
+json DefaultMounts() {
+  return json::array({
+      {{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/dev"}, {"type", "tmpfs"}, {"source", "tmpfs"},
+       {"options", {"nosuid", "strictatime", "mode=755", "size=65536k"}}},
+      {{"destination", "/dev/pts"}, {"type", "devpts"}, {"source", "devpts"},
+       {"options", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}}},
+      {{"destination", "/dev/shm"}, {"type", "tmpfs"}, {"source", "shm"},
+       {"options", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}}},
+      {{"destination", "/dev/mqueue"}, {"type", "mqueue"}, {"source", "mqueue"},
+       {"options", {"nosuid", "noexec", "nodev"}}},
+      {{"destination", "/sys"}, {"type", "sysfs"}, {"source", "sysfs"},
+       {"options", {"nosuid", "noexec", "nodev", "ro"}}},
+      {{"destination", "/sys/fs/cgroup"}, {"type", "cgroup"}, {"source", "cgroup"},
+       {"options", {"nosuid", "noexec", "nodev", "relatime", "ro"}}},
+  });
+}
+
+json Resources(const v1::LinuxResources& r, bool device_cgroup) {
+  json res = json::object();
+  if (device_cgroup) res["devices"] = json::array({{{"allow", false}, {"access", "rwm"}}});
+  json cpu = json::object();
+  if (r.cpu_shares()) cpu["shares"] = r.cpu_shares();
+  if (r.cpu_quota()) cpu["quota"] = r.cpu_quota();
+  if (r.cpu_period()) cpu["period"] = r.cpu_period();
+  if (!r.cpuset_cpus().empty()) cpu["cpus"] = r.cpuset_cpus();
+  if (!r.cpuset_mems().empty()) cpu["mems"] = r.cpuset_mems();
+  if (!cpu.empty()) res["cpu"] = cpu;
+  json mem = json::object();
+  if (r.memory_limit_bytes()) mem["limit"] = r.memory_limit_bytes();
+  if (r.memory_swap_limit_bytes()) mem["swap"] = r.memory_swap_limit_bytes();
+  if (!mem.empty()) res["memory"] = mem;
+  if (r.pids_limit()) res["pids"] = {{"limit", r.pids_limit()}};
+  if (r.hugepage_limits_size() > 0) {
+    json h = json::array();
+    for (const auto& [size, limit] : r.hugepage_limits()) {
+      h.push_back({{"pageSize", size}, {"limit", limit}});
+    }
+    res["hugepageLimits"] = h;
+  }
+  if (r.unified_size() > 0) {
+    json u = json::object();
+    for (const auto& [k, v] : r.unified()) u[k] = v;
+    res["unified"] = u;
+  }
+  return res;
+}
+
+}  // namespace
+
+Error ValidateProcess(const v1::Process& p) {
+  if (p.args_size() == 0 || p.args(0).empty()) {
+    return Error(Code::kInvalidArgument, "process has no command");
+  }
+  if (!p.cwd().empty() && !IsAbsoluteClean(p.cwd())) {
+    return Error(Code::kInvalidArgument, "working directory must be absolute: " + p.cwd());
+  }
+  for (const std::string& e : p.env()) {
+    if (e.find('=') == std::string::npos || e[0] == '=') {
+      return Error(Code::kInvalidArgument, "bad environment entry \"" + e + "\"");
+    }
+  }
+  return Error::Ok();
+}
+
+Error ValidateContainerSpec(const v1::ContainerSpec& spec) {
+  if (Error e = ValidateProcess(spec.process()); !e.ok()) return e;
+  for (const v1::Mount& m : spec.mounts()) {
+    if (!IsAbsoluteClean(m.destination())) {
+      return Error(Code::kInvalidArgument, "mount destination must be absolute: " + m.destination());
+    }
+  }
+  if (!spec.seccomp().oci_json().empty()) {
+    json s = json::parse(spec.seccomp().oci_json(), nullptr, false);
+    if (s.is_discarded() || !s.is_object()) {
+      return Error(Code::kInvalidArgument, "seccomp profile is not a JSON object");
+    }
+  }
+  return Error::Ok();
+}
+
+Error ResolveUser(const std::string& rootfs, v1::User* user) {
+  if (user->has_uid() || user->username().empty()) return Error::Ok();
+  std::ifstream in(rootfs + "/etc/passwd");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string part;
+    while (std::getline(ss, part, ':')) f.push_back(part);
+    if (f.size() >= 4 && f[0] == user->username()) {
+      user->set_uid(static_cast<uint32_t>(std::strtoul(f[2].c_str(), nullptr, 10)));
+      user->set_gid(static_cast<uint32_t>(std::strtoul(f[3].c_str(), nullptr, 10)));
+      user->set_has_uid(true);
+      return Error::Ok();
+    }
+  }
+  return Error(Code::kInvalidArgument,
+               "user \"" + user->username() + "\" not found in the image's /etc/passwd");
+}
+
+Error BuildProcessJson(const v1::Process& process, bool privileged, std::string* out) {
+  if (Error e = ValidateProcess(process); !e.ok()) return e;
+  // Invalid UTF-8 from the host is replaced, never thrown about (PID 1 must not die).
+  *out = ProcessJson(process, privileged).dump(-1, ' ', false, json::error_handler_t::replace);
+  return Error::Ok();
+}
+
+Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
+                      std::string* out) {
+  if (Error e = ValidateContainerSpec(spec); !e.ok()) return e;
+  json c;
+  c["ociVersion"] = "1.0.2";
+  c["process"] = ProcessJson(spec.process(), spec.privileged());
+  c["root"] = {{"path", options.rootfs_path}, {"readonly", spec.rootfs().readonly()}};
+  if (!spec.hostname().empty()) c["hostname"] = spec.hostname();
+  json mounts = DefaultMounts();
+  if (spec.privileged()) mounts[5]["options"] = {"nosuid", "noexec", "nodev"};
+  for (const v1::Mount& m : spec.mounts()) {
+    mounts.push_back({{"destination", m.destination()}, {"type", m.type()},
+                      {"source", m.source()}, {"options", Strings(m.options())}});
+  }
+  c["mounts"] = mounts;
+  json linux_section;
+  // The VM is the pod: network, IPC and UTS are the guest's own, shared by its containers.
+  json ns = json::array({{{"type", "mount"}}, {{"type", "cgroup"}}});
+  if (!spec.share_pid_namespace()) ns.push_back({{"type", "pid"}});
+  linux_section["namespaces"] = ns;
+  linux_section["cgroupsPath"] = options.cgroups_path;
+  linux_section["resources"] = Resources(spec.resources(), options.device_cgroup);
+  if (!spec.privileged()) {
+    linux_section["maskedPaths"] = Strings(spec.masked_paths());
+    linux_section["readonlyPaths"] = Strings(spec.readonly_paths());
+    if (!spec.seccomp().oci_json().empty()) {
+      linux_section["seccomp"] = json::parse(spec.seccomp().oci_json(), nullptr, false);
+    }
+  }
+  if (spec.sysctls_size() > 0) {
+    json s = json::object();
+    for (const auto& [k, v] : spec.sysctls()) s[k] = v;
+    linux_section["sysctl"] = s;
+  }
+  c["linux"] = linux_section;
+  if (spec.annotations_size() > 0) {
+    json a = json::object();
+    for (const auto& [k, v] : spec.annotations()) a[k] = v;
+    c["annotations"] = a;
+  }
+  *out = c.dump(1, ' ', false, json::error_handler_t::replace);
+  return Error::Ok();
+}
+
+}  // namespace podvisor::agent

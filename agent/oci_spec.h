@@ -1,0 +1,31 @@
+#pragma once
+
+// Builds the OCI runtime config.json (runtime-spec 1.0) for crun from a ContainerSpec, and the
+// process.json of an exec.
+
+#include <string>
+
+#include "agent/result.h"
+#include "agent/v1/agent.pb.h"
+
+namespace podvisor::agent {
+
+struct OciOptions {
+  std::string container_id;
+  std::string rootfs_path;     // absolute
+  std::string cgroups_path;    // "/podvisor/<id>"
+  bool device_cgroup = true;   // deny-all device rules (off in --no-pid1 tests: needs eBPF)
+};
+
+// Checks the parts the agent interprets (paths, ids, args); crun checks the rest.
+Error ValidateContainerSpec(const v1::ContainerSpec& spec);
+Error ValidateProcess(const v1::Process& process);
+
+// Resolves a username against <rootfs>/etc/passwd when the uid is not given.
+Error ResolveUser(const std::string& rootfs, v1::User* user);
+
+Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
+                      std::string* json);
+Error BuildProcessJson(const v1::Process& process, bool privileged, std::string* json);
+
+}  // namespace podvisor::agent

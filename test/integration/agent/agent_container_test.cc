@@ -1,0 +1,253 @@
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <string>
+
+#include "pod-sandbox/agent_client.h"
+#include "test/support/agent_process.h"
+#include "test/support/temp_dir.h"
+
+namespace podvisor {
+namespace {
+
+using testing::AgentProcess;
+using testing::TempDir;
+
+constexpr char kBusybox[] = "/bin/busybox";
+constexpr char kCrun[] = "/usr/bin/crun";
+
+// Collects what the guest sends on one stream.
+struct StreamSink {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string data;
+  bool eof = false;
+
+  AgentClient::StreamCallback Callback() {
+    return [this](absl::string_view d, bool e) {
+      std::lock_guard<std::mutex> lock(mu);
+      data.append(d.data(), d.size());
+      eof |= e;
+      cv.notify_all();
+    };
+  }
+  std::string WaitEof() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::seconds(60), [&] { return eof; });
+    return data;
+  }
+  bool WaitFor(const std::string& needle) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(60),
+                       [&] { return data.find(needle) != std::string::npos; });
+  }
+};
+
+class AgentContainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root (mount namespaces, crun)";
+    if (access(kCrun, X_OK) != 0) GTEST_SKIP() << "needs crun at " << kCrun;
+    if (access(kBusybox, X_OK) != 0) GTEST_SKIP() << "needs busybox-static at " << kBusybox;
+    rootfs_ = dir_.Join("rootfs");
+    std::string cmd = "mkdir -p " + rootfs_ + "/bin " + rootfs_ + "/etc " + rootfs_ + "/tmp && cp " +
+                      kBusybox + " " + rootfs_ + "/bin/busybox";
+    for (const char* tool : {"sh", "echo", "cat", "sleep", "tty", "id"}) {
+      cmd += std::string(" && ln -s busybox ") + rootfs_ + "/bin/" + tool;
+    }
+    cmd += " && echo 'app:x:1234:4321::/:/bin/sh' > " + rootfs_ + "/etc/passwd";
+    ASSERT_EQ(system(cmd.c_str()), 0);
+    socket_ = dir_.Join("agent.sock");
+    // A private mount namespace with a cgroup2 hierarchy, as the guest has.
+    agent_ = std::make_unique<AgentProcess>(
+        std::vector<std::string>{"--channel", "listen:" + socket_, "--root", dir_.Join("root"),
+                                 "--state-dir", dir_.Join("state"), "--crun", kCrun},
+        std::vector<std::string>{"unshare", "-m", "--", "sh", "-c",
+                                 "umount -l /sys/fs/cgroup 2>/dev/null; "
+                                 "mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \"$0\" \"$@\""},
+        dir_.Join("agent.log"));
+    std::string error;
+    ASSERT_TRUE(agent_->Start(&error)) << error;
+    AgentClient::Options options;
+    options.on_event = [this](const AgentEvent& e) {
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back(e);
+      cv_.notify_all();
+    };
+    auto client = AgentClient::Connect(socket_, options);
+    ASSERT_TRUE(client.ok()) << client.status() << "\n" << agent_->ReadLog();
+    client_ = std::move(*client);
+    ASSERT_NE(std::find(client_->info().features.begin(), client_->info().features.end(),
+                        "containers"),
+              client_->info().features.end());
+  }
+
+  ContainerSpec Spec(std::vector<std::string> args) {
+    ContainerSpec spec;
+    spec.process.args = std::move(args);
+    spec.process.env = {"GREETING=hello"};
+    spec.rootfs_path = rootfs_;
+    return spec;
+  }
+
+  std::optional<AgentEvent> WaitEvent(const std::string& id, const std::string& exec_id) {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::optional<AgentEvent> found;
+    cv_.wait_for(lock, std::chrono::seconds(60), [&] {
+      for (const AgentEvent& e : events_) {
+        if (e.container_id == id && e.exec_id == exec_id) found = e;
+      }
+      return found.has_value();
+    });
+    return found;
+  }
+
+  TempDir dir_;
+  std::string rootfs_;
+  std::string socket_;
+  std::unique_ptr<AgentProcess> agent_;
+  std::unique_ptr<AgentClient> client_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<AgentEvent> events_;
+  const absl::Duration timeout_ = absl::Seconds(60);
+};
+
+TEST_F(AgentContainerTest, RunsAContainerWithItsOutputAndExitCode) {
+  StreamSink out, err;
+  ContainerSpec spec = Spec({"/bin/sh", "-c", "echo $GREETING; echo oops >&2; exit 3"});
+  spec.process.stdout_stream = client_->AllocateStreamId();
+  spec.process.stderr_stream = client_->AllocateStreamId();
+  client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());
+  client_->SetStreamCallback(spec.process.stderr_stream, err.Callback());
+  absl::Status s = client_->CreateContainer("c1", spec, timeout_);
+  ASSERT_TRUE(s.ok()) << s << "\n" << agent_->ReadLog();
+  auto pid = client_->StartContainer("c1", timeout_);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_GT(*pid, 0u);
+  auto exit = client_->WaitProcess("c1", "", timeout_);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 3);
+  EXPECT_EQ(exit->signal, 0);
+  EXPECT_GE(exit->finished_at_ns, exit->started_at_ns);
+  EXPECT_EQ(out.WaitEof(), "hello\n");
+  EXPECT_EQ(err.WaitEof(), "oops\n");
+  auto event = WaitEvent("c1", "");
+  ASSERT_TRUE(event.has_value());
+  EXPECT_EQ(event->kind, AgentEvent::Kind::kProcessExited);
+  EXPECT_EQ(event->exit.exit_code, 3);
+  EXPECT_TRUE(client_->RemoveContainer("c1", false, timeout_).ok());
+  struct stat st;
+  EXPECT_NE(stat(dir_.Join("state/containers/c1").c_str(), &st), 0) << "bundle left behind";
+}
+
+TEST_F(AgentContainerTest, StdinReachesTheProcessAndUserIsResolved) {
+  StreamSink out;
+  ContainerSpec spec = Spec({"/bin/sh", "-c", "id -u; id -g; cat"});
+  spec.process.user.username = "app";
+  spec.process.stdin_stream = client_->AllocateStreamId();
+  spec.process.stdout_stream = client_->AllocateStreamId();
+  client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());
+  ASSERT_TRUE(client_->CreateContainer("c2", spec, timeout_).ok()) << agent_->ReadLog();
+  ASSERT_TRUE(client_->StartContainer("c2", timeout_).ok());
+  ASSERT_TRUE(client_->WriteStream(spec.process.stdin_stream, "from the host\n", true).ok());
+  auto exit = client_->WaitProcess("c2", "", timeout_);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_EQ(out.WaitEof(), "1234\n4321\nfrom the host\n");
+  EXPECT_TRUE(client_->RemoveContainer("c2", false, timeout_).ok());
+}
+
+TEST_F(AgentContainerTest, ExecWithATerminalThenSignalAndRemove) {
+  ASSERT_TRUE(client_->CreateContainer("c3", Spec({"/bin/sleep", "1000"}), timeout_).ok())
+      << agent_->ReadLog();
+  ASSERT_TRUE(client_->StartContainer("c3", timeout_).ok());
+
+  StreamSink tty_out;
+  ProcessSpec exec;
+  exec.args = {"/bin/sh", "-c", "tty; echo exec-ran"};
+  exec.terminal = true;
+  exec.stdout_stream = client_->AllocateStreamId();
+  client_->SetStreamCallback(exec.stdout_stream, tty_out.Callback());
+  auto exec_pid = client_->ExecProcess("c3", "e1", exec, timeout_);
+  ASSERT_TRUE(exec_pid.ok()) << exec_pid.status() << "\n" << agent_->ReadLog();
+  auto exec_exit = client_->WaitProcess("c3", "e1", timeout_);
+  ASSERT_TRUE(exec_exit.ok()) << exec_exit.status();
+  EXPECT_EQ(exec_exit->exit_code, 0);
+  EXPECT_TRUE(tty_out.WaitFor("exec-ran")) << tty_out.data;
+  EXPECT_NE(tty_out.data.find("/dev/pts/"), std::string::npos) << tty_out.data;
+  EXPECT_TRUE(WaitEvent("c3", "e1").has_value());
+
+  auto stats = client_->Stats({"c3"}, timeout_);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(stats->size(), 1u);
+  EXPECT_EQ((*stats)[0].container_id, "c3");
+
+  EXPECT_EQ(client_->RemoveContainer("c3", false, timeout_).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // (SIGTERM would be ignored: sleep is PID 1 of its pid namespace and has no handler.)
+  ASSERT_TRUE(client_->SignalProcess("c3", "", SIGKILL, false, timeout_).ok());
+  auto exit = client_->WaitProcess("c3", "", timeout_);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->signal, SIGKILL);
+  EXPECT_EQ(exit->exit_code, 128 + SIGKILL);
+  EXPECT_TRUE(client_->RemoveContainer("c3", false, timeout_).ok());
+  EXPECT_TRUE(client_->RemoveContainer("c3", false, timeout_).ok());  // unknown: fine
+}
+
+TEST_F(AgentContainerTest, UnreadStdinDoesNotStallTheChannel) {
+  ContainerSpec spec = Spec({"/bin/sleep", "1000"});
+  spec.process.stdin_stream = client_->AllocateStreamId();
+  ASSERT_TRUE(client_->CreateContainer("c9", spec, timeout_).ok()) << agent_->ReadLog();
+  ASSERT_TRUE(client_->StartContainer("c9", timeout_).ok());
+  // Far more than a pipe holds; sleep never reads it.
+  ASSERT_TRUE(client_->WriteStream(spec.process.stdin_stream, std::string(4 << 20, 'x'), false)
+                  .ok());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(client_->Ping(absl::Seconds(30)).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_TRUE(client_->connected());
+  EXPECT_TRUE(client_->RemoveContainer("c9", true, timeout_).ok());
+}
+
+TEST_F(AgentContainerTest, ForceRemoveKillsARunningContainer) {
+  ASSERT_TRUE(client_->CreateContainer("c4", Spec({"/bin/sleep", "1000"}), timeout_).ok());
+  ASSERT_TRUE(client_->StartContainer("c4", timeout_).ok());
+  ASSERT_TRUE(client_->RemoveContainer("c4", true, timeout_).ok());
+  auto event = WaitEvent("c4", "");
+  ASSERT_TRUE(event.has_value());
+  EXPECT_EQ(event->exit.signal, SIGKILL);
+}
+
+TEST_F(AgentContainerTest, BadRequestsFailClearly) {
+  absl::Status created = client_->CreateContainer("c5", Spec({"/bin/sleep", "1"}), timeout_);
+  ASSERT_TRUE(created.ok()) << created;
+  EXPECT_EQ(client_->CreateContainer("c5", Spec({"/bin/sleep", "1"}), timeout_).code(),
+            absl::StatusCode::kAlreadyExists);
+  ContainerSpec no_root = Spec({"/bin/true"});
+  no_root.rootfs_path = dir_.Join("missing");
+  EXPECT_EQ(client_->CreateContainer("c6", no_root, timeout_).code(),
+            absl::StatusCode::kInvalidArgument);
+  ContainerSpec bad_user = Spec({"/bin/true"});
+  bad_user.process.user.username = "nobody-here";
+  absl::Status s = client_->CreateContainer("c7", bad_user, timeout_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("nobody-here"), std::string::npos) << s;
+  EXPECT_EQ(client_->StartContainer("nope", timeout_).status().code(),
+            absl::StatusCode::kNotFound);
+  // crun checks the executable at create and says which one is missing.
+  absl::Status missing = client_->CreateContainer("c8", Spec({"/bin/not-there"}), timeout_);
+  EXPECT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("not-there"), std::string::npos) << missing;
+  EXPECT_TRUE(client_->RemoveContainer("c5", true, timeout_).ok());
+  EXPECT_TRUE(client_->RemoveContainer("c8", true, timeout_).ok());  // never created: fine
+}
+
+}  // namespace
+}  // namespace podvisor
