@@ -4,12 +4,14 @@
 //
 // usage: hypervisor_bench [iterations=10] [uri]   (uri default: embedded driver in a temp root)
 // Runs as root; uses the test guest image (ninja podvisor_test_guest_image).
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "hypervisor/hypervisor.h"
 #include "test/integration/hypervisor/guest_channel.h"
@@ -112,6 +115,7 @@ int Main(int argc, char** argv) {
 
   // Idle memory: 4 guests booted and left alone for a few seconds.
   std::vector<std::string> ids;
+  std::vector<podvisor::testing::GuestChannel> channels;
   for (int i = 0; i < 4; ++i) {
     VmSpec spec = spec_for(absl::StrCat("idle", i));
     if (!(*hv)->Create(spec).ok()) return 1;
@@ -119,11 +123,50 @@ int Main(int argc, char** argv) {
                                                             absl::Now() + absl::Seconds(60));
     if (!channel.ok() || !channel->ReadLine(absl::Now() + absl::Seconds(60)).ok()) return 1;
     ids.push_back(spec.id);
+    channels.push_back(std::move(*channel));
   }
   absl::SleepFor(absl::Seconds(3));
   for (const auto& id : ids) {
     auto status = (*hv)->Status(id);
     if (status.ok() && status->qemu_pid > 0) pss.Add(PssKb(status->qemu_pid) / 1024.0);
+  }
+
+  // Disk hot-plug: AttachDisk -> the guest lists the new sdX; then the guest killed from outside
+  // -> exit callback.
+  Figures attach, attach_call, kill_event;
+  absl::Mutex mu;
+  std::map<std::string, absl::Time> died;
+  (*hv)->SetExitCallback([&](const VmExitEvent& e) {
+    absl::MutexLock lock(&mu);
+    died[e.id] = absl::Now();
+  });
+  std::string disk = dir.Join("disk.img");
+  std::ofstream(disk).close();
+  if (truncate(disk.c_str(), 16 << 20) != 0) return 1;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    absl::Time start = absl::Now();
+    if (!(*hv)->AttachDisk(ids[i], {"d", disk, true, "raw", 1}).ok()) return 1;
+    attach_call.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
+    for (;;) {
+      auto blk = channels[i].Ask("blk", absl::Seconds(30));
+      if (!blk.ok()) return 1;
+      if (absl::StrContains(*blk, "sda")) break;
+    }
+    attach.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
+  }
+  for (const auto& id : ids) {
+    pid_t pid = (*hv)->Status(id)->qemu_pid;
+    absl::Time start = absl::Now();
+    kill(pid, SIGKILL);
+    for (;;) {
+      absl::SleepFor(absl::Microseconds(200));
+      absl::MutexLock lock(&mu);
+      if (died.count(id) > 0) {
+        kill_event.Add(absl::ToDoubleMilliseconds(died[id] - start));
+        break;
+      }
+      if (absl::Now() - start > absl::Seconds(30)) break;
+    }
   }
   for (const auto& id : ids) (*hv)->Destroy(id).IgnoreError();
 
@@ -133,6 +176,9 @@ int Main(int argc, char** argv) {
   ready.Print("create -> first guest byte", "ms");
   destroy.Print("Destroy", "ms");
   pss.Print("idle QEMU PSS (4 running)", "MiB");
+  attach_call.Print("AttachDisk call", "ms");
+  attach.Print("AttachDisk -> guest sees the disk", "ms");
+  kill_event.Print("QEMU SIGKILL -> exit callback", "ms");
   return 0;
 }
 
