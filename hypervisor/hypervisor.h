@@ -74,8 +74,9 @@ struct VmInfo {
 };
 
 // A VM stopped without being asked to (guest powered off, crashed, QEMU killed or failed).
-// Delivered on the hypervisor's event thread; keep the handler short and never call back into
-// the Hypervisor from it synchronously.
+// Reported once per VM, within milliseconds of QEMU exiting; never for Stop/Destroy. Delivered on
+// one of the backend's threads: keep the handler short and never call back into the Hypervisor
+// from it synchronously (post the work elsewhere).
 struct VmExitEvent {
   std::string id;
   std::string reason;            // "shutdown", "crashed", "destroyed", "failed", ...
