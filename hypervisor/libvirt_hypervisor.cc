@@ -299,6 +299,7 @@ class LibvirtHypervisor final : public Hypervisor {
   virConnectPtr conn_ = nullptr;
   int callback_id_ = -1;
   DomainOptions domain_options_;
+  bool ready_ = false;  // Init succeeded
 
   absl::Mutex mu_;
   VmExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);
@@ -319,7 +320,10 @@ absl::Status LibvirtHypervisor::PrepareEmbedRoot() {
 }
 
 absl::Status LibvirtHypervisor::Init() {
-  if (conn_ != nullptr) return absl::OkStatus();
+  if (ready_) return absl::OkStatus();
+  if (conn_ != nullptr) {
+    return absl::FailedPreconditionError("libvirt hypervisor: an earlier Init failed half-way");
+  }
   uri_ = options_.uri;
   if (uri_.empty()) {
     if (options_.embed_root.empty()) {
@@ -366,6 +370,7 @@ absl::Status LibvirtHypervisor::Init() {
     PV_LOG(kWarning) << "host TSC frequency unknown: guests boot without tsc_early_khz";
   }
   if (auto s = ChooseAccelerator(); !s.ok()) return s;
+  ready_ = true;
   PV_LOG(kInfo) << "hypervisor: libvirt " << uri_ << ", accelerator "
                 << domain_options_.accelerator << ", tsc " << domain_options_.tsc_khz
                 << " kHz, ready in " << absl::FormatDuration(absl::Now() - start);

@@ -69,9 +69,17 @@ kernel_deb() {
     return
   fi
   local pkg
-  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1)
-  [[ -n "$pkg" ]] || die "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)"
+  versioned() {
+    apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+      sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1
+  }
+  pkg=$(versioned)
+  if [[ -z "$pkg" ]]; then
+    log "apt knows no linux-image-cloud-amd64: apt-get update"
+    apt-get update -qq >&2 || true
+    pkg=$(versioned)
+  fi
+  [[ -n "$pkg" ]] || die "apt-cache knows no linux-image-cloud-amd64"
   if ! ls "$cache"/"${pkg}"_*.deb >/dev/null 2>&1; then
     log "downloading $pkg"
     # apt's sandbox user cannot write to most build dirs; download as the caller.
