@@ -3,13 +3,15 @@
 // the Create call alone, destroy, and the PSS of an idle QEMU process.
 //
 // usage: hypervisor_bench [iterations=10] [uri]   (uri default: embedded driver in a temp root)
-// Runs as root; uses the test guest image (ninja podvisor_test_guest_image).
+// Runs as root; uses the test guest image (ninja podvisor_test_guest_image), or the image in
+// $PODVISOR_BENCH_GUEST_DIR (with PODVISOR_BENCH_AGENT_HELLO=1 for the real agent, see WaitReady).
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -56,6 +58,23 @@ long PssKb(pid_t pid) {
   return -1;
 }
 
+// The guest is ready when test_init's READY line arrives, or, with PODVISOR_BENCH_AGENT_HELLO=1
+// (an image whose /init is the real podvisor-agent), when the agent answers the protocol's
+// HelloRequest: Frame{id: 1, request: {hello: {max_version: 1, min_version: 1}}}.
+absl::Status WaitReady(podvisor::testing::GuestChannel& channel) {
+  absl::Time deadline = absl::Now() + absl::Seconds(60);
+  const char* hello = std::getenv("PODVISOR_BENCH_AGENT_HELLO");
+  if (hello == nullptr || std::string(hello) != "1") return channel.ReadLine(deadline).status();
+  static const char kHello[] = {0, 0, 0, 10, 0x08, 0x01, 0x12, 0x06, 0x0a, 0x04, 0x08, 0x01,
+                                0x10, 0x01};
+  if (auto s = channel.SendBytes(std::string(kHello, sizeof(kHello))); !s.ok()) return s;
+  auto length = channel.ReadBytes(4, deadline);
+  if (!length.ok()) return length.status();
+  size_t n = 0;
+  for (unsigned char c : *length) n = n << 8 | c;
+  return channel.ReadBytes(n, deadline).status();
+}
+
 int Main(int argc, char** argv) {
   int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
   podvisor::testing::TempDir dir;
@@ -66,8 +85,10 @@ int Main(int argc, char** argv) {
     options.embed_root = dir.Join("libvirt");
   }
   options.accelerator = "auto";
-  options.kernel = std::string(PODVISOR_TEST_GUEST_DIR) + "/vmlinux";
-  options.initrd = std::string(PODVISOR_TEST_GUEST_DIR) + "/initrd.img";
+  const char* guest_dir = std::getenv("PODVISOR_BENCH_GUEST_DIR");
+  std::string guest = guest_dir != nullptr ? guest_dir : PODVISOR_TEST_GUEST_DIR;
+  options.kernel = guest + "/vmlinux";
+  options.initrd = guest + "/initrd.img";
   auto hv = NewLibvirtHypervisor(options);
   absl::Time t0 = absl::Now();
   if (auto s = (*hv)->Init(); !s.ok()) {
@@ -101,10 +122,9 @@ int Main(int argc, char** argv) {
     create_call.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
     auto channel = podvisor::testing::GuestChannel::Connect(spec.agent_socket,
                                                             absl::Now() + absl::Seconds(60));
-    auto line = channel.ok() ? channel->ReadLine(absl::Now() + absl::Seconds(60))
-                             : absl::StatusOr<std::string>(channel.status());
-    if (!line.ok()) {
-      std::fprintf(stderr, "guest: %s\n", line.status().ToString().c_str());
+    absl::Status guest_ready = channel.ok() ? WaitReady(*channel) : channel.status();
+    if (!guest_ready.ok()) {
+      std::fprintf(stderr, "guest: %s\n", guest_ready.ToString().c_str());
       return 1;
     }
     ready.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
@@ -121,7 +141,7 @@ int Main(int argc, char** argv) {
     if (!(*hv)->Create(spec).ok()) return 1;
     auto channel = podvisor::testing::GuestChannel::Connect(spec.agent_socket,
                                                             absl::Now() + absl::Seconds(60));
-    if (!channel.ok() || !channel->ReadLine(absl::Now() + absl::Seconds(60)).ok()) return 1;
+    if (!channel.ok() || !WaitReady(*channel).ok()) return 1;
     ids.push_back(spec.id);
     channels.push_back(std::move(*channel));
   }
@@ -143,7 +163,8 @@ int Main(int argc, char** argv) {
   std::string disk = dir.Join("disk.img");
   std::ofstream(disk).close();
   if (truncate(disk.c_str(), 16 << 20) != 0) return 1;
-  for (size_t i = 0; i < ids.size(); ++i) {
+  const bool test_init = std::getenv("PODVISOR_BENCH_AGENT_HELLO") == nullptr;
+  for (size_t i = 0; test_init && i < ids.size(); ++i) {
     absl::Time start = absl::Now();
     if (!(*hv)->AttachDisk(ids[i], {"d", disk, true, "raw", 1}).ok()) return 1;
     attach_call.Add(absl::ToDoubleMilliseconds(absl::Now() - start));
