@@ -90,7 +90,8 @@ class Hypervisor {
   virtual ~Hypervisor() = default;
 
   // Connects, prepares the backend, chooses the accelerator and does the first (slow) create so
-  // that the first real Create is fast. Call once at daemon start, before anything else.
+  // that the first real Create is fast; re-attaches exit watching to VMs already running. Call
+  // once at daemon start, before anything else: it takes seconds (docs/hypervisor.md).
   virtual absl::Status Init() = 0;
 
   // "kvm" or "tcg" once Init has run.
