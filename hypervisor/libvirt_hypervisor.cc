@@ -64,6 +64,9 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
 
 constexpr absl::Duration kDetachTimeout = absl::Seconds(20);
 
+// Ids of the short-lived VMs Init boots (KVM probe, warm-up); never reported by List().
+constexpr char kProbeIdPrefix[] = "probe-";
+
 struct DomainFree {
   void operator()(virDomainPtr d) const { virDomainFree(d); }
 };
@@ -416,7 +419,7 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator
   std::string dir = dir_template;
   absl::Cleanup remove_dir = [&] { RemoveAll(dir).IgnoreError(); };
   VmSpec spec;
-  spec.id = absl::StrCat("probe-", getpid());
+  spec.id = absl::StrCat(kProbeIdPrefix, getpid());
   spec.memory_mib = 128;
   spec.kernel = options_.kernel;
   spec.initrd = options_.initrd;
@@ -576,7 +579,16 @@ absl::StatusOr<std::vector<VmInfo>> LibvirtHypervisor::List() {
   for (int i = 0; i < n; ++i) {
     const char* name = virDomainGetName(domains[i]);
     if (name != nullptr && absl::StartsWith(name, kVmNamePrefix)) {
-      ids.push_back(std::string(name).substr(strlen(kVmNamePrefix)));
+      std::string id = std::string(name).substr(strlen(kVmNamePrefix));
+      if (absl::StartsWith(id, kProbeIdPrefix)) {
+        // A probe left behind by a daemon that died during Init.
+        if (virDomainIsActive(domains[i]) == 1) {
+          ExpectStop(domains[i]);
+          virDomainDestroy(domains[i]);
+        }
+      } else {
+        ids.push_back(id);
+      }
     }
     virDomainFree(domains[i]);
   }
