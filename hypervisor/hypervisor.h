@@ -74,8 +74,9 @@ struct VmInfo {
 };
 
 // A VM stopped without being asked to (guest powered off, crashed, QEMU killed or failed).
-// Delivered on the hypervisor's event thread; keep the handler short and never call back into
-// the Hypervisor from it synchronously.
+// Reported once per VM, within milliseconds of QEMU exiting; never for Stop/Destroy. Delivered on
+// one of the backend's threads: keep the handler short and never call back into the Hypervisor
+// from it synchronously (post the work elsewhere).
 struct VmExitEvent {
   std::string id;
   std::string reason;            // "shutdown", "crashed", "destroyed", "failed", ...
@@ -89,7 +90,8 @@ class Hypervisor {
   virtual ~Hypervisor() = default;
 
   // Connects, prepares the backend, chooses the accelerator and does the first (slow) create so
-  // that the first real Create is fast. Call once at daemon start, before anything else.
+  // that the first real Create is fast; re-attaches exit watching to VMs already running. Call
+  // once at daemon start, before anything else: it takes seconds (docs/hypervisor.md).
   virtual absl::Status Init() = 0;
 
   // "kvm" or "tcg" once Init has run.

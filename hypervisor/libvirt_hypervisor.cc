@@ -8,13 +8,17 @@
 #include <pwd.h>
 #include <sched.h>
 #include <spawn.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +63,9 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
 }
 
 constexpr absl::Duration kDetachTimeout = absl::Seconds(20);
+
+// Ids of the short-lived VMs Init boots (KVM probe, warm-up); never reported by List().
+constexpr char kProbeIdPrefix[] = "probe-";
 
 struct DomainFree {
   void operator()(virDomainPtr d) const { virDomainFree(d); }
@@ -213,6 +220,16 @@ class LibvirtHypervisor final : public Hypervisor {
   explicit LibvirtHypervisor(LibvirtHypervisorOptions options) : options_(std::move(options)) {}
 
   ~LibvirtHypervisor() override {
+    if (watcher_.joinable()) {
+      {
+        absl::MutexLock lock(&mu_);
+        stop_watcher_ = true;
+      }
+      WakeWatcher();
+      watcher_.join();
+    }
+    for (const auto& [fd, watch] : watches_) close(fd);
+    if (wake_fd_ >= 0) close(wake_fd_);
     if (conn_ == nullptr) return;
     if (callback_id_ >= 0) virConnectDomainEventDeregisterAny(conn_, callback_id_);
     virConnectClose(conn_);
@@ -245,14 +262,38 @@ class LibvirtHypervisor final : public Hypervisor {
   absl::StatusOr<DomainRef> Lookup(const std::string& id);
   absl::Status DestroyDomain(const std::string& id, virDomainPtr dom);
   pid_t QemuPid(const std::string& id);
-  // Marks `dom`'s coming stop as ours, so that OnLifecycle does not report it. Keyed by UUID:
-  // the stop event arrives after virDomainDestroy returns, and a later VM with the same name
-  // (transient domains get a fresh UUID) must still be reported.
+  // Marks `dom`'s coming stop as ours, so that it is not reported. Keyed by UUID: the stop event
+  // arrives after virDomainDestroy returns, and a later VM with the same name (transient domains
+  // get a fresh UUID) must still be reported.
   void ExpectStop(virDomainPtr dom) {
     char uuid[VIR_UUID_STRING_BUFLEN];
     if (virDomainGetUUIDString(dom, uuid) != 0) return;
     absl::MutexLock lock(&mu_);
     expected_stops_.insert(uuid);
+    SilenceWatchLocked(uuid);
+  }
+
+  // Exit detection. libvirt reports a dead QEMU only after the process has been reaped, which on
+  // hosts whose PID 1 reaps orphans slowly takes ~2 s; a pidfd becomes readable the moment the
+  // process exits. So each VM's QEMU is watched with a pidfd, and whichever of the pidfd and
+  // libvirt's STOPPED event comes first reports the exit; the other is dropped.
+  struct Watch {
+    std::string id;
+    std::string uuid;
+    bool silenced = false;  // already reported or expected: close without reporting
+  };
+  void WatchQemu(virDomainPtr dom, const std::string& id);
+  void WatcherLoop();
+  void WakeWatcher() {
+    uint64_t one = 1;
+    if (write(wake_fd_, &one, sizeof(one)) < 0) {
+      // The counter is only a wake-up; a full counter already wakes the watcher.
+    }
+  }
+  void SilenceWatchLocked(const std::string& uuid) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto& [fd, watch] : watches_) {
+      if (watch.uuid == uuid) watch.silenced = true;
+    }
   }
 
   const LibvirtHypervisorOptions options_;
@@ -261,10 +302,16 @@ class LibvirtHypervisor final : public Hypervisor {
   virConnectPtr conn_ = nullptr;
   int callback_id_ = -1;
   DomainOptions domain_options_;
+  bool ready_ = false;  // Init succeeded
 
   absl::Mutex mu_;
   VmExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> expected_stops_ ABSL_GUARDED_BY(mu_);  // UUIDs we stop ourselves
+  std::set<std::string> reported_ ABSL_GUARDED_BY(mu_);  // UUIDs reported from a pidfd
+  std::map<int, Watch> watches_ ABSL_GUARDED_BY(mu_);    // by pidfd
+  bool stop_watcher_ ABSL_GUARDED_BY(mu_) = false;
+  int wake_fd_ = -1;  // eventfd: the watch set changed or the watcher must stop
+  std::thread watcher_;
 };
 
 absl::Status LibvirtHypervisor::PrepareEmbedRoot() {
@@ -276,7 +323,10 @@ absl::Status LibvirtHypervisor::PrepareEmbedRoot() {
 }
 
 absl::Status LibvirtHypervisor::Init() {
-  if (conn_ != nullptr) return absl::OkStatus();
+  if (ready_) return absl::OkStatus();
+  if (conn_ != nullptr) {
+    return absl::FailedPreconditionError("libvirt hypervisor: an earlier Init failed half-way");
+  }
   uri_ = options_.uri;
   if (uri_.empty()) {
     if (options_.embed_root.empty()) {
@@ -307,6 +357,15 @@ absl::Status LibvirtHypervisor::Init() {
       conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(&OnLifecycle),
       this, nullptr);
   if (callback_id_ < 0) return VirError("register domain lifecycle events");
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) return ErrnoStatus("eventfd", errno);
+  watcher_ = std::thread([this] { WatcherLoop(); });
+  // VMs still running from before a restart of the daemon.
+  if (auto vms = List(); vms.ok()) {
+    for (const VmInfo& vm : *vms) {
+      if (auto dom = Lookup(vm.id); dom.ok()) WatchQemu(dom->get(), vm.id);
+    }
+  }
 
   domain_options_.emulator = options_.emulator;
   domain_options_.tsc_khz = options_.tsc_khz != 0 ? options_.tsc_khz : ReadHostTscKhz();
@@ -314,6 +373,7 @@ absl::Status LibvirtHypervisor::Init() {
     PV_LOG(kWarning) << "host TSC frequency unknown: guests boot without tsc_early_khz";
   }
   if (auto s = ChooseAccelerator(); !s.ok()) return s;
+  ready_ = true;
   PV_LOG(kInfo) << "hypervisor: libvirt " << uri_ << ", accelerator "
                 << domain_options_.accelerator << ", tsc " << domain_options_.tsc_khz
                 << " kHz, ready in " << absl::FormatDuration(absl::Now() - start);
@@ -359,7 +419,7 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator
   std::string dir = dir_template;
   absl::Cleanup remove_dir = [&] { RemoveAll(dir).IgnoreError(); };
   VmSpec spec;
-  spec.id = absl::StrCat("probe-", getpid());
+  spec.id = absl::StrCat(kProbeIdPrefix, getpid());
   spec.memory_mib = 128;
   spec.kernel = options_.kernel;
   spec.initrd = options_.initrd;
@@ -410,9 +470,10 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
   }
   unlink(spec.agent_socket.c_str());  // a stale socket from an earlier run would block QEMU
   absl::Time start = absl::Now();
+  DomainRef created;
   absl::Status status = RunInNetns(spec.nics.empty() ? "" : spec.nics.front().netns_path, [&] {
-    DomainRef dom(virDomainCreateXML(conn_, xml->c_str(), 0));
-    return dom != nullptr ? absl::OkStatus() : VirError("libvirt");
+    created.reset(virDomainCreateXML(conn_, xml->c_str(), 0));
+    return created != nullptr ? absl::OkStatus() : VirError("libvirt");
   });
   if (!status.ok()) {
     // libvirt cleans up a failed start itself; make sure, and remove what QEMU may have made.
@@ -422,6 +483,7 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
     unlink(spec.agent_socket.c_str());
     return Annotate(status, absl::StrCat("create VM ", spec.id));
   }
+  WatchQemu(created.get(), spec.id);
   PV_LOG(kDebug) << "created VM " << spec.id << " in " << absl::FormatDuration(absl::Now() - start);
   return absl::OkStatus();
 }
@@ -495,7 +557,15 @@ absl::StatusOr<VmStatus> LibvirtHypervisor::Status(const std::string& id) {
     default:
       status.state = VmState::kStopped;
   }
-  if (status.state != VmState::kStopped) status.qemu_pid = QemuPid(id);
+  if (status.state != VmState::kStopped) {
+    // QEMU has exited but libvirt has not noticed yet (see WatchQemu): it is not running.
+    char uuid[VIR_UUID_STRING_BUFLEN];
+    if (virDomainGetUUIDString(dom->get(), uuid) == 0) {
+      absl::MutexLock lock(&mu_);
+      if (reported_.count(uuid) > 0) return VmStatus{VmState::kStopped, 0};
+    }
+    status.qemu_pid = QemuPid(id);
+  }
   return status;
 }
 
@@ -509,7 +579,16 @@ absl::StatusOr<std::vector<VmInfo>> LibvirtHypervisor::List() {
   for (int i = 0; i < n; ++i) {
     const char* name = virDomainGetName(domains[i]);
     if (name != nullptr && absl::StartsWith(name, kVmNamePrefix)) {
-      ids.push_back(std::string(name).substr(strlen(kVmNamePrefix)));
+      std::string id = std::string(name).substr(strlen(kVmNamePrefix));
+      if (absl::StartsWith(id, kProbeIdPrefix)) {
+        // A probe left behind by a daemon that died during Init.
+        if (virDomainIsActive(domains[i]) == 1) {
+          ExpectStop(domains[i]);
+          virDomainDestroy(domains[i]);
+        }
+      } else {
+        ids.push_back(id);
+      }
     }
     virDomainFree(domains[i]);
   }
@@ -578,6 +657,66 @@ absl::Status LibvirtHypervisor::DetachDisk(const std::string& id, const std::str
   return absl::OkStatus();
 }
 
+void LibvirtHypervisor::WatchQemu(virDomainPtr dom, const std::string& id) {
+  char uuid[VIR_UUID_STRING_BUFLEN];
+  pid_t pid = QemuPid(id);
+  if (pid <= 0 || virDomainGetUUIDString(dom, uuid) != 0) return;
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (fd < 0) {
+    // Already gone (libvirt's event reports it) or a kernel without pidfds (< 5.3).
+    PV_LOG(kDebug) << "VM " << id << ": pidfd_open " << pid << ": " << strerror(errno);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    watches_[fd] = Watch{id, uuid, expected_stops_.count(uuid) > 0};
+  }
+  WakeWatcher();
+}
+
+void LibvirtHypervisor::WatcherLoop() {
+  for (;;) {
+    std::vector<pollfd> fds;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_watcher_) return;
+      fds.push_back({wake_fd_, POLLIN, 0});
+      for (const auto& [fd, watch] : watches_) fds.push_back({fd, POLLIN, 0});
+    }
+    if (poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno != EINTR) {
+        PV_LOG(kError) << "VM exit watcher: poll: " << strerror(errno);
+      }
+      continue;
+    }
+    if (fds[0].revents != 0) {
+      uint64_t count;
+      if (read(wake_fd_, &count, sizeof(count)) < 0) {
+        // Nothing to do: a spurious wake-up just rebuilds the poll set.
+      }
+    }
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      VmExitCallback callback;
+      VmExitEvent exit;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = watches_.find(fds[i].fd);
+        if (it == watches_.end()) continue;
+        Watch watch = std::move(it->second);
+        watches_.erase(it);
+        close(fds[i].fd);
+        if (watch.silenced || expected_stops_.count(watch.uuid) > 0) continue;
+        reported_.insert(watch.uuid);
+        callback = exit_callback_;
+        exit = VmExitEvent{watch.id, "exited"};
+      }
+      PV_LOG(kInfo) << "VM " << exit.id << " stopped: QEMU exited";
+      if (callback) callback(exit);
+    }
+  }
+}
+
 int LibvirtHypervisor::OnLifecycle(virConnectPtr, virDomainPtr dom, int event, int detail,
                                    void* opaque) {
   if (event != VIR_DOMAIN_EVENT_STOPPED) return 0;
@@ -590,7 +729,9 @@ int LibvirtHypervisor::OnLifecycle(virConnectPtr, virDomainPtr dom, int event, i
   VmExitCallback callback;
   {
     absl::MutexLock lock(&self->mu_);
+    self->SilenceWatchLocked(uuid);
     if (self->expected_stops_.erase(uuid) > 0) return 0;
+    if (self->reported_.erase(uuid) > 0) return 0;  // the pidfd was faster
     callback = self->exit_callback_;
   }
   PV_LOG(kInfo) << "VM " << exit.id << " stopped: " << exit.reason;

@@ -26,10 +26,11 @@ usage() {
 build_dir=$(realpath -m "$1")
 shift
 init=$build_dir/bin/podvisor-agent
+init_given=0
 out=$build_dir/guest
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --init) init=$(realpath -m "$2"); shift 2 ;;
+    --init) init=$(realpath -m "$2"); init_given=1; shift 2 ;;
     --output) out=$(realpath -m "$2"); shift 2 ;;
     *) usage ;;
   esac
@@ -49,7 +50,14 @@ mkdir -p "$cache" "$out"
 log() { echo "guest: $*" >&2; }
 die() { echo "guest: error: $*" >&2; exit 1; }
 
-[[ -x "$init" ]] || die "no /init program at $init (build podvisor-agent first, or pass --init)"
+if [[ ! -x "$init" ]]; then
+  if [[ $init_given == 0 ]]; then
+    # setup.sh calls us after every build; until the agent target exists there is no image.
+    log "warning: $init not built: no guest image (podvisord will refuse to start VMs)"
+    exit 0
+  fi
+  die "no /init program at $init"
+fi
 for p in "${programs[@]}"; do [[ -x "$p" ]] || die "$p is missing (apt-get install crun)"; done
 
 # --- 1. the kernel package -------------------------------------------------------------------
@@ -61,9 +69,17 @@ kernel_deb() {
     return
   fi
   local pkg
-  pkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-        sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1)
-  [[ -n "$pkg" ]] || die "apt-cache knows no linux-image-cloud-amd64 (run apt-get update)"
+  versioned() {
+    apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+      sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1
+  }
+  pkg=$(versioned)
+  if [[ -z "$pkg" ]]; then
+    log "apt knows no linux-image-cloud-amd64: apt-get update"
+    apt-get update -qq >&2 || true
+    pkg=$(versioned)
+  fi
+  [[ -n "$pkg" ]] || die "apt-cache knows no linux-image-cloud-amd64"
   if ! ls "$cache"/"${pkg}"_*.deb >/dev/null 2>&1; then
     log "downloading $pkg"
     # apt's sandbox user cannot write to most build dirs; download as the caller.

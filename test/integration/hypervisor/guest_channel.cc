@@ -40,6 +40,24 @@ GuestChannel::~GuestChannel() {
   if (fd_ >= 0) close(fd_);
 }
 
+absl::StatusOr<std::string> GuestChannel::ReadBytes(size_t n, absl::Time deadline) {
+  for (;;) {
+    if (buffer_.size() >= n) {
+      std::string bytes = buffer_.substr(0, n);
+      buffer_.erase(0, n);
+      return bytes;
+    }
+    if (auto s = Fill(deadline); !s.ok()) return s;
+  }
+}
+
+absl::Status GuestChannel::SendBytes(const std::string& bytes) {
+  if (write(fd_, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
+    return ErrnoStatus("write", errno);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> GuestChannel::ReadLine(absl::Time deadline) {
   for (;;) {
     size_t nl = buffer_.find('\n');
@@ -48,9 +66,15 @@ absl::StatusOr<std::string> GuestChannel::ReadLine(absl::Time deadline) {
       buffer_.erase(0, nl + 1);
       return line;
     }
+    if (auto s = Fill(deadline); !s.ok()) return s;
+  }
+}
+
+absl::Status GuestChannel::Fill(absl::Time deadline) {
+  for (;;) {
     absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) {
-      return absl::DeadlineExceededError(absl::StrCat("no line from guest; got '", buffer_, "'"));
+      return absl::DeadlineExceededError(absl::StrCat("guest sent too little; got '", buffer_, "'"));
     }
     pollfd p{fd_, POLLIN, 0};
     int rc = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1);
@@ -60,7 +84,10 @@ absl::StatusOr<std::string> GuestChannel::ReadLine(absl::Time deadline) {
     ssize_t n = read(fd_, chunk, sizeof(chunk));
     if (n == 0) return absl::UnavailableError("guest channel closed");
     if (n < 0 && errno != EINTR) return ErrnoStatus("read", errno);
-    if (n > 0) buffer_.append(chunk, static_cast<size_t>(n));
+    if (n > 0) {
+      buffer_.append(chunk, static_cast<size_t>(n));
+      return absl::OkStatus();
+    }
   }
 }
 

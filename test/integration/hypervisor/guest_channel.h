@@ -23,11 +23,16 @@ class GuestChannel {
   // The next line (without '\n'); DEADLINE_EXCEEDED if none arrives in time.
   absl::StatusOr<std::string> ReadLine(absl::Time deadline);
   absl::Status Send(const std::string& line);
+  // Raw bytes, for speaking the real agent protocol (length-prefixed frames).
+  absl::Status SendBytes(const std::string& bytes);
+  absl::StatusOr<std::string> ReadBytes(size_t n, absl::Time deadline);
   // Sends `command` and returns the answer line.
   absl::StatusOr<std::string> Ask(const std::string& command, absl::Duration timeout);
 
  private:
   explicit GuestChannel(int fd) : fd_(fd) {}
+  // Reads what is available into buffer_, waiting until `deadline`.
+  absl::Status Fill(absl::Time deadline);
   int fd_ = -1;
   std::string buffer_;
 };
