@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "cri/runtime_service.h"
+#include "image/image_service.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -134,7 +135,15 @@ class DaemonImpl : public Daemon {
     sandbox_controller_ = std::make_unique<SandboxController>(sandbox_store_.get());
     services_.records = records_.get();
     services_.sandboxes = sandbox_controller_.get();
-    PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes";
+    ImageController::Options image_options;
+    image_options.root_dir = absl::StrCat(services_.config.root_dir, "/images");
+    image_options.registry = services_.config.registry;
+    auto images = ImageController::Create(std::move(image_options), records_.get());
+    if (!images.ok()) return images.status();
+    image_controller_ = std::move(*images);
+    services_.images = image_controller_.get();
+    PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes, "
+                  << image_controller_->List("").size() << " images";
     return absl::OkStatus();
   }
 
@@ -168,6 +177,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<RecordStore> records_;
   std::unique_ptr<SandboxStore> sandbox_store_;
   std::unique_ptr<SandboxController> sandbox_controller_;
+  std::unique_ptr<ImageController> image_controller_;
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "image/image_service.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -16,6 +17,7 @@ struct Services {
   Config config;
   RecordStore* records = nullptr;
   SandboxController* sandboxes = nullptr;
+  ImageController* images = nullptr;
 };
 
 }  // namespace podvisor::cri
