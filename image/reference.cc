@@ -60,8 +60,14 @@ bool ValidDomain(absl::string_view d) {
   size_t colon = d.find(':');
   absl::string_view host = d.substr(0, colon);
   if (host.empty()) return false;
-  for (char c : host) {
-    if (!absl::ascii_isalnum(c) && c != '.' && c != '-') return false;
+  for (absl::string_view label : absl::StrSplit(host, '.')) {
+    if (label.empty() || !absl::ascii_isalnum(label.front()) ||
+        !absl::ascii_isalnum(label.back())) {
+      return false;
+    }
+    for (char c : label) {
+      if (!absl::ascii_isalnum(c) && c != '-') return false;
+    }
   }
   if (colon != absl::string_view::npos) {
     absl::string_view port = d.substr(colon + 1);
