@@ -14,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "image/auth_challenge.h"
 #include "image/content_store.h"
 #include "image/manifest.h"
 #include "image/reference.h"
@@ -28,16 +29,6 @@ struct RegistryCredentials {
   std::string identity_token;  // an OAuth2 refresh token for the token server
   std::string registry_token;  // a bearer token sent as is
 };
-
-// One challenge of a WWW-Authenticate header: `Bearer realm="...",service="...",scope="..."`.
-struct AuthChallenge {
-  std::string scheme;  // lower case: "basic", "bearer"
-  std::map<std::string, std::string> params;  // keys lower case
-};
-
-// Parses a WWW-Authenticate header value (RFC 7235: one or more challenges, quoted strings with
-// backslash escapes). Malformed input yields the challenges parsed before the fault.
-std::vector<AuthChallenge> ParseWwwAuthenticate(absl::string_view header);
 
 // Where a registry's API is served: a mirror or the upstream registry.
 struct RegistryEndpoint {
