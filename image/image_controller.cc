@@ -158,7 +158,8 @@ class ImageControllerImpl : public ImageController {
         content_(options_.root_dir + "/content"),
         client_(options_.registry),
         store_(records, kImageKind),
-        download_slots_(static_cast<int>(options_.registry.max_concurrent_downloads)) {}
+        download_slots_(static_cast<int>(options_.registry.max_concurrent_downloads)),
+        unpack_slots_(static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {}
 
   absl::Status Init() {
     if (absl::Status s = MakeDirs(options_.root_dir, 0700); !s.ok()) return s;
@@ -284,6 +285,7 @@ class ImageControllerImpl : public ImageController {
   RegistryClient client_;
   ImageStore store_;
   Semaphore download_slots_;
+  Semaphore unpack_slots_;
   SingleFlight blob_flights_;
   SingleFlight layer_flights_;
   std::atomic<uint64_t> tmp_counter_{0};
@@ -445,11 +447,17 @@ absl::Status ImageControllerImpl::PullLayers(RegistrySession& session,
         progress.LayerDone();
         return;
       }
-      download_slots_.Acquire();
-      absl::Cleanup release = [this] { download_slots_.Release(); };
+      // Downloads and unpacks are bounded apart: a layer being unpacked does not hold back the
+      // next download.
       Descriptor d{l.media_type, l.digest, l.size, std::nullopt};
+      download_slots_.Acquire();
       absl::Status s = EnsureBlob(session, d, [&](int64_t n) { progress.AddBytes(n); });
-      if (s.ok()) s = EnsureLayer(l);
+      download_slots_.Release();
+      if (s.ok()) {
+        unpack_slots_.Acquire();
+        s = EnsureLayer(l);
+        unpack_slots_.Release();
+      }
       results[i] = s;
       if (s.ok()) progress.LayerDone();
     });

@@ -4,14 +4,19 @@
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "common/log.h"
 #include "image/image_service.h"
+#include "image/content_store.h"
 #include "image/layer_unpacker.h"
+#include "image/reference.h"
+#include "image/registry_client.h"
 #include "store/store.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
@@ -93,6 +98,40 @@ void BM_PodvisorPull(benchmark::State& state) {
 }
 BENCHMARK(BM_PodvisorPull)->Arg(1)->Arg(3)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 
+// Download and verify only (into a content store), what skopeo copy does too.
+void BM_PodvisorFetchOnly(benchmark::State& state) {
+  Fixture& f = Shared();
+  if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
+  auto ref = ParseImageReference(f.ref);
+  for (auto _ : state) {
+    testing::TempDir root;
+    ContentStore content(root.Join("content"));
+    if (!content.Init().ok()) return state.SkipWithError("content store");
+    RegistryClient client({});
+    auto start = std::chrono::steady_clock::now();
+    auto session = client.NewSession(*ref, {});
+    auto manifest = session->GetManifest(ref->Object(), std::nullopt);
+    if (!manifest.ok()) return state.SkipWithError("manifest");
+    auto doc = ParseManifest(manifest->body, manifest->content_type);
+    std::vector<Descriptor> blobs = doc->layers;
+    blobs.push_back(doc->config);
+    std::vector<std::thread> threads;
+    std::atomic<bool> failed{false};
+    for (const Descriptor& d : blobs) {
+      threads.emplace_back([&, d] {
+        auto w = content.NewWriter();
+        if (!w.ok() || !session->FetchBlob(d, **w, nullptr).ok()) failed = true;
+      });
+    }
+    for (auto& t : threads) t.join();
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (failed) return state.SkipWithError("fetch failed");
+    state.SetIterationTime(secs);
+  }
+  state.SetBytesProcessed(state.iterations() * f.compressed_bytes);
+}
+BENCHMARK(BM_PodvisorFetchOnly)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+
 void BM_SkopeoCopy(benchmark::State& state) {
   Fixture& f = Shared();
   if (!f.error.empty()) return state.SkipWithError(f.error.c_str());
@@ -163,7 +202,9 @@ BENCHMARK(BM_BuildErofs)->Arg(0)->Arg(1)->UseManualTime()->Iterations(3)->Unit(b
 }  // namespace podvisor
 
 int main(int argc, char** argv) {
-  podvisor::SetLogLevel(podvisor::LogLevel::kWarning);
+  // PODVISOR_BENCH_LOG=debug shows each layer's unpack and erofs times.
+  const char* level = std::getenv("PODVISOR_BENCH_LOG");
+  podvisor::SetLogLevel(podvisor::ParseLogLevel(level ? level : "warning"));
   benchmark::Initialize(&argc, argv);
   podvisor::Fixture& f = podvisor::Shared();
   if (f.error.empty()) {
