@@ -5,6 +5,7 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -356,6 +357,32 @@ TEST_F(ImagePullTest, RemoveByTagIdAndDigestCollectsUnsharedContent) {
   EXPECT_EQ(CountFiles(ImagesDir() + "/content/blobs"), 0u);
   // Removing what is gone is fine.
   EXPECT_TRUE(images.Remove(b->metadata.id).ok());
+}
+
+TEST_F(ImagePullTest, GarbageCollectionDuringPullsNeverBreaksAPull) {
+  Push("gc:1", SimpleImage());
+  Push("gc:2", layout_->AddImage({base_, OciLayout::MakeLayer({testing::File("two", "2")},
+                                                              testing::Compression::kGzip)}));
+  ImageController& images = Controller();
+  const std::string one = registry_->host() + "/gc:1";
+  const std::string two = registry_->host() + "/gc:2";
+  std::atomic<bool> stop{false};
+  std::thread collector([&] {
+    while (!stop) {
+      images.Remove(one).IgnoreError();
+      images.Remove(two).IgnoreError();
+      images.GarbageCollect().IgnoreError();
+    }
+  });
+  for (int i = 0; i < 15; ++i) {
+    auto pulled = images.Pull(i % 2 ? one : two, {});
+    ASSERT_TRUE(pulled.ok()) << i << ": " << pulled.status();
+  }
+  stop = true;
+  collector.join();
+  auto last = images.Pull(one, {});
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_TRUE(images.LayerImages(last->metadata.id).ok());
 }
 
 TEST_F(ImagePullTest, RegistryDownMidPullFailsCleanly) {
