@@ -162,6 +162,11 @@ class ImageControllerImpl : public ImageController {
         unpack_slots_(static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {}
 
   absl::Status Init() {
+    for (const std::string& p : options_.registry.pinned_images) {
+      absl::StatusOr<ImageReference> ref = ParseImageReference(p);
+      if (!ref.ok()) return Context(ref.status(), "registry.pinned_images");
+      pinned_.insert(ref->String());
+    }
     if (absl::Status s = MakeDirs(options_.root_dir, 0700); !s.ok()) return s;
     if (absl::Status s = content_.Init(); !s.ok()) return s;
     if (absl::Status s = MakeDirs(LayersDir(), 0700); !s.ok()) return s;
@@ -185,11 +190,17 @@ class ImageControllerImpl : public ImageController {
   absl::StatusOr<ImageRecord> Get(absl::string_view image) const override {
     absl::StatusOr<std::string> id = Resolve(image);
     if (!id.ok()) return id.status();
-    return store_.Get(*id);
+    absl::StatusOr<ImageRecord> r = store_.Get(*id);
+    if (r.ok()) MarkPinned(*r);
+    return r;
   }
 
   std::vector<ImageRecord> List(absl::string_view filter) const override {
-    if (filter.empty()) return store_.List();
+    if (filter.empty()) {
+      std::vector<ImageRecord> all = store_.List();
+      for (ImageRecord& r : all) MarkPinned(r);
+      return all;
+    }
     std::vector<ImageRecord> out;
     absl::StatusOr<ImageRecord> r = Get(filter);
     if (r.ok()) out.push_back(*r);
@@ -254,6 +265,14 @@ class ImageControllerImpl : public ImageController {
  private:
   friend class PullHolds;
 
+  // Pinned by configuration (registry.pinned_images): decided when read, so that a config
+  // change applies to images already stored.
+  void MarkPinned(ImageRecord& r) const {
+    for (const auto* names : {&r.status.repo_tags, &r.status.repo_digests}) {
+      for (const std::string& n : *names) r.status.pinned = r.status.pinned || pinned_.contains(n);
+    }
+  }
+
   std::string LayersDir() const { return options_.root_dir + "/layers"; }
   std::string TmpDir() const { return options_.root_dir + "/tmp"; }
   std::string LayerPath(absl::string_view diff_id) const {
@@ -281,6 +300,7 @@ class ImageControllerImpl : public ImageController {
   absl::Status RemoveNames(absl::string_view image);
 
   const Options options_;
+  std::set<std::string> pinned_;  // normalised references
   ContentStore content_;
   RegistryClient client_;
   ImageStore store_;

@@ -162,6 +162,26 @@ TEST_F(ImagePullTest, PullsByTagAndDigestAndRecordsTheImage) {
   EXPECT_EQ(reloaded->metadata.id, pulled->metadata.id);
 }
 
+TEST_F(ImagePullTest, PinnedImagesFromConfig) {
+  Push("pinned:1", SimpleImage());
+  Push("loose:1", SimpleImage(testing::Compression::kZstd, "7"));  // another config: another id
+  RegistryConfig config;
+  config.pinned_images = {registry_->host() + "/pinned:1"};
+  ImageController& images = Controller(config);
+  auto pinned = images.Pull(registry_->host() + "/pinned:1", {});
+  auto loose = images.Pull(registry_->host() + "/loose:1", {});
+  ASSERT_TRUE(pinned.ok() && loose.ok());
+  EXPECT_TRUE(images.Get(pinned->metadata.id)->status.pinned);
+  EXPECT_FALSE(images.Get(loose->metadata.id)->status.pinned);
+  config.pinned_images = {"Not A Reference"};
+  controller_.reset();
+  ImageController::Options options;
+  options.root_dir = ImagesDir();
+  options.registry = config;
+  EXPECT_EQ(ImageController::Create(options, records_.get()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ImagePullTest, MirrorServesARegistryAndFallsBackToUpstream) {
   Push("pause:3.9", SimpleImage());
   RegistryConfig config;
