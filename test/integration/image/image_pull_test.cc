@@ -84,7 +84,8 @@ class ImagePullTest : public ::testing::Test {
   // Tags `desc` in the layout and pushes it to <registry>/<repo>:<tag>.
   void PushTo(const std::string& host, const std::string& repo_tag, const nlohmann::json& desc,
               const std::vector<std::string>& extra = {}) {
-    std::string tag = repo_tag.substr(repo_tag.rfind(':') + 1);
+    std::string tag = repo_tag;  // unique in the layout: repo and tag
+    for (char& c : tag) c = (c == ':' || c == '/') ? '_' : c;
     layout_->Tag(tag, desc);
     ASSERT_EQ(testing::Push(*layout_, tag, host + "/" + repo_tag, extra), "");
   }
