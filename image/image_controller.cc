@@ -49,24 +49,29 @@ bool AllHex(absl::string_view s) {
 class SingleFlight {
  public:
   absl::Status Do(const std::string& key, const std::function<absl::Status()>& fn) {
-    std::shared_ptr<Call> call;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = calls_.find(key);
-      if (it != calls_.end()) {
-        call = it->second;
-        mu_.Await(absl::Condition(&call->done));
-        return call->status;
+    for (int round = 0;; ++round) {
+      std::shared_ptr<Call> call;
+      {
+        absl::MutexLock lock(&mu_);
+        auto it = calls_.find(key);
+        if (it != calls_.end()) {
+          call = it->second;
+          mu_.Await(absl::Condition(&call->done));
+          // A leader's failure may be its own (its credentials, its endpoint): a follower tries
+          // once more itself before giving up.
+          if (call->status.ok() || round > 0) return call->status;
+          continue;
+        }
+        call = std::make_shared<Call>();
+        calls_[key] = call;
       }
-      call = std::make_shared<Call>();
-      calls_[key] = call;
+      absl::Status s = fn();
+      absl::MutexLock lock(&mu_);
+      call->status = s;
+      call->done = true;
+      calls_.erase(key);
+      return s;
     }
-    absl::Status s = fn();
-    absl::MutexLock lock(&mu_);
-    call->status = s;
-    call->done = true;
-    calls_.erase(key);
-    return s;
   }
 
  private:

@@ -299,15 +299,16 @@ RegistrySession::RegistrySession(RegistryClient* client, ImageReference ref,
     : client_(client), ref_(std::move(ref)), creds_(std::move(creds)),
       endpoints_(std::move(endpoints)) {}
 
-bool RegistrySession::UserPassword(std::string* user, std::string* password) const {
-  if (!creds_.username.empty() || !creds_.password.empty()) {
-    *user = creds_.username;
-    *password = creds_.password;
+// username/password, or the base64 `auth` field; false when there are none.
+static bool UserPassword(const RegistryCredentials& creds, std::string* user, std::string* password) {
+  if (!creds.username.empty() || !creds.password.empty()) {
+    *user = creds.username;
+    *password = creds.password;
     return true;
   }
-  if (!creds_.auth.empty()) {
+  if (!creds.auth.empty()) {
     std::string decoded;
-    if (!absl::Base64Unescape(creds_.auth, &decoded)) return false;
+    if (!absl::Base64Unescape(creds.auth, &decoded)) return false;
     size_t colon = decoded.find(':');
     if (colon == std::string::npos) return false;
     *user = decoded.substr(0, colon);
@@ -317,8 +318,32 @@ bool RegistrySession::UserPassword(std::string* user, std::string* password) con
   return false;
 }
 
+// "https://index.docker.io/v1/" -> "index.docker.io"
+static std::string HostOf(absl::string_view address) {
+  absl::string_view a = address;
+  if (size_t scheme = a.find("://"); scheme != absl::string_view::npos) a.remove_prefix(scheme + 3);
+  return absl::AsciiStrToLower(a.substr(0, a.find('/')));
+}
+
+static bool IsDockerHubHost(absl::string_view host) {
+  return host == "docker.io" || host == "index.docker.io" || host == "registry-1.docker.io";
+}
+
+const RegistryCredentials& RegistrySession::CredentialsFor(const RegistryEndpoint& ep) const {
+  static const RegistryCredentials kNone;
+  if (creds_.server_address.empty()) return creds_;
+  const std::string want = HostOf(creds_.server_address);
+  const std::string host = HostOf(ep.base_url);
+  if (want == host) return creds_;
+  if (!ep.mirror && (want == ref_.domain || (ref_.domain == "docker.io" && IsDockerHubHost(want)))) {
+    return creds_;
+  }
+  return kNone;
+}
+
 absl::StatusOr<std::string> RegistrySession::FetchToken(const RegistryEndpoint& ep,
-                                                        const AuthChallenge& c) {
+                                                        const AuthChallenge& c,
+                                                        const RegistryCredentials& creds) {
   auto realm_it = c.params.find("realm");
   if (realm_it == c.params.end() || realm_it->second.empty()) {
     return absl::UnauthenticatedError("registry asked for a bearer token without a realm");
@@ -334,19 +359,19 @@ absl::StatusOr<std::string> RegistrySession::FetchToken(const RegistryEndpoint& 
   RegistryClient::Request req;
   req.tls = &ep;
   req.capture_limit = kTokenBodyLimit;
-  if (!creds_.identity_token.empty()) {
+  if (!creds.identity_token.empty()) {
     // OAuth2 refresh-token grant, as Docker's token servers accept.
     req.method = "POST";
     req.url = realm;
     req.headers.push_back("Content-Type: application/x-www-form-urlencoded");
     req.post_body = absl::StrCat("grant_type=refresh_token&client_id=podvisor&service=",
                                  UrlEncode(service), "&scope=", UrlEncode(scope),
-                                 "&refresh_token=", UrlEncode(creds_.identity_token));
+                                 "&refresh_token=", UrlEncode(creds.identity_token));
   } else {
     req.url = absl::StrCat(realm, absl::StrContains(realm, "?") ? "&" : "?",
                            "service=", UrlEncode(service), "&scope=", UrlEncode(scope));
     std::string user, password;
-    if (UserPassword(&user, &password)) {
+    if (UserPassword(creds, &user, &password)) {
       req.basic_user = user;
       req.basic_password = password;
     }
@@ -373,10 +398,11 @@ absl::StatusOr<std::string> RegistrySession::FetchToken(const RegistryEndpoint& 
 
 absl::StatusOr<std::string> RegistrySession::Authorize(
     const RegistryEndpoint& ep, const std::vector<AuthChallenge>& challenges) {
+  const RegistryCredentials& creds = CredentialsFor(ep);
   for (const AuthChallenge& c : challenges) {
     if (c.scheme == "bearer") {
-      if (!creds_.registry_token.empty()) return absl::StrCat("Bearer ", creds_.registry_token);
-      absl::StatusOr<std::string> token = FetchToken(ep, c);
+      if (!creds.registry_token.empty()) return absl::StrCat("Bearer ", creds.registry_token);
+      absl::StatusOr<std::string> token = FetchToken(ep, c, creds);
       if (!token.ok()) return token.status();
       return absl::StrCat("Bearer ", *token);
     }
@@ -384,7 +410,7 @@ absl::StatusOr<std::string> RegistrySession::Authorize(
   for (const AuthChallenge& c : challenges) {
     if (c.scheme == "basic") {
       std::string user, password;
-      if (!UserPassword(&user, &password)) {
+      if (!UserPassword(creds, &user, &password)) {
         return absl::UnauthenticatedError(
             absl::StrCat("registry ", ep.base_url, " requires credentials (basic auth)"));
       }

@@ -28,6 +28,9 @@ struct RegistryCredentials {
   std::string auth;            // base64("username:password")
   std::string identity_token;  // an OAuth2 refresh token for the token server
   std::string registry_token;  // a bearer token sent as is
+  // The registry these are for (kubelet fills it from its docker config): when set, they are
+  // sent only to that host, never to a mirror elsewhere. Empty: every endpoint of the pull.
+  std::string server_address;
 };
 
 // Where a registry's API is served: a mirror or the upstream registry.
@@ -78,9 +81,11 @@ class RegistrySession {
                                const std::function<bool(const char*, size_t)>& sink);
   absl::StatusOr<std::string> Authorize(const RegistryEndpoint& ep,
                                         const std::vector<AuthChallenge>& challenges);
-  absl::StatusOr<std::string> FetchToken(const RegistryEndpoint& ep, const AuthChallenge& c);
+  absl::StatusOr<std::string> FetchToken(const RegistryEndpoint& ep, const AuthChallenge& c,
+                                         const RegistryCredentials& creds);
   std::vector<size_t> EndpointOrder();
-  bool UserPassword(std::string* user, std::string* password) const;
+  // The credentials to present to `ep` (empty ones when server_address names another host).
+  const RegistryCredentials& CredentialsFor(const RegistryEndpoint& ep) const;
 
   RegistryClient* const client_;
   const ImageReference ref_;

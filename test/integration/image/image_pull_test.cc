@@ -448,6 +448,17 @@ TEST_F(ImagePullTest, BearerTokenAuth) {
   auto ok = images.Pull(ref, good);
   ASSERT_TRUE(ok.ok()) << ok.status() << "\n" << proxy.Log();
 
+  // Credentials for another registry (server_address) are not presented here.
+  RegistryCredentials elsewhere = good;
+  elsewhere.server_address = "https://other.example.com/v1/";
+  ASSERT_TRUE(images.Remove(ok->metadata.id).ok());
+  auto scoped = images.Pull(ref, elsewhere);
+  EXPECT_EQ(scoped.status().code(), absl::StatusCode::kUnauthenticated) << scoped.status();
+  RegistryCredentials here = good;
+  here.server_address = proxy.host();
+  ok = images.Pull(ref, here);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+
   // The same through the other CRI AuthConfig fields, from an empty store each time.
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(images.Remove(ok->metadata.id).ok());
@@ -473,11 +484,11 @@ TEST_F(ImagePullTest, BasicAuthWithHtpasswd) {
   const std::string ref = secured.host() + "/basic/app:1";
   auto anonymous = images.Pull(ref, {});
   EXPECT_EQ(anonymous.status().code(), absl::StatusCode::kUnauthenticated) << anonymous.status();
-  RegistryCredentials wrong{"bob", "wrong-pw-123", "", "", ""};
+  RegistryCredentials wrong{"bob", "wrong-pw-123", "", "", "", ""};
   auto bad = images.Pull(ref, wrong);
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kUnauthenticated) << bad.status();
   EXPECT_THAT(bad.status().message(), Not(HasSubstr("wrong-pw-123")));
-  RegistryCredentials good{"bob", "hunter2-pw", "", "", ""};
+  RegistryCredentials good{"bob", "hunter2-pw", "", "", "", ""};
   auto ok = images.Pull(ref, good);
   EXPECT_TRUE(ok.ok()) << ok.status();
 }
