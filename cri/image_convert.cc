@@ -13,9 +13,8 @@ void ToProto(const ImageRecord& image, runtime::v1::Image* out) {
 }
 
 RegistryCredentials FromProto(const runtime::v1::AuthConfig& auth) {
-  return RegistryCredentials{auth.username(),       auth.password(),
-                             auth.auth(),           auth.identity_token(),
-                             auth.registry_token(), auth.server_address()};
+  return RegistryCredentials{auth.username(),       auth.password(),       auth.auth(),
+                             auth.identity_token(), auth.registry_token(), auth.server_address()};
 }
 
 void ToProto(const ImageFsUsage& usage, runtime::v1::FilesystemUsage* out) {

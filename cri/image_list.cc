@@ -17,9 +17,9 @@ grpc::Status ImageService::ListImages(grpc::ServerContext*,
   });
 }
 
-grpc::Status ImageService::StreamImages(grpc::ServerContext*,
-                                        const runtime::v1::StreamImagesRequest* request,
-                                        grpc::ServerWriter<runtime::v1::StreamImagesResponse>* writer) {
+grpc::Status ImageService::StreamImages(
+    grpc::ServerContext*, const runtime::v1::StreamImagesRequest* request,
+    grpc::ServerWriter<runtime::v1::StreamImagesResponse>* writer) {
   // The same list as ListImages, sent in batches so that no message nears the size limit.
   constexpr int kBatch = 500;
   return Serve("StreamImages", [&]() -> absl::Status {

@@ -10,7 +10,7 @@ namespace podvisor {
 
 // One challenge of a WWW-Authenticate header: `Bearer realm="...",service="...",scope="..."`.
 struct AuthChallenge {
-  std::string scheme;  // lower case: "basic", "bearer"
+  std::string scheme;                         // lower case: "basic", "bearer"
   std::map<std::string, std::string> params;  // keys lower case
 };
 

@@ -257,8 +257,9 @@ class ImageControllerImpl : public ImageController {
       std::string path = LayerPath(l.diff_id);
       struct stat st {};
       if (::stat(path.c_str(), &st) != 0) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "image ", r->metadata.id, ": layer image ", path, " is missing (pull the image again)"));
+        return absl::FailedPreconditionError(absl::StrCat("image ", r->metadata.id,
+                                                          ": layer image ", path,
+                                                          " is missing (pull the image again)"));
       }
       out.push_back(std::move(path));
     }
@@ -367,7 +368,8 @@ absl::StatusOr<std::string> ImageControllerImpl::Resolve(absl::string_view text)
     for (const ImageRecord& r : all) {
       if (absl::StartsWith(DigestHex(r.metadata.id), hex)) {
         if (found) {
-          return absl::InvalidArgumentError(absl::StrCat("image id prefix ", text, " is ambiguous"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("image id prefix ", text, " is ambiguous"));
         }
         found = r.metadata.id;
       }
@@ -423,8 +425,9 @@ absl::Status ImageControllerImpl::EnsureBlob(RegistrySession& session, const Des
 absl::Status ImageControllerImpl::EnsureLayer(const ImageLayer& layer) {
   return layer_flights_.Do(layer.diff_id, [&]() -> absl::Status {
     if (HasLayer(layer.diff_id)) return absl::OkStatus();
-    const std::string tmp = absl::StrCat(TmpDir(), "/unpack-", DigestHex(layer.diff_id).substr(0, 12),
-                                         "-", tmp_counter_.fetch_add(1));
+    const std::string tmp =
+        absl::StrCat(TmpDir(), "/unpack-", DigestHex(layer.diff_id).substr(0, 12), "-",
+                     tmp_counter_.fetch_add(1));
     absl::Cleanup remove_tmp = [&tmp] { RemoveAll(tmp).IgnoreError(); };
     if (absl::Status s = MakeDirs(tmp + "/tree", 0755); !s.ok()) return s;
     const absl::Time start = absl::Now();
@@ -448,10 +451,10 @@ absl::Status ImageControllerImpl::EnsureLayer(const ImageLayer& layer) {
     if (::rename((tmp + "/layer.erofs").c_str(), LayerPath(layer.diff_id).c_str()) != 0) {
       return ErrnoStatus(absl::StrCat("rename layer image ", LayerPath(layer.diff_id)), errno);
     }
-    PV_LOG(kDebug) << "layer " << layer.diff_id << ": " << r->tar_bytes << " bytes, "
-                   << r->entries << " entries, unpacked in "
-                   << absl::ToDoubleMilliseconds(unpacked - start) << " ms, erofs in "
-                   << absl::ToDoubleMilliseconds(absl::Now() - unpacked) << " ms";
+    PV_LOG(kDebug) << "layer " << layer.diff_id << ": " << r->tar_bytes << " bytes, " << r->entries
+                   << " entries, unpacked in " << absl::ToDoubleMilliseconds(unpacked - start)
+                   << " ms, erofs in " << absl::ToDoubleMilliseconds(absl::Now() - unpacked)
+                   << " ms";
     return absl::OkStatus();
   });
 }
@@ -569,12 +572,11 @@ absl::StatusOr<ImageRecord> ImageControllerImpl::Commit(const ImageReference& re
       if (other.metadata.id == id) continue;
       const auto& tags = other.status.repo_tags;
       if (std::find(tags.begin(), tags.end(), tag) == tags.end()) continue;
-      absl::StatusOr<ImageRecord> u =
-          store_.Update(other.metadata.id, [&](ImageNames& n) {
-            n.repo_tags.erase(std::remove(n.repo_tags.begin(), n.repo_tags.end(), tag),
-                              n.repo_tags.end());
-            return absl::OkStatus();
-          });
+      absl::StatusOr<ImageRecord> u = store_.Update(other.metadata.id, [&](ImageNames& n) {
+        n.repo_tags.erase(std::remove(n.repo_tags.begin(), n.repo_tags.end(), tag),
+                          n.repo_tags.end());
+        return absl::OkStatus();
+      });
       if (!u.ok()) return u.status();
     }
   }

@@ -40,9 +40,9 @@ struct ImageMetadata {
   std::string manifest_digest;
   ImageConfig config;
   std::vector<ImageLayer> layers;  // lowest first
-  int64_t size = 0;  // manifest + config + compressed layers, as containerd counts it
-  int64_t uid = -1;  // from the config's User when numeric; -1 otherwise
-  std::string username;  // from the config's User when a name
+  int64_t size = 0;                // manifest + config + compressed layers, as containerd counts it
+  int64_t uid = -1;                // from the config's User when numeric; -1 otherwise
+  std::string username;            // from the config's User when a name
   int64_t pulled_at_ns = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ImageMetadata, id, name, manifest_digest, config,

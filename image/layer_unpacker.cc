@@ -363,7 +363,8 @@ class TarExtractor {
   absl::Status HardLink(int dir, const std::string& name, absl::string_view path,
                         absl::string_view link) {
     absl::StatusOr<std::vector<std::string>> target = Components(link);
-    if (!target.ok()) return Hostile(path, absl::StrCat("hard link target: ", target.status().message()));
+    if (!target.ok())
+      return Hostile(path, absl::StrCat("hard link target: ", target.status().message()));
     if (target->empty()) return Hostile(path, "hard link to the layer root");
     absl::StatusOr<int> tdir = OpenDir(*target, target->size() - 1, link);
     if (!tdir.ok()) return tdir.status();
@@ -387,8 +388,8 @@ class TarExtractor {
                                         " bytes is over the limit of ", limits_.max_entry_bytes));
     }
     if (absl::Status s = Clear(dir, name, path); !s.ok()) return s;
-    int fd = ::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                      0600);
+    int fd =
+        ::openat(dir, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return ErrnoStatus(absl::StrCat("layer: create ", path), errno);
     FdCloser closer{fd};
     const void* block = nullptr;
@@ -398,7 +399,8 @@ class TarExtractor {
     while (true) {
       int rc = archive_read_data_block(a, &block, &size, &offset);
       if (rc == ARCHIVE_EOF) break;
-      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return ArchiveError(a, absl::StrCat("read ", path));
+      if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
+        return ArchiveError(a, absl::StrCat("read ", path));
       if (offset < 0 || offset + static_cast<int64_t>(size) > limits_.max_entry_bytes) {
         return Hostile(path, "file data over the limit");
       }
@@ -423,8 +425,7 @@ class TarExtractor {
       }
     }
     if (absl::Status s = Xattrs(e, fd, path); !s.ok()) return s;
-    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0 ||
-        ::fchmod(fd, mode) != 0) {
+    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0 || ::fchmod(fd, mode) != 0) {
       return ErrnoStatus(absl::StrCat("layer: set owner/mode of ", path), errno);
     }
     timespec times[2] = {{archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
@@ -448,8 +449,7 @@ class TarExtractor {
     if (fd < 0) return ErrnoStatus(absl::StrCat("layer: open ", path), errno);
     FdCloser closer{fd};
     if (absl::Status s = Xattrs(e, fd, path); !s.ok()) return s;
-    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0 ||
-        ::fchmod(fd, mode) != 0) {
+    if (::fchown(fd, archive_entry_uid(e), archive_entry_gid(e)) != 0 || ::fchmod(fd, mode) != 0) {
       return ErrnoStatus(absl::StrCat("layer: set owner/mode of ", path), errno);
     }
     dir_times_.push_back({comps, {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}});
@@ -600,10 +600,9 @@ absl::Status RunCommand(const std::vector<std::string>& argv, std::string* outpu
   if (output) *output = out;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
   std::string tail = out.size() > 1000 ? out.substr(out.size() - 1000) : out;
-  return absl::InternalError(absl::StrCat(argv[0], " failed (",
-                                          WIFEXITED(status) ? "exit " : "signal ",
-                                          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-                                          "): ", tail));
+  return absl::InternalError(
+      absl::StrCat(argv[0], " failed (", WIFEXITED(status) ? "exit " : "signal ",
+                   WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), "): ", tail));
 }
 
 absl::Status BuildErofsImage(const std::string& dir, const std::string& image_path) {

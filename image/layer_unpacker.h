@@ -22,8 +22,8 @@ struct UnpackLimits {
 };
 
 struct UnpackResult {
-  std::string diff_id;     // sha256 of the uncompressed tar stream
-  int64_t tar_bytes = 0;   // size of the uncompressed tar stream
+  std::string diff_id;    // sha256 of the uncompressed tar stream
+  int64_t tar_bytes = 0;  // size of the uncompressed tar stream
   int64_t entries = 0;
 };
 

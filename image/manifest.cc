@@ -148,10 +148,9 @@ absl::StatusOr<Descriptor> SelectPlatform(const ManifestDocument& index,
     offered.push_back(absl::StrCat(d.platform->os, "/", d.platform->architecture,
                                    d.platform->variant.empty() ? "" : "/", d.platform->variant));
   }
-  return absl::NotFoundError(absl::StrCat("no manifest for linux/", architecture,
-                                          " in the image index (offered: ",
-                                          offered.empty() ? "none" : absl::StrJoin(offered, ", "),
-                                          ")"));
+  return absl::NotFoundError(
+      absl::StrCat("no manifest for linux/", architecture, " in the image index (offered: ",
+                   offered.empty() ? "none" : absl::StrJoin(offered, ", "), ")"));
 }
 
 absl::StatusOr<ImageConfig> ParseImageConfig(absl::string_view body) {

@@ -35,9 +35,8 @@ absl::Status HttpStatusError(long code, absl::string_view what, absl::string_vie
     for (const auto& e : j["errors"]) {
       if (!e.is_object()) continue;
       std::string code_s = e.value("code", "");
-      std::string msg = e.contains("message") && e["message"].is_string()
-                            ? e["message"].get<std::string>()
-                            : "";
+      std::string msg =
+          e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
       parts.push_back(absl::StrCat(code_s, code_s.empty() ? "" : ": ", msg.substr(0, 200)));
     }
     detail = absl::StrJoin(parts, "; ");
@@ -296,11 +295,14 @@ struct RegistrySession::Response {
 
 RegistrySession::RegistrySession(RegistryClient* client, ImageReference ref,
                                  RegistryCredentials creds, std::vector<RegistryEndpoint> endpoints)
-    : client_(client), ref_(std::move(ref)), creds_(std::move(creds)),
+    : client_(client),
+      ref_(std::move(ref)),
+      creds_(std::move(creds)),
       endpoints_(std::move(endpoints)) {}
 
 // username/password, or the base64 `auth` field; false when there are none.
-static bool UserPassword(const RegistryCredentials& creds, std::string* user, std::string* password) {
+static bool UserPassword(const RegistryCredentials& creds, std::string* user,
+                         std::string* password) {
   if (!creds.username.empty() || !creds.password.empty()) {
     *user = creds.username;
     *password = creds.password;
@@ -335,7 +337,8 @@ const RegistryCredentials& RegistrySession::CredentialsFor(const RegistryEndpoin
   const std::string want = HostOf(creds_.server_address);
   const std::string host = HostOf(ep.base_url);
   if (want == host) return creds_;
-  if (!ep.mirror && (want == ref_.domain || (ref_.domain == "docker.io" && IsDockerHubHost(want)))) {
+  if (!ep.mirror &&
+      (want == ref_.domain || (ref_.domain == "docker.io" && IsDockerHubHost(want)))) {
     return creds_;
   }
   return kNone;
@@ -364,9 +367,9 @@ absl::StatusOr<std::string> RegistrySession::FetchToken(const RegistryEndpoint& 
     req.method = "POST";
     req.url = realm;
     req.headers.push_back("Content-Type: application/x-www-form-urlencoded");
-    req.post_body = absl::StrCat("grant_type=refresh_token&client_id=podvisor&service=",
-                                 UrlEncode(service), "&scope=", UrlEncode(scope),
-                                 "&refresh_token=", UrlEncode(creds.identity_token));
+    req.post_body = absl::StrCat(
+        "grant_type=refresh_token&client_id=podvisor&service=", UrlEncode(service),
+        "&scope=", UrlEncode(scope), "&refresh_token=", UrlEncode(creds.identity_token));
   } else {
     req.url = absl::StrCat(realm, absl::StrContains(realm, "?") ? "&" : "?",
                            "service=", UrlEncode(service), "&scope=", UrlEncode(scope));
@@ -442,8 +445,7 @@ absl::StatusOr<RegistrySession::Response> RegistrySession::Get(
     absl::StatusOr<RegistryClient::Result> r = client_->Perform(req);
     if (!r.ok()) return r.status();
     if (r->code == 401 && attempt == 0) {
-      std::vector<AuthChallenge> challenges =
-          ParseWwwAuthenticate(r->headers["www-authenticate"]);
+      std::vector<AuthChallenge> challenges = ParseWwwAuthenticate(r->headers["www-authenticate"]);
       absl::StatusOr<std::string> header = Authorize(ep, challenges);
       if (!header.ok()) {
         return absl::Status(header.status().code(),
@@ -482,9 +484,8 @@ absl::StatusOr<FetchedManifest> RegistrySession::GetManifest(
   std::vector<std::string> failures;
   for (size_t i : EndpointOrder()) {
     const RegistryEndpoint& ep = endpoints_[i];
-    absl::StatusOr<Response> r =
-        Get(ep, absl::StrCat("manifests/", tag_or_digest), ManifestAcceptHeader(),
-            kMaxManifestBytes, nullptr);
+    absl::StatusOr<Response> r = Get(ep, absl::StrCat("manifests/", tag_or_digest),
+                                     ManifestAcceptHeader(), kMaxManifestBytes, nullptr);
     absl::Status s = r.status();
     FetchedManifest m;
     if (r.ok()) {
@@ -532,8 +533,8 @@ absl::Status RegistrySession::FetchBlob(const Descriptor& blob, ContentStore::Wr
     absl::Status write_error;
     auto sink = [&](const char* data, size_t size) {
       if (writer.written() + static_cast<int64_t>(size) > blob.size) {
-        write_error = absl::DataLossError(absl::StrCat(
-            "blob ", blob.digest, " is larger than the ", blob.size, " bytes its descriptor says"));
+        write_error = absl::DataLossError(absl::StrCat("blob ", blob.digest, " is larger than the ",
+                                                       blob.size, " bytes its descriptor says"));
         return false;
       }
       write_error = writer.Write(data, size);

@@ -104,8 +104,7 @@ class RegistryClient {
   explicit RegistryClient(RegistryConfig config);
   ~RegistryClient();
 
-  std::unique_ptr<RegistrySession> NewSession(const ImageReference& ref,
-                                              RegistryCredentials creds);
+  std::unique_ptr<RegistrySession> NewSession(const ImageReference& ref, RegistryCredentials creds);
 
   // One HTTP exchange; exposed to the session. `sink` takes the body of a 2xx answer (return
   // false to abort); other bodies are kept (up to 4 KiB) for error messages.
@@ -115,8 +114,8 @@ class RegistryClient {
     std::vector<std::string> headers;
     std::string post_body;
     std::string basic_user, basic_password;  // sent as Basic auth when set
-    const RegistryEndpoint* tls = nullptr;    // TLS settings; null: system defaults
-    int64_t capture_limit = 0;                // keep up to this much of a 2xx body
+    const RegistryEndpoint* tls = nullptr;   // TLS settings; null: system defaults
+    int64_t capture_limit = 0;               // keep up to this much of a 2xx body
     std::function<bool(const char*, size_t)> sink;
   };
   struct Result {

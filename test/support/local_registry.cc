@@ -106,7 +106,8 @@ bool LocalRegistry::Start(std::string* error) {
           << "\n";
     }
     cfg.close();
-    if (!process_.Start({"docker-registry", "serve", dir_ + "/config.yml"}, dir_ + "/registry.log")) {
+    if (!process_.Start({"docker-registry", "serve", dir_ + "/config.yml"},
+                        dir_ + "/registry.log")) {
       *error = "cannot fork docker-registry";
       return false;
     }
@@ -132,12 +133,11 @@ bool TokenProxy::Start(std::string* error) {
   std::filesystem::create_directories(dir_);
   const std::string port_file = dir_ + "/proxy.port";
   std::filesystem::remove(port_file);
-  if (!process_.Start({"python3", std::string(PODVISOR_SOURCE_DIR) +
-                                      "/test/integration/image/token_proxy.py",
-                       "--backend", options_.backend, "--user", options_.user, "--password",
-                       options_.password, "--refresh", options_.refresh, "--mode", options_.mode,
-                       "--port-file", port_file},
-                      dir_ + "/proxy.log")) {
+  if (!process_.Start(
+          {"python3", std::string(PODVISOR_SOURCE_DIR) + "/test/integration/image/token_proxy.py",
+           "--backend", options_.backend, "--user", options_.user, "--password", options_.password,
+           "--refresh", options_.refresh, "--mode", options_.mode, "--port-file", port_file},
+          dir_ + "/proxy.log")) {
     *error = "cannot fork python3";
     return false;
   }

@@ -188,14 +188,13 @@ nlohmann::json OciLayout::AddImage(const std::vector<Layer>& layers, const std::
                            {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}};
   std::string config_bytes = config.dump();
   std::string config_digest = AddBlob(config_bytes);
-  nlohmann::json manifest = {
-      {"schemaVersion", 2},
-      {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
-      {"config",
-       {{"mediaType", "application/vnd.oci.image.config.v1+json"},
-        {"digest", config_digest},
-        {"size", config_bytes.size()}}},
-      {"layers", layer_descs}};
+  nlohmann::json manifest = {{"schemaVersion", 2},
+                             {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                             {"config",
+                              {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                               {"digest", config_digest},
+                               {"size", config_bytes.size()}}},
+                             {"layers", layer_descs}};
   std::string manifest_bytes = manifest.dump();
   std::string digest = AddBlob(manifest_bytes);
   return {{"mediaType", "application/vnd.oci.image.manifest.v1+json"},

@@ -5,15 +5,15 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
 
 #include "common/log.h"
-#include "image/image_service.h"
 #include "image/content_store.h"
+#include "image/image_service.h"
 #include "image/layer_unpacker.h"
 #include "image/reference.h"
 #include "image/registry_client.h"
@@ -54,7 +54,8 @@ struct Fixture {
           uint64_t v = rng();
           std::memcpy(&data[i], &v, 8);
         }
-        for (size_t i = kFileBytes / 2; i < kFileBytes; ++i) data[i] = words[(i * 7 + rng() % 3) % words.size()];
+        for (size_t i = kFileBytes / 2; i < kFileBytes; ++i)
+          data[i] = words[(i * 7 + rng() % 3) % words.size()];
         entries.push_back(testing::File("l" + std::to_string(l) + "/f" + std::to_string(f), data));
       }
       auto layer = testing::OciLayout::MakeLayer(entries, testing::Compression::kGzip);
@@ -96,7 +97,12 @@ void BM_PodvisorPull(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * f.compressed_bytes);
   state.counters["image_MB"] = static_cast<double>(f.compressed_bytes) / 1e6;
 }
-BENCHMARK(BM_PodvisorPull)->Arg(1)->Arg(3)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PodvisorPull)
+    ->Arg(1)
+    ->Arg(3)
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
 
 // Download and verify only (into a content store), what skopeo copy does too.
 void BM_PodvisorFetchOnly(benchmark::State& state) {
@@ -196,7 +202,12 @@ void BM_BuildErofs(benchmark::State& state) {
   state.counters["image_MB"] = static_cast<double>(image_bytes) / 1e6;
   state.SetLabel(state.range(0) == 1 ? "lz4hc" : "uncompressed");
 }
-BENCHMARK(BM_BuildErofs)->Arg(0)->Arg(1)->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_BuildErofs)
+    ->Arg(0)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace podvisor

@@ -1,8 +1,10 @@
 // The ImageService RPCs of a real podvisord, as crictl and kubelet call them, with a registry
 // mirror in the config.
 
-// The CRI headers come first: <signal.h> macros would clobber the Signal enum.
+// clang-format off
+// The CRI headers come first: <signal.h> macros (SIGABRT, ...) would clobber its Signal enum.
 #include "test/support/cri_client.h"
+// clang-format on
 
 #include <fstream>
 
@@ -46,8 +48,12 @@ TEST(ImageCriTest, PullListStatusRemoveAndFsInfoThroughAMirror) {
   const std::string config = tmp.Join("config.yaml");
   std::ofstream(config) << "registry:\n  hosts:\n    registry.k8s.io:\n      mirrors: [\"http://"
                         << registry.host() << "\"]\n";
-  testing::DaemonProcess daemon({tmp.Join("root"), tmp.Join("state"), tmp.Join("pv.sock"), config,
-                                 {}, tmp.Join("podvisord.log")});
+  testing::DaemonProcess daemon({tmp.Join("root"),
+                                 tmp.Join("state"),
+                                 tmp.Join("pv.sock"),
+                                 config,
+                                 {},
+                                 tmp.Join("podvisord.log")});
   ASSERT_TRUE(daemon.Start(&error)) << error;
   CriClient cri(daemon.endpoint());
 

@@ -96,9 +96,10 @@ class ImagePullTest : public ::testing::Test {
   // A small two-layer image: the base with /etc/os-release and /bin/tool, the top adding a file.
   nlohmann::json SimpleImage(testing::Compression c = testing::Compression::kGzip,
                              const std::string& user = "") {
-    base_ = OciLayout::MakeLayer({testing::Dir("etc"), testing::File("etc/os-release", "ID=test\n"),
-                                  testing::Dir("bin"), testing::File("bin/tool", "#!/bin/sh\n", 0755)},
-                                 c);
+    base_ =
+        OciLayout::MakeLayer({testing::Dir("etc"), testing::File("etc/os-release", "ID=test\n"),
+                              testing::Dir("bin"), testing::File("bin/tool", "#!/bin/sh\n", 0755)},
+                             c);
     top_ = OciLayout::MakeLayer({testing::File("etc/motd", "hello\n")}, c);
     return layout_->AddImage({base_, top_}, "amd64", user);
   }
@@ -128,7 +129,8 @@ TEST_F(ImagePullTest, PullsByTagAndDigestAndRecordsTheImage) {
   EXPECT_EQ(pulled->metadata.layers.size(), 2u);
   EXPECT_EQ(pulled->metadata.layers[0].diff_id, base_.diff_id);
   // Size: manifest + config + compressed layers.
-  int64_t expected = desc["size"].get<int64_t>() + static_cast<int64_t>(base_.blob.size() + top_.blob.size());
+  int64_t expected =
+      desc["size"].get<int64_t>() + static_cast<int64_t>(base_.blob.size() + top_.blob.size());
   EXPECT_GT(pulled->metadata.size, expected);  // plus the config
   EXPECT_LT(pulled->metadata.size, expected + 2000);
 
@@ -187,8 +189,8 @@ TEST_F(ImagePullTest, MirrorServesARegistryAndFallsBackToUpstream) {
   Push("pause:3.9", SimpleImage());
   RegistryConfig config;
   // A dead mirror first, then the live one; upstream (registry.k8s.io) is unreachable here.
-  config.hosts["registry.k8s.io"].mirrors = {"http://127.0.0.1:" + std::to_string(testing::FreePort()),
-                                             "http://" + registry_->host()};
+  config.hosts["registry.k8s.io"].mirrors = {
+      "http://127.0.0.1:" + std::to_string(testing::FreePort()), "http://" + registry_->host()};
   ImageController& images = Controller(config);
   auto pulled = images.Pull("registry.k8s.io/pause:3.9", {});
   ASSERT_TRUE(pulled.ok()) << pulled.status();
@@ -203,12 +205,12 @@ TEST_F(ImagePullTest, MirrorServesARegistryAndFallsBackToUpstream) {
 }
 
 TEST_F(ImagePullTest, MultiArchIndexResolvesToLinuxAmd64) {
-  auto arm = layout_->AddImage({OciLayout::MakeLayer({testing::File("arch", "arm64")},
-                                                     testing::Compression::kGzip)},
-                               "arm64");
-  auto amd = layout_->AddImage({OciLayout::MakeLayer({testing::File("arch", "amd64")},
-                                                     testing::Compression::kGzip)},
-                               "amd64");
+  auto arm = layout_->AddImage(
+      {OciLayout::MakeLayer({testing::File("arch", "arm64")}, testing::Compression::kGzip)},
+      "arm64");
+  auto amd = layout_->AddImage(
+      {OciLayout::MakeLayer({testing::File("arch", "amd64")}, testing::Compression::kGzip)},
+      "amd64");
   auto index = layout_->AddIndex({arm, amd});
   Push("multi:1", index);
   ImageController& images = Controller();
@@ -217,23 +219,23 @@ TEST_F(ImagePullTest, MultiArchIndexResolvesToLinuxAmd64) {
   EXPECT_EQ(pulled->metadata.config.architecture, "amd64");
   EXPECT_EQ(pulled->metadata.manifest_digest, amd["digest"].get<std::string>());
   // The repo digest is the index's, as kubelet and containerd report it.
-  EXPECT_THAT(pulled->status.repo_digests,
-              ::testing::ElementsAre(registry_->host() + "/multi@" +
-                                     index["digest"].get<std::string>()));
+  EXPECT_THAT(
+      pulled->status.repo_digests,
+      ::testing::ElementsAre(registry_->host() + "/multi@" + index["digest"].get<std::string>()));
   auto layers = images.LayerImages(pulled->metadata.id);
   ASSERT_TRUE(layers.ok());
   EXPECT_EQ(ReadText(ExtractErofs((*layers)[0], tmp_.Join("x")) + "/arch"), "amd64");
 }
 
 TEST_F(ImagePullTest, ZstdAndUncompressedLayersWithWhiteouts) {
-  auto l0 = OciLayout::MakeLayer({testing::Dir("a"), testing::File("a/keep", "k"),
-                                  testing::File("a/gone", "g"), testing::Dir("opq"),
-                                  testing::File("opq/old", "o")},
-                                 testing::Compression::kZstd);
-  auto l1 = OciLayout::MakeLayer({testing::File("a/.wh.gone", ""), testing::Dir("opq"),
-                                  testing::File("opq/.wh..wh..opq", ""),
-                                  testing::File("opq/new", "n")},
-                                 testing::Compression::kNone);
+  auto l0 = OciLayout::MakeLayer(
+      {testing::Dir("a"), testing::File("a/keep", "k"), testing::File("a/gone", "g"),
+       testing::Dir("opq"), testing::File("opq/old", "o")},
+      testing::Compression::kZstd);
+  auto l1 =
+      OciLayout::MakeLayer({testing::File("a/.wh.gone", ""), testing::Dir("opq"),
+                            testing::File("opq/.wh..wh..opq", ""), testing::File("opq/new", "n")},
+                           testing::Compression::kNone);
   Push("wh:1", layout_->AddImage({l0, l1}));
   ImageController& images = Controller();
   auto pulled = images.Pull(registry_->host() + "/wh:1", {});
@@ -309,8 +311,8 @@ TEST_F(ImagePullTest, DigestMismatchFailsAndStoresNothing) {
 }
 
 TEST_F(ImagePullTest, HostileLayerIsRejectedAndWritesNothingOutside) {
-  auto evil = OciLayout::MakeLayer({testing::File("../../escaped", "x")},
-                                   testing::Compression::kGzip);
+  auto evil =
+      OciLayout::MakeLayer({testing::File("../../escaped", "x")}, testing::Compression::kGzip);
   Push("evil:1", layout_->AddImage({evil}));
   auto link = OciLayout::MakeLayer({testing::Symlink("s", "/tmp"), testing::File("s/escaped", "x")},
                                    testing::Compression::kGzip);
@@ -408,8 +410,8 @@ TEST_F(ImagePullTest, GarbageCollectionDuringPullsNeverBreaksAPull) {
 
 TEST_F(ImagePullTest, RegistryDownMidPullFailsCleanly) {
   Push("half:1", SimpleImage());
-  testing::TokenProxy proxy(tmp_.Join("proxy"), {"http://" + registry_->host(), "", "", "",
-                                                 "truncate"});
+  testing::TokenProxy proxy(tmp_.Join("proxy"),
+                            {"http://" + registry_->host(), "", "", "", "truncate"});
   std::string error;
   ASSERT_TRUE(proxy.Start(&error)) << error;
   ImageController& images = Controller();
@@ -497,7 +499,8 @@ TEST_F(ImagePullTest, TlsWithPrivateCaAndInsecureSkipVerify) {
   const std::string certs = tmp_.Join("certs");
   std::filesystem::create_directories(certs);
   ASSERT_EQ(testing::MakeTestCertificates(certs), "");
-  testing::LocalRegistry tls(tmp_.Join("tls"), {"", certs + "/server.pem", certs + "/server-key.pem"});
+  testing::LocalRegistry tls(tmp_.Join("tls"),
+                             {"", certs + "/server.pem", certs + "/server-key.pem"});
   std::string error;
   ASSERT_TRUE(tls.Start(&error)) << error;
   PushTo(tls.host(), "tls/app:1", SimpleImage());

@@ -17,8 +17,8 @@
 namespace podvisor {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::Compression;
+using ::testing::HasSubstr;
 using testing::TarEntry;
 
 std::string ReadText(const std::string& path) {
@@ -173,11 +173,12 @@ TEST_F(LayerUnpackerTest, RejectsCompressionBombsAndGarbage) {
   EXPECT_EQ(bomb.status().code(), absl::StatusCode::kInvalidArgument) << bomb.status();
   EXPECT_THAT(bomb.status().message(), HasSubstr("more than"));
 
-  std::string gz = testing::Compress(testing::MakeTar({testing::File("f", std::string(1 << 16, 'q'))}),
-                                     Compression::kGzip);
+  std::string gz = testing::Compress(
+      testing::MakeTar({testing::File("f", std::string(1 << 16, 'q'))}), Compression::kGzip);
   auto truncated = UnpackLayer(FromString(gz.substr(0, gz.size() / 2)), dest_);
   EXPECT_FALSE(truncated.ok());
-  std::string zs = testing::Compress(testing::MakeTar({testing::File("f", "data")}), Compression::kZstd);
+  std::string zs =
+      testing::Compress(testing::MakeTar({testing::File("f", "data")}), Compression::kZstd);
   auto zt = UnpackLayer(FromString(zs.substr(0, zs.size() - 3)), dest_);
   EXPECT_FALSE(zt.ok());
   auto garbage = UnpackLayer(FromString(std::string(2048, '\x7f')), dest_);

@@ -18,7 +18,8 @@ TEST(ManifestTest, DockerSchema2Manifest) {
     "config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1470,"digest":")" +
                      kD1 + R"("},
     "layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":2811478,
-               "digest":")" + kD2 + R"("}]})";
+               "digest":")" +
+                     kD2 + R"("}]})";
   auto m = ParseManifest(body, "");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_FALSE(m->is_index);
@@ -29,9 +30,11 @@ TEST(ManifestTest, DockerSchema2Manifest) {
 }
 
 TEST(ManifestTest, OciManifestWithoutMediaTypeUsesHeaderOrShape) {
-  std::string body = R"({"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":")" +
-                     kD1 + R"("},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","size":5,"digest":")" +
-                     kD2 + R"("}]})";
+  std::string body =
+      R"({"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","size":2,"digest":")" +
+      kD1 +
+      R"("},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+zstd","size":5,"digest":")" +
+      kD2 + R"("}]})";
   auto m = ParseManifest(body, "application/vnd.oci.image.manifest.v1+json; charset=utf-8");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->media_type, kMediaOciManifest);
@@ -42,12 +45,14 @@ TEST(ManifestTest, OciManifestWithoutMediaTypeUsesHeaderOrShape) {
 TEST(ManifestTest, IndexAndPlatformSelection) {
   std::string body = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
     "manifests":[
-      {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"digest":")" + kD1 +
+      {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":10,"digest":")" +
+                     kD1 +
                      R"(","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
-      {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":11,"digest":")" + kD3 +
+      {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":11,"digest":")" +
+                     kD3 +
                      R"(","platform":{"os":"unknown","architecture":"unknown"}},
-      {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":12,"digest":")" + kD2 +
-                     R"(","platform":{"os":"linux","architecture":"amd64"}}]})";
+      {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":12,"digest":")" +
+                     kD2 + R"(","platform":{"os":"linux","architecture":"amd64"}}]})";
   auto idx = ParseManifest(body, "");
   ASSERT_TRUE(idx.ok()) << idx.status();
   EXPECT_TRUE(idx->is_index);
@@ -66,17 +71,25 @@ TEST(ManifestTest, RejectsBadDocuments) {
   EXPECT_EQ(v1.status().code(), absl::StatusCode::kUnimplemented);
   EXPECT_THAT(v1.status().message(), HasSubstr("schema 1"));
   // bad digest, negative size, unknown layer type, missing config
-  const std::string layer_tmpl = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"size":1,"digest":")" + kD1 + R"("},"layers":[LAYER]})";
-  for (const std::string& layer : std::vector<std::string>{
-        R"({"mediaType":"application/vnd.oci.image.layer.v1.tar","size":1,"digest":"sha256:zz"})",
-        R"({"mediaType":"application/vnd.oci.image.layer.v1.tar","size":-1,"digest":")" + kD2 + "\"}",
-        R"({"mediaType":"application/x-evil","size":1,"digest":")" + kD2 + "\"}",
-        R"("string")"}) {
+  const std::string layer_tmpl =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"size":1,"digest":")" +
+      kD1 + R"("},"layers":[LAYER]})";
+  for (
+      const std::string& layer : std::vector<std::string>{
+          R"({"mediaType":"application/vnd.oci.image.layer.v1.tar","size":1,"digest":"sha256:zz"})",
+          R"({"mediaType":"application/vnd.oci.image.layer.v1.tar","size":-1,"digest":")" + kD2 +
+              "\"}",
+          R"({"mediaType":"application/x-evil","size":1,"digest":")" + kD2 + "\"}",
+          R"("string")"}) {
     std::string body = layer_tmpl;
     body.replace(body.find("LAYER"), 5, layer);
     EXPECT_FALSE(ParseManifest(body, "").ok()) << body;
   }
-  EXPECT_FALSE(ParseManifest(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]})", "").ok());
+  EXPECT_FALSE(
+      ParseManifest(
+          R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]})",
+          "")
+          .ok());
   EXPECT_FALSE(ParseManifest(std::string(5 << 20, ' '), "").ok());
 }
 
@@ -84,7 +97,8 @@ TEST(ManifestTest, ImageConfig) {
   std::string body = R"({"architecture":"amd64","os":"linux","config":{"User":"1000:1000",
     "Env":["PATH=/bin"],"Entrypoint":["/init"],"Cmd":["-v"],"WorkingDir":"/w",
     "Labels":{"a":"b"},"ExposedPorts":{"80/tcp":{}},"Volumes":{"/data":{}},"StopSignal":"SIGINT"},
-    "rootfs":{"type":"layers","diff_ids":[")" + kD1 + R"(",")" + kD2 + R"("]}})";
+    "rootfs":{"type":"layers","diff_ids":[")" +
+                     kD1 + R"(",")" + kD2 + R"("]}})";
   auto c = ParseImageConfig(body);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->user, "1000:1000");

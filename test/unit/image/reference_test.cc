@@ -50,8 +50,9 @@ TEST(ImageReferenceTest, Digests) {
 TEST(ImageReferenceTest, RejectsInvalid) {
   for (const char* bad :
        {"", "Busybox", "docker.io/Library/busybox", "busybox:", "busybox:-x", "busybox@sha256:abc",
-        "busybox@md5:" "0123456789abcdef0123456789abcdef", "a//b", "/busybox", "busybox/",
-        "a..b/c", "-a/b", "a:b:c/d"}) {
+        "busybox@md5:"
+        "0123456789abcdef0123456789abcdef",
+        "a//b", "/busybox", "busybox/", "a..b/c", "-a/b", "a:b:c/d"}) {
     auto ref = ParseImageReference(bad);
     EXPECT_FALSE(ref.ok()) << bad << " -> " << (ref.ok() ? ref->String() : "");
     if (!ref.ok()) EXPECT_EQ(ref.status().code(), absl::StatusCode::kInvalidArgument);

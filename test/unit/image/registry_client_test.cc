@@ -28,8 +28,8 @@ TEST(WwwAuthenticateTest, BasicTokensEscapesAndSeveralChallenges) {
 }
 
 TEST(WwwAuthenticateTest, MalformedInputDoesNotCrash) {
-  for (const char* h : {"", "   ", "Bearer", "Bearer realm=\"unterminated", "=x", ",,,", "Bearer ,realm=",
-                        "Basic realm=\"x\\"}) {
+  for (const char* h : {"", "   ", "Bearer", "Bearer realm=\"unterminated", "=x", ",,,",
+                        "Bearer ,realm=", "Basic realm=\"x\\"}) {
     auto c = ParseWwwAuthenticate(h);
     EXPECT_LE(c.size(), 2u) << h;
   }
