@@ -137,7 +137,11 @@ absl::Status ParseCni(const YAML::Node& n, CniConfig& c) {
 
 absl::Status ParseRegistry(const YAML::Node& n, RegistryConfig& c) {
   const std::string p = "registry";
-  if (absl::Status s = CheckKeys(n, p, {"hosts", "max_concurrent_downloads"}); !s.ok()) return s;
+  if (absl::Status s = CheckKeys(n, p, {"hosts", "max_concurrent_downloads", "pinned_images"});
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = GetStringList(n, p, "pinned_images", c.pinned_images); !s.ok()) return s;
   if (absl::Status s = GetInt(n, p, "max_concurrent_downloads", 1, 64, c.max_concurrent_downloads);
       !s.ok()) {
     return s;
@@ -281,7 +285,9 @@ nlohmann::json ConfigToJson(const Config& c) {
         {"boot_timeout_seconds", c.hypervisor.boot_timeout_seconds}}},
       {"cni", {{"conf_dir", c.cni.conf_dir}, {"bin_dirs", c.cni.bin_dirs}}},
       {"registry",
-       {{"hosts", hosts}, {"max_concurrent_downloads", c.registry.max_concurrent_downloads}}},
+       {{"hosts", hosts},
+        {"max_concurrent_downloads", c.registry.max_concurrent_downloads},
+        {"pinned_images", c.registry.pinned_images}}},
   };
 }
 

@@ -44,6 +44,8 @@ struct RegistryHostConfig {
 struct RegistryConfig {
   std::map<std::string, RegistryHostConfig> hosts;  // keyed by registry host, e.g. docker.io
   int64_t max_concurrent_downloads = 3;
+  // Images reported as pinned (kubelet's image GC keeps them), by tag or digest reference.
+  std::vector<std::string> pinned_images;
 };
 
 // The daemon's whole configuration: one YAML file, every key optional.

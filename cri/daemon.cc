@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "cri/runtime_service.h"
 #include "hypervisor/hypervisor.h"
+#include "image/image_service.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/sandbox_controller.h"
@@ -172,7 +173,15 @@ class DaemonImpl : public Daemon {
     services_.records = records_.get();
     services_.sandboxes = sandbox_controller_.get();
     services_.network = network_.get();
-    PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes";
+    ImageController::Options image_options;
+    image_options.root_dir = absl::StrCat(services_.config.root_dir, "/images");
+    image_options.registry = services_.config.registry;
+    auto images = ImageController::Create(std::move(image_options), records_.get());
+    if (!images.ok()) return images.status();
+    image_controller_ = std::move(*images);
+    services_.images = image_controller_.get();
+    PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes, "
+                  << image_controller_->List("").size() << " images";
     return absl::OkStatus();
   }
 
@@ -222,6 +231,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<PodNetworkManager> network_;
   std::thread init_thread_;
   std::unique_ptr<SandboxController> sandbox_controller_;
+  std::unique_ptr<ImageController> image_controller_;
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
+#include "image/image_service.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
@@ -18,6 +19,7 @@ struct Services {
   RecordStore* records = nullptr;
   SandboxController* sandboxes = nullptr;
   PodNetworkManager* network = nullptr;
+  ImageController* images = nullptr;
 };
 
 }  // namespace podvisor::cri
