@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "image/image_service.h"
@@ -410,12 +411,16 @@ TEST_F(ImagePullTest, GarbageCollectionDuringPullsNeverBreaksAPull) {
       images.GarbageCollect().IgnoreError();
     }
   });
-  for (int i = 0; i < 15; ++i) {
-    auto pulled = images.Pull(i % 2 ? one : two, {});
-    ASSERT_TRUE(pulled.ok()) << i << ": " << pulled.status();
+  {
+    absl::Cleanup join = [&] {  // also when an assertion below returns early
+      stop = true;
+      collector.join();
+    };
+    for (int i = 0; i < 15; ++i) {
+      auto pulled = images.Pull(i % 2 ? one : two, {});
+      ASSERT_TRUE(pulled.ok()) << i << ": " << pulled.status();
+    }
   }
-  stop = true;
-  collector.join();
   auto last = images.Pull(one, {});
   ASSERT_TRUE(last.ok()) << last.status();
   EXPECT_TRUE(images.LayerImages(last->metadata.id).ok());
