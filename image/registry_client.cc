@@ -477,6 +477,28 @@ std::vector<size_t> RegistrySession::EndpointOrder() {
   return order;
 }
 
+absl::Status RegistrySession::Ping(size_t endpoint) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pinged_.find(endpoint);
+    if (it != pinged_.end()) return it->second;
+  }
+  const RegistryEndpoint& ep = endpoints_[endpoint];
+  RegistryClient::Request req;
+  req.url = ep.base_url + "/v2/";
+  req.tls = &ep;
+  req.capture_limit = kErrorBodyLimit;
+  absl::StatusOr<RegistryClient::Result> r = client_->Perform(req);
+  absl::Status s = r.status();
+  if (r.ok() && r->code != 200 && r->code != 401) {
+    s = absl::UnavailableError(absl::StrCat("GET ", RedactUrl(req.url), ": HTTP ", r->code,
+                                            ": not an OCI distribution registry"));
+  }
+  absl::MutexLock lock(&mu_);
+  pinged_[endpoint] = s;
+  return s;
+}
+
 absl::StatusOr<FetchedManifest> RegistrySession::GetManifest(
     absl::string_view tag_or_digest, const std::optional<Descriptor>& expected) {
   const bool by_digest = absl::StartsWith(tag_or_digest, kSha256Prefix);
@@ -484,8 +506,10 @@ absl::StatusOr<FetchedManifest> RegistrySession::GetManifest(
   std::vector<std::string> failures;
   for (size_t i : EndpointOrder()) {
     const RegistryEndpoint& ep = endpoints_[i];
-    absl::StatusOr<Response> r = Get(ep, absl::StrCat("manifests/", tag_or_digest),
-                                     ManifestAcceptHeader(), kMaxManifestBytes, nullptr);
+    absl::Status ping = Ping(i);
+    absl::StatusOr<Response> r = ping.ok() ? Get(ep, absl::StrCat("manifests/", tag_or_digest),
+                                                 ManifestAcceptHeader(), kMaxManifestBytes, nullptr)
+                                           : absl::StatusOr<Response>(ping);
     absl::Status s = r.status();
     FetchedManifest m;
     if (r.ok()) {

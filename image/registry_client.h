@@ -84,6 +84,8 @@ class RegistrySession {
   absl::StatusOr<std::string> FetchToken(const RegistryEndpoint& ep, const AuthChallenge& c,
                                          const RegistryCredentials& creds);
   std::vector<size_t> EndpointOrder();
+  // GET /v2/ once per endpoint: 200 or 401 means an OCI distribution API is there.
+  absl::Status Ping(size_t endpoint);
   // The credentials to present to `ep` (empty ones when server_address names another host).
   const RegistryCredentials& CredentialsFor(const RegistryEndpoint& ep) const;
 
@@ -94,6 +96,7 @@ class RegistrySession {
   absl::Mutex mu_;
   std::map<std::string, std::string> authorization_ ABSL_GUARDED_BY(mu_);  // base_url -> header
   std::optional<size_t> preferred_ ABSL_GUARDED_BY(mu_);
+  std::map<size_t, absl::Status> pinged_ ABSL_GUARDED_BY(mu_);
 };
 
 // The OCI distribution protocol over libcurl (HTTP/1.1, and HTTP/2 over TLS): ping, manifests,

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +39,8 @@ bool ChildProcess::Start(const std::vector<std::string>& argv, const std::string
       ::dup2(fd, 2);
     }
     ::setpgid(0, 0);
+    // Die with the test even if it never gets to kill us (a crash, std::terminate).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     std::vector<char*> args;
     for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
     args.push_back(nullptr);

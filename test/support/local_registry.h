@@ -11,7 +11,8 @@
 
 namespace podvisor::testing {
 
-// A child process killed (SIGKILL) and reaped on destruction.
+// A child process killed (SIGKILL) and reaped on destruction, and killed by the kernel if the
+// thread that started it dies first.
 class ChildProcess {
  public:
   ChildProcess() = default;

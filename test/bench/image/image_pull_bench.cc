@@ -73,10 +73,11 @@ struct Fixture {
   }
 };
 
-Fixture& Shared() {
-  static Fixture* f = new Fixture();
+std::unique_ptr<Fixture>& SharedPtr() {
+  static auto* f = new std::unique_ptr<Fixture>(std::make_unique<Fixture>());
   return *f;
 }
+Fixture& Shared() { return *SharedPtr(); }
 
 void BM_PodvisorPull(benchmark::State& state) {
   Fixture& f = Shared();
@@ -225,5 +226,6 @@ int main(int argc, char** argv) {
     std::printf("setup failed: %s\n", f.error.c_str());
   }
   benchmark::RunSpecifiedBenchmarks();
+  podvisor::SharedPtr().reset();  // stops the registry
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "image/image_service.h"
@@ -195,6 +196,19 @@ TEST_F(ImagePullTest, MirrorServesARegistryAndFallsBackToUpstream) {
   auto pulled = images.Pull("registry.k8s.io/pause:3.9", {});
   ASSERT_TRUE(pulled.ok()) << pulled.status();
   EXPECT_THAT(pulled->status.repo_tags, ::testing::ElementsAre("registry.k8s.io/pause:3.9"));
+
+  // A mirror that is no registry (python's http.server: 404 on /v2/) is skipped with a reason.
+  testing::ChildProcess web;
+  const int web_port = testing::FreePort();
+  ASSERT_TRUE(web.Start({"python3", "-m", "http.server", "--bind", "127.0.0.1",
+                         std::to_string(web_port), "--directory", tmp_.path()},
+                        tmp_.Join("web.log")));
+  ASSERT_TRUE(testing::WaitForPort(web_port));
+  RegistryConfig config3;
+  config3.hosts["registry.k8s.io"].mirrors = {"http://127.0.0.1:" + std::to_string(web_port)};
+  auto not_registry = Controller(config3).Pull("registry.k8s.io/podvisor-test/no-such-image:1", {});
+  ASSERT_FALSE(not_registry.ok());
+  EXPECT_THAT(not_registry.status().message(), HasSubstr("not an OCI distribution registry"));
 
   // A mirror for the loopback registry itself that does not have the image: upstream answers.
   Push("other/img:1", SimpleImage(testing::Compression::kZstd));
@@ -397,12 +411,16 @@ TEST_F(ImagePullTest, GarbageCollectionDuringPullsNeverBreaksAPull) {
       images.GarbageCollect().IgnoreError();
     }
   });
-  for (int i = 0; i < 15; ++i) {
-    auto pulled = images.Pull(i % 2 ? one : two, {});
-    ASSERT_TRUE(pulled.ok()) << i << ": " << pulled.status();
+  {
+    absl::Cleanup join = [&] {  // also when an assertion below returns early
+      stop = true;
+      collector.join();
+    };
+    for (int i = 0; i < 15; ++i) {
+      auto pulled = images.Pull(i % 2 ? one : two, {});
+      ASSERT_TRUE(pulled.ok()) << i << ": " << pulled.status();
+    }
   }
-  stop = true;
-  collector.join();
   auto last = images.Pull(one, {});
   ASSERT_TRUE(last.ok()) << last.status();
   EXPECT_TRUE(images.LayerImages(last->metadata.id).ok());
