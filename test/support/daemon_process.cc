@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -26,6 +27,27 @@ bool CanConnect(const std::string& path) {
   return ok;
 }
 
+std::set<pid_t> QemuProcessesUnder(const std::string& dir) {
+  std::set<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    pid_t pid = std::atoi(e.path().filename().c_str());
+    if (pid <= 0 || pid == ::getpid()) continue;
+    std::ifstream in(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find("qemu") != std::string::npos && cmd.find(dir) != std::string::npos) {
+      out.insert(pid);
+    }
+  }
+  return out;
+}
+
+int KillQemuUnder(const std::string& dir) {
+  std::set<pid_t> pids = QemuProcessesUnder(dir);
+  for (pid_t pid : pids) ::kill(pid, SIGKILL);
+  return static_cast<int>(pids.size());
+}
+
 std::string DaemonProcess::BinaryPath() { return std::string(PODVISOR_BIN_DIR) + "/podvisord"; }
 
 DaemonProcess::DaemonProcess(Options options) : options_(std::move(options)) {
@@ -41,9 +63,9 @@ bool DaemonProcess::Start(std::string* error, int timeout_ms) {
                                    "--listen", "unix://" + options_.socket_path,
                                    "--log-level", "debug"};
   if (options_.config_path.empty()) {
-    // Never pick up the host's /etc/podvisor/config.yaml: an empty file means the defaults.
+    // Never pick up the host's /etc/podvisor/config.yaml.
     options_.config_path = options_.root_dir + ".config.yaml";
-    std::ofstream(options_.config_path).flush();
+    std::ofstream(options_.config_path) << "hypervisor: {accel: tcg}\n";
   }
   args.push_back("--config");
   args.push_back(options_.config_path);

@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,9 @@ class DaemonProcess {
     std::string root_dir;
     std::string state_dir;
     std::string socket_path;
-    std::string config_path;  // empty: an empty config file (the built-in defaults)
+    // Empty: a config of the built-in defaults except `hypervisor.accel: tcg` (no KVM probe at
+    // each start: these machines cannot use KVM, and the probe costs seconds).
+    std::string config_path;
     std::vector<std::string> extra_args;
     std::string log_path;  // where stderr goes; empty: <state_dir>/../podvisord.log
   };
@@ -49,5 +52,12 @@ class DaemonProcess {
 
 // True when a unix socket at `path` accepts a connection.
 bool CanConnect(const std::string& path);
+
+// QEMU processes whose command line mentions `dir` (a test's state directory): VMs of that test.
+std::set<pid_t> QemuProcessesUnder(const std::string& dir);
+
+// SIGKILLs them; returns how many there were. Pods outlive podvisord by design, so a test that
+// kills its daemon at a random moment (e.g. during the hypervisor's warm-up) cleans up with this.
+int KillQemuUnder(const std::string& dir);
 
 }  // namespace podvisor::testing

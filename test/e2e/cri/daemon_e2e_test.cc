@@ -30,6 +30,9 @@ namespace v1 = runtime::v1;
 
 class DaemonE2eTest : public ::testing::Test {
  protected:
+  // These tests kill daemons at any moment, also while the hypervisor warms up with a VM.
+  void TearDown() override { KillQemuUnder(dir_.path()); }
+
   DaemonProcess::Options Options(const std::string& name = "a") {
     DaemonProcess::Options o;
     o.root_dir = dir_.Join(name + "-root");

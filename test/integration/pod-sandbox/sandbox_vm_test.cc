@@ -3,7 +3,12 @@
 
 #include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
 
+#include <arpa/inet.h>
+#include <netinet/ip.h>
+#include <netinet/ip_icmp.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -29,22 +34,53 @@ namespace fs = std::filesystem;
 
 std::string GuestDir() { return std::string(PODVISOR_BIN_DIR) + "/../guest"; }
 
-// pids of processes whose command line mentions `needle`.
-std::set<pid_t> ProcessesMentioning(const std::string& needle) {
-  std::set<pid_t> out;
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    pid_t pid = atoi(e.path().filename().c_str());
-    if (pid <= 0 || pid == getpid()) continue;
-    std::ifstream in(e.path() / "cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmd.find("qemu") != std::string::npos && cmd.find(needle) != std::string::npos) {
-      out.insert(pid);
-    }
-  }
-  return out;
+bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+uint16_t Checksum(const void* data, size_t len) {
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  uint32_t sum = 0;
+  for (size_t i = 0; i + 1 < len; i += 2) sum += (p[i] << 8) | p[i + 1];
+  if (len & 1) sum += p[len - 1] << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return htons(static_cast<uint16_t>(~sum));
 }
 
-bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+// Sends ICMP echo requests to `ip` (raw socket: the test runs as root) until one is answered or
+// `attempts` seconds pass. True when the guest answered.
+bool Ping(const std::string& ip, int attempts) {
+  int fd = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMP);
+  if (fd < 0) return false;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  ::inet_pton(AF_INET, ip.c_str(), &to.sin_addr);
+  const uint16_t ident = static_cast<uint16_t>(getpid());
+  bool answered = false;
+  for (int seq = 1; seq <= attempts && !answered; ++seq) {
+    unsigned char packet[64] = {};
+    auto* icmp = reinterpret_cast<icmphdr*>(packet);
+    icmp->type = ICMP_ECHO;
+    icmp->un.echo.id = htons(ident);
+    icmp->un.echo.sequence = htons(static_cast<uint16_t>(seq));
+    icmp->checksum = Checksum(packet, sizeof packet);
+    ::sendto(fd, packet, sizeof packet, 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    while (!answered && std::chrono::steady_clock::now() < deadline) {
+      pollfd pfd{fd, POLLIN, 0};
+      if (::poll(&pfd, 1, 200) <= 0) continue;
+      unsigned char buf[1500];
+      sockaddr_in from{};
+      socklen_t from_len = sizeof from;
+      ssize_t n = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+      if (n < static_cast<ssize_t>(sizeof(iphdr) + sizeof(icmphdr))) continue;
+      const auto* iph = reinterpret_cast<const iphdr*>(buf);
+      const auto* reply = reinterpret_cast<const icmphdr*>(buf + iph->ihl * 4);
+      answered = from.sin_addr.s_addr == to.sin_addr.s_addr && reply->type == ICMP_ECHOREPLY &&
+                 ntohs(reply->un.echo.id) == ident;
+    }
+  }
+  ::close(fd);
+  return answered;
+}
 
 class SandboxVmTest : public ::testing::Test {
  protected:
@@ -74,7 +110,7 @@ class SandboxVmTest : public ::testing::Test {
     std::string cmd = absl::StrCat("ip link del ", bridge_, " 2>/dev/null");
     (void)::system(cmd.c_str());
     // Nothing of ours may outlive the test.
-    for (pid_t pid : ProcessesMentioning(dir_.path())) {
+    for (pid_t pid : QemuProcessesUnder(dir_.path())) {
       ADD_FAILURE() << "QEMU process " << pid << " left behind";
       ::kill(pid, SIGKILL);
     }
@@ -206,13 +242,29 @@ TEST_F(SandboxVmTest, LifecycleLeavesNothingBehind) {
   ASSERT_TRUE(Remove(id).ok());
   EXPECT_TRUE(List().empty());
   EXPECT_FALSE(fs::exists(state_dir));
-  EXPECT_TRUE(ProcessesMentioning(dir_.path()).empty());
+  EXPECT_TRUE(QemuProcessesUnder(dir_.path()).empty());
   EXPECT_TRUE(fs::is_empty(dir_.Join("st/netns")));
   EXPECT_TRUE(Remove(id).ok());
   EXPECT_TRUE(Stop("0123456789abcdef0123").ok());
   EXPECT_TRUE(Remove("0123456789abcdef0123").ok());
   v1::PodSandboxStatusResponse missing;
   EXPECT_EQ(Status(id, &missing).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SandboxVmTest, PodIpAnswersFromInsideTheVm) {
+  StartDaemon();
+  std::string id;
+  ASSERT_TRUE(Run(PodConfig("pingable"), &id).ok());
+  v1::PodSandboxStatusResponse status;
+  ASSERT_TRUE(Status(id, &status).ok());
+  const std::string ip = status.status().network().ip();
+  ASSERT_FALSE(ip.empty());
+  // The guest kernel answers: the tap redirect, the VM's NIC and the agent's address setup work.
+  EXPECT_TRUE(Ping(ip, 20)) << "no echo reply from " << ip;
+  ASSERT_TRUE(Stop(id).ok());
+  // After StopPodSandbox the address is gone with the VM.
+  EXPECT_FALSE(Ping(ip, 2));
+  ASSERT_TRUE(Remove(id).ok());
 }
 
 TEST_F(SandboxVmTest, DuplicateNameAndHostNetworkAreRefused) {
@@ -309,7 +361,7 @@ TEST_F(SandboxVmTest, FourSandboxesAtOnce) {
   EXPECT_EQ(ids.size(), 4u);
   EXPECT_EQ(ips.size(), 4u);
   for (const std::string& id : ids) EXPECT_TRUE(Remove(id).ok());
-  EXPECT_TRUE(ProcessesMentioning(dir_.path()).empty());
+  EXPECT_TRUE(QemuProcessesUnder(dir_.path()).empty());
 }
 
 TEST_F(SandboxVmTest, FailedBootLeavesNothing) {
@@ -322,7 +374,7 @@ TEST_F(SandboxVmTest, FailedBootLeavesNothing) {
   ASSERT_FALSE(s.ok());
   EXPECT_THAT(s.error_message(), HasSubstr("console log"));
   EXPECT_TRUE(List().empty());
-  EXPECT_TRUE(ProcessesMentioning(dir_.path()).empty());
+  EXPECT_TRUE(QemuProcessesUnder(dir_.path()).empty());
   EXPECT_TRUE(!fs::exists(dir_.Join("st/vm")) || fs::is_empty(dir_.Join("st/vm")));
   EXPECT_TRUE(!fs::exists(dir_.Join("st/netns")) || fs::is_empty(dir_.Join("st/netns")));
   // The name is free for the next attempt.
