@@ -252,6 +252,10 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
       return Error::Ok();
     }
     case v1::Rootfs::kBlockDevice: {
+      if (!options.pid1) {
+        // On a host, a serial could name one of the host's own disks.
+        return Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode");
+      }
       const v1::BlockDeviceSource& b = root.block_device();
       std::string device;
       if (Error e = FindBlockDevice("/sys", b.serial(), 5000, &device); !e.ok()) return e;
@@ -304,6 +308,7 @@ Error ContainerManager::Impl::PrepareDiskMounts(v1::ContainerSpec* spec, Contain
   for (int i = 0; i < spec->mounts_size(); ++i) {
     v1::Mount* m = spec->mutable_mounts(i);
     if (m->source().rfind(kPrefix, 0) != 0) continue;
+    if (!options.pid1) return Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode");
     std::string device;
     const std::string serial = m->source().substr(sizeof(kPrefix) - 1);
     if (Error e = FindBlockDevice("/sys", serial, 5000, &device); !e.ok()) {
