@@ -229,6 +229,7 @@ struct ContainerManager::Impl {
   }
 
   Error PrepareRootfs(const v1::Rootfs& root, Container* c);
+  Error PrepareDiskMounts(v1::ContainerSpec* spec, Container* c);
   Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
                        const std::string& console_socket, const std::string& log);
   void StartPump(const std::shared_ptr<Proc>& proc, int fd, uint32_t stream_id);
@@ -251,6 +252,10 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
       return Error::Ok();
     }
     case v1::Rootfs::kBlockDevice: {
+      if (!options.pid1) {
+        // On a host, a serial could name one of the host's own disks.
+        return Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode");
+      }
       const v1::BlockDeviceSource& b = root.block_device();
       std::string device;
       if (Error e = FindBlockDevice("/sys", b.serial(), 5000, &device); !e.ok()) return e;
@@ -294,6 +299,40 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
       break;
   }
   return Error(Code::kInvalidArgument, "container has no root filesystem");
+}
+
+// Mounts whose source is "blockdev:<serial>" name a disk the host attached: the agent mounts it
+// under the bundle and hands crun a bind mount of that directory.
+Error ContainerManager::Impl::PrepareDiskMounts(v1::ContainerSpec* spec, Container* c) {
+  constexpr char kPrefix[] = "blockdev:";
+  for (int i = 0; i < spec->mounts_size(); ++i) {
+    v1::Mount* m = spec->mutable_mounts(i);
+    if (m->source().rfind(kPrefix, 0) != 0) continue;
+    if (!options.pid1) return Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode");
+    std::string device;
+    const std::string serial = m->source().substr(sizeof(kPrefix) - 1);
+    if (Error e = FindBlockDevice("/sys", serial, 5000, &device); !e.ok()) {
+      return e.With("mount " + m->destination());
+    }
+    const std::string dir = c->bundle + "/mounts/" + std::to_string(i);
+    if (Error e = MakeDirs(dir); !e.ok()) return e;
+    std::vector<std::string> opts;
+    bool readonly = false;
+    for (const std::string& o : m->options()) {
+      if (o == "ro") readonly = true;
+      if (o != "rbind" && o != "bind" && o != "rprivate" && o != "private") opts.push_back(o);
+    }
+    if (Error e = MountWithOptions(device, dir, m->type(), opts, readonly); !e.ok()) {
+      return e.With("mount " + m->destination());
+    }
+    c->own_mounts.push_back(dir);
+    m->set_source(dir);
+    m->set_type("bind");
+    m->clear_options();
+    m->add_options("rbind");
+    if (readonly) m->add_options("ro");
+  }
+  return Error::Ok();
 }
 
 void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd,
@@ -496,6 +535,7 @@ void ContainerManager::Impl::Cleanup(Container* c) {
     unlink((c->bundle + "/exec-" + id + ".pid").c_str());
   }
   for (const char* d : {"rootfs", "lower", "upper", "work"}) rmdir((c->bundle + "/" + d).c_str());
+  RemoveTree(c->bundle + "/mounts");  // unmounted above; stays on this filesystem anyway
   if (rmdir(c->bundle.c_str()) != 0 && errno != ENOENT) RemoveTree(c->bundle);
 }
 
@@ -526,6 +566,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     if (Error e = MakeDirs(c->bundle); !e.ok()) return e;
     if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), c.get()); !e.ok()) return e;
     v1::ContainerSpec spec = req.spec();
+    if (Error e = impl_->PrepareDiskMounts(&spec, c.get()); !e.ok()) return e;
     if (Error e = ResolveUser(c->rootfs, spec.mutable_process()->mutable_user()); !e.ok()) {
       return e;
     }

@@ -13,6 +13,9 @@
 #include <cstdlib>
 #include <cstring>
 
+// NLMSG_OK compares the kernel's unsigned lengths with an int: clang warns inside the macro.
+#pragma GCC diagnostic ignored "-Wsign-compare"
+
 namespace podvisor::agent {
 namespace {
 

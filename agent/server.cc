@@ -154,6 +154,9 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
     case v1::Request::kDiskAttached:
       return DiskAttached(request.disk_attached());
     case v1::Request::kDiskDetach: {
+      if (!options_.pid1) {
+        return ErrorResponse(Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode"));
+      }
       std::string device;
       Error e = FindBlockDevice("/sys", request.disk_detach().serial(), 0, &device);
       if (e.code() == Code::kNotFound) return OkEmpty();  // already gone
@@ -168,6 +171,9 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
 }
 
 v1::Response AgentServer::DiskAttached(const v1::DiskAttachedRequest& req) {
+  if (!options_.pid1) {
+    return ErrorResponse(Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode"));
+  }
   std::string device;
   Error e = FindBlockDevice("/sys", req.serial(), 10000, &device);
   if (e.ok() && !req.mount_point().empty()) {

@@ -210,6 +210,11 @@ class AgentClient {
                                      int signal, bool all, absl::Duration timeout) = 0;
   virtual absl::StatusOr<ExitInfo> WaitProcess(const std::string& id, const std::string& exec_id,
                                                absl::Duration timeout) = 0;
+  // The same without holding a thread: `done` runs once, on the reader thread (or on the
+  // calling thread when the channel is already closed). It must not block.
+  using ExitCallback = std::function<void(absl::StatusOr<ExitInfo>)>;
+  virtual void WaitProcessAsync(const std::string& id, const std::string& exec_id,
+                                absl::Duration timeout, ExitCallback done) = 0;
   virtual absl::Status RemoveContainer(const std::string& id, bool force,
                                        absl::Duration timeout) = 0;
   virtual absl::StatusOr<uint32_t> ExecProcess(const std::string& id, const std::string& exec_id,

@@ -254,6 +254,20 @@ class AgentClientImpl final : public AgentClient {
     return ToExitInfo(r->exit_status());
   }
 
+  void WaitProcessAsync(const std::string& id, const std::string& exec_id,
+                        absl::Duration timeout, ExitCallback done) override {
+    v1::Request req;
+    req.mutable_wait_process()->set_container_id(id);
+    req.mutable_wait_process()->set_exec_id(exec_id);
+    CallAsync(req, timeout, [done = std::move(done), id](CallResult r) {
+      if (!r.ok()) {
+        done(WithContext(r.status(), "wait " + id));
+      } else {
+        done(ToExitInfo(r->exit_status()));
+      }
+    });
+  }
+
   absl::Status RemoveContainer(const std::string& id, bool force,
                                absl::Duration timeout) override {
     v1::Request req;

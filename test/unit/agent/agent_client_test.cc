@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -447,6 +448,37 @@ TEST_F(FakeGuestTest, UnansweredCallHitsItsDeadlineAndTheChannelLives) {
   guest.join();
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
   EXPECT_TRUE(client->connected());
+}
+
+TEST_F(FakeGuestTest, AsyncWaitsCompleteInAnyOrder) {
+  auto client = Adopt(absl::Hours(1));
+  ASSERT_NE(client, nullptr);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, absl::StatusOr<ExitInfo>> results;
+  for (const char* id : {"a", "b"}) {
+    client->WaitProcessAsync(id, "", absl::Seconds(30), [&, id = std::string(id)](auto r) {
+      std::lock_guard<std::mutex> lock(mu);
+      results.emplace(id, std::move(r));
+      cv.notify_all();
+    });
+  }
+  auto first = guest_.ReadRequest(v1::Request::kWaitProcess);
+  auto second = guest_.ReadRequest(v1::Request::kWaitProcess);
+  ASSERT_TRUE(first && second);
+  // Answer the second call first.
+  for (const auto& req : {*second, *first}) {
+    v1::Frame r;
+    r.set_id(req.id());
+    r.mutable_response()->mutable_exit_status()->set_exit_code(
+        req.request().wait_process().container_id() == "a" ? 1 : 2);
+    guest_.Write(r);
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == 2; }));
+  ASSERT_TRUE(results.at("a").ok());
+  EXPECT_EQ(results.at("a")->exit_code, 1);
+  EXPECT_EQ(results.at("b")->exit_code, 2);
 }
 
 TEST_F(FakeGuestTest, LateAnswerToAnExpiredCallIsIgnored) {
