@@ -71,6 +71,10 @@ class FakeAgentClient : public AgentClient {
                                        absl::Duration) override {
     return absl::UnimplementedError("fake");
   }
+  void WaitProcessAsync(const std::string&, const std::string&, absl::Duration,
+                        ExitCallback done) override {
+    done(absl::UnimplementedError("fake"));
+  }
   absl::Status RemoveContainer(const std::string&, bool, absl::Duration) override {
     return absl::UnimplementedError("fake");
   }
