@@ -48,8 +48,6 @@ absl::Status MakeDirs(const std::string& path, unsigned mode) {
   return absl::OkStatus();
 }
 
-namespace {
-
 absl::Status FsyncDir(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(absl::StrCat("open ", dir), errno);
@@ -59,8 +57,6 @@ absl::Status FsyncDir(const std::string& dir) {
   if (rc != 0) return ErrnoStatus(absl::StrCat("fsync ", dir), err);
   return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, unsigned mode) {
   const std::string dir = std::filesystem::path(path).parent_path().string();

@@ -17,6 +17,9 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, un
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// fsync of a directory, so that renames and creations inside it are durable.
+absl::Status FsyncDir(const std::string& dir);
+
 // Removes `path` and everything under it; a missing path is not an error.
 absl::Status RemoveAll(const std::string& path);
 

@@ -16,16 +16,6 @@ namespace {
 
 std::atomic<uint64_t> temp_counter{0};
 
-absl::Status SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(absl::StrCat("open ", dir), errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return ErrnoStatus(absl::StrCat("fsync ", dir), err);
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status ContentStore::Init() {
@@ -145,7 +135,7 @@ absl::Status ContentStore::Writer::Commit(absl::string_view expected_digest,
     return ErrnoStatus(absl::StrCat("rename blob into ", dest), errno);
   }
   committed_ = true;
-  return SyncDir(store_->root() + "/blobs/sha256");
+  return FsyncDir(store_->root() + "/blobs/sha256");
 }
 
 }  // namespace podvisor
