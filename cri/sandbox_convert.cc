@@ -85,6 +85,10 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
   }
   if (out.pod_uid.empty()) return absl::InvalidArgumentError("config.metadata.uid is required");
   out.hostname = c.hostname();
+  if (out.hostname.size() > 63) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.hostname \"", out.hostname, "\" is longer than 63 characters"));
+  }
   out.log_directory = c.log_directory();
   if (c.has_dns_config()) {
     const auto& d = c.dns_config();

@@ -41,6 +41,15 @@ void SizeVm(const SandboxConfig& config, const SandboxControllerOptions& options
   }
 }
 
+// The guest's hostname: the one kubelet chose, else the pod's name cut to the 63 characters a
+// hostname label may have (pod names may be longer).
+std::string GuestHostname(const SandboxMetadata& meta) {
+  if (!meta.hostname.empty()) return meta.hostname;
+  std::string name = meta.pod_name.substr(0, 63);
+  while (!name.empty() && (name.back() == '-' || name.back() == '.')) name.pop_back();
+  return name;
+}
+
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
   size_t got = 0;
@@ -159,7 +168,7 @@ absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNet
 absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMetadata& meta,
                                            const PodNetwork* net) {
   SandboxSetup setup;
-  setup.hostname = meta.hostname.empty() ? meta.pod_name : meta.hostname;
+  setup.hostname = GuestHostname(meta);
   if (meta.dns) setup.dns = DnsConfig{meta.dns->servers, meta.dns->searches, meta.dns->options};
   setup.hosts.push_back(HostEntry{"127.0.0.1", {"localhost"}});
   setup.hosts.push_back(HostEntry{"::1", {"localhost", "ip6-localhost", "ip6-loopback"}});

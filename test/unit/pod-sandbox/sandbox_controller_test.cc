@@ -109,6 +109,14 @@ TEST_F(SandboxControllerTest, RunBootsVmSetsUpGuestAndIsReady) {
   EXPECT_TRUE(controller_->Agent(*id).ok());
 }
 
+TEST_F(SandboxControllerTest, LongPodNameGivesAValidHostname) {
+  SandboxConfig c = Config(std::string(70, 'p') + "-tail");
+  c.hostname.clear();
+  ASSERT_TRUE(controller_->Run(c).ok());
+  ASSERT_EQ(agent_log_->sandbox_setups.size(), 1u);
+  EXPECT_EQ(agent_log_->sandbox_setups[0].hostname, std::string(63, 'p'));
+}
+
 TEST_F(SandboxControllerTest, PodResourcesSizeTheVm) {
   SandboxConfig c = Config();
   c.cpu_quota = 250000;
