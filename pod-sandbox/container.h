@@ -107,10 +107,12 @@ struct ContainerMetadata {
   std::optional<uint32_t> uid;
   uint32_t gid = 0;
   std::string username;
+  int stop_signal = 15;  // the image's StopSignal, else SIGTERM
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
                                                 image_id, image_ref, log_path, layers,
-                                                created_at_ns, env, cwd, uid, gid, username)
+                                                created_at_ns, env, cwd, uid, gid, username,
+                                                stop_signal)
 
 // What changes over a container's life.
 struct ContainerStatus {

@@ -83,17 +83,37 @@ std::string CapName(const std::string& cap) {
   return absl::StrCat("CAP_", upper);
 }
 
-// The serial of a layer's disk: derived from the layer image's name (its diff id), so that the
-// same layer is one disk per VM. [A-Za-z0-9], 20 characters.
+// The serial of a new layer disk: 13 hex digits of the layer image's name (its diff id) and 6
+// random ones, [a-z0-9], 20 characters. A layer detached and attached again gets a new serial, so
+// the guest cannot mistake the old device, still going away, for the new one.
 std::string LayerSerial(const std::string& path) {
   std::string base = path.substr(path.find_last_of('/') + 1);
   std::string hex;
   for (char c : base) {
     if (absl::ascii_isxdigit(static_cast<unsigned char>(c))) hex.push_back(c);
   }
-  // Drop the "sha256" digits-looking prefix: keep the hash's own hex (the tail of the name).
-  if (hex.size() > 19) hex = hex.substr(hex.size() >= 64 ? hex.size() - 64 : 0, 19);
-  return absl::StrCat("l", hex);
+  if (hex.size() >= 64) hex = hex.substr(hex.size() - 64);  // the hash itself
+  hex.resize(13, '0');
+  return absl::StrCat("l", hex, RandomHex(3));
+}
+
+// An image's StopSignal ("SIGQUIT", "QUIT", "3"); SIGTERM when absent or unknown.
+int ParseSignal(const std::string& name) {
+  static const std::pair<const char*, int> kSignals[] = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH},
+      {"STOP", SIGSTOP}, {"PWR", SIGPWR}};
+  int n = 0;
+  if (absl::SimpleAtoi(name, &n) && n > 0 && n < 65) return n;
+  std::string upper = absl::AsciiStrToUpper(name);
+  if (absl::StartsWith(upper, "SIG")) upper = upper.substr(3);
+  for (const auto& [sig_name, number] : kSignals) {
+    if (upper == sig_name) return number;
+  }
+  if (absl::StartsWith(upper, "RTMIN+") && absl::SimpleAtoi(upper.substr(6), &n)) {
+    return SIGRTMIN + n;
+  }
+  return SIGTERM;
 }
 
 int32_t ExitCodeOf(const ExitInfo& exit) {
@@ -261,14 +281,21 @@ absl::StatusOr<std::string> ContainerController::ResolveId(const std::string& id
 absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
     const std::string& sandbox_id, AgentClient& agent, const std::vector<std::string>& paths) {
   // What the sandbox's other containers already attached (the caller holds the sandbox lock).
-  std::map<std::string, LayerDisk> attached;
+  std::map<std::string, LayerDisk> attached;  // by layer image path
   std::set<uint32_t> used;
   for (const Container& c : containers_->List()) {
     if (c.metadata.sandbox_id != sandbox_id) continue;
     for (const LayerDisk& d : c.metadata.layers) {
-      attached[d.serial] = d;
+      attached[d.path] = d;
       used.insert(d.index);
     }
+  }
+  // SCSI targets rotate through the free ones, so that a target just unplugged (which the guest
+  // may still be tearing down) is not the next one used.
+  uint32_t cursor;
+  {
+    absl::MutexLock lock(&mu_);
+    cursor = next_disk_index_[sandbox_id];
   }
   std::vector<LayerDisk> out;
   std::vector<LayerDisk> added;
@@ -282,27 +309,33 @@ absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
     LayerDisk disk;
     disk.serial = LayerSerial(path);
     disk.path = path;
-    if (auto it = attached.find(disk.serial); it != attached.end()) {
+    if (auto it = attached.find(path); it != attached.end()) {
       out.push_back(it->second);
       continue;
     }
-    uint32_t index = kFirstLayerIndex;
-    while (used.contains(index)) ++index;
-    if (index > kMaxDiskIndex) {
+    std::optional<uint32_t> index;
+    const uint32_t slots = kMaxDiskIndex - kFirstLayerIndex + 1;
+    for (uint32_t i = 0; i < slots && !index; ++i) {
+      uint32_t candidate = kFirstLayerIndex + (cursor + i) % slots;
+      if (!used.contains(candidate)) index = candidate;
+    }
+    if (!index) {
       return absl::ResourceExhaustedError("the pod VM has no free disk slot for another layer");
     }
-    disk.index = index;
+    cursor = *index - kFirstLayerIndex + 1;
+    const uint32_t slot = *index;
+    disk.index = slot;
     VmDisk vm_disk;
     vm_disk.id = disk.serial;
     vm_disk.path = path;
     vm_disk.read_only = true;
-    vm_disk.index = index;
+    vm_disk.index = slot;
     if (absl::Status s = hypervisor_->AttachDisk(sandbox_id, vm_disk); !s.ok()) {
       return WithContext(s, absl::StrCat("attach layer ", path));
     }
     added.push_back(disk);
-    used.insert(index);
-    attached[disk.serial] = disk;
+    used.insert(slot);
+    attached[path] = disk;
     absl::StatusOr<std::string> device =
         agent.DiskAttached(disk.serial, absl::StrCat(kLayerMountDir, disk.serial), "erofs", true,
                            options_.agent_call_timeout);
@@ -310,6 +343,8 @@ absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
     out.push_back(disk);
   }
   std::move(undo).Cancel();
+  absl::MutexLock lock(&mu_);
+  next_disk_index_[sandbox_id] = cursor;
   return out;
 }
 
@@ -454,6 +489,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.uid = spec->process.user.uid;
   meta.gid = spec->process.user.gid;
   meta.username = spec->process.user.username;
+  meta.stop_signal = ParseSignal(image->metadata.config.stop_signal);
 
   // Output: the log file, fed by the container's stdio streams.
   auto runtime = std::make_shared<Runtime>();
@@ -596,7 +632,8 @@ absl::Status ContainerController::Stop(const std::string& id_or_prefix, absl::Du
   }
   absl::StatusOr<ExitInfo> exit = absl::DeadlineExceededError("not waited");
   if (timeout > absl::ZeroDuration()) {
-    absl::Status s = (*agent)->SignalProcess(*id, "", SIGTERM, false, options_.agent_call_timeout);
+    absl::Status s = (*agent)->SignalProcess(*id, "", c->metadata.stop_signal, false,
+                                             options_.agent_call_timeout);
     if (s.ok()) exit = (*agent)->WaitProcess(*id, "", timeout);
   }
   if (!exit.ok()) {
@@ -681,6 +718,7 @@ absl::Status ContainerController::OnSandboxRemoving(const std::string& sandbox_i
   }
   absl::MutexLock l(&mu_);
   sandbox_locks_.erase(sandbox_id);
+  next_disk_index_.erase(sandbox_id);
   return absl::OkStatus();
 }
 

@@ -110,6 +110,8 @@ class ContainerController {
   std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<std::mutex>> sandbox_locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+  // Next SCSI target to try, per sandbox.
+  std::map<std::string, uint32_t> next_disk_index_ ABSL_GUARDED_BY(mu_);
 };
 
 // The ContainerSpec parts that depend only on the request and the image (exposed for tests):

@@ -30,6 +30,7 @@ namespace v1 = runtime::v1;
 namespace fs = std::filesystem;
 
 constexpr char kImage[] = "docker.io/library/busybox:1.36";
+constexpr char kLayered[] = "docker.io/library/layered:1";
 
 std::string GuestDir() { return std::string(PODVISOR_BIN_DIR) + "/../guest"; }
 
@@ -62,6 +63,17 @@ class ContainerVmTest : public ::testing::Test {
         layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}, "amd64", "");
     layout.Tag("1.36", desc);
     ASSERT_EQ(Push(layout, "1.36", registry_->host() + "/library/busybox:1.36"), "");
+    // Three layers: busybox, then a file, then that file replaced and another one deleted.
+    OciLayout layered(dir_.Join("layered"));
+    nlohmann::json ldesc = layered.AddImage(
+        {OciLayout::MakeLayer(entries, Compression::kGzip),
+         OciLayout::MakeLayer({Dir("data"), File("data/msg", "lower\n"), File("data/gone", "x")},
+                              Compression::kGzip),
+         OciLayout::MakeLayer({Dir("data"), File("data/msg", "upper\n"), File("data/.wh.gone", "")},
+                              Compression::kZstd)},
+        "amd64", "");
+    layered.Tag("1", ldesc);
+    ASSERT_EQ(Push(layered, "1", registry_->host() + "/library/layered:1"), "");
 
     const int n = getpid() % 200 + 20;
     bridge_ = absl::StrCat("pvctr", getpid() % 100000);
@@ -90,11 +102,14 @@ class ContainerVmTest : public ::testing::Test {
     ASSERT_TRUE(daemon_->Start(&error)) << error;
     cri_ = std::make_unique<CriClient>(daemon_->endpoint());
 
-    v1::PullImageRequest pull;
-    pull.mutable_image()->set_image(kImage);
-    v1::PullImageResponse pulled;
-    grpc::Status s = cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled);
-    ASSERT_TRUE(s.ok()) << s.error_message();
+    for (const char* image : {kImage, kLayered}) {
+      v1::PullImageRequest pull;
+      pull.mutable_image()->set_image(image);
+      v1::PullImageResponse pulled;
+      grpc::Status s = cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+    }
+    grpc::Status s;
 
     pod_config_.mutable_metadata()->set_name("pod");
     pod_config_.mutable_metadata()->set_namespace_("default");
@@ -300,6 +315,41 @@ TEST_F(ContainerVmTest, RunsContainersLogsExitsExecAndStop) {
   list.Clear();
   ASSERT_TRUE(cri_->runtime().ListContainers(CriClient::Context().get(), {}, &list).ok());
   EXPECT_EQ(list.containers_size(), 0);
+}
+
+TEST_F(ContainerVmTest, RootfsIsTheOverlayOfAllLayersWithAWritableUpper) {
+  v1::ContainerConfig c = Config("layered", {"sleep", "1000"});
+  c.mutable_image()->set_image(kLayered);
+  std::string layered = Run(c);
+  ASSERT_FALSE(layered.empty());
+  // A container of the one-layer image shares the busybox layer disk.
+  std::string plain = Run(Config("plain", {"sleep", "1000"}));
+  v1::ExecSyncResponse out;
+  grpc::Status s = Exec(layered, {"sh", "-c", "cat /data/msg; ls /data"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "upper\nmsg\n") << out.stderr();
+  out.Clear();
+  s = Exec(layered, {"sh", "-c", "echo new > /data/msg && cat /data/msg"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "new\n") << out.stderr();
+  out.Clear();
+  s = Exec(plain, {"sh", "-c", "ls /data 2>&1; echo rc=$?"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(out.stdout(), HasSubstr("No such file"));
+  for (const std::string& id : {layered, plain}) {
+    v1::RemoveContainerRequest req;
+    req.set_container_id(id);
+    v1::RemoveContainerResponse resp;
+    s = cri_->runtime().RemoveContainer(CriClient::Context(60).get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  // With the disks unplugged a new container of the image attaches them again.
+  std::string again = Run(c);
+  ASSERT_FALSE(again.empty());
+  out.Clear();
+  s = Exec(again, {"cat", "/data/msg"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "upper\n");
 }
 
 TEST_F(ContainerVmTest, RemovingThePodRemovesItsContainers) {

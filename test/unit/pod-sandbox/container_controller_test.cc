@@ -273,6 +273,20 @@ TEST_F(ContainerControllerTest, StopSendsTermThenKill) {
   EXPECT_EQ(c->status.exit_code, 137);
 }
 
+TEST_F(ContainerControllerTest, StopUsesTheImagesStopSignal) {
+  ImageMetadata image;
+  image.id = "sha256:beef";
+  image.config.cmd = {"nginx"};
+  image.config.stop_signal = "SIGQUIT";
+  images_.AddImage("nginx:1", image, {kLayer0});
+  ContainerConfig c = Config();
+  c.image = "nginx:1";
+  std::string id = CreateAndStart(c);
+  ASSERT_TRUE(containers_->Stop(id, absl::Seconds(5)).ok());
+  EXPECT_THAT(log_->signals, ElementsAre(std::pair<std::string, int>{id, SIGQUIT}));
+  EXPECT_EQ(containers_->Inspect(id)->status.exit_code, 128 + SIGQUIT);
+}
+
 TEST_F(ContainerControllerTest, StopWithZeroTimeoutKillsAtOnceAndStopIsIdempotent) {
   std::string id = CreateAndStart(Config());
   ASSERT_TRUE(containers_->Stop(id, absl::ZeroDuration()).ok());
