@@ -28,8 +28,7 @@ struct ContainerMount {
   std::string host_path;
   bool readonly = false;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path,
-                                                readonly)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly)
 
 struct ContainerLimits {
   int64_t cpu_period = 0;
@@ -39,9 +38,8 @@ struct ContainerLimits {
   std::string cpuset_cpus;
   std::string cpuset_mems;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerLimits, cpu_period, cpu_quota,
-                                                cpu_shares, memory_limit_bytes, cpuset_cpus,
-                                                cpuset_mems)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerLimits, cpu_period, cpu_quota, cpu_shares,
+                                                memory_limit_bytes, cpuset_cpus, cpuset_mems)
 
 // What CreateContainer asks for (converted from runtime.v1.ContainerConfig).
 struct ContainerConfig {
@@ -76,10 +74,10 @@ struct ContainerConfig {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, image, command,
                                                 args, working_dir, envs, mounts, labels,
                                                 annotations, log_path, stdin, stdin_once, tty,
-                                                privileged, readonly_rootfs, no_new_privs,
-                                                cap_add, cap_drop, masked_paths, readonly_paths,
-                                                run_as_user, run_as_group, run_as_username,
-                                                supplemental_groups, resources)
+                                                privileged, readonly_rootfs, no_new_privs, cap_add,
+                                                cap_drop, masked_paths, readonly_paths, run_as_user,
+                                                run_as_group, run_as_username, supplemental_groups,
+                                                resources)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {
@@ -96,9 +94,9 @@ struct ContainerMetadata {
   std::string name;
   std::string sandbox_id;
   ContainerConfig config;
-  std::string image_id;   // sha256:<config digest>
-  std::string image_ref;  // a repo digest of the image when it has one, else image_id
-  std::string log_path;   // full path on the host; empty: no log
+  std::string image_id;           // sha256:<config digest>
+  std::string image_ref;          // a repo digest of the image when it has one, else image_id
+  std::string log_path;           // full path on the host; empty: no log
   std::vector<LayerDisk> layers;  // lowest first
   int64_t created_at_ns = 0;
   // The process environment exec sessions inherit (env, cwd, user as resolved at create).

@@ -28,24 +28,56 @@ constexpr absl::Duration kKillWait = absl::Seconds(10);
 constexpr absl::Duration kNoExecLimit = absl::Hours(24 * 365);
 
 const char* const kDefaultCaps[] = {
-    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",      "CAP_MKNOD",
-    "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",           "CAP_SETFCAP",     "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"};
+    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+    "CAP_KILL",    "CAP_AUDIT_WRITE"};
 
-const char* const kAllCaps[] = {
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE"};
+const char* const kAllCaps[] = {"CAP_CHOWN",
+                                "CAP_DAC_OVERRIDE",
+                                "CAP_DAC_READ_SEARCH",
+                                "CAP_FOWNER",
+                                "CAP_FSETID",
+                                "CAP_KILL",
+                                "CAP_SETGID",
+                                "CAP_SETUID",
+                                "CAP_SETPCAP",
+                                "CAP_LINUX_IMMUTABLE",
+                                "CAP_NET_BIND_SERVICE",
+                                "CAP_NET_BROADCAST",
+                                "CAP_NET_ADMIN",
+                                "CAP_NET_RAW",
+                                "CAP_IPC_LOCK",
+                                "CAP_IPC_OWNER",
+                                "CAP_SYS_MODULE",
+                                "CAP_SYS_RAWIO",
+                                "CAP_SYS_CHROOT",
+                                "CAP_SYS_PTRACE",
+                                "CAP_SYS_PACCT",
+                                "CAP_SYS_ADMIN",
+                                "CAP_SYS_BOOT",
+                                "CAP_SYS_NICE",
+                                "CAP_SYS_RESOURCE",
+                                "CAP_SYS_TIME",
+                                "CAP_SYS_TTY_CONFIG",
+                                "CAP_MKNOD",
+                                "CAP_LEASE",
+                                "CAP_AUDIT_WRITE",
+                                "CAP_AUDIT_CONTROL",
+                                "CAP_SETFCAP",
+                                "CAP_MAC_OVERRIDE",
+                                "CAP_MAC_ADMIN",
+                                "CAP_SYSLOG",
+                                "CAP_WAKE_ALARM",
+                                "CAP_BLOCK_SUSPEND",
+                                "CAP_AUDIT_READ",
+                                "CAP_PERFMON",
+                                "CAP_BPF",
+                                "CAP_CHECKPOINT_RESTORE"};
 
 const char* const kDefaultMaskedPaths[] = {
-    "/proc/acpi",          "/proc/asound",      "/proc/kcore",       "/proc/keys",
-    "/proc/latency_stats", "/proc/timer_list",  "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
     "/proc/scsi",          "/sys/firmware"};
 const char* const kDefaultReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                              "/proc/sysrq-trigger"};
@@ -145,7 +177,7 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
       p.env.push_back(entry);
     }
   }
-  p.cwd = !config.working_dir.empty()       ? config.working_dir
+  p.cwd = !config.working_dir.empty()         ? config.working_dir
           : !image.config.working_dir.empty() ? image.config.working_dir
                                               : "/";
   // User: the CRI security context over the image's User ("uid", "name", "uid:gid").
@@ -367,8 +399,8 @@ void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
       continue;  // still mounted in the guest: leave the disk where it is
     }
     if (absl::Status s = hypervisor_->DetachDisk(sandbox_id, d.serial); !s.ok()) {
-      PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": detach layer " << d.serial
-                       << ": " << s;
+      PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": detach layer " << d.serial << ": "
+                       << s;
     }
   }
 }
@@ -388,14 +420,16 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
     lowers.push_back(absl::StrCat(kLayerMountDir, it->serial));
   }
   if (lowers.empty()) return absl::FailedPreconditionError("the image has no layers");
-  spec.rootfs_mount = GuestMount{"/", "overlay", "overlay",
-                                 {absl::StrCat("lowerdir=", absl::StrJoin(lowers, ":"))}};
+  spec.rootfs_mount = GuestMount{
+      "/", "overlay", "overlay", {absl::StrCat("lowerdir=", absl::StrJoin(lowers, ":"))}};
   spec.readonly_rootfs = config.readonly_rootfs;
   for (const ContainerMount& m : config.mounts) {
     const bool pod_file = std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
                                       [&](const char* f) { return m.container_path == f; });
     if (pod_file) {
-      spec.mounts.push_back(GuestMount{m.container_path, "bind", m.container_path,
+      spec.mounts.push_back(GuestMount{m.container_path,
+                                       "bind",
+                                       m.container_path,
                                        {"rbind", "rprivate", m.readonly ? "ro" : "rw"}});
       continue;
     }
@@ -464,8 +498,8 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.sandbox_id = *sandbox_id;
   meta.config = config;
   meta.image_id = image->metadata.id;
-  meta.image_ref = image->status.repo_digests.empty() ? image->metadata.id
-                                                      : image->status.repo_digests.front();
+  meta.image_ref =
+      image->status.repo_digests.empty() ? image->metadata.id : image->status.repo_digests.front();
   if (!config.log_path.empty()) {
     meta.log_path = (config.log_path[0] == '/' || sm.log_directory.empty())
                         ? config.log_path
@@ -557,9 +591,8 @@ absl::Status ContainerController::Start(const std::string& id_or_prefix) {
   if (!c.ok()) return c.status();
   const std::string context = absl::StrCat("start container ", ShortId(*id));
   if (c->status.state != ContainerState::kCreated) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(context, ": it is ", nlohmann::json(c->status.state).get<std::string>(),
-                     ", not created"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        context, ": it is ", nlohmann::json(c->status.state).get<std::string>(), ", not created"));
   }
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
       sandbox_controller_->Agent(c->metadata.sandbox_id);
@@ -640,7 +673,8 @@ absl::Status ContainerController::Stop(const std::string& id_or_prefix, absl::Du
     absl::Status s = (*agent)->SignalProcess(*id, "", SIGKILL, true, options_.agent_call_timeout);
     if (!s.ok()) PV_LOG(kDebug) << context << ": SIGKILL: " << s;
     exit = (*agent)->WaitProcess(*id, "", kKillWait);
-    if (!exit.ok()) return WithContext(exit.status(), absl::StrCat(context, ": wait after SIGKILL"));
+    if (!exit.ok())
+      return WithContext(exit.status(), absl::StrCat(context, ": wait after SIGKILL"));
   }
   MarkExited(*id, *exit, "");
   return absl::OkStatus();
@@ -803,8 +837,8 @@ absl::StatusOr<ExecSyncResult> ContainerController::ExecSync(const std::string& 
   if (!exit.ok()) {
     (void)(*agent)->SignalProcess(*id, exec_id, SIGKILL, false, options_.agent_call_timeout);
     if (absl::IsDeadlineExceeded(exit.status())) {
-      return absl::DeadlineExceededError(absl::StrCat(context, ": command timed out after ",
-                                                      absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrCat(context, ": command timed out after ", absl::FormatDuration(timeout)));
     }
     return WithContext(exit.status(), absl::StrCat(context, ": wait"));
   }
@@ -836,8 +870,8 @@ absl::Status ContainerController::ReopenLog(const std::string& id_or_prefix) {
     if (it != runtimes_.end()) runtime = it->second;
   }
   if (!runtime || !runtime->log) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "reopen log of container ", ShortId(*id), ": its output is not logged by this daemon"));
+    return absl::FailedPreconditionError(absl::StrCat("reopen log of container ", ShortId(*id),
+                                                      ": its output is not logged by this daemon"));
   }
   return runtime->log->Reopen();
 }

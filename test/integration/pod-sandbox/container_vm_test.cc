@@ -3,8 +3,6 @@
 // with crun through the guest agent; logs, exit codes, stop, exec and stats are checked as a CRI
 // client sees them.
 
-#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
-
 #include <unistd.h>
 
 #include <chrono>
@@ -16,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
@@ -78,12 +77,16 @@ class ContainerVmTest : public ::testing::Test {
     const int n = getpid() % 200 + 20;
     bridge_ = absl::StrCat("pvctr", getpid() % 100000);
     fs::create_directories(dir_.Join("cni"));
-    std::ofstream(dir_.Join("cni/10-test.conflist")) << absl::StrCat(R"({
+    std::ofstream(dir_.Join("cni/10-test.conflist"))
+        << absl::StrCat(R"({
   "cniVersion": "1.0.0", "name": "pvctr-test",
   "plugins": [
-    {"type": "bridge", "bridge": ")", bridge_, R"(", "isGateway": true,
-     "ipam": {"type": "host-local", "dataDir": ")", dir_.Join("ipam"), R"(",
-              "ranges": [[{"subnet": "10.216.)", n, R"(.0/24"}]]}},
+    {"type": "bridge", "bridge": ")",
+                        bridge_, R"(", "isGateway": true,
+     "ipam": {"type": "host-local", "dataDir": ")",
+                        dir_.Join("ipam"), R"(",
+              "ranges": [[{"subnet": "10.216.)",
+                        n, R"(.0/24"}]]}},
     {"type": "loopback"}
   ]
 })");

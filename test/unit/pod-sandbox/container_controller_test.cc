@@ -16,18 +16,20 @@
 namespace podvisor {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsSupersetOf;
-using ::testing::Not;
 using ::testing::Contains;
+using ::testing::ElementsAre;
 using testing::FakeAgentClient;
 using testing::FakeHypervisor;
 using testing::FakeImageController;
 using testing::FakePodNetworkManager;
+using ::testing::HasSubstr;
+using ::testing::IsSupersetOf;
+using ::testing::Not;
 
-const char kLayer0[] = "/images/layers/sha256-1111111111111111111111111111111111111111111111111111111111111111.erofs";
-const char kLayer1[] = "/images/layers/sha256-2222222222222222222222222222222222222222222222222222222222222222.erofs";
+const char kLayer0[] =
+    "/images/layers/sha256-1111111111111111111111111111111111111111111111111111111111111111.erofs";
+const char kLayer1[] =
+    "/images/layers/sha256-2222222222222222222222222222222222222222222222222222222222222222.erofs";
 
 std::string ReadAll(const std::string& path) {
   std::ifstream f(path);
@@ -50,8 +52,8 @@ class ContainerControllerTest : public ::testing::Test {
     o.initrd = "/i";
     sandboxes_ = std::make_unique<SandboxController>(
         o, sandbox_store_.get(), &hypervisor_, &network_,
-        [this](const std::string&, AgentClient::Options options)
-            -> absl::StatusOr<std::unique_ptr<AgentClient>> {
+        [this](const std::string&,
+               AgentClient::Options options) -> absl::StatusOr<std::unique_ptr<AgentClient>> {
           auto agent = std::make_unique<FakeAgentClient>(std::move(options));
           agent_ = agent.get();
           log_ = agent->log;
@@ -234,9 +236,9 @@ TEST_F(ContainerControllerTest, OutputGoesToTheLogAndExitEventMarksExited) {
   EXPECT_EQ(c->status.reason, "Error");
   EXPECT_GE(c->status.finished_at_ns, c->status.started_at_ns);
   std::string log = ReadAll(c->metadata.log_path);
-  EXPECT_THAT(log, ::testing::MatchesRegex(
-                       "[0-9TZ:.-]+ stdout F hello\n[0-9TZ:.-]+ stdout F world\n"
-                       "[0-9TZ:.-]+ stderr F oops\n"));
+  EXPECT_THAT(log,
+              ::testing::MatchesRegex("[0-9TZ:.-]+ stdout F hello\n[0-9TZ:.-]+ stdout F world\n"
+                                      "[0-9TZ:.-]+ stderr F oops\n"));
 }
 
 TEST_F(ContainerControllerTest, ExitCodesAndReasons) {
