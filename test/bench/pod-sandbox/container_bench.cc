@@ -5,6 +5,10 @@
 //
 // usage: container_bench [iterations=10] [execs=20]   (root; the guest image built)
 
+// clang-format off
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+// clang-format on
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,7 +20,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"

@@ -3,6 +3,10 @@
 // with crun through the guest agent; logs, exit codes, stop, exec and stats are checked as a CRI
 // client sees them.
 
+// clang-format off
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+// clang-format on
+
 #include <unistd.h>
 
 #include <chrono>
@@ -14,7 +18,6 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
