@@ -87,6 +87,15 @@ struct LayerDisk {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LayerDisk, serial, index, path)
 
+// A read-only host volume given to the container as a snapshot: the host directory (or one
+// file) packed into an erofs image, hot-plugged like a layer, bound at container_path.
+struct VolumeDisk {
+  LayerDisk disk;  // path: the erofs image (in the sandbox's state directory)
+  std::string container_path;
+  std::string file;  // for a file mount: its name inside the image; empty for a directory
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(VolumeDisk, disk, container_path, file)
+
 // What a container was created with; never changes afterwards.
 struct ContainerMetadata {
   std::string id;
@@ -98,6 +107,7 @@ struct ContainerMetadata {
   std::string image_ref;          // a repo digest of the image when it has one, else image_id
   std::string log_path;           // full path on the host; empty: no log
   std::vector<LayerDisk> layers;  // lowest first
+  std::vector<VolumeDisk> volumes;
   int64_t created_at_ns = 0;
   // The process environment exec sessions inherit (env, cwd, user as resolved at create).
   std::vector<std::string> env;
@@ -108,7 +118,7 @@ struct ContainerMetadata {
   int stop_signal = 15;  // the image's StopSignal, else SIGTERM
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
-                                                image_id, image_ref, log_path, layers,
+                                                image_id, image_ref, log_path, layers, volumes,
                                                 created_at_ns, env, cwd, uid, gid, username,
                                                 stop_signal)
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <filesystem>
 #include <set>
 
 #include "absl/cleanup/cleanup.h"
@@ -22,6 +23,7 @@ namespace {
 
 // One level under /run: the agent creates the mount point but not its parents.
 constexpr char kLayerMountDir[] = "/run/podvisor-layer-";
+constexpr char kVolumeMountDir[] = "/run/podvisor-volume-";
 constexpr uint32_t kFirstLayerIndex = 1;
 constexpr uint32_t kMaxDiskIndex = 254;
 constexpr absl::Duration kKillWait = absl::Seconds(10);
@@ -321,6 +323,7 @@ absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
       attached[d.path] = d;
       used.insert(d.index);
     }
+    for (const VolumeDisk& v : c.metadata.volumes) used.insert(v.disk.index);
   }
   // SCSI targets rotate through the free ones, so that a target just unplugged (which the guest
   // may still be tearing down) is not the next one used.
@@ -380,6 +383,113 @@ absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
   return out;
 }
 
+absl::StatusOr<std::vector<VolumeDisk>> ContainerController::AttachVolumes(
+    const Sandbox& sandbox, AgentClient& agent, const std::string& container_id,
+    const ContainerConfig& config, const std::vector<LayerDisk>& layers) {
+  std::vector<VolumeDisk> out;
+  std::set<uint32_t> used;
+  for (const LayerDisk& d : layers) used.insert(d.index);
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.sandbox_id != sandbox.metadata.id) continue;
+    for (const LayerDisk& d : c.metadata.layers) used.insert(d.index);
+    for (const VolumeDisk& v : c.metadata.volumes) used.insert(v.disk.index);
+  }
+  auto undo = absl::MakeCleanup([&] { DetachVolumes(sandbox.metadata.id, out); });
+  const std::string dir = absl::StrCat(sandbox.metadata.state_dir, "/volumes");
+  for (const ContainerMount& m : config.mounts) {
+    if (!m.readonly || m.host_path.empty()) continue;
+    if (std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
+                    [&](const char* f) { return m.container_path == f; })) {
+      continue;
+    }
+    std::error_code ec;
+    const std::filesystem::file_status st = std::filesystem::status(m.host_path, ec);
+    if (ec || (!std::filesystem::is_directory(st) && !std::filesystem::is_regular_file(st))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mount of ", m.host_path, " at ", m.container_path,
+                       ": not a directory or regular file on the host"));
+    }
+    if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+    VolumeDisk v;
+    v.container_path = m.container_path;
+    v.disk.serial = absl::StrCat("v", RandomHex(9));
+    v.disk.path = absl::StrCat(dir, "/", ShortId(container_id), "-", v.disk.serial, ".erofs");
+    std::string source = m.host_path;
+    std::string staging;
+    if (std::filesystem::is_regular_file(st)) {
+      // One file: an image holding just that file.
+      staging = absl::StrCat(v.disk.path, ".d");
+      v.file = std::filesystem::path(m.host_path).filename().string();
+      std::filesystem::create_directories(staging, ec);
+      std::filesystem::copy_file(m.host_path, absl::StrCat(staging, "/", v.file),
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+      if (ec) {
+        return absl::InternalError(absl::StrCat("copy ", m.host_path, ": ", ec.message()));
+      }
+      source = staging;
+    }
+    absl::Status built = BuildErofsImage(source, v.disk.path);
+    if (!staging.empty()) std::filesystem::remove_all(staging, ec);
+    if (!built.ok()) return WithContext(built, absl::StrCat("snapshot of ", m.host_path));
+    uint32_t index = kFirstLayerIndex;
+    {
+      absl::MutexLock lock(&mu_);
+      uint32_t& cursor = next_disk_index_[sandbox.metadata.id];
+      const uint32_t slots = kMaxDiskIndex - kFirstLayerIndex + 1;
+      bool found = false;
+      for (uint32_t i = 0; i < slots && !found; ++i) {
+        uint32_t candidate = kFirstLayerIndex + (cursor + i) % slots;
+        if (!used.contains(candidate)) {
+          index = candidate;
+          found = true;
+        }
+      }
+      if (!found) {
+        (void)RemoveAll(v.disk.path);
+        return absl::ResourceExhaustedError("the pod VM has no free disk slot for a volume");
+      }
+      cursor = index - kFirstLayerIndex + 1;
+    }
+    v.disk.index = index;
+    used.insert(index);
+    VmDisk vm_disk;
+    vm_disk.id = v.disk.serial;
+    vm_disk.path = v.disk.path;
+    vm_disk.read_only = true;
+    vm_disk.index = index;
+    if (absl::Status s = hypervisor_->AttachDisk(sandbox.metadata.id, vm_disk); !s.ok()) {
+      (void)RemoveAll(v.disk.path);
+      return WithContext(s, absl::StrCat("attach volume ", m.host_path));
+    }
+    out.push_back(v);
+    absl::StatusOr<std::string> device =
+        agent.DiskAttached(v.disk.serial, absl::StrCat(kVolumeMountDir, v.disk.serial), "erofs",
+                           true, options_.agent_call_timeout);
+    if (!device.ok())
+      return WithContext(device.status(), absl::StrCat("mount volume ", m.host_path));
+  }
+  std::move(undo).Cancel();
+  return out;
+}
+
+void ContainerController::DetachVolumes(const std::string& sandbox_id,
+                                        const std::vector<VolumeDisk>& volumes) {
+  if (volumes.empty()) return;
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox_id);
+  for (const VolumeDisk& v : volumes) {
+    if (agent.ok()) {
+      absl::Status s = (*agent)->DiskDetach(v.disk.serial, options_.agent_call_timeout);
+      if (!s.ok()) {
+        PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": unmount volume "
+                         << v.disk.serial << ": " << s;
+        continue;
+      }
+      (void)hypervisor_->DetachDisk(sandbox_id, v.disk.serial);
+    }
+    (void)RemoveAll(v.disk.path);  // the VM keeps an open file; the disk space goes with it
+  }
+}
+
 void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
                                              const std::vector<LayerDisk>& layers,
                                              const std::string& removed_id) {
@@ -407,7 +517,7 @@ void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
 
 absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
     const Sandbox& sandbox, const ImageRecord& image, const ContainerConfig& config,
-    const std::vector<LayerDisk>& layers) const {
+    const std::vector<LayerDisk>& layers, const std::vector<VolumeDisk>& volumes) const {
   ContainerSpec spec;
   spec.process = BuildProcess(config, image.metadata);
   if (spec.process.args.empty()) {
@@ -433,15 +543,25 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
                                        {"rbind", "rprivate", m.readonly ? "ro" : "rw"}});
       continue;
     }
+    auto volume = std::find_if(volumes.begin(), volumes.end(), [&](const VolumeDisk& v) {
+      return v.container_path == m.container_path;
+    });
+    if (volume != volumes.end()) {
+      std::string source = absl::StrCat(kVolumeMountDir, volume->disk.serial);
+      if (!volume->file.empty()) absl::StrAppend(&source, "/", volume->file);
+      spec.mounts.push_back(GuestMount{m.container_path, "bind", source, {"rbind", "ro"}});
+      continue;
+    }
     if (m.container_path == "/dev/termination-log") {
       // kubelet's termination message file: the container writes into its own rootfs instead
       // (the host file stays empty, as with a container that wrote no message).
       continue;
     }
     return absl::InvalidArgumentError(absl::StrCat(
-        "mount of host path ", m.host_path, " at ", m.container_path,
-        " is not supported: a pod VM shares no filesystem with the host (only /etc/hosts, "
-        "/etc/resolv.conf and /etc/hostname are provided, from the pod's guest)"));
+        "writable mount of host path ", m.host_path, " at ", m.container_path,
+        " is not supported: a pod VM shares no filesystem with the host (read-only mounts are "
+        "given as snapshots; /etc/hosts, /etc/resolv.conf and /etc/hostname come from the "
+        "pod's guest)"));
   }
   // No hostname: UTS is the VM's own, shared by the pod (the agent set it at sandbox setup).
   (void)sandbox;
@@ -516,7 +636,14 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.layers = *layers;
   auto detach = absl::MakeCleanup([&] { DetachUnusedLayers(*sandbox_id, meta.layers, meta.id); });
 
-  absl::StatusOr<ContainerSpec> spec = BuildSpec(*sandbox, *image, config, meta.layers);
+  absl::StatusOr<std::vector<VolumeDisk>> volumes =
+      AttachVolumes(*sandbox, **agent, meta.id, config, meta.layers);
+  if (!volumes.ok()) return WithContext(volumes.status(), context);
+  meta.volumes = *volumes;
+  auto detach_volumes = absl::MakeCleanup([&] { DetachVolumes(*sandbox_id, meta.volumes); });
+
+  absl::StatusOr<ContainerSpec> spec =
+      BuildSpec(*sandbox, *image, config, meta.layers, meta.volumes);
   if (!spec.ok()) return WithContext(spec.status(), context);
   meta.env = spec->process.env;
   meta.cwd = spec->process.cwd;
@@ -576,6 +703,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   }
   std::move(remove_guest).Cancel();
   std::move(close_streams).Cancel();
+  std::move(detach_volumes).Cancel();
   std::move(detach).Cancel();
   PV_LOG(kInfo) << "container " << ShortId(meta.id) << " (" << name << ") created in sandbox "
                 << ShortId(*sandbox_id);
@@ -709,6 +837,7 @@ absl::Status ContainerController::RemoveLocked(const Container& c) {
   auto sandbox_lock = SandboxLockFor(c.metadata.sandbox_id);
   std::lock_guard<std::mutex> guard(*sandbox_lock);
   if (absl::Status s = containers_->Remove(id); !s.ok()) return WithContext(s, context);
+  DetachVolumes(c.metadata.sandbox_id, c.metadata.volumes);
   DetachUnusedLayers(c.metadata.sandbox_id, c.metadata.layers, id);
   return absl::OkStatus();
 }

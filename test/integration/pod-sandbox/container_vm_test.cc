@@ -328,8 +328,29 @@ TEST_F(ContainerVmTest, RootfsIsTheOverlayOfAllLayersWithAWritableUpper) {
   c.mutable_image()->set_image(kLayered);
   std::string layered = Run(c);
   ASSERT_FALSE(layered.empty());
-  // A container of the one-layer image shares the busybox layer disk.
-  std::string plain = Run(Config("plain", {"sleep", "1000"}));
+  // A container of the one-layer image shares the busybox layer disk; read-only host volumes
+  // (a directory and a file) reach it as snapshots.
+  ASSERT_EQ(::system(("mkdir -p " + dir_.Join("vol") + " && echo from-host > " +
+                      dir_.Join("vol/cfg") + " && echo tok > " + dir_.Join("token"))
+                         .c_str()),
+            0);
+  v1::ContainerConfig pc = Config("plain", {"sleep", "1000"});
+  v1::Mount* m = pc.add_mounts();
+  m->set_container_path("/config");
+  m->set_host_path(dir_.Join("vol"));
+  m->set_readonly(true);
+  m = pc.add_mounts();
+  m->set_container_path("/tmp/token");
+  m->set_host_path(dir_.Join("token"));
+  m->set_readonly(true);
+  std::string plain = Run(pc);
+  ASSERT_FALSE(plain.empty());
+  {
+    v1::ExecSyncResponse vol;
+    grpc::Status vs = Exec(plain, {"sh", "-c", "cat /config/cfg /tmp/token"}, 60, &vol);
+    ASSERT_TRUE(vs.ok()) << vs.error_message();
+    EXPECT_EQ(vol.stdout(), "from-host\ntok\n") << vol.stderr();
+  }
   v1::ExecSyncResponse out;
   grpc::Status s = Exec(layered, {"sh", "-c", "cat /data/msg; ls /data"}, 60, &out);
   ASSERT_TRUE(s.ok()) << s.error_message();

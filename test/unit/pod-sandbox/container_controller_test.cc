@@ -2,7 +2,9 @@
 
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "gmock/gmock.h"
@@ -200,6 +202,37 @@ TEST_F(ContainerControllerTest, HostPathVolumesAreRejectedClearly) {
   // Nothing is left behind: no disk, no record.
   EXPECT_TRUE(hypervisor_.SpecOf(sandbox_id_)->disks.empty());
   EXPECT_TRUE(containers_->List({}).empty());
+}
+
+TEST_F(ContainerControllerTest, ReadOnlyHostVolumesBecomeSnapshotDisks) {
+  ASSERT_EQ(::system(("mkdir -p " + dir_.Join("vol") + " && echo v > " + dir_.Join("vol/a") +
+                      " && echo f > " + dir_.Join("token"))
+                         .c_str()),
+            0);
+  ContainerConfig c = Config();
+  c.mounts = {{"/config", dir_.Join("vol"), true}, {"/run/token", dir_.Join("token"), true}};
+  absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, c);
+  ASSERT_TRUE(id.ok()) << id.status();
+  std::optional<VmSpec> vm = hypervisor_.SpecOf(sandbox_id_);
+  ASSERT_EQ(vm->disks.size(), 4u);  // two layers, two volumes
+  std::set<uint32_t> indexes;
+  for (const VmDisk& d : vm->disks) indexes.insert(d.index);
+  EXPECT_EQ(indexes.size(), 4u);
+  absl::StatusOr<Container> got = containers_->Inspect(*id);
+  ASSERT_EQ(got->metadata.volumes.size(), 2u);
+  const VolumeDisk& dir_volume = got->metadata.volumes[0];
+  const VolumeDisk& file_volume = got->metadata.volumes[1];
+  EXPECT_TRUE(std::filesystem::exists(dir_volume.disk.path));
+  const ContainerSpec& spec = log_->created.back().second;
+  ASSERT_EQ(spec.mounts.size(), 2u);
+  EXPECT_EQ(spec.mounts[0].destination, "/config");
+  EXPECT_EQ(spec.mounts[0].source, "/run/podvisor-volume-" + dir_volume.disk.serial);
+  EXPECT_EQ(spec.mounts[1].source, "/run/podvisor-volume-" + file_volume.disk.serial + "/token");
+  EXPECT_THAT(spec.mounts[1].options, Contains("ro"));
+
+  ASSERT_TRUE(containers_->Remove(*id).ok());
+  EXPECT_TRUE(hypervisor_.SpecOf(sandbox_id_)->disks.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_volume.disk.path));
 }
 
 TEST_F(ContainerControllerTest, DuplicateNameIsRefused) {
