@@ -584,8 +584,18 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
         "given as snapshots; /etc/hosts, /etc/resolv.conf and /etc/hostname come from the "
         "pod's guest)"));
   }
-  // No hostname: UTS is the VM's own, shared by the pod (the agent set it at sandbox setup).
-  (void)sandbox;
+  // As containerd and CRI-O do, every container sees the pod's hostname, hosts and (when the pod
+  // has a DNS config) resolv.conf, unless kubelet mounted its own: the guest's copies, which the
+  // agent wrote at sandbox setup.
+  for (const char* file : kGuestPodFiles) {
+    const bool mounted = std::any_of(spec.mounts.begin(), spec.mounts.end(),
+                                     [&](const GuestMount& g) { return g.destination == file; });
+    if (mounted) continue;
+    if (std::string_view(file) == "/etc/resolv.conf" && !sandbox.metadata.dns) continue;
+    spec.mounts.push_back(GuestMount{
+        file, "bind", file, {"rbind", "rprivate", config.readonly_rootfs ? "ro" : "rw"}});
+  }
+  // No hostname in the spec: UTS is the VM's own, shared by the pod.
   if (config.masked_paths.empty()) {
     spec.masked_paths.assign(std::begin(kDefaultMaskedPaths), std::end(kDefaultMaskedPaths));
   } else {

@@ -165,9 +165,14 @@ TEST_F(ContainerControllerTest, CreateAttachesLayersAndBuildsTheSpec) {
   EXPECT_NE(spec.process.stderr_stream, 0u);
   EXPECT_EQ(spec.resources.memory_limit_bytes, 64 << 20);
   EXPECT_THAT(spec.masked_paths, Contains("/proc/kcore"));
-  ASSERT_EQ(spec.mounts.size(), 1u);  // termination-log stays in the rootfs
+  // termination-log stays in the rootfs; kubelet's hosts maps to the guest's; the pod's hostname
+  // is added (no resolv.conf: this pod has no DNS config); read-only like the rootfs.
+  ASSERT_EQ(spec.mounts.size(), 2u);
   EXPECT_EQ(spec.mounts[0].destination, "/etc/hosts");
   EXPECT_EQ(spec.mounts[0].source, "/etc/hosts");
+  EXPECT_EQ(spec.mounts[1].destination, "/etc/hostname");
+  EXPECT_EQ(spec.mounts[1].source, "/etc/hostname");
+  EXPECT_THAT(spec.mounts[1].options, Contains("ro"));
 
   absl::StatusOr<Container> got = containers_->Inspect(id->substr(0, 10));
   ASSERT_TRUE(got.ok()) << got.status();
@@ -177,6 +182,27 @@ TEST_F(ContainerControllerTest, CreateAttachesLayersAndBuildsTheSpec) {
   EXPECT_EQ(got->metadata.image_ref, "busybox:latest@sha256:feed");
   EXPECT_TRUE(containers_->ImageInUse("sha256:abcd"));
   EXPECT_TRUE(images_.in_use_ && images_.in_use_("sha256:abcd"));
+}
+
+TEST_F(ContainerControllerTest, PodFilesAreMountedByDefault) {
+  SandboxConfig sc;
+  sc.pod_name = "dns";
+  sc.pod_namespace = "default";
+  sc.pod_uid = "uid-dns";
+  sc.log_directory = dir_.Join("logs-dns");
+  sc.dns = SandboxDns{{"10.96.0.10"}, {}, {}};
+  absl::StatusOr<std::string> pod = sandboxes_->Run(sc);
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ASSERT_TRUE(containers_->Create(*pod, Config()).ok());
+  ASSERT_FALSE(log_->created.empty());
+  std::vector<std::string> destinations;
+  for (const GuestMount& m : log_->created.back().second.mounts) {
+    destinations.push_back(m.destination);
+    EXPECT_EQ(m.source, m.destination);
+    EXPECT_THAT(m.options, Contains("rw"));
+  }
+  EXPECT_THAT(destinations, ::testing::UnorderedElementsAre("/etc/hosts", "/etc/resolv.conf",
+                                                            "/etc/hostname"));
 }
 
 TEST_F(ContainerControllerTest, CommandReplacesEntrypointAndImageCmd) {
