@@ -250,7 +250,7 @@ TEST_F(ContainerControllerTest, ReadOnlyHostVolumesBecomeSnapshotDisks) {
   const VolumeDisk& file_volume = got->metadata.volumes[1];
   EXPECT_TRUE(std::filesystem::exists(dir_volume.disk.path));
   const ContainerSpec& spec = log_->created.back().second;
-  ASSERT_EQ(spec.mounts.size(), 2u);
+  ASSERT_EQ(spec.mounts.size(), 4u);  // the two volumes, then the pod's hosts and hostname
   EXPECT_EQ(spec.mounts[0].destination, "/config");
   EXPECT_EQ(spec.mounts[0].source, "/run/podvisor-volume-" + dir_volume.disk.serial);
   EXPECT_EQ(spec.mounts[1].source, "/run/podvisor-volume-" + file_volume.disk.serial + "/token");
