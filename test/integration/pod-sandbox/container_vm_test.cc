@@ -122,6 +122,9 @@ class ContainerVmTest : public ::testing::Test {
     pod_config_.mutable_metadata()->set_uid("uid-pod");
     pod_config_.set_hostname("pod");
     pod_config_.set_log_directory(dir_.Join("logs"));
+    pod_config_.mutable_dns_config()->add_servers("10.96.0.10");
+    pod_config_.mutable_dns_config()->add_searches("default.svc.cluster.local");
+    pod_config_.mutable_dns_config()->add_options("ndots:5");
     v1::RunPodSandboxRequest run;
     *run.mutable_config() = pod_config_;
     v1::RunPodSandboxResponse ran;
@@ -265,6 +268,14 @@ TEST_F(ContainerVmTest, RunsContainersLogsExitsExecAndStop) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.stdout(), "hi\n");
   EXPECT_EQ(out.exit_code(), 0);
+  out.Clear();
+  // The pod's DNS config and hostname, as kubelet asked, inside the container.
+  s = Exec(sleeping, {"cat", "/etc/resolv.conf", "/etc/hostname"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(out.stdout(), HasSubstr("nameserver 10.96.0.10\n"));
+  EXPECT_THAT(out.stdout(), HasSubstr("search default.svc.cluster.local\n"));
+  EXPECT_THAT(out.stdout(), HasSubstr("options ndots:5\n"));
+  EXPECT_THAT(out.stdout(), HasSubstr("pod\n"));
   out.Clear();
   s = Exec(sleeping, {"sh", "-c", "echo err >&2; exit 3"}, 60, &out);
   ASSERT_TRUE(s.ok()) << s.error_message();
