@@ -7,6 +7,9 @@
 #include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
 // clang-format on
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -90,6 +93,7 @@ class ContainerVmTest : public ::testing::Test {
                         dir_.Join("ipam"), R"(",
               "ranges": [[{"subnet": "10.216.)",
                         n, R"(.0/24"}]]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
     {"type": "loopback"}
   ]
 })");
@@ -125,6 +129,11 @@ class ContainerVmTest : public ::testing::Test {
     pod_config_.mutable_dns_config()->add_servers("10.96.0.10");
     pod_config_.mutable_dns_config()->add_searches("default.svc.cluster.local");
     pod_config_.mutable_dns_config()->add_options("ndots:5");
+    host_port_ = 20000 + getpid() % 20000;
+    v1::PortMapping* pm = pod_config_.add_port_mappings();
+    pm->set_protocol(v1::TCP);
+    pm->set_container_port(8080);
+    pm->set_host_port(host_port_);
     v1::RunPodSandboxRequest run;
     *run.mutable_config() = pod_config_;
     v1::RunPodSandboxResponse ran;
@@ -226,7 +235,35 @@ class ContainerVmTest : public ::testing::Test {
   std::unique_ptr<CriClient> cri_;
   v1::PodSandboxConfig pod_config_;
   std::string pod_;
+  int host_port_ = 0;
 };
+
+// GET / from ip:port; the response, or "" when nothing answered within `seconds`.
+std::string HttpGet(const std::string& ip, int port, int seconds) {
+  for (int i = 0; i < seconds * 4; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr);
+    timeval tv{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string response;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+      const std::string request = "GET / HTTP/1.0\r\n\r\n";
+      if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(fd, buf, sizeof buf)) > 0) response.append(buf, n);
+      }
+    }
+    ::close(fd);
+    if (!response.empty()) return response;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return "";
+}
 
 constexpr char kTime[] = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?Z";
 
@@ -388,6 +425,23 @@ TEST_F(ContainerVmTest, RootfsIsTheOverlayOfAllLayersWithAWritableUpper) {
   s = Exec(again, {"cat", "/data/msg"}, 60, &out);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.stdout(), "upper\n");
+}
+
+TEST_F(ContainerVmTest, ServerInAContainerAnswersOnPodIpAndHostPort) {
+  std::string server = Run(Config(
+      "web", {"/bin/busybox", "sh", "-c",
+              "mkdir -p /www && echo served-from-the-pod-vm > /www/index.html && "
+              "exec /bin/busybox httpd -f -p 8080 -h /www"}));
+  ASSERT_FALSE(server.empty());
+  v1::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(pod_);
+  v1::PodSandboxStatusResponse status;
+  ASSERT_TRUE(cri_->runtime().PodSandboxStatus(CriClient::Context().get(), req, &status).ok());
+  const std::string ip = status.status().network().ip();
+  ASSERT_FALSE(ip.empty());
+  EXPECT_THAT(HttpGet(ip, 8080, 60), HasSubstr("served-from-the-pod-vm"));
+  // The CRI port mapping, through the portmap plugin, on the node's loopback.
+  EXPECT_THAT(HttpGet("127.0.0.1", host_port_, 30), HasSubstr("served-from-the-pod-vm"));
 }
 
 TEST_F(ContainerVmTest, RemovingThePodRemovesItsContainers) {
