@@ -28,12 +28,12 @@ grpc::Status RuntimeService::PortForward(grpc::ServerContext*, const runtime::v1
 
 grpc::Status RuntimeService::PodSandboxStats(grpc::ServerContext*, const runtime::v1::PodSandboxStatsRequest*,
                                  runtime::v1::PodSandboxStatsResponse*) {
-  return Serve("PodSandboxStats", [] { return NotImplemented("PodSandboxStats", "sandbox stats come with containers inside pod VMs"); });
+  return Serve("PodSandboxStats", [] { return NotImplemented("PodSandboxStats", "pod-level stats (the VM's own cost with its containers') are not served yet; ContainerStats and ListContainerStats are"); });
 }
 
 grpc::Status RuntimeService::ListPodSandboxStats(grpc::ServerContext*, const runtime::v1::ListPodSandboxStatsRequest*,
                                  runtime::v1::ListPodSandboxStatsResponse*) {
-  return Serve("ListPodSandboxStats", [] { return NotImplemented("ListPodSandboxStats", "sandbox stats come with containers inside pod VMs"); });
+  return Serve("ListPodSandboxStats", [] { return NotImplemented("ListPodSandboxStats", "pod-level stats (the VM's own cost with its containers') are not served yet; ContainerStats and ListContainerStats are"); });
 }
 
 grpc::Status RuntimeService::CheckpointContainer(grpc::ServerContext*, const runtime::v1::CheckpointContainerRequest*,
