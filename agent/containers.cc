@@ -1,5 +1,7 @@
 #include "agent/containers.h"
 
+#include <algorithm>
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
@@ -289,6 +291,17 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
       c->rootfs = c->bundle + "/rootfs";
       mkdir(c->rootfs.c_str(), 0755);
       std::vector<std::string> opts(m.options().begin(), m.options().end());
+      // An overlay of layers the host mounted (one disk per image layer) without an upper of
+      // its own gets a writable upper in guest RAM, as the block-device overlay does.
+      if (m.type() == "overlay" &&
+          std::none_of(opts.begin(), opts.end(), [](const std::string& o) {
+            return o.rfind("upperdir=", 0) == 0;
+          })) {
+        const std::string upper = c->bundle + "/upper", work = c->bundle + "/work";
+        for (const std::string& d : {upper, work}) mkdir(d.c_str(), 0755);
+        opts.push_back("upperdir=" + upper);
+        opts.push_back("workdir=" + work);
+      }
       if (Error e = MountWithOptions(m.source(), c->rootfs, m.type(), opts, false); !e.ok()) {
         return e;
       }

@@ -25,6 +25,7 @@
 #include "image/image_service.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
+#include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -180,8 +181,18 @@ class DaemonImpl : public Daemon {
     if (!images.ok()) return images.status();
     image_controller_ = std::move(*images);
     services_.images = image_controller_.get();
+    container_store_ = std::make_unique<ContainerStore>(records_.get(), "container");
+    skipped.clear();
+    if (absl::Status s = container_store_->Load(&skipped); !s.ok()) return s;
+    for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    container_controller_ = std::make_unique<ContainerController>(
+        ContainerControllerOptions{}, container_store_.get(), sandbox_store_.get(),
+        sandbox_controller_.get(), hypervisor_.get(), image_controller_.get());
+    container_controller_->Install();
+    services_.containers = container_controller_.get();
     PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes, "
-                  << image_controller_->List("").size() << " images";
+                  << image_controller_->List("").size() << " images, "
+                  << container_store_->Size() << " containers";
     return absl::OkStatus();
   }
 
@@ -189,6 +200,7 @@ class DaemonImpl : public Daemon {
     const absl::Time start = absl::Now();
     absl::Status s = hypervisor_->Init();
     if (s.ok()) s = sandbox_controller_->Recover();
+    if (s.ok()) s = container_controller_->Recover();
     if (s.ok()) {
       PV_LOG(kInfo) << "runtime ready in " << absl::ToInt64Milliseconds(absl::Now() - start)
                     << " ms (accelerator " << hypervisor_->Accelerator() << ")";
@@ -232,6 +244,8 @@ class DaemonImpl : public Daemon {
   std::thread init_thread_;
   std::unique_ptr<SandboxController> sandbox_controller_;
   std::unique_ptr<ImageController> image_controller_;
+  std::unique_ptr<ContainerStore> container_store_;
+  std::unique_ptr<ContainerController> container_controller_;
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -6,49 +6,9 @@
 
 namespace podvisor::cri {
 
-grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*, const runtime::v1::CreateContainerRequest*,
-                                 runtime::v1::CreateContainerResponse*) {
-  return Serve("CreateContainer", [] { return NotImplemented("CreateContainer", "containers inside pod VMs are being built"); });
-}
-
-grpc::Status RuntimeService::StartContainer(grpc::ServerContext*, const runtime::v1::StartContainerRequest*,
-                                 runtime::v1::StartContainerResponse*) {
-  return Serve("StartContainer", [] { return NotImplemented("StartContainer", "containers inside pod VMs are being built"); });
-}
-
-grpc::Status RuntimeService::StopContainer(grpc::ServerContext*, const runtime::v1::StopContainerRequest*,
-                                 runtime::v1::StopContainerResponse*) {
-  return Serve("StopContainer", [] { return NotImplemented("StopContainer", "containers inside pod VMs are being built"); });
-}
-
-grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*, const runtime::v1::RemoveContainerRequest*,
-                                 runtime::v1::RemoveContainerResponse*) {
-  return Serve("RemoveContainer", [] { return NotImplemented("RemoveContainer", "containers inside pod VMs are being built"); });
-}
-
-grpc::Status RuntimeService::ListContainers(grpc::ServerContext*, const runtime::v1::ListContainersRequest*,
-                                 runtime::v1::ListContainersResponse*) {
-  return Serve("ListContainers", [] { return NotImplemented("ListContainers", "containers inside pod VMs are being built"); });
-}
-
-grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*, const runtime::v1::ContainerStatusRequest*,
-                                 runtime::v1::ContainerStatusResponse*) {
-  return Serve("ContainerStatus", [] { return NotImplemented("ContainerStatus", "containers inside pod VMs are being built"); });
-}
-
 grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*, const runtime::v1::UpdateContainerResourcesRequest*,
                                  runtime::v1::UpdateContainerResourcesResponse*) {
-  return Serve("UpdateContainerResources", [] { return NotImplemented("UpdateContainerResources", "containers inside pod VMs are being built"); });
-}
-
-grpc::Status RuntimeService::ReopenContainerLog(grpc::ServerContext*, const runtime::v1::ReopenContainerLogRequest*,
-                                 runtime::v1::ReopenContainerLogResponse*) {
-  return Serve("ReopenContainerLog", [] { return NotImplemented("ReopenContainerLog", "containers inside pod VMs are being built"); });
-}
-
-grpc::Status RuntimeService::ExecSync(grpc::ServerContext*, const runtime::v1::ExecSyncRequest*,
-                                 runtime::v1::ExecSyncResponse*) {
-  return Serve("ExecSync", [] { return NotImplemented("ExecSync", "containers inside pod VMs are being built"); });
+  return Serve("UpdateContainerResources", [] { return NotImplemented("UpdateContainerResources", "the guest agent cannot change a running container's cgroup limits yet"); });
 }
 
 grpc::Status RuntimeService::Exec(grpc::ServerContext*, const runtime::v1::ExecRequest*,
@@ -64,16 +24,6 @@ grpc::Status RuntimeService::Attach(grpc::ServerContext*, const runtime::v1::Att
 grpc::Status RuntimeService::PortForward(grpc::ServerContext*, const runtime::v1::PortForwardRequest*,
                                  runtime::v1::PortForwardResponse*) {
   return Serve("PortForward", [] { return NotImplemented("PortForward", "the streaming server is being built"); });
-}
-
-grpc::Status RuntimeService::ContainerStats(grpc::ServerContext*, const runtime::v1::ContainerStatsRequest*,
-                                 runtime::v1::ContainerStatsResponse*) {
-  return Serve("ContainerStats", [] { return NotImplemented("ContainerStats", "container stats come with containers inside pod VMs"); });
-}
-
-grpc::Status RuntimeService::ListContainerStats(grpc::ServerContext*, const runtime::v1::ListContainerStatsRequest*,
-                                 runtime::v1::ListContainerStatsResponse*) {
-  return Serve("ListContainerStats", [] { return NotImplemented("ListContainerStats", "container stats come with containers inside pod VMs"); });
 }
 
 grpc::Status RuntimeService::PodSandboxStats(grpc::ServerContext*, const runtime::v1::PodSandboxStatsRequest*,

@@ -7,6 +7,7 @@
 #include "common/config.h"
 #include "image/image_service.h"
 #include "network/pod_network.h"
+#include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -20,6 +21,7 @@ struct Services {
   SandboxController* sandboxes = nullptr;
   PodNetworkManager* network = nullptr;
   ImageController* images = nullptr;
+  ContainerController* containers = nullptr;
 };
 
 }  // namespace podvisor::cri

@@ -122,6 +122,9 @@ struct ContainerSpec {
   bool rootfs_overlay = false;
   std::vector<std::string> rootfs_options;
   std::string rootfs_path;
+  // Or a mount the agent makes (e.g. an overlay of layer disks already mounted in the guest; an
+  // overlay without `upperdir=` gets a writable upper in guest RAM).
+  std::optional<GuestMount> rootfs_mount;
   bool readonly_rootfs = false;
   std::vector<GuestMount> mounts;
   std::string hostname;

@@ -84,6 +84,12 @@ void FillContainerSpec(const ContainerSpec& s, v1::ContainerSpec* out) {
     root->mutable_block_device()->set_fs_type(s.rootfs_fs_type);
     root->mutable_block_device()->set_overlay(s.rootfs_overlay);
     for (const auto& o : s.rootfs_options) root->mutable_block_device()->add_options(o);
+  } else if (s.rootfs_mount) {
+    v1::Mount* rm = root->mutable_mount();
+    rm->set_destination("/");
+    rm->set_type(s.rootfs_mount->type);
+    rm->set_source(s.rootfs_mount->source);
+    for (const auto& o : s.rootfs_mount->options) rm->add_options(o);
   } else {
     root->set_path(s.rootfs_path);
   }

@@ -94,6 +94,9 @@ AgentClient::Options SandboxController::AgentOptions(const std::string& id) {
     PV_LOG(kWarning) << "sandbox " << ShortId(id) << ": agent channel lost: " << why.message();
     MarkNotReady(id, absl::StrCat("agent channel lost: ", why.message()));
   };
+  o.on_event = [this, id](const AgentEvent& event) {
+    if (hooks_.on_agent_event) hooks_.on_agent_event(id, event);
+  };
   return o;
 }
 
@@ -131,7 +134,10 @@ void SandboxController::MarkNotReady(const std::string& id, const std::string& r
     st.reason = reason;
     return absl::OkStatus();
   });
-  if (updated.ok()) PV_LOG(kWarning) << "sandbox " << ShortId(id) << " NOTREADY: " << reason;
+  if (updated.ok()) {
+    PV_LOG(kWarning) << "sandbox " << ShortId(id) << " NOTREADY: " << reason;
+    if (hooks_.on_stopped) hooks_.on_stopped(id);
+  }
 }
 
 void SandboxController::OnVmExit(const VmExitEvent& event) {
@@ -333,6 +339,7 @@ absl::Status SandboxController::StopLocked(const Sandbox& sandbox) {
     st.vm_pid = 0;
     return absl::OkStatus();
   });
+  if (updated.ok() && hooks_.on_stopped) hooks_.on_stopped(id);
   return updated.status();
 }
 
@@ -361,6 +368,11 @@ absl::Status SandboxController::Remove(const std::string& id_or_prefix) {
     if (absl::IsNotFound(sandbox.status())) return absl::OkStatus();
     if (!sandbox.ok()) return sandbox.status();
     if (absl::Status s = StopLocked(*sandbox); !s.ok()) return s;
+    if (hooks_.before_remove) {
+      if (absl::Status s = hooks_.before_remove(*id); !s.ok()) {
+        return WithContext(s, absl::StrCat("remove sandbox ", ShortId(*id), ": containers"));
+      }
+    }
     if (network_) {
       if (absl::Status s = network_->Remove(*id); !s.ok()) {
         return WithContext(s, absl::StrCat("remove sandbox ", ShortId(*id), ": network"));

@@ -41,6 +41,16 @@ struct SandboxInfo {
   VmStatus vm;
 };
 
+// What the owner of a sandbox's containers learns about the sandbox (ContainerController).
+struct SandboxHooks {
+  // Each event the sandbox's agent sends (on the agent's reader thread; must not block long).
+  std::function<void(const std::string& sandbox_id, const AgentEvent& event)> on_agent_event;
+  // The sandbox's VM is gone: stopped on request (under the sandbox's lock) or lost.
+  std::function<void(const std::string& sandbox_id)> on_stopped;
+  // Before a sandbox's record is removed (its VM is already stopped): its containers go first.
+  std::function<absl::Status(const std::string& sandbox_id)> before_remove;
+};
+
 // Owns the life of pod sandboxes: their durable records, their VMs (through Hypervisor), their
 // agents (through AgentClient) and their networks (through PodNetworkManager).
 //
@@ -78,6 +88,9 @@ class SandboxController {
   // The agent of a READY sandbox (for containers and streaming). FAILED_PRECONDITION otherwise.
   absl::StatusOr<std::shared_ptr<AgentClient>> Agent(const std::string& id);
 
+  // Set once, before Recover() and before serving.
+  void SetHooks(SandboxHooks hooks) { hooks_ = std::move(hooks); }
+
   // Closes agent channels without touching the VMs (daemon shutdown: pods keep running).
   void Detach();
 
@@ -99,6 +112,7 @@ class SandboxController {
   Hypervisor* const hypervisor_;
   PodNetworkManager* const network_;
   const AgentDialer dialer_;
+  SandboxHooks hooks_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);

@@ -3,8 +3,12 @@
 // An AgentClient for unit tests: records what it was asked, answers from settable results, and
 // can simulate the guest going away.
 
+#include <condition_variable>
 #include <functional>
+#include <map>
+#include <optional>
 #include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -26,9 +30,21 @@ class FakeAgentClient : public AgentClient {
     std::vector<NetworkSetup> network_setups;
     int shutdowns = 0;
     bool closed = false;
+    std::vector<std::pair<std::string, ContainerSpec>> created;
+    std::vector<std::string> started;
+    std::vector<std::pair<std::string, int>> signals;
+    std::vector<std::string> removed;
+    std::vector<std::pair<std::string, ProcessSpec>> execs;
+    std::vector<std::pair<std::string, std::string>> disks_attached;  // serial, mount point
+    std::vector<std::string> disks_detached;
   };
   std::shared_ptr<Log> log = std::make_shared<Log>();
   absl::Status sandbox_setup_result;
+  absl::Status create_result;
+  bool ignore_sigterm = false;
+  bool exec_hangs = false;
+  int exec_exit_code = 0;
+  std::string exec_stdout, exec_stderr;
 
   // The guest vanished: the client reports it as the real one would.
   void SimulateDisconnect(const absl::Status& why) {
@@ -57,51 +73,149 @@ class FakeAgentClient : public AgentClient {
     ++log->shutdowns;
     return absl::OkStatus();
   }
-  absl::Status CreateContainer(const std::string&, const ContainerSpec&, absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  absl::Status CreateContainer(const std::string& id, const ContainerSpec& spec,
+                               absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!create_result.ok()) return create_result;
+    log->created.emplace_back(id, spec);
+    procs_[{id, ""}] = Proc{};
+    return absl::OkStatus();
   }
-  absl::StatusOr<uint32_t> StartContainer(const std::string&, absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  absl::StatusOr<uint32_t> StartContainer(const std::string& id, absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log->started.push_back(id);
+    if (!procs_.contains({id, ""})) return absl::NotFoundError("no container " + id);
+    return 42u;
   }
-  absl::Status SignalProcess(const std::string&, const std::string&, int, bool,
-                             absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  absl::Status SignalProcess(const std::string& id, const std::string& exec_id, int signal,
+                             bool, absl::Duration) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      log->signals.push_back({id, signal});
+      if (signal == 15 && ignore_sigterm) return absl::OkStatus();
+    }
+    ExitInfo exit;
+    exit.signal = signal;
+    exit.exit_code = 128 + signal;
+    SimulateExit(id, exec_id, exit);
+    return absl::OkStatus();
   }
-  absl::StatusOr<ExitInfo> WaitProcess(const std::string&, const std::string&,
-                                       absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  absl::StatusOr<ExitInfo> WaitProcess(const std::string& id, const std::string& exec_id,
+                                       absl::Duration timeout) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto done = [&] {
+      auto it = procs_.find({id, exec_id});
+      return it == procs_.end() || it->second.exit.has_value();
+    };
+    if (!cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), done)) {
+      return absl::DeadlineExceededError("wait: deadline");
+    }
+    auto it = procs_.find({id, exec_id});
+    if (it == procs_.end()) return absl::NotFoundError("no process");
+    return *it->second.exit;
   }
-  void WaitProcessAsync(const std::string&, const std::string&, absl::Duration,
+  void WaitProcessAsync(const std::string& id, const std::string& exec_id, absl::Duration timeout,
                         ExitCallback done) override {
-    done(absl::UnimplementedError("fake"));
+    std::thread([this, id, exec_id, timeout, done = std::move(done)] {
+      done(WaitProcess(id, exec_id, timeout));
+    }).detach();
   }
-  absl::Status RemoveContainer(const std::string&, bool, absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  absl::Status RemoveContainer(const std::string& id, bool, absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log->removed.push_back(id);
+    procs_.erase({id, ""});
+    return absl::OkStatus();
   }
-  absl::StatusOr<uint32_t> ExecProcess(const std::string&, const std::string&, const ProcessSpec&,
-                                       absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  // An exec writes exec_stdout/exec_stderr and exits with exec_exit_code, unless exec_hangs.
+  absl::StatusOr<uint32_t> ExecProcess(const std::string& id, const std::string& exec_id,
+                                       const ProcessSpec& process, absl::Duration) override {
+    StreamCallback out, err;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      log->execs.push_back({id, process});
+      Proc p;
+      if (!exec_hangs) {
+        ExitInfo e;
+        e.exit_code = exec_exit_code;
+        p.exit = e;
+      }
+      procs_[{id, exec_id}] = p;
+      out = callbacks_[process.stdout_stream];
+      err = callbacks_[process.stderr_stream];
+    }
+    if (!exec_hangs) {
+      if (out) out(exec_stdout, true);
+      if (err) err(exec_stderr, true);
+    }
+    return 43u;
   }
   absl::Status ResizeTty(const std::string&, const std::string&, uint32_t, uint32_t,
                          absl::Duration) override {
     return absl::UnimplementedError("fake");
   }
-  absl::StatusOr<std::vector<GuestContainerStats>> Stats(const std::vector<std::string>&,
+  absl::StatusOr<std::vector<GuestContainerStats>> Stats(const std::vector<std::string>& ids,
                                                          absl::Duration) override {
-    return std::vector<GuestContainerStats>{};
+    std::vector<GuestContainerStats> out;
+    for (const std::string& id : ids) {
+      GuestContainerStats s;
+      s.container_id = id;
+      s.cpu_usage_ns = 1000;
+      s.memory_working_set_bytes = 4096;
+      out.push_back(s);
+    }
+    return out;
   }
   absl::Status PortForward(uint32_t, uint32_t, absl::Duration) override {
     return absl::UnimplementedError("fake");
   }
-  absl::StatusOr<std::string> DiskAttached(const std::string&, const std::string&,
-                                           const std::string&, bool, absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  absl::StatusOr<std::string> DiskAttached(const std::string& serial,
+                                           const std::string& mount_point, const std::string&,
+                                           bool, absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log->disks_attached.push_back({serial, mount_point});
+    return std::string("/dev/sdb");
   }
-  absl::Status DiskDetach(const std::string&, absl::Duration) override {
-    return absl::UnimplementedError("fake");
+  absl::Status DiskDetach(const std::string& serial, absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    log->disks_detached.push_back(serial);
+    return absl::OkStatus();
   }
-  uint32_t AllocateStreamId() override { return ++next_stream_; }
-  void SetStreamCallback(uint32_t, StreamCallback) override {}
+  uint32_t AllocateStreamId() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ++next_stream_;
+  }
+  void SetStreamCallback(uint32_t id, StreamCallback callback) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    callbacks_[id] = std::move(callback);
+  }
+
+  // The guest sends bytes on a stream (as the agent's pumps do).
+  void EmitStream(uint32_t id, absl::string_view data, bool eof) {
+    StreamCallback cb;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cb = callbacks_[id];
+    }
+    if (cb) cb(data, eof);
+  }
+  // A process exits: WaitProcess answers and the exit event is sent.
+  void SimulateExit(const std::string& id, const std::string& exec_id, const ExitInfo& exit) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = procs_.find({id, exec_id});
+      if (it == procs_.end() || it->second.exit) return;
+      it->second.exit = exit;
+    }
+    cv_.notify_all();
+    if (options_.on_event) {
+      AgentEvent e;
+      e.kind = AgentEvent::Kind::kProcessExited;
+      e.container_id = id;
+      e.exec_id = exec_id;
+      e.exit = exit;
+      options_.on_event(e);
+    }
+  }
   absl::Status WriteStream(uint32_t, absl::string_view, bool) override {
     return absl::OkStatus();
   }
@@ -112,6 +226,13 @@ class FakeAgentClient : public AgentClient {
   AgentInfo info_;
   bool connected_ = true;
   uint32_t next_stream_ = 0;
+  struct Proc {
+    std::optional<ExitInfo> exit;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::pair<std::string, std::string>, Proc> procs_;
+  std::map<uint32_t, StreamCallback> callbacks_;
 };
 
 }  // namespace podvisor::testing

@@ -1,0 +1,210 @@
+#include "cri/container_convert.h"
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace podvisor::cri {
+namespace {
+
+void Metadata(const Container& c, runtime::v1::ContainerMetadata* out) {
+  out->set_name(c.metadata.config.name);
+  out->set_attempt(c.metadata.config.attempt);
+}
+
+void Image(const Container& c, runtime::v1::ImageSpec* out) {
+  out->set_image(c.metadata.config.image);
+  out->set_user_specified_image(c.metadata.config.image);
+}
+
+}  // namespace
+
+runtime::v1::ContainerState ToProto(ContainerState state) {
+  switch (state) {
+    case ContainerState::kCreated:
+      return runtime::v1::CONTAINER_CREATED;
+    case ContainerState::kRunning:
+      return runtime::v1::CONTAINER_RUNNING;
+    case ContainerState::kExited:
+      return runtime::v1::CONTAINER_EXITED;
+    default:
+      return runtime::v1::CONTAINER_UNKNOWN;
+  }
+}
+
+ContainerLimits FromProto(const runtime::v1::LinuxContainerResources& r) {
+  ContainerLimits out;
+  out.cpu_period = r.cpu_period();
+  out.cpu_quota = r.cpu_quota();
+  out.cpu_shares = r.cpu_shares();
+  out.memory_limit_bytes = r.memory_limit_in_bytes();
+  out.cpuset_cpus = r.cpuset_cpus();
+  out.cpuset_mems = r.cpuset_mems();
+  return out;
+}
+
+absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in) {
+  ContainerConfig c;
+  if (!in.has_metadata() || in.metadata().name().empty()) {
+    return absl::InvalidArgumentError("config.metadata.name is required");
+  }
+  c.name = in.metadata().name();
+  c.attempt = in.metadata().attempt();
+  c.image = in.image().image();
+  if (c.image.empty()) return absl::InvalidArgumentError("config.image.image is required");
+  c.command.assign(in.command().begin(), in.command().end());
+  c.args.assign(in.args().begin(), in.args().end());
+  c.working_dir = in.working_dir();
+  for (const runtime::v1::KeyValue& kv : in.envs()) c.envs.emplace_back(kv.key(), kv.value());
+  for (const runtime::v1::Mount& m : in.mounts()) {
+    c.mounts.push_back(ContainerMount{m.container_path(), m.host_path(), m.readonly()});
+  }
+  if (in.devices_size() > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device ", in.devices(0).host_path(),
+                     ": host devices cannot be passed into a pod VM"));
+  }
+  c.labels.insert(in.labels().begin(), in.labels().end());
+  c.annotations.insert(in.annotations().begin(), in.annotations().end());
+  c.log_path = in.log_path();
+  c.stdin = in.stdin();
+  c.stdin_once = in.stdin_once();
+  c.tty = in.tty();
+  if (in.has_linux()) {
+    c.resources = FromProto(in.linux().resources());
+    const runtime::v1::LinuxContainerSecurityContext& sc = in.linux().security_context();
+    c.privileged = sc.privileged();
+    c.readonly_rootfs = sc.readonly_rootfs();
+    c.no_new_privs = sc.no_new_privs();
+    c.cap_add.assign(sc.capabilities().add_capabilities().begin(),
+                     sc.capabilities().add_capabilities().end());
+    c.cap_drop.assign(sc.capabilities().drop_capabilities().begin(),
+                      sc.capabilities().drop_capabilities().end());
+    c.masked_paths.assign(sc.masked_paths().begin(), sc.masked_paths().end());
+    c.readonly_paths.assign(sc.readonly_paths().begin(), sc.readonly_paths().end());
+    if (sc.has_run_as_user()) c.run_as_user = sc.run_as_user().value();
+    if (sc.has_run_as_group()) c.run_as_group = sc.run_as_group().value();
+    c.run_as_username = sc.run_as_username();
+    c.supplemental_groups.assign(sc.supplemental_groups().begin(),
+                                 sc.supplemental_groups().end());
+    if ((c.run_as_user && *c.run_as_user < 0) || (c.run_as_group && *c.run_as_group < 0)) {
+      return absl::InvalidArgumentError("run_as_user and run_as_group must not be negative");
+    }
+  }
+  return c;
+}
+
+ContainerFilter FromProto(const runtime::v1::ContainerFilter& in) {
+  ContainerFilter f;
+  f.id_prefix = in.id();
+  if (in.has_state()) {
+    switch (in.state().state()) {
+      case runtime::v1::CONTAINER_CREATED:
+        f.state = ContainerState::kCreated;
+        break;
+      case runtime::v1::CONTAINER_RUNNING:
+        f.state = ContainerState::kRunning;
+        break;
+      case runtime::v1::CONTAINER_EXITED:
+        f.state = ContainerState::kExited;
+        break;
+      default:
+        f.state = ContainerState::kUnknown;
+    }
+  }
+  f.sandbox_id_prefix = in.pod_sandbox_id();
+  f.label_selector.insert(in.label_selector().begin(), in.label_selector().end());
+  return f;
+}
+
+ContainerFilter FromProto(const runtime::v1::ContainerStatsFilter& in) {
+  ContainerFilter f;
+  f.id_prefix = in.id();
+  f.sandbox_id_prefix = in.pod_sandbox_id();
+  f.label_selector.insert(in.label_selector().begin(), in.label_selector().end());
+  return f;
+}
+
+void ToProto(const Container& c, runtime::v1::Container* out) {
+  out->set_id(c.metadata.id);
+  out->set_pod_sandbox_id(c.metadata.sandbox_id);
+  Metadata(c, out->mutable_metadata());
+  Image(c, out->mutable_image());
+  out->set_image_ref(c.metadata.image_ref);
+  out->set_image_id(c.metadata.image_id);
+  out->set_state(ToProto(c.status.state));
+  out->set_created_at(c.metadata.created_at_ns);
+  out->mutable_labels()->insert(c.metadata.config.labels.begin(), c.metadata.config.labels.end());
+  out->mutable_annotations()->insert(c.metadata.config.annotations.begin(),
+                                     c.metadata.config.annotations.end());
+}
+
+void ToProto(const Container& c, runtime::v1::ContainerStatus* out) {
+  out->set_id(c.metadata.id);
+  Metadata(c, out->mutable_metadata());
+  out->set_state(ToProto(c.status.state));
+  out->set_created_at(c.metadata.created_at_ns);
+  out->set_started_at(c.status.started_at_ns);
+  out->set_finished_at(c.status.finished_at_ns);
+  out->set_exit_code(c.status.exit_code);
+  Image(c, out->mutable_image());
+  out->set_image_ref(c.metadata.image_ref);
+  out->set_image_id(c.metadata.image_id);
+  out->set_reason(c.status.reason);
+  out->set_message(c.status.message);
+  out->mutable_labels()->insert(c.metadata.config.labels.begin(), c.metadata.config.labels.end());
+  out->mutable_annotations()->insert(c.metadata.config.annotations.begin(),
+                                     c.metadata.config.annotations.end());
+  for (const ContainerMount& m : c.metadata.config.mounts) {
+    runtime::v1::Mount* pm = out->add_mounts();
+    pm->set_container_path(m.container_path);
+    pm->set_host_path(m.host_path);
+    pm->set_readonly(m.readonly);
+  }
+  out->set_log_path(c.metadata.log_path);
+  runtime::v1::LinuxContainerResources* r = out->mutable_resources()->mutable_linux();
+  r->set_cpu_period(c.status.resources.cpu_period);
+  r->set_cpu_quota(c.status.resources.cpu_quota);
+  r->set_cpu_shares(c.status.resources.cpu_shares);
+  r->set_memory_limit_in_bytes(c.status.resources.memory_limit_bytes);
+  r->set_cpuset_cpus(c.status.resources.cpuset_cpus);
+  r->set_cpuset_mems(c.status.resources.cpuset_mems);
+  if (c.metadata.uid) {
+    runtime::v1::LinuxContainerUser* u = out->mutable_user()->mutable_linux();
+    u->set_uid(*c.metadata.uid);
+    u->set_gid(c.metadata.gid);
+  }
+}
+
+void ToProto(const ContainerStatsInfo& info, runtime::v1::ContainerStats* out) {
+  const Container& c = info.container;
+  runtime::v1::ContainerAttributes* a = out->mutable_attributes();
+  a->set_id(c.metadata.id);
+  Metadata(c, a->mutable_metadata());
+  a->mutable_labels()->insert(c.metadata.config.labels.begin(), c.metadata.config.labels.end());
+  a->mutable_annotations()->insert(c.metadata.config.annotations.begin(),
+                                   c.metadata.config.annotations.end());
+  const GuestContainerStats& s = info.stats;
+  out->mutable_cpu()->set_timestamp(s.timestamp_ns);
+  out->mutable_cpu()->mutable_usage_core_nano_seconds()->set_value(s.cpu_usage_ns);
+  out->mutable_memory()->set_timestamp(s.timestamp_ns);
+  out->mutable_memory()->mutable_working_set_bytes()->set_value(s.memory_working_set_bytes);
+  out->mutable_memory()->mutable_usage_bytes()->set_value(s.memory_usage_bytes);
+  out->mutable_writable_layer()->set_timestamp(s.timestamp_ns);
+  out->mutable_writable_layer()->mutable_fs_id()->set_mountpoint("/");
+  out->mutable_writable_layer()->mutable_used_bytes()->set_value(s.rootfs_used_bytes);
+}
+
+std::string VerboseInfo(const Container& c) {
+  nlohmann::json j;
+  j["id"] = c.metadata.id;
+  j["sandboxID"] = c.metadata.sandbox_id;
+  j["name"] = c.metadata.name;
+  j["pid"] = c.status.pid;
+  j["imageID"] = c.metadata.image_id;
+  j["layers"] = c.metadata.layers;
+  j["config"] = c.metadata.config;
+  j["runtimeSpec"] = {{"env", c.metadata.env}, {"cwd", c.metadata.cwd}};
+  return j.dump();
+}
+
+}  // namespace podvisor::cri

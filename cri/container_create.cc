@@ -1,0 +1,26 @@
+// CreateContainer.
+
+#include "cri/container_convert.h"
+#include "cri/rpc.h"
+#include "cri/runtime_service.h"
+
+namespace podvisor::cri {
+
+grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
+                                             const runtime::v1::CreateContainerRequest* request,
+                                             runtime::v1::CreateContainerResponse* response) {
+  return Serve("CreateContainer", [&]() -> absl::Status {
+    if (request->pod_sandbox_id().empty()) {
+      return absl::InvalidArgumentError("pod_sandbox_id is required");
+    }
+    absl::StatusOr<ContainerConfig> config = FromProto(request->config());
+    if (!config.ok()) return config.status();
+    absl::StatusOr<std::string> id =
+        services_->containers->Create(request->pod_sandbox_id(), *config);
+    if (!id.ok()) return id.status();
+    response->set_container_id(*id);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace podvisor::cri

@@ -1,0 +1,147 @@
+#pragma once
+
+// Containers of a pod sandbox, in domain terms: what CreateContainer asked for (immutable
+// metadata) and what happened since (status, changed only through ContainerStore::Update).
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/json_optional.h"
+#include "nlohmann/json.hpp"
+#include "store/object_store.h"
+
+namespace podvisor {
+
+enum class ContainerState { kCreated, kRunning, kExited, kUnknown };
+NLOHMANN_JSON_SERIALIZE_ENUM(ContainerState, {{ContainerState::kCreated, "created"},
+                                              {ContainerState::kRunning, "running"},
+                                              {ContainerState::kExited, "exited"},
+                                              {ContainerState::kUnknown, "unknown"}})
+
+// A CRI Mount (host path into the container).
+struct ContainerMount {
+  std::string container_path;
+  std::string host_path;
+  bool readonly = false;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path,
+                                                readonly)
+
+struct ContainerLimits {
+  int64_t cpu_period = 0;
+  int64_t cpu_quota = 0;
+  int64_t cpu_shares = 0;
+  int64_t memory_limit_bytes = 0;
+  std::string cpuset_cpus;
+  std::string cpuset_mems;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerLimits, cpu_period, cpu_quota,
+                                                cpu_shares, memory_limit_bytes, cpuset_cpus,
+                                                cpuset_mems)
+
+// What CreateContainer asks for (converted from runtime.v1.ContainerConfig).
+struct ContainerConfig {
+  std::string name;
+  uint32_t attempt = 0;
+  std::string image;  // as the caller named it (tag, digest or id)
+  std::vector<std::string> command;
+  std::vector<std::string> args;
+  std::string working_dir;
+  std::vector<std::pair<std::string, std::string>> envs;
+  std::vector<ContainerMount> mounts;
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string log_path;  // relative to the sandbox's log_directory
+  bool stdin = false;
+  bool stdin_once = false;
+  bool tty = false;
+  // Security context.
+  bool privileged = false;
+  bool readonly_rootfs = false;
+  bool no_new_privs = false;
+  std::vector<std::string> cap_add;
+  std::vector<std::string> cap_drop;
+  std::vector<std::string> masked_paths;    // empty: the runtime's defaults
+  std::vector<std::string> readonly_paths;  // empty: the runtime's defaults
+  std::optional<int64_t> run_as_user;
+  std::optional<int64_t> run_as_group;
+  std::string run_as_username;
+  std::vector<int64_t> supplemental_groups;
+  ContainerLimits resources;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, image, command,
+                                                args, working_dir, envs, mounts, labels,
+                                                annotations, log_path, stdin, stdin_once, tty,
+                                                privileged, readonly_rootfs, no_new_privs,
+                                                cap_add, cap_drop, masked_paths, readonly_paths,
+                                                run_as_user, run_as_group, run_as_username,
+                                                supplemental_groups, resources)
+
+// One image layer hot-plugged into the sandbox VM as a read-only disk.
+struct LayerDisk {
+  std::string serial;  // VmDisk id = SCSI serial
+  uint32_t index = 0;  // SCSI target
+  std::string path;    // host erofs image
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LayerDisk, serial, index, path)
+
+// What a container was created with; never changes afterwards.
+struct ContainerMetadata {
+  std::string id;
+  // Unique among live containers: "<name>_<pod name>_<pod namespace>_<pod uid>_<attempt>".
+  std::string name;
+  std::string sandbox_id;
+  ContainerConfig config;
+  std::string image_id;   // sha256:<config digest>
+  std::string image_ref;  // a repo digest of the image when it has one, else image_id
+  std::string log_path;   // full path on the host; empty: no log
+  std::vector<LayerDisk> layers;  // lowest first
+  int64_t created_at_ns = 0;
+  // The process environment exec sessions inherit (env, cwd, user as resolved at create).
+  std::vector<std::string> env;
+  std::string cwd;
+  std::optional<uint32_t> uid;
+  uint32_t gid = 0;
+  std::string username;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
+                                                image_id, image_ref, log_path, layers,
+                                                created_at_ns, env, cwd, uid, gid, username)
+
+// What changes over a container's life.
+struct ContainerStatus {
+  ContainerState state = ContainerState::kCreated;
+  int64_t started_at_ns = 0;
+  int64_t finished_at_ns = 0;
+  int32_t exit_code = 0;
+  std::string reason;  // Completed, Error, OOMKilled
+  std::string message;
+  uint32_t pid = 0;  // in the guest
+  ContainerLimits resources;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerStatus, state, started_at_ns,
+                                                finished_at_ns, exit_code, reason, message, pid,
+                                                resources)
+
+using Container = StoredObject<ContainerMetadata, ContainerStatus>;
+using ContainerStore = ObjectStore<ContainerMetadata, ContainerStatus>;
+
+// ListContainers' filter; unset fields match everything.
+struct ContainerFilter {
+  std::string id_prefix;
+  std::optional<ContainerState> state;
+  std::string sandbox_id_prefix;
+  std::map<std::string, std::string> label_selector;
+};
+bool ContainerMatches(const Container& container, const ContainerFilter& filter);
+
+// The unique name kubelet's metadata maps to.
+std::string ContainerName(const std::string& name, const std::string& pod_name,
+                          const std::string& pod_namespace, const std::string& pod_uid,
+                          uint32_t attempt);
+
+}  // namespace podvisor

@@ -1,0 +1,853 @@
+#include "pod-sandbox/container_controller.h"
+
+#include <signal.h>
+#include <sys/random.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <set>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/fs.h"
+#include "common/log.h"
+
+namespace podvisor {
+namespace {
+
+constexpr char kLayerMountDir[] = "/run/podvisor/layers/";
+constexpr uint32_t kFirstLayerIndex = 1;
+constexpr uint32_t kMaxDiskIndex = 254;
+constexpr absl::Duration kKillWait = absl::Seconds(10);
+constexpr absl::Duration kNoExecLimit = absl::Hours(24 * 365);
+
+const char* const kDefaultCaps[] = {
+    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",      "CAP_MKNOD",
+    "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",           "CAP_SETFCAP",     "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"};
+
+const char* const kAllCaps[] = {
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE"};
+
+const char* const kDefaultMaskedPaths[] = {
+    "/proc/acpi",          "/proc/asound",      "/proc/kcore",       "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list",  "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/scsi",          "/sys/firmware"};
+const char* const kDefaultReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                             "/proc/sysrq-trigger"};
+
+// Files the agent writes in the guest for the whole pod; kubelet's mounts of its own copies map
+// to these.
+const char* const kGuestPodFiles[] = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"};
+
+absl::Status WithContext(const absl::Status& s, absl::string_view context) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
+}
+
+std::string ShortId(const std::string& id) { return id.substr(0, 12); }
+
+std::string RandomHex(size_t bytes) {
+  std::string raw(bytes, '\0');
+  size_t got = 0;
+  while (got < bytes) {
+    ssize_t r = ::getrandom(raw.data() + got, bytes - got, 0);
+    if (r > 0) got += static_cast<size_t>(r);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+std::string CapName(const std::string& cap) {
+  std::string upper = absl::AsciiStrToUpper(cap);
+  if (upper == "ALL" || absl::StartsWith(upper, "CAP_")) return upper;
+  return absl::StrCat("CAP_", upper);
+}
+
+// The serial of a layer's disk: derived from the layer image's name (its diff id), so that the
+// same layer is one disk per VM. [A-Za-z0-9], 20 characters.
+std::string LayerSerial(const std::string& path) {
+  std::string base = path.substr(path.find_last_of('/') + 1);
+  std::string hex;
+  for (char c : base) {
+    if (absl::ascii_isxdigit(static_cast<unsigned char>(c))) hex.push_back(c);
+  }
+  // Drop the "sha256" digits-looking prefix: keep the hash's own hex (the tail of the name).
+  if (hex.size() > 19) hex = hex.substr(hex.size() >= 64 ? hex.size() - 64 : 0, 19);
+  return absl::StrCat("l", hex);
+}
+
+int32_t ExitCodeOf(const ExitInfo& exit) {
+  if (exit.signal > 0 && exit.exit_code == 0) return 128 + exit.signal;
+  return exit.exit_code;
+}
+
+}  // namespace
+
+ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& image) {
+  ProcessSpec p;
+  if (!config.command.empty()) {
+    p.args = config.command;
+    p.args.insert(p.args.end(), config.args.begin(), config.args.end());
+  } else {
+    p.args = image.config.entrypoint;
+    const std::vector<std::string>& rest = config.args.empty() ? image.config.cmd : config.args;
+    p.args.insert(p.args.end(), rest.begin(), rest.end());
+  }
+  p.env = image.config.env;
+  for (const auto& [key, value] : config.envs) {
+    std::string entry = absl::StrCat(key, "=", value);
+    auto it = std::find_if(p.env.begin(), p.env.end(), [&](const std::string& e) {
+      return absl::StartsWith(e, absl::StrCat(key, "="));
+    });
+    if (it != p.env.end()) {
+      *it = entry;
+    } else {
+      p.env.push_back(entry);
+    }
+  }
+  p.cwd = !config.working_dir.empty()       ? config.working_dir
+          : !image.config.working_dir.empty() ? image.config.working_dir
+                                              : "/";
+  // User: the CRI security context over the image's User ("uid", "name", "uid:gid").
+  std::string image_group;
+  if (size_t colon = image.config.user.find(':'); colon != std::string::npos) {
+    image_group = image.config.user.substr(colon + 1);
+  }
+  if (config.run_as_user) {
+    p.user.uid = static_cast<uint32_t>(*config.run_as_user);
+  } else if (!config.run_as_username.empty()) {
+    p.user.username = config.run_as_username;
+  } else if (image.uid >= 0) {
+    p.user.uid = static_cast<uint32_t>(image.uid);
+  } else if (!image.username.empty()) {
+    p.user.username = image.username;
+  } else {
+    p.user.uid = 0;
+  }
+  uint32_t gid = 0;
+  if (config.run_as_group) {
+    p.user.gid = static_cast<uint32_t>(*config.run_as_group);
+  } else if (!config.run_as_user && config.run_as_username.empty() &&
+             absl::SimpleAtoi(image_group, &gid)) {
+    p.user.gid = gid;
+  }
+  for (int64_t g : config.supplemental_groups) {
+    p.user.additional_gids.push_back(static_cast<uint32_t>(g));
+  }
+  p.terminal = config.tty;
+  p.no_new_privileges = config.no_new_privs;
+  return p;
+}
+
+std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
+  std::set<std::string> caps(std::begin(kDefaultCaps), std::end(kDefaultCaps));
+  for (const std::string& c : config.cap_add) {
+    std::string name = CapName(c);
+    if (name == "ALL") {
+      caps.insert(std::begin(kAllCaps), std::end(kAllCaps));
+    } else {
+      caps.insert(name);
+    }
+  }
+  for (const std::string& c : config.cap_drop) {
+    std::string name = CapName(c);
+    if (name == "ALL") {
+      caps.clear();
+    } else {
+      caps.erase(name);
+    }
+  }
+  // An explicit add wins over "drop ALL", as in containerd.
+  bool dropped_all = std::any_of(config.cap_drop.begin(), config.cap_drop.end(),
+                                 [](const std::string& c) { return CapName(c) == "ALL"; });
+  if (dropped_all) {
+    for (const std::string& c : config.cap_add) {
+      if (CapName(c) != "ALL") caps.insert(CapName(c));
+    }
+  }
+  return std::vector<std::string>(caps.begin(), caps.end());
+}
+
+// The live side of a container in this daemon: where its output goes.
+struct ContainerController::Runtime {
+  std::shared_ptr<AgentClient> agent;
+  std::shared_ptr<ContainerLogWriter> log;
+  std::vector<uint32_t> streams;
+};
+
+ContainerController::ContainerController(ContainerControllerOptions options,
+                                         ContainerStore* containers, SandboxStore* sandboxes,
+                                         SandboxController* sandbox_controller,
+                                         Hypervisor* hypervisor, ImageController* images)
+    : options_(std::move(options)),
+      containers_(containers),
+      sandboxes_(sandboxes),
+      sandbox_controller_(sandbox_controller),
+      hypervisor_(hypervisor),
+      images_(images) {}
+
+ContainerController::~ContainerController() = default;
+
+void ContainerController::Install() {
+  SandboxHooks hooks;
+  hooks.on_agent_event = [this](const std::string& sandbox_id, const AgentEvent& event) {
+    OnAgentEvent(sandbox_id, event);
+  };
+  hooks.on_stopped = [this](const std::string& sandbox_id) { OnSandboxStopped(sandbox_id); };
+  hooks.before_remove = [this](const std::string& sandbox_id) {
+    return OnSandboxRemoving(sandbox_id);
+  };
+  sandbox_controller_->SetHooks(std::move(hooks));
+  if (images_) {
+    images_->SetInUseCheck([this](const std::string& image_id) { return ImageInUse(image_id); });
+  }
+}
+
+absl::Status ContainerController::Recover() {
+  for (const Container& c : containers_->List()) {
+    if (c.status.state == ContainerState::kExited) continue;
+    absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(c.metadata.sandbox_id);
+    if (!sandbox.ok() || sandbox->status.state != SandboxState::kReady) {
+      ExitInfo exit;
+      exit.exit_code = c.status.state == ContainerState::kRunning ? 137 : 0;
+      MarkExited(c.metadata.id, exit, "the pod sandbox is not running");
+    } else if (c.status.state == ContainerState::kRunning) {
+      // The container runs on, but its output stream belonged to the previous daemon.
+      PV_LOG(kWarning) << "container " << ShortId(c.metadata.id)
+                       << ": running from before the restart; its further output is not logged";
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::shared_ptr<std::mutex> ContainerController::LockFor(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto& l = locks_[id];
+  if (!l) l = std::make_shared<std::mutex>();
+  return l;
+}
+
+std::shared_ptr<std::mutex> ContainerController::SandboxLockFor(const std::string& sandbox_id) {
+  absl::MutexLock lock(&mu_);
+  auto& l = sandbox_locks_[sandbox_id];
+  if (!l) l = std::make_shared<std::mutex>();
+  return l;
+}
+
+absl::StatusOr<std::string> ContainerController::ResolveId(const std::string& id_or_prefix) const {
+  return containers_->Resolve(id_or_prefix);
+}
+
+absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
+    const std::string& sandbox_id, AgentClient& agent, const std::vector<std::string>& paths) {
+  // What the sandbox's other containers already attached (the caller holds the sandbox lock).
+  std::map<std::string, LayerDisk> attached;
+  std::set<uint32_t> used;
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.sandbox_id != sandbox_id) continue;
+    for (const LayerDisk& d : c.metadata.layers) {
+      attached[d.serial] = d;
+      used.insert(d.index);
+    }
+  }
+  std::vector<LayerDisk> out;
+  std::vector<LayerDisk> added;
+  auto undo = absl::MakeCleanup([&] {
+    for (const LayerDisk& d : added) {
+      (void)agent.DiskDetach(d.serial, options_.agent_call_timeout);
+      (void)hypervisor_->DetachDisk(sandbox_id, d.serial);
+    }
+  });
+  for (const std::string& path : paths) {
+    LayerDisk disk;
+    disk.serial = LayerSerial(path);
+    disk.path = path;
+    if (auto it = attached.find(disk.serial); it != attached.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    uint32_t index = kFirstLayerIndex;
+    while (used.contains(index)) ++index;
+    if (index > kMaxDiskIndex) {
+      return absl::ResourceExhaustedError("the pod VM has no free disk slot for another layer");
+    }
+    disk.index = index;
+    VmDisk vm_disk;
+    vm_disk.id = disk.serial;
+    vm_disk.path = path;
+    vm_disk.read_only = true;
+    vm_disk.index = index;
+    if (absl::Status s = hypervisor_->AttachDisk(sandbox_id, vm_disk); !s.ok()) {
+      return WithContext(s, absl::StrCat("attach layer ", path));
+    }
+    added.push_back(disk);
+    used.insert(index);
+    attached[disk.serial] = disk;
+    absl::StatusOr<std::string> device =
+        agent.DiskAttached(disk.serial, absl::StrCat(kLayerMountDir, disk.serial), "erofs", true,
+                           options_.agent_call_timeout);
+    if (!device.ok()) return WithContext(device.status(), absl::StrCat("mount layer ", path));
+    out.push_back(disk);
+  }
+  std::move(undo).Cancel();
+  return out;
+}
+
+void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
+                                             const std::vector<LayerDisk>& layers,
+                                             const std::string& removed_id) {
+  if (layers.empty()) return;
+  std::set<std::string> still_used;
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.sandbox_id != sandbox_id || c.metadata.id == removed_id) continue;
+    for (const LayerDisk& d : c.metadata.layers) still_used.insert(d.serial);
+  }
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox_id);
+  if (!agent.ok()) return;  // the VM is gone or going: its disks go with it
+  for (const LayerDisk& d : layers) {
+    if (still_used.contains(d.serial)) continue;
+    if (absl::Status s = (*agent)->DiskDetach(d.serial, options_.agent_call_timeout); !s.ok()) {
+      PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": unmount layer " << d.serial
+                       << ": " << s;
+      continue;  // still mounted in the guest: leave the disk where it is
+    }
+    if (absl::Status s = hypervisor_->DetachDisk(sandbox_id, d.serial); !s.ok()) {
+      PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": detach layer " << d.serial
+                       << ": " << s;
+    }
+  }
+}
+
+absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
+    const Sandbox& sandbox, const ImageRecord& image, const ContainerConfig& config,
+    const std::vector<LayerDisk>& layers) const {
+  ContainerSpec spec;
+  spec.process = BuildProcess(config, image.metadata);
+  if (spec.process.args.empty()) {
+    return absl::InvalidArgumentError(
+        "no command: neither the container config nor the image says what to run");
+  }
+  if (!config.privileged) spec.process.capabilities = BuildCapabilities(config);
+  std::vector<std::string> lowers;
+  for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+    lowers.push_back(absl::StrCat(kLayerMountDir, it->serial));
+  }
+  if (lowers.empty()) return absl::FailedPreconditionError("the image has no layers");
+  spec.rootfs_mount = GuestMount{"/", "overlay", "overlay",
+                                 {absl::StrCat("lowerdir=", absl::StrJoin(lowers, ":"))}};
+  spec.readonly_rootfs = config.readonly_rootfs;
+  for (const ContainerMount& m : config.mounts) {
+    const bool pod_file = std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
+                                      [&](const char* f) { return m.container_path == f; });
+    if (pod_file) {
+      spec.mounts.push_back(GuestMount{m.container_path, "bind", m.container_path,
+                                       {"rbind", "rprivate", m.readonly ? "ro" : "rw"}});
+      continue;
+    }
+    if (m.container_path == "/dev/termination-log") {
+      // kubelet's termination message file: the container writes into its own rootfs instead
+      // (the host file stays empty, as with a container that wrote no message).
+      continue;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "mount of host path ", m.host_path, " at ", m.container_path,
+        " is not supported: a pod VM shares no filesystem with the host (only /etc/hosts, "
+        "/etc/resolv.conf and /etc/hostname are provided, from the pod's guest)"));
+  }
+  spec.hostname = sandbox.metadata.hostname;
+  if (config.masked_paths.empty()) {
+    spec.masked_paths.assign(std::begin(kDefaultMaskedPaths), std::end(kDefaultMaskedPaths));
+  } else {
+    spec.masked_paths = config.masked_paths;
+  }
+  if (config.readonly_paths.empty()) {
+    spec.readonly_paths.assign(std::begin(kDefaultReadonlyPaths), std::end(kDefaultReadonlyPaths));
+  } else {
+    spec.readonly_paths = config.readonly_paths;
+  }
+  const ContainerLimits& r = config.resources;
+  spec.resources.cpu_shares = r.cpu_shares > 0 ? static_cast<uint64_t>(r.cpu_shares) : 0;
+  spec.resources.cpu_quota = r.cpu_quota;
+  spec.resources.cpu_period = r.cpu_period > 0 ? static_cast<uint64_t>(r.cpu_period) : 0;
+  spec.resources.cpuset_cpus = r.cpuset_cpus;
+  spec.resources.cpuset_mems = r.cpuset_mems;
+  spec.resources.memory_limit_bytes = r.memory_limit_bytes;
+  spec.privileged = config.privileged;
+  return spec;
+}
+
+absl::StatusOr<std::string> ContainerController::Create(const std::string& sandbox_id_or_prefix,
+                                                        const ContainerConfig& config) {
+  if (config.name.empty()) return absl::InvalidArgumentError("container name is required");
+  if (config.image.empty()) return absl::InvalidArgumentError("image is required");
+  absl::StatusOr<std::string> sandbox_id = sandboxes_->Resolve(sandbox_id_or_prefix);
+  if (!sandbox_id.ok()) return sandbox_id.status();
+  absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(*sandbox_id);
+  if (!sandbox.ok()) return sandbox.status();
+  const SandboxMetadata& sm = sandbox->metadata;
+  const std::string name =
+      ContainerName(config.name, sm.pod_name, sm.pod_namespace, sm.pod_uid, config.attempt);
+  const std::string context = absl::StrCat("create container ", name);
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.name == name) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(context, ": the name is reserved by ", c.metadata.id));
+    }
+  }
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(*sandbox_id);
+  if (!agent.ok()) return WithContext(agent.status(), context);
+  absl::StatusOr<ImageRecord> image = images_->Get(config.image);
+  if (!image.ok()) return WithContext(image.status(), context);
+  absl::StatusOr<std::vector<std::string>> layer_paths = images_->LayerImages(image->metadata.id);
+  if (!layer_paths.ok()) return WithContext(layer_paths.status(), context);
+
+  Container c;
+  ContainerMetadata& meta = c.metadata;
+  meta.id = NewObjectId();
+  meta.name = name;
+  meta.sandbox_id = *sandbox_id;
+  meta.config = config;
+  meta.image_id = image->metadata.id;
+  meta.image_ref = image->status.repo_digests.empty() ? image->metadata.id
+                                                      : image->status.repo_digests.front();
+  if (!config.log_path.empty()) {
+    meta.log_path = (config.log_path[0] == '/' || sm.log_directory.empty())
+                        ? config.log_path
+                        : absl::StrCat(sm.log_directory, "/", config.log_path);
+  }
+  meta.created_at_ns = absl::ToUnixNanos(absl::Now());
+  c.status.state = ContainerState::kCreated;
+  c.status.resources = config.resources;
+
+  auto sandbox_lock = SandboxLockFor(*sandbox_id);
+  std::lock_guard<std::mutex> guard(*sandbox_lock);
+  absl::StatusOr<std::vector<LayerDisk>> layers = AttachLayers(*sandbox_id, **agent, *layer_paths);
+  if (!layers.ok()) return WithContext(layers.status(), context);
+  meta.layers = *layers;
+  auto detach = absl::MakeCleanup([&] { DetachUnusedLayers(*sandbox_id, meta.layers, meta.id); });
+
+  absl::StatusOr<ContainerSpec> spec = BuildSpec(*sandbox, *image, config, meta.layers);
+  if (!spec.ok()) return WithContext(spec.status(), context);
+  meta.env = spec->process.env;
+  meta.cwd = spec->process.cwd;
+  meta.uid = spec->process.user.uid;
+  meta.gid = spec->process.user.gid;
+  meta.username = spec->process.user.username;
+
+  // Output: the log file, fed by the container's stdio streams.
+  auto runtime = std::make_shared<Runtime>();
+  runtime->agent = *agent;
+  if (!meta.log_path.empty()) {
+    std::string dir = meta.log_path.substr(0, meta.log_path.find_last_of('/'));
+    if (!dir.empty()) {
+      if (absl::Status s = MakeDirs(dir); !s.ok()) return WithContext(s, context);
+    }
+    absl::StatusOr<std::unique_ptr<ContainerLogWriter>> log =
+        ContainerLogWriter::Open(meta.log_path);
+    if (!log.ok()) return WithContext(log.status(), context);
+    runtime->log = std::move(*log);
+  }
+  auto connect = [&](LogStream which) {
+    uint32_t stream = (*agent)->AllocateStreamId();
+    std::weak_ptr<ContainerLogWriter> weak = runtime->log;
+    (*agent)->SetStreamCallback(stream, [weak, which](absl::string_view data, bool eof) {
+      std::shared_ptr<ContainerLogWriter> log = weak.lock();
+      if (!log) return;
+      if (!data.empty()) (void)log->Write(which, data);
+      if (eof) (void)log->CloseStream(which);
+    });
+    runtime->streams.push_back(stream);
+    return stream;
+  };
+  spec->process.stdout_stream = connect(LogStream::kStdout);
+  if (!config.tty) spec->process.stderr_stream = connect(LogStream::kStderr);
+  if (config.stdin) {
+    spec->process.stdin_stream = (*agent)->AllocateStreamId();
+    runtime->streams.push_back(spec->process.stdin_stream);
+  }
+  auto close_streams = absl::MakeCleanup([&] {
+    for (uint32_t s : runtime->streams) (*agent)->CloseStream(s);
+  });
+
+  if (absl::Status s = (*agent)->CreateContainer(meta.id, *spec, options_.agent_call_timeout);
+      !s.ok()) {
+    return WithContext(s, absl::StrCat(context, ": agent"));
+  }
+  auto remove_guest = absl::MakeCleanup(
+      [&] { (void)(*agent)->RemoveContainer(meta.id, true, options_.agent_call_timeout); });
+  {
+    absl::MutexLock lock(&mu_);
+    runtimes_[meta.id] = runtime;
+  }
+  if (absl::Status s = containers_->Add(c); !s.ok()) {
+    DropRuntime(meta.id);
+    return WithContext(s, context);
+  }
+  std::move(remove_guest).Cancel();
+  std::move(close_streams).Cancel();
+  std::move(detach).Cancel();
+  PV_LOG(kInfo) << "container " << ShortId(meta.id) << " (" << name << ") created in sandbox "
+                << ShortId(*sandbox_id);
+  return meta.id;
+}
+
+absl::Status ContainerController::Start(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (!id.ok()) return id.status();
+  auto lock = LockFor(*id);
+  std::lock_guard<std::mutex> guard(*lock);
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return c.status();
+  const std::string context = absl::StrCat("start container ", ShortId(*id));
+  if (c->status.state != ContainerState::kCreated) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(context, ": it is ", nlohmann::json(c->status.state).get<std::string>(),
+                     ", not created"));
+  }
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(c->metadata.sandbox_id);
+  if (!agent.ok()) return WithContext(agent.status(), context);
+  const int64_t started = absl::ToUnixNanos(absl::Now());
+  absl::StatusOr<uint32_t> pid = (*agent)->StartContainer(*id, options_.agent_call_timeout);
+  if (!pid.ok()) {
+    ExitInfo exit;
+    exit.exit_code = 128;
+    MarkExited(*id, exit, absl::StrCat("start failed: ", pid.status().message()));
+    return WithContext(pid.status(), absl::StrCat(context, ": agent"));
+  }
+  auto updated = containers_->Update(*id, [&](ContainerStatus& st) {
+    if (st.started_at_ns == 0) st.started_at_ns = started;
+    st.pid = *pid;
+    // A quick process may have exited (and been reported) already.
+    if (st.state == ContainerState::kCreated) st.state = ContainerState::kRunning;
+    return absl::OkStatus();
+  });
+  if (!updated.ok()) return WithContext(updated.status(), context);
+  PV_LOG(kInfo) << "container " << ShortId(*id) << " started (guest pid " << *pid << ")";
+  return absl::OkStatus();
+}
+
+void ContainerController::MarkExited(const std::string& id, const ExitInfo& exit,
+                                     const std::string& message) {
+  const int64_t now = absl::ToUnixNanos(absl::Now());
+  auto updated = containers_->Update(id, [&](ContainerStatus& st) {
+    if (st.state == ContainerState::kExited) return absl::CancelledError("already exited");
+    st.state = ContainerState::kExited;
+    if (st.started_at_ns == 0 && st.pid != 0) st.started_at_ns = now;
+    st.finished_at_ns = now;
+    st.exit_code = ExitCodeOf(exit);
+    st.reason = exit.oom_killed ? "OOMKilled" : st.exit_code == 0 ? "Completed" : "Error";
+    st.message = message;
+    return absl::OkStatus();
+  });
+  if (updated.ok()) {
+    PV_LOG(kInfo) << "container " << ShortId(id) << " exited with " << updated->status.exit_code
+                  << (exit.oom_killed ? " (OOM killed)" : "");
+  }
+}
+
+void ContainerController::OnAgentEvent(const std::string& sandbox_id, const AgentEvent& event) {
+  if (event.kind != AgentEvent::Kind::kProcessExited || !event.exec_id.empty()) return;
+  absl::StatusOr<Container> c = containers_->Get(event.container_id);
+  // The guest only speaks for its own containers.
+  if (!c.ok() || c->metadata.sandbox_id != sandbox_id) return;
+  MarkExited(event.container_id, event.exit, "");
+}
+
+absl::Status ContainerController::Stop(const std::string& id_or_prefix, absl::Duration timeout) {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (absl::IsNotFound(id.status())) return absl::OkStatus();
+  if (!id.ok()) return id.status();
+  auto lock = LockFor(*id);
+  std::lock_guard<std::mutex> guard(*lock);
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (absl::IsNotFound(c.status())) return absl::OkStatus();
+  if (!c.ok()) return c.status();
+  if (c->status.state != ContainerState::kRunning) return absl::OkStatus();
+  const std::string context = absl::StrCat("stop container ", ShortId(*id));
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(c->metadata.sandbox_id);
+  if (!agent.ok()) {
+    ExitInfo exit;
+    exit.exit_code = 137;
+    MarkExited(*id, exit, "the pod sandbox is not running");
+    return absl::OkStatus();
+  }
+  absl::StatusOr<ExitInfo> exit = absl::DeadlineExceededError("not waited");
+  if (timeout > absl::ZeroDuration()) {
+    absl::Status s = (*agent)->SignalProcess(*id, "", SIGTERM, false, options_.agent_call_timeout);
+    if (s.ok()) exit = (*agent)->WaitProcess(*id, "", timeout);
+  }
+  if (!exit.ok()) {
+    absl::Status s = (*agent)->SignalProcess(*id, "", SIGKILL, true, options_.agent_call_timeout);
+    if (!s.ok()) PV_LOG(kDebug) << context << ": SIGKILL: " << s;
+    exit = (*agent)->WaitProcess(*id, "", kKillWait);
+    if (!exit.ok()) return WithContext(exit.status(), absl::StrCat(context, ": wait after SIGKILL"));
+  }
+  MarkExited(*id, *exit, "");
+  return absl::OkStatus();
+}
+
+void ContainerController::DropRuntime(const std::string& id) {
+  std::shared_ptr<Runtime> runtime;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runtimes_.find(id);
+    if (it == runtimes_.end()) return;
+    runtime = std::move(it->second);
+    runtimes_.erase(it);
+  }
+  if (runtime->agent) {
+    for (uint32_t s : runtime->streams) runtime->agent->CloseStream(s);
+  }
+}
+
+absl::Status ContainerController::RemoveLocked(const Container& c) {
+  const std::string& id = c.metadata.id;
+  const std::string context = absl::StrCat("remove container ", ShortId(id));
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(c.metadata.sandbox_id);
+  if (agent.ok()) {
+    if (absl::Status s = (*agent)->RemoveContainer(id, true, options_.agent_call_timeout);
+        !s.ok()) {
+      return WithContext(s, absl::StrCat(context, ": agent"));
+    }
+  }
+  DropRuntime(id);
+  auto sandbox_lock = SandboxLockFor(c.metadata.sandbox_id);
+  std::lock_guard<std::mutex> guard(*sandbox_lock);
+  if (absl::Status s = containers_->Remove(id); !s.ok()) return WithContext(s, context);
+  DetachUnusedLayers(c.metadata.sandbox_id, c.metadata.layers, id);
+  return absl::OkStatus();
+}
+
+absl::Status ContainerController::Remove(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (absl::IsNotFound(id.status())) return absl::OkStatus();
+  if (!id.ok()) return id.status();
+  if (absl::Status s = Stop(*id, absl::ZeroDuration()); !s.ok()) return s;
+  {
+    auto lock = LockFor(*id);
+    std::lock_guard<std::mutex> guard(*lock);
+    absl::StatusOr<Container> c = containers_->Get(*id);
+    if (absl::IsNotFound(c.status())) return absl::OkStatus();
+    if (!c.ok()) return c.status();
+    if (absl::Status s = RemoveLocked(*c); !s.ok()) return s;
+  }
+  absl::MutexLock l(&mu_);
+  locks_.erase(*id);
+  PV_LOG(kInfo) << "container " << ShortId(*id) << " removed";
+  return absl::OkStatus();
+}
+
+void ContainerController::OnSandboxStopped(const std::string& sandbox_id) {
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.sandbox_id != sandbox_id || c.status.state == ContainerState::kExited) continue;
+    ExitInfo exit;
+    exit.exit_code = 137;
+    MarkExited(c.metadata.id, exit, "the pod sandbox stopped");
+    DropRuntime(c.metadata.id);
+  }
+}
+
+absl::Status ContainerController::OnSandboxRemoving(const std::string& sandbox_id) {
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.sandbox_id != sandbox_id) continue;
+    DropRuntime(c.metadata.id);
+    if (absl::Status s = containers_->Remove(c.metadata.id); !s.ok()) return s;
+    absl::MutexLock l(&mu_);
+    locks_.erase(c.metadata.id);
+  }
+  absl::MutexLock l(&mu_);
+  sandbox_locks_.erase(sandbox_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Container> ContainerController::Inspect(const std::string& id_or_prefix) const {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (!id.ok()) return id.status();
+  return containers_->Get(*id);
+}
+
+std::vector<Container> ContainerController::List(const ContainerFilter& filter) const {
+  std::vector<Container> out;
+  for (Container& c : containers_->List()) {
+    if (ContainerMatches(c, filter)) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+bool ContainerController::ImageInUse(const std::string& image_id) const {
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.image_id == image_id) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<ExecSyncResult> ContainerController::ExecSync(const std::string& id_or_prefix,
+                                                             const std::vector<std::string>& cmd,
+                                                             absl::Duration timeout) {
+  if (cmd.empty()) return absl::InvalidArgumentError("exec: cmd is required");
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return c.status();
+  const std::string context = absl::StrCat("exec in container ", ShortId(*id));
+  if (c->status.state != ContainerState::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat(context, ": it is not running"));
+  }
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(c->metadata.sandbox_id);
+  if (!agent.ok()) return WithContext(agent.status(), context);
+
+  struct Output {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::string data[2];
+    bool eof[2] = {false, false};
+  };
+  auto output = std::make_shared<Output>();
+  const size_t limit = options_.exec_output_limit;
+  uint32_t streams[2];
+  for (int i = 0; i < 2; ++i) {
+    streams[i] = (*agent)->AllocateStreamId();
+    (*agent)->SetStreamCallback(streams[i], [output, i, limit](absl::string_view data, bool eof) {
+      std::lock_guard<std::mutex> lock(output->mu);
+      std::string& buf = output->data[i];
+      if (buf.size() < limit) buf.append(data.data(), std::min(data.size(), limit - buf.size()));
+      if (eof) {
+        output->eof[i] = true;
+        output->cv.notify_all();
+      }
+    });
+  }
+  auto close = absl::MakeCleanup([&] {
+    for (uint32_t s : streams) (*agent)->CloseStream(s);
+  });
+  ProcessSpec p;
+  p.args = cmd;
+  p.env = c->metadata.env;
+  p.cwd = c->metadata.cwd.empty() ? "/" : c->metadata.cwd;
+  p.user.uid = c->metadata.uid;
+  p.user.gid = c->metadata.gid;
+  p.user.username = c->metadata.username;
+  p.no_new_privileges = c->metadata.config.no_new_privs;
+  if (!c->metadata.config.privileged) p.capabilities = BuildCapabilities(c->metadata.config);
+  p.stdout_stream = streams[0];
+  p.stderr_stream = streams[1];
+  const std::string exec_id = absl::StrCat("exec-", RandomHex(8));
+  absl::StatusOr<uint32_t> pid =
+      (*agent)->ExecProcess(*id, exec_id, p, options_.agent_call_timeout);
+  if (!pid.ok()) return WithContext(pid.status(), absl::StrCat(context, ": agent"));
+  const absl::Duration limit_time = timeout > absl::ZeroDuration() ? timeout : kNoExecLimit;
+  absl::StatusOr<ExitInfo> exit = (*agent)->WaitProcess(*id, exec_id, limit_time);
+  if (!exit.ok()) {
+    (void)(*agent)->SignalProcess(*id, exec_id, SIGKILL, false, options_.agent_call_timeout);
+    if (absl::IsDeadlineExceeded(exit.status())) {
+      return absl::DeadlineExceededError(absl::StrCat(context, ": command timed out after ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    return WithContext(exit.status(), absl::StrCat(context, ": wait"));
+  }
+  ExecSyncResult result;
+  {
+    std::unique_lock<std::mutex> lock(output->mu);
+    output->cv.wait_for(lock, absl::ToChronoMilliseconds(options_.output_drain_timeout),
+                        [&] { return output->eof[0] && output->eof[1]; });
+    result.stdout_data = output->data[0];
+    result.stderr_data = output->data[1];
+  }
+  result.exit_code = ExitCodeOf(*exit);
+  return result;
+}
+
+absl::Status ContainerController::ReopenLog(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return c.status();
+  if (c->status.state != ContainerState::kRunning) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("reopen log of container ", ShortId(*id), ": it is not running"));
+  }
+  std::shared_ptr<Runtime> runtime;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runtimes_.find(*id);
+    if (it != runtimes_.end()) runtime = it->second;
+  }
+  if (!runtime || !runtime->log) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "reopen log of container ", ShortId(*id), ": its output is not logged by this daemon"));
+  }
+  return runtime->log->Reopen();
+}
+
+absl::StatusOr<ContainerStatsInfo> ContainerController::Stats(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (!id.ok()) return id.status();
+  ContainerFilter filter;
+  filter.id_prefix = *id;
+  std::vector<ContainerStatsInfo> all = ListStats(filter);
+  for (ContainerStatsInfo& s : all) {
+    if (s.container.metadata.id == *id) return std::move(s);
+  }
+  return absl::NotFoundError(absl::StrCat("container ", *id, " not found"));
+}
+
+std::vector<ContainerStatsInfo> ContainerController::ListStats(const ContainerFilter& filter) {
+  std::vector<ContainerStatsInfo> out;
+  std::map<std::string, std::vector<size_t>> running_by_sandbox;
+  for (Container& c : List(filter)) {
+    if (c.status.state == ContainerState::kRunning) {
+      running_by_sandbox[c.metadata.sandbox_id].push_back(out.size());
+    }
+    ContainerStatsInfo info;
+    info.container = std::move(c);
+    info.stats.container_id = info.container.metadata.id;
+    info.stats.timestamp_ns = absl::ToUnixNanos(absl::Now());
+    out.push_back(std::move(info));
+  }
+  for (const auto& [sandbox_id, indexes] : running_by_sandbox) {
+    absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox_id);
+    if (!agent.ok()) continue;
+    std::vector<std::string> ids;
+    for (size_t i : indexes) ids.push_back(out[i].container.metadata.id);
+    absl::StatusOr<std::vector<GuestContainerStats>> stats =
+        (*agent)->Stats(ids, options_.agent_call_timeout);
+    if (!stats.ok()) {
+      PV_LOG(kDebug) << "sandbox " << ShortId(sandbox_id) << ": stats: " << stats.status();
+      continue;
+    }
+    for (const GuestContainerStats& s : *stats) {
+      for (size_t i : indexes) {
+        if (out[i].container.metadata.id == s.container_id) {
+          out[i].stats = s;
+          out[i].stats.timestamp_ns = absl::ToUnixNanos(absl::Now());
+        }
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace podvisor

@@ -1,0 +1,122 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "hypervisor/hypervisor.h"
+#include "image/image_service.h"
+#include "pod-sandbox/agent_client.h"
+#include "pod-sandbox/container.h"
+#include "pod-sandbox/container_log_writer.h"
+#include "pod-sandbox/sandbox.h"
+#include "pod-sandbox/sandbox_controller.h"
+
+namespace podvisor {
+
+struct ContainerControllerOptions {
+  absl::Duration agent_call_timeout = absl::Seconds(30);
+  // ExecSync keeps at most this much of each of stdout and stderr (kubelet's own bound).
+  size_t exec_output_limit = 16 * 1024 * 1024;
+  // After a process exited, how long its output may still trail behind.
+  absl::Duration output_drain_timeout = absl::Seconds(3);
+};
+
+struct ExecSyncResult {
+  std::string stdout_data;
+  std::string stderr_data;
+  int32_t exit_code = 0;
+};
+
+struct ContainerStatsInfo {
+  Container container;
+  GuestContainerStats stats;
+};
+
+// Owns the containers of pod sandboxes: their durable records, their root filesystems (image
+// layers hot-plugged into the pod VM as read-only erofs disks and stacked by an overlay with a
+// writable upper in guest RAM), their processes (through the sandbox's AgentClient) and their log
+// files. Exits come from agent events. Operations on one container are serialised; everything
+// else runs in parallel. Thread-safe.
+class ContainerController {
+ public:
+  ContainerController(ContainerControllerOptions options, ContainerStore* containers,
+                      SandboxStore* sandboxes, SandboxController* sandbox_controller,
+                      Hypervisor* hypervisor, ImageController* images);
+  ~ContainerController();
+
+  // Registers the sandbox hooks (exit events, sandbox stop/remove ordering) and the image in-use
+  // check. Call once before serving and before SandboxController::Recover().
+  void Install();
+  // After a daemon restart: containers whose sandbox is gone or not ready are EXITED.
+  absl::Status Recover();
+
+  absl::StatusOr<std::string> Create(const std::string& sandbox_id, const ContainerConfig& config);
+  absl::Status Start(const std::string& id);
+  // SIGTERM, then SIGKILL after `timeout` (zero: SIGKILL at once). Stopped containers succeed.
+  absl::Status Stop(const std::string& id, absl::Duration timeout);
+  // Stops (killing) if running, then removes everything. Unknown ids succeed.
+  absl::Status Remove(const std::string& id);
+  absl::StatusOr<Container> Inspect(const std::string& id) const;
+  std::vector<Container> List(const ContainerFilter& filter) const;
+  // Runs `cmd` in the container; DEADLINE_EXCEEDED when it outlives `timeout` (zero: no limit).
+  absl::StatusOr<ExecSyncResult> ExecSync(const std::string& id,
+                                          const std::vector<std::string>& cmd,
+                                          absl::Duration timeout);
+  absl::Status ReopenLog(const std::string& id);
+  absl::StatusOr<ContainerStatsInfo> Stats(const std::string& id);
+  std::vector<ContainerStatsInfo> ListStats(const ContainerFilter& filter);
+
+  bool ImageInUse(const std::string& image_id) const;
+
+  // Sandbox hooks (public for tests).
+  void OnAgentEvent(const std::string& sandbox_id, const AgentEvent& event);
+  void OnSandboxStopped(const std::string& sandbox_id);
+  absl::Status OnSandboxRemoving(const std::string& sandbox_id);
+
+ private:
+  struct Runtime;  // live state of a container in this daemon: log writer, streams
+
+  std::shared_ptr<std::mutex> LockFor(const std::string& id);
+  std::shared_ptr<std::mutex> SandboxLockFor(const std::string& sandbox_id);
+  absl::StatusOr<std::string> ResolveId(const std::string& id_or_prefix) const;
+  absl::StatusOr<std::vector<LayerDisk>> AttachLayers(const std::string& sandbox_id,
+                                                      AgentClient& agent,
+                                                      const std::vector<std::string>& paths);
+  void DetachUnusedLayers(const std::string& sandbox_id, const std::vector<LayerDisk>& layers,
+                          const std::string& removed_id);
+  absl::StatusOr<ContainerSpec> BuildSpec(const Sandbox& sandbox, const ImageRecord& image,
+                                          const ContainerConfig& config,
+                                          const std::vector<LayerDisk>& layers) const;
+  void MarkExited(const std::string& id, const ExitInfo& exit, const std::string& message);
+  void DropRuntime(const std::string& id);
+  absl::Status RemoveLocked(const Container& c);
+
+  const ContainerControllerOptions options_;
+  ContainerStore* const containers_;
+  SandboxStore* const sandboxes_;
+  SandboxController* const sandbox_controller_;
+  Hypervisor* const hypervisor_;
+  ImageController* const images_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<std::mutex>> sandbox_locks_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+};
+
+// The ContainerSpec parts that depend only on the request and the image (exposed for tests):
+// process args (CRI command/args over the image's entrypoint/cmd), env (CRI over image, by key),
+// working directory and user.
+ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& image);
+// The capability set: the default set, plus adds, minus drops ("ALL" understood both ways).
+std::vector<std::string> BuildCapabilities(const ContainerConfig& config);
+
+}  // namespace podvisor

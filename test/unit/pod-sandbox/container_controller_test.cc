@@ -1,0 +1,418 @@
+#include "pod-sandbox/container_controller.h"
+
+#include <signal.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "test/fakes/fake_agent_client.h"
+#include "test/fakes/fake_hypervisor.h"
+#include "test/fakes/fake_image_controller.h"
+#include "test/fakes/fake_pod_network.h"
+#include "test/support/temp_dir.h"
+
+namespace podvisor {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsSupersetOf;
+using ::testing::Not;
+using ::testing::Contains;
+using testing::FakeAgentClient;
+using testing::FakeHypervisor;
+using testing::FakeImageController;
+using testing::FakePodNetworkManager;
+
+const char kLayer0[] = "/images/layers/sha256-1111111111111111111111111111111111111111111111111111111111111111.erofs";
+const char kLayer1[] = "/images/layers/sha256-2222222222222222222222222222222222222222222222222222222222222222.erofs";
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+class ContainerControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto r = RecordStore::Open(dir_.Join("s.db"));
+    ASSERT_TRUE(r.ok());
+    records_ = std::move(*r);
+    sandbox_store_ = std::make_unique<SandboxStore>(records_.get(), "sandbox");
+    container_store_ = std::make_unique<ContainerStore>(records_.get(), "container");
+    SandboxControllerOptions o;
+    o.state_dir = dir_.Join("state");
+    o.kernel = "/k";
+    o.initrd = "/i";
+    sandboxes_ = std::make_unique<SandboxController>(
+        o, sandbox_store_.get(), &hypervisor_, &network_,
+        [this](const std::string&, AgentClient::Options options)
+            -> absl::StatusOr<std::unique_ptr<AgentClient>> {
+          auto agent = std::make_unique<FakeAgentClient>(std::move(options));
+          agent_ = agent.get();
+          log_ = agent->log;
+          return agent;
+        });
+    sandboxes_->SetReady(absl::OkStatus());
+    ImageMetadata image;
+    image.id = "sha256:abcd";
+    image.config.entrypoint = {"/bin/sh", "-c"};
+    image.config.cmd = {"echo image"};
+    image.config.env = {"PATH=/usr/bin:/bin", "FOO=image"};
+    image.config.working_dir = "/srv";
+    image.config.user = "1000:50";
+    image.uid = 1000;
+    images_.AddImage("busybox:latest", image, {kLayer0, kLayer1});
+    containers_ = std::make_unique<ContainerController>(
+        ContainerControllerOptions{}, container_store_.get(), sandbox_store_.get(),
+        sandboxes_.get(), &hypervisor_, &images_);
+    containers_->Install();
+    SandboxConfig sc;
+    sc.pod_name = "web";
+    sc.pod_namespace = "default";
+    sc.pod_uid = "uid-1";
+    sc.hostname = "web-host";
+    sc.log_directory = dir_.Join("logs");
+    auto id = sandboxes_->Run(sc);
+    ASSERT_TRUE(id.ok()) << id.status();
+    sandbox_id_ = *id;
+  }
+
+  ContainerConfig Config(const std::string& name = "app") {
+    ContainerConfig c;
+    c.name = name;
+    c.image = "busybox:latest";
+    c.log_path = name + "/0.log";
+    c.labels = {{"tier", "front"}};
+    return c;
+  }
+
+  std::string CreateAndStart(const ContainerConfig& c) {
+    absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, c);
+    EXPECT_TRUE(id.ok()) << id.status();
+    if (!id.ok()) return "";
+    absl::Status s = containers_->Start(*id);
+    EXPECT_TRUE(s.ok()) << s;
+    return *id;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<RecordStore> records_;
+  std::unique_ptr<SandboxStore> sandbox_store_;
+  std::unique_ptr<ContainerStore> container_store_;
+  FakeHypervisor hypervisor_;
+  FakePodNetworkManager network_;
+  FakeImageController images_;
+  std::unique_ptr<SandboxController> sandboxes_;
+  std::unique_ptr<ContainerController> containers_;
+  FakeAgentClient* agent_ = nullptr;
+  std::shared_ptr<FakeAgentClient::Log> log_;
+  std::string sandbox_id_;
+};
+
+TEST_F(ContainerControllerTest, CreateAttachesLayersAndBuildsTheSpec) {
+  ContainerConfig c = Config();
+  c.envs = {{"FOO", "cri"}, {"BAR", "1"}};
+  c.args = {"echo hello"};
+  c.readonly_rootfs = true;
+  c.cap_add = {"NET_ADMIN"};
+  c.cap_drop = {"CAP_KILL"};
+  c.resources.memory_limit_bytes = 64 << 20;
+  c.mounts = {{"/etc/hosts", "/var/lib/kubelet/pods/x/etc-hosts", false},
+              {"/dev/termination-log", "/var/lib/kubelet/pods/x/termination", false}};
+  absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, c);
+  ASSERT_TRUE(id.ok()) << id.status();
+
+  // Two layer disks, read-only, in the VM and mounted by the agent.
+  std::optional<VmSpec> vm = hypervisor_.SpecOf(sandbox_id_);
+  ASSERT_TRUE(vm.has_value());
+  ASSERT_EQ(vm->disks.size(), 2u);
+  EXPECT_TRUE(vm->disks[0].read_only);
+  EXPECT_EQ(vm->disks[0].path, kLayer0);
+  EXPECT_LE(vm->disks[0].id.size(), 20u);
+  EXPECT_NE(vm->disks[0].id, vm->disks[1].id);
+  EXPECT_NE(vm->disks[0].index, vm->disks[1].index);
+  ASSERT_EQ(log_->disks_attached.size(), 2u);
+
+  ASSERT_EQ(log_->created.size(), 1u);
+  EXPECT_EQ(log_->created[0].first, *id);
+  const ContainerSpec& spec = log_->created[0].second;
+  // Top layer first in lowerdir.
+  ASSERT_TRUE(spec.rootfs_mount.has_value());
+  EXPECT_EQ(spec.rootfs_mount->type, "overlay");
+  EXPECT_THAT(spec.rootfs_mount->options,
+              ElementsAre("lowerdir=/run/podvisor/layers/" + vm->disks[1].id +
+                          ":/run/podvisor/layers/" + vm->disks[0].id));
+  EXPECT_TRUE(spec.readonly_rootfs);
+  // Entrypoint from the image, args from CRI; CRI env overrides the image's by key.
+  EXPECT_THAT(spec.process.args, ElementsAre("/bin/sh", "-c", "echo hello"));
+  EXPECT_THAT(spec.process.env, ElementsAre("PATH=/usr/bin:/bin", "FOO=cri", "BAR=1"));
+  EXPECT_EQ(spec.process.cwd, "/srv");
+  ASSERT_TRUE(spec.process.user.uid.has_value());
+  EXPECT_EQ(*spec.process.user.uid, 1000u);
+  EXPECT_EQ(spec.process.user.gid, 50u);
+  EXPECT_THAT(spec.process.capabilities, Contains("CAP_NET_ADMIN"));
+  EXPECT_THAT(spec.process.capabilities, Not(Contains("CAP_KILL")));
+  EXPECT_NE(spec.process.stdout_stream, 0u);
+  EXPECT_NE(spec.process.stderr_stream, 0u);
+  EXPECT_EQ(spec.resources.memory_limit_bytes, 64 << 20);
+  EXPECT_THAT(spec.masked_paths, Contains("/proc/kcore"));
+  ASSERT_EQ(spec.mounts.size(), 1u);  // termination-log stays in the rootfs
+  EXPECT_EQ(spec.mounts[0].destination, "/etc/hosts");
+  EXPECT_EQ(spec.mounts[0].source, "/etc/hosts");
+
+  absl::StatusOr<Container> got = containers_->Inspect(id->substr(0, 10));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->status.state, ContainerState::kCreated);
+  EXPECT_EQ(got->metadata.name, "app_web_default_uid-1_0");
+  EXPECT_EQ(got->metadata.log_path, dir_.Join("logs/app/0.log"));
+  EXPECT_EQ(got->metadata.image_ref, "busybox:latest@sha256:feed");
+  EXPECT_TRUE(containers_->ImageInUse("sha256:abcd"));
+  EXPECT_TRUE(images_.in_use_ && images_.in_use_("sha256:abcd"));
+}
+
+TEST_F(ContainerControllerTest, CommandReplacesEntrypointAndImageCmd) {
+  ContainerConfig c = Config();
+  c.command = {"/bin/true"};
+  c.run_as_user = 0;
+  c.working_dir = "/tmp";
+  ASSERT_TRUE(containers_->Create(sandbox_id_, c).ok());
+  const ContainerSpec& spec = log_->created.back().second;
+  EXPECT_THAT(spec.process.args, ElementsAre("/bin/true"));
+  EXPECT_EQ(spec.process.cwd, "/tmp");
+  EXPECT_EQ(*spec.process.user.uid, 0u);
+  EXPECT_EQ(spec.process.user.gid, 0u);
+}
+
+TEST_F(ContainerControllerTest, HostPathVolumesAreRejectedClearly) {
+  ContainerConfig c = Config();
+  c.mounts = {{"/data", "/srv/data", false}};
+  absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, c);
+  ASSERT_FALSE(id.ok());
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(id.status().message(), HasSubstr("/srv/data"));
+  // Nothing is left behind: no disk, no record.
+  EXPECT_TRUE(hypervisor_.SpecOf(sandbox_id_)->disks.empty());
+  EXPECT_TRUE(containers_->List({}).empty());
+}
+
+TEST_F(ContainerControllerTest, DuplicateNameIsRefused) {
+  ASSERT_TRUE(containers_->Create(sandbox_id_, Config()).ok());
+  absl::StatusOr<std::string> again = containers_->Create(sandbox_id_, Config());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(ContainerControllerTest, FailedAgentCreateUndoesDisks) {
+  agent_->create_result = absl::InternalError("crun said no");
+  absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, Config());
+  ASSERT_FALSE(id.ok());
+  EXPECT_THAT(id.status().message(), HasSubstr("crun said no"));
+  EXPECT_TRUE(hypervisor_.SpecOf(sandbox_id_)->disks.empty());
+  EXPECT_EQ(log_->disks_detached.size(), 2u);
+}
+
+TEST_F(ContainerControllerTest, OutputGoesToTheLogAndExitEventMarksExited) {
+  std::string id = CreateAndStart(Config());
+  absl::StatusOr<Container> c = containers_->Inspect(id);
+  EXPECT_EQ(c->status.state, ContainerState::kRunning);
+  EXPECT_GT(c->status.started_at_ns, 0);
+  const ContainerSpec& spec = log_->created.back().second;
+  agent_->EmitStream(spec.process.stdout_stream, "hello\nwor", false);
+  agent_->EmitStream(spec.process.stdout_stream, "ld\n", true);
+  agent_->EmitStream(spec.process.stderr_stream, "oops\n", true);
+  ExitInfo exit;
+  exit.exit_code = 1;
+  agent_->SimulateExit(id, "", exit);
+
+  c = containers_->Inspect(id);
+  EXPECT_EQ(c->status.state, ContainerState::kExited);
+  EXPECT_EQ(c->status.exit_code, 1);
+  EXPECT_EQ(c->status.reason, "Error");
+  EXPECT_GE(c->status.finished_at_ns, c->status.started_at_ns);
+  std::string log = ReadAll(c->metadata.log_path);
+  EXPECT_THAT(log, ::testing::MatchesRegex(
+                       "[0-9TZ:.-]+ stdout F hello\n[0-9TZ:.-]+ stdout F world\n"
+                       "[0-9TZ:.-]+ stderr F oops\n"));
+}
+
+TEST_F(ContainerControllerTest, ExitCodesAndReasons) {
+  std::string ok = CreateAndStart(Config("a"));
+  std::string oom = CreateAndStart(Config("b"));
+  ExitInfo e0;
+  agent_->SimulateExit(ok, "", e0);
+  ExitInfo eo;
+  eo.exit_code = 137;
+  eo.signal = 9;
+  eo.oom_killed = true;
+  agent_->SimulateExit(oom, "", eo);
+  EXPECT_EQ(containers_->Inspect(ok)->status.reason, "Completed");
+  EXPECT_EQ(containers_->Inspect(oom)->status.reason, "OOMKilled");
+  EXPECT_EQ(containers_->Inspect(oom)->status.exit_code, 137);
+}
+
+TEST_F(ContainerControllerTest, EventsFromAnotherSandboxAreIgnored) {
+  std::string id = CreateAndStart(Config());
+  AgentEvent e;
+  e.container_id = id;
+  containers_->OnAgentEvent("some-other-sandbox", e);
+  EXPECT_EQ(containers_->Inspect(id)->status.state, ContainerState::kRunning);
+}
+
+TEST_F(ContainerControllerTest, StopSendsTermThenKill) {
+  std::string id = CreateAndStart(Config());
+  agent_->ignore_sigterm = true;
+  ASSERT_TRUE(containers_->Stop(id, absl::Milliseconds(200)).ok());
+  EXPECT_THAT(log_->signals, ElementsAre(std::pair<std::string, int>{id, SIGTERM},
+                                         std::pair<std::string, int>{id, SIGKILL}));
+  absl::StatusOr<Container> c = containers_->Inspect(id);
+  EXPECT_EQ(c->status.state, ContainerState::kExited);
+  EXPECT_EQ(c->status.exit_code, 137);
+}
+
+TEST_F(ContainerControllerTest, StopWithZeroTimeoutKillsAtOnceAndStopIsIdempotent) {
+  std::string id = CreateAndStart(Config());
+  ASSERT_TRUE(containers_->Stop(id, absl::ZeroDuration()).ok());
+  EXPECT_THAT(log_->signals, ElementsAre(std::pair<std::string, int>{id, SIGKILL}));
+  ASSERT_TRUE(containers_->Stop(id, absl::Seconds(1)).ok());
+  EXPECT_EQ(log_->signals.size(), 1u);
+  EXPECT_TRUE(containers_->Stop("unknown", absl::Seconds(1)).ok());
+}
+
+TEST_F(ContainerControllerTest, RemoveDetachesLayersOnlyWhenUnused) {
+  std::string a = CreateAndStart(Config("a"));
+  std::string b = CreateAndStart(Config("b"));
+  EXPECT_EQ(hypervisor_.SpecOf(sandbox_id_)->disks.size(), 2u);  // shared by both
+  EXPECT_EQ(log_->disks_attached.size(), 2u);
+  ASSERT_TRUE(containers_->Remove(a).ok());
+  EXPECT_EQ(hypervisor_.SpecOf(sandbox_id_)->disks.size(), 2u);
+  ASSERT_TRUE(containers_->Remove(b).ok());
+  EXPECT_TRUE(hypervisor_.SpecOf(sandbox_id_)->disks.empty());
+  EXPECT_THAT(log_->removed, ElementsAre(a, b));
+  EXPECT_TRUE(containers_->List({}).empty());
+  EXPECT_FALSE(containers_->ImageInUse("sha256:abcd"));
+  EXPECT_TRUE(containers_->Remove(a).ok());  // unknown: fine
+}
+
+TEST_F(ContainerControllerTest, ListFilters) {
+  std::string a = CreateAndStart(Config("a"));
+  ContainerConfig cb = Config("b");
+  cb.labels = {{"tier", "back"}};
+  std::string b = containers_->Create(sandbox_id_, cb).value();
+  ContainerFilter f;
+  f.state = ContainerState::kRunning;
+  ASSERT_EQ(containers_->List(f).size(), 1u);
+  EXPECT_EQ(containers_->List(f)[0].metadata.id, a);
+  f = {};
+  f.label_selector = {{"tier", "back"}};
+  ASSERT_EQ(containers_->List(f).size(), 1u);
+  EXPECT_EQ(containers_->List(f)[0].metadata.id, b);
+  f = {};
+  f.sandbox_id_prefix = sandbox_id_.substr(0, 6);
+  EXPECT_EQ(containers_->List(f).size(), 2u);
+  f.sandbox_id_prefix = "zzz";
+  EXPECT_TRUE(containers_->List(f).empty());
+  f = {};
+  f.id_prefix = b.substr(0, 12);
+  EXPECT_EQ(containers_->List(f).size(), 1u);
+}
+
+TEST_F(ContainerControllerTest, ExecSyncReturnsOutputAndExitCode) {
+  std::string id = CreateAndStart(Config());
+  agent_->exec_stdout = "out";
+  agent_->exec_stderr = "err";
+  agent_->exec_exit_code = 3;
+  absl::StatusOr<ExecSyncResult> r = containers_->ExecSync(id, {"sh", "-c", "x"}, absl::Seconds(5));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_data, "out");
+  EXPECT_EQ(r->stderr_data, "err");
+  EXPECT_EQ(r->exit_code, 3);
+  ASSERT_EQ(log_->execs.size(), 1u);
+  EXPECT_THAT(log_->execs[0].second.env, Contains("FOO=image"));
+  EXPECT_EQ(log_->execs[0].second.cwd, "/srv");
+}
+
+TEST_F(ContainerControllerTest, ExecSyncTimesOut) {
+  std::string id = CreateAndStart(Config());
+  agent_->exec_hangs = true;
+  absl::StatusOr<ExecSyncResult> r =
+      containers_->ExecSync(id, {"sleep", "100"}, absl::Milliseconds(100));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(log_->signals.back().second, SIGKILL);
+}
+
+TEST_F(ContainerControllerTest, ExecSyncNeedsARunningContainer) {
+  std::string id = containers_->Create(sandbox_id_, Config()).value();
+  EXPECT_EQ(containers_->ExecSync(id, {"true"}, absl::Seconds(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ContainerControllerTest, StatsComeFromTheAgent) {
+  std::string id = CreateAndStart(Config());
+  absl::StatusOr<ContainerStatsInfo> s = containers_->Stats(id);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->stats.cpu_usage_ns, 1000u);
+  EXPECT_EQ(s->stats.memory_working_set_bytes, 4096u);
+  EXPECT_EQ(containers_->ListStats({}).size(), 1u);
+}
+
+TEST_F(ContainerControllerTest, ReopenLogStartsANewFile) {
+  std::string id = CreateAndStart(Config());
+  const std::string path = containers_->Inspect(id)->metadata.log_path;
+  const ContainerSpec& spec = log_->created.back().second;
+  agent_->EmitStream(spec.process.stdout_stream, "one\n", false);
+  ASSERT_EQ(::rename(path.c_str(), (path + ".1").c_str()), 0);
+  ASSERT_TRUE(containers_->ReopenLog(id).ok());
+  agent_->EmitStream(spec.process.stdout_stream, "two\n", false);
+  EXPECT_THAT(ReadAll(path + ".1"), HasSubstr("stdout F one"));
+  EXPECT_THAT(ReadAll(path), HasSubstr("stdout F two"));
+  EXPECT_THAT(ReadAll(path), Not(HasSubstr("one")));
+}
+
+TEST_F(ContainerControllerTest, StoppingTheSandboxExitsItsContainersAndRemovingRemovesThem) {
+  std::string id = CreateAndStart(Config());
+  ASSERT_TRUE(sandboxes_->Stop(sandbox_id_).ok());
+  absl::StatusOr<Container> c = containers_->Inspect(id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->status.state, ContainerState::kExited);
+  ASSERT_TRUE(sandboxes_->Remove(sandbox_id_).ok());
+  EXPECT_EQ(containers_->Inspect(id).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ContainerControllerTest, RecordsSurviveARestartAndLostSandboxesExitTheirContainers) {
+  std::string id = CreateAndStart(Config());
+  // The VM vanishes while the daemon is down: a new controller over the same records.
+  ASSERT_TRUE(sandbox_store_
+                  ->Update(sandbox_id_,
+                           [](SandboxStatus& st) {
+                             st.state = SandboxState::kNotReady;
+                             return absl::OkStatus();
+                           })
+                  .ok());
+  ContainerStore reloaded(records_.get(), "container");
+  ASSERT_TRUE(reloaded.Load().ok());
+  ContainerController again(ContainerControllerOptions{}, &reloaded, sandbox_store_.get(),
+                            sandboxes_.get(), &hypervisor_, &images_);
+  ASSERT_TRUE(again.Recover().ok());
+  absl::StatusOr<Container> c = again.Inspect(id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->status.state, ContainerState::kExited);
+  EXPECT_EQ(c->metadata.config.labels.at("tier"), "front");
+  EXPECT_EQ(c->metadata.layers.size(), 2u);
+}
+
+TEST(BuildCapabilitiesTest, DropAllThenAdd) {
+  ContainerConfig c;
+  c.cap_drop = {"ALL"};
+  c.cap_add = {"net_bind_service"};
+  EXPECT_THAT(BuildCapabilities(c), ElementsAre("CAP_NET_BIND_SERVICE"));
+  c.cap_drop = {};
+  c.cap_add = {"ALL"};
+  EXPECT_THAT(BuildCapabilities(c), IsSupersetOf({"CAP_SYS_ADMIN", "CAP_BPF"}));
+}
+
+}  // namespace
+}  // namespace podvisor
