@@ -82,12 +82,16 @@ class RemoteCommandSpdy : public std::enable_shared_from_this<RemoteCommandSpdy>
     }
     if (*slot != nullptr) return false;  // a second stream of one type
     *slot = stream;
-    if (wanted && ++received_ == expected_) Run();
+    if (wanted && ++received_ == expected_) {
+      // Run after this stream's SYN_REPLY is queued: clients (spdystream) drop data that arrives
+      // on a stream before its reply.
+      started_ = true;
+      boost::asio::post(connection_->executor(), [self = shared_from_this()] { self->Run(); });
+    }
     return true;
   }
 
   void Run() {
-    started_ = true;
     timer_->cancel();
     auto self = shared_from_this();
     bool spawned = context_->tracker.Spawn([self] {
@@ -162,7 +166,12 @@ class PortForwardSpdy : public std::enable_shared_from_this<PortForwardSpdy> {
     if (slot != nullptr) return false;
     slot = stream;
     if (pair.data != nullptr && pair.error != nullptr) {
-      Run(static_cast<int32_t>(port), std::move(pair.data), std::move(pair.error));
+      // As for exec: start once this stream's SYN_REPLY is queued.
+      boost::asio::post(connection_->executor(),
+                        [self = shared_from_this(), port, data = std::move(pair.data),
+                         error = std::move(pair.error)] {
+                          self->Run(static_cast<int32_t>(port), data, error);
+                        });
       if (pair.timer) pair.timer->cancel();
       pairs_.erase(request_id);
     } else if (!pair.timer) {

@@ -126,6 +126,12 @@ void SpdyTestClient::ReaderLoop() {
       absl::MutexLock lock(&mu_);
       switch (f.type) {
         case spdy::FrameType::kData:
+          // As spdystream does, data on a stream not yet replied to is dropped; the server
+          // must never send it.
+          if (!replied_.count(f.stream_id)) {
+            ++violations_;
+            break;
+          }
           data_[f.stream_id].append(f.data);
           if (f.flags & spdy::kFlagFin) fin_.insert(f.stream_id);
           break;
@@ -211,6 +217,11 @@ bool SpdyTestClient::WaitClosed(absl::Duration timeout) {
   return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
 }
 
+int SpdyTestClient::violations() {
+  absl::MutexLock lock(&mu_);
+  return violations_;
+}
+
 bool SpdyTestClient::got_goaway() {
   absl::MutexLock lock(&mu_);
   return goaway_;
@@ -256,6 +267,7 @@ ExecResult SpdyExec(const std::string& url, const ExecOptions& options) {
   result.error = client.ReadAll(error);
   if (out != 0) result.out = client.ReadAll(out);
   if (err != 0) result.err = client.ReadAll(err);
+  result.violations = client.violations();
   client.Close();
   return result;
 }

@@ -51,6 +51,8 @@ class SpdyTestClient {
   bool WaitClosed(absl::Duration timeout = absl::Seconds(20));
   bool got_goaway();
   bool got_settings();
+  // Data frames received on streams the server had not yet replied to (dropped).
+  int violations();
   // Shuts the socket down (as a vanishing client would) and joins the reader.
   void Close();
 
@@ -69,6 +71,7 @@ class SpdyTestClient {
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool goaway_ ABSL_GUARDED_BY(mu_) = false;
   bool settings_ ABSL_GUARDED_BY(mu_) = false;
+  int violations_ ABSL_GUARDED_BY(mu_) = 0;
   std::string early_;
 };
 
@@ -84,6 +87,7 @@ struct ExecResult {
   int http_status = 0;
   std::string out, err, error;
   bool connection_closed = false;
+  int violations = 0;  // data the server sent before replying to the stream
 };
 
 // An exec/attach session as client-go runs it over SPDY.
