@@ -177,6 +177,55 @@ TEST_F(StreamingServerTest, LargeOutputArrivesWhole) {
   EXPECT_EQ(result.error, R"({"metadata":{},"status":"Success"})");
 }
 
+// A client that does flow control (sends SETTINGS / WINDOW_UPDATE) gets no more than its window.
+TEST_F(StreamingServerTest, SpdyHonoursTheClientsWindows) {
+  SpdyTestClient client;
+  ASSERT_EQ(client.Connect(ExecUrl(Exec({"bytes", "5000"})), {"v4.channel.k8s.io"}), 101);
+  client.SendRaw(spdy::EncodeSettings({{0, spdy::kSettingsInitialWindowSize, 1000}}));
+  uint32_t error = client.OpenStream({{"streamtype", "error"}});
+  uint32_t out = client.OpenStream({{"streamtype", "stdout"}});
+  uint32_t err = client.OpenStream({{"streamtype", "stderr"}});
+  ASSERT_TRUE(client.WaitReply(err));
+  EXPECT_EQ(client.ReadAtLeast(out, 1000).size(), 1000u);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(client.Received(out), 1000u) << "the server overran the stream window";
+  client.SendRaw(spdy::EncodeWindowUpdate(out, 4000));
+  EXPECT_EQ(client.ReadAll(out).size(), 5000u);
+  EXPECT_EQ(client.ReadAll(error), R"({"metadata":{},"status":"Success"})");
+}
+
+// As the runtime consumes stdin, the server opens the client's window again.
+TEST_F(StreamingServerTest, SpdyGrantsWindowAsStdinIsConsumed) {
+  SpdyTestClient client;
+  ASSERT_EQ(client.Connect(ExecUrl(Exec({"cat"}, /*in=*/true)), {"v4.channel.k8s.io"}), 101);
+  uint32_t error = client.OpenStream({{"streamtype", "error"}});
+  uint32_t in = client.OpenStream({{"streamtype", "stdin"}});
+  uint32_t out = client.OpenStream({{"streamtype", "stdout"}});
+  client.OpenStream({{"streamtype", "stderr"}});
+  ASSERT_TRUE(client.WaitReply(in));
+  EXPECT_TRUE(client.got_settings());
+  // Send 3 MiB as a flow-controlled client would: never beyond the 1 MiB the server announced
+  // plus what it granted since. Without window updates this stalls.
+  const std::string chunk(64 * 1024, 'z');
+  const int64_t initial = 1 << 20;
+  int64_t sent = 0;
+  for (int i = 0; i < 48; ++i) {
+    absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (sent + static_cast<int64_t>(chunk.size()) > initial + client.window_granted(in) &&
+           absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    ASSERT_LE(sent + static_cast<int64_t>(chunk.size()), initial + client.window_granted(in))
+        << "no window granted after " << sent << " bytes";
+    client.Send(in, chunk);
+    sent += static_cast<int64_t>(chunk.size());
+  }
+  client.Send(in, "", /*fin=*/true);
+  EXPECT_EQ(client.ReadAll(out).size(), 48 * chunk.size());
+  EXPECT_EQ(client.ReadAll(error), R"({"metadata":{},"status":"Success"})");
+  EXPECT_GE(client.window_granted(0), 2 * 1024 * 1024);
+}
+
 TEST_F(StreamingServerTest, TokensAreSingleUseAndUnknownOnesGet404) {
   std::string url = ExecUrl(Exec({"echo", "once"}));
   EXPECT_EQ(SpdyExec(url, {}).out, "once\n");

@@ -147,6 +147,9 @@ void SpdyTestClient::ReaderLoop() {
         case spdy::FrameType::kSettings:
           settings_ = true;
           break;
+        case spdy::FrameType::kWindowUpdate:
+          window_updates_[f.stream_id] += f.delta_window;
+          break;
         default:
           break;
       }
@@ -215,6 +218,16 @@ bool SpdyTestClient::WaitClosed(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return closed_; };
   return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+}
+
+int64_t SpdyTestClient::window_granted(uint32_t id) {
+  absl::MutexLock lock(&mu_);
+  return window_updates_[id];
+}
+
+size_t SpdyTestClient::Received(uint32_t id) {
+  absl::MutexLock lock(&mu_);
+  return data_[id].size();
 }
 
 int SpdyTestClient::violations() {

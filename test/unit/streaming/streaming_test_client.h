@@ -51,6 +51,10 @@ class SpdyTestClient {
   bool WaitClosed(absl::Duration timeout = absl::Seconds(20));
   bool got_goaway();
   bool got_settings();
+  // Sum of the WINDOW_UPDATE deltas the server sent for stream `id` (0: the session).
+  int64_t window_granted(uint32_t id);
+  // Bytes received so far on stream `id`.
+  size_t Received(uint32_t id);
   // Data frames received on streams the server had not yet replied to (dropped).
   int violations();
   // Shuts the socket down (as a vanishing client would) and joins the reader.
@@ -72,6 +76,7 @@ class SpdyTestClient {
   bool goaway_ ABSL_GUARDED_BY(mu_) = false;
   bool settings_ ABSL_GUARDED_BY(mu_) = false;
   int violations_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint32_t, int64_t> window_updates_ ABSL_GUARDED_BY(mu_);
   std::string early_;
 };
 
