@@ -8,7 +8,7 @@ namespace podvisor::streaming {
 bool SessionTracker::Spawn(std::function<void()> fn) {
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_) return false;
+    if (stopping_ || threads_ >= max_sessions_) return false;
     ++threads_;
   }
   std::thread([this, fn = std::move(fn)]() mutable {

@@ -18,7 +18,9 @@ namespace podvisor::streaming {
 // Thread-safe.
 class SessionTracker {
  public:
-  // Runs `fn` on a new detached thread that Stop() waits for. False when stopping.
+  explicit SessionTracker(size_t max_sessions = 4096) : max_sessions_(max_sessions) {}
+  // Runs `fn` on a new detached thread that Stop() waits for. False when stopping or when
+  // `max_sessions` sessions already run (the caller then refuses the session).
   bool Spawn(std::function<void()> fn);
   // Registers how to abort a live connection; 0 when stopping (the caller then aborts it).
   uint64_t AddConnection(std::function<void()> abort);
@@ -29,6 +31,7 @@ class SessionTracker {
   size_t ActiveSessions();
 
  private:
+  const size_t max_sessions_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   size_t threads_ ABSL_GUARDED_BY(mu_) = 0;

@@ -203,7 +203,11 @@ class PortForwardSpdy : public std::enable_shared_from_this<PortForwardSpdy> {
       RunPortForward(*self->context_->runtime, self->request_.sandbox_id, port, *data,
                      error.get(), self->connection_->done());
     });
-    if (!spawned) connection_->Abort();
+    if (!spawned) {
+      PV_LOG(kWarning) << "streaming: refusing a forwarded connection: too many sessions";
+      data->Reset();
+      error->Reset();
+    }
   }
 
   const std::shared_ptr<SpdyConnection> connection_;

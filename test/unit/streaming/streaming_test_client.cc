@@ -132,7 +132,8 @@ void SpdyTestClient::ReaderLoop() {
             ++violations_;
             break;
           }
-          data_[f.stream_id].append(f.data);
+          received_[f.stream_id] += f.data.size();
+          if (!discard_) data_[f.stream_id].append(f.data);
           if (f.flags & spdy::kFlagFin) fin_.insert(f.stream_id);
           break;
         case spdy::FrameType::kSynReply:
@@ -227,7 +228,21 @@ int64_t SpdyTestClient::window_granted(uint32_t id) {
 
 size_t SpdyTestClient::Received(uint32_t id) {
   absl::MutexLock lock(&mu_);
-  return data_[id].size();
+  return received_[id];
+}
+
+bool SpdyTestClient::WaitReceived(uint32_t id, size_t n, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return received_[id] >= n || reset_.count(id) || closed_;
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  return received_[id] >= n;
+}
+
+void SpdyTestClient::DiscardData(bool discard) {
+  absl::MutexLock lock(&mu_);
+  discard_ = discard;
 }
 
 int SpdyTestClient::violations() {

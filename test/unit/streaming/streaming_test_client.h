@@ -55,6 +55,9 @@ class SpdyTestClient {
   int64_t window_granted(uint32_t id);
   // Bytes received so far on stream `id`.
   size_t Received(uint32_t id);
+  bool WaitReceived(uint32_t id, size_t n, absl::Duration timeout = absl::Seconds(60));
+  // Counts received data without keeping it (benchmarks).
+  void DiscardData(bool discard);
   // Data frames received on streams the server had not yet replied to (dropped).
   int violations();
   // Shuts the socket down (as a vanishing client would) and joins the reader.
@@ -77,6 +80,8 @@ class SpdyTestClient {
   bool settings_ ABSL_GUARDED_BY(mu_) = false;
   int violations_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint32_t, int64_t> window_updates_ ABSL_GUARDED_BY(mu_);
+  std::map<uint32_t, size_t> received_ ABSL_GUARDED_BY(mu_);
+  bool discard_ ABSL_GUARDED_BY(mu_) = false;
   std::string early_;
 };
 
