@@ -495,6 +495,47 @@ TEST_F(StreamingServerTest, WebSocketPortForward) {
   EXPECT_TRUE(runtime_.WaitIdle(absl::Seconds(20)));
 }
 
+TEST_F(StreamingServerTest, PortForwardEndsWhenTheClientVanishes) {
+  SpdyTestClient client;
+  ASSERT_EQ(client.Connect(*server_->GetPortForwardUrl({"s1", {80}}), {"portforward.k8s.io"}),
+            101);
+  client.OpenStream({{"streamtype", "error"}, {"port", "80"}, {"requestid", "0"}});
+  uint32_t data = client.OpenStream({{"streamtype", "data"}, {"port", "80"}, {"requestid", "0"}});
+  client.Send(data, "half a conversation");
+  EXPECT_EQ(client.ReadAtLeast(data, 19), "half a conversation");
+  client.Close();
+  EXPECT_TRUE(runtime_.WaitIdle(absl::Seconds(20)));
+}
+
+TEST_F(StreamingServerTest, WebSocketClientVanishingEndsTheSession) {
+  WsTestClient client;
+  ASSERT_EQ(client.Connect(ExecUrl(Exec({"wait"})), {"v4.channel.k8s.io"}), 101);
+  EXPECT_EQ(client.ReadMessage(), std::string(1, '\x01'));
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (runtime_.active() == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(runtime_.active(), 1);
+  client.Close();
+  EXPECT_TRUE(runtime_.WaitIdle(absl::Seconds(20)));
+  EXPECT_EQ(runtime_.saw_done(), 1);
+}
+
+TEST_F(StreamingServerTest, BoundsPendingRequestsAndConnections) {
+  StreamingServerOptions options;
+  options.max_pending_requests = 2;
+  options.max_connections = 1;
+  StartServer(options);
+  std::string first = ExecUrl(Exec({"wait"}));
+  std::string second = ExecUrl(Exec({"echo", "x"}));
+  EXPECT_EQ(server_->GetExecUrl(Exec({"echo"})).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  SpdyTestClient holder;
+  ASSERT_EQ(holder.Connect(first, {"v4.channel.k8s.io"}), 101);
+  // The one connection allowed is taken: the next is closed at once.
+  EXPECT_EQ(SpdyExec(second, {}).http_status, -1);
+  holder.Close();
+  EXPECT_TRUE(runtime_.WaitIdle(absl::Seconds(20)));
+}
+
 TEST_F(StreamingServerTest, ManyConcurrentExecs) {
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
