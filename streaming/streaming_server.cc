@@ -434,7 +434,8 @@ class StreamingServerImpl : public StreamingServer {
     base_url_ = absl::StrCat(tls_ ? "https://" : "http://", host, ":", port);
     Accept();
     thread_ = std::thread([this] { io_.run(); });
-    PV_LOG(kInfo) << "streaming server listening on " << base_url_;
+    PV_LOG(kInfo) << "streaming server listening on " << options_.address << " port " << port
+                  << (tls_ ? " (TLS)" : "") << "; URLs start with " << base_url_;
     return absl::OkStatus();
   }
 

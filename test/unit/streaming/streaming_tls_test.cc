@@ -135,5 +135,44 @@ TEST(StreamingServerStartTest, RefusesBadAddresses) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(StreamingServerStartTest, OptionsComeFromTheConfig) {
+  StreamingConfig config;
+  config.address = "0.0.0.0";
+  config.port = 10010;
+  config.tls_cert_file = "/c.pem";
+  config.tls_key_file = "/k.pem";
+  StreamingServerOptions options = StreamingServerOptions::FromConfig(config);
+  EXPECT_EQ(options.address, "0.0.0.0");
+  EXPECT_EQ(options.port, 10010);
+  EXPECT_EQ(options.tls_cert_file, "/c.pem");
+  EXPECT_EQ(options.tls_key_file, "/k.pem");
+  EXPECT_EQ(options.token_ttl, absl::Minutes(1));
+}
+
+TEST(StreamingServerStartTest, ServesIpv6Loopback) {
+  testing::FakeStreamingRuntime runtime;
+  StreamingServerOptions options;
+  options.address = "::1";
+  absl::StatusOr<std::unique_ptr<StreamingServer>> server =
+      StreamingServer::Start(options, &runtime);
+  if (!server.ok()) GTEST_SKIP() << "no IPv6 loopback here: " << server.status();
+  ExecRequest request{"c1", {"echo", "v6"}, false, false, true, false};
+  std::string url = *(*server)->GetExecUrl(request);
+  EXPECT_TRUE(absl::StartsWith(url, "http://[::1]:")) << url;
+  testing::ExecOptions exec;
+  exec.err = false;
+  EXPECT_EQ(testing::SpdyExec(url, exec).out, "v6\n");
+}
+
+TEST(StreamingServerStartTest, WildcardAddressAdvertisesLoopback) {
+  testing::FakeStreamingRuntime runtime;
+  StreamingServerOptions options;
+  options.address = "0.0.0.0";
+  absl::StatusOr<std::unique_ptr<StreamingServer>> server =
+      StreamingServer::Start(options, &runtime);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE(absl::StartsWith((*server)->BaseUrl(), "http://127.0.0.1:"));
+}
+
 }  // namespace
 }  // namespace podvisor::streaming
