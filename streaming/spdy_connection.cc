@@ -278,8 +278,9 @@ void SpdyConnection::CloseLocked() {
   streams_.clear();
   out_.clear();
   cv_.SignalAll();
-  if (finish_timer_) finish_timer_->cancel();
+  // Socket and timer belong to the executor: touch them only there.
   boost::asio::post(executor_, [self = shared_from_this()] {
+    if (self->finish_timer_) self->finish_timer_->cancel();
     self->transport_->Close();
     if (!self->done_.HasBeenNotified()) self->done_.Notify();
     // Handlers hold the connection; dropping them here breaks that cycle.
