@@ -23,9 +23,9 @@ SpdyConnection::SpdyConnection(std::unique_ptr<ByteStream> transport, std::strin
 SpdyConnection::~SpdyConnection() = default;
 
 void SpdyConnection::Start(StreamHandler on_stream) {
-  on_stream_ = std::move(on_stream);
   {
     absl::MutexLock lock(&mu_);
+    if (!closed_) on_stream_ = std::move(on_stream);
     // Announce a larger receive window than SPDY's 64 KiB default, per stream and per session.
     QueueLocked(spdy::EncodeSettings(
         {{0, spdy::kSettingsInitialWindowSize, static_cast<uint32_t>(kReceiveWindow)}}));
@@ -86,8 +86,13 @@ void SpdyConnection::OnRead(const boost::system::error_code& ec, size_t n) {
       }
     }
   }
+  StreamHandler handler;
+  if (!opened.empty()) {
+    absl::MutexLock lock(&mu_);
+    handler = on_stream_;  // a copy: Abort() may drop the connection's own at any time
+  }
   for (const std::shared_ptr<Stream>& stream : opened) {
-    bool accepted = on_stream_ ? on_stream_(stream) : false;
+    bool accepted = handler ? handler(stream) : false;
     absl::MutexLock lock(&mu_);
     if (closed_) break;
     if (accepted) {
@@ -277,14 +282,15 @@ void SpdyConnection::CloseLocked() {
   for (auto& [id, stream] : streams_) stream->reset_ = stream->reset_ || !stream->remote_fin_;
   streams_.clear();
   out_.clear();
+  // Handlers hold the connection and the streams hold it too: dropping both here, at once,
+  // breaks those cycles even if the executor never runs again (server stopping).
+  on_stream_ = nullptr;
   cv_.SignalAll();
   // Socket and timer belong to the executor: touch them only there.
   boost::asio::post(executor_, [self = shared_from_this()] {
     if (self->finish_timer_) self->finish_timer_->cancel();
     self->transport_->Close();
     if (!self->done_.HasBeenNotified()) self->done_.Notify();
-    // Handlers hold the connection; dropping them here breaks that cycle.
-    self->on_stream_ = nullptr;
     auto callback = std::move(self->close_callback_);
     self->close_callback_ = nullptr;
     if (callback) callback();

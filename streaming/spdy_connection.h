@@ -86,7 +86,7 @@ class SpdyConnection : public std::enable_shared_from_this<SpdyConnection> {
   boost::asio::any_io_executor executor_;
   std::vector<char> read_buffer_;
   std::string initial_bytes_;
-  StreamHandler on_stream_;
+  StreamHandler on_stream_ ABSL_GUARDED_BY(mu_);
   std::function<void()> close_callback_;
   std::shared_ptr<void> attachment_;
   absl::Notification done_;
