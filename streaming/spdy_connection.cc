@@ -32,15 +32,14 @@ void SpdyConnection::Start(StreamHandler on_stream) {
     QueueLocked(spdy::EncodeWindowUpdate(0, kReceiveWindow - spdy::kDefaultWindow));
   }
   if (!initial_bytes_.empty()) {
-    std::string bytes = std::move(initial_bytes_);
-    std::memcpy(read_buffer_.data(), bytes.data(), std::min(bytes.size(), read_buffer_.size()));
-    if (bytes.size() <= read_buffer_.size()) {
-      OnRead({}, bytes.size());
-      return;
+    // Frames the client sent right behind its upgrade request, already read with it.
+    {
+      absl::MutexLock lock(&mu_);
+      decoder_.Append(initial_bytes_);
     }
-    // More early bytes than one read chunk: hand them to the decoder directly.
-    absl::MutexLock lock(&mu_);
-    decoder_.Append(bytes);
+    initial_bytes_.clear();
+    OnRead({}, 0);  // handles them, then reads on
+    return;
   }
   StartRead();
 }

@@ -271,6 +271,52 @@ TEST_F(StreamingServerTest, PlainRequestsAreAskedToUpgrade) {
   EXPECT_TRUE(absl::StrContains(response, "Upgrade request required")) << response;
 }
 
+// Frames sent in the same packet as the upgrade request (before the 101 arrives) are not lost.
+TEST_F(StreamingServerTest, FramesRightBehindTheUpgradeRequest) {
+  testing::ParsedUrl url = testing::ParseUrl(ExecUrl(Exec({"echo", "early"})));
+  int fd = testing::Dial("127.0.0.1", url.port);
+  ASSERT_GE(fd, 0);
+  spdy::HeaderCompressor compressor;
+  std::string bytes = "POST " + url.path +
+                      " HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                      "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n";
+  bytes += spdy::EncodeSynStream(compressor, 1, 0, 0, {{"streamtype", "error"}});
+  bytes += spdy::EncodeSynStream(compressor, 3, 0, 0, {{"streamtype", "stdout"}});
+  bytes += spdy::EncodeSynStream(compressor, 5, 0, 0, {{"streamtype", "stderr"}});
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(bytes.size()));
+  std::string received;
+  char buf[4096];
+  size_t head_end;
+  while ((head_end = received.find("\r\n\r\n")) == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0);
+    received.append(buf, n);
+  }
+  EXPECT_TRUE(absl::StartsWith(received, "HTTP/1.1 101")) << received;
+  spdy::FrameDecoder decoder;
+  decoder.Append(received.substr(head_end + 4));
+  std::string out, error;
+  bool goaway = false;
+  while (!goaway) {
+    absl::StatusOr<std::optional<spdy::Frame>> frame = decoder.Next();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    if (!frame->has_value()) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      ASSERT_GT(n, 0) << "connection closed before GOAWAY";
+      decoder.Append(std::string(buf, n));
+      continue;
+    }
+    if ((*frame)->type == spdy::FrameType::kGoAway) goaway = true;
+    if ((*frame)->type != spdy::FrameType::kData) continue;
+    if ((*frame)->stream_id == 1) error += (*frame)->data;
+    if ((*frame)->stream_id == 3) out += (*frame)->data;
+  }
+  ::close(fd);
+  EXPECT_EQ(out, "early\n");
+  EXPECT_EQ(error, R"({"metadata":{},"status":"Success"})");
+}
+
 TEST_F(StreamingServerTest, UnknownStreamTypesAreRefused) {
   SpdyTestClient client;
   ASSERT_EQ(client.Connect(ExecUrl(Exec({"echo", "ok"})), {"v4.channel.k8s.io"}), 101);
