@@ -107,6 +107,50 @@ std::vector<int32_t> QueryPorts(absl::string_view query) {
   return ports;
 }
 
+// The subprotocol of SPDY tunnelled in a WebSocket (client-go's port-forward over WebSocket,
+// crictl >= 1.30 `--transport websocket`): binary messages carry the SPDY byte stream.
+constexpr const char* kSpdyTunnelPortForward = "SPDY/3.1+portforward.k8s.io";
+
+// A ByteStream over a WebSocket: reads return message payloads as one byte stream; each write is
+// one binary message.
+template <class Stream>
+class WebSocketByteStream : public ByteStream {
+ public:
+  explicit WebSocketByteStream(Stream stream) : ws_(std::move(stream)) {}
+  beast::websocket::stream<Stream>& ws() { return ws_; }
+  asio::any_io_executor executor() override { return ws_.get_executor(); }
+  void AsyncReadSome(asio::mutable_buffer buffer, Handler handler) override {
+    if (buffer_.size() > 0) {
+      size_t n = asio::buffer_copy(buffer, buffer_.data());
+      buffer_.consume(n);
+      asio::post(ws_.get_executor(), [handler = std::move(handler), n] { handler({}, n); });
+      return;
+    }
+    ws_.async_read(buffer_, [this, buffer, handler = std::move(handler)](
+                                beast::error_code ec, size_t) mutable {
+      if (ec) {
+        handler(ec, 0);
+        return;
+      }
+      AsyncReadSome(buffer, std::move(handler));  // empty messages just read on
+    });
+  }
+  void AsyncWrite(asio::const_buffer buffer, Handler handler) override {
+    ws_.binary(true);
+    ws_.async_write(buffer, std::move(handler));
+  }
+  void Close() override {
+    beast::error_code ignored;
+    auto& socket = beast::get_lowest_layer(ws_).socket();
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+  }
+
+ private:
+  beast::websocket::stream<Stream> ws_;
+  beast::flat_buffer buffer_;
+};
+
 // One accepted connection until it is upgraded (or answered with an error).
 template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
@@ -257,6 +301,26 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   void ServeWebSocket(Request request, StreamingRequest pending, absl::string_view query);
 
+  void ServeSpdyTunnel(const Request& request, PortForwardRequest pf) {
+    auto transport = std::make_unique<WebSocketByteStream<Stream>>(std::move(stream_));
+    auto& ws = transport->ws();
+    ws.set_option(beast::websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws.set_option(beast::websocket::stream_base::decorator([](beast::websocket::response_type& r) {
+      r.set(http::field::sec_websocket_protocol, kSpdyTunnelPortForward);
+    }));
+    ws.read_message_max(16 << 20);
+    auto holder = std::make_shared<std::unique_ptr<WebSocketByteStream<Stream>>>(std::move(transport));
+    ServerContext* context = context_;
+    std::shared_ptr<void> slot = std::move(slot_);
+    (*holder)->ws().async_accept(
+        request, [holder, pf = std::move(pf), context, slot](beast::error_code ec) mutable {
+          if (ec) return;
+          auto connection = std::make_shared<SpdyConnection>(std::move(*holder), "");
+          connection->Attach(std::move(slot));
+          ServePortForwardOverSpdy(connection, std::move(pf), context);
+        });
+  }
+
   Stream stream_;
   ServerContext* const context_;
   RequestCache* const cache_;
@@ -272,7 +336,7 @@ void HttpSession<Stream>::ServeWebSocket(Request request, StreamingRequest pendi
   std::vector<std::string> client = HeaderList(request, http::field::sec_websocket_protocol);
   std::vector<std::string> supported = {kWsProtocolV4, kWsProtocolV4Base64, kWsProtocolV1,
                                         kWsProtocolV1Base64};
-  if (!port_forward) supported.insert(supported.begin(), kWsProtocolV5);
+  supported.insert(supported.begin(), port_forward ? kSpdyTunnelPortForward : kWsProtocolV5);
   std::string protocol;
   if (!client.empty()) {
     protocol = Negotiate(client, supported);
@@ -286,6 +350,10 @@ void HttpSession<Stream>::ServeWebSocket(Request request, StreamingRequest pendi
   const bool base64 = absl::StrContains(protocol, "base64.");
   const bool v5 = protocol == kWsProtocolV5;
   beast::get_lowest_layer(stream_).expires_never();
+  if (protocol == kSpdyTunnelPortForward) {
+    ServeSpdyTunnel(request, std::get<PortForwardRequest>(std::move(pending)));
+    return;
+  }
   if (port_forward) {
     PortForwardRequest pf = std::get<PortForwardRequest>(std::move(pending));
     if (pf.ports.empty()) pf.ports = QueryPorts(query);

@@ -582,6 +582,43 @@ TEST_F(StreamingServerTest, BoundsPendingRequestsAndConnections) {
   EXPECT_TRUE(runtime_.WaitIdle(absl::Seconds(20)));
 }
 
+// client-go's port-forward over WebSocket: SPDY frames carried in binary WebSocket messages.
+TEST_F(StreamingServerTest, SpdyTunnelledInWebSocketPortForward) {
+  WsTestClient client;
+  std::string chosen;
+  ASSERT_EQ(client.Connect(*server_->GetPortForwardUrl({"s1", {}}),
+                           {"SPDY/3.1+portforward.k8s.io"}, &chosen),
+            101);
+  EXPECT_EQ(chosen, "SPDY/3.1+portforward.k8s.io");
+  spdy::HeaderCompressor compressor;
+  client.SendRaw(spdy::EncodeSynStream(compressor, 1, 0, 0,
+                                       {{"streamtype", "error"}, {"port", "80"}, {"requestid", "0"}}));
+  client.SendRaw(spdy::EncodeSynStream(compressor, 3, 0, 0,
+                                       {{"streamtype", "data"}, {"port", "80"}, {"requestid", "0"}}));
+  client.SendRaw(spdy::EncodeData(3, 0, "through the tunnel"));
+  client.SendRaw(spdy::EncodeData(3, spdy::kFlagFin, ""));
+  spdy::FrameDecoder decoder;
+  std::string echoed;
+  bool fin = false;
+  while (!fin) {
+    absl::StatusOr<std::optional<spdy::Frame>> frame = decoder.Next();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    if (!frame->has_value()) {
+      std::string message = client.ReadMessage();
+      ASSERT_FALSE(message.empty()) << "tunnel closed early";
+      decoder.Append(message);
+      continue;
+    }
+    if ((*frame)->type == spdy::FrameType::kData && (*frame)->stream_id == 3) {
+      echoed += (*frame)->data;
+      fin = ((*frame)->flags & spdy::kFlagFin) != 0;
+    }
+  }
+  EXPECT_EQ(echoed, "through the tunnel");
+  client.Close();
+  EXPECT_TRUE(runtime_.WaitIdle(absl::Seconds(20)));
+}
+
 TEST_F(StreamingServerTest, ManyConcurrentExecs) {
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
