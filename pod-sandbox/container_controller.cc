@@ -20,7 +20,8 @@
 namespace podvisor {
 namespace {
 
-constexpr char kLayerMountDir[] = "/run/podvisor/layers/";
+// One level under /run: the agent creates the mount point but not its parents.
+constexpr char kLayerMountDir[] = "/run/podvisor-layer-";
 constexpr uint32_t kFirstLayerIndex = 1;
 constexpr uint32_t kMaxDiskIndex = 254;
 constexpr absl::Duration kKillWait = absl::Seconds(10);
@@ -391,7 +392,8 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
         " is not supported: a pod VM shares no filesystem with the host (only /etc/hosts, "
         "/etc/resolv.conf and /etc/hostname are provided, from the pod's guest)"));
   }
-  spec.hostname = sandbox.metadata.hostname;
+  // No hostname: UTS is the VM's own, shared by the pod (the agent set it at sandbox setup).
+  (void)sandbox;
   if (config.masked_paths.empty()) {
     spec.masked_paths.assign(std::begin(kDefaultMaskedPaths), std::end(kDefaultMaskedPaths));
   } else {
@@ -512,7 +514,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
 
   if (absl::Status s = (*agent)->CreateContainer(meta.id, *spec, options_.agent_call_timeout);
       !s.ok()) {
-    return WithContext(s, absl::StrCat(context, ": agent"));
+    return WithContext(s, context);
   }
   auto remove_guest = absl::MakeCleanup(
       [&] { (void)(*agent)->RemoveContainer(meta.id, true, options_.agent_call_timeout); });

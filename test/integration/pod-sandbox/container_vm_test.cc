@@ -151,6 +151,7 @@ class ContainerVmTest : public ::testing::Test {
 
   std::string Run(const v1::ContainerConfig& config) {
     std::string id = Create(config);
+    if (id.empty()) return id;
     grpc::Status s = Start(id);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return id;
@@ -208,6 +209,7 @@ constexpr char kTime[] = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(
 TEST_F(ContainerVmTest, RunsContainersLogsExitsExecAndStop) {
   // echo hello: the log file in the CRI format, byte for byte but the time.
   std::string hello = Run(Config("hello", {"echo", "hello"}));
+  ASSERT_FALSE(hello.empty());
   v1::ContainerStatus st = WaitExited(hello);
   EXPECT_EQ(st.exit_code(), 0);
   EXPECT_EQ(st.reason(), "Completed");

@@ -145,8 +145,8 @@ TEST_F(ContainerControllerTest, CreateAttachesLayersAndBuildsTheSpec) {
   ASSERT_TRUE(spec.rootfs_mount.has_value());
   EXPECT_EQ(spec.rootfs_mount->type, "overlay");
   EXPECT_THAT(spec.rootfs_mount->options,
-              ElementsAre("lowerdir=/run/podvisor/layers/" + vm->disks[1].id +
-                          ":/run/podvisor/layers/" + vm->disks[0].id));
+              ElementsAre("lowerdir=/run/podvisor-layer-" + vm->disks[1].id +
+                          ":/run/podvisor-layer-" + vm->disks[0].id));
   EXPECT_TRUE(spec.readonly_rootfs);
   // Entrypoint from the image, args from CRI; CRI env overrides the image's by key.
   EXPECT_THAT(spec.process.args, ElementsAre("/bin/sh", "-c", "echo hello"));

@@ -1,0 +1,203 @@
+// What a container costs through the real podvisord, in one pod VM (TCG): CreateContainer
+// (first container: the image's layer disks are hot-plugged; later ones reuse them),
+// StartContainer, ExecSync(`true`), and StopContainer(0)+RemoveContainer, median and p90 of N.
+// The image is a one-layer busybox pushed to a docker-registry on loopback.
+//
+// usage: container_bench [iterations=10] [execs=20]   (root; the guest image built)
+
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "test/support/daemon_process.h"
+#include "test/support/local_registry.h"
+#include "test/support/oci_image_builder.h"
+#include "test/support/temp_dir.h"
+
+namespace podvisor::testing {
+namespace {
+
+namespace v1 = runtime::v1;
+constexpr char kImage[] = "docker.io/library/busybox:bench";
+
+struct Series {
+  std::vector<double> ms;
+  double Percentile(double p) {
+    std::sort(ms.begin(), ms.end());
+    return ms.empty() ? 0 : ms[static_cast<size_t>(p * (ms.size() - 1) + 0.5)];
+  }
+  void Print(const char* name) {
+    std::printf("%-44s median %8.1f ms   p90 %8.1f ms   (n=%zu)\n", name, Percentile(0.5),
+                Percentile(0.9), ms.size());
+  }
+};
+
+void Die(const std::string& what, const grpc::Status& s) {
+  std::fprintf(stderr, "%s: %s\n", what.c_str(), s.error_message().c_str());
+  std::exit(1);
+}
+
+template <typename Fn>
+double Timed(Fn&& fn) {
+  auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+int Main(int argc, char** argv) {
+  const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
+  const int execs = argc > 2 ? std::atoi(argv[2]) : 20;
+  TempDir dir;
+  std::ifstream bb("/bin/busybox");
+  std::stringstream busybox;
+  busybox << bb.rdbuf();
+  std::vector<TarEntry> entries = {Dir("bin"), File("bin/busybox", busybox.str(), 0755)};
+  for (const char* a : {"sh", "true", "sleep"}) {
+    entries.push_back(Symlink(absl::StrCat("bin/", a), "busybox"));
+  }
+  LocalRegistry registry(dir.Join("registry"), {});
+  std::string error;
+  if (!registry.Start(&error)) {
+    std::fprintf(stderr, "registry: %s\n", error.c_str());
+    return 1;
+  }
+  OciLayout layout(dir.Join("layout"));
+  layout.Tag("bench", layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}));
+  if (std::string e = Push(layout, "bench", registry.host() + "/library/busybox:bench");
+      !e.empty()) {
+    std::fprintf(stderr, "push: %s\n", e.c_str());
+    return 1;
+  }
+  std::ofstream(dir.Join("cni.conflist")) << R"({"cniVersion": "1.0.0", "name": "pvcbench",
+ "plugins": [{"type": "bridge", "bridge": "pvcbench0", "isGateway": true,
+   "ipam": {"type": "host-local", "dataDir": ")" << dir.Join("ipam") << R"(",
+            "ranges": [[{"subnet": "10.217.0.0/24"}]]}}, {"type": "loopback"}]})";
+  std::ofstream(dir.Join("config.yaml"))
+      << "hypervisor: {accel: tcg}\ncni: {conf_dir: " << dir.path() << "}\n"
+      << "registry:\n  hosts:\n    docker.io:\n      mirrors: [\"http://" << registry.host()
+      << "\"]\n";
+  DaemonProcess::Options o;
+  o.root_dir = dir.Join("root");
+  o.state_dir = dir.Join("st");
+  o.socket_path = dir.Join("pv.sock");
+  o.config_path = dir.Join("config.yaml");
+  o.extra_args = {"--log-level", "info"};
+  DaemonProcess daemon(o);
+  if (!daemon.Start(&error)) {
+    std::fprintf(stderr, "podvisord: %s\n", error.c_str());
+    return 1;
+  }
+  CriClient cri(daemon.endpoint());
+  v1::PullImageRequest pull;
+  pull.mutable_image()->set_image(kImage);
+  v1::PullImageResponse pulled;
+  if (auto s = cri.image().PullImage(CriClient::Context(300).get(), pull, &pulled); !s.ok()) {
+    Die("PullImage", s);
+  }
+  v1::RunPodSandboxRequest run;
+  run.mutable_config()->mutable_metadata()->set_name("bench");
+  run.mutable_config()->mutable_metadata()->set_namespace_("bench");
+  run.mutable_config()->mutable_metadata()->set_uid("uid-bench");
+  run.mutable_config()->set_log_directory(dir.Join("logs"));
+  v1::RunPodSandboxResponse ran;
+  if (auto s = cri.runtime().RunPodSandbox(CriClient::Context(300).get(), run, &ran); !s.ok()) {
+    Die("RunPodSandbox", s);
+  }
+  const std::string pod = ran.pod_sandbox_id();
+
+  Series create, start, exec, stop_remove;
+  double first_create = 0;
+  for (int i = 0; i < iterations; ++i) {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    req.mutable_config()->mutable_metadata()->set_name(absl::StrCat("c", i));
+    req.mutable_config()->mutable_image()->set_image(kImage);
+    req.mutable_config()->add_command("sleep");
+    req.mutable_config()->add_command("1000");
+    req.mutable_config()->set_log_path(absl::StrCat("c", i, ".log"));
+    *req.mutable_sandbox_config() = run.config();
+    v1::CreateContainerResponse created;
+    double ms = Timed([&] {
+      if (auto s = cri.runtime().CreateContainer(CriClient::Context(120).get(), req, &created);
+          !s.ok()) {
+        Die("CreateContainer", s);
+      }
+    });
+    // A container that outlives the loop keeps the layer attached: later creates reuse it.
+    if (i == 0) {
+      first_create = ms;
+    } else {
+      create.ms.push_back(ms);
+    }
+    const std::string id = created.container_id();
+    v1::StartContainerRequest sreq;
+    sreq.set_container_id(id);
+    v1::StartContainerResponse sresp;
+    start.ms.push_back(Timed([&] {
+      if (auto s = cri.runtime().StartContainer(CriClient::Context(120).get(), sreq, &sresp);
+          !s.ok()) {
+        Die("StartContainer", s);
+      }
+    }));
+    if (i == 0) {
+      for (int j = 0; j < execs; ++j) {
+        v1::ExecSyncRequest ereq;
+        ereq.set_container_id(id);
+        ereq.add_cmd("true");
+        ereq.set_timeout(60);
+        v1::ExecSyncResponse eresp;
+        exec.ms.push_back(Timed([&] {
+          if (auto s = cri.runtime().ExecSync(CriClient::Context(120).get(), ereq, &eresp);
+              !s.ok()) {
+            Die("ExecSync", s);
+          }
+        }));
+      }
+      continue;  // c0 stays
+    }
+    stop_remove.ms.push_back(Timed([&] {
+      v1::StopContainerRequest st;
+      st.set_container_id(id);
+      st.set_timeout(0);
+      v1::StopContainerResponse str;
+      if (auto s = cri.runtime().StopContainer(CriClient::Context(120).get(), st, &str); !s.ok()) {
+        Die("StopContainer", s);
+      }
+      v1::RemoveContainerRequest rm;
+      rm.set_container_id(id);
+      v1::RemoveContainerResponse rmr;
+      if (auto s = cri.runtime().RemoveContainer(CriClient::Context(120).get(), rm, &rmr);
+          !s.ok()) {
+        Die("RemoveContainer", s);
+      }
+    }));
+  }
+  std::printf("first CreateContainer in the pod (hot-plugs the layer disk): %.1f ms\n",
+              first_create);
+  create.Print("CreateContainer (layer disk already attached)");
+  start.Print("StartContainer");
+  exec.Print("ExecSync(true)");
+  stop_remove.Print("StopContainer(0) + RemoveContainer");
+  v1::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(pod);
+  v1::RemovePodSandboxResponse rmr;
+  (void)cri.runtime().RemovePodSandbox(CriClient::Context(120).get(), rm, &rmr);
+  daemon.Stop();
+  (void)::system("ip link del pvcbench0 2>/dev/null");
+  return 0;
+}
+
+}  // namespace
+}  // namespace podvisor::testing
+
+int main(int argc, char** argv) { return podvisor::testing::Main(argc, argv); }
