@@ -208,7 +208,8 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
     absl::StatusOr<ExitInfo> exit;
   };
   absl::StatusOr<uint32_t> pid = agent->ExecProcess(id, exec_id, p, options_.agent_call_timeout);
-  if (!pid.ok()) return WithContext(pid.status(), absl::StrCat(context, ": agent"));
+  // The agent client's message already names the container and the call.
+  if (!pid.ok()) return pid.status();
   auto state = std::make_shared<ExitState>();
   agent->WaitProcessAsync(id, exec_id, kNoLimit, [state](absl::StatusOr<ExitInfo> exit) {
     state->exit = std::move(exit);
@@ -342,7 +343,7 @@ absl::Status ContainerStreamingRuntime::PortForward(const std::string& sandbox_i
   if (absl::Status s = a->PortForward(static_cast<uint32_t>(port), stream,
                                       options_.agent_call_timeout);
       !s.ok()) {
-    return WithContext(s, absl::StrCat(context, ": agent"));
+    return WithContext(s, absl::StrCat("pod sandbox ", ShortId(sandbox_id)));
   }
 
   // Upload: the client's end of input becomes a half-close towards the port.
