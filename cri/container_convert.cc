@@ -59,9 +59,8 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
     c.mounts.push_back(ContainerMount{m.container_path(), m.host_path(), m.readonly()});
   }
   if (in.devices_size() > 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("device ", in.devices(0).host_path(),
-                     ": host devices cannot be passed into a pod VM"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "device ", in.devices(0).host_path(), ": host devices cannot be passed into a pod VM"));
   }
   c.labels.insert(in.labels().begin(), in.labels().end());
   c.annotations.insert(in.annotations().begin(), in.annotations().end());
@@ -84,8 +83,7 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
     if (sc.has_run_as_user()) c.run_as_user = sc.run_as_user().value();
     if (sc.has_run_as_group()) c.run_as_group = sc.run_as_group().value();
     c.run_as_username = sc.run_as_username();
-    c.supplemental_groups.assign(sc.supplemental_groups().begin(),
-                                 sc.supplemental_groups().end());
+    c.supplemental_groups.assign(sc.supplemental_groups().begin(), sc.supplemental_groups().end());
     if ((c.run_as_user && *c.run_as_user < 0) || (c.run_as_group && *c.run_as_group < 0)) {
       return absl::InvalidArgumentError("run_as_user and run_as_group must not be negative");
     }

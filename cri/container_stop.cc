@@ -14,8 +14,7 @@ grpc::Status RuntimeService::StopContainer(grpc::ServerContext*,
       return absl::InvalidArgumentError("container_id is required");
     }
     if (request->timeout() < 0) return absl::InvalidArgumentError("timeout must not be negative");
-    return services_->containers->Stop(request->container_id(),
-                                       absl::Seconds(request->timeout()));
+    return services_->containers->Stop(request->container_id(), absl::Seconds(request->timeout()));
   });
 }
 

@@ -28,8 +28,7 @@ struct ContainerMount {
   std::string host_path;
   bool readonly = false;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path,
-                                                readonly)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly)
 
 struct ContainerLimits {
   int64_t cpu_period = 0;
@@ -39,9 +38,8 @@ struct ContainerLimits {
   std::string cpuset_cpus;
   std::string cpuset_mems;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerLimits, cpu_period, cpu_quota,
-                                                cpu_shares, memory_limit_bytes, cpuset_cpus,
-                                                cpuset_mems)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerLimits, cpu_period, cpu_quota, cpu_shares,
+                                                memory_limit_bytes, cpuset_cpus, cpuset_mems)
 
 // What CreateContainer asks for (converted from runtime.v1.ContainerConfig).
 struct ContainerConfig {
@@ -76,10 +74,10 @@ struct ContainerConfig {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, image, command,
                                                 args, working_dir, envs, mounts, labels,
                                                 annotations, log_path, stdin, stdin_once, tty,
-                                                privileged, readonly_rootfs, no_new_privs,
-                                                cap_add, cap_drop, masked_paths, readonly_paths,
-                                                run_as_user, run_as_group, run_as_username,
-                                                supplemental_groups, resources)
+                                                privileged, readonly_rootfs, no_new_privs, cap_add,
+                                                cap_drop, masked_paths, readonly_paths, run_as_user,
+                                                run_as_group, run_as_username, supplemental_groups,
+                                                resources)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {
@@ -89,6 +87,15 @@ struct LayerDisk {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(LayerDisk, serial, index, path)
 
+// A read-only host volume given to the container as a snapshot: the host directory (or one
+// file) packed into an erofs image, hot-plugged like a layer, bound at container_path.
+struct VolumeDisk {
+  LayerDisk disk;  // path: the erofs image (in the sandbox's state directory)
+  std::string container_path;
+  std::string file;  // for a file mount: its name inside the image; empty for a directory
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(VolumeDisk, disk, container_path, file)
+
 // What a container was created with; never changes afterwards.
 struct ContainerMetadata {
   std::string id;
@@ -96,10 +103,11 @@ struct ContainerMetadata {
   std::string name;
   std::string sandbox_id;
   ContainerConfig config;
-  std::string image_id;   // sha256:<config digest>
-  std::string image_ref;  // a repo digest of the image when it has one, else image_id
-  std::string log_path;   // full path on the host; empty: no log
+  std::string image_id;           // sha256:<config digest>
+  std::string image_ref;          // a repo digest of the image when it has one, else image_id
+  std::string log_path;           // full path on the host; empty: no log
   std::vector<LayerDisk> layers;  // lowest first
+  std::vector<VolumeDisk> volumes;
   int64_t created_at_ns = 0;
   // The process environment exec sessions inherit (env, cwd, user as resolved at create).
   std::vector<std::string> env;
@@ -107,10 +115,12 @@ struct ContainerMetadata {
   std::optional<uint32_t> uid;
   uint32_t gid = 0;
   std::string username;
+  int stop_signal = 15;  // the image's StopSignal, else SIGTERM
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
-                                                image_id, image_ref, log_path, layers,
-                                                created_at_ns, env, cwd, uid, gid, username)
+                                                image_id, image_ref, log_path, layers, volumes,
+                                                created_at_ns, env, cwd, uid, gid, username,
+                                                stop_signal)
 
 // What changes over a container's life.
 struct ContainerStatus {

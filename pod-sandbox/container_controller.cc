@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <filesystem>
 #include <set>
 
 #include "absl/cleanup/cleanup.h"
@@ -22,30 +23,63 @@ namespace {
 
 // One level under /run: the agent creates the mount point but not its parents.
 constexpr char kLayerMountDir[] = "/run/podvisor-layer-";
+constexpr char kVolumeMountDir[] = "/run/podvisor-volume-";
 constexpr uint32_t kFirstLayerIndex = 1;
 constexpr uint32_t kMaxDiskIndex = 254;
 constexpr absl::Duration kKillWait = absl::Seconds(10);
 constexpr absl::Duration kNoExecLimit = absl::Hours(24 * 365);
 
 const char* const kDefaultCaps[] = {
-    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",      "CAP_MKNOD",
-    "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",           "CAP_SETFCAP",     "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"};
+    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+    "CAP_KILL",    "CAP_AUDIT_WRITE"};
 
-const char* const kAllCaps[] = {
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE"};
+const char* const kAllCaps[] = {"CAP_CHOWN",
+                                "CAP_DAC_OVERRIDE",
+                                "CAP_DAC_READ_SEARCH",
+                                "CAP_FOWNER",
+                                "CAP_FSETID",
+                                "CAP_KILL",
+                                "CAP_SETGID",
+                                "CAP_SETUID",
+                                "CAP_SETPCAP",
+                                "CAP_LINUX_IMMUTABLE",
+                                "CAP_NET_BIND_SERVICE",
+                                "CAP_NET_BROADCAST",
+                                "CAP_NET_ADMIN",
+                                "CAP_NET_RAW",
+                                "CAP_IPC_LOCK",
+                                "CAP_IPC_OWNER",
+                                "CAP_SYS_MODULE",
+                                "CAP_SYS_RAWIO",
+                                "CAP_SYS_CHROOT",
+                                "CAP_SYS_PTRACE",
+                                "CAP_SYS_PACCT",
+                                "CAP_SYS_ADMIN",
+                                "CAP_SYS_BOOT",
+                                "CAP_SYS_NICE",
+                                "CAP_SYS_RESOURCE",
+                                "CAP_SYS_TIME",
+                                "CAP_SYS_TTY_CONFIG",
+                                "CAP_MKNOD",
+                                "CAP_LEASE",
+                                "CAP_AUDIT_WRITE",
+                                "CAP_AUDIT_CONTROL",
+                                "CAP_SETFCAP",
+                                "CAP_MAC_OVERRIDE",
+                                "CAP_MAC_ADMIN",
+                                "CAP_SYSLOG",
+                                "CAP_WAKE_ALARM",
+                                "CAP_BLOCK_SUSPEND",
+                                "CAP_AUDIT_READ",
+                                "CAP_PERFMON",
+                                "CAP_BPF",
+                                "CAP_CHECKPOINT_RESTORE"};
 
 const char* const kDefaultMaskedPaths[] = {
-    "/proc/acpi",          "/proc/asound",      "/proc/kcore",       "/proc/keys",
-    "/proc/latency_stats", "/proc/timer_list",  "/proc/timer_stats", "/proc/sched_debug",
+    "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
+    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
     "/proc/scsi",          "/sys/firmware"};
 const char* const kDefaultReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                              "/proc/sysrq-trigger"};
@@ -83,17 +117,37 @@ std::string CapName(const std::string& cap) {
   return absl::StrCat("CAP_", upper);
 }
 
-// The serial of a layer's disk: derived from the layer image's name (its diff id), so that the
-// same layer is one disk per VM. [A-Za-z0-9], 20 characters.
+// The serial of a new layer disk: 13 hex digits of the layer image's name (its diff id) and 6
+// random ones, [a-z0-9], 20 characters. A layer detached and attached again gets a new serial, so
+// the guest cannot mistake the old device, still going away, for the new one.
 std::string LayerSerial(const std::string& path) {
   std::string base = path.substr(path.find_last_of('/') + 1);
   std::string hex;
   for (char c : base) {
     if (absl::ascii_isxdigit(static_cast<unsigned char>(c))) hex.push_back(c);
   }
-  // Drop the "sha256" digits-looking prefix: keep the hash's own hex (the tail of the name).
-  if (hex.size() > 19) hex = hex.substr(hex.size() >= 64 ? hex.size() - 64 : 0, 19);
-  return absl::StrCat("l", hex);
+  if (hex.size() >= 64) hex = hex.substr(hex.size() - 64);  // the hash itself
+  hex.resize(13, '0');
+  return absl::StrCat("l", hex, RandomHex(3));
+}
+
+// An image's StopSignal ("SIGQUIT", "QUIT", "3"); SIGTERM when absent or unknown.
+int ParseSignal(const std::string& name) {
+  static const std::pair<const char*, int> kSignals[] = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"WINCH", SIGWINCH},
+      {"STOP", SIGSTOP}, {"PWR", SIGPWR}};
+  int n = 0;
+  if (absl::SimpleAtoi(name, &n) && n > 0 && n < 65) return n;
+  std::string upper = absl::AsciiStrToUpper(name);
+  if (absl::StartsWith(upper, "SIG")) upper = upper.substr(3);
+  for (const auto& [sig_name, number] : kSignals) {
+    if (upper == sig_name) return number;
+  }
+  if (absl::StartsWith(upper, "RTMIN+") && absl::SimpleAtoi(upper.substr(6), &n)) {
+    return SIGRTMIN + n;
+  }
+  return SIGTERM;
 }
 
 int32_t ExitCodeOf(const ExitInfo& exit) {
@@ -125,7 +179,7 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
       p.env.push_back(entry);
     }
   }
-  p.cwd = !config.working_dir.empty()       ? config.working_dir
+  p.cwd = !config.working_dir.empty()         ? config.working_dir
           : !image.config.working_dir.empty() ? image.config.working_dir
                                               : "/";
   // User: the CRI security context over the image's User ("uid", "name", "uid:gid").
@@ -279,14 +333,22 @@ absl::StatusOr<std::string> ContainerController::ResolveId(const std::string& id
 absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
     const std::string& sandbox_id, AgentClient& agent, const std::vector<std::string>& paths) {
   // What the sandbox's other containers already attached (the caller holds the sandbox lock).
-  std::map<std::string, LayerDisk> attached;
+  std::map<std::string, LayerDisk> attached;  // by layer image path
   std::set<uint32_t> used;
   for (const Container& c : containers_->List()) {
     if (c.metadata.sandbox_id != sandbox_id) continue;
     for (const LayerDisk& d : c.metadata.layers) {
-      attached[d.serial] = d;
+      attached[d.path] = d;
       used.insert(d.index);
     }
+    for (const VolumeDisk& v : c.metadata.volumes) used.insert(v.disk.index);
+  }
+  // SCSI targets rotate through the free ones, so that a target just unplugged (which the guest
+  // may still be tearing down) is not the next one used.
+  uint32_t cursor;
+  {
+    absl::MutexLock lock(&mu_);
+    cursor = next_disk_index_[sandbox_id];
   }
   std::vector<LayerDisk> out;
   std::vector<LayerDisk> added;
@@ -300,27 +362,33 @@ absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
     LayerDisk disk;
     disk.serial = LayerSerial(path);
     disk.path = path;
-    if (auto it = attached.find(disk.serial); it != attached.end()) {
+    if (auto it = attached.find(path); it != attached.end()) {
       out.push_back(it->second);
       continue;
     }
-    uint32_t index = kFirstLayerIndex;
-    while (used.contains(index)) ++index;
-    if (index > kMaxDiskIndex) {
+    std::optional<uint32_t> index;
+    const uint32_t slots = kMaxDiskIndex - kFirstLayerIndex + 1;
+    for (uint32_t i = 0; i < slots && !index; ++i) {
+      uint32_t candidate = kFirstLayerIndex + (cursor + i) % slots;
+      if (!used.contains(candidate)) index = candidate;
+    }
+    if (!index) {
       return absl::ResourceExhaustedError("the pod VM has no free disk slot for another layer");
     }
-    disk.index = index;
+    cursor = *index - kFirstLayerIndex + 1;
+    const uint32_t slot = *index;
+    disk.index = slot;
     VmDisk vm_disk;
     vm_disk.id = disk.serial;
     vm_disk.path = path;
     vm_disk.read_only = true;
-    vm_disk.index = index;
+    vm_disk.index = slot;
     if (absl::Status s = hypervisor_->AttachDisk(sandbox_id, vm_disk); !s.ok()) {
       return WithContext(s, absl::StrCat("attach layer ", path));
     }
     added.push_back(disk);
-    used.insert(index);
-    attached[disk.serial] = disk;
+    used.insert(slot);
+    attached[path] = disk;
     absl::StatusOr<std::string> device =
         agent.DiskAttached(disk.serial, absl::StrCat(kLayerMountDir, disk.serial), "erofs", true,
                            options_.agent_call_timeout);
@@ -328,7 +396,116 @@ absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
     out.push_back(disk);
   }
   std::move(undo).Cancel();
+  absl::MutexLock lock(&mu_);
+  next_disk_index_[sandbox_id] = cursor;
   return out;
+}
+
+absl::StatusOr<std::vector<VolumeDisk>> ContainerController::AttachVolumes(
+    const Sandbox& sandbox, AgentClient& agent, const std::string& container_id,
+    const ContainerConfig& config, const std::vector<LayerDisk>& layers) {
+  std::vector<VolumeDisk> out;
+  std::set<uint32_t> used;
+  for (const LayerDisk& d : layers) used.insert(d.index);
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.sandbox_id != sandbox.metadata.id) continue;
+    for (const LayerDisk& d : c.metadata.layers) used.insert(d.index);
+    for (const VolumeDisk& v : c.metadata.volumes) used.insert(v.disk.index);
+  }
+  auto undo = absl::MakeCleanup([&] { DetachVolumes(sandbox.metadata.id, out); });
+  const std::string dir = absl::StrCat(sandbox.metadata.state_dir, "/volumes");
+  for (const ContainerMount& m : config.mounts) {
+    if (!m.readonly || m.host_path.empty()) continue;
+    if (std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
+                    [&](const char* f) { return m.container_path == f; })) {
+      continue;
+    }
+    std::error_code ec;
+    const std::filesystem::file_status st = std::filesystem::status(m.host_path, ec);
+    if (ec || (!std::filesystem::is_directory(st) && !std::filesystem::is_regular_file(st))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("mount of ", m.host_path, " at ", m.container_path,
+                       ": not a directory or regular file on the host"));
+    }
+    if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+    VolumeDisk v;
+    v.container_path = m.container_path;
+    v.disk.serial = absl::StrCat("v", RandomHex(9));
+    v.disk.path = absl::StrCat(dir, "/", ShortId(container_id), "-", v.disk.serial, ".erofs");
+    std::string source = m.host_path;
+    std::string staging;
+    if (std::filesystem::is_regular_file(st)) {
+      // One file: an image holding just that file.
+      staging = absl::StrCat(v.disk.path, ".d");
+      v.file = std::filesystem::path(m.host_path).filename().string();
+      std::filesystem::create_directories(staging, ec);
+      std::filesystem::copy_file(m.host_path, absl::StrCat(staging, "/", v.file),
+                                 std::filesystem::copy_options::overwrite_existing, ec);
+      if (ec) {
+        return absl::InternalError(absl::StrCat("copy ", m.host_path, ": ", ec.message()));
+      }
+      source = staging;
+    }
+    absl::Status built = BuildErofsImage(source, v.disk.path);
+    if (!staging.empty()) std::filesystem::remove_all(staging, ec);
+    if (!built.ok()) return WithContext(built, absl::StrCat("snapshot of ", m.host_path));
+    uint32_t index = kFirstLayerIndex;
+    {
+      absl::MutexLock lock(&mu_);
+      uint32_t& cursor = next_disk_index_[sandbox.metadata.id];
+      const uint32_t slots = kMaxDiskIndex - kFirstLayerIndex + 1;
+      bool found = false;
+      for (uint32_t i = 0; i < slots && !found; ++i) {
+        uint32_t candidate = kFirstLayerIndex + (cursor + i) % slots;
+        if (!used.contains(candidate)) {
+          index = candidate;
+          found = true;
+        }
+      }
+      if (!found) {
+        (void)RemoveAll(v.disk.path);
+        return absl::ResourceExhaustedError("the pod VM has no free disk slot for a volume");
+      }
+      cursor = index - kFirstLayerIndex + 1;
+    }
+    v.disk.index = index;
+    used.insert(index);
+    VmDisk vm_disk;
+    vm_disk.id = v.disk.serial;
+    vm_disk.path = v.disk.path;
+    vm_disk.read_only = true;
+    vm_disk.index = index;
+    if (absl::Status s = hypervisor_->AttachDisk(sandbox.metadata.id, vm_disk); !s.ok()) {
+      (void)RemoveAll(v.disk.path);
+      return WithContext(s, absl::StrCat("attach volume ", m.host_path));
+    }
+    out.push_back(v);
+    absl::StatusOr<std::string> device =
+        agent.DiskAttached(v.disk.serial, absl::StrCat(kVolumeMountDir, v.disk.serial), "erofs",
+                           true, options_.agent_call_timeout);
+    if (!device.ok())
+      return WithContext(device.status(), absl::StrCat("mount volume ", m.host_path));
+  }
+  std::move(undo).Cancel();
+  return out;
+}
+
+void ContainerController::DetachVolumes(const std::string& sandbox_id,
+                                        const std::vector<VolumeDisk>& volumes) {
+  if (volumes.empty()) return;
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox_id);
+  for (const VolumeDisk& v : volumes) {
+    if (agent.ok()) {
+      absl::Status s = (*agent)->DiskDetach(v.disk.serial, options_.agent_call_timeout);
+      if (!s.ok()) {
+        PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": unmount volume "
+                         << v.disk.serial << ": " << s;
+        continue;
+      }
+      (void)hypervisor_->DetachDisk(sandbox_id, v.disk.serial);
+    }
+    (void)RemoveAll(v.disk.path);  // the VM keeps an open file; the disk space goes with it
+  }
 }
 
 void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
@@ -350,15 +527,15 @@ void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
       continue;  // still mounted in the guest: leave the disk where it is
     }
     if (absl::Status s = hypervisor_->DetachDisk(sandbox_id, d.serial); !s.ok()) {
-      PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": detach layer " << d.serial
-                       << ": " << s;
+      PV_LOG(kWarning) << "sandbox " << ShortId(sandbox_id) << ": detach layer " << d.serial << ": "
+                       << s;
     }
   }
 }
 
 absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
     const Sandbox& sandbox, const ImageRecord& image, const ContainerConfig& config,
-    const std::vector<LayerDisk>& layers) const {
+    const std::vector<LayerDisk>& layers, const std::vector<VolumeDisk>& volumes) const {
   ContainerSpec spec;
   spec.process = BuildProcess(config, image.metadata);
   if (spec.process.args.empty()) {
@@ -371,15 +548,26 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
     lowers.push_back(absl::StrCat(kLayerMountDir, it->serial));
   }
   if (lowers.empty()) return absl::FailedPreconditionError("the image has no layers");
-  spec.rootfs_mount = GuestMount{"/", "overlay", "overlay",
-                                 {absl::StrCat("lowerdir=", absl::StrJoin(lowers, ":"))}};
+  spec.rootfs_mount = GuestMount{
+      "/", "overlay", "overlay", {absl::StrCat("lowerdir=", absl::StrJoin(lowers, ":"))}};
   spec.readonly_rootfs = config.readonly_rootfs;
   for (const ContainerMount& m : config.mounts) {
     const bool pod_file = std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
                                       [&](const char* f) { return m.container_path == f; });
     if (pod_file) {
-      spec.mounts.push_back(GuestMount{m.container_path, "bind", m.container_path,
+      spec.mounts.push_back(GuestMount{m.container_path,
+                                       "bind",
+                                       m.container_path,
                                        {"rbind", "rprivate", m.readonly ? "ro" : "rw"}});
+      continue;
+    }
+    auto volume = std::find_if(volumes.begin(), volumes.end(), [&](const VolumeDisk& v) {
+      return v.container_path == m.container_path;
+    });
+    if (volume != volumes.end()) {
+      std::string source = absl::StrCat(kVolumeMountDir, volume->disk.serial);
+      if (!volume->file.empty()) absl::StrAppend(&source, "/", volume->file);
+      spec.mounts.push_back(GuestMount{m.container_path, "bind", source, {"rbind", "ro"}});
       continue;
     }
     if (m.container_path == "/dev/termination-log") {
@@ -388,9 +576,10 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
       continue;
     }
     return absl::InvalidArgumentError(absl::StrCat(
-        "mount of host path ", m.host_path, " at ", m.container_path,
-        " is not supported: a pod VM shares no filesystem with the host (only /etc/hosts, "
-        "/etc/resolv.conf and /etc/hostname are provided, from the pod's guest)"));
+        "writable mount of host path ", m.host_path, " at ", m.container_path,
+        " is not supported: a pod VM shares no filesystem with the host (read-only mounts are "
+        "given as snapshots; /etc/hosts, /etc/resolv.conf and /etc/hostname come from the "
+        "pod's guest)"));
   }
   // No hostname: UTS is the VM's own, shared by the pod (the agent set it at sandbox setup).
   (void)sandbox;
@@ -447,8 +636,8 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.sandbox_id = *sandbox_id;
   meta.config = config;
   meta.image_id = image->metadata.id;
-  meta.image_ref = image->status.repo_digests.empty() ? image->metadata.id
-                                                      : image->status.repo_digests.front();
+  meta.image_ref =
+      image->status.repo_digests.empty() ? image->metadata.id : image->status.repo_digests.front();
   if (!config.log_path.empty()) {
     meta.log_path = (config.log_path[0] == '/' || sm.log_directory.empty())
                         ? config.log_path
@@ -465,13 +654,21 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.layers = *layers;
   auto detach = absl::MakeCleanup([&] { DetachUnusedLayers(*sandbox_id, meta.layers, meta.id); });
 
-  absl::StatusOr<ContainerSpec> spec = BuildSpec(*sandbox, *image, config, meta.layers);
+  absl::StatusOr<std::vector<VolumeDisk>> volumes =
+      AttachVolumes(*sandbox, **agent, meta.id, config, meta.layers);
+  if (!volumes.ok()) return WithContext(volumes.status(), context);
+  meta.volumes = *volumes;
+  auto detach_volumes = absl::MakeCleanup([&] { DetachVolumes(*sandbox_id, meta.volumes); });
+
+  absl::StatusOr<ContainerSpec> spec =
+      BuildSpec(*sandbox, *image, config, meta.layers, meta.volumes);
   if (!spec.ok()) return WithContext(spec.status(), context);
   meta.env = spec->process.env;
   meta.cwd = spec->process.cwd;
   meta.uid = spec->process.user.uid;
   meta.gid = spec->process.user.gid;
   meta.username = spec->process.user.username;
+  meta.stop_signal = ParseSignal(image->metadata.config.stop_signal);
 
   // Output: the log file, fed by the container's stdio streams.
   auto runtime = std::make_shared<Runtime>();
@@ -528,6 +725,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   }
   std::move(remove_guest).Cancel();
   std::move(close_streams).Cancel();
+  std::move(detach_volumes).Cancel();
   std::move(detach).Cancel();
   PV_LOG(kInfo) << "container " << ShortId(meta.id) << " (" << name << ") created in sandbox "
                 << ShortId(*sandbox_id);
@@ -543,9 +741,8 @@ absl::Status ContainerController::Start(const std::string& id_or_prefix) {
   if (!c.ok()) return c.status();
   const std::string context = absl::StrCat("start container ", ShortId(*id));
   if (c->status.state != ContainerState::kCreated) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(context, ": it is ", nlohmann::json(c->status.state).get<std::string>(),
-                     ", not created"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        context, ": it is ", nlohmann::json(c->status.state).get<std::string>(), ", not created"));
   }
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
       sandbox_controller_->Agent(c->metadata.sandbox_id);
@@ -618,14 +815,16 @@ absl::Status ContainerController::Stop(const std::string& id_or_prefix, absl::Du
   }
   absl::StatusOr<ExitInfo> exit = absl::DeadlineExceededError("not waited");
   if (timeout > absl::ZeroDuration()) {
-    absl::Status s = (*agent)->SignalProcess(*id, "", SIGTERM, false, options_.agent_call_timeout);
+    absl::Status s = (*agent)->SignalProcess(*id, "", c->metadata.stop_signal, false,
+                                             options_.agent_call_timeout);
     if (s.ok()) exit = (*agent)->WaitProcess(*id, "", timeout);
   }
   if (!exit.ok()) {
     absl::Status s = (*agent)->SignalProcess(*id, "", SIGKILL, true, options_.agent_call_timeout);
     if (!s.ok()) PV_LOG(kDebug) << context << ": SIGKILL: " << s;
     exit = (*agent)->WaitProcess(*id, "", kKillWait);
-    if (!exit.ok()) return WithContext(exit.status(), absl::StrCat(context, ": wait after SIGKILL"));
+    if (!exit.ok())
+      return WithContext(exit.status(), absl::StrCat(context, ": wait after SIGKILL"));
   }
   MarkExited(*id, *exit, "");
   return absl::OkStatus();
@@ -663,6 +862,7 @@ absl::Status ContainerController::RemoveLocked(const Container& c) {
   auto sandbox_lock = SandboxLockFor(c.metadata.sandbox_id);
   std::lock_guard<std::mutex> guard(*sandbox_lock);
   if (absl::Status s = containers_->Remove(id); !s.ok()) return WithContext(s, context);
+  DetachVolumes(c.metadata.sandbox_id, c.metadata.volumes);
   DetachUnusedLayers(c.metadata.sandbox_id, c.metadata.layers, id);
   return absl::OkStatus();
 }
@@ -706,6 +906,7 @@ absl::Status ContainerController::OnSandboxRemoving(const std::string& sandbox_i
   }
   absl::MutexLock l(&mu_);
   sandbox_locks_.erase(sandbox_id);
+  next_disk_index_.erase(sandbox_id);
   return absl::OkStatus();
 }
 
@@ -790,8 +991,8 @@ absl::StatusOr<ExecSyncResult> ContainerController::ExecSync(const std::string& 
   if (!exit.ok()) {
     (void)(*agent)->SignalProcess(*id, exec_id, SIGKILL, false, options_.agent_call_timeout);
     if (absl::IsDeadlineExceeded(exit.status())) {
-      return absl::DeadlineExceededError(absl::StrCat(context, ": command timed out after ",
-                                                      absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrCat(context, ": command timed out after ", absl::FormatDuration(timeout)));
     }
     return WithContext(exit.status(), absl::StrCat(context, ": wait"));
   }
@@ -905,8 +1106,8 @@ absl::Status ContainerController::ReopenLog(const std::string& id_or_prefix) {
     if (it != runtimes_.end()) runtime = it->second;
   }
   if (!runtime || !runtime->log) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "reopen log of container ", ShortId(*id), ": its output is not logged by this daemon"));
+    return absl::FailedPreconditionError(absl::StrCat("reopen log of container ", ShortId(*id),
+                                                      ": its output is not logged by this daemon"));
   }
   return runtime->log->Reopen();
 }

@@ -116,11 +116,18 @@ class ContainerController {
   absl::StatusOr<std::vector<LayerDisk>> AttachLayers(const std::string& sandbox_id,
                                                       AgentClient& agent,
                                                       const std::vector<std::string>& paths);
+  // Packs each read-only host-path mount into an erofs image and hot-plugs it.
+  absl::StatusOr<std::vector<VolumeDisk>> AttachVolumes(const Sandbox& sandbox, AgentClient& agent,
+                                                        const std::string& container_id,
+                                                        const ContainerConfig& config,
+                                                        const std::vector<LayerDisk>& layers);
+  void DetachVolumes(const std::string& sandbox_id, const std::vector<VolumeDisk>& volumes);
   void DetachUnusedLayers(const std::string& sandbox_id, const std::vector<LayerDisk>& layers,
                           const std::string& removed_id);
   absl::StatusOr<ContainerSpec> BuildSpec(const Sandbox& sandbox, const ImageRecord& image,
                                           const ContainerConfig& config,
-                                          const std::vector<LayerDisk>& layers) const;
+                                          const std::vector<LayerDisk>& layers,
+                                          const std::vector<VolumeDisk>& volumes) const;
   void MarkExited(const std::string& id, const ExitInfo& exit, const std::string& message);
   void DropRuntime(const std::string& id);
   absl::Status RemoveLocked(const Container& c);
@@ -136,6 +143,8 @@ class ContainerController {
   std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<std::mutex>> sandbox_locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+  // Next SCSI target to try, per sandbox.
+  std::map<std::string, uint32_t> next_disk_index_ ABSL_GUARDED_BY(mu_);
 };
 
 // The ContainerSpec parts that depend only on the request and the image (exposed for tests):

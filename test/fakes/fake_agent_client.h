@@ -6,10 +6,10 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
-#include <optional>
 #include <mutex>
-#include <thread>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pod-sandbox/agent_client.h"
@@ -87,8 +87,8 @@ class FakeAgentClient : public AgentClient {
     if (!procs_.contains({id, ""})) return absl::NotFoundError("no container " + id);
     return 42u;
   }
-  absl::Status SignalProcess(const std::string& id, const std::string& exec_id, int signal,
-                             bool, absl::Duration) override {
+  absl::Status SignalProcess(const std::string& id, const std::string& exec_id, int signal, bool,
+                             absl::Duration) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
       log->signals.push_back({id, signal});
@@ -169,8 +169,8 @@ class FakeAgentClient : public AgentClient {
     return absl::UnimplementedError("fake");
   }
   absl::StatusOr<std::string> DiskAttached(const std::string& serial,
-                                           const std::string& mount_point, const std::string&,
-                                           bool, absl::Duration) override {
+                                           const std::string& mount_point, const std::string&, bool,
+                                           absl::Duration) override {
     std::lock_guard<std::mutex> lock(mu_);
     log->disks_attached.push_back({serial, mount_point});
     return std::string("/dev/sdb");
@@ -216,9 +216,7 @@ class FakeAgentClient : public AgentClient {
       options_.on_event(e);
     }
   }
-  absl::Status WriteStream(uint32_t, absl::string_view, bool) override {
-    return absl::OkStatus();
-  }
+  absl::Status WriteStream(uint32_t, absl::string_view, bool) override { return absl::OkStatus(); }
   void CloseStream(uint32_t) override {}
 
  private:

@@ -5,7 +5,9 @@
 //
 // usage: container_bench [iterations=10] [execs=20]   (root; the guest image built)
 
+// clang-format off
 #include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+// clang-format on
 
 #include <unistd.h>
 
@@ -80,7 +82,8 @@ int Main(int argc, char** argv) {
   }
   std::ofstream(dir.Join("cni.conflist")) << R"({"cniVersion": "1.0.0", "name": "pvcbench",
  "plugins": [{"type": "bridge", "bridge": "pvcbench0", "isGateway": true,
-   "ipam": {"type": "host-local", "dataDir": ")" << dir.Join("ipam") << R"(",
+   "ipam": {"type": "host-local", "dataDir": ")"
+                                          << dir.Join("ipam") << R"(",
             "ranges": [[{"subnet": "10.217.0.0/24"}]]}}, {"type": "loopback"}]})";
   std::ofstream(dir.Join("config.yaml"))
       << "hypervisor: {accel: tcg}\ncni: {conf_dir: " << dir.path() << "}\n"

@@ -146,6 +146,31 @@ TEST_F(AgentContainerTest, RunsAContainerWithItsOutputAndExitCode) {
   EXPECT_NE(stat(dir_.Join("state/containers/c1").c_str(), &st), 0) << "bundle left behind";
 }
 
+// The root filesystem the host builds from image layers: an overlay mount spec with only lower
+// directories; the agent adds a writable upper of the container's own.
+TEST_F(AgentContainerTest, OverlayRootfsMountGetsAWritableUpper) {
+  const std::string extra = dir_.Join("extra-layer");
+  ASSERT_EQ(::system(("mkdir -p " + extra + "/data && echo top > " + extra + "/data/msg").c_str()),
+            0);
+  StreamSink out;
+  ContainerSpec spec =
+      Spec({"/bin/sh", "-c", "cat /data/msg; echo new > /data/new; cat /data/new"});
+  spec.rootfs_path.clear();
+  spec.rootfs_mount = GuestMount{"/", "overlay", "overlay", {"lowerdir=" + extra + ":" + rootfs_}};
+  spec.process.stdout_stream = client_->AllocateStreamId();
+  client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());
+  absl::Status s = client_->CreateContainer("ov1", spec, timeout_);
+  ASSERT_TRUE(s.ok()) << s << "\n" << agent_->ReadLog();
+  ASSERT_TRUE(client_->StartContainer("ov1", timeout_).ok());
+  auto exit = client_->WaitProcess("ov1", "", timeout_);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_EQ(out.WaitEof(), "top\nnew\n");
+  struct stat st;
+  EXPECT_NE(stat((extra + "/data/new").c_str(), &st), 0) << "the write reached a lower layer";
+  EXPECT_TRUE(client_->RemoveContainer("ov1", false, timeout_).ok());
+}
+
 TEST_F(AgentContainerTest, StdinReachesTheProcessAndUserIsResolved) {
   StreamSink out;
   ContainerSpec spec = Spec({"/bin/sh", "-c", "id -u; id -g; cat"});

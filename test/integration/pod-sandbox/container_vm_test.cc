@@ -3,7 +3,9 @@
 // with crun through the guest agent; logs, exit codes, stop, exec and stats are checked as a CRI
 // client sees them.
 
+// clang-format off
 #include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+// clang-format on
 
 #include <unistd.h>
 
@@ -30,6 +32,7 @@ namespace v1 = runtime::v1;
 namespace fs = std::filesystem;
 
 constexpr char kImage[] = "docker.io/library/busybox:1.36";
+constexpr char kLayered[] = "docker.io/library/layered:1";
 
 std::string GuestDir() { return std::string(PODVISOR_BIN_DIR) + "/../guest"; }
 
@@ -62,16 +65,31 @@ class ContainerVmTest : public ::testing::Test {
         layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}, "amd64", "");
     layout.Tag("1.36", desc);
     ASSERT_EQ(Push(layout, "1.36", registry_->host() + "/library/busybox:1.36"), "");
+    // Three layers: busybox, then a file, then that file replaced and another one deleted.
+    OciLayout layered(dir_.Join("layered"));
+    nlohmann::json ldesc = layered.AddImage(
+        {OciLayout::MakeLayer(entries, Compression::kGzip),
+         OciLayout::MakeLayer({Dir("data"), File("data/msg", "lower\n"), File("data/gone", "x")},
+                              Compression::kGzip),
+         OciLayout::MakeLayer({Dir("data"), File("data/msg", "upper\n"), File("data/.wh.gone", "")},
+                              Compression::kZstd)},
+        "amd64", "");
+    layered.Tag("1", ldesc);
+    ASSERT_EQ(Push(layered, "1", registry_->host() + "/library/layered:1"), "");
 
     const int n = getpid() % 200 + 20;
     bridge_ = absl::StrCat("pvctr", getpid() % 100000);
     fs::create_directories(dir_.Join("cni"));
-    std::ofstream(dir_.Join("cni/10-test.conflist")) << absl::StrCat(R"({
+    std::ofstream(dir_.Join("cni/10-test.conflist"))
+        << absl::StrCat(R"({
   "cniVersion": "1.0.0", "name": "pvctr-test",
   "plugins": [
-    {"type": "bridge", "bridge": ")", bridge_, R"(", "isGateway": true,
-     "ipam": {"type": "host-local", "dataDir": ")", dir_.Join("ipam"), R"(",
-              "ranges": [[{"subnet": "10.216.)", n, R"(.0/24"}]]}},
+    {"type": "bridge", "bridge": ")",
+                        bridge_, R"(", "isGateway": true,
+     "ipam": {"type": "host-local", "dataDir": ")",
+                        dir_.Join("ipam"), R"(",
+              "ranges": [[{"subnet": "10.216.)",
+                        n, R"(.0/24"}]]}},
     {"type": "loopback"}
   ]
 })");
@@ -90,11 +108,14 @@ class ContainerVmTest : public ::testing::Test {
     ASSERT_TRUE(daemon_->Start(&error)) << error;
     cri_ = std::make_unique<CriClient>(daemon_->endpoint());
 
-    v1::PullImageRequest pull;
-    pull.mutable_image()->set_image(kImage);
-    v1::PullImageResponse pulled;
-    grpc::Status s = cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled);
-    ASSERT_TRUE(s.ok()) << s.error_message();
+    for (const char* image : {kImage, kLayered}) {
+      v1::PullImageRequest pull;
+      pull.mutable_image()->set_image(image);
+      v1::PullImageResponse pulled;
+      grpc::Status s = cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled);
+      ASSERT_TRUE(s.ok()) << s.error_message();
+    }
+    grpc::Status s;
 
     pod_config_.mutable_metadata()->set_name("pod");
     pod_config_.mutable_metadata()->set_namespace_("default");
@@ -300,6 +321,62 @@ TEST_F(ContainerVmTest, RunsContainersLogsExitsExecAndStop) {
   list.Clear();
   ASSERT_TRUE(cri_->runtime().ListContainers(CriClient::Context().get(), {}, &list).ok());
   EXPECT_EQ(list.containers_size(), 0);
+}
+
+TEST_F(ContainerVmTest, RootfsIsTheOverlayOfAllLayersWithAWritableUpper) {
+  v1::ContainerConfig c = Config("layered", {"sleep", "1000"});
+  c.mutable_image()->set_image(kLayered);
+  std::string layered = Run(c);
+  ASSERT_FALSE(layered.empty());
+  // A container of the one-layer image shares the busybox layer disk; read-only host volumes
+  // (a directory and a file) reach it as snapshots.
+  ASSERT_EQ(::system(("mkdir -p " + dir_.Join("vol") + " && echo from-host > " +
+                      dir_.Join("vol/cfg") + " && echo tok > " + dir_.Join("token"))
+                         .c_str()),
+            0);
+  v1::ContainerConfig pc = Config("plain", {"sleep", "1000"});
+  v1::Mount* m = pc.add_mounts();
+  m->set_container_path("/config");
+  m->set_host_path(dir_.Join("vol"));
+  m->set_readonly(true);
+  m = pc.add_mounts();
+  m->set_container_path("/tmp/token");
+  m->set_host_path(dir_.Join("token"));
+  m->set_readonly(true);
+  std::string plain = Run(pc);
+  ASSERT_FALSE(plain.empty());
+  {
+    v1::ExecSyncResponse vol;
+    grpc::Status vs = Exec(plain, {"sh", "-c", "cat /config/cfg /tmp/token"}, 60, &vol);
+    ASSERT_TRUE(vs.ok()) << vs.error_message();
+    EXPECT_EQ(vol.stdout(), "from-host\ntok\n") << vol.stderr();
+  }
+  v1::ExecSyncResponse out;
+  grpc::Status s = Exec(layered, {"sh", "-c", "cat /data/msg; ls /data"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "upper\nmsg\n") << out.stderr();
+  out.Clear();
+  s = Exec(layered, {"sh", "-c", "echo new > /data/msg && cat /data/msg"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "new\n") << out.stderr();
+  out.Clear();
+  s = Exec(plain, {"sh", "-c", "ls /data 2>&1; echo rc=$?"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(out.stdout(), HasSubstr("No such file"));
+  for (const std::string& id : {layered, plain}) {
+    v1::RemoveContainerRequest req;
+    req.set_container_id(id);
+    v1::RemoveContainerResponse resp;
+    s = cri_->runtime().RemoveContainer(CriClient::Context(60).get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  }
+  // With the disks unplugged a new container of the image attaches them again.
+  std::string again = Run(c);
+  ASSERT_FALSE(again.empty());
+  out.Clear();
+  s = Exec(again, {"cat", "/data/msg"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "upper\n");
 }
 
 TEST_F(ContainerVmTest, RemovingThePodRemovesItsContainers) {

@@ -2,9 +2,11 @@
 
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
-#include <thread>
+#include <set>
 #include <sstream>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -18,18 +20,20 @@
 namespace podvisor {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsSupersetOf;
-using ::testing::Not;
 using ::testing::Contains;
+using ::testing::ElementsAre;
 using testing::FakeAgentClient;
 using testing::FakeHypervisor;
 using testing::FakeImageController;
 using testing::FakePodNetworkManager;
+using ::testing::HasSubstr;
+using ::testing::IsSupersetOf;
+using ::testing::Not;
 
-const char kLayer0[] = "/images/layers/sha256-1111111111111111111111111111111111111111111111111111111111111111.erofs";
-const char kLayer1[] = "/images/layers/sha256-2222222222222222222222222222222222222222222222222222222222222222.erofs";
+const char kLayer0[] =
+    "/images/layers/sha256-1111111111111111111111111111111111111111111111111111111111111111.erofs";
+const char kLayer1[] =
+    "/images/layers/sha256-2222222222222222222222222222222222222222222222222222222222222222.erofs";
 
 std::string ReadAll(const std::string& path) {
   std::ifstream f(path);
@@ -52,8 +56,8 @@ class ContainerControllerTest : public ::testing::Test {
     o.initrd = "/i";
     sandboxes_ = std::make_unique<SandboxController>(
         o, sandbox_store_.get(), &hypervisor_, &network_,
-        [this](const std::string&, AgentClient::Options options)
-            -> absl::StatusOr<std::unique_ptr<AgentClient>> {
+        [this](const std::string&,
+               AgentClient::Options options) -> absl::StatusOr<std::unique_ptr<AgentClient>> {
           auto agent = std::make_unique<FakeAgentClient>(std::move(options));
           agent_ = agent.get();
           log_ = agent->log;
@@ -202,6 +206,37 @@ TEST_F(ContainerControllerTest, HostPathVolumesAreRejectedClearly) {
   EXPECT_TRUE(containers_->List({}).empty());
 }
 
+TEST_F(ContainerControllerTest, ReadOnlyHostVolumesBecomeSnapshotDisks) {
+  ASSERT_EQ(::system(("mkdir -p " + dir_.Join("vol") + " && echo v > " + dir_.Join("vol/a") +
+                      " && echo f > " + dir_.Join("token"))
+                         .c_str()),
+            0);
+  ContainerConfig c = Config();
+  c.mounts = {{"/config", dir_.Join("vol"), true}, {"/run/token", dir_.Join("token"), true}};
+  absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, c);
+  ASSERT_TRUE(id.ok()) << id.status();
+  std::optional<VmSpec> vm = hypervisor_.SpecOf(sandbox_id_);
+  ASSERT_EQ(vm->disks.size(), 4u);  // two layers, two volumes
+  std::set<uint32_t> indexes;
+  for (const VmDisk& d : vm->disks) indexes.insert(d.index);
+  EXPECT_EQ(indexes.size(), 4u);
+  absl::StatusOr<Container> got = containers_->Inspect(*id);
+  ASSERT_EQ(got->metadata.volumes.size(), 2u);
+  const VolumeDisk& dir_volume = got->metadata.volumes[0];
+  const VolumeDisk& file_volume = got->metadata.volumes[1];
+  EXPECT_TRUE(std::filesystem::exists(dir_volume.disk.path));
+  const ContainerSpec& spec = log_->created.back().second;
+  ASSERT_EQ(spec.mounts.size(), 2u);
+  EXPECT_EQ(spec.mounts[0].destination, "/config");
+  EXPECT_EQ(spec.mounts[0].source, "/run/podvisor-volume-" + dir_volume.disk.serial);
+  EXPECT_EQ(spec.mounts[1].source, "/run/podvisor-volume-" + file_volume.disk.serial + "/token");
+  EXPECT_THAT(spec.mounts[1].options, Contains("ro"));
+
+  ASSERT_TRUE(containers_->Remove(*id).ok());
+  EXPECT_TRUE(hypervisor_.SpecOf(sandbox_id_)->disks.empty());
+  EXPECT_FALSE(std::filesystem::exists(dir_volume.disk.path));
+}
+
 TEST_F(ContainerControllerTest, DuplicateNameIsRefused) {
   ASSERT_TRUE(containers_->Create(sandbox_id_, Config()).ok());
   absl::StatusOr<std::string> again = containers_->Create(sandbox_id_, Config());
@@ -236,9 +271,9 @@ TEST_F(ContainerControllerTest, OutputGoesToTheLogAndExitEventMarksExited) {
   EXPECT_EQ(c->status.reason, "Error");
   EXPECT_GE(c->status.finished_at_ns, c->status.started_at_ns);
   std::string log = ReadAll(c->metadata.log_path);
-  EXPECT_THAT(log, ::testing::MatchesRegex(
-                       "[0-9TZ:.-]+ stdout F hello\n[0-9TZ:.-]+ stdout F world\n"
-                       "[0-9TZ:.-]+ stderr F oops\n"));
+  EXPECT_THAT(log,
+              ::testing::MatchesRegex("[0-9TZ:.-]+ stdout F hello\n[0-9TZ:.-]+ stdout F world\n"
+                                      "[0-9TZ:.-]+ stderr F oops\n"));
 }
 
 TEST_F(ContainerControllerTest, ExitCodesAndReasons) {
@@ -273,6 +308,20 @@ TEST_F(ContainerControllerTest, StopSendsTermThenKill) {
   absl::StatusOr<Container> c = containers_->Inspect(id);
   EXPECT_EQ(c->status.state, ContainerState::kExited);
   EXPECT_EQ(c->status.exit_code, 137);
+}
+
+TEST_F(ContainerControllerTest, StopUsesTheImagesStopSignal) {
+  ImageMetadata image;
+  image.id = "sha256:beef";
+  image.config.cmd = {"nginx"};
+  image.config.stop_signal = "SIGQUIT";
+  images_.AddImage("nginx:1", image, {kLayer0});
+  ContainerConfig c = Config();
+  c.image = "nginx:1";
+  std::string id = CreateAndStart(c);
+  ASSERT_TRUE(containers_->Stop(id, absl::Seconds(5)).ok());
+  EXPECT_THAT(log_->signals, ElementsAre(std::pair<std::string, int>{id, SIGQUIT}));
+  EXPECT_EQ(containers_->Inspect(id)->status.exit_code, 128 + SIGQUIT);
 }
 
 TEST_F(ContainerControllerTest, StopWithZeroTimeoutKillsAtOnceAndStopIsIdempotent) {
