@@ -291,6 +291,19 @@ TEST_F(StreamingVmTest, ExecOutputExitCodesStdinAndTty) {
   ASSERT_FALSE(status.is_discarded()) << r.error;
   EXPECT_EQ(status["details"]["causes"][0]["message"], "5");
 
+  // The same over a WebSocket (kubectl 1.30+): stdin through cat, then its close.
+  WsTestClient ws;
+  std::string chosen;
+  ASSERT_EQ(ws.Connect(ExecUrl(id, {"cat"}, /*in=*/true, /*tty=*/false),
+                       {"v5.channel.k8s.io", "v4.channel.k8s.io"}, &chosen),
+            101);
+  EXPECT_EQ(chosen, "v5.channel.k8s.io");
+  ws.Send(0, "over a websocket\n");
+  ws.SendRaw(std::string("\xff\x00", 2));  // v5: close stdin
+  std::vector<std::string> messages = ws.ReadUntilClose(absl::Seconds(60));
+  EXPECT_EQ(ChannelData(messages, 1), "over a websocket\n");
+  EXPECT_EQ(ChannelData(messages, 3), kSuccess);
+
   // Not runnable: the error reaches the client.
   r = RunExec(id, {"/no/such/binary"}, {});
   EXPECT_THAT(r.error, HasSubstr("Failure")) << r.error;
