@@ -44,12 +44,10 @@ grpc::Status RuntimeService::Exec(grpc::ServerContext*, const runtime::v1::ExecR
   });
 }
 
-grpc::Status RuntimeService::Attach(grpc::ServerContext*,
-                                    const runtime::v1::AttachRequest* request,
+grpc::Status RuntimeService::Attach(grpc::ServerContext*, const runtime::v1::AttachRequest* request,
                                     runtime::v1::AttachResponse* response) {
   return Serve("Attach", [&]() -> absl::Status {
-    absl::StatusOr<std::string> id =
-        RunningContainer(services_, request->container_id(), "attach");
+    absl::StatusOr<std::string> id = RunningContainer(services_, request->container_id(), "attach");
     if (!id.ok()) return id.status();
     streaming::AttachRequest r;
     r.container_id = *id;

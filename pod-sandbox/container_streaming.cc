@@ -239,8 +239,8 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
   absl::Time killed_at = absl::InfiniteFuture();
   while (!state->exited.WaitForNotificationWithTimeout(options_.poll_interval)) {
     if (killed_at == absl::InfiniteFuture() && Done(streams)) {
-      absl::Status s = agent->SignalProcess(id, exec_id, SIGKILL, false,
-                                            options_.agent_call_timeout);
+      absl::Status s =
+          agent->SignalProcess(id, exec_id, SIGKILL, false, options_.agent_call_timeout);
       if (!s.ok()) PV_LOG(kDebug) << context << ": SIGKILL after the client left: " << s;
       killed_at = absl::Now();
     }
@@ -295,7 +295,9 @@ absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& r
     const bool stdin_once = target->stdin_once;
     in_thread = PumpSource(
         streams.in,
-        [this, id](absl::string_view data) { return containers_->WriteStdin(id, data, false).ok(); },
+        [this, id](absl::string_view data) {
+          return containers_->WriteStdin(id, data, false).ok();
+        },
         [this, id, stdin_once] {
           if (stdin_once) (void)containers_->WriteStdin(id, "", true);
         });
@@ -304,7 +306,8 @@ absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& r
   std::shared_ptr<AgentClient> agent = target->agent;
   if (streams.resize != nullptr) {
     resize_thread = PumpResize(streams.resize, [&, agent](const streaming::TerminalSize& size) {
-      absl::Status s = agent->ResizeTty(id, "", size.height, size.width, options_.agent_call_timeout);
+      absl::Status s =
+          agent->ResizeTty(id, "", size.height, size.width, options_.agent_call_timeout);
       if (!s.ok()) PV_LOG(kDebug) << context << ": resize: " << s;
     });
   }
@@ -340,8 +343,8 @@ absl::Status ContainerStreamingRuntime::PortForward(const std::string& sandbox_i
     a->CloseStream(stream);
     download->Stop();
   });
-  if (absl::Status s = a->PortForward(static_cast<uint32_t>(port), stream,
-                                      options_.agent_call_timeout);
+  if (absl::Status s =
+          a->PortForward(static_cast<uint32_t>(port), stream, options_.agent_call_timeout);
       !s.ok()) {
     return WithContext(s, absl::StrCat("pod sandbox ", ShortId(sandbox_id)));
   }

@@ -3,7 +3,9 @@
 // in it; the CRI Exec/Attach/PortForward URLs are then used as kubelet and crictl use them
 // (SPDY/3.1, the client-go stream layout).
 
+// clang-format off
 #include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+// clang-format on
 
 #include <unistd.h>
 
@@ -56,8 +58,8 @@ class StreamingVmTest : public ::testing::Test {
                                      Dir("etc"), File("etc/passwd", "root:x:0:0::/:/bin/sh\n")};
     entries.push_back(Dir("www"));
     entries.push_back(File("www/index.html", "hello from the pod\n", 0644));
-    for (const char* applet : {"sh", "echo", "sleep", "true", "false", "cat", "test", "httpd",
-                               "wget", "tty"}) {
+    for (const char* applet :
+         {"sh", "echo", "sleep", "true", "false", "cat", "test", "httpd", "wget", "tty"}) {
       entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
     }
     std::string error;
@@ -72,12 +74,16 @@ class StreamingVmTest : public ::testing::Test {
     const int n = getpid() % 200 + 20;
     bridge_ = absl::StrCat("pvstr", getpid() % 100000);
     fs::create_directories(dir_.Join("cni"));
-    std::ofstream(dir_.Join("cni/10-test.conflist")) << absl::StrCat(R"({
+    std::ofstream(dir_.Join("cni/10-test.conflist"))
+        << absl::StrCat(R"({
   "cniVersion": "1.0.0", "name": "pvstr-test",
   "plugins": [
-    {"type": "bridge", "bridge": ")", bridge_, R"(", "isGateway": true,
-     "ipam": {"type": "host-local", "dataDir": ")", dir_.Join("ipam"), R"(",
-              "ranges": [[{"subnet": "10.217.)", n, R"(.0/24"}]]}},
+    {"type": "bridge", "bridge": ")",
+                        bridge_, R"(", "isGateway": true,
+     "ipam": {"type": "host-local", "dataDir": ")",
+                        dir_.Join("ipam"), R"(",
+              "ranges": [[{"subnet": "10.217.)",
+                        n, R"(.0/24"}]]}},
     {"type": "loopback"}
   ]
 })");
@@ -199,7 +205,6 @@ class StreamingVmTest : public ::testing::Test {
     req.set_timeout(timeout);
     return cri_->runtime().ExecSync(CriClient::Context(120).get(), req, resp);
   }
-
 
   std::string ExecUrl(const std::string& id, std::vector<std::string> cmd, bool in, bool tty) {
     v1::ExecRequest req;
@@ -330,8 +335,8 @@ TEST_F(StreamingVmTest, ExecAndAttachRefuseStoppedContainers) {
 TEST_F(StreamingVmTest, AttachToStdinAndOutput) {
   // A container that answers each line of its stdin; stdin_once: the attacher's end of input
   // ends it.
-  v1::ContainerConfig c = Config("echoer", {"sh", "-c",
-                                            "while read l; do echo \"got $l\"; done; echo bye >&2"});
+  v1::ContainerConfig c =
+      Config("echoer", {"sh", "-c", "while read l; do echo \"got $l\"; done; echo bye >&2"});
   c.set_stdin(true);
   c.set_stdin_once(true);
   std::string id = Run(c);
@@ -383,8 +388,8 @@ TEST_F(StreamingVmTest, PortForwardParallelRequestsToHttpd) {
   std::vector<uint32_t> data(kRequests), errors(kRequests);
   for (int i = 0; i < kRequests; ++i) {
     std::string request_id = std::to_string(i);
-    errors[i] = client.OpenStream(
-        {{"streamtype", "error"}, {"port", "8080"}, {"requestid", request_id}});
+    errors[i] =
+        client.OpenStream({{"streamtype", "error"}, {"port", "8080"}, {"requestid", request_id}});
     data[i] =
         client.OpenStream({{"streamtype", "data"}, {"port", "8080"}, {"requestid", request_id}});
   }
