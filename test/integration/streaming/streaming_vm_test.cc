@@ -1,7 +1,7 @@
 // Exec, attach and port-forward through the real daemon into a real pod VM: podvisord pulls a
 // busybox image from a docker-registry on loopback, boots a QEMU guest (TCG) and runs containers
 // in it; the CRI Exec/Attach/PortForward URLs are then used as kubelet and crictl use them
-// (SPDY/3.1, the client-go stream layout).
+// (SPDY/3.1 with the client-go stream layout, and a v5 WebSocket).
 
 // clang-format off
 #include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
