@@ -150,6 +150,28 @@ int ParseSignal(const std::string& name) {
   return SIGTERM;
 }
 
+// Asks the agent to mount a disk just hot-plugged. The guest may list the disk (its serial in
+// sysfs) a moment before the block device can be opened (mount: ENXIO), so a failure is retried
+// for a few seconds; a mount that failed left nothing behind.
+absl::StatusOr<std::string> MountDisk(AgentClient& agent, const std::string& serial,
+                                      const std::string& mount_point, absl::Duration timeout) {
+  absl::StatusOr<std::string> device;
+  absl::Duration backoff = absl::Milliseconds(100);
+  for (int attempt = 0; attempt < 6; ++attempt) {
+    device = agent.DiskAttached(serial, mount_point, "erofs", true, timeout);
+    // Not found: the agent already waited for the disk (10 s); unavailable: the channel is gone.
+    if (device.ok() || absl::IsInvalidArgument(device.status()) ||
+        absl::IsUnavailable(device.status()) || absl::IsNotFound(device.status()) ||
+        absl::IsDeadlineExceeded(device.status())) {
+      return device;
+    }
+    PV_LOG(kDebug) << "disk " << serial << " not mountable yet: " << device.status();
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+  return device;
+}
+
 int32_t ExitCodeOf(const ExitInfo& exit) {
   if (exit.signal > 0 && exit.exit_code == 0) return 128 + exit.signal;
   return exit.exit_code;
@@ -389,9 +411,8 @@ absl::StatusOr<std::vector<LayerDisk>> ContainerController::AttachLayers(
     added.push_back(disk);
     used.insert(slot);
     attached[path] = disk;
-    absl::StatusOr<std::string> device =
-        agent.DiskAttached(disk.serial, absl::StrCat(kLayerMountDir, disk.serial), "erofs", true,
-                           options_.agent_call_timeout);
+    absl::StatusOr<std::string> device = MountDisk(
+        agent, disk.serial, absl::StrCat(kLayerMountDir, disk.serial), options_.agent_call_timeout);
     if (!device.ok()) return WithContext(device.status(), absl::StrCat("mount layer ", path));
     out.push_back(disk);
   }
@@ -481,8 +502,8 @@ absl::StatusOr<std::vector<VolumeDisk>> ContainerController::AttachVolumes(
     }
     out.push_back(v);
     absl::StatusOr<std::string> device =
-        agent.DiskAttached(v.disk.serial, absl::StrCat(kVolumeMountDir, v.disk.serial), "erofs",
-                           true, options_.agent_call_timeout);
+        MountDisk(agent, v.disk.serial, absl::StrCat(kVolumeMountDir, v.disk.serial),
+                  options_.agent_call_timeout);
     if (!device.ok())
       return WithContext(device.status(), absl::StrCat("mount volume ", m.host_path));
   }
