@@ -1,6 +1,7 @@
 #include "agent/containers.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include <fcntl.h>
 #include <ftw.h>
@@ -191,6 +192,9 @@ struct ContainerManager::Impl {
   AgentServer* server;
   std::mutex mu;
   std::map<std::string, std::shared_ptr<Container>> containers;
+  // Names exec terminals' console sockets: <bundle>/exec-<exec id>.sock can exceed sun_path
+  // (108 bytes) with a 64-character container id.
+  std::atomic<uint64_t> next_console = 1;
 
   std::string CrunRoot() const { return options.state_dir + "/crun"; }
   std::string CgroupDir(const std::string& id) const {
@@ -726,13 +730,15 @@ v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
   std::vector<std::string> argv =
       impl_->Crun({"exec", "--detach", "--pid-file", base + ".pid", "--process", base + ".json"},
                   log);
+  const std::string console =
+      impl_->options.state_dir + "/tty-" + std::to_string(impl_->next_console++) + ".sock";
   if (proc->spec.terminal()) {
     argv.push_back("--console-socket");
-    argv.push_back(base + ".sock");
+    argv.push_back(console);
   }
   argv.push_back(c->id);
   proc->status.set_started_at_ns(NowNs());
-  if (Error e = impl_->SpawnWithStdio(argv, proc, base + ".sock", log); !e.ok()) return fail(e);
+  if (Error e = impl_->SpawnWithStdio(argv, proc, console, log); !e.ok()) return fail(e);
   if (Error e = impl_->ReadPid(base + ".pid", &proc->pid); !e.ok()) return fail(e);
   unlink(log.c_str());
   impl_->WatchExit(proc);

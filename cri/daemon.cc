@@ -26,6 +26,7 @@
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/container_controller.h"
+#include "pod-sandbox/container_streaming.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -134,6 +135,8 @@ class DaemonImpl : public Daemon {
                       absl::ToChronoSeconds(kShutdownGrace));
     server_->Wait();
     server_.reset();
+    // After the gRPC server: no handler hands out URLs any more. Ends every session.
+    if (streaming_server_) streaming_server_->Stop();
     ::unlink(socket_path_.c_str());
     PV_LOG(kInfo) << "podvisord stopped; pods keep running";
   }
@@ -190,6 +193,17 @@ class DaemonImpl : public Daemon {
         sandbox_controller_.get(), hypervisor_.get(), image_controller_.get());
     container_controller_->Install();
     services_.containers = container_controller_.get();
+    streaming_runtime_ = std::make_unique<ContainerStreamingRuntime>(
+        ContainerStreamingOptions{}, container_controller_.get(), sandbox_controller_.get());
+    auto streaming = streaming::StreamingServer::Start(
+        streaming::StreamingServerOptions::FromConfig(config.streaming), streaming_runtime_.get());
+    if (!streaming.ok()) {
+      return absl::Status(streaming.status().code(),
+                          absl::StrCat("streaming server: ", streaming.status().message()));
+    }
+    streaming_server_ = std::move(*streaming);
+    services_.streaming = streaming_server_.get();
+    PV_LOG(kInfo) << "streaming server on " << streaming_server_->BaseUrl();
     PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes, "
                   << image_controller_->List("").size() << " images, "
                   << container_store_->Size() << " containers";
@@ -246,6 +260,8 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<ImageController> image_controller_;
   std::unique_ptr<ContainerStore> container_store_;
   std::unique_ptr<ContainerController> container_controller_;
+  std::unique_ptr<ContainerStreamingRuntime> streaming_runtime_;
+  std::unique_ptr<streaming::StreamingServer> streaming_server_;
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -11,21 +11,6 @@ grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*, cons
   return Serve("UpdateContainerResources", [] { return NotImplemented("UpdateContainerResources", "the guest agent cannot change a running container's cgroup limits yet"); });
 }
 
-grpc::Status RuntimeService::Exec(grpc::ServerContext*, const runtime::v1::ExecRequest*,
-                                 runtime::v1::ExecResponse*) {
-  return Serve("Exec", [] { return NotImplemented("Exec", "the streaming server is being built"); });
-}
-
-grpc::Status RuntimeService::Attach(grpc::ServerContext*, const runtime::v1::AttachRequest*,
-                                 runtime::v1::AttachResponse*) {
-  return Serve("Attach", [] { return NotImplemented("Attach", "the streaming server is being built"); });
-}
-
-grpc::Status RuntimeService::PortForward(grpc::ServerContext*, const runtime::v1::PortForwardRequest*,
-                                 runtime::v1::PortForwardResponse*) {
-  return Serve("PortForward", [] { return NotImplemented("PortForward", "the streaming server is being built"); });
-}
-
 grpc::Status RuntimeService::PodSandboxStats(grpc::ServerContext*, const runtime::v1::PodSandboxStatsRequest*,
                                  runtime::v1::PodSandboxStatsResponse*) {
   return Serve("PodSandboxStats", [] { return NotImplemented("PodSandboxStats", "pod-level stats (the VM's own cost with its containers') are not served yet; ContainerStats and ListContainerStats are"); });

@@ -10,6 +10,7 @@
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
+#include "streaming/streaming_server.h"
 
 namespace podvisor::cri {
 
@@ -22,6 +23,8 @@ struct Services {
   PodNetworkManager* network = nullptr;
   ImageController* images = nullptr;
   ContainerController* containers = nullptr;
+  // The server behind Exec/Attach/PortForward URLs; null until it started.
+  streaming::StreamingServer* streaming = nullptr;
 };
 
 }  // namespace podvisor::cri

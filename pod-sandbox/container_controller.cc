@@ -265,10 +265,28 @@ std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
 }
 
 // The live side of a container in this daemon: where its output goes.
+// Attachers see the output next to the log writer; the consumer list and the EOF flags have their
+// own lock (taken on the agent's reader thread).
 struct ContainerController::Runtime {
   std::shared_ptr<AgentClient> agent;
   std::shared_ptr<ContainerLogWriter> log;
   std::vector<uint32_t> streams;
+  uint32_t stdin_stream = 0;
+
+  std::mutex consumers_mu;
+  std::map<uint64_t, OutputConsumer> consumers;
+  uint64_t next_consumer = 1;
+  bool eof[2] = {false, false};  // by LogStream
+
+  void Deliver(LogStream which, absl::string_view data, bool end) {
+    std::vector<OutputConsumer> targets;
+    {
+      std::lock_guard<std::mutex> lock(consumers_mu);
+      if (end) eof[which == LogStream::kStdout ? 0 : 1] = true;
+      for (auto& [handle, consumer] : consumers) targets.push_back(consumer);
+    }
+    for (OutputConsumer& c : targets) c(which, data, end);
+  }
 };
 
 ContainerController::ContainerController(ContainerControllerOptions options,
@@ -698,12 +716,15 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   }
   auto connect = [&](LogStream which) {
     uint32_t stream = (*agent)->AllocateStreamId();
-    std::weak_ptr<ContainerLogWriter> weak = runtime->log;
+    std::weak_ptr<Runtime> weak = runtime;
     (*agent)->SetStreamCallback(stream, [weak, which](absl::string_view data, bool eof) {
-      std::shared_ptr<ContainerLogWriter> log = weak.lock();
-      if (!log) return;
-      if (!data.empty()) (void)log->Write(which, data);
-      if (eof) (void)log->CloseStream(which);
+      std::shared_ptr<Runtime> rt = weak.lock();
+      if (!rt) return;
+      if (rt->log) {
+        if (!data.empty()) (void)rt->log->Write(which, data);
+        if (eof) (void)rt->log->CloseStream(which);
+      }
+      rt->Deliver(which, data, eof);
     });
     runtime->streams.push_back(stream);
     return stream;
@@ -713,6 +734,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   if (config.stdin) {
     spec->process.stdin_stream = (*agent)->AllocateStreamId();
     runtime->streams.push_back(spec->process.stdin_stream);
+    runtime->stdin_stream = spec->process.stdin_stream;
   }
   auto close_streams = absl::MakeCleanup([&] {
     for (uint32_t s : runtime->streams) (*agent)->CloseStream(s);
@@ -851,6 +873,9 @@ void ContainerController::DropRuntime(const std::string& id) {
   if (runtime->agent) {
     for (uint32_t s : runtime->streams) runtime->agent->CloseStream(s);
   }
+  // Attachers still connected see the end of the output.
+  runtime->Deliver(LogStream::kStdout, "", true);
+  runtime->Deliver(LogStream::kStderr, "", true);
 }
 
 absl::Status ContainerController::RemoveLocked(const Container& c) {
@@ -1012,6 +1037,88 @@ absl::StatusOr<ExecSyncResult> ContainerController::ExecSync(const std::string& 
   }
   result.exit_code = ExitCodeOf(*exit);
   return result;
+}
+
+absl::StatusOr<ExecTarget> ContainerController::PrepareExec(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return c.status();
+  const std::string context = absl::StrCat("exec in container ", ShortId(*id));
+  if (c->status.state != ContainerState::kRunning) {
+    return absl::FailedPreconditionError(absl::StrCat(context, ": it is not running"));
+  }
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(c->metadata.sandbox_id);
+  if (!agent.ok()) return WithContext(agent.status(), context);
+  ExecTarget t;
+  t.container_id = *id;
+  t.agent = *agent;
+  ProcessSpec& p = t.process;
+  p.env = c->metadata.env;
+  p.cwd = c->metadata.cwd.empty() ? "/" : c->metadata.cwd;
+  p.user.uid = c->metadata.uid;
+  p.user.gid = c->metadata.gid;
+  p.user.username = c->metadata.username;
+  p.no_new_privileges = c->metadata.config.no_new_privs;
+  if (!c->metadata.config.privileged) p.capabilities = BuildCapabilities(c->metadata.config);
+  t.tty = c->metadata.config.tty;
+  t.stdin = c->metadata.config.stdin;
+  t.stdin_once = c->metadata.config.stdin_once;
+  return t;
+}
+
+absl::StatusOr<uint64_t> ContainerController::AddOutputConsumer(const std::string& id,
+                                                                OutputConsumer consumer) {
+  std::shared_ptr<Runtime> runtime;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runtimes_.find(id);
+    if (it != runtimes_.end()) runtime = it->second;
+  }
+  if (!runtime) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "attach to container ", ShortId(id), ": its output is not handled by this daemon"));
+  }
+  uint64_t handle;
+  bool eof[2];
+  {
+    std::lock_guard<std::mutex> lock(runtime->consumers_mu);
+    handle = runtime->next_consumer++;
+    runtime->consumers[handle] = consumer;
+    eof[0] = runtime->eof[0];
+    eof[1] = runtime->eof[1];
+  }
+  if (eof[0]) consumer(LogStream::kStdout, "", true);
+  if (eof[1]) consumer(LogStream::kStderr, "", true);
+  return handle;
+}
+
+void ContainerController::RemoveOutputConsumer(const std::string& id, uint64_t handle) {
+  std::shared_ptr<Runtime> runtime;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runtimes_.find(id);
+    if (it != runtimes_.end()) runtime = it->second;
+  }
+  if (!runtime) return;
+  std::lock_guard<std::mutex> lock(runtime->consumers_mu);
+  runtime->consumers.erase(handle);
+}
+
+absl::Status ContainerController::WriteStdin(const std::string& id, absl::string_view data,
+                                             bool eof) {
+  std::shared_ptr<Runtime> runtime;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = runtimes_.find(id);
+    if (it != runtimes_.end()) runtime = it->second;
+  }
+  if (!runtime || !runtime->agent || runtime->stdin_stream == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", ShortId(id), " was not created with stdin"));
+  }
+  return runtime->agent->WriteStream(runtime->stdin_stream, data, eof);
 }
 
 absl::Status ContainerController::ReopenLog(const std::string& id_or_prefix) {

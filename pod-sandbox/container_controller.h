@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +35,22 @@ struct ExecSyncResult {
   std::string stderr_data;
   int32_t exit_code = 0;
 };
+
+// What it takes to start another process in a running container: the agent of its pod VM and the
+// process settings the container was created with (env, cwd, user, capabilities). The caller sets
+// args, terminal and stream ids.
+struct ExecTarget {
+  std::string container_id;  // the full id
+  std::shared_ptr<AgentClient> agent;
+  ProcessSpec process;
+  bool tty = false;    // the container's own settings (for attach)
+  bool stdin = false;
+  bool stdin_once = false;
+};
+
+// Receives a running container's output next to its log file (attach). Called on the agent's
+// reader thread: must not block. `eof` once per stream; with a TTY only kStdout is used.
+using OutputConsumer = std::function<void(LogStream which, absl::string_view data, bool eof)>;
 
 struct ContainerStatsInfo {
   Container container;
@@ -71,6 +88,15 @@ class ContainerController {
                                           const std::vector<std::string>& cmd,
                                           absl::Duration timeout);
   absl::Status ReopenLog(const std::string& id);
+
+  // For exec sessions: FAILED_PRECONDITION unless the container is running.
+  absl::StatusOr<ExecTarget> PrepareExec(const std::string& id_or_prefix);
+  // Attach: `consumer` gets the main process's output from now on (a stream that already ended
+  // gets its EOF at once) until RemoveOutputConsumer. Several consumers may be registered.
+  absl::StatusOr<uint64_t> AddOutputConsumer(const std::string& id, OutputConsumer consumer);
+  void RemoveOutputConsumer(const std::string& id, uint64_t handle);
+  // Writes to the main process's stdin (FAILED_PRECONDITION if it was created without stdin).
+  absl::Status WriteStdin(const std::string& id, absl::string_view data, bool eof);
   absl::StatusOr<ContainerStatsInfo> Stats(const std::string& id);
   std::vector<ContainerStatsInfo> ListStats(const ContainerFilter& filter);
 

@@ -1,0 +1,369 @@
+#include "pod-sandbox/container_streaming.h"
+
+#include <signal.h>
+#include <sys/random.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_cat.h"
+#include "common/log.h"
+
+namespace podvisor {
+namespace {
+
+using streaming::ByteSink;
+using streaming::ByteSource;
+using streaming::ResizeSource;
+using streaming::SessionStreams;
+
+constexpr absl::Duration kNoLimit = absl::Hours(24 * 365);
+constexpr size_t kChunk = 32 * 1024;
+
+absl::Status WithContext(const absl::Status& s, absl::string_view context) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
+}
+
+std::string ShortId(const std::string& id) { return id.substr(0, 12); }
+
+std::string RandomHex() {
+  unsigned char raw[8] = {};
+  size_t got = 0;
+  while (got < sizeof(raw)) {
+    ssize_t r = ::getrandom(raw + got, sizeof(raw) - got, 0);
+    if (r > 0) got += static_cast<size_t>(r);
+  }
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : raw) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+int ExitCodeOf(const ExitInfo& exit) {
+  if (exit.signal > 0 && exit.exit_code == 0) return 128 + exit.signal;
+  return exit.exit_code;
+}
+
+// Carries bytes from the agent's reader thread (which must not block) to a ByteSink (which
+// blocks under flow control) through a queue and a thread of its own. A null sink discards.
+// Push may be called after Stop (a late callback): it is then a no-op.
+class SinkPump {
+ public:
+  explicit SinkPump(ByteSink* sink) : sink_(sink) {
+    if (sink_ != nullptr) thread_ = std::thread([this] { Run(); });
+  }
+  ~SinkPump() { Stop(); }
+
+  void Push(absl::string_view data, bool eof) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopped_ || eof_) return;
+    if (!data.empty() && sink_ != nullptr) queue_.emplace_back(data.data(), data.size());
+    if (eof) {
+      eof_ = true;
+      if (sink_ == nullptr) flushed_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  // Waits until the end of the stream was received and everything before it written (the sink is
+  // then closed). True if so within `timeout`.
+  bool WaitFlushed(absl::Duration timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return flushed_; });
+  }
+
+  // Drops what is still queued, closes the sink and joins. Idempotent.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopped_ = true;
+      cv_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+    if (sink_ != nullptr && !closed_) {
+      sink_->Close();
+      closed_ = true;
+    }
+  }
+
+ private:
+  void Run() {
+    bool broken = false;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stopped_ || !queue_.empty() || eof_; });
+      if (stopped_) return;
+      if (!queue_.empty()) {
+        std::string data = std::move(queue_.front());
+        queue_.pop_front();
+        lock.unlock();
+        if (!broken) broken = !sink_->Write(data);
+        lock.lock();
+        continue;
+      }
+      // eof_ and nothing queued.
+      lock.unlock();
+      sink_->Close();
+      lock.lock();
+      closed_ = true;
+      flushed_ = true;
+      cv_.notify_all();
+      return;
+    }
+  }
+
+  ByteSink* const sink_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;
+  bool eof_ = false;
+  bool flushed_ = false;
+  bool stopped_ = false;
+  bool closed_ = false;  // written by the pump thread before it ends, or by Stop after the join
+  std::thread thread_;
+};
+
+// Copies a ByteSource into `write` until it ends (or is cancelled); then calls `end`.
+std::thread PumpSource(ByteSource* in, std::function<bool(absl::string_view)> write,
+                       std::function<void()> end) {
+  return std::thread([in, write = std::move(write), end = std::move(end)] {
+    std::string buf(kChunk, '\0');
+    for (;;) {
+      size_t n = in->Read(buf.data(), buf.size());
+      if (n == 0) break;
+      if (!write(absl::string_view(buf.data(), n))) return;
+    }
+    end();
+  });
+}
+
+std::thread PumpResize(ResizeSource* resize,
+                       std::function<void(const streaming::TerminalSize&)> apply) {
+  return std::thread([resize, apply = std::move(apply)] {
+    while (std::optional<streaming::TerminalSize> size = resize->Next()) apply(*size);
+  });
+}
+
+bool Done(const SessionStreams& streams) {
+  return streams.done != nullptr && streams.done->HasBeenNotified();
+}
+
+}  // namespace
+
+absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest& request,
+                                                    const SessionStreams& streams) {
+  absl::StatusOr<ExecTarget> target = containers_->PrepareExec(request.container_id);
+  if (!target.ok()) return target.status();
+  const std::string& id = target->container_id;
+  const std::string context = absl::StrCat("exec in container ", ShortId(id));
+  std::shared_ptr<AgentClient> agent = target->agent;
+
+  ProcessSpec p = target->process;
+  p.args = request.cmd;
+  p.terminal = request.tty;
+  auto out = std::make_shared<SinkPump>(streams.out);
+  auto err = std::make_shared<SinkPump>(streams.err);
+  std::vector<uint32_t> ids;
+  auto connect = [&](std::shared_ptr<SinkPump> pump) {
+    uint32_t stream = agent->AllocateStreamId();
+    agent->SetStreamCallback(stream,
+                             [pump](absl::string_view data, bool eof) { pump->Push(data, eof); });
+    ids.push_back(stream);
+    return stream;
+  };
+  // The terminal needs an output even when the client did not ask for it.
+  if (streams.out != nullptr || request.tty) {
+    p.stdout_stream = connect(out);
+  } else {
+    out->Push("", true);
+  }
+  if (!request.tty && streams.err != nullptr) {
+    p.stderr_stream = connect(err);
+  } else {
+    err->Push("", true);
+  }
+  if (streams.in != nullptr) {
+    p.stdin_stream = agent->AllocateStreamId();
+    ids.push_back(p.stdin_stream);
+  }
+  auto close_streams = absl::MakeCleanup([&] {
+    for (uint32_t s : ids) agent->CloseStream(s);
+    out->Stop();
+    err->Stop();
+  });
+
+  const std::string exec_id = absl::StrCat("exec-", RandomHex());
+  struct ExitState {
+    absl::Notification exited;
+    absl::StatusOr<ExitInfo> exit;
+  };
+  absl::StatusOr<uint32_t> pid = agent->ExecProcess(id, exec_id, p, options_.agent_call_timeout);
+  // The agent client's message already names the container and the call.
+  if (!pid.ok()) return pid.status();
+  auto state = std::make_shared<ExitState>();
+  agent->WaitProcessAsync(id, exec_id, kNoLimit, [state](absl::StatusOr<ExitInfo> exit) {
+    state->exit = std::move(exit);
+    state->exited.Notify();
+  });
+
+  std::thread in_thread;
+  if (streams.in != nullptr) {
+    const uint32_t stdin_stream = p.stdin_stream;
+    in_thread = PumpSource(
+        streams.in,
+        [agent, stdin_stream](absl::string_view data) {
+          return agent->WriteStream(stdin_stream, data, false).ok();
+        },
+        [agent, stdin_stream] { (void)agent->WriteStream(stdin_stream, "", true); });
+  }
+  std::thread resize_thread;
+  if (streams.resize != nullptr) {
+    resize_thread = PumpResize(streams.resize, [&, agent](const streaming::TerminalSize& size) {
+      absl::Status s =
+          agent->ResizeTty(id, exec_id, size.height, size.width, options_.agent_call_timeout);
+      if (!s.ok()) PV_LOG(kDebug) << context << ": resize: " << s;
+    });
+  }
+
+  // Until the process exits; if the client leaves first, kill it.
+  absl::Time killed_at = absl::InfiniteFuture();
+  while (!state->exited.WaitForNotificationWithTimeout(options_.poll_interval)) {
+    if (killed_at == absl::InfiniteFuture() && Done(streams)) {
+      absl::Status s =
+          agent->SignalProcess(id, exec_id, SIGKILL, false, options_.agent_call_timeout);
+      if (!s.ok()) PV_LOG(kDebug) << context << ": SIGKILL after the client left: " << s;
+      killed_at = absl::Now();
+    }
+    if (absl::Now() - killed_at > options_.agent_call_timeout) break;
+  }
+  if (streams.in != nullptr) streams.in->Cancel();
+  if (streams.resize != nullptr) streams.resize->Cancel();
+  if (in_thread.joinable()) in_thread.join();
+  if (resize_thread.joinable()) resize_thread.join();
+  if (!state->exited.HasBeenNotified()) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(context, ": the process did not exit after SIGKILL"));
+  }
+  if (!state->exit.ok()) return WithContext(state->exit.status(), absl::StrCat(context, ": wait"));
+  // Output may trail the exit a little.
+  if (!Done(streams)) {
+    const absl::Time deadline = absl::Now() + options_.output_drain_timeout;
+    out->WaitFlushed(deadline - absl::Now());
+    err->WaitFlushed(std::max(deadline - absl::Now(), absl::ZeroDuration()));
+  }
+  return ExitCodeOf(*state->exit);
+}
+
+absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& request,
+                                               const SessionStreams& streams) {
+  absl::StatusOr<ExecTarget> target = containers_->PrepareExec(request.container_id);
+  if (!target.ok()) return target.status();
+  const std::string id = target->container_id;
+  const std::string context = absl::StrCat("attach to container ", ShortId(id));
+  if (streams.in != nullptr && !target->stdin) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(context, ": it was not created with stdin (stdin: true)"));
+  }
+
+  auto out = std::make_shared<SinkPump>(streams.out);
+  auto err = std::make_shared<SinkPump>(streams.err);
+  // With a TTY the container has no stderr stream: end ours at once.
+  if (target->tty) err->Push("", true);
+  absl::StatusOr<uint64_t> handle = containers_->AddOutputConsumer(
+      id, [out, err](LogStream which, absl::string_view data, bool eof) {
+        (which == LogStream::kStdout ? out : err)->Push(data, eof);
+      });
+  if (!handle.ok()) return WithContext(handle.status(), context);
+  auto remove = absl::MakeCleanup([&] {
+    containers_->RemoveOutputConsumer(id, *handle);
+    out->Stop();
+    err->Stop();
+  });
+
+  std::thread in_thread;
+  if (streams.in != nullptr) {
+    const bool stdin_once = target->stdin_once;
+    in_thread = PumpSource(
+        streams.in,
+        [this, id](absl::string_view data) {
+          return containers_->WriteStdin(id, data, false).ok();
+        },
+        [this, id, stdin_once] {
+          if (stdin_once) (void)containers_->WriteStdin(id, "", true);
+        });
+  }
+  std::thread resize_thread;
+  std::shared_ptr<AgentClient> agent = target->agent;
+  if (streams.resize != nullptr) {
+    resize_thread = PumpResize(streams.resize, [&, agent](const streaming::TerminalSize& size) {
+      absl::Status s =
+          agent->ResizeTty(id, "", size.height, size.width, options_.agent_call_timeout);
+      if (!s.ok()) PV_LOG(kDebug) << context << ": resize: " << s;
+    });
+  }
+
+  // Until the main process's output has ended (it exited) or the client left.
+  while (!Done(streams)) {
+    if (out->WaitFlushed(options_.poll_interval) && err->WaitFlushed(absl::ZeroDuration())) break;
+  }
+  if (streams.in != nullptr) streams.in->Cancel();
+  if (streams.resize != nullptr) streams.resize->Cancel();
+  if (in_thread.joinable()) in_thread.join();
+  if (resize_thread.joinable()) resize_thread.join();
+  return absl::OkStatus();
+}
+
+absl::Status ContainerStreamingRuntime::PortForward(const std::string& sandbox_id, int32_t port,
+                                                    ByteSource& in, ByteSink& out,
+                                                    const absl::Notification& done) {
+  const std::string context =
+      absl::StrCat("port-forward to port ", port, " in pod sandbox ", ShortId(sandbox_id));
+  if (port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(context, ": not a TCP port"));
+  }
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandboxes_->Agent(sandbox_id);
+  if (!agent.ok()) return WithContext(agent.status(), context);
+  std::shared_ptr<AgentClient> a = *agent;
+
+  auto download = std::make_shared<SinkPump>(&out);
+  const uint32_t stream = a->AllocateStreamId();
+  a->SetStreamCallback(stream,
+                       [download](absl::string_view data, bool eof) { download->Push(data, eof); });
+  auto close = absl::MakeCleanup([&] {
+    a->CloseStream(stream);
+    download->Stop();
+  });
+  if (absl::Status s =
+          a->PortForward(static_cast<uint32_t>(port), stream, options_.agent_call_timeout);
+      !s.ok()) {
+    return WithContext(s, absl::StrCat("pod sandbox ", ShortId(sandbox_id)));
+  }
+
+  // Upload: the client's end of input becomes a half-close towards the port.
+  auto upload_done = std::make_shared<std::atomic<bool>>(false);
+  std::thread upload = PumpSource(
+      &in, [a, stream](absl::string_view data) { return a->WriteStream(stream, data, false).ok(); },
+      [a, stream, upload_done] {
+        (void)a->WriteStream(stream, "", true);
+        upload_done->store(true);
+      });
+  while (!done.HasBeenNotified()) {
+    if (download->WaitFlushed(options_.poll_interval) && upload_done->load()) break;
+    if (!a->connected()) break;
+  }
+  in.Cancel();
+  upload.join();
+  return absl::OkStatus();
+}
+
+}  // namespace podvisor
