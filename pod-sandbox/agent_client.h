@@ -144,6 +144,12 @@ struct ExitInfo {
   int64_t finished_at_ns = 0;
 };
 
+// The CRI exit code of a process: its exit status, or 128+signal when a signal ended it.
+inline int32_t ExitCodeOf(const ExitInfo& exit) {
+  if (exit.signal > 0 && exit.exit_code == 0) return 128 + exit.signal;
+  return exit.exit_code;
+}
+
 struct GuestContainerStats {
   std::string container_id;
   int64_t timestamp_ns = 0;

@@ -1,7 +1,6 @@
 #include "pod-sandbox/container_controller.h"
 
 #include <signal.h>
-#include <sys/random.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -16,6 +15,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/fs.h"
+#include "common/random.h"
+#include "common/status_util.h"
 #include "common/log.h"
 
 namespace podvisor {
@@ -88,29 +89,6 @@ const char* const kDefaultReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq
 // to these.
 const char* const kGuestPodFiles[] = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"};
 
-absl::Status WithContext(const absl::Status& s, absl::string_view context) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
-}
-
-std::string ShortId(const std::string& id) { return id.substr(0, 12); }
-
-std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  size_t got = 0;
-  while (got < bytes) {
-    ssize_t r = ::getrandom(raw.data() + got, bytes - got, 0);
-    if (r > 0) got += static_cast<size_t>(r);
-  }
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
-
 std::string CapName(const std::string& cap) {
   std::string upper = absl::AsciiStrToUpper(cap);
   if (upper == "ALL" || absl::StartsWith(upper, "CAP_")) return upper;
@@ -170,11 +148,6 @@ absl::StatusOr<std::string> MountDisk(AgentClient& agent, const std::string& ser
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
   return device;
-}
-
-int32_t ExitCodeOf(const ExitInfo& exit) {
-  if (exit.signal > 0 && exit.exit_code == 0) return 128 + exit.signal;
-  return exit.exit_code;
 }
 
 }  // namespace

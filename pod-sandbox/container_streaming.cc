@@ -1,7 +1,6 @@
 #include "pod-sandbox/container_streaming.h"
 
 #include <signal.h>
-#include <sys/random.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -14,6 +13,8 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/random.h"
+#include "common/status_util.h"
 
 namespace podvisor {
 namespace {
@@ -25,34 +26,6 @@ using streaming::SessionStreams;
 
 constexpr absl::Duration kNoLimit = absl::Hours(24 * 365);
 constexpr size_t kChunk = 32 * 1024;
-
-absl::Status WithContext(const absl::Status& s, absl::string_view context) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
-}
-
-std::string ShortId(const std::string& id) { return id.substr(0, 12); }
-
-std::string RandomHex() {
-  unsigned char raw[8] = {};
-  size_t got = 0;
-  while (got < sizeof(raw)) {
-    ssize_t r = ::getrandom(raw + got, sizeof(raw) - got, 0);
-    if (r > 0) got += static_cast<size_t>(r);
-  }
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
-
-int ExitCodeOf(const ExitInfo& exit) {
-  if (exit.signal > 0 && exit.exit_code == 0) return 128 + exit.signal;
-  return exit.exit_code;
-}
 
 // Carries bytes from the agent's reader thread (which must not block) to a ByteSink (which
 // blocks under flow control) through a queue and a thread of its own. A null sink discards.
@@ -202,7 +175,7 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
     err->Stop();
   });
 
-  const std::string exec_id = absl::StrCat("exec-", RandomHex());
+  const std::string exec_id = absl::StrCat("exec-", RandomHex(8));
   struct ExitState {
     absl::Notification exited;
     absl::StatusOr<ExitInfo> exit;

@@ -1,9 +1,8 @@
 #include "pod-sandbox/sandbox.h"
 
-#include <sys/random.h>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/random.h"
 
 namespace podvisor {
 
@@ -28,20 +27,6 @@ std::string SandboxName(const std::string& name, const std::string& ns, const st
 
 namespace podvisor {
 
-std::string NewObjectId() {
-  unsigned char bytes[32];
-  size_t got = 0;
-  while (got < sizeof bytes) {
-    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
-  }
-  static const char kHex[] = "0123456789abcdef";
-  std::string id;
-  for (unsigned char b : bytes) {
-    id += kHex[b >> 4];
-    id += kHex[b & 15];
-  }
-  return id;
-}
+std::string NewObjectId() { return RandomHex(32); }
 
 }  // namespace podvisor

@@ -133,4 +133,7 @@ std::string SandboxName(const std::string& name, const std::string& ns, const st
 // A new random 64-hex-digit id, as containerd and CRI-O make them.
 std::string NewObjectId();
 
+// The first 12 characters of an id, as logs and crictl show it.
+inline std::string ShortId(const std::string& id) { return id.substr(0, 12); }
+
 }  // namespace podvisor

@@ -1,12 +1,13 @@
 #include "pod-sandbox/sandbox_controller.h"
 
-#include <sys/random.h>
 
 #include <set>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
+#include "common/random.h"
+#include "common/status_util.h"
 #include "common/log.h"
 
 namespace podvisor {
@@ -17,13 +18,6 @@ constexpr absl::Duration kAgentShutdownTimeout = absl::Seconds(2);
 constexpr uint64_t kMiB = 1024 * 1024;
 // Guest kernel, agent and page cache need this much beyond what the pod's containers ask for.
 constexpr uint64_t kGuestOverheadMib = 128;
-
-absl::Status WithContext(const absl::Status& s, absl::string_view context) {
-  if (s.ok()) return s;
-  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
-}
-
-std::string ShortId(const std::string& id) { return id.substr(0, 12); }
 
 // vCPUs and memory of the pod VM: the pod's own resources when it states them (plus what the
 // guest itself needs), else the configured defaults; annotations may override both.
@@ -48,16 +42,6 @@ std::string GuestHostname(const SandboxMetadata& meta) {
   std::string name = meta.pod_name.substr(0, 63);
   while (!name.empty() && (name.back() == '-' || name.back() == '.')) name.pop_back();
   return name;
-}
-
-std::string RandomBytes(size_t n) {
-  std::string out(n, '\0');
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::getrandom(out.data() + got, n - got, 0);
-    if (r > 0) got += static_cast<size_t>(r);
-  }
-  return out;
 }
 
 }  // namespace
