@@ -58,9 +58,11 @@ struct Fixture {
   }
 };
 
+Fixture* g_fixture = nullptr;
+
 Fixture& Shared() {
-  static Fixture* fixture = new Fixture();
-  return *fixture;
+  if (g_fixture == nullptr) g_fixture = new Fixture();
+  return *g_fixture;
 }
 
 void BM_BaselineBareGrpcVersion(benchmark::State& state) {
@@ -106,4 +108,11 @@ BENCHMARK(BM_PodvisordListPodSandbox)->Unit(benchmark::kMicrosecond);
 }  // namespace
 }  // namespace podvisor::testing
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  delete podvisor::testing::g_fixture;  // stops the daemon it started
+  return 0;
+}

@@ -38,6 +38,11 @@ class DaemonE2eTest : public ::testing::Test {
     o.root_dir = dir_.Join(name + "-root");
     o.state_dir = dir_.Join(name + "-state");
     o.socket_path = dir_.Join(name + "-run/podvisor.sock");
+    // These tests boot no pod, and kill daemons at any moment: with no guest kernel the
+    // hypervisor's start-up fails at once (RuntimeReady false) and never leaves a VM behind.
+    o.config_path = dir_.Join(name + "-config.yaml");
+    std::ofstream(o.config_path) << "hypervisor:\n  accel: tcg\n  kernel: " << dir_.Join("no-kernel")
+                                 << "\n  initrd: " << dir_.Join("no-initrd") << "\n";
     return o;
   }
 
