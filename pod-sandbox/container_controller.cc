@@ -939,17 +939,12 @@ absl::StatusOr<ExecSyncResult> ContainerController::ExecSync(const std::string& 
                                                              const std::vector<std::string>& cmd,
                                                              absl::Duration timeout) {
   if (cmd.empty()) return absl::InvalidArgumentError("exec: cmd is required");
-  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
-  if (!id.ok()) return id.status();
-  absl::StatusOr<Container> c = containers_->Get(*id);
-  if (!c.ok()) return c.status();
-  const std::string context = absl::StrCat("exec in container ", ShortId(*id));
-  if (c->status.state != ContainerState::kRunning) {
-    return absl::FailedPreconditionError(absl::StrCat(context, ": it is not running"));
-  }
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
-      sandbox_controller_->Agent(c->metadata.sandbox_id);
-  if (!agent.ok()) return WithContext(agent.status(), context);
+  // The same checks and process settings as a streamed exec.
+  absl::StatusOr<ExecTarget> target = PrepareExec(id_or_prefix);
+  if (!target.ok()) return target.status();
+  const std::string& id = target->container_id;
+  AgentClient* agent = target->agent.get();
+  const std::string context = absl::StrCat("exec in container ", ShortId(id));
 
   struct Output {
     std::mutex mu;
@@ -961,8 +956,8 @@ absl::StatusOr<ExecSyncResult> ContainerController::ExecSync(const std::string& 
   const size_t limit = options_.exec_output_limit;
   uint32_t streams[2];
   for (int i = 0; i < 2; ++i) {
-    streams[i] = (*agent)->AllocateStreamId();
-    (*agent)->SetStreamCallback(streams[i], [output, i, limit](absl::string_view data, bool eof) {
+    streams[i] = agent->AllocateStreamId();
+    agent->SetStreamCallback(streams[i], [output, i, limit](absl::string_view data, bool eof) {
       std::lock_guard<std::mutex> lock(output->mu);
       std::string& buf = output->data[i];
       if (buf.size() < limit) buf.append(data.data(), std::min(data.size(), limit - buf.size()));
@@ -973,27 +968,20 @@ absl::StatusOr<ExecSyncResult> ContainerController::ExecSync(const std::string& 
     });
   }
   auto close = absl::MakeCleanup([&] {
-    for (uint32_t s : streams) (*agent)->CloseStream(s);
+    for (uint32_t s : streams) agent->CloseStream(s);
   });
-  ProcessSpec p;
+  ProcessSpec& p = target->process;
   p.args = cmd;
-  p.env = c->metadata.env;
-  p.cwd = c->metadata.cwd.empty() ? "/" : c->metadata.cwd;
-  p.user.uid = c->metadata.uid;
-  p.user.gid = c->metadata.gid;
-  p.user.username = c->metadata.username;
-  p.no_new_privileges = c->metadata.config.no_new_privs;
-  if (!c->metadata.config.privileged) p.capabilities = BuildCapabilities(c->metadata.config);
   p.stdout_stream = streams[0];
   p.stderr_stream = streams[1];
   const std::string exec_id = absl::StrCat("exec-", RandomHex(8));
   absl::StatusOr<uint32_t> pid =
-      (*agent)->ExecProcess(*id, exec_id, p, options_.agent_call_timeout);
+      agent->ExecProcess(id, exec_id, p, options_.agent_call_timeout);
   if (!pid.ok()) return WithContext(pid.status(), absl::StrCat(context, ": agent"));
   const absl::Duration limit_time = timeout > absl::ZeroDuration() ? timeout : kNoExecLimit;
-  absl::StatusOr<ExitInfo> exit = (*agent)->WaitProcess(*id, exec_id, limit_time);
+  absl::StatusOr<ExitInfo> exit = agent->WaitProcess(id, exec_id, limit_time);
   if (!exit.ok()) {
-    (void)(*agent)->SignalProcess(*id, exec_id, SIGKILL, false, options_.agent_call_timeout);
+    (void)agent->SignalProcess(id, exec_id, SIGKILL, false, options_.agent_call_timeout);
     if (absl::IsDeadlineExceeded(exit.status())) {
       return absl::DeadlineExceededError(
           absl::StrCat(context, ": command timed out after ", absl::FormatDuration(timeout)));
