@@ -84,6 +84,38 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
     if (sc.has_run_as_group()) c.run_as_group = sc.run_as_group().value();
     c.run_as_username = sc.run_as_username();
     c.supplemental_groups.assign(sc.supplemental_groups().begin(), sc.supplemental_groups().end());
+    // seccomp: the SecurityProfile when set (its zero value is RuntimeDefault), else the
+    // deprecated profile path, else unconfined (as kubelet means by leaving both out).
+    if (sc.has_seccomp()) {
+      switch (sc.seccomp().profile_type()) {
+        case runtime::v1::SecurityProfile::RuntimeDefault:
+          c.seccomp.kind = SeccompConfig::Kind::kRuntimeDefault;
+          break;
+        case runtime::v1::SecurityProfile::Unconfined:
+          c.seccomp.kind = SeccompConfig::Kind::kUnconfined;
+          break;
+        case runtime::v1::SecurityProfile::Localhost:
+          c.seccomp.kind = SeccompConfig::Kind::kLocalhost;
+          c.seccomp.localhost_path = sc.seccomp().localhost_ref();
+          break;
+        default:
+          return absl::InvalidArgumentError("seccomp: unknown profile type");
+      }
+    } else if (!sc.seccomp_profile_path().empty()) {
+      const std::string& p = sc.seccomp_profile_path();
+      if (p == "runtime/default" || p == "docker/default") {
+        c.seccomp.kind = SeccompConfig::Kind::kRuntimeDefault;
+      } else if (p == "unconfined") {
+        c.seccomp.kind = SeccompConfig::Kind::kUnconfined;
+      } else if (p.rfind("localhost/", 0) == 0) {
+        c.seccomp.kind = SeccompConfig::Kind::kLocalhost;
+        c.seccomp.localhost_path = p.substr(sizeof("localhost/") - 1);
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("seccomp_profile_path '", p,
+                                                       "' is not runtime/default, unconfined or "
+                                                       "localhost/<path>"));
+      }
+    }
     if ((c.run_as_user && *c.run_as_user < 0) || (c.run_as_group && *c.run_as_group < 0)) {
       return absl::InvalidArgumentError("run_as_user and run_as_group must not be negative");
     }

@@ -12,6 +12,7 @@
 
 #include "common/json_optional.h"
 #include "nlohmann/json.hpp"
+#include "pod-sandbox/seccomp.h"
 #include "store/object_store.h"
 
 namespace podvisor {
@@ -69,6 +70,7 @@ struct ContainerConfig {
   std::optional<int64_t> run_as_group;
   std::string run_as_username;
   std::vector<int64_t> supplemental_groups;
+  SeccompConfig seccomp;  // ignored when privileged
   ContainerLimits resources;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, image, command,
@@ -77,7 +79,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, 
                                                 privileged, readonly_rootfs, no_new_privs, cap_add,
                                                 cap_drop, masked_paths, readonly_paths, run_as_user,
                                                 run_as_group, run_as_username, supplemental_groups,
-                                                resources)
+                                                seccomp, resources)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {

@@ -615,7 +615,14 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
     return absl::InvalidArgumentError(
         "no command: neither the container config nor the image says what to run");
   }
-  if (!config.privileged) spec.process.capabilities = BuildCapabilities(config);
+  if (!config.privileged) {
+    spec.process.capabilities = BuildCapabilities(config);
+    const std::set<std::string> caps(spec.process.capabilities.begin(),
+                                     spec.process.capabilities.end());
+    absl::StatusOr<std::string> seccomp = SeccompProfileJson(config.seccomp, caps);
+    if (!seccomp.ok()) return seccomp.status();
+    spec.seccomp_oci_json = *seccomp;
+  }
   std::vector<std::string> lowers;
   for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
     lowers.push_back(absl::StrCat(kLayerMountDir, it->serial));

@@ -57,7 +57,7 @@ class ContainerVmTest : public ::testing::Test {
                                      Dir("etc"), File("etc/passwd", "root:x:0:0::/:/bin/sh\n")};
     for (const char* applet : {"sh", "echo", "sleep", "true", "false", "cat", "touch", "env",
                                 "tail", "head", "dd", "seq", "ls", "mkdir", "rm", "wc", "id",
-                                "stat", "yes"}) {
+                                "stat", "yes", "chmod", "grep", "hostname"}) {
       entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
     }
     std::string error;
