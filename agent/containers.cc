@@ -592,6 +592,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     oci.rootfs_path = c->rootfs;
     oci.cgroups_path = "/podvisor/" + id;
     oci.device_cgroup = impl_->options.pid1;
+    if (impl_->options.pid1) oci.pod_shm = "/dev/shm";
     std::string config;
     if (Error e = BuildConfigJson(spec, oci, &config); !e.ok()) return e;
     if (Error e = WriteWhole(c->bundle + "/config.json", config); !e.ok()) return e;

@@ -200,6 +200,10 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
   if (!spec.hostname().empty()) c["hostname"] = spec.hostname();
   json mounts = DefaultMounts();
   if (spec.privileged()) mounts[5]["options"] = {"nosuid", "noexec", "nodev"};
+  if (!options.pod_shm.empty()) {
+    mounts[3] = {{"destination", "/dev/shm"}, {"type", "bind"}, {"source", options.pod_shm},
+                 {"options", {"rbind", "nosuid", "noexec", "nodev"}}};
+  }
   for (const v1::Mount& m : spec.mounts()) {
     mounts.push_back({{"destination", m.destination()}, {"type", m.type()},
                       {"source", m.source()}, {"options", Strings(m.options())}});

@@ -15,6 +15,10 @@ struct OciOptions {
   std::string rootfs_path;     // absolute
   std::string cgroups_path;    // "/podvisor/<id>"
   bool device_cgroup = true;   // deny-all device rules (off in --no-pid1 tests: needs eBPF)
+  // The pod's /dev/shm, bound into every container: they share the VM's IPC namespace, so they
+  // share its POSIX shared memory too (as containerd gives a pod one /dev/shm). Empty: a
+  // private tmpfs per container (--no-pid1 tests).
+  std::string pod_shm;
 };
 
 // Checks the parts the agent interprets (paths, ids, args); crun checks the rest.

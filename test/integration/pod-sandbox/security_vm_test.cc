@@ -101,5 +101,16 @@ TEST_F(SecurityVmTest, SeccompProfiles) {
   EXPECT_THAT(s.error_message(), HasSubstr("missing.json"));
 }
 
+// The pod's containers share its IPC namespace, so they share /dev/shm (64 MiB, as containerd).
+TEST_F(SecurityVmTest, ContainersOfAPodShareDevShm) {
+  const std::string a = Run(Config("shm-a", {"sleep", "1000"}));
+  const std::string b = Run(Config("shm-b", {"sleep", "1000"}));
+  ASSERT_FALSE(a.empty());
+  ASSERT_FALSE(b.empty());
+  EXPECT_EQ(Sh(a, "echo segment > /dev/shm/seg").first, 0);
+  EXPECT_EQ(Sh(b, "cat /dev/shm/seg").second, "segment\n");
+  EXPECT_THAT(Sh(b, "grep ' /dev/shm ' /proc/mounts").second, HasSubstr("size=65536k"));
+}
+
 }  // namespace
 }  // namespace podvisor::testing

@@ -199,7 +199,17 @@ TEST(OciSpecTest, ConfigCarriesTheSpec) {
   EXPECT_EQ(c["mounts"].back()["destination"], "/data");
   for (const auto& ns : c["linux"]["namespaces"]) {
     EXPECT_NE(ns["type"], "network") << "containers share the VM's (the pod's) network";
+    EXPECT_NE(ns["type"], "ipc") << "containers share the VM's (the pod's) IPC";
   }
+  EXPECT_EQ(c["mounts"][3]["destination"], "/dev/shm");
+  EXPECT_EQ(c["mounts"][3]["type"], "tmpfs");  // no pod shm given: a private one
+
+  o.pod_shm = "/dev/shm";
+  ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
+  c = nlohmann::json::parse(json);
+  EXPECT_EQ(c["mounts"][3]["destination"], "/dev/shm");
+  EXPECT_EQ(c["mounts"][3]["type"], "bind");
+  EXPECT_EQ(c["mounts"][3]["source"], "/dev/shm");
 }
 
 TEST(OciSpecTest, PrivilegedGetsAllCapabilitiesAndNoMasking) {
