@@ -84,6 +84,20 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
     if (sc.has_run_as_group()) c.run_as_group = sc.run_as_group().value();
     c.run_as_username = sc.run_as_username();
     c.supplemental_groups.assign(sc.supplemental_groups().begin(), sc.supplemental_groups().end());
+    switch (sc.namespace_options().pid()) {
+      case runtime::v1::POD:
+      case runtime::v1::TARGET:
+        c.share_pod_pid = true;
+        break;
+      case runtime::v1::CONTAINER:
+        c.share_pod_pid = false;
+        break;
+      case runtime::v1::NODE:
+        return absl::InvalidArgumentError(
+            "namespace_options.pid=NODE: a pod VM cannot share the node's PID namespace");
+      default:
+        return absl::InvalidArgumentError("namespace_options.pid: unknown mode");
+    }
     // seccomp: the SecurityProfile when set (its zero value is RuntimeDefault), else the
     // deprecated profile path, else unconfined (as kubelet means by leaving both out).
     if (sc.has_seccomp()) {

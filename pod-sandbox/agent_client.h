@@ -138,6 +138,8 @@ struct ContainerSpec {
   std::map<std::string, std::string> sysctls;
   ContainerResources resources;
   bool privileged = false;
+  // true: the container runs in the VM's (the pod's) PID namespace; false: its own.
+  bool share_pid_namespace = false;
 };
 
 struct ExitInfo {

@@ -115,6 +115,7 @@ void FillContainerSpec(const ContainerSpec& s, v1::ContainerSpec* out) {
   r->set_memory_limit_bytes(s.resources.memory_limit_bytes);
   r->set_pids_limit(s.resources.pids_limit);
   out->set_privileged(s.privileged);
+  out->set_share_pid_namespace(s.share_pid_namespace);
 }
 
 class AgentClientImpl final : public AgentClient {

@@ -71,6 +71,9 @@ struct ContainerConfig {
   std::string run_as_username;
   std::vector<int64_t> supplemental_groups;
   SeccompConfig seccomp;  // ignored when privileged
+  // namespace_options.pid POD (the CRI zero value) or TARGET: the pod's (the VM's) PID namespace,
+  // where the target's processes are visible too; CONTAINER: the container's own.
+  bool share_pod_pid = true;
   ContainerLimits resources;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, image, command,
@@ -79,7 +82,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, 
                                                 privileged, readonly_rootfs, no_new_privs, cap_add,
                                                 cap_drop, masked_paths, readonly_paths, run_as_user,
                                                 run_as_group, run_as_username, supplemental_groups,
-                                                seccomp, resources)
+                                                seccomp, share_pod_pid, resources)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {

@@ -701,6 +701,7 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
   spec.resources.cpuset_mems = r.cpuset_mems;
   spec.resources.memory_limit_bytes = r.memory_limit_bytes;
   spec.privileged = config.privileged;
+  spec.share_pid_namespace = config.share_pod_pid;
   return spec;
 }
 

@@ -57,7 +57,7 @@ class ContainerVmTest : public ::testing::Test {
                                      Dir("etc"), File("etc/passwd", "root:x:0:0::/:/bin/sh\n")};
     for (const char* applet : {"sh", "echo", "sleep", "true", "false", "cat", "touch", "env",
                                 "tail", "head", "dd", "seq", "ls", "mkdir", "rm", "wc", "id",
-                                "stat", "yes", "chmod", "grep", "hostname"}) {
+                                "stat", "yes", "chmod", "grep", "hostname", "tr"}) {
       entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
     }
     std::string error;
@@ -162,6 +162,9 @@ class ContainerVmTest : public ::testing::Test {
     c.mutable_image()->set_image(kImage);
     for (const std::string& a : command) c.add_command(a);
     c.set_log_path(name + ".log");
+    // As kubelet asks for a pod without shareProcessNamespace: the container's own PID namespace.
+    c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(
+        v1::CONTAINER);
     return c;
   }
 

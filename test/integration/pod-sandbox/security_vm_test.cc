@@ -12,6 +12,7 @@ namespace podvisor::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class SecurityVmTest : public ContainerVmTest {
  protected:
@@ -110,6 +111,31 @@ TEST_F(SecurityVmTest, ContainersOfAPodShareDevShm) {
   EXPECT_EQ(Sh(a, "echo segment > /dev/shm/seg").first, 0);
   EXPECT_EQ(Sh(b, "cat /dev/shm/seg").second, "segment\n");
   EXPECT_THAT(Sh(b, "grep ' /dev/shm ' /proc/mounts").second, HasSubstr("size=65536k"));
+}
+
+// namespace_options.pid: CONTAINER gives the container its own PID namespace (its command is
+// PID 1), POD puts it in the pod's, where the containers see each other's processes.
+TEST_F(SecurityVmTest, PidNamespaceContainerAndPod) {
+  const std::string own = Run(Config("own-pid", {"sleep", "1001"}));
+  ASSERT_FALSE(own.empty());
+  EXPECT_EQ(Sh(own, "cat /proc/1/cmdline | tr '\\0' ' '").second, "sleep 1001 ");
+
+  v1::ContainerConfig a = Config("pod-pid-a", {"sleep", "1002"});
+  a.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::POD);
+  v1::ContainerConfig b = Config("pod-pid-b", {"sleep", "1003"});
+  b.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::POD);
+  const std::string a_id = Run(a);
+  const std::string b_id = Run(b);
+  ASSERT_FALSE(a_id.empty());
+  ASSERT_FALSE(b_id.empty());
+  EXPECT_THAT(Sh(b_id, "cat /proc/1/cmdline").second, Not(HasSubstr("sleep")));
+  EXPECT_THAT(Sh(b_id, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").second, HasSubstr("sleep 1002"));
+  // The CONTAINER one stays out of sight of both.
+  EXPECT_THAT(Sh(a_id, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").second,
+              HasSubstr("sleep 1001"))
+      << "the pod's namespace is the VM's: it holds every container's processes";
+  EXPECT_THAT(Sh(own, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").second,
+              Not(HasSubstr("sleep 1002")));
 }
 
 }  // namespace

@@ -140,6 +140,9 @@ class StreamingVmTest : public ::testing::Test {
     c.mutable_image()->set_image(kImage);
     for (const std::string& a : command) c.add_command(a);
     c.set_log_path(name + ".log");
+    // As kubelet asks for a pod without shareProcessNamespace: the container's own PID namespace.
+    c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(
+        v1::CONTAINER);
     return c;
   }
 
