@@ -131,12 +131,24 @@ uint64_t ReadU64(const std::string& path) {
   return v;
 }
 
-// Processes in the guest: the numeric entries of /proc.
+// Processes in the guest, kernel threads left out (PF_KTHREAD in /proc/<pid>/stat's flags).
 uint32_t CountProcesses() {
+  constexpr unsigned long kKernelThread = 0x00200000;
   uint32_t n = 0;
   if (DIR* d = opendir("/proc")) {
     while (dirent* e = readdir(d)) {
-      if (e->d_name[0] >= '1' && e->d_name[0] <= '9') ++n;
+      if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+      const std::string stat = Slurp(std::string("/proc/") + e->d_name + "/stat");
+      const size_t close = stat.rfind(')');
+      if (close == std::string::npos) continue;  // gone meanwhile
+      std::istringstream fields(stat.substr(close + 1));
+      std::string field;
+      unsigned long flags = 0;
+      // state ppid pgrp session tty_nr tpgid flags
+      for (int i = 0; i < 7 && fields >> field; ++i) {
+        if (i == 6) flags = std::strtoul(field.c_str(), nullptr, 10);
+      }
+      if ((flags & kKernelThread) == 0) ++n;
     }
     closedir(d);
   }
