@@ -844,16 +844,14 @@ Error ContainerManager::UpdateResources(const v1::UpdateContainerResourcesReques
   if (Error e = BuildResourcesUpdateJson(req.resources(), &json); !e.ok()) return e;
   // crun converts the OCI values to cgroup v2 files exactly as it did at create (shares to
   // cpu.weight, memory+swap to memory.swap.max, ...), so created and updated limits agree.
-  const std::string file =
-      c->bundle + "/update-" + std::to_string(impl_->next_console++) + ".json";
+  const std::string file = c->bundle + "/update-" + std::to_string(impl_->next_console++) + ".json";
   if (Error e = WriteWhole(file, json); !e.ok()) return e;
   const std::string log = c->bundle + "/update.log";
   std::string output;
   Error err = RunCommand(impl_->Crun({"update", "--resources", file, id}, log), &output);
   if (!err.ok()) {
     const std::string why = Slurp(log);
-    err = Error(Code::kInvalidArgument,
-                "crun update: " + (why.empty() ? err.message() : why));
+    err = Error(Code::kInvalidArgument, "crun update: " + (why.empty() ? err.message() : why));
   }
   unlink(file.c_str());
   unlink(log.c_str());

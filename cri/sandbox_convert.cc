@@ -242,8 +242,7 @@ void ToProto(const SandboxStatsInfo& info, runtime::v1::PodSandboxStats* out) {
   }
   if (info.guest) {
     linux_stats->mutable_process()->set_timestamp(info.guest->timestamp_ns);
-    linux_stats->mutable_process()->mutable_process_count()->set_value(
-        info.guest->process_count);
+    linux_stats->mutable_process()->mutable_process_count()->set_value(info.guest->process_count);
   }
   for (const ContainerStatsInfo& c : info.containers) ToProto(c, linux_stats->add_containers());
 }

@@ -114,8 +114,8 @@ struct ContainerResources {
   int64_t memory_swap_limit_bytes = 0;  // memory + swap, as in OCI
   int64_t pids_limit = 0;
   std::map<std::string, uint64_t> hugepage_limits;  // page size ("2MB") -> bytes
-  std::map<std::string, std::string> unified;        // raw cgroup v2 files
-  std::optional<int32_t> oom_score_adj;              // of the container's processes
+  std::map<std::string, std::string> unified;       // raw cgroup v2 files
+  std::optional<int32_t> oom_score_adj;             // of the container's processes
 };
 
 struct ContainerSpec {

@@ -85,7 +85,8 @@ void FillResources(const ContainerResources& in, v1::LinuxResources* r) {
   r->set_memory_limit_bytes(in.memory_limit_bytes);
   r->set_memory_swap_limit_bytes(in.memory_swap_limit_bytes);
   r->set_pids_limit(in.pids_limit);
-  for (const auto& [size, limit] : in.hugepage_limits) (*r->mutable_hugepage_limits())[size] = limit;
+  for (const auto& [size, limit] : in.hugepage_limits)
+    (*r->mutable_hugepage_limits())[size] = limit;
   for (const auto& [key, value] : in.unified) (*r->mutable_unified())[key] = value;
 }
 

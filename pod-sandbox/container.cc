@@ -79,7 +79,8 @@ absl::Status ValidateLimits(const ContainerLimits& r) {
   if (!IsCpuList(r.cpuset_cpus)) return Invalid("cpuset_cpus is not a CPU list like 0-1,3");
   if (!IsCpuList(r.cpuset_mems)) return Invalid("cpuset_mems is not a node list like 0");
   for (const auto& [size, limit] : r.hugepage_limits) {
-    if (!IsPageSize(size)) return Invalid(absl::StrCat("hugepage size \"", size, "\" is not like 2MB"));
+    if (!IsPageSize(size))
+      return Invalid(absl::StrCat("hugepage size \"", size, "\" is not like 2MB"));
   }
   for (const auto& [key, value] : r.unified) {
     if (key.empty() || key[0] == '.' || key.find('/') != std::string::npos ||

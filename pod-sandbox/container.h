@@ -40,10 +40,10 @@ struct ContainerLimits {
   int64_t memory_limit_bytes = 0;
   std::string cpuset_cpus;
   std::string cpuset_mems;
-  int64_t memory_swap_limit_bytes = 0;  // memory + swap (the guest has no swap)
-  int64_t oom_score_adj = 0;            // of the container's processes in the guest
+  int64_t memory_swap_limit_bytes = 0;              // memory + swap (the guest has no swap)
+  int64_t oom_score_adj = 0;                        // of the container's processes in the guest
   std::map<std::string, uint64_t> hugepage_limits;  // page size ("2MB") -> bytes
-  std::map<std::string, std::string> unified;        // cgroup v2 file -> value
+  std::map<std::string, std::string> unified;       // cgroup v2 file -> value
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerLimits, cpu_period, cpu_quota, cpu_shares,
                                                 memory_limit_bytes, cpuset_cpus, cpuset_mems,

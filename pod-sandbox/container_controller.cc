@@ -1175,8 +1175,7 @@ absl::Status ContainerController::UpdateResources(const std::string& id_or_prefi
   std::lock_guard<std::mutex> guard(*lock);
   absl::StatusOr<Container> c = containers_->Get(*id);
   if (!c.ok()) return c.status();
-  if (c->status.state != ContainerState::kCreated &&
-      c->status.state != ContainerState::kRunning) {
+  if (c->status.state != ContainerState::kCreated && c->status.state != ContainerState::kRunning) {
     return absl::FailedPreconditionError(
         absl::StrCat(context, ": it is ", nlohmann::json(c->status.state).get<std::string>(),
                      "; only a created or running container can be updated"));
@@ -1190,7 +1189,7 @@ absl::Status ContainerController::UpdateResources(const std::string& id_or_prefi
   if (!agent.ok()) return WithContext(agent.status(), context);
   // The guest cgroup of a created container exists already (crun create): it starts with these.
   if (absl::Status s = (*agent)->UpdateContainerResources(*id, ToGuestResources(update),
-                                                         options_.agent_call_timeout);
+                                                          options_.agent_call_timeout);
       !s.ok()) {
     return WithContext(s, absl::StrCat(context, ": agent"));
   }
@@ -1207,8 +1206,8 @@ absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStatsOf(const Sandb
   const std::string& id = sandbox.metadata.id;
   absl::StatusOr<VmHostStats> host = sandbox_controller_->HostStats(id);
   if (!host.ok()) {
-    return absl::UnavailableError(absl::StrCat("stats of sandbox ", ShortId(id), ": ",
-                                               host.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("stats of sandbox ", ShortId(id), ": ", host.status().message()));
   }
   SandboxStatsInfo info;
   info.sandbox = sandbox;

@@ -47,8 +47,8 @@ struct SandboxInfo {
 struct VmHostStats {
   int64_t timestamp_ns = 0;
   pid_t qemu_pid = 0;
-  std::optional<ProcessCost> vm;       // unset when the QEMU process could not be read
-  std::string default_interface;       // the CNI interface in the pod's netns ("eth0")
+  std::optional<ProcessCost> vm;           // unset when the QEMU process could not be read
+  std::string default_interface;           // the CNI interface in the pod's netns ("eth0")
   std::vector<InterfaceUsage> interfaces;  // in the pod's netns, loopback left out
 };
 

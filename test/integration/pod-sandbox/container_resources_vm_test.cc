@@ -114,10 +114,9 @@ TEST_F(ContainerResourcesVmTest, CreatedContainerStartsWithTheUpdatedLimits) {
 }
 
 TEST_F(ContainerResourcesVmTest, PodStatsCarryTheVmCostNetworkProcessesAndContainers) {
-  std::string server = Run(Config(
-      "web", {"/bin/busybox", "sh", "-c",
-              "mkdir -p /www && echo stats-pod > /www/index.html && "
-              "exec /bin/busybox httpd -f -p 8080 -h /www"}));
+  std::string server = Run(Config("web", {"/bin/busybox", "sh", "-c",
+                                          "mkdir -p /www && echo stats-pod > /www/index.html && "
+                                          "exec /bin/busybox httpd -f -p 8080 -h /www"}));
   ASSERT_FALSE(server.empty());
   v1::PodSandboxStatusRequest sreq;
   sreq.set_pod_sandbox_id(pod_);
