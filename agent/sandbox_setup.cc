@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/random.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -130,6 +131,9 @@ Error ValidateSandboxSetup(const v1::SetupSandboxRequest& req) {
       if (!IsValidHostname(n)) return Error(Code::kInvalidArgument, "invalid hosts name \"" + n + "\"");
     }
   }
+  if (!req.shared_fs_tag().empty() && !IsPrintableToken(req.shared_fs_tag(), 36)) {
+    return Error(Code::kInvalidArgument, "invalid shared filesystem tag");
+  }
   if (req.entropy().size() > kMaxEntropyBytes) {
     return Error(Code::kInvalidArgument, "entropy larger than 4096 bytes");
   }
@@ -185,6 +189,22 @@ Error ApplySandboxSetup(const AgentOptions& options, const v1::SetupSandboxReque
     }
     err = WriteFile(options.root + "/proc/sys/" + path, value, false);
     if (!err.ok()) return err.With("sysctl " + key);
+  }
+  static bool shared_mounted = false;  // setup runs again after a template clone is restored
+  if (!req.shared_fs_tag().empty() && options.pid1 && !shared_mounted) {
+    // The host's shared directory (volumes). Mounted nosuid,nodev: a file the host or another
+    // pod left there grants nothing in the guest.
+    const std::string target = options.state_dir + "/shared";
+    for (const std::string& dir : {options.state_dir, target}) {
+      if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        return ErrnoError("mkdir " + dir, errno);
+      }
+    }
+    if (mount(req.shared_fs_tag().c_str(), target.c_str(), "virtiofs", MS_NOSUID | MS_NODEV,
+              nullptr) != 0) {
+      return ErrnoError("mount virtiofs " + req.shared_fs_tag() + " at " + target, errno);
+    }
+    shared_mounted = true;
   }
   AgentLog(LogSeverity::kInfo, "sandbox set up (hostname \"" + req.hostname() + "\")");
   return Error::Ok();

@@ -97,7 +97,8 @@ absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
   const std::string p = "hypervisor";
   if (absl::Status s = CheckKeys(n, p,
                                  {"accel", "libvirt_uri", "default_vcpus", "default_memory_mib",
-                                  "kernel", "initrd", "boot_timeout_seconds"});
+                                  "kernel", "initrd", "boot_timeout_seconds",
+                                  "shared_filesystem", "virtiofsd"});
       !s.ok()) {
     return s;
   }
@@ -105,7 +106,9 @@ absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
                  GetInt(n, p, "default_vcpus", 1, 64, h.default_vcpus),
                  GetInt(n, p, "default_memory_mib", 64, 1 << 20, h.default_memory_mib),
                  GetString(n, p, "kernel", h.kernel), GetString(n, p, "initrd", h.initrd),
-                 GetInt(n, p, "boot_timeout_seconds", 1, 600, h.boot_timeout_seconds)}) {
+                 GetInt(n, p, "boot_timeout_seconds", 1, 600, h.boot_timeout_seconds),
+                 GetBool(n, p, "shared_filesystem", h.shared_filesystem),
+                 GetString(n, p, "virtiofsd", h.virtiofsd)}) {
     if (!s.ok()) return s;
   }
   return OneOf("hypervisor.accel", h.accel, {"auto", "kvm", "tcg"});
@@ -282,7 +285,9 @@ nlohmann::json ConfigToJson(const Config& c) {
         {"default_memory_mib", c.hypervisor.default_memory_mib},
         {"kernel", c.hypervisor.kernel},
         {"initrd", c.hypervisor.initrd},
-        {"boot_timeout_seconds", c.hypervisor.boot_timeout_seconds}}},
+        {"boot_timeout_seconds", c.hypervisor.boot_timeout_seconds},
+        {"shared_filesystem", c.hypervisor.shared_filesystem},
+        {"virtiofsd", c.hypervisor.virtiofsd}}},
       {"cni", {{"conf_dir", c.cni.conf_dir}, {"bin_dirs", c.cni.bin_dirs}}},
       {"registry",
        {{"hosts", hosts},

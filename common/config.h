@@ -20,6 +20,10 @@ struct HypervisorConfig {
   std::string kernel;
   std::string initrd;
   int64_t boot_timeout_seconds = 30;
+  // Host paths (volumes) reach pod VMs over virtiofs, served by this virtiofsd; false: read-only
+  // volumes are given as snapshots and writable ones are refused.
+  bool shared_filesystem = true;
+  std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
 };
 
 struct StreamingConfig {

@@ -1,14 +1,18 @@
 #include "common/fs.h"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace podvisor {
 
@@ -110,8 +114,71 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// mountinfo escapes space, tab, newline and backslash in paths as \ooo.
+std::string UnescapeMountPath(absl::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      const char a = s[i + 1], b = s[i + 2], c = s[i + 3];
+      if (a >= '0' && a <= '3' && b >= '0' && b <= '7' && c >= '0' && c <= '7') {
+        out += static_cast<char>((a - '0') * 64 + (b - '0') * 8 + (c - '0'));
+        i += 3;
+        continue;
+      }
+    }
+    out += s[i];
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> MountPointsUnder(const std::string& path) {
+  std::error_code ec;
+  std::string root = std::filesystem::weakly_canonical(std::filesystem::absolute(path), ec);
+  if (ec) return ErrnoStatus(absl::StrCat("resolve ", path), ec.value());
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  absl::StatusOr<std::string> info = ReadFile("/proc/self/mountinfo");
+  if (!info.ok()) return info.status();
+  std::vector<std::string> out;
+  for (absl::string_view line : absl::StrSplit(*info, '\n', absl::SkipEmpty())) {
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ');
+    if (fields.size() < 5) continue;
+    std::string mount_point = UnescapeMountPath(fields[4]);
+    if (mount_point == root ||
+        (mount_point.size() > root.size() && mount_point.compare(0, root.size(), root) == 0 &&
+         (root == "/" || mount_point[root.size()] == '/'))) {
+      out.push_back(std::move(mount_point));
+    }
+  }
+  // Deeper paths after their parents; a path mounted twice keeps mountinfo's order.
+  std::stable_sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+    return std::count(a.begin(), a.end(), '/') < std::count(b.begin(), b.end(), '/');
+  });
+  return out;
+}
+
+absl::Status UnmountAllUnder(const std::string& path) {
+  absl::StatusOr<std::vector<std::string>> mounts = MountPointsUnder(path);
+  if (!mounts.ok()) return mounts.status();
+  for (auto it = mounts->rbegin(); it != mounts->rend(); ++it) {
+    if (::umount2(it->c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+      return ErrnoStatus(absl::StrCat("unmount ", *it), errno);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status RemoveAll(const std::string& path) {
   std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) return absl::OkStatus();
+  if (std::filesystem::is_directory(std::filesystem::symlink_status(path, ec))) {
+    if (absl::Status s = UnmountAllUnder(path); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("remove ", path, ": ", s.message()));
+    }
+  }
   std::filesystem::remove_all(path, ec);
   if (ec) return ErrnoStatus(absl::StrCat("remove ", path), ec.value());
   return absl::OkStatus();

@@ -157,6 +157,13 @@ class DaemonImpl : public Daemon {
     hv.kernel = config.hypervisor.kernel.empty() ? guest_dir + "/vmlinux" : config.hypervisor.kernel;
     hv.initrd =
         config.hypervisor.initrd.empty() ? guest_dir + "/initrd.img" : config.hypervisor.initrd;
+    hv.virtiofsd = config.hypervisor.virtiofsd;
+    if (config.hypervisor.shared_filesystem && ::access(hv.virtiofsd.c_str(), X_OK) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "hypervisor.virtiofsd: ", hv.virtiofsd,
+          " is not an executable (it comes with qemu-system-common); set "
+          "hypervisor.shared_filesystem: false to run pods without shared volumes"));
+    }
     auto hypervisor = NewLibvirtHypervisor(hv);
     if (!hypervisor.ok()) return hypervisor.status();
     hypervisor_ = std::move(*hypervisor);
@@ -172,6 +179,7 @@ class DaemonImpl : public Daemon {
     so.default_vcpus = static_cast<uint32_t>(config.hypervisor.default_vcpus);
     so.default_memory_mib = static_cast<uint64_t>(config.hypervisor.default_memory_mib);
     so.boot_timeout = absl::Seconds(config.hypervisor.boot_timeout_seconds);
+    so.shared_filesystem = config.hypervisor.shared_filesystem;
     sandbox_controller_ = std::make_unique<SandboxController>(
         so, sandbox_store_.get(), hypervisor_.get(), network_.get(), &AgentClient::Connect);
     services_.records = records_.get();

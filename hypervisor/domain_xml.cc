@@ -84,6 +84,10 @@ absl::Status ValidateSpec(const VmSpec& spec) {
           "'"));
     }
   }
+  if (!spec.shared_dir.empty() && spec.shared_dir[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shared_dir must be an absolute path, got '", spec.shared_dir, "'"));
+  }
   if (spec.agent_socket.size() >= 108) {
     return absl::InvalidArgumentError(
         absl::StrCat("agent socket path is too long for a unix socket: ", spec.agent_socket));
@@ -173,6 +177,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       "<domain type='%s' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
       "  <name>%s</name>\n"
       "  <memory unit='MiB'>%d</memory>\n"
+      "%s"
       "  <vcpu>%d</vcpu>\n"
       "  <os>\n"
       "    <type arch='x86_64' machine='microvm'>hvm</type>\n"
@@ -204,6 +209,10 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       "      <address type='virtio-mmio'/>\n"
       "    </controller>\n",
       options.accelerator == "kvm" ? "kvm" : "qemu", DomainName(spec.id), spec.memory_mib,
+      // virtiofsd maps guest RAM: it must be shared memory.
+      spec.shared_dir.empty() ? ""
+                              : "  <memoryBacking><source type='memfd'/><access mode='shared'/>"
+                                "</memoryBacking>\n",
       spec.vcpus, XmlEscape(spec.kernel), XmlEscape(spec.initrd),
       XmlEscape(KernelCommandLine(options, spec.extra_kernel_args)),
       options.accelerator == "tcg" && options.tcg_tb_cache_mib > 0
@@ -222,9 +231,32 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
                           "    </interface>\n",
                           absl::AsciiStrToLower(nic.mac), nic.tap);
   }
+  if (!spec.shared_dir.empty()) {
+    // chroot sandbox: virtiofsd stays in the host's mount namespace, so bind mounts made under
+    // the shared directory after the VM started (one per container volume) reach the guest.
+    absl::StrAppendFormat(&xml,
+                          "    <filesystem type='mount' accessmode='passthrough'>\n"
+                          "      <driver type='virtiofs' queue='1024'/>\n"
+                          "      <binary path='%s'><sandbox mode='chroot'/></binary>\n"
+                          "      <source dir='%s'/>\n"
+                          "      <target dir='%s'/>\n"
+                          "      <address type='virtio-mmio'/>\n"
+                          "    </filesystem>\n",
+                          XmlEscape(options.virtiofsd), XmlEscape(spec.shared_dir), kSharedFsTag);
+  }
   xml +=
       "    <memballoon model='none'/>\n"
-      "  </devices>\n"
+      "  </devices>\n";
+  if (!spec.shared_dir.empty()) {
+    // microvm's virtio-mmio devices default to legacy virtio, which vhost-user backends such as
+    // virtiofsd refuse; modern (virtio-mmio version 2) works for every device the guest has.
+    xml +=
+        "  <qemu:commandline>\n"
+        "    <qemu:arg value='-global'/>\n"
+        "    <qemu:arg value='virtio-mmio.force-legacy=false'/>\n"
+        "  </qemu:commandline>\n";
+  }
+  xml +=
       "  <qemu:capabilities>\n"
       "    <qemu:del capability='cpu-unavailable-features'/>\n"
       "  </qemu:capabilities>\n"

@@ -13,6 +13,7 @@ namespace podvisor {
 struct DomainOptions {
   std::string accelerator = "tcg";   // "tcg" -> <domain type='qemu'>, "kvm" -> type='kvm'
   std::string emulator = "/usr/bin/qemu-system-x86_64";
+  std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
   uint64_t tsc_khz = 0;              // tsc_early_khz=; required on microvm (see VM-FACTS)
   // TCG translation cache size; QEMU's default lets an idle guest's cache grow to ~35 MiB,
   // 16 MiB saves ~20 MiB per VM without slowing the boot (docs/hypervisor.md). 0: QEMU default.
@@ -28,7 +29,7 @@ std::string KernelCommandLine(const DomainOptions& options, absl::string_view ex
 // Validates `spec` and renders the transient libvirt domain XML: microvm with ACPI, direct kernel
 // boot, serial console to a file, the agent's virtio-serial port on a unix socket, a virtio-scsi
 // controller with the disks, virtio-net NICs on existing taps, every virtio device on virtio-mmio,
-// no balloon, destroy on poweroff/reboot/crash (so a guest panic ends QEMU), and the
+// the shared directory over virtiofs (guest RAM then a shared memfd), no balloon, destroy on poweroff/reboot/crash (so a guest panic ends QEMU), and the
 // qemu:capabilities element that skips libvirt's per-create CPU feature checks.
 absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptions& options);
 

@@ -18,6 +18,9 @@ namespace podvisor {
 // /sys/class/virtio-ports/*/name.
 inline constexpr char kAgentPortName[] = "io.podvisor.agent.0";
 
+// The virtiofs tag under which a VM's shared directory (VmSpec::shared_dir) is exported.
+inline constexpr char kSharedFsTag[] = "podvisor-shared";
+
 // Every VM Podvisor creates is named "<kVmNamePrefix><id>"; List() and re-attach after a daemon
 // restart only consider names with this prefix.
 inline constexpr char kVmNamePrefix[] = "podvisor-";
@@ -59,6 +62,11 @@ struct VmSpec {
   std::string console_log;       // the guest's serial console (kernel messages) is appended here
   std::vector<VmDisk> disks;
   std::vector<VmNic> nics;
+  // A host directory exported to the guest over virtiofs (tag kSharedFsTag), served by a
+  // virtiofsd the backend starts and stops with the VM; guest RAM is then shared memory (memfd),
+  // which virtiofsd maps. Mounts made under this directory later are visible in the guest.
+  // Empty: no shared filesystem.
+  std::string shared_dir;
 };
 
 enum class VmState { kRunning, kPaused, kStopped, kAbsent };
@@ -133,6 +141,7 @@ struct LibvirtHypervisorOptions {
   std::string embed_root;
   std::string accelerator = "auto";  // "auto" | "kvm" | "tcg"
   std::string emulator = "/usr/bin/qemu-system-x86_64";
+  std::string virtiofsd = "/usr/lib/qemu/virtiofsd";  // for VMs with a shared_dir
   // Guest image used by Init for the KVM probe and the warm-up create.
   std::string kernel;
   std::string initrd;

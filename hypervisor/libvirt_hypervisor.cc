@@ -368,6 +368,7 @@ absl::Status LibvirtHypervisor::Init() {
   }
 
   domain_options_.emulator = options_.emulator;
+  domain_options_.virtiofsd = options_.virtiofsd;
   domain_options_.tsc_khz = options_.tsc_khz != 0 ? options_.tsc_khz : ReadHostTscKhz();
   if (domain_options_.tsc_khz == 0) {
     PV_LOG(kWarning) << "host TSC frequency unknown: guests boot without tsc_early_khz";

@@ -53,7 +53,11 @@ struct SandboxSetup {
   int64_t wall_time_ns = 0;  // 0: leave the guest clock alone
   std::string entropy;       // at most 4096 bytes, credited to the guest RNG
   std::map<std::string, std::string> sysctls;
+  std::string shared_fs_tag;  // non-empty: mount that virtiofs at kGuestSharedDir
 };
+
+// Where the guest mounts the directory the host shares with it (SandboxSetup::shared_fs_tag).
+inline constexpr char kGuestSharedDir[] = "/run/podvisor/shared";
 
 struct GuestInterface {
   std::string mac;    // selects the guest NIC

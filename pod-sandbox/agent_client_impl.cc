@@ -198,6 +198,7 @@ class AgentClientImpl final : public AgentClient {
     p->set_wall_time_ns(static_cast<uint64_t>(s.wall_time_ns));
     p->set_entropy(s.entropy);
     for (const auto& [k, v] : s.sysctls) (*p->mutable_sysctls())[k] = v;
+    p->set_shared_fs_tag(s.shared_fs_tag);
     return CallStatus(req, timeout, "setup sandbox");
   }
 

@@ -111,6 +111,19 @@ struct VolumeDisk {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(VolumeDisk, disk, container_path, file)
 
+// A host path given to the container through its sandbox's shared directory: bind-mounted on the
+// host at <sandbox shared_dir>/<name> (read-only there too when the mount is), which the guest
+// sees over virtiofs at kGuestSharedDir/<name>, and bound by crun at container_path. Live both
+// ways: what either side writes, the other reads.
+struct SharedVolume {
+  std::string container_path;
+  std::string host_path;
+  std::string name;  // "<container id>/<n>"
+  bool readonly = false;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SharedVolume, container_path, host_path, name,
+                                                readonly)
+
 // What a container was created with; never changes afterwards.
 struct ContainerMetadata {
   std::string id;
@@ -123,6 +136,7 @@ struct ContainerMetadata {
   std::string log_path;           // full path on the host; empty: no log
   std::vector<LayerDisk> layers;  // lowest first
   std::vector<VolumeDisk> volumes;
+  std::vector<SharedVolume> shared_volumes;
   int64_t created_at_ns = 0;
   // The process environment exec sessions inherit (env, cwd, user as resolved at create).
   std::vector<std::string> env;
@@ -134,7 +148,7 @@ struct ContainerMetadata {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
                                                 image_id, image_ref, log_path, layers, volumes,
-                                                created_at_ns, env, cwd, uid, gid, username,
+                                                shared_volumes, created_at_ns, env, cwd, uid, gid, username,
                                                 stop_signal)
 
 // What changes over a container's life.

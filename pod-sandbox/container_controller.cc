@@ -1,6 +1,10 @@
 #include "pod-sandbox/container_controller.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -421,6 +425,7 @@ absl::StatusOr<std::vector<VolumeDisk>> ContainerController::AttachVolumes(
     for (const LayerDisk& d : c.metadata.layers) used.insert(d.index);
     for (const VolumeDisk& v : c.metadata.volumes) used.insert(v.disk.index);
   }
+  if (!sandbox.metadata.shared_dir.empty()) return out;  // volumes go through the shared dir
   auto undo = absl::MakeCleanup([&] { DetachVolumes(sandbox.metadata.id, out); });
   const std::string dir = absl::StrCat(sandbox.metadata.state_dir, "/volumes");
   for (const ContainerMount& m : config.mounts) {
@@ -499,6 +504,79 @@ absl::StatusOr<std::vector<VolumeDisk>> ContainerController::AttachVolumes(
   return out;
 }
 
+absl::StatusOr<std::vector<SharedVolume>> ContainerController::AttachSharedVolumes(
+    const Sandbox& sandbox, const std::string& container_id, const ContainerConfig& config) {
+  std::vector<SharedVolume> out;
+  const std::string& shared_dir = sandbox.metadata.shared_dir;
+  if (shared_dir.empty()) return out;
+  const std::string dir = absl::StrCat(shared_dir, "/", container_id);
+  auto undo = absl::MakeCleanup([&] { (void)DetachSharedVolumes(shared_dir, container_id); });
+  for (const ContainerMount& m : config.mounts) {
+    if (m.host_path.empty()) continue;
+    if (std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
+                    [&](const char* f) { return m.container_path == f; })) {
+      continue;
+    }
+    const std::string what = absl::StrCat("mount of ", m.host_path, " at ", m.container_path);
+    if (m.host_path[0] != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": the host path must be absolute"));
+    }
+    struct stat st {};
+    if (::stat(m.host_path.c_str(), &st) != 0) {
+      if (errno != ENOENT) return ErrnoStatus(absl::StrCat(what, ": stat"), errno);
+      // As containerd does: a missing host path becomes a directory.
+      if (absl::Status s = MakeDirs(m.host_path); !s.ok()) return WithContext(s, what);
+      if (::stat(m.host_path.c_str(), &st) != 0) {
+        return ErrnoStatus(absl::StrCat(what, ": stat"), errno);
+      }
+    }
+    const bool is_dir = S_ISDIR(st.st_mode);
+    if (!is_dir && !S_ISREG(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": only directories and regular files can be shared with a pod VM (sockets, "
+                "devices and fifos of the host cannot be reached from inside it)"));
+    }
+    if (out.empty()) {
+      if (absl::Status s = MakeDirs(dir, 0711); !s.ok()) return WithContext(s, what);
+    }
+    SharedVolume v;
+    v.container_path = m.container_path;
+    v.host_path = m.host_path;
+    v.name = absl::StrCat(container_id, "/", out.size());
+    v.readonly = m.readonly;
+    const std::string target = absl::StrCat(shared_dir, "/", v.name);
+    if (is_dir) {
+      if (::mkdir(target.c_str(), 0755) != 0) return ErrnoStatus("mkdir " + target, errno);
+    } else {
+      int fd = ::open(target.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+      if (fd < 0) return ErrnoStatus("create " + target, errno);
+      ::close(fd);
+    }
+    out.push_back(v);
+    if (::mount(m.host_path.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      return ErrnoStatus(absl::StrCat(what, ": bind mount"), errno);
+    }
+    // Mounts made later under the host path reach the container; none go the other way.
+    if (::mount(nullptr, target.c_str(), nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
+      return ErrnoStatus(absl::StrCat(what, ": make slave"), errno);
+    }
+    if (m.readonly && ::mount(nullptr, target.c_str(), nullptr,
+                              MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,
+                              nullptr) != 0) {
+      return ErrnoStatus(absl::StrCat(what, ": read-only remount"), errno);
+    }
+  }
+  std::move(undo).Cancel();
+  return out;
+}
+
+absl::Status ContainerController::DetachSharedVolumes(const std::string& shared_dir,
+                                                      const std::string& container_id) {
+  if (shared_dir.empty() || container_id.empty()) return absl::OkStatus();
+  // RemoveAll unmounts first and never deletes through a mount: the host data stays.
+  return RemoveAll(absl::StrCat(shared_dir, "/", container_id));
+}
+
 void ContainerController::DetachVolumes(const std::string& sandbox_id,
                                         const std::vector<VolumeDisk>& volumes) {
   if (volumes.empty()) return;
@@ -544,7 +622,8 @@ void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
 
 absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
     const Sandbox& sandbox, const ImageRecord& image, const ContainerConfig& config,
-    const std::vector<LayerDisk>& layers, const std::vector<VolumeDisk>& volumes) const {
+    const std::vector<LayerDisk>& layers, const std::vector<VolumeDisk>& volumes,
+    const std::vector<SharedVolume>& shared) const {
   ContainerSpec spec;
   spec.process = BuildProcess(config, image.metadata);
   if (spec.process.args.empty()) {
@@ -570,6 +649,16 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
                                        {"rbind", "rprivate", m.readonly ? "ro" : "rw"}});
       continue;
     }
+    auto shared_volume = std::find_if(shared.begin(), shared.end(), [&](const SharedVolume& v) {
+      return v.container_path == m.container_path && v.host_path == m.host_path;
+    });
+    if (shared_volume != shared.end()) {
+      spec.mounts.push_back(GuestMount{m.container_path,
+                                       "bind",
+                                       absl::StrCat(kGuestSharedDir, "/", shared_volume->name),
+                                       {"rbind", "rprivate", m.readonly ? "ro" : "rw"}});
+      continue;
+    }
     auto volume = std::find_if(volumes.begin(), volumes.end(), [&](const VolumeDisk& v) {
       return v.container_path == m.container_path;
     });
@@ -580,15 +669,15 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
       continue;
     }
     if (m.container_path == "/dev/termination-log") {
-      // kubelet's termination message file: the container writes into its own rootfs instead
-      // (the host file stays empty, as with a container that wrote no message).
+      // kubelet's termination message file in a VM without a shared directory: the container
+      // writes into its own rootfs instead (the host file stays empty, as with a container that
+      // wrote no message).
       continue;
     }
     return absl::InvalidArgumentError(absl::StrCat(
         "writable mount of host path ", m.host_path, " at ", m.container_path,
-        " is not supported: a pod VM shares no filesystem with the host (read-only mounts are "
-        "given as snapshots; /etc/hosts, /etc/resolv.conf and /etc/hostname come from the "
-        "pod's guest)"));
+        " is not supported: this pod VM shares no filesystem with the host "
+        "(hypervisor.shared_filesystem is off; read-only mounts are given as snapshots)"));
   }
   // As containerd and CRI-O do, every container sees the pod's hostname, hosts and (when the pod
   // has a DNS config) resolv.conf, unless kubelet mounted its own: the guest's copies, which the
@@ -675,9 +764,14 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   if (!volumes.ok()) return WithContext(volumes.status(), context);
   meta.volumes = *volumes;
   auto detach_volumes = absl::MakeCleanup([&] { DetachVolumes(*sandbox_id, meta.volumes); });
+  absl::StatusOr<std::vector<SharedVolume>> shared = AttachSharedVolumes(*sandbox, meta.id, config);
+  if (!shared.ok()) return WithContext(shared.status(), context);
+  meta.shared_volumes = *shared;
+  auto detach_shared = absl::MakeCleanup(
+      [&] { (void)DetachSharedVolumes(sm.shared_dir, meta.id); });
 
   absl::StatusOr<ContainerSpec> spec =
-      BuildSpec(*sandbox, *image, config, meta.layers, meta.volumes);
+      BuildSpec(*sandbox, *image, config, meta.layers, meta.volumes, meta.shared_volumes);
   if (!spec.ok()) return WithContext(spec.status(), context);
   meta.env = spec->process.env;
   meta.cwd = spec->process.cwd;
@@ -741,6 +835,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   }
   std::move(remove_guest).Cancel();
   std::move(close_streams).Cancel();
+  std::move(detach_shared).Cancel();
   std::move(detach_volumes).Cancel();
   std::move(detach).Cancel();
   PV_LOG(kInfo) << "container " << ShortId(meta.id) << " (" << name << ") created in sandbox "
@@ -879,6 +974,13 @@ absl::Status ContainerController::RemoveLocked(const Container& c) {
   std::lock_guard<std::mutex> guard(*sandbox_lock);
   if (absl::Status s = containers_->Remove(id); !s.ok()) return WithContext(s, context);
   DetachVolumes(c.metadata.sandbox_id, c.metadata.volumes);
+  if (!c.metadata.shared_volumes.empty()) {
+    if (absl::StatusOr<Sandbox> sb = sandboxes_->Get(c.metadata.sandbox_id); sb.ok()) {
+      if (absl::Status s = DetachSharedVolumes(sb->metadata.shared_dir, id); !s.ok()) {
+        PV_LOG(kWarning) << context << ": shared volumes: " << s;
+      }
+    }
+  }
   DetachUnusedLayers(c.metadata.sandbox_id, c.metadata.layers, id);
   return absl::OkStatus();
 }

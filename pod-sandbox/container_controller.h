@@ -144,12 +144,19 @@ class ContainerController {
                                                         const ContainerConfig& config,
                                                         const std::vector<LayerDisk>& layers);
   void DetachVolumes(const std::string& sandbox_id, const std::vector<VolumeDisk>& volumes);
+  // Bind-mounts each host-path mount under the sandbox's shared directory (virtiofs).
+  absl::StatusOr<std::vector<SharedVolume>> AttachSharedVolumes(const Sandbox& sandbox,
+                                                                const std::string& container_id,
+                                                                const ContainerConfig& config);
+  // Unmounts and removes a container's directory under the sandbox's shared directory.
+  absl::Status DetachSharedVolumes(const std::string& shared_dir, const std::string& container_id);
   void DetachUnusedLayers(const std::string& sandbox_id, const std::vector<LayerDisk>& layers,
                           const std::string& removed_id);
   absl::StatusOr<ContainerSpec> BuildSpec(const Sandbox& sandbox, const ImageRecord& image,
                                           const ContainerConfig& config,
                                           const std::vector<LayerDisk>& layers,
-                                          const std::vector<VolumeDisk>& volumes) const;
+                                          const std::vector<VolumeDisk>& volumes,
+                                          const std::vector<SharedVolume>& shared) const;
   void MarkExited(const std::string& id, const ExitInfo& exit, const std::string& message);
   void DropRuntime(const std::string& id);
   absl::Status RemoveLocked(const Container& c);

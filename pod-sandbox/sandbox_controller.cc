@@ -151,6 +151,7 @@ absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNet
   spec.state_dir = meta.state_dir;
   spec.agent_socket = absl::StrCat(meta.state_dir, "/agent.sock");
   spec.console_log = absl::StrCat(meta.state_dir, "/console.log");
+  spec.shared_dir = meta.shared_dir;
   if (net) spec.nics.push_back(VmNic{net->tap_name, net->mac, net->netns_path});
   return WithContext(hypervisor_->Create(spec), "create VM");
 }
@@ -169,6 +170,7 @@ absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMeta
   setup.wall_time_ns = absl::ToUnixNanos(absl::Now());
   setup.entropy = RandomBytes(64);
   setup.sysctls = meta.sysctls;
+  if (!meta.shared_dir.empty()) setup.shared_fs_tag = kSharedFsTag;
   if (absl::Status s = agent.SetupSandbox(setup, kGuestCallTimeout); !s.ok()) {
     return WithContext(s, "agent: sandbox setup");
   }
@@ -222,6 +224,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   meta.pid_mode = config.pid_mode;
   meta.ipc_mode = config.ipc_mode;
   meta.state_dir = absl::StrCat(options_.state_dir, "/vm/", meta.id.substr(0, 16));
+  if (options_.shared_filesystem) meta.shared_dir = absl::StrCat(meta.state_dir, "/shared");
   SizeVm(config, options_, meta);
 
   auto lock = LockFor(meta.id);
@@ -248,6 +251,9 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
     sandboxes_->Remove(meta.id).IgnoreError();
   };
   if (absl::Status s = MakeDirs(meta.state_dir, 0700); !s.ok()) return s;
+  if (!meta.shared_dir.empty()) {
+    if (absl::Status s = MakeDirs(meta.shared_dir, 0700); !s.ok()) return s;
+  }
 
   std::optional<PodNetwork> net;
   if (network_) {

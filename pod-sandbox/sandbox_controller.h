@@ -34,6 +34,8 @@ struct SandboxControllerOptions {
   absl::Duration stop_timeout = absl::Seconds(10);
   // How long a re-attach after a daemon restart waits for a running VM's agent.
   absl::Duration reattach_timeout = absl::Seconds(5);
+  // Each VM gets <state_dir>/vm/<id>/shared over virtiofs (SandboxMetadata::shared_dir).
+  bool shared_filesystem = false;
 };
 
 // Details of a sandbox beyond its record, for PodSandboxStatus verbose info.

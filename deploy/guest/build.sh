@@ -38,9 +38,10 @@ done
 
 # Modules the guest needs (their dependencies are added from each module's .modinfo):
 # virtio transports (microvm: mmio; q35: pci), the agent's virtio-serial port, block devices
-# (virtio-blk and hot-pluggable virtio-scsi disks), the NIC, and the root filesystem types.
+# (virtio-blk and hot-pluggable virtio-scsi disks), the NIC, the root filesystem types, and
+# virtiofs for the directory the host shares with the pod (volumes).
 modules=(virtio_mmio virtio_pci virtio_console virtio_blk virtio_scsi sd_mod virtio_net
-         erofs ext4 overlay)
+         erofs ext4 overlay fuse virtiofs)
 # Programs besides /init, with their shared libraries and the dynamic loader.
 programs=(/usr/bin/crun)
 

@@ -53,7 +53,8 @@ class DaemonProcess {
 // True when a unix socket at `path` accepts a connection.
 bool CanConnect(const std::string& path);
 
-// QEMU processes whose command line mentions `dir` (a test's state directory): VMs of that test.
+// QEMU processes (and the virtiofsd QEMU ships, /usr/lib/qemu/virtiofsd) whose command line
+// mentions `dir` (a test's state directory): VMs of that test and their helpers.
 std::set<pid_t> QemuProcessesUnder(const std::string& dir);
 
 // SIGKILLs them; returns how many there were. Pods outlive podvisord by design, so a test that

@@ -1,7 +1,9 @@
 // What a pod sandbox costs through the real podvisord: RunPodSandbox, StopPodSandbox and
 // RemovePodSandbox latency (median and p90 of N), beside the VM's own share of each run (VM
 // create -> agent handshake, as the daemon measured it in the same run: the baseline that CNI,
-// the store and guest setup add to), and the PSS of each idle sandbox's QEMU process.
+// the store and guest setup add to), and the PSS of each idle sandbox's QEMU process (and its
+// virtiofsd). Measured twice in one run: first without the shared filesystem (the baseline),
+// then with it (the default: virtiofs, shared guest RAM).
 //
 // usage: sandbox_bench [iterations=10] [idle_sandboxes=4]   (root; the guest image built)
 
@@ -11,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -56,15 +59,31 @@ long PssKib(int pid) {
   return -1;
 }
 
+// The PSS of the virtiofsd serving a sandbox's shared directory (its state dir holds `id16`).
+long VirtiofsdPssKib(const std::string& id16) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    int pid = std::atoi(e.path().filename().c_str());
+    if (pid <= 0) continue;
+    std::ifstream in(e.path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find("virtiofsd") != std::string::npos && cmd.find(id16) != std::string::npos) {
+      return PssKib(pid);
+    }
+  }
+  return 0;
+}
+
 class Bench {
  public:
-  Bench() {
+  explicit Bench(bool shared_filesystem) {
     std::ofstream(dir_.Join("cni.conflist")) << R"({"cniVersion": "1.0.0", "name": "pvbench",
  "plugins": [{"type": "bridge", "bridge": "pvbench0", "isGateway": true,
    "ipam": {"type": "host-local", "dataDir": ")" << dir_.Join("ipam") << R"(",
             "ranges": [[{"subnet": "10.216.0.0/24"}]]}}, {"type": "loopback"}]})";
     std::ofstream(dir_.Join("config.yaml"))
-        << "hypervisor: {accel: tcg}\ncni: {conf_dir: " << dir_.path() << "}\n";
+        << "hypervisor: {accel: tcg, shared_filesystem: " << (shared_filesystem ? "true" : "false")
+        << "}\ncni: {conf_dir: " << dir_.path() << "}\n";
     DaemonProcess::Options o;
     o.root_dir = dir_.Join("root");
     o.state_dir = dir_.Join("st");
@@ -136,10 +155,10 @@ class Bench {
   std::unique_ptr<CriClient> cri_;
 };
 
-int Main(int argc, char** argv) {
-  const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
-  const int idle = argc > 2 ? std::atoi(argv[2]) : 4;
-  Bench bench;
+void Measure(bool shared_filesystem, int iterations, int idle) {
+  std::printf("--- hypervisor.shared_filesystem: %s%s\n", shared_filesystem ? "true" : "false",
+              shared_filesystem ? " (the default)" : " (baseline)");
+  Bench bench(shared_filesystem);
   double ms;
   // The first run waits for the daemon's hypervisor initialisation: not counted.
   std::string warm = bench.Run("warmup", &ms);
@@ -166,11 +185,21 @@ int Main(int argc, char** argv) {
   for (const std::string& id : ids) {
     int pid = bench.Info(id)["vm"]["pid"].get<int>();
     long pss = PssKib(pid);
-    total += pss;
-    std::printf("idle sandbox %.12s: QEMU pid %d PSS %.1f MiB\n", id.c_str(), pid, pss / 1024.0);
+    long fsd = VirtiofsdPssKib(id.substr(0, 16));
+    total += pss + fsd;
+    std::printf("idle sandbox %.12s: QEMU pid %d PSS %.1f MiB, virtiofsd PSS %.1f MiB\n",
+                id.c_str(), pid, pss / 1024.0, fsd / 1024.0);
   }
-  std::printf("idle sandboxes: %d, mean PSS %.1f MiB\n", idle, total / 1024.0 / std::max(idle, 1));
+  std::printf("idle sandboxes: %d, mean PSS %.1f MiB (QEMU + virtiofsd)\n", idle,
+              total / 1024.0 / std::max(idle, 1));
   for (const std::string& id : ids) bench.Timed("remove", id);
+}
+
+int Main(int argc, char** argv) {
+  const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
+  const int idle = argc > 2 ? std::atoi(argv[2]) : 4;
+  Measure(false, iterations, idle);
+  Measure(true, iterations, idle);
   return 0;
 }
 

@@ -99,6 +99,7 @@ class ContainerVmTest : public ::testing::Test {
 })");
     std::ofstream(dir_.Join("config.yaml"))
         << "hypervisor:\n  accel: tcg\n  boot_timeout_seconds: 90\n"
+        << "  shared_filesystem: " << (shared_filesystem_ ? "true" : "false") << "\n"
         << "cni:\n  conf_dir: " << dir_.Join("cni") << "\n"
         << "registry:\n  hosts:\n    docker.io:\n      mirrors: [\"http://" << registry_->host()
         << "\"]\n";
@@ -236,6 +237,7 @@ class ContainerVmTest : public ::testing::Test {
   v1::PodSandboxConfig pod_config_;
   std::string pod_;
   int host_port_ = 0;
+  bool shared_filesystem_ = true;  // set in a derived fixture's constructor to turn it off
 };
 
 // GET / from ip:port; the response, or "" when nothing answered within `seconds`.

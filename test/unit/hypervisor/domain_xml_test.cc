@@ -47,6 +47,27 @@ TEST(DomainXmlTest, MicrovmWithDirectKernelBootAndAgentPort) {
   EXPECT_THAT(*xml, HasSubstr("<memballoon model='none'/>"));
   EXPECT_THAT(*xml, Not(HasSubstr("<interface")));
   EXPECT_THAT(*xml, Not(HasSubstr("<disk")));
+  EXPECT_THAT(*xml, Not(HasSubstr("<filesystem")));
+  EXPECT_THAT(*xml, Not(HasSubstr("<memoryBacking")));
+  EXPECT_THAT(*xml, Not(HasSubstr("force-legacy")));
+}
+
+TEST(DomainXmlTest, SharedDirectoryOverVirtiofsWithSharedMemory) {
+  VmSpec spec = ValidSpec();
+  spec.shared_dir = "/run/podvisor/vms/3f2a/shared";
+  DomainOptions options = Tcg();
+  options.virtiofsd = "/opt/virtiofsd";
+  auto xml = BuildDomainXml(spec, options);
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<memoryBacking><source type='memfd'/><access mode='shared'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<driver type='virtiofs' queue='1024'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<binary path='/opt/virtiofsd'><sandbox mode='chroot'/></binary>"));
+  EXPECT_THAT(*xml, HasSubstr("<source dir='/run/podvisor/vms/3f2a/shared'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<target dir='podvisor-shared'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<qemu:arg value='virtio-mmio.force-legacy=false'/>"));
+
+  spec.shared_dir = "relative/dir";
+  EXPECT_EQ(BuildDomainXml(spec, options).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(DomainXmlTest, KernelArgumentsCarryTscAndPanicBehaviour) {

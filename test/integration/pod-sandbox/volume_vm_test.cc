@@ -1,0 +1,208 @@
+// Host-path volumes in real pod VMs: with the shared filesystem (virtiofs, the default) a hostPath
+// volume is live both ways, read-only where asked, the termination log reaches the host, and
+// removing the container or the pod unmounts it and leaves the host data alone. Without it,
+// read-only volumes are snapshots and writable ones are refused.
+
+// clang-format off
+#include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: CRI Signal vs <signal.h>
+// clang-format on
+
+#include <string>
+
+namespace podvisor::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The mount points of this (the host's) mount namespace whose path contains `needle`.
+std::vector<std::string> MountsContaining(const std::string& needle) {
+  std::vector<std::string> out;
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, mount_point;
+    fields >> id >> parent >> dev >> root >> mount_point;
+    if (mount_point.find(needle) != std::string::npos) out.push_back(mount_point);
+  }
+  return out;
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream(path) << content;
+}
+
+class VolumeVmTest : public ContainerVmTest {
+ protected:
+  v1::Mount* AddMount(v1::ContainerConfig& c, const std::string& container_path,
+                      const std::string& host_path, bool readonly) {
+    v1::Mount* m = c.add_mounts();
+    m->set_container_path(container_path);
+    m->set_host_path(host_path);
+    m->set_readonly(readonly);
+    return m;
+  }
+
+  // ExecSync of `sh -c script`; its stdout (stderr goes into the failure message).
+  std::string Sh(const std::string& id, const std::string& script, int* exit_code = nullptr) {
+    v1::ExecSyncResponse out;
+    grpc::Status s = Exec(id, {"sh", "-c", script}, 60, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    if (exit_code) *exit_code = out.exit_code();
+    return out.stdout() + out.stderr();
+  }
+
+  grpc::Status RemoveContainer(const std::string& id) {
+    v1::RemoveContainerRequest req;
+    req.set_container_id(id);
+    v1::RemoveContainerResponse resp;
+    return cri_->runtime().RemoveContainer(CriClient::Context(120).get(), req, &resp);
+  }
+};
+
+TEST_F(VolumeVmTest, HostPathVolumeBothWaysReadOnlyAndTerminationLog) {
+  const std::string data = dir_.Join("data");
+  const std::string config_dir = dir_.Join("config");
+  const std::string empty_dir = dir_.Join("pods/uid/volumes/kubernetes.io~empty-dir/cache");
+  const std::string termination = dir_.Join("termination-log");
+  ASSERT_TRUE(fs::create_directories(data));
+  ASSERT_TRUE(fs::create_directories(config_dir));
+  WriteFile(data + "/from-host", "written on the host\n");
+  WriteFile(config_dir + "/setting", "v1\n");
+  WriteFile(termination, "");
+
+  v1::ContainerConfig c = Config("vols", {"sleep", "1000"});
+  AddMount(c, "/data", data, false);
+  AddMount(c, "/config", config_dir, true);
+  AddMount(c, "/cache", empty_dir, false);  // missing on the host: created as a directory
+  AddMount(c, "/dev/termination-log", termination, false);
+  const std::string id = Run(c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  EXPECT_TRUE(fs::is_directory(empty_dir));
+
+  // Host -> container, for files there before the start.
+  EXPECT_EQ(Sh(id, "cat /data/from-host /config/setting"), "written on the host\nv1\n");
+  // Container -> host: a file, a directory, a file in it, an append.
+  int rc = -1;
+  Sh(id, "echo from the container > /data/out && mkdir -p /data/sub/deeper && "
+         "echo nested > /data/sub/deeper/f && echo more >> /data/from-host", &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(ReadAll(data + "/out"), "from the container\n");
+  EXPECT_EQ(ReadAll(data + "/sub/deeper/f"), "nested\n");
+  EXPECT_EQ(ReadAll(data + "/from-host"), "written on the host\nmore\n");
+  // Host -> container, for files written while it runs (a configMap update, say).
+  WriteFile(data + "/later", "after the start\n");
+  WriteFile(config_dir + "/setting", "v2\n");
+  std::string seen;
+  for (int i = 0; i < 40; ++i) {
+    seen = Sh(id, "cat /data/later /config/setting 2>/dev/null");
+    if (seen == "after the start\nv2\n") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  EXPECT_EQ(seen, "after the start\nv2\n");
+  // Read-only means read-only, inside and through the host mount.
+  std::string denied = Sh(id, "echo x > /config/new 2>&1; echo rc=$?");
+  EXPECT_THAT(denied, HasSubstr("Read-only file system"));
+  EXPECT_FALSE(fs::exists(config_dir + "/new"));
+  // The emptyDir-like volume is writable and shared.
+  Sh(id, "echo cached > /cache/item", &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(ReadAll(empty_dir + "/item"), "cached\n");
+  // kubelet reads the termination message from the host file.
+  Sh(id, "echo 'goodbye: disk full' > /dev/termination-log", &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(ReadAll(termination), "goodbye: disk full\n");
+
+  // Every volume is a mount under the sandbox's shared directory, until the container goes.
+  const std::string state = dir_.Join("st");
+  EXPECT_EQ(MountsContaining(state + "/vm/").size(), 4u);
+  ASSERT_TRUE(Stop(id, 0).ok());
+  grpc::Status s = RemoveContainer(id);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(MountsContaining(state + "/vm/").empty());
+  // Nothing of the host's was deleted with the container.
+  EXPECT_EQ(ReadAll(data + "/out"), "from the container\n");
+  EXPECT_EQ(ReadAll(data + "/sub/deeper/f"), "nested\n");
+  EXPECT_EQ(ReadAll(config_dir + "/setting"), "v2\n");
+  EXPECT_EQ(ReadAll(empty_dir + "/item"), "cached\n");
+  EXPECT_EQ(ReadAll(termination), "goodbye: disk full\n");
+}
+
+TEST_F(VolumeVmTest, RemovingThePodUnmountsVolumesAndKeepsHostData) {
+  const std::string data = dir_.Join("keep");
+  ASSERT_TRUE(fs::create_directories(data + "/d"));
+  WriteFile(data + "/d/precious", "do not delete\n");
+  v1::ContainerConfig c = Config("keeper", {"sleep", "1000"});
+  AddMount(c, "/keep", data, false);
+  AddMount(c, "/keep-ro", data, true);
+  const std::string id = Run(c);
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(Sh(id, "cat /keep/d/precious /keep-ro/d/precious"), "do not delete\ndo not delete\n");
+  // Two containers may share a host path, each through its own mount.
+  v1::ContainerConfig c2 = Config("sharer", {"sleep", "1000"});
+  AddMount(c2, "/shared", data, false);
+  const std::string id2 = Run(c2);
+  ASSERT_FALSE(id2.empty());
+  int rc = -1;
+  Sh(id2, "echo hi > /shared/from-2", &rc);
+  EXPECT_EQ(rc, 0);
+  EXPECT_EQ(Sh(id, "cat /keep/from-2"), "hi\n");
+
+  // The pod goes with its containers still there (kubelet's order on a force delete).
+  v1::RemovePodSandboxRequest req;
+  req.set_pod_sandbox_id(pod_);
+  v1::RemovePodSandboxResponse resp;
+  grpc::Status s = cri_->runtime().RemovePodSandbox(CriClient::Context(120).get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  pod_.clear();
+  EXPECT_TRUE(MountsContaining(dir_.Join("st") + "/vm/").empty());
+  EXPECT_EQ(ReadAll(data + "/d/precious"), "do not delete\n");
+  EXPECT_EQ(ReadAll(data + "/from-2"), "hi\n");
+}
+
+TEST_F(VolumeVmTest, HostPathsAVmCannotReachAreRefusedClearly) {
+  v1::ContainerConfig c = Config("sock", {"sleep", "1000"});
+  AddMount(c, "/dev/null-from-host", "/dev/null", false);
+  v1::CreateContainerRequest req;
+  req.set_pod_sandbox_id(pod_);
+  *req.mutable_config() = c;
+  *req.mutable_sandbox_config() = pod_config_;
+  v1::CreateContainerResponse resp;
+  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("/dev/null"));
+  EXPECT_TRUE(MountsContaining(dir_.Join("st") + "/vm/").empty());
+}
+
+// The same pod without the shared filesystem: read-only volumes are snapshots, writable ones are
+// refused naming the path.
+class SnapshotVolumeVmTest : public VolumeVmTest {
+ protected:
+  SnapshotVolumeVmTest() { shared_filesystem_ = false; }
+};
+
+TEST_F(SnapshotVolumeVmTest, ReadOnlyVolumesAreSnapshotsAndWritableOnesAreRefused) {
+  const std::string data = dir_.Join("snap");
+  ASSERT_TRUE(fs::create_directories(data));
+  WriteFile(data + "/f", "before\n");
+  v1::ContainerConfig c = Config("snap", {"sleep", "1000"});
+  AddMount(c, "/snap", data, true);
+  const std::string id = Run(c);
+  ASSERT_FALSE(id.empty());
+  WriteFile(data + "/f", "after\n");
+  EXPECT_EQ(Sh(id, "cat /snap/f"), "before\n");  // a snapshot taken at create
+
+  v1::ContainerConfig w = Config("rw", {"sleep", "1000"});
+  AddMount(w, "/data", data, false);
+  v1::CreateContainerRequest req;
+  req.set_pod_sandbox_id(pod_);
+  *req.mutable_config() = w;
+  *req.mutable_sandbox_config() = pod_config_;
+  v1::CreateContainerResponse resp;
+  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr(data));
+}
+
+}  // namespace
+}  // namespace podvisor::testing
