@@ -221,7 +221,8 @@ void ToProto(const SandboxStatsInfo& info, runtime::v1::PodSandboxStats* out) {
     mem->set_timestamp(now);
     mem->mutable_working_set_bytes()->set_value(vm.rss_bytes);
     mem->mutable_usage_bytes()->set_value(vm.rss_bytes);
-    mem->mutable_rss_bytes()->set_value(vm.anon_bytes);
+    // Guest RAM is anonymous memory, or a shared memfd when the pod has a virtiofs directory.
+    mem->mutable_rss_bytes()->set_value(vm.anon_bytes + vm.shmem_bytes);
     mem->mutable_page_faults()->set_value(vm.minor_faults);
     mem->mutable_major_page_faults()->set_value(vm.major_faults);
     // What the pod's containers can still use: the guest's MemAvailable.

@@ -59,6 +59,7 @@ absl::StatusOr<ProcessCost> ParseProcessCost(absl::string_view stat, absl::strin
   cost.major_faults = majflt;
   cost.rss_bytes = StatusKb(status, "VmRSS");
   cost.anon_bytes = StatusKb(status, "RssAnon");
+  cost.shmem_bytes = StatusKb(status, "RssShmem");
   return cost;
 }
 

@@ -19,6 +19,7 @@ struct ProcessCost {
   uint64_t cpu_ns = 0;      // user + system time of every thread
   uint64_t rss_bytes = 0;   // VmRSS: resident memory, guest RAM touched included
   uint64_t anon_bytes = 0;  // RssAnon
+  uint64_t shmem_bytes = 0;  // RssShmem: guest RAM when it is a shared memfd (virtiofs)
   uint64_t minor_faults = 0;
   uint64_t major_faults = 0;
 };

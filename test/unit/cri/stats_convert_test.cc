@@ -16,7 +16,7 @@ TEST(StatsConvertTest, PodStatsCarryTheVmCostGuestNetworkAndContainers) {
   info.sandbox.metadata.attempt = 2;
   info.sandbox.metadata.labels = {{"app", "web"}};
   info.host.timestamp_ns = 77;
-  info.host.vm = ProcessCost{3000000000, 200 << 20, 150 << 20, 10, 1};
+  info.host.vm = ProcessCost{3000000000, 200 << 20, 150 << 20, 10 << 20, 10, 1};
   info.host.default_interface = "eth0";
   info.host.interfaces = {{"eth0", 1000, 1, 2000, 2}};
   info.vm_nano_cores = 250000000;
@@ -40,7 +40,7 @@ TEST(StatsConvertTest, PodStatsCarryTheVmCostGuestNetworkAndContainers) {
   EXPECT_EQ(l.cpu().usage_core_nano_seconds().value(), 3000000000u);
   EXPECT_EQ(l.cpu().usage_nano_cores().value(), 250000000u);
   EXPECT_EQ(l.memory().working_set_bytes().value(), 200u << 20);
-  EXPECT_EQ(l.memory().rss_bytes().value(), 150u << 20);
+  EXPECT_EQ(l.memory().rss_bytes().value(), 160u << 20);  // anon + shmem
   EXPECT_EQ(l.memory().available_bytes().value(), 100u << 20);
   EXPECT_EQ(l.network().default_interface().name(), "eth0");
   EXPECT_EQ(l.network().default_interface().rx_bytes().value(), 1000u);

@@ -12,7 +12,7 @@ TEST(HostStatsTest, ParsesProcStatAndStatus) {
   const char stat[] =
       "4242 (qemu (x) y) S 1 4242 4242 0 -1 4194560 9000 0 12 0 150 50 0 0 20 0 5 0 100 "
       "1000000 2000 18446744073709551615";
-  const char status[] = "Name:\tqemu\nVmRSS:\t  204800 kB\nRssAnon:\t  102400 kB\n";
+  const char status[] = "Name:\tqemu\nVmRSS:\t  204800 kB\nRssAnon:\t  102400 kB\nRssShmem:\t 4 kB\n";
   absl::StatusOr<ProcessCost> c = ParseProcessCost(stat, status, 100);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->cpu_ns, 2000000000u);
@@ -20,6 +20,7 @@ TEST(HostStatsTest, ParsesProcStatAndStatus) {
   EXPECT_EQ(c->major_faults, 12u);
   EXPECT_EQ(c->rss_bytes, 204800u * 1024);
   EXPECT_EQ(c->anon_bytes, 102400u * 1024);
+  EXPECT_EQ(c->shmem_bytes, 4096u);
   EXPECT_FALSE(ParseProcessCost("garbage", status, 100).ok());
 }
 
