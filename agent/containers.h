@@ -33,6 +33,8 @@ class ContainerManager {
   v1::Response Exec(const v1::ExecProcessRequest& req);
   Error Resize(const v1::ResizeTtyRequest& req);
   v1::Response Stats(const v1::StatsRequest& req);
+  // crun update of a created or running container's cgroup, then oom_score_adj when asked.
+  Error UpdateResources(const v1::UpdateContainerResourcesRequest& req);
   // SIGTERM to every container, SIGKILL after grace_ms.
   void StopAll(uint32_t grace_ms);
 

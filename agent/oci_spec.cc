@@ -163,6 +163,16 @@ Error ValidateContainerSpec(const v1::ContainerSpec& spec) {
   return Error::Ok();
 }
 
+Error BuildResourcesUpdateJson(const v1::LinuxResources& resources, std::string* out) {
+  for (const auto& [key, value] : resources.unified()) {
+    if (key.empty() || key.find('/') != std::string::npos || key[0] == '.') {
+      return Error(Code::kInvalidArgument, "unified key \"" + key + "\" is not a cgroup file");
+    }
+  }
+  *out = Resources(resources, false).dump();
+  return Error::Ok();
+}
+
 Error ResolveUser(const std::string& rootfs, v1::User* user) {
   if (user->has_uid() || user->username().empty()) return Error::Ok();
   std::ifstream in(rootfs + "/etc/passwd");

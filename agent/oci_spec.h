@@ -32,4 +32,10 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
                       std::string* json);
 Error BuildProcessJson(const v1::Process& process, bool privileged, std::string* json);
 
+// The OCI `linux.resources` object of an update (what `crun update --resources` reads): only the
+// limits that are set, and never device rules (an update must not replace the device program
+// the container was created with). INVALID_ARGUMENT for a unified key that is not a plain cgroup
+// file name.
+Error BuildResourcesUpdateJson(const v1::LinuxResources& resources, std::string* json);
+
 }  // namespace podvisor::agent

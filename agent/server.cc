@@ -110,6 +110,7 @@ void AgentServer::HandleRequest(uint64_t id, const v1::Request& request) {
     case v1::Request::kSetupNetwork:
     case v1::Request::kDiskAttached:
     case v1::Request::kPortForward:
+    case v1::Request::kUpdateContainerResources:
       // May take long: keep the reader free for pings and stream data.
       std::thread([this, id, request] { Respond(id, Dispatch(request)); }).detach();
       return;
@@ -148,6 +149,8 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
       return FromError(containers_->Resize(request.resize_tty()));
     case v1::Request::kStats:
       return containers_->Stats(request.stats());
+    case v1::Request::kUpdateContainerResources:
+      return FromError(containers_->UpdateResources(request.update_container_resources()));
     case v1::Request::kCloseStream:
       RemoveStreamHandler(request.close_stream().stream_id());
       return OkEmpty();

@@ -39,7 +39,30 @@ ContainerLimits FromProto(const runtime::v1::LinuxContainerResources& r) {
   out.memory_limit_bytes = r.memory_limit_in_bytes();
   out.cpuset_cpus = r.cpuset_cpus();
   out.cpuset_mems = r.cpuset_mems();
+  out.memory_swap_limit_bytes = r.memory_swap_limit_in_bytes();
+  out.oom_score_adj = r.oom_score_adj();
+  for (const runtime::v1::HugepageLimit& h : r.hugepage_limits()) {
+    out.hugepage_limits[h.page_size()] = h.limit();
+  }
+  out.unified.insert(r.unified().begin(), r.unified().end());
   return out;
+}
+
+void ToProto(const ContainerLimits& l, runtime::v1::LinuxContainerResources* r) {
+  r->set_cpu_period(l.cpu_period);
+  r->set_cpu_quota(l.cpu_quota);
+  r->set_cpu_shares(l.cpu_shares);
+  r->set_memory_limit_in_bytes(l.memory_limit_bytes);
+  r->set_cpuset_cpus(l.cpuset_cpus);
+  r->set_cpuset_mems(l.cpuset_mems);
+  r->set_memory_swap_limit_in_bytes(l.memory_swap_limit_bytes);
+  r->set_oom_score_adj(l.oom_score_adj);
+  for (const auto& [size, limit] : l.hugepage_limits) {
+    runtime::v1::HugepageLimit* h = r->add_hugepage_limits();
+    h->set_page_size(size);
+    h->set_limit(limit);
+  }
+  r->mutable_unified()->insert(l.unified.begin(), l.unified.end());
 }
 
 absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in) {
@@ -205,13 +228,7 @@ void ToProto(const Container& c, runtime::v1::ContainerStatus* out) {
     pm->set_readonly(m.readonly);
   }
   out->set_log_path(c.metadata.log_path);
-  runtime::v1::LinuxContainerResources* r = out->mutable_resources()->mutable_linux();
-  r->set_cpu_period(c.status.resources.cpu_period);
-  r->set_cpu_quota(c.status.resources.cpu_quota);
-  r->set_cpu_shares(c.status.resources.cpu_shares);
-  r->set_memory_limit_in_bytes(c.status.resources.memory_limit_bytes);
-  r->set_cpuset_cpus(c.status.resources.cpuset_cpus);
-  r->set_cpuset_mems(c.status.resources.cpuset_mems);
+  ToProto(c.status.resources, out->mutable_resources()->mutable_linux());
   if (c.metadata.uid) {
     runtime::v1::LinuxContainerUser* u = out->mutable_user()->mutable_linux();
     u->set_uid(*c.metadata.uid);
@@ -233,6 +250,9 @@ void ToProto(const ContainerStatsInfo& info, runtime::v1::ContainerStats* out) {
   out->mutable_memory()->set_timestamp(s.timestamp_ns);
   out->mutable_memory()->mutable_working_set_bytes()->set_value(s.memory_working_set_bytes);
   out->mutable_memory()->mutable_usage_bytes()->set_value(s.memory_usage_bytes);
+  out->mutable_memory()->mutable_rss_bytes()->set_value(s.memory_rss_bytes);
+  out->mutable_memory()->mutable_page_faults()->set_value(s.page_faults);
+  out->mutable_memory()->mutable_major_page_faults()->set_value(s.major_page_faults);
   out->mutable_writable_layer()->set_timestamp(s.timestamp_ns);
   out->mutable_writable_layer()->mutable_fs_id()->set_mountpoint("/");
   out->mutable_writable_layer()->mutable_used_bytes()->set_value(s.rootfs_used_bytes);

@@ -13,6 +13,7 @@ runtime::v1::ContainerState ToProto(ContainerState state);
 // INVALID_ARGUMENT for requests that are malformed or that a pod VM cannot honour.
 absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& config);
 ContainerLimits FromProto(const runtime::v1::LinuxContainerResources& resources);
+void ToProto(const ContainerLimits& limits, runtime::v1::LinuxContainerResources* out);
 ContainerFilter FromProto(const runtime::v1::ContainerFilter& filter);
 ContainerFilter FromProto(const runtime::v1::ContainerStatsFilter& filter);
 void ToProto(const Container& c, runtime::v1::Container* out);

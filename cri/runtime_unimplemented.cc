@@ -6,21 +6,6 @@
 
 namespace podvisor::cri {
 
-grpc::Status RuntimeService::UpdateContainerResources(grpc::ServerContext*, const runtime::v1::UpdateContainerResourcesRequest*,
-                                 runtime::v1::UpdateContainerResourcesResponse*) {
-  return Serve("UpdateContainerResources", [] { return NotImplemented("UpdateContainerResources", "the guest agent cannot change a running container's cgroup limits yet"); });
-}
-
-grpc::Status RuntimeService::PodSandboxStats(grpc::ServerContext*, const runtime::v1::PodSandboxStatsRequest*,
-                                 runtime::v1::PodSandboxStatsResponse*) {
-  return Serve("PodSandboxStats", [] { return NotImplemented("PodSandboxStats", "pod-level stats (the VM's own cost with its containers') are not served yet; ContainerStats and ListContainerStats are"); });
-}
-
-grpc::Status RuntimeService::ListPodSandboxStats(grpc::ServerContext*, const runtime::v1::ListPodSandboxStatsRequest*,
-                                 runtime::v1::ListPodSandboxStatsResponse*) {
-  return Serve("ListPodSandboxStats", [] { return NotImplemented("ListPodSandboxStats", "pod-level stats (the VM's own cost with its containers') are not served yet; ContainerStats and ListContainerStats are"); });
-}
-
 grpc::Status RuntimeService::CheckpointContainer(grpc::ServerContext*, const runtime::v1::CheckpointContainerRequest*,
                                  runtime::v1::CheckpointContainerResponse*) {
   return Serve("CheckpointContainer", [] { return NotImplemented("CheckpointContainer", "checkpointing a container inside a VM is not supported"); });

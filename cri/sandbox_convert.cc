@@ -1,6 +1,7 @@
 #include "cri/sandbox_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "cri/container_convert.h"
 #include "nlohmann/json.hpp"
 
 namespace podvisor::cri {
@@ -187,6 +188,64 @@ std::string VerboseInfo(const SandboxInfo& info) {
       {"notReadyReason", st.reason},
   };
   return j.dump();
+}
+
+SandboxFilter FromProto(const runtime::v1::PodSandboxStatsFilter& filter) {
+  SandboxFilter out;
+  out.id_prefix = filter.id();
+  out.label_selector.insert(filter.label_selector().begin(), filter.label_selector().end());
+  return out;
+}
+
+void ToProto(const SandboxStatsInfo& info, runtime::v1::PodSandboxStats* out) {
+  const SandboxMetadata& m = info.sandbox.metadata;
+  runtime::v1::PodSandboxAttributes* a = out->mutable_attributes();
+  a->set_id(m.id);
+  a->mutable_metadata()->set_name(m.pod_name);
+  a->mutable_metadata()->set_namespace_(m.pod_namespace);
+  a->mutable_metadata()->set_uid(m.pod_uid);
+  a->mutable_metadata()->set_attempt(m.attempt);
+  a->mutable_labels()->insert(m.labels.begin(), m.labels.end());
+  a->mutable_annotations()->insert(m.annotations.begin(), m.annotations.end());
+  runtime::v1::LinuxPodSandboxStats* linux_stats = out->mutable_linux();
+  const int64_t now = info.host.timestamp_ns;
+  // The pod's CPU and memory are what the node pays for its VM: the QEMU process (guest kernel,
+  // containers, device emulation and, under TCG, the translator).
+  if (info.host.vm) {
+    const ProcessCost& vm = *info.host.vm;
+    runtime::v1::CpuUsage* cpu = linux_stats->mutable_cpu();
+    cpu->set_timestamp(now);
+    cpu->mutable_usage_core_nano_seconds()->set_value(vm.cpu_ns);
+    if (info.vm_nano_cores) cpu->mutable_usage_nano_cores()->set_value(*info.vm_nano_cores);
+    runtime::v1::MemoryUsage* mem = linux_stats->mutable_memory();
+    mem->set_timestamp(now);
+    mem->mutable_working_set_bytes()->set_value(vm.rss_bytes);
+    mem->mutable_usage_bytes()->set_value(vm.rss_bytes);
+    // Guest RAM is anonymous memory, or a shared memfd when the pod has a virtiofs directory.
+    mem->mutable_rss_bytes()->set_value(vm.anon_bytes + vm.shmem_bytes);
+    mem->mutable_page_faults()->set_value(vm.minor_faults);
+    mem->mutable_major_page_faults()->set_value(vm.major_faults);
+    // What the pod's containers can still use: the guest's MemAvailable.
+    if (info.guest) mem->mutable_available_bytes()->set_value(info.guest->memory_available_bytes);
+  }
+  if (!info.host.interfaces.empty()) {
+    runtime::v1::NetworkUsage* net = linux_stats->mutable_network();
+    net->set_timestamp(now);
+    for (const InterfaceUsage& u : info.host.interfaces) {
+      runtime::v1::NetworkInterfaceUsage* i = net->add_interfaces();
+      i->set_name(u.name);
+      i->mutable_rx_bytes()->set_value(u.rx_bytes);
+      i->mutable_rx_errors()->set_value(u.rx_errors);
+      i->mutable_tx_bytes()->set_value(u.tx_bytes);
+      i->mutable_tx_errors()->set_value(u.tx_errors);
+      if (u.name == info.host.default_interface) *net->mutable_default_interface() = *i;
+    }
+  }
+  if (info.guest) {
+    linux_stats->mutable_process()->set_timestamp(info.guest->timestamp_ns);
+    linux_stats->mutable_process()->mutable_process_count()->set_value(info.guest->process_count);
+  }
+  for (const ContainerStatsInfo& c : info.containers) ToProto(c, linux_stats->add_containers());
 }
 
 }  // namespace podvisor::cri

@@ -2,6 +2,7 @@
 
 // Conversions between runtime.v1 sandbox messages and pod-sandbox/ domain types.
 
+#include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/sandbox.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "runtime/v1/api.pb.h"
@@ -15,6 +16,9 @@ SandboxFilter FromProto(const runtime::v1::PodSandboxFilter& filter);
 // INVALID_ARGUMENT for requests no VM sandbox can honour or that are malformed.
 absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest& request);
 void ToProto(const SandboxInfo& info, runtime::v1::PodSandboxStatus* out);
+SandboxFilter FromProto(const runtime::v1::PodSandboxStatsFilter& filter);
+// PodSandboxStats: see docs/containers.md for what each figure means.
+void ToProto(const SandboxStatsInfo& info, runtime::v1::PodSandboxStats* out);
 // PodSandboxStatus verbose info: {"info": JSON} as crictl inspectp shows it.
 std::string VerboseInfo(const SandboxInfo& info);
 

@@ -107,6 +107,7 @@ struct GuestMount {
   std::vector<std::string> options;
 };
 
+// Cgroup limits of a container (0 / empty: not set; at update: left as it is).
 struct ContainerResources {
   uint64_t cpu_shares = 0;
   int64_t cpu_quota = 0;
@@ -114,7 +115,11 @@ struct ContainerResources {
   std::string cpuset_cpus;
   std::string cpuset_mems;
   int64_t memory_limit_bytes = 0;
+  int64_t memory_swap_limit_bytes = 0;  // memory + swap, as in OCI
   int64_t pids_limit = 0;
+  std::map<std::string, uint64_t> hugepage_limits;  // page size ("2MB") -> bytes
+  std::map<std::string, std::string> unified;       // raw cgroup v2 files
+  std::optional<int32_t> oom_score_adj;             // of the container's processes
 };
 
 struct ContainerSpec {
@@ -163,6 +168,21 @@ struct GuestContainerStats {
   uint64_t memory_working_set_bytes = 0;
   uint64_t memory_usage_bytes = 0;
   uint64_t rootfs_used_bytes = 0;
+  uint64_t memory_rss_bytes = 0;
+  uint64_t page_faults = 0;
+  uint64_t major_page_faults = 0;
+  uint32_t pids = 0;
+};
+
+// The whole guest at one moment, with the stats of its containers.
+struct GuestSandboxStats {
+  int64_t timestamp_ns = 0;
+  std::vector<GuestContainerStats> containers;
+  uint64_t memory_total_bytes = 0;
+  uint64_t memory_available_bytes = 0;
+  uint64_t memory_used_bytes = 0;  // total - available
+  uint64_t cpu_usage_ns = 0;       // every process of the guest (its root cgroup)
+  uint32_t process_count = 0;
 };
 
 // Something the guest reported on its own.
@@ -239,6 +259,14 @@ class AgentClient {
                                  uint32_t cols, absl::Duration timeout) = 0;
   virtual absl::StatusOr<std::vector<GuestContainerStats>> Stats(
       const std::vector<std::string>& ids, absl::Duration timeout) = 0;
+  // Every container's stats and the guest's totals.
+  virtual absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) = 0;
+  // Applies the set limits to a created or running container's cgroup (the rest stay as they
+  // are). NOT_FOUND for an unknown container, FAILED_PRECONDITION once it exited,
+  // INVALID_ARGUMENT when the guest kernel refuses a value.
+  virtual absl::Status UpdateContainerResources(const std::string& id,
+                                                const ContainerResources& resources,
+                                                absl::Duration timeout) = 0;
   // Connects stream `stream_id` to TCP 127.0.0.1:port in the guest.
   virtual absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout) = 0;
   virtual absl::StatusOr<std::string> DiskAttached(const std::string& serial,

@@ -76,6 +76,20 @@ void FillProcess(const ProcessSpec& p, v1::Process* out) {
   }
 }
 
+void FillResources(const ContainerResources& in, v1::LinuxResources* r) {
+  r->set_cpu_shares(in.cpu_shares);
+  r->set_cpu_quota(in.cpu_quota);
+  r->set_cpu_period(in.cpu_period);
+  r->set_cpuset_cpus(in.cpuset_cpus);
+  r->set_cpuset_mems(in.cpuset_mems);
+  r->set_memory_limit_bytes(in.memory_limit_bytes);
+  r->set_memory_swap_limit_bytes(in.memory_swap_limit_bytes);
+  r->set_pids_limit(in.pids_limit);
+  for (const auto& [size, limit] : in.hugepage_limits)
+    (*r->mutable_hugepage_limits())[size] = limit;
+  for (const auto& [key, value] : in.unified) (*r->mutable_unified())[key] = value;
+}
+
 void FillContainerSpec(const ContainerSpec& s, v1::ContainerSpec* out) {
   FillProcess(s.process, out->mutable_process());
   v1::Rootfs* root = out->mutable_rootfs();
@@ -106,14 +120,10 @@ void FillContainerSpec(const ContainerSpec& s, v1::ContainerSpec* out) {
   for (const auto& p : s.readonly_paths) out->add_readonly_paths(p);
   if (!s.seccomp_oci_json.empty()) out->mutable_seccomp()->set_oci_json(s.seccomp_oci_json);
   for (const auto& [k, v] : s.sysctls) (*out->mutable_sysctls())[k] = v;
-  v1::LinuxResources* r = out->mutable_resources();
-  r->set_cpu_shares(s.resources.cpu_shares);
-  r->set_cpu_quota(s.resources.cpu_quota);
-  r->set_cpu_period(s.resources.cpu_period);
-  r->set_cpuset_cpus(s.resources.cpuset_cpus);
-  r->set_cpuset_mems(s.resources.cpuset_mems);
-  r->set_memory_limit_bytes(s.resources.memory_limit_bytes);
-  r->set_pids_limit(s.resources.pids_limit);
+  FillResources(s.resources, out->mutable_resources());
+  if (s.resources.oom_score_adj) {
+    out->mutable_process()->set_oom_score_adj(*s.resources.oom_score_adj);
+  }
   out->set_privileged(s.privileged);
   out->set_share_pid_namespace(s.share_pid_namespace);
 }
@@ -316,6 +326,27 @@ class AgentClientImpl final : public AgentClient {
     absl::StatusOr<v1::Response> r = Call(req, timeout);
     if (!r.ok()) return WithContext(r.status(), "stats");
     return ToContainerStats(r->stats());
+  }
+
+  absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) override {
+    v1::Request req;
+    req.mutable_stats();
+    absl::StatusOr<v1::Response> r = Call(req, timeout);
+    if (!r.ok()) return WithContext(r.status(), "stats");
+    return ToSandboxStats(r->stats());
+  }
+
+  absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& resources,
+                                        absl::Duration timeout) override {
+    v1::Request req;
+    v1::UpdateContainerResourcesRequest* u = req.mutable_update_container_resources();
+    u->set_container_id(id);
+    FillResources(resources, u->mutable_resources());
+    if (resources.oom_score_adj) {
+      u->set_set_oom_score_adj(true);
+      u->set_oom_score_adj(*resources.oom_score_adj);
+    }
+    return CallStatus(req, timeout, "update resources of " + id);
   }
 
   absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout) override {

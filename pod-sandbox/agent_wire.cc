@@ -196,8 +196,23 @@ std::vector<GuestContainerStats> ToContainerStats(const v1::StatsResponse& stats
     s.memory_working_set_bytes = c.memory_working_set_bytes();
     s.memory_usage_bytes = c.memory_usage_bytes();
     s.rootfs_used_bytes = c.rootfs_used_bytes();
+    s.memory_rss_bytes = c.memory_rss_bytes();
+    s.page_faults = c.page_faults();
+    s.major_page_faults = c.major_page_faults();
+    s.pids = c.pids();
     out.push_back(s);
   }
+  return out;
+}
+
+GuestSandboxStats ToSandboxStats(const v1::StatsResponse& stats) {
+  GuestSandboxStats out;
+  out.containers = ToContainerStats(stats);
+  out.memory_total_bytes = stats.guest_memory_total_bytes();
+  out.memory_available_bytes = stats.guest_memory_available_bytes();
+  out.memory_used_bytes = stats.guest_memory_used_bytes();
+  out.cpu_usage_ns = stats.guest_cpu_usage_ns();
+  out.process_count = stats.guest_process_count();
   return out;
 }
 

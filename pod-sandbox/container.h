@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "common/json_optional.h"
 #include "nlohmann/json.hpp"
 #include "pod-sandbox/seccomp.h"
@@ -31,6 +32,8 @@ struct ContainerMount {
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly)
 
+// The CRI LinuxContainerResources of a container. 0 / empty: not set (at update: unchanged);
+// -1 as cpu_quota, memory_limit_bytes or memory_swap_limit_bytes: unlimited.
 struct ContainerLimits {
   int64_t cpu_period = 0;
   int64_t cpu_quota = 0;
@@ -38,9 +41,21 @@ struct ContainerLimits {
   int64_t memory_limit_bytes = 0;
   std::string cpuset_cpus;
   std::string cpuset_mems;
+  int64_t memory_swap_limit_bytes = 0;              // memory + swap (the guest has no swap)
+  int64_t oom_score_adj = 0;                        // of the container's processes in the guest
+  std::map<std::string, uint64_t> hugepage_limits;  // page size ("2MB") -> bytes
+  std::map<std::string, std::string> unified;       // cgroup v2 file -> value
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerLimits, cpu_period, cpu_quota, cpu_shares,
-                                                memory_limit_bytes, cpuset_cpus, cpuset_mems)
+                                                memory_limit_bytes, cpuset_cpus, cpuset_mems,
+                                                memory_swap_limit_bytes, oom_score_adj,
+                                                hugepage_limits, unified)
+
+// INVALID_ARGUMENT naming the first value no cgroup would take (or that is absurd: a memory
+// limit under 4 MiB, a period outside 1 ms..1 s, an oom_score_adj outside -1000..1000, ...).
+absl::Status ValidateLimits(const ContainerLimits& limits);
+// `base` with every field that `update` sets replacing it (map entries key by key).
+ContainerLimits MergeLimits(const ContainerLimits& base, const ContainerLimits& update);
 
 // What CreateContainer asks for (converted from runtime.v1.ContainerConfig).
 struct ContainerConfig {

@@ -212,6 +212,21 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
   return p;
 }
 
+ContainerResources ToGuestResources(const ContainerLimits& r) {
+  ContainerResources out;
+  out.cpu_shares = r.cpu_shares > 0 ? static_cast<uint64_t>(r.cpu_shares) : 0;
+  out.cpu_quota = r.cpu_quota;
+  out.cpu_period = r.cpu_period > 0 ? static_cast<uint64_t>(r.cpu_period) : 0;
+  out.cpuset_cpus = r.cpuset_cpus;
+  out.cpuset_mems = r.cpuset_mems;
+  out.memory_limit_bytes = r.memory_limit_bytes;
+  out.memory_swap_limit_bytes = r.memory_swap_limit_bytes;
+  out.hugepage_limits = r.hugepage_limits;
+  out.unified = r.unified;
+  if (r.oom_score_adj != 0) out.oom_score_adj = static_cast<int32_t>(r.oom_score_adj);
+  return out;
+}
+
 std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
   std::set<std::string> caps(std::begin(kDefaultCaps), std::end(kDefaultCaps));
   for (const std::string& c : config.cap_add) {
@@ -693,13 +708,7 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
   } else {
     spec.readonly_paths = config.readonly_paths;
   }
-  const ContainerLimits& r = config.resources;
-  spec.resources.cpu_shares = r.cpu_shares > 0 ? static_cast<uint64_t>(r.cpu_shares) : 0;
-  spec.resources.cpu_quota = r.cpu_quota;
-  spec.resources.cpu_period = r.cpu_period > 0 ? static_cast<uint64_t>(r.cpu_period) : 0;
-  spec.resources.cpuset_cpus = r.cpuset_cpus;
-  spec.resources.cpuset_mems = r.cpuset_mems;
-  spec.resources.memory_limit_bytes = r.memory_limit_bytes;
+  spec.resources = ToGuestResources(config.resources);
   spec.privileged = config.privileged;
   spec.share_pid_namespace = config.share_pod_pid;
   return spec;
@@ -709,6 +718,9 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
                                                         const ContainerConfig& config) {
   if (config.name.empty()) return absl::InvalidArgumentError("container name is required");
   if (config.image.empty()) return absl::InvalidArgumentError("image is required");
+  if (absl::Status s = ValidateLimits(config.resources); !s.ok()) {
+    return WithContext(s, "create container: resources");
+  }
   absl::StatusOr<std::string> sandbox_id = sandboxes_->Resolve(sandbox_id_or_prefix);
   if (!sandbox_id.ok()) return sandbox_id.status();
   absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(*sandbox_id);
@@ -1021,6 +1033,7 @@ absl::Status ContainerController::OnSandboxRemoving(const std::string& sandbox_i
   absl::MutexLock l(&mu_);
   sandbox_locks_.erase(sandbox_id);
   next_disk_index_.erase(sandbox_id);
+  last_vm_cpu_.erase(sandbox_id);
   return absl::OkStatus();
 }
 
@@ -1257,6 +1270,122 @@ std::vector<ContainerStatsInfo> ContainerController::ListStats(const ContainerFi
           out[i].stats.timestamp_ns = absl::ToUnixNanos(absl::Now());
         }
       }
+    }
+  }
+  return out;
+}
+
+absl::Status ContainerController::UpdateResources(const std::string& id_or_prefix,
+                                                  const ContainerLimits& update) {
+  absl::StatusOr<std::string> id = ResolveId(id_or_prefix);
+  if (!id.ok()) return id.status();
+  const std::string context = absl::StrCat("update resources of container ", ShortId(*id));
+  if (absl::Status s = ValidateLimits(update); !s.ok()) return WithContext(s, context);
+  auto lock = LockFor(*id);
+  std::lock_guard<std::mutex> guard(*lock);
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return c.status();
+  if (c->status.state != ContainerState::kCreated && c->status.state != ContainerState::kRunning) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(context, ": it is ", nlohmann::json(c->status.state).get<std::string>(),
+                     "; only a created or running container can be updated"));
+  }
+  const ContainerLimits merged = MergeLimits(c->status.resources, update);
+  if (absl::Status s = ValidateLimits(merged); !s.ok()) {
+    return WithContext(s, absl::StrCat(context, ": with the current limits"));
+  }
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(c->metadata.sandbox_id);
+  if (!agent.ok()) return WithContext(agent.status(), context);
+  // The guest cgroup of a created container exists already (crun create): it starts with these.
+  if (absl::Status s = (*agent)->UpdateContainerResources(*id, ToGuestResources(update),
+                                                          options_.agent_call_timeout);
+      !s.ok()) {
+    return WithContext(s, absl::StrCat(context, ": agent"));
+  }
+  auto updated = containers_->Update(*id, [&](ContainerStatus& st) {
+    st.resources = merged;
+    return absl::OkStatus();
+  });
+  if (!updated.ok()) return WithContext(updated.status(), context);
+  PV_LOG(kInfo) << "container " << ShortId(*id) << ": resources updated";
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStatsOf(const Sandbox& sandbox) {
+  const std::string& id = sandbox.metadata.id;
+  absl::StatusOr<VmHostStats> host = sandbox_controller_->HostStats(id);
+  if (!host.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("stats of sandbox ", ShortId(id), ": ", host.status().message()));
+  }
+  SandboxStatsInfo info;
+  info.sandbox = sandbox;
+  info.host = std::move(*host);
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(id);
+  if (agent.ok()) {
+    absl::StatusOr<GuestSandboxStats> guest = (*agent)->SandboxStats(options_.agent_call_timeout);
+    if (guest.ok()) {
+      guest->timestamp_ns = absl::ToUnixNanos(absl::Now());
+      info.guest = std::move(*guest);
+    } else {
+      PV_LOG(kDebug) << "sandbox " << ShortId(id) << ": guest stats: " << guest.status();
+    }
+  }
+  ContainerFilter filter;
+  filter.sandbox_id_prefix = id;
+  for (Container& c : List(filter)) {
+    if (c.metadata.sandbox_id != id) continue;
+    ContainerStatsInfo s;
+    s.container = std::move(c);
+    s.stats.container_id = s.container.metadata.id;
+    s.stats.timestamp_ns = info.host.timestamp_ns;
+    if (info.guest && s.container.status.state == ContainerState::kRunning) {
+      for (const GuestContainerStats& g : info.guest->containers) {
+        if (g.container_id != s.stats.container_id) continue;
+        s.stats = g;
+        s.stats.timestamp_ns = info.guest->timestamp_ns;
+      }
+    }
+    info.containers.push_back(std::move(s));
+  }
+  if (info.host.vm) {
+    absl::MutexLock lock(&mu_);
+    auto& last = last_vm_cpu_[id];
+    const int64_t dt = info.host.timestamp_ns - last.first;
+    if (last.first > 0 && dt > 0 && info.host.vm->cpu_ns >= last.second) {
+      info.vm_nano_cores = static_cast<uint64_t>(
+          static_cast<double>(info.host.vm->cpu_ns - last.second) * 1e9 / static_cast<double>(dt));
+    }
+    last = {info.host.timestamp_ns, info.host.vm->cpu_ns};
+  }
+  return info;
+}
+
+absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStats(
+    const std::string& sandbox_id_or_prefix) {
+  absl::StatusOr<std::string> id = sandboxes_->Resolve(sandbox_id_or_prefix);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(*id);
+  if (!sandbox.ok()) return sandbox.status();
+  if (sandbox->status.state != SandboxState::kReady) {
+    return absl::UnavailableError(
+        absl::StrCat("stats of sandbox ", ShortId(*id), ": it is not ready (its VM is stopped)"));
+  }
+  return SandboxStatsOf(*sandbox);
+}
+
+std::vector<SandboxStatsInfo> ContainerController::ListSandboxStats(const SandboxFilter& filter) {
+  SandboxFilter ready = filter;
+  ready.state = SandboxState::kReady;
+  std::vector<SandboxStatsInfo> out;
+  for (const Sandbox& s : sandbox_controller_->List(ready)) {
+    absl::StatusOr<SandboxStatsInfo> info = SandboxStatsOf(s);
+    if (info.ok()) {
+      out.push_back(std::move(*info));
+    } else {
+      // Stopped meanwhile: left out, as a sandbox that is not ready is.
+      PV_LOG(kDebug) << info.status();
     }
   }
   return out;

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,17 @@ struct ContainerStatsInfo {
   GuestContainerStats stats;
 };
 
+// PodSandboxStats: the sandbox, what its VM costs the node (host side), the guest's own totals
+// and the stats of its containers (docs/containers.md says which figure means what).
+struct SandboxStatsInfo {
+  Sandbox sandbox;
+  VmHostStats host;
+  std::optional<GuestSandboxStats> guest;  // unset when the agent did not answer
+  std::vector<ContainerStatsInfo> containers;
+  // The VM's CPU use since this daemon's previous sample of this sandbox, in nanocores.
+  std::optional<uint64_t> vm_nano_cores;
+};
+
 // Owns the containers of pod sandboxes: their durable records, their root filesystems (image
 // layers hot-plugged into the pod VM as read-only erofs disks and stacked by an overlay with a
 // writable upper in guest RAM), their processes (through the sandbox's AgentClient) and their log
@@ -99,6 +111,16 @@ class ContainerController {
   absl::Status WriteStdin(const std::string& id, absl::string_view data, bool eof);
   absl::StatusOr<ContainerStatsInfo> Stats(const std::string& id);
   std::vector<ContainerStatsInfo> ListStats(const ContainerFilter& filter);
+  // NOT_FOUND for an unknown sandbox; UNAVAILABLE for one that is not ready (as containerd).
+  absl::StatusOr<SandboxStatsInfo> SandboxStats(const std::string& sandbox_id_or_prefix);
+  // The ready sandboxes that match (the others have no stats and are left out).
+  std::vector<SandboxStatsInfo> ListSandboxStats(const SandboxFilter& filter);
+
+  // UpdateContainerResources: the limits `update` sets (0 / empty: unchanged) go to the
+  // container's guest cgroup at once and into its record (ContainerStatus.resources).
+  // NOT_FOUND for an unknown container, FAILED_PRECONDITION unless it is created or running,
+  // INVALID_ARGUMENT for values no cgroup takes.
+  absl::Status UpdateResources(const std::string& id, const ContainerLimits& update);
 
   bool ImageInUse(const std::string& image_id) const;
 
@@ -138,6 +160,7 @@ class ContainerController {
   void MarkExited(const std::string& id, const ExitInfo& exit, const std::string& message);
   void DropRuntime(const std::string& id);
   absl::Status RemoveLocked(const Container& c);
+  absl::StatusOr<SandboxStatsInfo> SandboxStatsOf(const Sandbox& sandbox);
 
   const ContainerControllerOptions options_;
   ContainerStore* const containers_;
@@ -152,7 +175,12 @@ class ContainerController {
   std::map<std::string, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
   // Next SCSI target to try, per sandbox.
   std::map<std::string, uint32_t> next_disk_index_ ABSL_GUARDED_BY(mu_);
+  // The previous VM CPU sample per sandbox (time, cpu ns), for nanocores.
+  std::map<std::string, std::pair<int64_t, uint64_t>> last_vm_cpu_ ABSL_GUARDED_BY(mu_);
 };
+
+// The guest's form of a container's limits.
+ContainerResources ToGuestResources(const ContainerLimits& limits);
 
 // The ContainerSpec parts that depend only on the request and the image (exposed for tests):
 // process args (CRI command/args over the image's entrypoint/cmd), env (CRI over image, by key),

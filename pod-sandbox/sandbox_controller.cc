@@ -449,6 +449,42 @@ absl::StatusOr<std::shared_ptr<AgentClient>> SandboxController::Agent(const std:
   return it->second;
 }
 
+absl::StatusOr<VmHostStats> SandboxController::HostStats(const std::string& id) {
+  absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(id);
+  if (!sandbox.ok()) return sandbox.status();
+  if (sandbox->status.state != SandboxState::kReady) {
+    return absl::FailedPreconditionError(absl::StrCat("sandbox ", ShortId(id), " is not ready"));
+  }
+  VmHostStats out;
+  out.timestamp_ns = absl::ToUnixNanos(absl::Now());
+  absl::StatusOr<VmStatus> vm = hypervisor_->Status(id);
+  if (vm.ok() && vm->qemu_pid > 0) {
+    out.qemu_pid = vm->qemu_pid;
+    absl::StatusOr<ProcessCost> cost = ReadProcessCost(vm->qemu_pid);
+    if (cost.ok()) {
+      out.vm = *cost;
+    } else {
+      PV_LOG(kDebug) << "sandbox " << ShortId(id) << ": VM cost: " << cost.status();
+    }
+  }
+  if (network_ && sandbox->metadata.network_mode != NamespaceMode::kNode) {
+    absl::StatusOr<PodNetwork> net = network_->Get(id);
+    if (net.ok()) {
+      out.default_interface = net->interface_name;
+      absl::StatusOr<std::vector<InterfaceUsage>> ifaces = ReadNetnsInterfaces(net->netns_path);
+      if (ifaces.ok()) {
+        // The tap only mirrors the CNI interface's traffic: counting both would count it twice.
+        for (InterfaceUsage& u : *ifaces) {
+          if (u.name != net->tap_name) out.interfaces.push_back(std::move(u));
+        }
+      } else {
+        PV_LOG(kDebug) << "sandbox " << ShortId(id) << ": network stats: " << ifaces.status();
+      }
+    }
+  }
+  return out;
+}
+
 void SandboxController::Detach() {
   std::map<std::string, std::shared_ptr<AgentClient>> agents;
   {

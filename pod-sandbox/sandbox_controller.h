@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "hypervisor/hypervisor.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
+#include "pod-sandbox/host_stats.h"
 #include "pod-sandbox/sandbox.h"
 
 namespace podvisor {
@@ -41,6 +43,15 @@ struct SandboxInfo {
   Sandbox sandbox;
   bool agent_connected = false;
   VmStatus vm;
+};
+
+// What a READY sandbox's VM costs the node, read on the host.
+struct VmHostStats {
+  int64_t timestamp_ns = 0;
+  pid_t qemu_pid = 0;
+  std::optional<ProcessCost> vm;           // unset when the QEMU process could not be read
+  std::string default_interface;           // the CNI interface in the pod's netns ("eth0")
+  std::vector<InterfaceUsage> interfaces;  // in the pod's netns, loopback left out
 };
 
 // What the owner of a sandbox's containers learns about the sandbox (ContainerController).
@@ -89,6 +100,10 @@ class SandboxController {
 
   // The agent of a READY sandbox (for containers and streaming). FAILED_PRECONDITION otherwise.
   absl::StatusOr<std::shared_ptr<AgentClient>> Agent(const std::string& id);
+
+  // The host side of a READY sandbox's stats: FAILED_PRECONDITION when it is not ready. Figures
+  // that cannot be read (the process or the netns gone meanwhile) are left out, not errors.
+  absl::StatusOr<VmHostStats> HostStats(const std::string& id);
 
   // Set once, before Recover() and before serving.
   void SetHooks(SandboxHooks hooks) { hooks_ = std::move(hooks); }

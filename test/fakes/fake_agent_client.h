@@ -37,9 +37,11 @@ class FakeAgentClient : public AgentClient {
     std::vector<std::pair<std::string, ProcessSpec>> execs;
     std::vector<std::pair<std::string, std::string>> disks_attached;  // serial, mount point
     std::vector<std::string> disks_detached;
+    std::vector<std::pair<std::string, ContainerResources>> resource_updates;
   };
   std::shared_ptr<Log> log = std::make_shared<Log>();
   absl::Status sandbox_setup_result;
+  absl::Status update_result;  // what UpdateContainerResources answers
   absl::Status create_result;
   bool ignore_sigterm = false;
   bool exec_hangs = false;
@@ -164,6 +166,34 @@ class FakeAgentClient : public AgentClient {
       out.push_back(s);
     }
     return out;
+  }
+  // Every container the fake knows, with the figures Stats gives, and fixed guest totals.
+  absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) override {
+    std::vector<std::string> ids;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [key, proc] : procs_) {
+        if (key.second.empty()) ids.push_back(key.first);
+      }
+    }
+    GuestSandboxStats out;
+    absl::StatusOr<std::vector<GuestContainerStats>> containers = Stats(ids, timeout);
+    if (!containers.ok()) return containers.status();
+    out.containers = *containers;
+    out.memory_total_bytes = 256 << 20;
+    out.memory_available_bytes = 200 << 20;
+    out.memory_used_bytes = 56 << 20;
+    out.cpu_usage_ns = 5000000;
+    out.process_count = 3;
+    return out;
+  }
+  absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& r,
+                                        absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!update_result.ok()) return update_result;
+    if (!procs_.contains({id, ""})) return absl::NotFoundError("no container " + id);
+    log->resource_updates.emplace_back(id, r);
+    return absl::OkStatus();
   }
   absl::Status PortForward(uint32_t, uint32_t, absl::Duration) override {
     return absl::UnimplementedError("fake");

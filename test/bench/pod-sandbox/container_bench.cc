@@ -119,7 +119,7 @@ int Main(int argc, char** argv) {
   }
   const std::string pod = ran.pod_sandbox_id();
 
-  Series create, start, exec, stop_remove;
+  Series create, start, exec, stop_remove, container_stats, pod_stats, update;
   double first_create = 0;
   for (int i = 0; i < iterations; ++i) {
     v1::CreateContainerRequest req;
@@ -167,6 +167,40 @@ int Main(int argc, char** argv) {
           }
         }));
       }
+      // Stats and resource updates on the running c0, next to ContainerStats as the baseline.
+      for (int j = 0; j < execs; ++j) {
+        v1::ContainerStatsRequest csreq;
+        csreq.set_container_id(id);
+        v1::ContainerStatsResponse csresp;
+        container_stats.ms.push_back(Timed([&] {
+          if (auto s = cri.runtime().ContainerStats(CriClient::Context(60).get(), csreq, &csresp);
+              !s.ok()) {
+            Die("ContainerStats", s);
+          }
+        }));
+        v1::PodSandboxStatsRequest psreq;
+        psreq.set_pod_sandbox_id(pod);
+        v1::PodSandboxStatsResponse psresp;
+        pod_stats.ms.push_back(Timed([&] {
+          if (auto s = cri.runtime().PodSandboxStats(CriClient::Context(60).get(), psreq, &psresp);
+              !s.ok()) {
+            Die("PodSandboxStats", s);
+          }
+        }));
+        v1::UpdateContainerResourcesRequest ureq;
+        ureq.set_container_id(id);
+        ureq.mutable_linux()->set_memory_limit_in_bytes((j % 2 ? 96 : 128) << 20);
+        ureq.mutable_linux()->set_cpu_quota(j % 2 ? 50000 : 100000);
+        ureq.mutable_linux()->set_cpu_period(100000);
+        v1::UpdateContainerResourcesResponse uresp;
+        update.ms.push_back(Timed([&] {
+          if (auto s = cri.runtime().UpdateContainerResources(CriClient::Context(60).get(), ureq,
+                                                              &uresp);
+              !s.ok()) {
+            Die("UpdateContainerResources", s);
+          }
+        }));
+      }
       continue;  // c0 stays
     }
     stop_remove.ms.push_back(Timed([&] {
@@ -192,6 +226,9 @@ int Main(int argc, char** argv) {
   start.Print("StartContainer");
   exec.Print("ExecSync(true)");
   stop_remove.Print("StopContainer(0) + RemoveContainer");
+  container_stats.Print("ContainerStats (baseline)");
+  pod_stats.Print("PodSandboxStats");
+  update.Print("UpdateContainerResources (memory, cpu)");
   v1::RemovePodSandboxRequest rm;
   rm.set_pod_sandbox_id(pod);
   v1::RemovePodSandboxResponse rmr;

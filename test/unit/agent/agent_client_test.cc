@@ -163,6 +163,27 @@ TEST_F(RealAgentTest, ContainerCallsWithoutCrunFailClearly) {
   EXPECT_TRUE(client->connected());
 }
 
+TEST_F(RealAgentTest, ResourceUpdateOfAnUnknownContainerIsNotFound) {
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  ContainerResources r;
+  r.memory_limit_bytes = 64 << 20;
+  EXPECT_EQ(client->UpdateContainerResources("nope", r, absl::Seconds(30)).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(client->connected());
+}
+
+TEST_F(RealAgentTest, SandboxStatsReportTheGuestTotals) {
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  absl::StatusOr<GuestSandboxStats> s = client->SandboxStats(absl::Seconds(30));
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_TRUE(s->containers.empty());
+  EXPECT_GT(s->memory_total_bytes, 0u);
+  EXPECT_GT(s->memory_used_bytes, 0u);
+  EXPECT_GE(s->process_count, 1u);  // --no-pid1: the host's processes, the agent among them
+}
+
 // A TCP echo server on 127.0.0.1, port 0.
 class EchoServer {
  public:

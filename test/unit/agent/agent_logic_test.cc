@@ -212,6 +212,27 @@ TEST(OciSpecTest, ConfigCarriesTheSpec) {
   EXPECT_EQ(c["mounts"][3]["source"], "/dev/shm");
 }
 
+TEST(OciSpecTest, ResourcesUpdateCarriesOnlyTheSetLimitsAndNoDeviceRules) {
+  v1::LinuxResources r;
+  r.set_memory_limit_bytes(48 << 20);
+  r.set_cpu_quota(-1);
+  (*r.mutable_unified())["memory.high"] = "40000000";
+  (*r.mutable_hugepage_limits())["2MB"] = 4 << 20;
+  std::string json;
+  ASSERT_TRUE(BuildResourcesUpdateJson(r, &json).ok());
+  nlohmann::json u = nlohmann::json::parse(json);
+  EXPECT_EQ(u["memory"]["limit"], 48 << 20);
+  EXPECT_FALSE(u["memory"].contains("swap"));
+  EXPECT_EQ(u["cpu"]["quota"], -1);
+  EXPECT_FALSE(u["cpu"].contains("shares"));
+  EXPECT_EQ(u["unified"]["memory.high"], "40000000");
+  EXPECT_EQ(u["hugepageLimits"][0]["pageSize"], "2MB");
+  EXPECT_FALSE(u.contains("devices"));  // the create-time device program stays
+  EXPECT_FALSE(u.contains("pids"));
+  (*r.mutable_unified())["../../cgroup.procs"] = "1";
+  EXPECT_EQ(BuildResourcesUpdateJson(r, &json).code(), Code::kInvalidArgument);
+}
+
 TEST(OciSpecTest, PrivilegedGetsAllCapabilitiesAndNoMasking) {
   v1::ContainerSpec spec = BasicSpec();
   spec.set_privileged(true);
