@@ -46,6 +46,8 @@ v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
       return v1::Response::kStats;
     case v1::Request::kDiskAttached:
       return v1::Response::kDiskAttached;
+    case v1::Request::kAttachOutput:
+      return v1::Response::kAttachOutput;
     default:
       return v1::Response::kEmpty;
   }
@@ -68,6 +70,7 @@ void FillProcess(const ProcessSpec& p, v1::Process* out) {
   out->set_stdout_stream(p.stdout_stream);
   out->set_stderr_stream(p.stderr_stream);
   out->set_no_new_privileges(p.no_new_privileges);
+  out->set_acked_output(p.acked_output);
   v1::Capabilities* caps = out->mutable_capabilities();
   for (const auto& c : p.capabilities) {
     caps->add_bounding(c);
@@ -126,6 +129,9 @@ class AgentClientImpl final : public AgentClient {
     std::random_device rd;
     next_id_ = ((uint64_t{rd()} << 32) | rd()) & 0x3fffffffffffffffull;
     if (next_id_ == 0) next_id_ = 1;
+    // Stream ids too: bytes a guest still sends on a previous daemon's streams must not land
+    // on ours.
+    next_stream_ = (rd() & 0x3fffffffu) | 1u;
   }
 
   ~AgentClientImpl() override {
@@ -366,6 +372,32 @@ class AgentClientImpl final : public AgentClient {
       if (absl::Status s = Send(frame); !s.ok()) return s;
     } while (!data.empty());
     return absl::OkStatus();
+  }
+
+  absl::Status AckStream(uint32_t stream_id, uint64_t offset) override {
+    v1::Frame frame;
+    frame.mutable_stream()->set_stream_id(stream_id);
+    frame.mutable_stream()->set_ack_offset(offset);
+    return Send(frame);
+  }
+
+  absl::StatusOr<OutputAttached> AttachOutput(const std::string& id, const OutputAttach& attach,
+                                              absl::Duration timeout) override {
+    v1::Request req;
+    v1::AttachOutputRequest* p = req.mutable_attach_output();
+    p->set_container_id(id);
+    p->set_stdout_stream(attach.stdout_stream);
+    p->set_stderr_stream(attach.stderr_stream);
+    p->set_stdin_stream(attach.stdin_stream);
+    p->set_stdout_offset(attach.stdout_offset);
+    p->set_stderr_offset(attach.stderr_offset);
+    absl::StatusOr<v1::Response> r = Call(req, timeout);
+    if (!r.ok()) return WithContext(r.status(), "attach output of " + id);
+    OutputAttached out;
+    out.stdout_offset = r->attach_output().stdout_offset();
+    out.stderr_offset = r->attach_output().stderr_offset();
+    out.exited = r->attach_output().exited();
+    return out;
   }
 
   void CloseStream(uint32_t stream_id) override {

@@ -92,6 +92,11 @@ absl::Status ContainerLogWriter::CloseStream(LogStream stream, absl::Time now) {
   return s;
 }
 
+size_t ContainerLogWriter::Pending(LogStream stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_[static_cast<int>(stream)].size();
+}
+
 absl::Status ContainerLogWriter::Reopen() {
   std::lock_guard<std::mutex> lock(mu_);
   int fd = OpenLog(path_);

@@ -36,6 +36,8 @@ class ContainerLogWriter {
   absl::Status CloseStream(LogStream stream, absl::Time now = absl::Now());
   // Closes and reopens the path (a rotated file is replaced by a new one).
   absl::Status Reopen();
+  // Bytes of `stream` taken by Write() but not in the file yet (the start of a line).
+  size_t Pending(LogStream stream);
 
   const std::string& path() const { return path_; }
 

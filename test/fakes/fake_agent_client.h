@@ -218,6 +218,36 @@ class FakeAgentClient : public AgentClient {
   }
   absl::Status WriteStream(uint32_t, absl::string_view, bool) override { return absl::OkStatus(); }
   void CloseStream(uint32_t) override {}
+  absl::Status AckStream(uint32_t stream_id, uint64_t offset) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    acks_[stream_id] = offset;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<OutputAttached> AttachOutput(const std::string& id, const OutputAttach& attach,
+                                              absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!procs_.contains({id, ""})) return absl::NotFoundError("no container " + id);
+    attaches_.push_back({id, attach});
+    OutputAttached out;
+    out.stdout_offset = attach.stdout_offset;
+    out.stderr_offset = attach.stderr_offset;
+    out.exited = procs_[{id, ""}].exit.has_value();
+    return out;
+  }
+  // The last acknowledged offset of each stream, and the re-attachments asked for.
+  std::map<uint32_t, uint64_t> acks() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acks_;
+  }
+  std::vector<std::pair<std::string, OutputAttach>> attaches() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return attaches_;
+  }
+  // A container that is already running in the guest (created by a previous daemon).
+  void AddRunningContainer(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    procs_[{id, ""}] = Proc{};
+  }
 
  private:
   Options options_;
@@ -231,6 +261,8 @@ class FakeAgentClient : public AgentClient {
   std::condition_variable cv_;
   std::map<std::pair<std::string, std::string>, Proc> procs_;
   std::map<uint32_t, StreamCallback> callbacks_;
+  std::map<uint32_t, uint64_t> acks_;
+  std::vector<std::pair<std::string, OutputAttach>> attaches_;
 };
 
 }  // namespace podvisor::testing

@@ -481,6 +481,66 @@ TEST_F(ContainerControllerTest, RecordsSurviveARestartAndLostSandboxesExitTheirC
   EXPECT_EQ(c->metadata.layers.size(), 2u);
 }
 
+TEST_F(ContainerControllerTest, ARestartedDaemonTakesTheOutputOverWhereTheLogEnds) {
+  ContainerConfig config = Config();
+  config.stdin = true;
+  std::string id = CreateAndStart(config);
+  const ContainerSpec spec = log_->created.back().second;
+  EXPECT_TRUE(spec.process.acked_output);
+  // A whole line and the start of the next: only the whole line is in the log for good.
+  agent_->EmitStream(spec.process.stdout_stream, "one\ntw", false);
+  agent_->EmitStream(spec.process.stderr_stream, "err1\n", false);
+  EXPECT_EQ(agent_->acks()[spec.process.stdout_stream], 4u);
+  EXPECT_EQ(agent_->acks()[spec.process.stderr_stream], 5u);
+
+  // A new daemon over the same records (the VM lives on), as after kill -9.
+  ContainerStore reloaded(records_.get(), "container");
+  ASSERT_TRUE(reloaded.Load().ok());
+  ContainerController again(ContainerControllerOptions{}, &reloaded, sandbox_store_.get(),
+                            sandboxes_.get(), &hypervisor_, &images_);
+  ASSERT_TRUE(again.Recover().ok());
+  std::vector<std::pair<std::string, OutputAttach>> attaches = agent_->attaches();
+  ASSERT_EQ(attaches.size(), 1u);
+  const OutputAttach& a = attaches[0].second;
+  EXPECT_EQ(attaches[0].first, id);
+  EXPECT_EQ(a.stdout_offset, 4u);
+  EXPECT_EQ(a.stderr_offset, 5u);
+  EXPECT_NE(a.stdout_stream, 0u);
+  EXPECT_NE(a.stdout_stream, spec.process.stdout_stream);
+  EXPECT_NE(a.stdin_stream, 0u);
+
+  // Attach works on the container from before the restart.
+  std::string attached;
+  absl::StatusOr<uint64_t> handle =
+      again.AddOutputConsumer(id, [&](LogStream which, absl::string_view data, bool) {
+        if (which == LogStream::kStdout) attached.append(data.data(), data.size());
+      });
+  ASSERT_TRUE(handle.ok()) << handle.status();
+
+  // The guest replays from offset 4: the cut line comes whole, then what followed.
+  agent_->EmitStream(a.stdout_stream, "two\nthree\n", false);
+  agent_->EmitStream(a.stderr_stream, "err2\n", false);
+  EXPECT_EQ(agent_->acks()[a.stdout_stream], 14u);
+  EXPECT_EQ(attached, "two\nthree\n");
+  EXPECT_TRUE(again.ReopenLog(id).ok());
+  ExitInfo exit;
+  agent_->SimulateExit(id, "", exit);
+  // The new daemon learns of the exit from its own wait (this fake answers on a thread).
+  absl::StatusOr<Container> c;
+  for (int i = 0; i < 100; ++i) {
+    c = again.Inspect(id);
+    if (c.ok() && c->status.state == ContainerState::kExited) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->status.state, ContainerState::kExited);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the waiter thread returns
+  EXPECT_THAT(ReadAll(c->metadata.log_path),
+              ::testing::MatchesRegex("[0-9TZ:.-]+ stdout F one\n[0-9TZ:.-]+ stderr F err1\n"
+                                      "[0-9TZ:.-]+ stdout F two\n[0-9TZ:.-]+ stdout F three\n"
+                                      "[0-9TZ:.-]+ stderr F err2\n"));
+}
+
 TEST(BuildCapabilitiesTest, DropAllThenAdd) {
   ContainerConfig c;
   c.cap_drop = {"ALL"};
