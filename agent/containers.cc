@@ -367,7 +367,6 @@ void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd
     // Only a container's own output can be taken over by a restarted host.
     const bool retain = proc->spec.acked_output() && proc->exec_id.empty();
     buffer = std::make_shared<OutputBuffer>(stream_id, retain);
-    proc->out[index] = buffer;
     if (retain) {
       std::lock_guard<std::mutex> lock(mu);
       ack_routes[stream_id] = buffer;
@@ -376,6 +375,7 @@ void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd
   {
     std::lock_guard<std::mutex> lock(proc->mu);
     ++proc->open_pumps;
+    proc->out[index] = buffer;
   }
   if (buffer) StartSender(buffer);
   std::thread([proc, fd, buffer] {
@@ -409,9 +409,16 @@ void ContainerManager::Impl::StartSender(const std::shared_ptr<OutputBuffer>& bu
   }).detach();
 }
 
+// The output buffers of a process (they are set while it is spawned).
+static std::vector<std::shared_ptr<OutputBuffer>> OutputsOf(Proc* proc) {
+  std::lock_guard<std::mutex> lock(proc->mu);
+  return {proc->out[0], proc->out[1]};
+}
+
 void ContainerManager::Impl::CloseOutput(Proc* proc) {
+  const std::vector<std::shared_ptr<OutputBuffer>> outs = OutputsOf(proc);
   std::lock_guard<std::mutex> lock(mu);
-  for (auto& b : proc->out) {
+  for (const auto& b : outs) {
     if (!b) continue;
     b->Close();
     for (auto it = ack_routes.begin(); it != ack_routes.end();) {
@@ -565,7 +572,7 @@ void ContainerManager::Impl::OnExit(const std::shared_ptr<Proc>& proc, int wait_
       std::unique_lock<std::mutex> lock(proc->mu);
       proc->cv.wait_until(lock, deadline, [&] { return proc->open_pumps == 0; });
     }
-    for (const auto& b : proc->out) {
+    for (const auto& b : OutputsOf(proc.get())) {
       if (!b) continue;
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -877,8 +884,9 @@ v1::Response ContainerManager::AttachOutput(const v1::AttachOutputRequest& req) 
   const uint64_t offsets[2] = {req.stdout_offset(), req.stderr_offset()};
   v1::Response r;
   v1::AttachOutputResponse* out = r.mutable_attach_output();
+  const std::vector<std::shared_ptr<OutputBuffer>> outs = OutputsOf(proc.get());
   for (int i = 0; i < 2; ++i) {
-    const std::shared_ptr<OutputBuffer>& b = proc->out[i];
+    const std::shared_ptr<OutputBuffer>& b = outs[i];
     if (ids[i] == 0 || !b) continue;
     if (!b->retain()) {
       return ErrorResponse(Error(Code::kFailedPrecondition,
@@ -938,7 +946,7 @@ void ContainerManager::HostChanged() {
     }
   }
   for (const auto& p : procs) {
-    for (const auto& b : p->out) {
+    for (const auto& b : OutputsOf(p.get())) {
       if (b) b->Unsubscribe();
     }
   }

@@ -366,8 +366,19 @@ void ContainerController::Install() {
 
 absl::Status ContainerController::Recover() {
   for (const Container& c : containers_->List()) {
-    if (c.status.state == ContainerState::kExited) continue;
     absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(c.metadata.sandbox_id);
+    if (c.status.state == ContainerState::kExited) {
+      // It may have ended while no daemon listened (its exit event can even arrive before this
+      // runs): the guest still holds the output this daemon did not log. Nothing is replayed
+      // for containers whose output is all in the log.
+      if (sandbox.ok() && sandbox->status.state == SandboxState::kReady &&
+          std::filesystem::exists(OutputPositionPath(sandbox->metadata.state_dir, c.metadata.id))) {
+        if (absl::Status s = ReattachOutput(c, *sandbox); !s.ok()) {
+          PV_LOG(kDebug) << "container " << ShortId(c.metadata.id) << ": " << s;
+        }
+      }
+      continue;
+    }
     if (!sandbox.ok() || sandbox->status.state != SandboxState::kReady) {
       ExitInfo exit;
       exit.exit_code = c.status.state == ContainerState::kRunning ? 137 : 0;
