@@ -379,7 +379,7 @@ void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd
   }
   if (buffer) StartSender(buffer);
   std::thread([proc, fd, buffer] {
-    char buf[16 * 1024];
+    char buf[32 * 1024];
     for (;;) {
       ssize_t n = read(fd, buf, sizeof(buf));
       if (n < 0 && errno == EINTR) continue;
@@ -401,8 +401,8 @@ void ContainerManager::Impl::StartSender(const std::shared_ptr<OutputBuffer>& bu
   AgentServer* srv = server;
   std::thread([buffer, srv] {
     OutputBuffer::Chunk chunk;
-    // 16 KiB of data keeps a frame within one virtio-serial write (32 KiB).
-    while (buffer->Next(16 * 1024, &chunk)) {
+    // A frame within one virtio-serial write (32 KiB): a host that dies gets whole frames.
+    while (buffer->Next(32 * 1024 - 64, &chunk)) {
       (void)srv->SendStream(chunk.stream_id, chunk.data, chunk.eof);
       buffer->Sent(chunk);
     }

@@ -9,7 +9,7 @@ OutputBuffer::OutputBuffer(uint32_t stream_id, bool retain, size_t limit)
 
 bool OutputBuffer::Append(const char* data, size_t n) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return closed_ || discard_ || data_.size() < limit_; });
+  cv_.wait(lock, [&] { return closed_ || discard_ || held() < limit_; });
   if (closed_) return false;
   if (discard_) {
     floor_ += n;
@@ -29,7 +29,7 @@ void OutputBuffer::MarkEof() {
 
 bool OutputBuffer::Next(size_t max_bytes, Chunk* out) {
   std::unique_lock<std::mutex> lock(mu_);
-  const auto end = [&] { return floor_ + data_.size(); };
+  const auto end = [&] { return floor_ + held(); };
   // Without retain, an ended stream that went out (or is discarded) is done for good.
   const auto finished = [&] { return !retain_ && eof_ && (eof_sent_ || discard_); };
   cv_.wait(lock, [&] {
@@ -40,7 +40,7 @@ bool OutputBuffer::Next(size_t max_bytes, Chunk* out) {
   const size_t n = static_cast<size_t>(std::min<uint64_t>(end() - sent_, max_bytes));
   out->stream_id = stream_id_;
   out->offset = sent_;
-  out->data.assign(data_, static_cast<size_t>(sent_ - floor_), n);
+  out->data.assign(data_, head_ + static_cast<size_t>(sent_ - floor_), n);
   out->eof = eof_ && sent_ + n == end();
   out->generation = generation_;
   return true;
@@ -56,10 +56,17 @@ void OutputBuffer::Sent(const Chunk& chunk) {
 }
 
 void OutputBuffer::ReleaseTo(uint64_t offset) {
-  offset = std::min<uint64_t>(offset, floor_ + data_.size());
+  offset = std::min<uint64_t>(offset, floor_ + held());
   if (offset <= floor_) return;
-  data_.erase(0, static_cast<size_t>(offset - floor_));
+  head_ += static_cast<size_t>(offset - floor_);
   floor_ = offset;
+  if (head_ == data_.size()) {
+    data_.clear();
+    head_ = 0;
+  } else if (head_ >= 64 * 1024 && head_ >= data_.size() / 2) {
+    data_.erase(0, head_);
+    head_ = 0;
+  }
   cv_.notify_all();
 }
 
@@ -73,7 +80,7 @@ uint64_t OutputBuffer::Subscribe(uint32_t stream_id, uint64_t offset) {
   std::lock_guard<std::mutex> lock(mu_);
   ++generation_;
   stream_id_ = stream_id;
-  sent_ = std::clamp<uint64_t>(offset, floor_, floor_ + data_.size());
+  sent_ = std::clamp<uint64_t>(offset, floor_, floor_ + held());
   eof_sent_ = false;
   discard_ = false;
   cv_.notify_all();
@@ -86,8 +93,9 @@ void OutputBuffer::Unsubscribe() {
   stream_id_ = 0;
   if (!retain_) {
     discard_ = true;
-    floor_ += data_.size();
+    floor_ += held();
     data_.clear();
+    head_ = 0;
     sent_ = floor_;
   } else {
     sent_ = floor_;
@@ -120,7 +128,7 @@ uint64_t OutputBuffer::floor() const {
 
 uint64_t OutputBuffer::end() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return floor_ + data_.size();
+  return floor_ + held();
 }
 
 }  // namespace podvisor::agent

@@ -67,12 +67,16 @@ class OutputBuffer {
 
  private:
   void ReleaseTo(uint64_t offset);  // requires mu_
+  size_t held() const { return data_.size() - head_; }  // requires mu_
 
   const bool retain_;
   const size_t limit_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::string data_;       // bytes [floor_, floor_ + data_.size())
+  // Bytes [floor_, end) are data_[head_, data_.size()); released bytes before head_ are dropped
+  // from the string only once they are half of it (amortised, no memmove per release).
+  std::string data_;
+  size_t head_ = 0;
   uint64_t floor_ = 0;
   uint32_t stream_id_;     // 0: not subscribed
   uint64_t sent_ = 0;      // next byte to send on stream_id_

@@ -149,6 +149,47 @@ TEST_F(ContainerLogsVmTest, LogsAcrossADaemonRestart) {
   EXPECT_LE(parsed.out.size(), parsed.err.size() + 1);
 }
 
+TEST_F(ContainerLogsVmTest, MoreOutputThanTheGuestHoldsWaitsForTheDaemon) {
+  // ~2.3 MB on stdout, more than the guest holds for a stream (1 MiB): while no daemon takes it
+  // the container must block, not lose lines.
+  constexpr int kLines = 350000;
+  std::string id = Run(Config(
+      "flood", {"sh", "-c", absl::StrCat("sleep 2; seq 1 ", kLines, "; echo done >&2; sleep 3600")}));
+  ASSERT_FALSE(id.empty());
+  const std::string log = dir_.Join("logs/flood.log");
+  daemon_->Kill();
+  cri_.reset();
+  std::this_thread::sleep_for(std::chrono::seconds(8));
+  std::string error;
+  ASSERT_TRUE(daemon_->Start(&error, 60000)) << error;
+  cri_ = std::make_unique<CriClient>(daemon_->endpoint());
+  std::string text;
+  for (int i = 0; i < 600; ++i) {
+    text = ReadAll(log);
+    if (text.find(" stderr F done\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_THAT(text, HasSubstr(" stderr F done\n")) << daemon_->ReadLog();
+  // Every number once, in order, each line well formed.
+  std::istringstream in(text);
+  std::string line;
+  long expected = 1;
+  size_t bad = 0;
+  while (std::getline(in, line)) {
+    const size_t sp = line.find(' ');
+    if (sp == std::string::npos || line.compare(sp, 10, " stderr F ") == 0) continue;
+    const std::string prefix = " stdout F ";
+    if (line.compare(sp, prefix.size(), prefix) != 0 ||
+        line.substr(sp + prefix.size()) != std::to_string(expected)) {
+      if (bad++ == 0) ADD_FAILURE() << "expected " << expected << ", got: " << line;
+      continue;
+    }
+    ++expected;
+  }
+  EXPECT_EQ(expected, kLines + 1);
+  EXPECT_EQ(bad, 0u);
+}
+
 TEST_F(ContainerLogsVmTest, LogRotationAndReopen) {
   std::string id = Run(Config("rotated", {"sh", "-c", kCounter}));
   ASSERT_FALSE(id.empty());

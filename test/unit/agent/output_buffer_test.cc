@@ -138,5 +138,27 @@ TEST(OutputBufferTest, ChunksAreBoundedAndInOrder) {
   EXPECT_EQ(got, all);
 }
 
+TEST(OutputBufferTest, LongStreamsStayInOrderAcrossReleases) {
+  OutputBuffer b(1, /*retain=*/true, 256 * 1024);
+  std::string sent_all, got;
+  std::thread pump([&] {
+    for (int i = 0; i < 20000; ++i) {
+      std::string line = std::to_string(i) + "\n";
+      ASSERT_TRUE(b.Append(line.data(), line.size()));
+    }
+    b.MarkEof();
+  });
+  for (int i = 0; i < 20000; ++i) sent_all += std::to_string(i) + "\n";
+  for (;;) {
+    OutputBuffer::Chunk c = Take(b, 3000);
+    EXPECT_EQ(c.offset, got.size());
+    got += c.data;
+    b.Ack(got.size() - got.size() % 7);  // acknowledgements lag behind, unaligned
+    if (c.eof) break;
+  }
+  pump.join();
+  EXPECT_EQ(got, sent_all);
+}
+
 }  // namespace
 }  // namespace podvisor::agent

@@ -490,8 +490,6 @@ TEST_F(ContainerControllerTest, ARestartedDaemonTakesTheOutputOverWhereTheLogEnd
   // A whole line and the start of the next: only the whole line is in the log for good.
   agent_->EmitStream(spec.process.stdout_stream, "one\ntw", false);
   agent_->EmitStream(spec.process.stderr_stream, "err1\n", false);
-  EXPECT_EQ(agent_->acks()[spec.process.stdout_stream], 4u);
-  EXPECT_EQ(agent_->acks()[spec.process.stderr_stream], 5u);
 
   // A new daemon over the same records (the VM lives on), as after kill -9.
   ContainerStore reloaded(records_.get(), "container");
@@ -520,7 +518,6 @@ TEST_F(ContainerControllerTest, ARestartedDaemonTakesTheOutputOverWhereTheLogEnd
   // The guest replays from offset 4: the cut line comes whole, then what followed.
   agent_->EmitStream(a.stdout_stream, "two\nthree\n", false);
   agent_->EmitStream(a.stderr_stream, "err2\n", false);
-  EXPECT_EQ(agent_->acks()[a.stdout_stream], 14u);
   EXPECT_EQ(attached, "two\nthree\n");
   EXPECT_TRUE(again.ReopenLog(id).ok());
   ExitInfo exit;
@@ -539,6 +536,18 @@ TEST_F(ContainerControllerTest, ARestartedDaemonTakesTheOutputOverWhereTheLogEnd
               ::testing::MatchesRegex("[0-9TZ:.-]+ stdout F one\n[0-9TZ:.-]+ stderr F err1\n"
                                       "[0-9TZ:.-]+ stdout F two\n[0-9TZ:.-]+ stdout F three\n"
                                       "[0-9TZ:.-]+ stderr F err2\n"));
+}
+
+TEST_F(ContainerControllerTest, LoggedOutputIsAcknowledgedToTheGuestInLargeSteps) {
+  std::string id = CreateAndStart(Config());
+  const ContainerSpec spec = log_->created.back().second;
+  const uint32_t out = spec.process.stdout_stream;
+  const std::string line = std::string(1023, 'x') + "\n";
+  for (int i = 0; i < 255; ++i) agent_->EmitStream(out, line, false);
+  EXPECT_FALSE(agent_->acks().contains(out)) << "under 256 KiB: no acknowledgement yet";
+  // The start of a line is not in the log yet: not acknowledged.
+  agent_->EmitStream(out, line + "abc", false);
+  EXPECT_EQ(agent_->acks()[out], 256u * 1024);
 }
 
 TEST(BuildCapabilitiesTest, DropAllThenAdd) {
