@@ -621,7 +621,14 @@ class AgentClientImpl final : public AgentClient {
           break;
         }
         if (n > 0) {
-          absl::Status s = decoder.Feed(absl::string_view(buf.data(), static_cast<size_t>(n)));
+          absl::string_view bytes(buf.data(), static_cast<size_t>(n));
+          std::string aligned;
+          absl::Status s = absl::OkStatus();
+          if (!synced_) {
+            s = Resync(bytes, &aligned);
+            bytes = aligned;
+          }
+          if (s.ok() && !bytes.empty()) s = decoder.Feed(bytes);
           if (!s.ok()) {
             Fail(s);
             break;
@@ -647,6 +654,52 @@ class AgentClientImpl final : public AgentClient {
       Heartbeat(now, &last_ping);
     }
     Drain();
+  }
+
+  // Before the handshake the channel may start in the middle of a frame: the guest's writes
+  // that were under way when a previous daemon's connection went away are delivered to this one
+  // (QEMU keeps what it could not pass on). Everything up to the answer to one of our calls (the
+  // Hello: ids are random, so a match is no accident) is dropped. Reader thread only.
+  absl::Status Resync(absl::string_view bytes, std::string* aligned) {
+    constexpr size_t kMaxSkipped = 8u << 20;
+    constexpr uint32_t kMaxAnswer = 64 * 1024;  // a Hello answer is far smaller
+    unsynced_.append(bytes.data(), bytes.size());
+    bool all_final = true;  // every offset before i was looked at for good
+    for (size_t i = scan_from_; i + kAgentFrameHeaderBytes <= unsynced_.size(); ++i) {
+      const auto* h = reinterpret_cast<const unsigned char*>(unsynced_.data() + i);
+      const uint32_t len = (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) |
+                           (uint32_t{h[2]} << 8) | uint32_t{h[3]};
+      if (len == 0 || len > kMaxAnswer) {
+        if (all_final) scan_from_ = i + 1;
+        continue;
+      }
+      if (i + kAgentFrameHeaderBytes + len > unsynced_.size()) {
+        all_final = false;  // may complete with more bytes
+        continue;
+      }
+      v1::Frame frame;
+      bool ours = frame.ParseFromArray(unsynced_.data() + i + kAgentFrameHeaderBytes,
+                                       static_cast<int>(len)) &&
+                  frame.body_case() == v1::Frame::kResponse;
+      if (ours) {
+        std::lock_guard<std::mutex> lock(mu_);
+        ours = pending_.contains(frame.id());
+      }
+      if (ours) {
+        if (i > 0) PV_LOG(kDebug) << "agent channel: skipped " << i << " bytes of an old session";
+        synced_ = true;
+        aligned->assign(unsynced_, i, std::string::npos);
+        std::string().swap(unsynced_);
+        return absl::OkStatus();
+      }
+      if (all_final) scan_from_ = i + 1;
+    }
+    if (unsynced_.size() > kMaxSkipped) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid frame from the guest: no answer to the handshake in the first ",
+                       unsynced_.size(), " bytes"));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status HandlePayload(const std::string& payload) {
@@ -766,6 +819,10 @@ class AgentClientImpl final : public AgentClient {
   AgentInfo info_;
   std::thread reader_;
   std::atomic<bool> dead_{false};
+  // Reader thread only: until the first answer to one of our calls, bytes wait in unsynced_.
+  bool synced_ = false;
+  std::string unsynced_;
+  size_t scan_from_ = 0;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint32_t> next_stream_{1};
   std::mutex write_mu_;  // whole frames only
