@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -259,10 +260,13 @@ std::string OutputPositionPath(const std::string& sandbox_state_dir, const std::
 //
 // Output positions: bytes of each stream are numbered from the container's first byte. A stream's
 // `committed` position is what is in the log file for good (received minus the writer's pending
-// partial line); it is written (16 bytes, two little-endian u64) to the position file after each
-// log write, and acknowledged to the guest, which may then release those bytes. A daemon that
-// restarts re-attaches from the positions in that file, so the guest replays exactly what the log
-// is missing.
+// partial line). The position file holds six little-endian u64: the committed positions of
+// stdout and stderr, the positions once the write under way is done, and that write's log file
+// inode and file size after it (0 when no write is under way). It is written just before each log
+// write (one write(2) per chunk) and again after it, so a daemon killed at any point can tell
+// from the log file's size whether that write happened. Committed positions are acknowledged to
+// the guest, which may then release those bytes. A daemon that restarts re-attaches from the
+// positions in that file, so the guest replays exactly what the log is missing.
 struct ContainerController::Runtime {
   std::shared_ptr<AgentClient> agent;
   std::shared_ptr<ContainerLogWriter> log;
@@ -282,22 +286,36 @@ struct ContainerController::Runtime {
     if (position_fd >= 0) ::close(position_fd);
   }
 
+  static constexpr size_t kRecordBytes = 48;
+
+  void WriteRecord(const uint64_t before[2], const uint64_t after[2], uint64_t inode,
+                   uint64_t size_after) {
+    if (position_fd < 0) return;
+    const uint64_t v[6] = {before[0], before[1], after[0], after[1], inode, size_after};
+    unsigned char buf[kRecordBytes];
+    for (size_t k = 0; k < kRecordBytes; ++k) {
+      buf[k] = static_cast<unsigned char>(v[k / 8] >> (8 * (k % 8)));
+    }
+    (void)!::pwrite(position_fd, buf, sizeof buf, 0);
+  }
+
   void OnOutput(LogStream which, absl::string_view data, bool end) {
     const int i = which == LogStream::kStdout ? 0 : 1;
     std::unique_lock<std::mutex> lock(positions_mu);
-    if (log) {
-      if (!data.empty()) (void)log->Write(which, data);
-      if (end) (void)log->CloseStream(which);
-    }
     received[i] += data.size();
-    committed[i] = received[i] - (log ? log->Pending(which) : 0);
-    if (position_fd >= 0) {
-      unsigned char buf[16];
-      for (int k = 0; k < 16; ++k) {
-        buf[k] = static_cast<unsigned char>(committed[k / 8] >> (8 * (k % 8)));
-      }
-      (void)!::pwrite(position_fd, buf, sizeof buf, 0);
+    const uint64_t old = committed[i];
+    if (log) {
+      auto before = [&](uint64_t inode, uint64_t size_after, size_t pending) {
+        uint64_t after[2] = {committed[0], committed[1]};
+        after[i] = received[i] - pending;
+        WriteRecord(committed, after, inode, size_after);
+      };
+      const absl::Time now = absl::Now();
+      if (!data.empty()) (void)log->Write(which, data, now, before);
+      if (end) (void)log->CloseStream(which, now, before);
     }
+    committed[i] = received[i] - (log ? log->Pending(which) : 0);
+    if (committed[i] != old) WriteRecord(committed, committed, 0, 0);
     if (agent && output_stream[i] != 0 && !end && committed[i] - acked[i] >= kAckEvery) {
       if (agent->AckStream(output_stream[i], committed[i]).ok()) acked[i] = committed[i];
     }
@@ -305,12 +323,22 @@ struct ContainerController::Runtime {
     Deliver(which, data, end);
   }
 
-  // Reads the positions a previous daemon left (zero when there are none).
-  static void ReadPositions(int fd, uint64_t out[2]) {
-    unsigned char buf[16] = {};
+  // Reads the positions a previous daemon left (zero when there are none). When it died with a
+  // write under way, the log file says whether that write happened.
+  static void ReadPositions(int fd, const std::string& log_path, uint64_t out[2]) {
+    unsigned char buf[kRecordBytes] = {};
     out[0] = out[1] = 0;
     if (::pread(fd, buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf)) return;
-    for (int k = 0; k < 16; ++k) out[k / 8] |= uint64_t{buf[k]} << (8 * (k % 8));
+    uint64_t v[6] = {};
+    for (size_t k = 0; k < kRecordBytes; ++k) v[k / 8] |= uint64_t{buf[k]} << (8 * (k % 8));
+    out[0] = v[0];
+    out[1] = v[1];
+    struct stat st;
+    if (v[4] != 0 && !log_path.empty() && ::stat(log_path.c_str(), &st) == 0 &&
+        static_cast<uint64_t>(st.st_ino) == v[4] && static_cast<uint64_t>(st.st_size) >= v[5]) {
+      out[0] = v[2];
+      out[1] = v[3];
+    }
   }
 
   std::mutex consumers_mu;
@@ -445,7 +473,9 @@ absl::Status ContainerController::ReattachOutput(const Container& c, const Sandb
   if (!made.ok()) return made.status();
   std::shared_ptr<Runtime> runtime = *made;
   uint64_t positions[2] = {0, 0};
-  if (runtime->position_fd >= 0) Runtime::ReadPositions(runtime->position_fd, positions);
+  if (runtime->position_fd >= 0) {
+    Runtime::ReadPositions(runtime->position_fd, c.metadata.log_path, positions);
+  }
   for (int i = 0; i < 2; ++i) {
     runtime->received[i] = runtime->committed[i] = runtime->acked[i] = positions[i];
   }

@@ -150,13 +150,19 @@ TEST_F(ContainerLogsVmTest, LogsAcrossADaemonRestart) {
 }
 
 TEST_F(ContainerLogsVmTest, MoreOutputThanTheGuestHoldsWaitsForTheDaemon) {
-  // ~2.3 MB on stdout, more than the guest holds for a stream (1 MiB): while no daemon takes it
-  // the container must block, not lose lines.
+  // ~2.3 MB on stdout, more than the guest holds for a stream (1 MiB). The daemon is killed in
+  // the middle of the flood (frames under way, log writes under way); while no daemon takes the
+  // output the container must block, not lose lines.
   constexpr int kLines = 350000;
   std::string id = Run(Config(
       "flood", {"sh", "-c", absl::StrCat("sleep 2; seq 1 ", kLines, "; echo done >&2; sleep 3600")}));
   ASSERT_FALSE(id.empty());
   const std::string log = dir_.Join("logs/flood.log");
+  for (int i = 0; i < 1200; ++i) {
+    std::error_code ec;
+    if (fs::file_size(log, ec) > 200000 && !ec) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   daemon_->Kill();
   cri_.reset();
   std::this_thread::sleep_for(std::chrono::seconds(8));

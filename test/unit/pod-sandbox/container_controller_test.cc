@@ -1,6 +1,7 @@
 #include "pod-sandbox/container_controller.h"
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -536,6 +537,49 @@ TEST_F(ContainerControllerTest, ARestartedDaemonTakesTheOutputOverWhereTheLogEnd
               ::testing::MatchesRegex("[0-9TZ:.-]+ stdout F one\n[0-9TZ:.-]+ stderr F err1\n"
                                       "[0-9TZ:.-]+ stdout F two\n[0-9TZ:.-]+ stdout F three\n"
                                       "[0-9TZ:.-]+ stderr F err2\n"));
+}
+
+// The position file as the daemon leaves it when killed between its record and its log write.
+void WriteIntent(const std::string& path, uint64_t before_out, uint64_t after_out,
+                 uint64_t inode, uint64_t size_after) {
+  const uint64_t v[6] = {before_out, 0, after_out, 0, inode, size_after};
+  std::string buf(48, '\0');
+  for (size_t k = 0; k < 48; ++k) buf[k] = static_cast<char>(v[k / 8] >> (8 * (k % 8)));
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << buf;
+}
+
+TEST_F(ContainerControllerTest, ARestartTellsFromTheLogWhetherTheWriteUnderWayHappened) {
+  std::string id = CreateAndStart(Config());
+  const ContainerSpec spec = log_->created.back().second;
+  agent_->EmitStream(spec.process.stdout_stream, "one\n", false);
+  absl::StatusOr<Container> c = containers_->Inspect(id);
+  ASSERT_TRUE(c.ok());
+  const std::string pos =
+      sandbox_store_->Get(sandbox_id_)->metadata.state_dir + "/output-" + id + ".pos";
+  ASSERT_TRUE(std::filesystem::exists(pos));
+  struct stat st;
+  ASSERT_EQ(::stat(c->metadata.log_path.c_str(), &st), 0);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+
+  auto recovered_offset = [&]() -> uint64_t {
+    ContainerStore reloaded(records_.get(), "container");
+    EXPECT_TRUE(reloaded.Load().ok());
+    ContainerController again(ContainerControllerOptions{}, &reloaded, sandbox_store_.get(),
+                              sandboxes_.get(), &hypervisor_, &images_);
+    EXPECT_TRUE(again.Recover().ok());
+    auto attaches = agent_->attaches();
+    return attaches.empty() ? ~0ull : attaches.back().second.stdout_offset;
+  };
+  // Killed after recording "one\n" + "two\n" as under way, before writing it: from 4.
+  WriteIntent(pos, 4, 8, st.st_ino, size + 40);
+  EXPECT_EQ(recovered_offset(), 4u);
+  // Killed after the write, before recording it as done: the file is that long, from 8.
+  WriteIntent(pos, 4, 8, st.st_ino, size);
+  EXPECT_EQ(recovered_offset(), 8u);
+  // The file was rotated meanwhile: not the file of the record; from 4 (a line twice at worst,
+  // never one lost).
+  WriteIntent(pos, 4, 8, st.st_ino + 1, size);
+  EXPECT_EQ(recovered_offset(), 4u);
 }
 
 TEST_F(ContainerControllerTest, LoggedOutputIsAcknowledgedToTheGuestInLargeSteps) {
