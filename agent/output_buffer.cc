@@ -33,8 +33,7 @@ bool OutputBuffer::Next(size_t max_bytes, Chunk* out) {
   // Without retain, an ended stream that went out (or is discarded) is done for good.
   const auto finished = [&] { return !retain_ && eof_ && (eof_sent_ || discard_); };
   cv_.wait(lock, [&] {
-    return closed_ || finished() ||
-           (stream_id_ != 0 && (sent_ < end() || (eof_ && !eof_sent_)));
+    return closed_ || finished() || (stream_id_ != 0 && (sent_ < end() || (eof_ && !eof_sent_)));
   });
   if (closed_ || finished()) return false;
   const size_t n = static_cast<size_t>(std::min<uint64_t>(end() - sent_, max_bytes));

@@ -66,7 +66,7 @@ class OutputBuffer {
   uint64_t end() const;
 
  private:
-  void ReleaseTo(uint64_t offset);  // requires mu_
+  void ReleaseTo(uint64_t offset);                      // requires mu_
   size_t held() const { return data_.size() - head_; }  // requires mu_
 
   const bool retain_;

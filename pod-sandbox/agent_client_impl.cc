@@ -667,8 +667,8 @@ class AgentClientImpl final : public AgentClient {
     bool all_final = true;  // every offset before i was looked at for good
     for (size_t i = scan_from_; i + kAgentFrameHeaderBytes <= unsynced_.size(); ++i) {
       const auto* h = reinterpret_cast<const unsigned char*>(unsynced_.data() + i);
-      const uint32_t len = (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) |
-                           (uint32_t{h[2]} << 8) | uint32_t{h[3]};
+      const uint32_t len =
+          (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | uint32_t{h[3]};
       if (len == 0 || len > kMaxAnswer) {
         if (all_final) scan_from_ = i + 1;
         continue;

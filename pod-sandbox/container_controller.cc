@@ -466,7 +466,8 @@ absl::StatusOr<std::shared_ptr<ContainerController::Runtime>> ContainerControlle
 
 absl::Status ContainerController::ReattachOutput(const Container& c, const Sandbox& sandbox) {
   const std::string& id = c.metadata.id;
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox.metadata.id);
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(sandbox.metadata.id);
   if (!agent.ok()) return agent.status();
   absl::StatusOr<std::shared_ptr<Runtime>> made =
       NewRuntime(c.metadata, sandbox.metadata.state_dir, *agent, false);
@@ -516,8 +517,8 @@ absl::Status ContainerController::ReattachOutput(const Container& c, const Sandb
                                  OnAgentEvent(sandbox_id, e);
                                });
   }
-  PV_LOG(kInfo) << "container " << ShortId(id) << ": output re-attached at stdout "
-                << starts[0] << ", stderr " << starts[1] << (attached->exited ? " (exited)" : "");
+  PV_LOG(kInfo) << "container " << ShortId(id) << ": output re-attached at stdout " << starts[0]
+                << ", stderr " << starts[1] << (attached->exited ? " (exited)" : "");
   return absl::OkStatus();
 }
 

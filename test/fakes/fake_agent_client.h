@@ -118,8 +118,7 @@ class FakeAgentClient : public AgentClient {
       auto it = procs_.find({id, exec_id});
       return it == procs_.end() || it->second.exit.has_value();
     };
-    if (!cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
-                      [&] { return gone_ || done(); })) {
+    if (!cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return gone_ || done(); })) {
       return absl::DeadlineExceededError("wait: deadline");
     }
     if (!done()) return absl::UnavailableError("the agent client is gone");

@@ -93,8 +93,7 @@ double LogThroughput(CriClient& cri, const std::string& pod, const v1::PodSandbo
   sreq.set_container_id(created.container_id());
   v1::StartContainerResponse sresp;
   const auto start = std::chrono::steady_clock::now();
-  if (auto s = cri.runtime().StartContainer(CriClient::Context(120).get(), sreq, &sresp);
-      !s.ok()) {
+  if (auto s = cri.runtime().StartContainer(CriClient::Context(120).get(), sreq, &sresp); !s.ok()) {
     Die("StartContainer", s);
   }
   while (Tail(log, 64).find(" stdout F end\n") == std::string::npos) {

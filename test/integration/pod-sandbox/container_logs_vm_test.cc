@@ -2,7 +2,9 @@
 // the output while no daemon takes it, and the restarted daemon logs it, every byte once and in
 // order; log rotation (ReopenContainerLog) keeps working, before and after a restart.
 
-#include "test/integration/pod-sandbox/container_vm_fixture.h"
+// clang-format off
+#include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: the CRI Signal enum
+// clang-format on
 
 #include <regex>
 
@@ -20,7 +22,7 @@ const char kCounter[] =
     "i=$((i+1)); sleep 0.05; done";
 
 struct ParsedLog {
-  std::vector<long> out, err;  // the numbers, in file order
+  std::vector<long> out, err;    // the numbers, in file order
   std::vector<std::string> bad;  // lines not in the CRI format or not of the counter
   std::vector<size_t> cut;       // indexes in `out` of lines without their tail
 };
@@ -99,8 +101,8 @@ class ContainerLogsVmTest : public ContainerVmTest {
       if (s.ok()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    ASSERT_TRUE(s.ok()) << "output not taken over after the restart: " << s.error_message()
-                        << "\n" << daemon_->ReadLog();
+    ASSERT_TRUE(s.ok()) << "output not taken over after the restart: " << s.error_message() << "\n"
+                        << daemon_->ReadLog();
   }
 
   // Waits until the log file at `path` holds at least `n` stdout numbers.
@@ -112,7 +114,9 @@ class ContainerLogsVmTest : public ContainerVmTest {
     return false;
   }
 
-  static size_t CountOf(const std::string& path) { return ParseCounterLog(ReadAll(path)).out.size(); }
+  static size_t CountOf(const std::string& path) {
+    return ParseCounterLog(ReadAll(path)).out.size();
+  }
 };
 
 TEST_F(ContainerLogsVmTest, LogsAcrossADaemonRestart) {
@@ -139,7 +143,8 @@ TEST_F(ContainerLogsVmTest, LogsAcrossADaemonRestart) {
   EXPECT_TRUE(parsed.bad.empty()) << "malformed lines, first: " << parsed.bad.front();
   // Only the very last line may lack its tail (SIGKILL between the two writes); any other was
   // split by the restarts.
-  EXPECT_TRUE(parsed.cut.empty() || (parsed.cut.size() == 1 && parsed.cut[0] + 1 == parsed.out.size()))
+  EXPECT_TRUE(parsed.cut.empty() ||
+              (parsed.cut.size() == 1 && parsed.cut[0] + 1 == parsed.out.size()))
       << "a line was split, at stdout line " << parsed.cut.front();
   EXPECT_GT(parsed.out.size(), before_stop + 20);
   EXPECT_EQ(CheckSequence(parsed.out), "") << "stdout";
@@ -154,8 +159,9 @@ TEST_F(ContainerLogsVmTest, MoreOutputThanTheGuestHoldsWaitsForTheDaemon) {
   // the middle of the flood (frames under way, log writes under way); while no daemon takes the
   // output the container must block, not lose lines.
   constexpr int kLines = 350000;
-  std::string id = Run(Config(
-      "flood", {"sh", "-c", absl::StrCat("sleep 2; seq 1 ", kLines, "; echo done >&2; sleep 3600")}));
+  std::string id = Run(
+      Config("flood",
+             {"sh", "-c", absl::StrCat("sleep 2; seq 1 ", kLines, "; echo done >&2; sleep 3600")}));
   ASSERT_FALSE(id.empty());
   const std::string log = dir_.Join("logs/flood.log");
   for (int i = 0; i < 1200; ++i) {
@@ -230,9 +236,9 @@ TEST_F(ContainerLogsVmTest, LogRotationAndReopen) {
 
 TEST_F(ContainerLogsVmTest, AttachAfterARestart) {
   // Answers each line of its stdin; stdin_once: the attacher's end of input ends it.
-  v1::ContainerConfig c =
-      Config("echoer", {"sh", "-c", "echo ready; while read l; do echo \"got $l\"; done; "
-                                    "echo bye >&2"});
+  v1::ContainerConfig c = Config("echoer", {"sh", "-c",
+                                            "echo ready; while read l; do echo \"got $l\"; done; "
+                                            "echo bye >&2"});
   c.set_stdin(true);
   c.set_stdin_once(true);
   std::string id = Run(c);

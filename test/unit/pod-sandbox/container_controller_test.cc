@@ -540,8 +540,8 @@ TEST_F(ContainerControllerTest, ARestartedDaemonTakesTheOutputOverWhereTheLogEnd
 }
 
 // The position file as the daemon leaves it when killed between its record and its log write.
-void WriteIntent(const std::string& path, uint64_t before_out, uint64_t after_out,
-                 uint64_t inode, uint64_t size_after) {
+void WriteIntent(const std::string& path, uint64_t before_out, uint64_t after_out, uint64_t inode,
+                 uint64_t size_after) {
   const uint64_t v[6] = {before_out, 0, after_out, 0, inode, size_after};
   std::string buf(48, '\0');
   for (size_t k = 0; k < 48; ++k) buf[k] = static_cast<char>(v[k / 8] >> (8 * (k % 8)));
