@@ -31,6 +31,7 @@
 #include "agent/disks.h"
 #include "agent/log.h"
 #include "agent/oci_spec.h"
+#include "agent/output_buffer.h"
 #include "agent/reaper.h"
 #include "agent/server.h"
 
@@ -196,6 +197,8 @@ struct Proc {
   std::shared_ptr<AsyncWriter> stdin_writer;
   int pty_master = -1;  // terminal only (also stdin_fd's target)
   int open_pumps = 0;   // output pumps still running
+  // Output on its way to the host: [0] stdout (or the terminal), [1] stderr; null: not connected.
+  std::shared_ptr<OutputBuffer> out[2];
   std::mutex mu;
   std::condition_variable cv;
 };
@@ -220,6 +223,8 @@ struct ContainerManager::Impl {
   // Names exec terminals' console sockets: <bundle>/exec-<exec id>.sock can exceed sun_path
   // (108 bytes) with a 64-character container id.
   std::atomic<uint64_t> next_console = 1;
+  // Output stream id -> its buffer, for the host's acknowledgements. Guarded by mu.
+  std::map<uint32_t, std::weak_ptr<OutputBuffer>> ack_routes;
 
   std::string CrunRoot() const { return options.state_dir + "/crun"; }
   std::string CgroupDir(const std::string& id) const {
@@ -263,8 +268,11 @@ struct ContainerManager::Impl {
   Error PrepareDiskMounts(v1::ContainerSpec* spec, Container* c);
   Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
                        const std::string& console_socket, const std::string& log);
-  void StartPump(const std::shared_ptr<Proc>& proc, int fd, uint32_t stream_id);
+  void StartPump(const std::shared_ptr<Proc>& proc, int fd, uint32_t stream_id, int index);
+  void StartSender(const std::shared_ptr<OutputBuffer>& buffer);
   void ConnectStdin(const std::shared_ptr<Proc>& proc);
+  void RouteStdin(uint32_t stream, const std::shared_ptr<AsyncWriter>& writer);
+  void CloseOutput(Proc* proc);
   void WatchExit(const std::shared_ptr<Proc>& proc);
   void OnExit(const std::shared_ptr<Proc>& proc, int wait_status);
   Error ReadPid(const std::string& path, pid_t* pid);
@@ -378,26 +386,70 @@ Error ContainerManager::Impl::PrepareDiskMounts(v1::ContainerSpec* spec, Contain
 }
 
 void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd,
-                                       uint32_t stream_id) {
+                                       uint32_t stream_id, int index) {
+  std::shared_ptr<OutputBuffer> buffer;
+  if (stream_id != 0) {
+    // Only a container's own output can be taken over by a restarted host.
+    const bool retain = proc->spec.acked_output() && proc->exec_id.empty();
+    buffer = std::make_shared<OutputBuffer>(stream_id, retain);
+    if (retain) {
+      std::lock_guard<std::mutex> lock(mu);
+      ack_routes[stream_id] = buffer;
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(proc->mu);
     ++proc->open_pumps;
+    proc->out[index] = buffer;
   }
-  AgentServer* srv = server;
-  std::thread([proc, fd, stream_id, srv] {
+  if (buffer) StartSender(buffer);
+  std::thread([proc, fd, buffer] {
     char buf[32 * 1024];
     for (;;) {
       ssize_t n = read(fd, buf, sizeof(buf));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;  // EOF, or EIO on a pty whose last writer closed
-      if (stream_id != 0) srv->SendStream(stream_id, std::string(buf, static_cast<size_t>(n)), false);
+      // Blocks while the buffer is full: the process then blocks on its writes, nothing is lost.
+      if (buffer && !buffer->Append(buf, static_cast<size_t>(n))) break;
     }
-    if (stream_id != 0) srv->SendStream(stream_id, "", true);
+    if (buffer) buffer->MarkEof();
     if (fd != proc->pty_master) close(fd);
     std::lock_guard<std::mutex> lock(proc->mu);
     --proc->open_pumps;
     proc->cv.notify_all();
   }).detach();
+}
+
+// Moves a buffer's bytes to whichever stream id the host currently takes them on. A write blocks
+// while the host is away; the pump goes on filling the buffer meanwhile.
+void ContainerManager::Impl::StartSender(const std::shared_ptr<OutputBuffer>& buffer) {
+  AgentServer* srv = server;
+  std::thread([buffer, srv] {
+    OutputBuffer::Chunk chunk;
+    // A frame within one virtio-serial write (32 KiB): a host that dies gets whole frames.
+    while (buffer->Next(32 * 1024 - 64, &chunk)) {
+      (void)srv->SendStream(chunk.stream_id, chunk.data, chunk.eof);
+      buffer->Sent(chunk);
+    }
+  }).detach();
+}
+
+// The output buffers of a process (they are set while it is spawned).
+static std::vector<std::shared_ptr<OutputBuffer>> OutputsOf(Proc* proc) {
+  std::lock_guard<std::mutex> lock(proc->mu);
+  return {proc->out[0], proc->out[1]};
+}
+
+void ContainerManager::Impl::CloseOutput(Proc* proc) {
+  const std::vector<std::shared_ptr<OutputBuffer>> outs = OutputsOf(proc);
+  std::lock_guard<std::mutex> lock(mu);
+  for (const auto& b : outs) {
+    if (!b) continue;
+    b->Close();
+    for (auto it = ack_routes.begin(); it != ack_routes.end();) {
+      it = it->second.lock() == b ? ack_routes.erase(it) : std::next(it);
+    }
+  }
 }
 
 void ContainerManager::Impl::ConnectStdin(const std::shared_ptr<Proc>& proc) {
@@ -416,6 +468,11 @@ void ContainerManager::Impl::ConnectStdin(const std::shared_ptr<Proc>& proc) {
     }
   });
   proc->stdin_writer = writer;
+  RouteStdin(stream, writer);
+}
+
+void ContainerManager::Impl::RouteStdin(uint32_t stream,
+                                        const std::shared_ptr<AsyncWriter>& writer) {
   AgentServer* srv = server;
   srv->AddStreamHandler(stream, [writer, srv, stream](const std::string& data, bool eof) {
     writer->Write(data);
@@ -483,7 +540,7 @@ Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& arg
     unlink(console_socket.c_str());
     if (!err.ok()) return err;
     proc->stdin_fd = proc->pty_master;
-    StartPump(proc, proc->pty_master, p.stdout_stream());
+    StartPump(proc, proc->pty_master, p.stdout_stream(), 0);
     ConnectStdin(proc);
     return Error::Ok();
   }
@@ -494,8 +551,8 @@ Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& arg
     return err;
   }
   proc->stdin_fd = in_pipe[1];
-  if (out_pipe[0] >= 0) StartPump(proc, out_pipe[0], p.stdout_stream());
-  if (err_pipe[0] >= 0) StartPump(proc, err_pipe[0], p.stderr_stream());
+  if (out_pipe[0] >= 0) StartPump(proc, out_pipe[0], p.stdout_stream(), 0);
+  if (err_pipe[0] >= 0) StartPump(proc, err_pipe[0], p.stderr_stream(), 1);
   ConnectStdin(proc);
   return Error::Ok();
 }
@@ -535,8 +592,18 @@ void ContainerManager::Impl::OnExit(const std::shared_ptr<Proc>& proc, int wait_
   {
     // Deliver the last output before the exit; a daemonised child that keeps the pipe open
     // must not hold the exit back for long.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    {
+      std::unique_lock<std::mutex> lock(proc->mu);
+      proc->cv.wait_until(lock, deadline, [&] { return proc->open_pumps == 0; });
+    }
+    for (const auto& b : OutputsOf(proc.get())) {
+      if (!b) continue;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      b->WaitDrained(std::max(left, std::chrono::milliseconds(0)));
+    }
     std::unique_lock<std::mutex> lock(proc->mu);
-    proc->cv.wait_for(lock, std::chrono::seconds(2), [&] { return proc->open_pumps == 0; });
     st.set_started_at_ns(proc->status.started_at_ns());
     proc->status = st;
     proc->exited = true;
@@ -553,7 +620,12 @@ void ContainerManager::Impl::OnExit(const std::shared_ptr<Proc>& proc, int wait_
     if (proc->pty_master >= 0 && proc->open_pumps == 0) CloseFd(&proc->pty_master);
     proc->cv.notify_all();
   }
-  if (proc->spec.stdin_stream() != 0) server->RemoveStreamHandler(proc->spec.stdin_stream());
+  uint32_t stdin_stream;
+  {
+    std::lock_guard<std::mutex> lock(proc->mu);
+    stdin_stream = proc->spec.stdin_stream();
+  }
+  if (stdin_stream != 0) server->RemoveStreamHandler(stdin_stream);
   v1::Event e;
   e.mutable_process_exited()->set_container_id(proc->container_id);
   e.mutable_process_exited()->set_exec_id(proc->exec_id);
@@ -582,7 +654,7 @@ void ContainerManager::Impl::Cleanup(Container* c) {
 }
 
 ContainerManager::ContainerManager(const AgentOptions& options, AgentServer* server)
-    : impl_(new Impl{options, server, {}, {}}) {}
+    : impl_(new Impl{options, server, {}, {}, {}, {}}) {}
 ContainerManager::~ContainerManager() = default;
 
 bool ContainerManager::Available() const { return access(impl_->options.crun.c_str(), X_OK) == 0; }
@@ -719,6 +791,13 @@ Error ContainerManager::Remove(const v1::RemoveContainerRequest& req) {
   }
   RunCommand(impl_->Crun({"delete", "--force", c->id}, ""));
   impl_->Cleanup(c.get());
+  if (init) impl_->CloseOutput(init.get());
+  std::vector<std::shared_ptr<Proc>> execs;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (auto& [eid, p] : c->execs) execs.push_back(p);
+  }
+  for (auto& p : execs) impl_->CloseOutput(p.get());
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->containers.erase(c->id);
   return Error::Ok();
@@ -866,6 +945,82 @@ Error ContainerManager::UpdateResources(const v1::UpdateContainerResourcesReques
   }
   AgentLog(LogSeverity::kInfo, "container " + id + " resources updated");
   return Error::Ok();
+}
+
+v1::Response ContainerManager::AttachOutput(const v1::AttachOutputRequest& req) {
+  Error err;
+  std::shared_ptr<Proc> proc = impl_->FindProc(req.container_id(), "", &err);
+  if (!proc) return ErrorResponse(err);
+  const uint32_t ids[2] = {req.stdout_stream(), req.stderr_stream()};
+  const uint64_t offsets[2] = {req.stdout_offset(), req.stderr_offset()};
+  v1::Response r;
+  v1::AttachOutputResponse* out = r.mutable_attach_output();
+  const std::vector<std::shared_ptr<OutputBuffer>> outs = OutputsOf(proc.get());
+  for (int i = 0; i < 2; ++i) {
+    const std::shared_ptr<OutputBuffer>& b = outs[i];
+    if (ids[i] == 0 || !b) continue;
+    if (!b->retain()) {
+      return ErrorResponse(Error(Code::kFailedPrecondition,
+                                 "container " + req.container_id() +
+                                     " was created without acked_output: its output cannot be "
+                                     "taken over"));
+    }
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->ack_routes.erase(b->stream_id());
+    const uint64_t start = b->Subscribe(ids[i], offsets[i]);
+    impl_->ack_routes[ids[i]] = b;
+    if (i == 0) {
+      out->set_stdout_offset(start);
+    } else {
+      out->set_stderr_offset(start);
+    }
+  }
+  std::shared_ptr<AsyncWriter> writer;
+  uint32_t old_stdin = 0;
+  {
+    std::lock_guard<std::mutex> lock(proc->mu);
+    out->set_exited(proc->exited);
+    if (req.stdin_stream() != 0 && proc->stdin_writer) {
+      writer = proc->stdin_writer;
+      old_stdin = proc->spec.stdin_stream();
+      proc->spec.set_stdin_stream(req.stdin_stream());
+    }
+  }
+  if (writer) {
+    if (old_stdin != 0) impl_->server->RemoveStreamHandler(old_stdin);
+    impl_->RouteStdin(req.stdin_stream(), writer);
+  }
+  AgentLog(LogSeverity::kInfo, "container " + req.container_id() + ": output re-attached at " +
+                                   std::to_string(out->stdout_offset()) + "/" +
+                                   std::to_string(out->stderr_offset()));
+  return r;
+}
+
+void ContainerManager::AckOutput(uint32_t stream_id, uint64_t offset) {
+  std::shared_ptr<OutputBuffer> b;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    auto it = impl_->ack_routes.find(stream_id);
+    if (it != impl_->ack_routes.end()) b = it->second.lock();
+  }
+  if (b) b->Ack(offset);
+}
+
+void ContainerManager::HostChanged() {
+  std::vector<std::shared_ptr<Proc>> procs;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->ack_routes.clear();
+    for (const auto& [id, c] : impl_->containers) {
+      if (c->init) procs.push_back(c->init);
+      for (const auto& [eid, p] : c->execs) procs.push_back(p);
+    }
+  }
+  for (const auto& p : procs) {
+    for (const auto& b : OutputsOf(p.get())) {
+      if (b) b->Unsubscribe();
+    }
+  }
 }
 
 void ContainerManager::StopAll(uint32_t grace_ms) {

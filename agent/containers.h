@@ -35,6 +35,13 @@ class ContainerManager {
   v1::Response Stats(const v1::StatsRequest& req);
   // crun update of a created or running container's cgroup, then oom_score_adj when asked.
   Error UpdateResources(const v1::UpdateContainerResourcesRequest& req);
+  // A restarted host takes a container's output (and stdin) over on new stream ids.
+  v1::Response AttachOutput(const v1::AttachOutputRequest& req);
+  // The host consumed the first `offset` bytes of output stream `stream_id`.
+  void AckOutput(uint32_t stream_id, uint64_t offset);
+  // A new host said Hello: output stream ids of the previous one mean nothing now; output is held
+  // (bounded) until the new host re-attaches.
+  void HostChanged();
   // SIGTERM to every container, SIGKILL after grace_ms.
   void StopAll(uint32_t grace_ms);
 

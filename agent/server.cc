@@ -154,6 +154,8 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
     case v1::Request::kCloseStream:
       RemoveStreamHandler(request.close_stream().stream_id());
       return OkEmpty();
+    case v1::Request::kAttachOutput:
+      return containers_->AttachOutput(request.attach_output());
     case v1::Request::kDiskAttached:
       return DiskAttached(request.disk_attached());
     case v1::Request::kDiskDetach: {
@@ -215,6 +217,13 @@ v1::Response AgentServer::Hello(const v1::HelloRequest& req) {
   h->add_features("port-forward");
   h->add_features("disks");
   if (containers_->Available()) h->add_features("containers");
+  h->add_features("attach-output");
+  // Stream ids of a previous host (one that restarted) mean nothing to this one.
+  containers_->HostChanged();
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    streams_.clear();
+  }
   handshake_done_ = true;
   AgentLog(LogSeverity::kInfo, "handshake with host " + req.host_version());
   return r;
@@ -232,6 +241,10 @@ void AgentServer::Shutdown(uint64_t id, const v1::ShutdownRequest& req) {
 }
 
 void AgentServer::HandleStream(const v1::StreamData& data) {
+  if (data.ack_offset() != 0 && data.data().empty() && !data.eof()) {
+    containers_->AckOutput(data.stream_id(), data.ack_offset());
+    return;
+  }
   StreamHandler handler;
   {
     std::lock_guard<std::mutex> lock(streams_mu_);

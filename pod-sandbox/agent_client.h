@@ -98,6 +98,24 @@ struct ProcessSpec {
   uint32_t stderr_stream = 0;
   bool no_new_privileges = false;
   std::vector<std::string> capabilities;  // bounding = effective = permitted
+  // The host acknowledges output (AckStream) and may take it over after a restart
+  // (AttachOutput): the agent holds unacknowledged bytes (bounded) until then.
+  bool acked_output = false;
+};
+
+// A restarted host takes a container's output over (see AgentClient::AttachOutput).
+struct OutputAttach {
+  uint32_t stdout_stream = 0;  // new ids from AllocateStreamId(); 0: not wanted
+  uint32_t stderr_stream = 0;
+  uint32_t stdin_stream = 0;   // 0: leave stdin alone
+  uint64_t stdout_offset = 0;  // first byte wanted of each stream, counted from its start
+  uint64_t stderr_offset = 0;
+};
+
+struct OutputAttached {
+  uint64_t stdout_offset = 0;  // where delivery starts (> the offset asked: bytes were lost)
+  uint64_t stderr_offset = 0;
+  bool exited = false;
 };
 
 struct GuestMount {
@@ -284,6 +302,14 @@ class AgentClient {
   virtual absl::Status WriteStream(uint32_t stream_id, absl::string_view data, bool eof) = 0;
   // Forgets the stream here and tells the guest to stop delivering it.
   virtual void CloseStream(uint32_t stream_id) = 0;
+  // Output of a process created with acked_output: the first `offset` bytes of the stream are
+  // consumed for good (the guest may release them).
+  virtual absl::Status AckStream(uint32_t stream_id, uint64_t offset) = 0;
+  // After a daemon restart: the container's init output (from the given offsets on, replaying
+  // what was not acknowledged) and stdin go to new stream ids. UNIMPLEMENTED from old agents.
+  virtual absl::StatusOr<OutputAttached> AttachOutput(const std::string& id,
+                                                      const OutputAttach& attach,
+                                                      absl::Duration timeout) = 0;
 };
 
 }  // namespace podvisor

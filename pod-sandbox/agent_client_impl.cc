@@ -46,6 +46,8 @@ v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
       return v1::Response::kStats;
     case v1::Request::kDiskAttached:
       return v1::Response::kDiskAttached;
+    case v1::Request::kAttachOutput:
+      return v1::Response::kAttachOutput;
     default:
       return v1::Response::kEmpty;
   }
@@ -68,6 +70,7 @@ void FillProcess(const ProcessSpec& p, v1::Process* out) {
   out->set_stdout_stream(p.stdout_stream);
   out->set_stderr_stream(p.stderr_stream);
   out->set_no_new_privileges(p.no_new_privileges);
+  out->set_acked_output(p.acked_output);
   v1::Capabilities* caps = out->mutable_capabilities();
   for (const auto& c : p.capabilities) {
     caps->add_bounding(c);
@@ -137,6 +140,9 @@ class AgentClientImpl final : public AgentClient {
     std::random_device rd;
     next_id_ = ((uint64_t{rd()} << 32) | rd()) & 0x3fffffffffffffffull;
     if (next_id_ == 0) next_id_ = 1;
+    // Stream ids too: bytes a guest still sends on a previous daemon's streams must not land
+    // on ours.
+    next_stream_ = (rd() & 0x3fffffffu) | 1u;
   }
 
   ~AgentClientImpl() override {
@@ -401,6 +407,32 @@ class AgentClientImpl final : public AgentClient {
     return absl::OkStatus();
   }
 
+  absl::Status AckStream(uint32_t stream_id, uint64_t offset) override {
+    v1::Frame frame;
+    frame.mutable_stream()->set_stream_id(stream_id);
+    frame.mutable_stream()->set_ack_offset(offset);
+    return Send(frame);
+  }
+
+  absl::StatusOr<OutputAttached> AttachOutput(const std::string& id, const OutputAttach& attach,
+                                              absl::Duration timeout) override {
+    v1::Request req;
+    v1::AttachOutputRequest* p = req.mutable_attach_output();
+    p->set_container_id(id);
+    p->set_stdout_stream(attach.stdout_stream);
+    p->set_stderr_stream(attach.stderr_stream);
+    p->set_stdin_stream(attach.stdin_stream);
+    p->set_stdout_offset(attach.stdout_offset);
+    p->set_stderr_offset(attach.stderr_offset);
+    absl::StatusOr<v1::Response> r = Call(req, timeout);
+    if (!r.ok()) return WithContext(r.status(), "attach output of " + id);
+    OutputAttached out;
+    out.stdout_offset = r->attach_output().stdout_offset();
+    out.stderr_offset = r->attach_output().stderr_offset();
+    out.exited = r->attach_output().exited();
+    return out;
+  }
+
   void CloseStream(uint32_t stream_id) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -622,7 +654,14 @@ class AgentClientImpl final : public AgentClient {
           break;
         }
         if (n > 0) {
-          absl::Status s = decoder.Feed(absl::string_view(buf.data(), static_cast<size_t>(n)));
+          absl::string_view bytes(buf.data(), static_cast<size_t>(n));
+          std::string aligned;
+          absl::Status s = absl::OkStatus();
+          if (!synced_) {
+            s = Resync(bytes, &aligned);
+            bytes = aligned;
+          }
+          if (s.ok() && !bytes.empty()) s = decoder.Feed(bytes);
           if (!s.ok()) {
             Fail(s);
             break;
@@ -648,6 +687,52 @@ class AgentClientImpl final : public AgentClient {
       Heartbeat(now, &last_ping);
     }
     Drain();
+  }
+
+  // Before the handshake the channel may start in the middle of a frame: the guest's writes
+  // that were under way when a previous daemon's connection went away are delivered to this one
+  // (QEMU keeps what it could not pass on). Everything up to the answer to one of our calls (the
+  // Hello: ids are random, so a match is no accident) is dropped. Reader thread only.
+  absl::Status Resync(absl::string_view bytes, std::string* aligned) {
+    constexpr size_t kMaxSkipped = 8u << 20;
+    constexpr uint32_t kMaxAnswer = 64 * 1024;  // a Hello answer is far smaller
+    unsynced_.append(bytes.data(), bytes.size());
+    bool all_final = true;  // every offset before i was looked at for good
+    for (size_t i = scan_from_; i + kAgentFrameHeaderBytes <= unsynced_.size(); ++i) {
+      const auto* h = reinterpret_cast<const unsigned char*>(unsynced_.data() + i);
+      const uint32_t len =
+          (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | uint32_t{h[3]};
+      if (len == 0 || len > kMaxAnswer) {
+        if (all_final) scan_from_ = i + 1;
+        continue;
+      }
+      if (i + kAgentFrameHeaderBytes + len > unsynced_.size()) {
+        all_final = false;  // may complete with more bytes
+        continue;
+      }
+      v1::Frame frame;
+      bool ours = frame.ParseFromArray(unsynced_.data() + i + kAgentFrameHeaderBytes,
+                                       static_cast<int>(len)) &&
+                  frame.body_case() == v1::Frame::kResponse;
+      if (ours) {
+        std::lock_guard<std::mutex> lock(mu_);
+        ours = pending_.contains(frame.id());
+      }
+      if (ours) {
+        if (i > 0) PV_LOG(kDebug) << "agent channel: skipped " << i << " bytes of an old session";
+        synced_ = true;
+        aligned->assign(unsynced_, i, std::string::npos);
+        std::string().swap(unsynced_);
+        return absl::OkStatus();
+      }
+      if (all_final) scan_from_ = i + 1;
+    }
+    if (unsynced_.size() > kMaxSkipped) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid frame from the guest: no answer to the handshake in the first ",
+                       unsynced_.size(), " bytes"));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status HandlePayload(const std::string& payload) {
@@ -767,6 +852,10 @@ class AgentClientImpl final : public AgentClient {
   AgentInfo info_;
   std::thread reader_;
   std::atomic<bool> dead_{false};
+  // Reader thread only: until the first answer to one of our calls, bytes wait in unsynced_.
+  bool synced_ = false;
+  std::string unsynced_;
+  size_t scan_from_ = 0;
   std::atomic<uint64_t> next_id_{1};
   std::atomic<uint32_t> next_stream_{1};
   std::mutex write_mu_;  // whole frames only

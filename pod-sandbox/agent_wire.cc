@@ -81,6 +81,12 @@ absl::Status ValidateResponse(const v1::Response& r) {
       }
       return absl::OkStatus();
     }
+    case v1::Response::kAttachOutput:
+      if (r.attach_output().stdout_offset() > static_cast<uint64_t>(INT64_MAX) ||
+          r.attach_output().stderr_offset() > static_cast<uint64_t>(INT64_MAX)) {
+        return Bad("output offsets");
+      }
+      return absl::OkStatus();
     case v1::Response::kPing:
     case v1::Response::kEmpty:
     case v1::Response::kProcessStarted:

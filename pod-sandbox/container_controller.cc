@@ -256,19 +256,117 @@ std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
   return std::vector<std::string>(caps.begin(), caps.end());
 }
 
+namespace {
+
+// Acknowledge output to the guest once this much more of a stream is in the log file: well under
+// the 1 MiB the guest holds per stream, so it never waits for an acknowledgement, and rare enough
+// to cost nothing. (A restart resumes from the position file, not from the acknowledgements.)
+constexpr uint64_t kAckEvery = 256 * 1024;
+
+// Where a container's output position file lives: with the sandbox's host-side files.
+std::string OutputPositionPath(const std::string& sandbox_state_dir, const std::string& id) {
+  return absl::StrCat(sandbox_state_dir, "/output-", id, ".pos");
+}
+
+}  // namespace
+
 // The live side of a container in this daemon: where its output goes.
 // Attachers see the output next to the log writer; the consumer list and the EOF flags have their
 // own lock (taken on the agent's reader thread).
+//
+// Output positions: bytes of each stream are numbered from the container's first byte. A stream's
+// `committed` position is what is in the log file for good (received minus the writer's pending
+// partial line). The position file holds six little-endian u64: the committed positions of
+// stdout and stderr, the positions once the write under way is done, and that write's log file
+// inode and file size after it (0 when no write is under way). It is written just before each log
+// write (one write(2) per chunk) and again after it, so a daemon killed at any point can tell
+// from the log file's size whether that write happened. Committed positions are acknowledged to
+// the guest, which may then release those bytes. A daemon that restarts re-attaches from the
+// positions in that file, so the guest replays exactly what the log is missing.
 struct ContainerController::Runtime {
   std::shared_ptr<AgentClient> agent;
   std::shared_ptr<ContainerLogWriter> log;
   std::vector<uint32_t> streams;
   uint32_t stdin_stream = 0;
+  uint32_t output_stream[2] = {0, 0};  // by LogStream
+  int position_fd = -1;
+
+  // Stream callbacks run on the agent's reader thread one at a time; the lock is for
+  // ShiftReceived.
+  std::mutex positions_mu;
+  uint64_t received[2] = {0, 0};
+  uint64_t committed[2] = {0, 0};
+  uint64_t acked[2] = {0, 0};
+
+  ~Runtime() {
+    if (position_fd >= 0) ::close(position_fd);
+  }
+
+  static constexpr size_t kRecordBytes = 48;
+
+  void WriteRecord(const uint64_t before[2], const uint64_t after[2], uint64_t inode,
+                   uint64_t size_after) {
+    if (position_fd < 0) return;
+    const uint64_t v[6] = {before[0], before[1], after[0], after[1], inode, size_after};
+    unsigned char buf[kRecordBytes];
+    for (size_t k = 0; k < kRecordBytes; ++k) {
+      buf[k] = static_cast<unsigned char>(v[k / 8] >> (8 * (k % 8)));
+    }
+    (void)!::pwrite(position_fd, buf, sizeof buf, 0);
+  }
+
+  void OnOutput(LogStream which, absl::string_view data, bool end) {
+    const int i = which == LogStream::kStdout ? 0 : 1;
+    std::unique_lock<std::mutex> lock(positions_mu);
+    received[i] += data.size();
+    const uint64_t old = committed[i];
+    if (log) {
+      auto before = [&](uint64_t inode, uint64_t size_after, size_t pending) {
+        uint64_t after[2] = {committed[0], committed[1]};
+        after[i] = received[i] - pending;
+        WriteRecord(committed, after, inode, size_after);
+      };
+      const absl::Time now = absl::Now();
+      if (!data.empty()) (void)log->Write(which, data, now, before);
+      if (end) (void)log->CloseStream(which, now, before);
+    }
+    committed[i] = received[i] - (log ? log->Pending(which) : 0);
+    if (committed[i] != old) WriteRecord(committed, committed, 0, 0);
+    if (agent && output_stream[i] != 0 && !end && committed[i] - acked[i] >= kAckEvery) {
+      if (agent->AckStream(output_stream[i], committed[i]).ok()) acked[i] = committed[i];
+    }
+    lock.unlock();
+    Deliver(which, data, end);
+  }
+
+  // Reads the positions a previous daemon left (zero when there are none). When it died with a
+  // write under way, the log file says whether that write happened.
+  static void ReadPositions(int fd, const std::string& log_path, uint64_t out[2]) {
+    unsigned char buf[kRecordBytes] = {};
+    out[0] = out[1] = 0;
+    if (::pread(fd, buf, sizeof buf, 0) != static_cast<ssize_t>(sizeof buf)) return;
+    uint64_t v[6] = {};
+    for (size_t k = 0; k < kRecordBytes; ++k) v[k / 8] |= uint64_t{buf[k]} << (8 * (k % 8));
+    out[0] = v[0];
+    out[1] = v[1];
+    struct stat st;
+    if (v[4] != 0 && !log_path.empty() && ::stat(log_path.c_str(), &st) == 0 &&
+        static_cast<uint64_t>(st.st_ino) == v[4] && static_cast<uint64_t>(st.st_size) >= v[5]) {
+      out[0] = v[2];
+      out[1] = v[3];
+    }
+  }
 
   std::mutex consumers_mu;
   std::map<uint64_t, OutputConsumer> consumers;
   uint64_t next_consumer = 1;
   bool eof[2] = {false, false};  // by LogStream
+
+  // A restarted daemon learns where the guest really resumed only after bytes may have come.
+  void ShiftReceived(int i, uint64_t by) {
+    std::lock_guard<std::mutex> lock(positions_mu);
+    received[i] += by;
+  }
 
   void Deliver(LogStream which, absl::string_view data, bool end) {
     std::vector<OutputConsumer> targets;
@@ -311,18 +409,132 @@ void ContainerController::Install() {
 
 absl::Status ContainerController::Recover() {
   for (const Container& c : containers_->List()) {
-    if (c.status.state == ContainerState::kExited) continue;
     absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(c.metadata.sandbox_id);
+    if (c.status.state == ContainerState::kExited) {
+      // It may have ended while no daemon listened (its exit event can even arrive before this
+      // runs): the guest still holds the output this daemon did not log. Nothing is replayed
+      // for containers whose output is all in the log.
+      if (sandbox.ok() && sandbox->status.state == SandboxState::kReady &&
+          std::filesystem::exists(OutputPositionPath(sandbox->metadata.state_dir, c.metadata.id))) {
+        if (absl::Status s = ReattachOutput(c, *sandbox); !s.ok()) {
+          PV_LOG(kDebug) << "container " << ShortId(c.metadata.id) << ": " << s;
+        }
+      }
+      continue;
+    }
     if (!sandbox.ok() || sandbox->status.state != SandboxState::kReady) {
       ExitInfo exit;
       exit.exit_code = c.status.state == ContainerState::kRunning ? 137 : 0;
       MarkExited(c.metadata.id, exit, "the pod sandbox is not running");
-    } else if (c.status.state == ContainerState::kRunning) {
-      // The container runs on, but its output stream belonged to the previous daemon.
+      continue;
+    }
+    // The container lives on in its pod VM; its output streams belonged to the previous daemon.
+    if (absl::Status s = ReattachOutput(c, *sandbox); !s.ok()) {
       PV_LOG(kWarning) << "container " << ShortId(c.metadata.id)
-                       << ": running from before the restart; its further output is not logged";
+                       << ": running from before the restart; its further output is not logged: "
+                       << s;
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<ContainerController::Runtime>> ContainerController::NewRuntime(
+    const ContainerMetadata& meta, const std::string& sandbox_state_dir,
+    const std::shared_ptr<AgentClient>& agent, bool fresh) {
+  auto runtime = std::make_shared<Runtime>();
+  runtime->agent = agent;
+  if (!meta.log_path.empty()) {
+    std::string dir = meta.log_path.substr(0, meta.log_path.find_last_of('/'));
+    if (!dir.empty()) {
+      if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+    }
+    absl::StatusOr<std::unique_ptr<ContainerLogWriter>> log =
+        ContainerLogWriter::Open(meta.log_path);
+    if (!log.ok()) return log.status();
+    runtime->log = std::move(*log);
+  }
+  if (!sandbox_state_dir.empty()) {
+    const std::string path = OutputPositionPath(sandbox_state_dir, meta.id);
+    runtime->position_fd =
+        ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (fresh ? O_TRUNC : 0), 0600);
+    if (runtime->position_fd < 0) {
+      // Output is logged all the same; only a daemon restart would log some of it twice.
+      PV_LOG(kWarning) << ErrnoStatus(absl::StrCat("open ", path), errno);
+    }
+  }
+  auto connect = [&](LogStream which) {
+    uint32_t stream = agent->AllocateStreamId();
+    std::weak_ptr<Runtime> weak = runtime;
+    agent->SetStreamCallback(stream, [weak, which](absl::string_view data, bool eof) {
+      if (std::shared_ptr<Runtime> rt = weak.lock()) rt->OnOutput(which, data, eof);
+    });
+    runtime->streams.push_back(stream);
+    runtime->output_stream[which == LogStream::kStdout ? 0 : 1] = stream;
+  };
+  connect(LogStream::kStdout);
+  if (!meta.config.tty) connect(LogStream::kStderr);
+  if (meta.config.stdin) {
+    runtime->stdin_stream = agent->AllocateStreamId();
+    runtime->streams.push_back(runtime->stdin_stream);
+  }
+  return runtime;
+}
+
+absl::Status ContainerController::ReattachOutput(const Container& c, const Sandbox& sandbox) {
+  const std::string& id = c.metadata.id;
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+      sandbox_controller_->Agent(sandbox.metadata.id);
+  if (!agent.ok()) return agent.status();
+  absl::StatusOr<std::shared_ptr<Runtime>> made =
+      NewRuntime(c.metadata, sandbox.metadata.state_dir, *agent, false);
+  if (!made.ok()) return made.status();
+  std::shared_ptr<Runtime> runtime = *made;
+  uint64_t positions[2] = {0, 0};
+  if (runtime->position_fd >= 0) {
+    Runtime::ReadPositions(runtime->position_fd, c.metadata.log_path, positions);
+  }
+  for (int i = 0; i < 2; ++i) {
+    runtime->received[i] = runtime->committed[i] = runtime->acked[i] = positions[i];
+  }
+  OutputAttach attach;
+  attach.stdout_stream = runtime->output_stream[0];
+  attach.stderr_stream = runtime->output_stream[1];
+  attach.stdin_stream = runtime->stdin_stream;
+  attach.stdout_offset = positions[0];
+  attach.stderr_offset = positions[1];
+  {
+    // Registered first: the replay may come before the answer.
+    absl::MutexLock lock(&mu_);
+    runtimes_[id] = runtime;
+  }
+  absl::StatusOr<OutputAttached> attached =
+      (*agent)->AttachOutput(id, attach, options_.agent_call_timeout);
+  if (!attached.ok()) {
+    DropRuntime(id);
+    return attached.status();
+  }
+  const uint64_t starts[2] = {attached->stdout_offset, attached->stderr_offset};
+  for (int i = 0; i < 2; ++i) {
+    if (runtime->output_stream[i] == 0 || starts[i] <= positions[i]) continue;
+    PV_LOG(kWarning) << "container " << ShortId(id) << ": " << (starts[i] - positions[i])
+                     << " bytes of " << (i == 0 ? "stdout" : "stderr")
+                     << " were released by the guest before this daemon logged them";
+    runtime->ShiftReceived(i, starts[i] - positions[i]);
+  }
+  if (c.status.state == ContainerState::kRunning) {
+    // The exit event of a process that ended while no daemon listened may be gone: ask.
+    const std::string sandbox_id = sandbox.metadata.id;
+    (*agent)->WaitProcessAsync(id, "", kNoExecLimit,
+                               [this, id, sandbox_id](absl::StatusOr<ExitInfo> exit) {
+                                 if (!exit.ok()) return;
+                                 AgentEvent e;
+                                 e.container_id = id;
+                                 e.exit = *exit;
+                                 OnAgentEvent(sandbox_id, e);
+                               });
+  }
+  PV_LOG(kInfo) << "container " << ShortId(id) << ": output re-attached at stdout " << starts[0]
+                << ", stderr " << starts[1] << (attached->exited ? " (exited)" : "");
   return absl::OkStatus();
 }
 
@@ -789,40 +1001,13 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.stop_signal = ParseSignal(image->metadata.config.stop_signal);
 
   // Output: the log file, fed by the container's stdio streams.
-  auto runtime = std::make_shared<Runtime>();
-  runtime->agent = *agent;
-  if (!meta.log_path.empty()) {
-    std::string dir = meta.log_path.substr(0, meta.log_path.find_last_of('/'));
-    if (!dir.empty()) {
-      if (absl::Status s = MakeDirs(dir); !s.ok()) return WithContext(s, context);
-    }
-    absl::StatusOr<std::unique_ptr<ContainerLogWriter>> log =
-        ContainerLogWriter::Open(meta.log_path);
-    if (!log.ok()) return WithContext(log.status(), context);
-    runtime->log = std::move(*log);
-  }
-  auto connect = [&](LogStream which) {
-    uint32_t stream = (*agent)->AllocateStreamId();
-    std::weak_ptr<Runtime> weak = runtime;
-    (*agent)->SetStreamCallback(stream, [weak, which](absl::string_view data, bool eof) {
-      std::shared_ptr<Runtime> rt = weak.lock();
-      if (!rt) return;
-      if (rt->log) {
-        if (!data.empty()) (void)rt->log->Write(which, data);
-        if (eof) (void)rt->log->CloseStream(which);
-      }
-      rt->Deliver(which, data, eof);
-    });
-    runtime->streams.push_back(stream);
-    return stream;
-  };
-  spec->process.stdout_stream = connect(LogStream::kStdout);
-  if (!config.tty) spec->process.stderr_stream = connect(LogStream::kStderr);
-  if (config.stdin) {
-    spec->process.stdin_stream = (*agent)->AllocateStreamId();
-    runtime->streams.push_back(spec->process.stdin_stream);
-    runtime->stdin_stream = spec->process.stdin_stream;
-  }
+  absl::StatusOr<std::shared_ptr<Runtime>> made = NewRuntime(meta, sm.state_dir, *agent, true);
+  if (!made.ok()) return WithContext(made.status(), context);
+  std::shared_ptr<Runtime> runtime = *made;
+  spec->process.stdout_stream = runtime->output_stream[0];
+  spec->process.stderr_stream = runtime->output_stream[1];
+  spec->process.stdin_stream = runtime->stdin_stream;
+  spec->process.acked_output = true;
   auto close_streams = absl::MakeCleanup([&] {
     for (uint32_t s : runtime->streams) (*agent)->CloseStream(s);
   });
@@ -978,6 +1163,9 @@ absl::Status ContainerController::RemoveLocked(const Container& c) {
     }
   }
   DropRuntime(id);
+  if (absl::StatusOr<Sandbox> sb = sandboxes_->Get(c.metadata.sandbox_id); sb.ok()) {
+    ::unlink(OutputPositionPath(sb->metadata.state_dir, id).c_str());
+  }
   auto sandbox_lock = SandboxLockFor(c.metadata.sandbox_id);
   std::lock_guard<std::mutex> guard(*sandbox_lock);
   if (absl::Status s = containers_->Remove(id); !s.ok()) return WithContext(s, context);

@@ -157,6 +157,15 @@ class ContainerController {
                                           const std::vector<LayerDisk>& layers,
                                           const std::vector<VolumeDisk>& volumes,
                                           const std::vector<SharedVolume>& shared) const;
+  // The live side of a container: its log writer (appending), its position file (truncated when
+  // `fresh`) and new stream ids for its output (and stdin) whose bytes go to the log.
+  absl::StatusOr<std::shared_ptr<Runtime>> NewRuntime(const ContainerMetadata& meta,
+                                                      const std::string& sandbox_state_dir,
+                                                      const std::shared_ptr<AgentClient>& agent,
+                                                      bool fresh);
+  // After a daemon restart: takes the output of a container that lives on over from where the
+  // log file ends (the guest replays the rest) and watches for its exit.
+  absl::Status ReattachOutput(const Container& c, const Sandbox& sandbox);
   void MarkExited(const std::string& id, const ExitInfo& exit, const std::string& message);
   void DropRuntime(const std::string& id);
   absl::Status RemoveLocked(const Container& c);

@@ -1,6 +1,7 @@
 #include "pod-sandbox/container_log_writer.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -34,7 +35,12 @@ absl::StatusOr<std::unique_ptr<ContainerLogWriter>> ContainerLogWriter::Open(
   if (max_line_bytes == 0) return absl::InvalidArgumentError("max_line_bytes must be positive");
   int fd = OpenLog(path);
   if (fd < 0) return ErrnoStatus(absl::StrCat("open log ", path), errno);
-  return std::unique_ptr<ContainerLogWriter>(new ContainerLogWriter(path, fd, max_line_bytes));
+  std::unique_ptr<ContainerLogWriter> w(new ContainerLogWriter(path, fd, max_line_bytes));
+  {
+    std::lock_guard<std::mutex> lock(w->mu_);
+    w->Stat();
+  }
+  return w;
 }
 
 ContainerLogWriter::~ContainerLogWriter() {
@@ -53,16 +59,38 @@ std::string ContainerLogWriter::FormatTime(absl::Time t) {
   return s + "Z";
 }
 
-absl::Status ContainerLogWriter::WriteLine(LogStream stream, bool partial,
-                                           absl::string_view content, absl::Time now) {
-  std::string line = absl::StrCat(FormatTime(now), stream == LogStream::kStdout ? " stdout " : " stderr ",
-                                  partial ? "P " : "F ", content, "\n");
-  return WriteAll(fd_, line, path_);
+void ContainerLogWriter::RenderLine(LogStream stream, bool partial, absl::string_view content,
+                                    absl::Time now, std::string* out) {
+  absl::StrAppend(out, FormatTime(now), stream == LogStream::kStdout ? " stdout " : " stderr ",
+                  partial ? "P " : "F ", content, "\n");
 }
 
-absl::Status ContainerLogWriter::Write(LogStream stream, absl::string_view data, absl::Time now) {
+void ContainerLogWriter::Stat() {
+  struct stat st;
+  if (::fstat(fd_, &st) == 0) {
+    inode_ = st.st_ino;
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+}
+
+absl::Status ContainerLogWriter::Flush(LogStream stream, const std::string& out,
+                                       const BeforeWrite& before) {
+  if (out.empty()) return absl::OkStatus();
+  if (before) before(inode_, size_ + out.size(), pending_[static_cast<int>(stream)].size());
+  absl::Status s = WriteAll(fd_, out, path_);
+  if (s.ok()) {
+    size_ += out.size();
+  } else {
+    Stat();
+  }
+  return s;
+}
+
+absl::Status ContainerLogWriter::Write(LogStream stream, absl::string_view data, absl::Time now,
+                                       const BeforeWrite& before) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string& pending = pending_[static_cast<int>(stream)];
+  std::string out;
   while (!data.empty()) {
     size_t nl = data.find('\n');
     absl::string_view piece = nl == absl::string_view::npos ? data : data.substr(0, nl);
@@ -71,25 +99,32 @@ absl::Status ContainerLogWriter::Write(LogStream stream, absl::string_view data,
       size_t take = max_line_bytes_ - pending.size();
       pending.append(piece.data(), take);
       piece.remove_prefix(take);
-      if (absl::Status s = WriteLine(stream, /*partial=*/true, pending, now); !s.ok()) return s;
+      RenderLine(stream, /*partial=*/true, pending, now, &out);
       pending.clear();
     }
     pending.append(piece.data(), piece.size());
     if (nl == absl::string_view::npos) break;
-    if (absl::Status s = WriteLine(stream, /*partial=*/false, pending, now); !s.ok()) return s;
+    RenderLine(stream, /*partial=*/false, pending, now, &out);
     pending.clear();
     data.remove_prefix(nl + 1);
   }
-  return absl::OkStatus();
+  return Flush(stream, out, before);
 }
 
-absl::Status ContainerLogWriter::CloseStream(LogStream stream, absl::Time now) {
+absl::Status ContainerLogWriter::CloseStream(LogStream stream, absl::Time now,
+                                             const BeforeWrite& before) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string& pending = pending_[static_cast<int>(stream)];
   if (pending.empty()) return absl::OkStatus();
-  absl::Status s = WriteLine(stream, /*partial=*/false, pending, now);
+  std::string out;
+  RenderLine(stream, /*partial=*/false, pending, now, &out);
   pending.clear();
-  return s;
+  return Flush(stream, out, before);
+}
+
+size_t ContainerLogWriter::Pending(LogStream stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_[static_cast<int>(stream)].size();
 }
 
 absl::Status ContainerLogWriter::Reopen() {
@@ -98,6 +133,7 @@ absl::Status ContainerLogWriter::Reopen() {
   if (fd < 0) return ErrnoStatus(absl::StrCat("reopen log ", path_), errno);
   ::close(fd_);
   fd_ = fd;
+  Stat();
   return absl::OkStatus();
 }
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,7 +23,7 @@ enum class LogStream { kStdout, kStderr };
 // Bytes arrive in arbitrary chunks per stream; each stream keeps its own partial line. A line
 // longer than `max_line_bytes` is written as P (partial) parts ending with an F part; a line cut
 // by the end of its stream is written as F, as containerd does. Reopen() reopens the path after
-// kubelet rotated the file. Thread-safe.
+// kubelet rotated the file. Each call writes its lines with one write(2). Thread-safe.
 class ContainerLogWriter {
  public:
   static constexpr size_t kDefaultMaxLineBytes = 16 * 1024;
@@ -31,11 +33,20 @@ class ContainerLogWriter {
       const std::string& path, size_t max_line_bytes = kDefaultMaxLineBytes);
   ~ContainerLogWriter();
 
-  absl::Status Write(LogStream stream, absl::string_view data, absl::Time now = absl::Now());
+  // Runs (under the writer's lock) just before the lines of a call are written: the file's inode,
+  // its size once they are written, and the stream's pending bytes after the call. A caller that
+  // records where it stands can then tell after a crash whether that write happened.
+  using BeforeWrite = std::function<void(uint64_t inode, uint64_t size_after, size_t pending)>;
+
+  absl::Status Write(LogStream stream, absl::string_view data, absl::Time now = absl::Now(),
+                     const BeforeWrite& before = nullptr);
   // The stream ended: a pending partial line is written as F.
-  absl::Status CloseStream(LogStream stream, absl::Time now = absl::Now());
+  absl::Status CloseStream(LogStream stream, absl::Time now = absl::Now(),
+                           const BeforeWrite& before = nullptr);
   // Closes and reopens the path (a rotated file is replaced by a new one).
   absl::Status Reopen();
+  // Bytes of `stream` taken by Write() but not in the file yet (the start of a line).
+  size_t Pending(LogStream stream);
 
   const std::string& path() const { return path_; }
 
@@ -47,12 +58,17 @@ class ContainerLogWriter {
   ContainerLogWriter(std::string path, int fd, size_t max_line_bytes)
       : path_(std::move(path)), fd_(fd), max_line_bytes_(max_line_bytes) {}
 
-  absl::Status WriteLine(LogStream stream, bool partial, absl::string_view content, absl::Time now)
+  void RenderLine(LogStream stream, bool partial, absl::string_view content, absl::Time now,
+                  std::string* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Flush(LogStream stream, const std::string& out, const BeforeWrite& before)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Stat() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
   std::mutex mu_;
   int fd_ ABSL_GUARDED_BY(mu_);
+  uint64_t inode_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
   const size_t max_line_bytes_;
   std::string pending_[2] ABSL_GUARDED_BY(mu_);
 };

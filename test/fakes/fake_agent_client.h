@@ -23,6 +23,17 @@ class FakeAgentClient : public AgentClient {
     info_.agent_version = "fake-agent";
     info_.kernel_release = "6.1.0-fake";
   }
+  // Waits still pending fail (as the real client's do when it closes).
+  ~FakeAgentClient() override {
+    std::vector<std::thread> waiters;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      gone_ = true;
+      waiters.swap(waiters_);
+    }
+    cv_.notify_all();
+    for (std::thread& t : waiters) t.join();
+  }
 
   // Everything the host asked of the guest, in order.
   struct Log {
@@ -109,18 +120,20 @@ class FakeAgentClient : public AgentClient {
       auto it = procs_.find({id, exec_id});
       return it == procs_.end() || it->second.exit.has_value();
     };
-    if (!cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), done)) {
+    if (!cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return gone_ || done(); })) {
       return absl::DeadlineExceededError("wait: deadline");
     }
+    if (!done()) return absl::UnavailableError("the agent client is gone");
     auto it = procs_.find({id, exec_id});
     if (it == procs_.end()) return absl::NotFoundError("no process");
     return *it->second.exit;
   }
   void WaitProcessAsync(const std::string& id, const std::string& exec_id, absl::Duration timeout,
                         ExitCallback done) override {
-    std::thread([this, id, exec_id, timeout, done = std::move(done)] {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiters_.emplace_back([this, id, exec_id, timeout, done = std::move(done)] {
       done(WaitProcess(id, exec_id, timeout));
-    }).detach();
+    });
   }
   absl::Status RemoveContainer(const std::string& id, bool, absl::Duration) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -248,6 +261,36 @@ class FakeAgentClient : public AgentClient {
   }
   absl::Status WriteStream(uint32_t, absl::string_view, bool) override { return absl::OkStatus(); }
   void CloseStream(uint32_t) override {}
+  absl::Status AckStream(uint32_t stream_id, uint64_t offset) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    acks_[stream_id] = offset;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<OutputAttached> AttachOutput(const std::string& id, const OutputAttach& attach,
+                                              absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!procs_.contains({id, ""})) return absl::NotFoundError("no container " + id);
+    attaches_.push_back({id, attach});
+    OutputAttached out;
+    out.stdout_offset = attach.stdout_offset;
+    out.stderr_offset = attach.stderr_offset;
+    out.exited = procs_[{id, ""}].exit.has_value();
+    return out;
+  }
+  // The last acknowledged offset of each stream, and the re-attachments asked for.
+  std::map<uint32_t, uint64_t> acks() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return acks_;
+  }
+  std::vector<std::pair<std::string, OutputAttach>> attaches() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return attaches_;
+  }
+  // A container that is already running in the guest (created by a previous daemon).
+  void AddRunningContainer(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    procs_[{id, ""}] = Proc{};
+  }
 
  private:
   Options options_;
@@ -261,6 +304,10 @@ class FakeAgentClient : public AgentClient {
   std::condition_variable cv_;
   std::map<std::pair<std::string, std::string>, Proc> procs_;
   std::map<uint32_t, StreamCallback> callbacks_;
+  std::map<uint32_t, uint64_t> acks_;
+  bool gone_ = false;
+  std::vector<std::thread> waiters_;
+  std::vector<std::pair<std::string, OutputAttach>> attaches_;
 };
 
 }  // namespace podvisor::testing

@@ -603,6 +603,36 @@ TEST_F(FakeGuestTest, VersionMismatchFailsTheHandshake) {
   EXPECT_NE(client.status().message().find("version 2"), std::string::npos) << client.status();
 }
 
+TEST_F(FakeGuestTest, HandshakeSkipsTheRestOfAPreviousSessionsFrames) {
+  // What a guest was writing when the previous daemon's connection went away reaches this one
+  // first: the tail of a frame cut in the middle, then whole frames of the old session.
+  v1::Frame old_data;
+  old_data.mutable_stream()->set_stream_id(7);
+  old_data.mutable_stream()->set_data(std::string(3000, 'x'));
+  const std::string cut = EncodeAgentFrame(old_data.SerializeAsString());
+  v1::Frame old_event;
+  old_event.mutable_event()->mutable_process_exited()->set_container_id("c9");
+  guest_.WriteRaw(cut.substr(1234) + EncodeAgentFrame(old_event.SerializeAsString()) +
+                  EncodeAgentFrame(old_data.SerializeAsString()));
+  AgentClient::Options options;
+  options.handshake_timeout = absl::Seconds(30);
+  std::thread guest([this] { guest_.AnswerHello(); });
+  auto client = AgentClient::Adopt(guest_.TakeHostFd(), options);
+  guest.join();
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::thread pong([this] {
+    auto ping = guest_.ReadRequest(v1::Request::kPing);
+    ASSERT_TRUE(ping.has_value());
+    v1::Frame r;
+    r.set_id(ping->id());
+    r.mutable_response()->mutable_ping()->set_nonce(ping->request().ping().nonce());
+    guest_.Write(r);
+  });
+  EXPECT_TRUE((*client)->Ping(absl::Seconds(30)).ok());
+  pong.join();
+  EXPECT_TRUE((*client)->connected());
+}
+
 TEST_F(FakeGuestTest, SilentGuestFailsTheHandshakeAtItsTimeout) {
   AgentClient::Options options;
   options.handshake_timeout = absl::Milliseconds(500);

@@ -1,7 +1,10 @@
 #include "pod-sandbox/container_log_writer.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "common/fs.h"
 #include "gtest/gtest.h"
@@ -69,6 +72,38 @@ TEST(ContainerLogWriterTest, ReopenAfterRotation) {
   ASSERT_TRUE((*w)->Write(LogStream::kStdout, "after\n", kT).ok());
   EXPECT_EQ(Read(path + ".1"), kTs + " stdout F before\n");
   EXPECT_EQ(Read(path), kTs + " stdout F after\n");
+}
+
+TEST(ContainerLogWriterTest, BeforeWriteTellsTheFileSizeTheWriteLeadsTo) {
+  testing::TempDir dir;
+  const std::string path = dir.Join("c.log");
+  std::ofstream(path) << "earlier\n";  // appended to, not replaced
+  auto w = ContainerLogWriter::Open(path);
+  ASSERT_TRUE(w.ok());
+  int calls = 0;
+  uint64_t size_after = 0, inode = 0;
+  size_t pending = 0;
+  auto before = [&](uint64_t ino, uint64_t size, size_t p) {
+    ++calls;
+    inode = ino;
+    size_after = size;
+    pending = p;
+    EXPECT_LT(std::filesystem::file_size(path), size) << "called before the write";
+  };
+  ASSERT_TRUE((*w)->Write(LogStream::kStdout, "a\nb\npart", kT, before).ok());
+  EXPECT_EQ(calls, 1);  // both lines in one write
+  EXPECT_EQ(size_after, std::filesystem::file_size(path));
+  EXPECT_EQ(pending, 4u);
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(inode, static_cast<uint64_t>(st.st_ino));
+  // Nothing to write: not called.
+  ASSERT_TRUE((*w)->Write(LogStream::kStdout, "more", kT, before).ok());
+  EXPECT_EQ(calls, 1);
+  ASSERT_TRUE((*w)->CloseStream(LogStream::kStdout, kT, before).ok());
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(pending, 0u);
+  EXPECT_EQ(size_after, std::filesystem::file_size(path));
 }
 
 TEST(ContainerLogWriterTest, OpenFailsWithPath) {
