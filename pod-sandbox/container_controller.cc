@@ -1332,6 +1332,9 @@ absl::StatusOr<ExecTarget> ContainerController::PrepareExec(const std::string& i
   p.user.uid = c->metadata.uid;
   p.user.gid = c->metadata.gid;
   p.user.username = c->metadata.username;
+  for (int64_t g : c->metadata.config.supplemental_groups) {
+    p.user.additional_gids.push_back(static_cast<uint32_t>(g));
+  }
   p.no_new_privileges = c->metadata.config.no_new_privs;
   if (!c->metadata.config.privileged) p.capabilities = BuildCapabilities(c->metadata.config);
   t.tty = c->metadata.config.tty;

@@ -413,6 +413,22 @@ TEST_F(ContainerControllerTest, ExecSyncReturnsOutputAndExitCode) {
   EXPECT_EQ(log_->execs[0].second.cwd, "/srv");
 }
 
+// An exec'd process is the container's user with the same groups as its first process: critest
+// "runtime should support SupplementalGroups" looks at `id -G` through ExecSync.
+TEST_F(ContainerControllerTest, ExecRunsWithTheContainersUserAndSupplementalGroups) {
+  ContainerConfig config = Config();
+  config.run_as_user = 1000;
+  config.run_as_group = 3000;
+  config.supplemental_groups = {1234, 5678};
+  std::string id = CreateAndStart(config);
+  ASSERT_TRUE(containers_->ExecSync(id, {"id", "-G"}, absl::Seconds(5)).ok());
+  ASSERT_EQ(log_->execs.size(), 1u);
+  const GuestUser& user = log_->execs[0].second.user;
+  EXPECT_EQ(user.uid, std::optional<uint32_t>(1000));
+  EXPECT_EQ(user.gid, 3000u);
+  EXPECT_THAT(user.additional_gids, ElementsAre(1234u, 5678u));
+}
+
 TEST_F(ContainerControllerTest, ExecSyncTimesOut) {
   std::string id = CreateAndStart(Config());
   agent_->exec_hangs = true;
