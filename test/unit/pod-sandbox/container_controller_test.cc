@@ -221,6 +221,23 @@ TEST_F(ContainerControllerTest, CommandReplacesEntrypointAndImageCmd) {
   EXPECT_EQ(spec.process.user.gid, 0u);
 }
 
+// As containerd: a group without a user is refused (critest "runtime should return error if
+// RunAsGroup is set without RunAsUser"); with a user or a username it is fine.
+TEST_F(ContainerControllerTest, RunAsGroupNeedsAUser) {
+  ContainerConfig c = Config();
+  c.run_as_group = 1002;
+  absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, c);
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(id.status().message(), HasSubstr("run_as_group"));
+  EXPECT_TRUE(containers_->List({}).empty());
+  c.run_as_username = "www-data";
+  EXPECT_TRUE(containers_->Create(sandbox_id_, c).ok());
+  c.name = "by-uid";
+  c.run_as_username.clear();
+  c.run_as_user = 1001;
+  EXPECT_TRUE(containers_->Create(sandbox_id_, c).ok());
+}
+
 TEST_F(ContainerControllerTest, HostPathVolumesAreRejectedClearly) {
   ContainerConfig c = Config();
   c.mounts = {{"/data", "/srv/data", false}};
