@@ -213,21 +213,23 @@ void AddImageGroups(const std::string& rootfs, const std::string& name, v1::User
 }  // namespace
 
 Error ResolveUser(const std::string& rootfs, v1::User* user) {
-  if (!user->has_uid() && user->username().empty()) return Error::Ok();
+  if (!user->has_uid() && user->username().empty()) {
+    user->set_has_uid(true);  // root
+  }
   std::string name;
   for (const std::vector<std::string>& f : ReadColonFile(rootfs + "/etc/passwd")) {
     if (f.size() < 4) continue;
-    if (!user->has_uid() && f[0] == user->username()) {
+    const bool by_name = !user->has_uid() && f[0] == user->username();
+    if (!by_name && !(user->has_uid() && std::to_string(user->uid()) == f[2])) continue;
+    if (by_name) {
       user->set_uid(static_cast<uint32_t>(std::strtoul(f[2].c_str(), nullptr, 10)));
-      user->set_gid(static_cast<uint32_t>(std::strtoul(f[3].c_str(), nullptr, 10)));
       user->set_has_uid(true);
-      name = f[0];
-      break;
     }
-    if (user->has_uid() && std::to_string(user->uid()) == f[2]) {
-      name = f[0];
-      break;
+    if (user->gid_from_passwd()) {
+      user->set_gid(static_cast<uint32_t>(std::strtoul(f[3].c_str(), nullptr, 10)));
     }
+    name = f[0];
+    break;
   }
   if (!user->has_uid()) {
     return Error(Code::kInvalidArgument,

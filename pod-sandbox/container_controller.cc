@@ -203,6 +203,8 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
   } else if (!config.run_as_user && config.run_as_username.empty() &&
              absl::SimpleAtoi(image_group, &gid)) {
     p.user.gid = gid;
+  } else {
+    p.user.gid_from_passwd = true;  // the user's primary group, as containerd and runc give it
   }
   for (int64_t g : config.supplemental_groups) {
     p.user.additional_gids.push_back(static_cast<uint32_t>(g));
@@ -1337,6 +1339,8 @@ absl::StatusOr<ExecTarget> ContainerController::PrepareExec(const std::string& i
   p.user.uid = c->metadata.uid;
   p.user.gid = c->metadata.gid;
   p.user.username = c->metadata.username;
+  // As BuildProcess decided at create: a gid of 0 not asked for was the passwd's to choose.
+  p.user.gid_from_passwd = !c->metadata.config.run_as_group && c->metadata.gid == 0;
   for (int64_t g : c->metadata.config.supplemental_groups) {
     p.user.additional_gids.push_back(static_cast<uint32_t>(g));
   }

@@ -264,11 +264,29 @@ TEST(ResolveUserTest, AUidGetsTheImageGroupsItsNameBelongsToAfterTheRequestedOne
   v1::User u;
   u.set_uid(1000);
   u.set_has_uid(true);
-  u.set_gid(1000);
+  u.set_gid_from_passwd(true);  // RunAsUser without RunAsGroup
   u.add_additional_gids(1234);  // CRI SupplementalGroups, also an image group: listed once
   ASSERT_TRUE(ResolveUser(root.path(), &u).ok());
   EXPECT_EQ(u.uid(), 1000u);
+  EXPECT_EQ(u.gid(), 1000u);  // default-user's primary group
   EXPECT_EQ(Gids(u), (std::vector<uint32_t>{1234, 50000}));
+}
+
+TEST(ResolveUserTest, AGroupAskedForIsKept) {
+  testing::TempDir root;
+  WriteImageUsers(root);
+  v1::User by_uid;
+  by_uid.set_uid(1000);
+  by_uid.set_has_uid(true);
+  by_uid.set_gid(3000);
+  ASSERT_TRUE(ResolveUser(root.path(), &by_uid).ok());
+  EXPECT_EQ(by_uid.gid(), 3000u);
+  v1::User by_name;
+  by_name.set_username("www-data");
+  by_name.set_gid(3000);
+  ASSERT_TRUE(ResolveUser(root.path(), &by_name).ok());
+  EXPECT_EQ(by_name.uid(), 33u);
+  EXPECT_EQ(by_name.gid(), 3000u);
 }
 
 TEST(ResolveUserTest, AUsernameGetsItsIdsAndGroups) {
@@ -276,6 +294,7 @@ TEST(ResolveUserTest, AUsernameGetsItsIdsAndGroups) {
   WriteImageUsers(root);
   v1::User u;
   u.set_username("www-data");
+  u.set_gid_from_passwd(true);
   ASSERT_TRUE(ResolveUser(root.path(), &u).ok());
   EXPECT_TRUE(u.has_uid());
   EXPECT_EQ(u.uid(), 33u);

@@ -443,7 +443,19 @@ TEST_F(ContainerControllerTest, ExecRunsWithTheContainersUserAndSupplementalGrou
   const GuestUser& user = log_->execs[0].second.user;
   EXPECT_EQ(user.uid, std::optional<uint32_t>(1000));
   EXPECT_EQ(user.gid, 3000u);
+  EXPECT_FALSE(user.gid_from_passwd);
   EXPECT_THAT(user.additional_gids, ElementsAre(1234u, 5678u));
+}
+
+// A user without a group asked for gets its passwd group (the agent looks it up), in the
+// container and in its execs alike.
+TEST_F(ContainerControllerTest, AUserWithoutAGroupGetsItsPasswdGroup) {
+  ContainerConfig config = Config();
+  config.run_as_user = 1000;
+  std::string id = CreateAndStart(config);
+  EXPECT_TRUE(log_->created.back().second.process.user.gid_from_passwd);
+  ASSERT_TRUE(containers_->ExecSync(id, {"id", "-g"}, absl::Seconds(5)).ok());
+  EXPECT_TRUE(log_->execs.back().second.user.gid_from_passwd);
 }
 
 TEST_F(ContainerControllerTest, ExecSyncTimesOut) {
