@@ -1,5 +1,6 @@
 #include "agent/oci_spec.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -173,24 +174,69 @@ Error BuildResourcesUpdateJson(const v1::LinuxResources& resources, std::string*
   return Error::Ok();
 }
 
-Error ResolveUser(const std::string& rootfs, v1::User* user) {
-  if (user->has_uid() || user->username().empty()) return Error::Ok();
-  std::ifstream in(rootfs + "/etc/passwd");
+namespace {
+
+// The colon-separated fields of each line of an /etc/passwd or /etc/group file.
+std::vector<std::vector<std::string>> ReadColonFile(const std::string& path) {
+  std::vector<std::vector<std::string>> lines;
+  std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     std::string part;
     while (std::getline(ss, part, ':')) f.push_back(part);
-    if (f.size() >= 4 && f[0] == user->username()) {
-      user->set_uid(static_cast<uint32_t>(std::strtoul(f[2].c_str(), nullptr, 10)));
-      user->set_gid(static_cast<uint32_t>(std::strtoul(f[3].c_str(), nullptr, 10)));
-      user->set_has_uid(true);
-      return Error::Ok();
+    if (!line.empty() && line.back() == ':') f.emplace_back();  // an empty last field
+    lines.push_back(std::move(f));
+  }
+  return lines;
+}
+
+// Adds the groups that <rootfs>/etc/group lists `name` as a member of, as the image's own
+// supplementary groups (what login(1) and containerd/runc give a user named by the image).
+void AddImageGroups(const std::string& rootfs, const std::string& name, v1::User* user) {
+  for (const std::vector<std::string>& g : ReadColonFile(rootfs + "/etc/group")) {
+    if (g.size() < 4) continue;
+    std::stringstream members(g[3]);
+    std::string member;
+    bool listed = false;
+    while (std::getline(members, member, ',')) listed |= member == name;
+    if (!listed) continue;
+    const uint32_t gid = static_cast<uint32_t>(std::strtoul(g[2].c_str(), nullptr, 10));
+    const auto& have = user->additional_gids();
+    if (gid != user->gid() && std::find(have.begin(), have.end(), gid) == have.end()) {
+      user->add_additional_gids(gid);
     }
   }
-  return Error(Code::kInvalidArgument,
-               "user \"" + user->username() + "\" not found in the image's /etc/passwd");
+}
+
+}  // namespace
+
+Error ResolveUser(const std::string& rootfs, v1::User* user) {
+  if (!user->has_uid() && user->username().empty()) {
+    user->set_has_uid(true);  // root
+  }
+  std::string name;
+  for (const std::vector<std::string>& f : ReadColonFile(rootfs + "/etc/passwd")) {
+    if (f.size() < 4) continue;
+    const bool by_name = !user->has_uid() && f[0] == user->username();
+    if (!by_name && !(user->has_uid() && std::to_string(user->uid()) == f[2])) continue;
+    if (by_name) {
+      user->set_uid(static_cast<uint32_t>(std::strtoul(f[2].c_str(), nullptr, 10)));
+      user->set_has_uid(true);
+    }
+    if (user->gid_from_passwd()) {
+      user->set_gid(static_cast<uint32_t>(std::strtoul(f[3].c_str(), nullptr, 10)));
+    }
+    name = f[0];
+    break;
+  }
+  if (!user->has_uid()) {
+    return Error(Code::kInvalidArgument,
+                 "user \"" + user->username() + "\" not found in the image's /etc/passwd");
+  }
+  if (!name.empty()) AddImageGroups(rootfs, name, user);
+  return Error::Ok();
 }
 
 Error BuildProcessJson(const v1::Process& process, bool privileged, std::string* out) {

@@ -25,7 +25,9 @@ struct OciOptions {
 Error ValidateContainerSpec(const v1::ContainerSpec& spec);
 Error ValidateProcess(const v1::Process& process);
 
-// Resolves a username against <rootfs>/etc/passwd when the uid is not given.
+// Resolves a username against <rootfs>/etc/passwd when the uid is not given (no uid and no name:
+// root), takes the primary gid from the user's passwd entry when `gid_from_passwd`, and adds the
+// groups <rootfs>/etc/group lists the user (by name) as a member of to its supplementary groups.
 Error ResolveUser(const std::string& rootfs, v1::User* user);
 
 Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,

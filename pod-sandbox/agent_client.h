@@ -83,6 +83,9 @@ struct NetworkSetup {
 struct GuestUser {
   std::optional<uint32_t> uid;
   uint32_t gid = 0;
+  // No group was asked for: the agent takes the user's from the image's /etc/passwd (0 when the
+  // image does not list the user).
+  bool gid_from_passwd = false;
   std::vector<uint32_t> additional_gids;
   std::string username;
 };

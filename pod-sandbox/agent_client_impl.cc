@@ -63,6 +63,7 @@ void FillProcess(const ProcessSpec& p, v1::Process* out) {
     u->set_has_uid(true);
   }
   u->set_gid(p.user.gid);
+  u->set_gid_from_passwd(p.user.gid_from_passwd);
   for (uint32_t g : p.user.additional_gids) u->add_additional_gids(g);
   u->set_username(p.user.username);
   out->set_terminal(p.terminal);

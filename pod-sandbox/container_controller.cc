@@ -203,6 +203,8 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
   } else if (!config.run_as_user && config.run_as_username.empty() &&
              absl::SimpleAtoi(image_group, &gid)) {
     p.user.gid = gid;
+  } else {
+    p.user.gid_from_passwd = true;  // the user's primary group, as containerd and runc give it
   }
   for (int64_t g : config.supplemental_groups) {
     p.user.additional_gids.push_back(static_cast<uint32_t>(g));
@@ -933,6 +935,11 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   if (absl::Status s = ValidateLimits(config.resources); !s.ok()) {
     return WithContext(s, "create container: resources");
   }
+  if (config.run_as_group && !config.run_as_user && config.run_as_username.empty()) {
+    // A group for the image's user would silently pair with whatever user the image names.
+    return absl::InvalidArgumentError(
+        "security_context.run_as_group is set without run_as_user or run_as_username");
+  }
   absl::StatusOr<std::string> sandbox_id = sandboxes_->Resolve(sandbox_id_or_prefix);
   if (!sandbox_id.ok()) return sandbox_id.status();
   absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(*sandbox_id);
@@ -1332,6 +1339,11 @@ absl::StatusOr<ExecTarget> ContainerController::PrepareExec(const std::string& i
   p.user.uid = c->metadata.uid;
   p.user.gid = c->metadata.gid;
   p.user.username = c->metadata.username;
+  // As BuildProcess decided at create: a gid of 0 not asked for was the passwd's to choose.
+  p.user.gid_from_passwd = !c->metadata.config.run_as_group && c->metadata.gid == 0;
+  for (int64_t g : c->metadata.config.supplemental_groups) {
+    p.user.additional_gids.push_back(static_cast<uint32_t>(g));
+  }
   p.no_new_privileges = c->metadata.config.no_new_privs;
   if (!c->metadata.config.privileged) p.capabilities = BuildCapabilities(c->metadata.config);
   t.tty = c->metadata.config.tty;

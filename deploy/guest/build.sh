@@ -39,9 +39,11 @@ done
 # Modules the guest needs (their dependencies are added from each module's .modinfo):
 # virtio transports (microvm: mmio; q35: pci), the agent's virtio-serial port, block devices
 # (virtio-blk and hot-pluggable virtio-scsi disks), the NIC, the root filesystem types, and
-# virtiofs for the directory the host shares with the pod (volumes).
+# virtiofs for the directory the host shares with the pod (volumes), and the bridge a container
+# with CAP_NET_ADMIN may create in the pod's network namespace (the guest has no modprobe to load
+# it on demand; critest's Privileged and capability tests run `brctl addbr`).
 modules=(virtio_mmio virtio_pci virtio_console virtio_blk virtio_scsi sd_mod virtio_net
-         erofs ext4 overlay fuse virtiofs)
+         erofs ext4 overlay fuse virtiofs bridge)
 # Programs besides /init, with their shared libraries and the dynamic loader.
 programs=(/usr/bin/crun)
 

@@ -175,6 +175,7 @@ TEST_F(AgentContainerTest, StdinReachesTheProcessAndUserIsResolved) {
   StreamSink out;
   ContainerSpec spec = Spec({"/bin/sh", "-c", "id -u; id -g; cat"});
   spec.process.user.username = "app";
+  spec.process.user.gid_from_passwd = true;  // no group asked for: app's own
   spec.process.stdin_stream = client_->AllocateStreamId();
   spec.process.stdout_stream = client_->AllocateStreamId();
   client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());

@@ -1,6 +1,7 @@
 // Seccomp in real pod VMs, as critest checks it: no profile and Unconfined run without a filter,
 // RuntimeDefault runs with one, a Localhost profile refuses what it lists (also with
 // CAP_SYS_ADMIN), a privileged container ignores it, and a bad profile fails CreateContainer.
+// Also the supplementary groups of exec'd processes and CAP_NET_ADMIN (a bridge).
 
 // clang-format off
 #include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: CRI Signal vs <signal.h>
@@ -136,6 +137,25 @@ TEST_F(SecurityVmTest, PidNamespaceContainerAndPod) {
       << "the pod's namespace is the VM's: it holds every container's processes";
   EXPECT_THAT(Sh(own, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").second,
               Not(HasSubstr("sleep 1002")));
+}
+
+// critest "SupplementalGroups" and "adding capability": an exec'd `id -G` shows the CRI
+// supplemental groups, and CAP_NET_ADMIN lets a container create a bridge (the guest kernel has
+// the module; it has no modprobe to load it on demand), which it cannot without.
+TEST_F(SecurityVmTest, ExecKeepsSupplementalGroupsAndNetAdminCreatesABridge) {
+  v1::ContainerConfig config = Config("groups", {"sleep", "1000"});
+  v1::LinuxContainerSecurityContext* sc = config.mutable_linux()->mutable_security_context();
+  sc->add_supplemental_groups(1234);
+  sc->add_supplemental_groups(5678);
+  sc->mutable_capabilities()->add_add_capabilities("NET_ADMIN");
+  const std::string id = Run(config);
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(Sh(id, "id -G").second, "0 1234 5678\n");
+  std::pair<int, std::string> added = Sh(id, "/bin/busybox brctl addbr pvtest0");
+  EXPECT_EQ(added.first, 0) << added.second;
+  const std::string plain = Run(Config("plain", {"sleep", "1000"}));
+  ASSERT_FALSE(plain.empty());
+  EXPECT_NE(Sh(plain, "/bin/busybox brctl addbr pvtest1").first, 0);
 }
 
 }  // namespace

@@ -243,6 +243,85 @@ TEST(OciSpecTest, PrivilegedGetsAllCapabilitiesAndNoMasking) {
   EXPECT_FALSE(c["linux"].contains("maskedPaths"));
 }
 
+// An image's /etc/passwd and /etc/group as critest's predefined-group image has them.
+void WriteImageUsers(const testing::TempDir& root) {
+  mkdir(root.Join("etc").c_str(), 0755);
+  Spit(root.Join("etc/passwd"),
+       "root:x:0:0:root:/root:/bin/sh\ndefault-user:x:1000:1000::/home/default-user:/bin/sh\n"
+       "www-data:x:33:33::/var/www:/bin/sh\n");
+  Spit(root.Join("etc/group"),
+       "root:x:0:\ndefault-user:x:1000:\ngroup1234:x:1234:www-data,default-user\n"
+       "group-defined-in-image:x:50000:default-user\nempty:x:7:\n");
+}
+
+std::vector<uint32_t> Gids(const v1::User& u) {
+  return std::vector<uint32_t>(u.additional_gids().begin(), u.additional_gids().end());
+}
+
+TEST(ResolveUserTest, AUidGetsTheImageGroupsItsNameBelongsToAfterTheRequestedOnes) {
+  testing::TempDir root;
+  WriteImageUsers(root);
+  v1::User u;
+  u.set_uid(1000);
+  u.set_has_uid(true);
+  u.set_gid_from_passwd(true);  // RunAsUser without RunAsGroup
+  u.add_additional_gids(1234);  // CRI SupplementalGroups, also an image group: listed once
+  ASSERT_TRUE(ResolveUser(root.path(), &u).ok());
+  EXPECT_EQ(u.uid(), 1000u);
+  EXPECT_EQ(u.gid(), 1000u);  // default-user's primary group
+  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{1234, 50000}));
+}
+
+TEST(ResolveUserTest, AGroupAskedForIsKept) {
+  testing::TempDir root;
+  WriteImageUsers(root);
+  v1::User by_uid;
+  by_uid.set_uid(1000);
+  by_uid.set_has_uid(true);
+  by_uid.set_gid(3000);
+  ASSERT_TRUE(ResolveUser(root.path(), &by_uid).ok());
+  EXPECT_EQ(by_uid.gid(), 3000u);
+  v1::User by_name;
+  by_name.set_username("www-data");
+  by_name.set_gid(3000);
+  ASSERT_TRUE(ResolveUser(root.path(), &by_name).ok());
+  EXPECT_EQ(by_name.uid(), 33u);
+  EXPECT_EQ(by_name.gid(), 3000u);
+}
+
+TEST(ResolveUserTest, AUsernameGetsItsIdsAndGroups) {
+  testing::TempDir root;
+  WriteImageUsers(root);
+  v1::User u;
+  u.set_username("www-data");
+  u.set_gid_from_passwd(true);
+  ASSERT_TRUE(ResolveUser(root.path(), &u).ok());
+  EXPECT_TRUE(u.has_uid());
+  EXPECT_EQ(u.uid(), 33u);
+  EXPECT_EQ(u.gid(), 33u);
+  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{1234}));
+}
+
+TEST(ResolveUserTest, UnknownUsersAndImagesWithoutGroupFiles) {
+  testing::TempDir root;
+  WriteImageUsers(root);
+  v1::User missing;
+  missing.set_username("nobody");
+  EXPECT_EQ(ResolveUser(root.path(), &missing).code(), Code::kInvalidArgument);
+  v1::User unnamed;  // a uid the image does not name: only the groups asked for
+  unnamed.set_uid(4242);
+  unnamed.set_has_uid(true);
+  unnamed.add_additional_gids(5678);
+  ASSERT_TRUE(ResolveUser(root.path(), &unnamed).ok());
+  EXPECT_EQ(Gids(unnamed), (std::vector<uint32_t>{5678}));
+  testing::TempDir bare;  // no /etc at all
+  v1::User u;
+  u.set_uid(1000);
+  u.set_has_uid(true);
+  ASSERT_TRUE(ResolveUser(bare.path(), &u).ok());
+  EXPECT_TRUE(u.additional_gids().empty());
+}
+
 TEST(OciSpecTest, HostileStringsNeverThrow) {
   v1::ContainerSpec spec = BasicSpec();
   spec.mutable_process()->add_args("\xff\xfe not utf-8");

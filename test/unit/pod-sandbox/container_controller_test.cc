@@ -221,6 +221,23 @@ TEST_F(ContainerControllerTest, CommandReplacesEntrypointAndImageCmd) {
   EXPECT_EQ(spec.process.user.gid, 0u);
 }
 
+// As containerd: a group without a user is refused (critest "runtime should return error if
+// RunAsGroup is set without RunAsUser"); with a user or a username it is fine.
+TEST_F(ContainerControllerTest, RunAsGroupNeedsAUser) {
+  ContainerConfig c = Config();
+  c.run_as_group = 1002;
+  absl::StatusOr<std::string> id = containers_->Create(sandbox_id_, c);
+  EXPECT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(id.status().message(), HasSubstr("run_as_group"));
+  EXPECT_TRUE(containers_->List({}).empty());
+  c.run_as_username = "www-data";
+  EXPECT_TRUE(containers_->Create(sandbox_id_, c).ok());
+  c.name = "by-uid";
+  c.run_as_username.clear();
+  c.run_as_user = 1001;
+  EXPECT_TRUE(containers_->Create(sandbox_id_, c).ok());
+}
+
 TEST_F(ContainerControllerTest, HostPathVolumesAreRejectedClearly) {
   ContainerConfig c = Config();
   c.mounts = {{"/data", "/srv/data", false}};
@@ -411,6 +428,34 @@ TEST_F(ContainerControllerTest, ExecSyncReturnsOutputAndExitCode) {
   ASSERT_EQ(log_->execs.size(), 1u);
   EXPECT_THAT(log_->execs[0].second.env, Contains("FOO=image"));
   EXPECT_EQ(log_->execs[0].second.cwd, "/srv");
+}
+
+// An exec'd process is the container's user with the same groups as its first process: critest
+// "runtime should support SupplementalGroups" looks at `id -G` through ExecSync.
+TEST_F(ContainerControllerTest, ExecRunsWithTheContainersUserAndSupplementalGroups) {
+  ContainerConfig config = Config();
+  config.run_as_user = 1000;
+  config.run_as_group = 3000;
+  config.supplemental_groups = {1234, 5678};
+  std::string id = CreateAndStart(config);
+  ASSERT_TRUE(containers_->ExecSync(id, {"id", "-G"}, absl::Seconds(5)).ok());
+  ASSERT_EQ(log_->execs.size(), 1u);
+  const GuestUser& user = log_->execs[0].second.user;
+  EXPECT_EQ(user.uid, std::optional<uint32_t>(1000));
+  EXPECT_EQ(user.gid, 3000u);
+  EXPECT_FALSE(user.gid_from_passwd);
+  EXPECT_THAT(user.additional_gids, ElementsAre(1234u, 5678u));
+}
+
+// A user without a group asked for gets its passwd group (the agent looks it up), in the
+// container and in its execs alike.
+TEST_F(ContainerControllerTest, AUserWithoutAGroupGetsItsPasswdGroup) {
+  ContainerConfig config = Config();
+  config.run_as_user = 1000;
+  std::string id = CreateAndStart(config);
+  EXPECT_TRUE(log_->created.back().second.process.user.gid_from_passwd);
+  ASSERT_TRUE(containers_->ExecSync(id, {"id", "-g"}, absl::Seconds(5)).ok());
+  EXPECT_TRUE(log_->execs.back().second.user.gid_from_passwd);
 }
 
 TEST_F(ContainerControllerTest, ExecSyncTimesOut) {
