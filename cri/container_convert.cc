@@ -79,7 +79,25 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
   c.working_dir = in.working_dir();
   for (const runtime::v1::KeyValue& kv : in.envs()) c.envs.emplace_back(kv.key(), kv.value());
   for (const runtime::v1::Mount& m : in.mounts()) {
-    c.mounts.push_back(ContainerMount{m.container_path(), m.host_path(), m.readonly()});
+    ContainerMount cm{m.container_path(), m.host_path(), m.readonly()};
+    switch (m.propagation()) {
+      case runtime::v1::PROPAGATION_PRIVATE:
+        cm.propagation = MountPropagation::kPrivate;
+        break;
+      case runtime::v1::PROPAGATION_HOST_TO_CONTAINER:
+        cm.propagation = MountPropagation::kHostToContainer;
+        break;
+      case runtime::v1::PROPAGATION_BIDIRECTIONAL:
+        return absl::InvalidArgumentError(absl::StrCat(
+            "mount of ", m.host_path(), " at ", m.container_path(),
+            ": bidirectional mount propagation cannot cross the pod VM (a mount made inside it "
+            "never reaches the host); use HostToContainer or None"));
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("mount of ", m.host_path(), ": unknown propagation"));
+    }
+    cm.selinux_relabel = m.selinux_relabel();
+    c.mounts.push_back(cm);
   }
   if (in.devices_size() > 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -226,6 +244,10 @@ void ToProto(const Container& c, runtime::v1::ContainerStatus* out) {
     pm->set_container_path(m.container_path);
     pm->set_host_path(m.host_path);
     pm->set_readonly(m.readonly);
+    pm->set_selinux_relabel(m.selinux_relabel);
+    pm->set_propagation(m.propagation == MountPropagation::kHostToContainer
+                            ? runtime::v1::PROPAGATION_HOST_TO_CONTAINER
+                            : runtime::v1::PROPAGATION_PRIVATE);
   }
   out->set_log_path(c.metadata.log_path);
   ToProto(c.status.resources, out->mutable_resources()->mutable_linux());

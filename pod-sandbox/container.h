@@ -24,13 +24,24 @@ NLOHMANN_JSON_SERIALIZE_ENUM(ContainerState, {{ContainerState::kCreated, "create
                                               {ContainerState::kExited, "exited"},
                                               {ContainerState::kUnknown, "unknown"}})
 
+// Mount propagation of a host-path mount (CRI MountPropagation). Bidirectional is refused at
+// CreateContainer: a mount made inside the VM cannot reach the host.
+enum class MountPropagation { kPrivate = 0, kHostToContainer = 1, kBidirectional = 2 };
+NLOHMANN_JSON_SERIALIZE_ENUM(MountPropagation,
+                             {{MountPropagation::kPrivate, "private"},
+                              {MountPropagation::kHostToContainer, "host_to_container"},
+                              {MountPropagation::kBidirectional, "bidirectional"}})
+
 // A CRI Mount (host path into the container).
 struct ContainerMount {
   std::string container_path;
   std::string host_path;
   bool readonly = false;
+  MountPropagation propagation = MountPropagation::kPrivate;
+  bool selinux_relabel = false;  // accepted and reported; the guest has no SELinux
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly,
+                                                propagation, selinux_relabel)
 
 // The CRI LinuxContainerResources of a container. 0 / empty: not set (at update: unchanged);
 // -1 as cpu_quota, memory_limit_bytes or memory_swap_limit_bytes: unlimited.

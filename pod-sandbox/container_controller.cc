@@ -770,9 +770,12 @@ absl::StatusOr<std::vector<SharedVolume>> ContainerController::AttachSharedVolum
     if (::mount(m.host_path.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
       return ErrnoStatus(absl::StrCat(what, ": bind mount"), errno);
     }
-    // Mounts made later under the host path reach the container; none go the other way.
-    if (::mount(nullptr, target.c_str(), nullptr, MS_REC | MS_SLAVE, nullptr) != 0) {
-      return ErrnoStatus(absl::StrCat(what, ": make slave"), errno);
+    // HostToContainer: mounts made later under the host path reach the container (a slave of
+    // the host path's peer group when it is shared); private: none do.
+    const unsigned long propagation =
+        m.propagation == MountPropagation::kHostToContainer ? MS_SLAVE : MS_PRIVATE;
+    if (::mount(nullptr, target.c_str(), nullptr, MS_REC | propagation, nullptr) != 0) {
+      return ErrnoStatus(absl::StrCat(what, ": set propagation"), errno);
     }
     if (m.readonly && ::mount(nullptr, target.c_str(), nullptr,
                               MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV,

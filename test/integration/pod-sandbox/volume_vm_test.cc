@@ -7,7 +7,11 @@
 #include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: CRI Signal vs <signal.h>
 // clang-format on
 
+#include <sys/mount.h>
+
 #include <string>
+
+#include "absl/cleanup/cleanup.h"
 
 namespace podvisor::testing {
 namespace {
@@ -172,6 +176,55 @@ TEST_F(VolumeVmTest, HostPathsAVmCannotReachAreRefusedClearly) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("/dev/null"));
   EXPECT_TRUE(MountsContaining(dir_.Join("st") + "/vm/").empty());
+}
+
+// Propagation, as critest checks it: the host path is a shared mount; a mount made on the host
+// under it after the start reaches a HostToContainer container and not a private one;
+// Bidirectional is refused; ContainerStatus reports what was asked.
+TEST_F(VolumeVmTest, MountPropagationHostToContainerAndPrivate) {
+  const std::string source = dir_.Join("prop");
+  const std::string flagged = dir_.Join("flagged");
+  ASSERT_TRUE(fs::create_directories(source + "/mnt"));
+  ASSERT_TRUE(fs::create_directories(flagged));
+  WriteFile(flagged + "/flag", "mounted later\n");
+  ASSERT_EQ(::mount(source.c_str(), source.c_str(), nullptr, MS_BIND | MS_REC, nullptr), 0);
+  auto unmount = absl::MakeCleanup([&] {
+    ::umount2((source + "/mnt").c_str(), MNT_DETACH);
+    ::umount2(source.c_str(), MNT_DETACH);
+  });
+  ASSERT_EQ(::mount(nullptr, source.c_str(), nullptr, MS_SHARED | MS_REC, nullptr), 0);
+
+  v1::ContainerConfig slave = Config("h2c", {"sleep", "1000"});
+  AddMount(slave, "/vol", source, false)->set_propagation(v1::PROPAGATION_HOST_TO_CONTAINER);
+  v1::ContainerConfig priv = Config("private", {"sleep", "1000"});
+  AddMount(priv, "/vol", source, false)->set_propagation(v1::PROPAGATION_PRIVATE);
+  const std::string slave_id = Run(slave);
+  const std::string priv_id = Run(priv);
+  ASSERT_FALSE(slave_id.empty());
+  ASSERT_FALSE(priv_id.empty());
+  EXPECT_EQ(Status(slave_id).mounts(0).propagation(), v1::PROPAGATION_HOST_TO_CONTAINER);
+  EXPECT_EQ(Status(priv_id).mounts(0).propagation(), v1::PROPAGATION_PRIVATE);
+
+  ASSERT_EQ(::mount(flagged.c_str(), (source + "/mnt").c_str(), nullptr, MS_BIND, nullptr), 0);
+  EXPECT_EQ(Sh(slave_id, "cat /vol/mnt/flag"), "mounted later\n");
+  EXPECT_EQ(Sh(priv_id, "ls -A /vol/mnt"), "");
+
+  v1::ContainerConfig both = Config("bidi", {"sleep", "1000"});
+  AddMount(both, "/vol", source, false)->set_propagation(v1::PROPAGATION_BIDIRECTIONAL);
+  v1::CreateContainerRequest req;
+  req.set_pod_sandbox_id(pod_);
+  *req.mutable_config() = both;
+  *req.mutable_sandbox_config() = pod_config_;
+  v1::CreateContainerResponse resp;
+  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("bidirectional"));
+
+  for (const std::string& id : {slave_id, priv_id}) {
+    ASSERT_TRUE(Stop(id, 0).ok());
+    ASSERT_TRUE(RemoveContainer(id).ok());
+  }
+  EXPECT_EQ(ReadAll(flagged + "/flag"), "mounted later\n");
 }
 
 // The same pod without the shared filesystem: read-only volumes are snapshots, writable ones are
