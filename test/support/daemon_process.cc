@@ -43,9 +43,17 @@ std::set<pid_t> QemuProcessesUnder(const std::string& dir) {
 }
 
 int KillQemuUnder(const std::string& dir) {
-  std::set<pid_t> pids = QemuProcessesUnder(dir);
-  for (pid_t pid : pids) ::kill(pid, SIGKILL);
-  return static_cast<int>(pids.size());
+  // A daemon killed while libvirt was starting QEMU leaves a child that may still be between
+  // fork and exec (its command line not yet QEMU's) at the first scan: look again shortly after.
+  std::set<pid_t> killed;
+  for (int round = 0; round < 3; ++round) {
+    if (round > 0) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (pid_t pid : QemuProcessesUnder(dir)) {
+      ::kill(pid, SIGKILL);
+      killed.insert(pid);
+    }
+  }
+  return static_cast<int>(killed.size());
 }
 
 std::string DaemonProcess::BinaryPath() { return std::string(PODVISOR_BIN_DIR) + "/podvisord"; }

@@ -8,6 +8,7 @@
 
 #include <fstream>
 
+#include "absl/cleanup/cleanup.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test/support/daemon_process.h"
@@ -48,6 +49,9 @@ TEST(ImageCriTest, PullListStatusRemoveAndFsInfoThroughAMirror) {
   const std::string config = tmp.Join("config.yaml");
   std::ofstream(config) << "registry:\n  hosts:\n    registry.k8s.io:\n      mirrors: [\"http://"
                         << registry.host() << "\"]\n";
+  // The daemon warms its hypervisor up in the background and is killed when the test ends,
+  // possibly while libvirt is starting QEMU: whatever that left goes after it.
+  auto reap = absl::MakeCleanup([&] { testing::KillQemuUnder(tmp.path()); });
   testing::DaemonProcess daemon({tmp.Join("root"),
                                  tmp.Join("state"),
                                  tmp.Join("pv.sock"),
