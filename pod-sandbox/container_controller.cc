@@ -93,6 +93,11 @@ const char* const kDefaultReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq
 // to these.
 const char* const kGuestPodFiles[] = {"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"};
 
+bool IsGuestPodFile(const std::string& container_path) {
+  return std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
+                     [&](const char* f) { return container_path == f; });
+}
+
 std::string CapName(const std::string& cap) {
   std::string upper = absl::AsciiStrToUpper(cap);
   if (upper == "ALL" || absl::StartsWith(upper, "CAP_")) return upper;
@@ -644,10 +649,7 @@ absl::StatusOr<std::vector<VolumeDisk>> ContainerController::AttachVolumes(
   const std::string dir = absl::StrCat(sandbox.metadata.state_dir, "/volumes");
   for (const ContainerMount& m : config.mounts) {
     if (!m.readonly || m.host_path.empty()) continue;
-    if (std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
-                    [&](const char* f) { return m.container_path == f; })) {
-      continue;
-    }
+    if (IsGuestPodFile(m.container_path)) continue;
     std::error_code ec;
     const std::filesystem::file_status st = std::filesystem::status(m.host_path, ec);
     if (ec || (!std::filesystem::is_directory(st) && !std::filesystem::is_regular_file(st))) {
@@ -727,10 +729,7 @@ absl::StatusOr<std::vector<SharedVolume>> ContainerController::AttachSharedVolum
   auto undo = absl::MakeCleanup([&] { (void)DetachSharedVolumes(shared_dir, container_id); });
   for (const ContainerMount& m : config.mounts) {
     if (m.host_path.empty()) continue;
-    if (std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
-                    [&](const char* f) { return m.container_path == f; })) {
-      continue;
-    }
+    if (IsGuestPodFile(m.container_path)) continue;
     const std::string what = absl::StrCat("mount of ", m.host_path, " at ", m.container_path);
     if (m.host_path[0] != '/') {
       return absl::InvalidArgumentError(absl::StrCat(what, ": the host path must be absolute"));
@@ -864,9 +863,7 @@ absl::StatusOr<ContainerSpec> ContainerController::BuildSpec(
       "/", "overlay", "overlay", {absl::StrCat("lowerdir=", absl::StrJoin(lowers, ":"))}};
   spec.readonly_rootfs = config.readonly_rootfs;
   for (const ContainerMount& m : config.mounts) {
-    const bool pod_file = std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
-                                      [&](const char* f) { return m.container_path == f; });
-    if (pod_file) {
+    if (IsGuestPodFile(m.container_path)) {
       spec.mounts.push_back(GuestMount{m.container_path,
                                        "bind",
                                        m.container_path,

@@ -168,15 +168,23 @@ class ContainerVmTest : public ::testing::Test {
     return c;
   }
 
-  std::string Create(const v1::ContainerConfig& config) {
+  // CreateContainer in the fixture's pod, for a test that expects it may fail; the new id in `id`.
+  grpc::Status TryCreate(const v1::ContainerConfig& config, std::string* id = nullptr) {
     v1::CreateContainerRequest req;
     req.set_pod_sandbox_id(pod_);
     *req.mutable_config() = config;
     *req.mutable_sandbox_config() = pod_config_;
     v1::CreateContainerResponse resp;
     grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+    if (id) *id = resp.container_id();
+    return s;
+  }
+
+  std::string Create(const v1::ContainerConfig& config) {
+    std::string id;
+    grpc::Status s = TryCreate(config, &id);
     EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
-    return resp.container_id();
+    return id;
   }
 
   grpc::Status Start(const std::string& id) {

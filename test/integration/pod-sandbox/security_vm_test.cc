@@ -93,12 +93,7 @@ TEST_F(SecurityVmTest, SeccompProfiles) {
   v1::SecurityProfile missing;
   missing.set_profile_type(v1::SecurityProfile::Localhost);
   missing.set_localhost_ref(dir_.Join("missing.json"));
-  v1::CreateContainerRequest req;
-  req.set_pod_sandbox_id(pod_);
-  *req.mutable_config() = WithSeccomp("missing", &missing);
-  *req.mutable_sandbox_config() = pod_config_;
-  v1::CreateContainerResponse resp;
-  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  grpc::Status s = TryCreate(WithSeccomp("missing", &missing));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_THAT(s.error_message(), HasSubstr("missing.json"));
 }

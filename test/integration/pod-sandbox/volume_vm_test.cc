@@ -167,12 +167,7 @@ TEST_F(VolumeVmTest, RemovingThePodUnmountsVolumesAndKeepsHostData) {
 TEST_F(VolumeVmTest, HostPathsAVmCannotReachAreRefusedClearly) {
   v1::ContainerConfig c = Config("sock", {"sleep", "1000"});
   AddMount(c, "/dev/null-from-host", "/dev/null", false);
-  v1::CreateContainerRequest req;
-  req.set_pod_sandbox_id(pod_);
-  *req.mutable_config() = c;
-  *req.mutable_sandbox_config() = pod_config_;
-  v1::CreateContainerResponse resp;
-  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  grpc::Status s = TryCreate(c);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("/dev/null"));
   EXPECT_TRUE(MountsContaining(dir_.Join("st") + "/vm/").empty());
@@ -211,12 +206,7 @@ TEST_F(VolumeVmTest, MountPropagationHostToContainerAndPrivate) {
 
   v1::ContainerConfig both = Config("bidi", {"sleep", "1000"});
   AddMount(both, "/vol", source, false)->set_propagation(v1::PROPAGATION_BIDIRECTIONAL);
-  v1::CreateContainerRequest req;
-  req.set_pod_sandbox_id(pod_);
-  *req.mutable_config() = both;
-  *req.mutable_sandbox_config() = pod_config_;
-  v1::CreateContainerResponse resp;
-  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  grpc::Status s = TryCreate(both);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("bidirectional"));
 
@@ -247,12 +237,7 @@ TEST_F(SnapshotVolumeVmTest, ReadOnlyVolumesAreSnapshotsAndWritableOnesAreRefuse
 
   v1::ContainerConfig w = Config("rw", {"sleep", "1000"});
   AddMount(w, "/data", data, false);
-  v1::CreateContainerRequest req;
-  req.set_pod_sandbox_id(pod_);
-  *req.mutable_config() = w;
-  *req.mutable_sandbox_config() = pod_config_;
-  v1::CreateContainerResponse resp;
-  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  grpc::Status s = TryCreate(w);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr(data));
 }
