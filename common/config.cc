@@ -177,10 +177,24 @@ absl::Status ParseRegistry(const YAML::Node& n, RegistryConfig& c) {
   return absl::OkStatus();
 }
 
+absl::Status ParseHandlers(const YAML::Node& n, HandlersConfig& c) {
+  const std::string p = "handlers";
+  if (absl::Status s = CheckKeys(n, p, {"host_pods", "crun", "monitor"}); !s.ok()) return s;
+  for (auto s : {GetString(n, p, "host_pods", c.host_pods), GetString(n, p, "crun", c.crun),
+                 GetString(n, p, "monitor", c.monitor)}) {
+    if (!s.ok()) return s;
+  }
+  if (c.crun.empty() || c.crun[0] != '/') return KeyError("handlers.crun", "must be absolute");
+  if (!c.monitor.empty() && c.monitor[0] != '/') {
+    return KeyError("handlers.monitor", "must be absolute");
+  }
+  return OneOf("handlers.host_pods", c.host_pods, {"host", "refuse"});
+}
+
 absl::Status ParseTop(const YAML::Node& root, Config& c) {
   if (absl::Status s = CheckKeys(root, "",
                                  {"root_dir", "state_dir", "listen", "log_level", "streaming",
-                                  "hypervisor", "cni", "registry"});
+                                  "hypervisor", "cni", "registry", "handlers"});
       !s.ok()) {
     return s;
   }
@@ -210,6 +224,9 @@ absl::Status ParseTop(const YAML::Node& root, Config& c) {
   }
   if (root["registry"]) {
     if (absl::Status s = ParseRegistry(root["registry"], c.registry); !s.ok()) return s;
+  }
+  if (root["handlers"]) {
+    if (absl::Status s = ParseHandlers(root["handlers"], c.handlers); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -293,6 +310,10 @@ nlohmann::json ConfigToJson(const Config& c) {
        {{"hosts", hosts},
         {"max_concurrent_downloads", c.registry.max_concurrent_downloads},
         {"pinned_images", c.registry.pinned_images}}},
+      {"handlers",
+       {{"host_pods", c.handlers.host_pods},
+        {"crun", c.handlers.crun},
+        {"monitor", c.handlers.monitor}}},
   };
 }
 

@@ -53,6 +53,14 @@ struct RegistryConfig {
 };
 
 // The daemon's whole configuration: one YAML file, every key optional.
+// The runtime handlers (docs/runtime-handlers.md): what the default handler does with pods that
+// need the host's namespaces, and the host handler's tools.
+struct HandlersConfig {
+  std::string host_pods = "host";  // host | refuse
+  std::string crun = "/usr/bin/crun";
+  std::string monitor;  // podvisor-monitor; empty: the one beside podvisord
+};
+
 struct Config {
   std::string root_dir = "/var/lib/podvisor";
   std::string state_dir = "/run/podvisor";
@@ -62,6 +70,7 @@ struct Config {
   HypervisorConfig hypervisor;
   CniConfig cni;
   RegistryConfig registry;
+  HandlersConfig handlers;
 };
 
 // Parses YAML text. Unknown keys and values of the wrong type or range are errors naming the key

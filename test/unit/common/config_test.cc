@@ -136,5 +136,24 @@ TEST(ConfigTest, JsonShowsEffectiveValues) {
   EXPECT_EQ(j["root_dir"], "/var/lib/podvisor");
 }
 
+TEST(ConfigTest, HandlersSection) {
+  absl::StatusOr<Config> d = ParseConfig("");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->handlers.host_pods, "host");
+  EXPECT_EQ(d->handlers.crun, "/usr/bin/crun");
+  absl::StatusOr<Config> c =
+      ParseConfig("handlers: {host_pods: refuse, crun: /opt/crun, monitor: /opt/mon}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->handlers.host_pods, "refuse");
+  EXPECT_EQ(c->handlers.crun, "/opt/crun");
+  EXPECT_EQ(c->handlers.monitor, "/opt/mon");
+  EXPECT_EQ(ConfigToJson(*c)["handlers"]["host_pods"], "refuse");
+  absl::StatusOr<Config> bad = ParseConfig("handlers: {host_pods: vm}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("handlers.host_pods"));
+  EXPECT_FALSE(ParseConfig("handlers: {crun: crun}\n").ok());
+  EXPECT_FALSE(ParseConfig("handlers: {colour: red}\n").ok());
+}
+
 }  // namespace
 }  // namespace podvisor
