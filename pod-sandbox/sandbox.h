@@ -54,6 +54,8 @@ struct SandboxConfig {
   NamespaceMode network_mode = NamespaceMode::kPod;
   NamespaceMode pid_mode = NamespaceMode::kPod;
   NamespaceMode ipc_mode = NamespaceMode::kPod;
+  // linux.security_context.privileged: the pod's containers may be privileged.
+  bool privileged = false;
   // Pod-level resources (LinuxPodSandboxConfig.resources + overhead); 0 = not set.
   int64_t cpu_quota = 0;
   int64_t cpu_period = 0;
@@ -71,7 +73,10 @@ struct SandboxMetadata {
   uint32_t attempt = 0;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
-  std::string runtime_handler;
+  std::string runtime_handler;  // as RunPodSandbox named it ("" for the default handler)
+  // The handler that runs the pod, "vm" or "host" (pod-sandbox/runtime_handler.h); records made
+  // before there were handlers are VM pods.
+  std::string handler = "vm";
   std::string log_directory;
   std::string hostname;
   int64_t created_at_ns = 0;
@@ -87,14 +92,19 @@ struct SandboxMetadata {
   // The host directory shared with the guest over virtiofs (<state_dir>/shared), under which
   // containers' host-path volumes are bind-mounted; empty: the VM has no shared filesystem.
   std::string shared_dir;
+  // Host handler only: the pod's cgroup parent as kubelet gave it, and whether it is privileged.
+  std::string cgroup_parent;
+  bool privileged = false;
 };
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxMetadata, id, name, pod_name,
                                                 pod_namespace, pod_uid, attempt, labels,
-                                                annotations, runtime_handler, log_directory,
+                                                annotations, runtime_handler, handler,
+                                                log_directory,
                                                 hostname, created_at_ns, dns, port_mappings,
                                                 sysctls, network_mode, pid_mode, ipc_mode, vcpus,
-                                                memory_mib, state_dir, shared_dir)
+                                                memory_mib, state_dir, shared_dir, cgroup_parent,
+                                                privileged)
 
 // What changes over a sandbox's life.
 struct SandboxStatus {

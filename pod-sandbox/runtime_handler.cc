@@ -1,0 +1,73 @@
+#include "pod-sandbox/runtime_handler.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace podvisor {
+
+const char* HandlerKindName(HandlerKind kind) { return kind == HandlerKind::kHost ? "host" : "vm"; }
+
+absl::StatusOr<HostPodPolicy> ParseHostPodPolicy(absl::string_view value) {
+  if (value == "host") return HostPodPolicy::kHost;
+  if (value == "refuse") return HostPodPolicy::kRefuse;
+  return absl::InvalidArgumentError(
+      absl::StrCat("host pod policy \"", value, "\" is not one of host, refuse"));
+}
+
+std::vector<std::string> HostNeeds(const SandboxConfig& config) {
+  std::vector<std::string> needs;
+  if (config.network_mode == NamespaceMode::kNode)
+    needs.push_back("namespace_options.network=NODE");
+  if (config.pid_mode == NamespaceMode::kNode) needs.push_back("namespace_options.pid=NODE");
+  if (config.ipc_mode == NamespaceMode::kNode) needs.push_back("namespace_options.ipc=NODE");
+  if (config.privileged) needs.push_back("privileged");
+  return needs;
+}
+
+absl::StatusOr<HandlerKind> RouteSandbox(const SandboxConfig& config, HostPodPolicy policy,
+                                         bool host_available) {
+  const std::string& name = config.runtime_handler;
+  if (name != "" && name != "vm" && name != "host") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "runtime handler \"", name, "\" is unknown (this runtime has \"\", \"vm\" and \"host\")"));
+  }
+  const std::vector<std::string> needs = HostNeeds(config);
+  // A privileged pod may run in a VM (privileged only inside its guest, as Kata runs them); the
+  // host's namespaces cannot.
+  std::vector<std::string> namespaces;
+  for (const std::string& n : needs) {
+    if (n != "privileged") namespaces.push_back(n);
+  }
+  HandlerKind kind = HandlerKind::kVm;
+  if (name == "host") {
+    kind = HandlerKind::kHost;
+  } else if (name == "vm") {
+    if (!namespaces.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "runtime handler \"vm\" runs the pod in a VM, which cannot share the node's namespaces (",
+          absl::StrJoin(namespaces, ", "), "); use the default or the \"host\" handler"));
+    }
+  } else if (!needs.empty()) {
+    if (policy == HostPodPolicy::kRefuse) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the pod needs the host (", absl::StrJoin(needs, ", "),
+                       ") and this node refuses such pods (handlers.host_pods: refuse)"));
+    }
+    kind = HandlerKind::kHost;
+  }
+  if (kind == HandlerKind::kHost && !host_available) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the pod goes to the \"host\" handler",
+                     needs.empty() ? "" : absl::StrCat(" (", absl::StrJoin(needs, ", "), ")"),
+                     ", which is not available on this node (no crun; see handlers.crun)"));
+  }
+  return kind;
+}
+
+std::vector<RuntimeHandlerInfo> RuntimeHandlers(bool host_available) {
+  std::vector<RuntimeHandlerInfo> out = {{"", false, false}, {"vm", false, false}};
+  if (host_available) out.push_back({"host", false, false});
+  return out;
+}
+
+}  // namespace podvisor
