@@ -252,6 +252,11 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
   json c;
   c["ociVersion"] = "1.0.2";
   c["process"] = ProcessJson(spec.process(), spec.privileged());
+  if (spec.privileged() && !options.privileged_capabilities.empty()) {
+    json caps = json::array();
+    for (const std::string& cap : options.privileged_capabilities) caps.push_back(cap);
+    c["process"]["capabilities"] = {{"bounding", caps}, {"effective", caps}, {"permitted", caps}};
+  }
   c["root"] = {{"path", options.rootfs_path}, {"readonly", spec.rootfs().readonly()}};
   if (!spec.hostname().empty()) c["hostname"] = spec.hostname();
   json mounts = DefaultMounts();
@@ -266,10 +271,22 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
   }
   c["mounts"] = mounts;
   json linux_section;
-  // The VM is the pod: network, IPC and UTS are the guest's own, shared by its containers.
-  json ns = json::array({{{"type", "mount"}}, {{"type", "cgroup"}}});
-  if (!spec.share_pid_namespace()) ns.push_back({{"type", "pid"}});
+  json ns = json::array();
+  if (options.namespaces) {
+    for (const auto& [type, path] : *options.namespaces) {
+      json n = {{"type", type}};
+      if (!path.empty()) n["path"] = path;
+      ns.push_back(n);
+    }
+  } else {
+    // The VM is the pod: network, IPC and UTS are the guest's own, shared by its containers.
+    ns = json::array({{{"type", "mount"}}, {{"type", "cgroup"}}});
+    if (!spec.share_pid_namespace()) ns.push_back({{"type", "pid"}});
+  }
   linux_section["namespaces"] = ns;
+  if (!options.rootfs_propagation.empty()) {
+    linux_section["rootfsPropagation"] = options.rootfs_propagation;
+  }
   linux_section["cgroupsPath"] = options.cgroups_path;
   linux_section["resources"] = Resources(spec.resources(), options.device_cgroup);
   if (!spec.privileged()) {

@@ -1,9 +1,13 @@
 #pragma once
 
 // Builds the OCI runtime config.json (runtime-spec 1.0) for crun from a ContainerSpec, and the
-// process.json of an exec.
+// process.json of an exec. Shared by the guest agent and the host handler (host-runtime/): both
+// run their containers with crun from the same agent-protocol ContainerSpec.
 
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "agent/result.h"
 #include "agent/v1/agent.pb.h"
@@ -19,6 +23,15 @@ struct OciOptions {
   // share its POSIX shared memory too (as containerd gives a pod one /dev/shm). Empty: a
   // private tmpfs per container (--no-pid1 tests).
   std::string pod_shm;
+  // Host containers (host-runtime/): the namespaces instead of the guest's layout, each a type
+  // ("network", "ipc", "uts", "pid", "mount", "cgroup") and a path to join (empty: a new one); a
+  // type left out is the host's. Unset: the guest's layout (below).
+  std::optional<std::vector<std::pair<std::string, std::string>>> namespaces;
+  // What "every capability" means for a privileged container; empty: all the kernel knows. The
+  // host handler gives its bounding set (a capability the runtime lacks cannot be granted).
+  std::vector<std::string> privileged_capabilities;
+  // OCI linux.rootfsPropagation ("rslave", "rshared"); empty: the runtime's default (private).
+  std::string rootfs_propagation;
 };
 
 // Checks the parts the agent interprets (paths, ids, args); crun checks the rest.

@@ -53,85 +53,6 @@ v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
   }
 }
 
-void FillProcess(const ProcessSpec& p, v1::Process* out) {
-  for (const auto& a : p.args) out->add_args(a);
-  for (const auto& e : p.env) out->add_env(e);
-  out->set_cwd(p.cwd);
-  v1::User* u = out->mutable_user();
-  if (p.user.uid) {
-    u->set_uid(*p.user.uid);
-    u->set_has_uid(true);
-  }
-  u->set_gid(p.user.gid);
-  u->set_gid_from_passwd(p.user.gid_from_passwd);
-  for (uint32_t g : p.user.additional_gids) u->add_additional_gids(g);
-  u->set_username(p.user.username);
-  out->set_terminal(p.terminal);
-  out->set_stdin_stream(p.stdin_stream);
-  out->set_stdout_stream(p.stdout_stream);
-  out->set_stderr_stream(p.stderr_stream);
-  out->set_no_new_privileges(p.no_new_privileges);
-  out->set_acked_output(p.acked_output);
-  v1::Capabilities* caps = out->mutable_capabilities();
-  for (const auto& c : p.capabilities) {
-    caps->add_bounding(c);
-    caps->add_effective(c);
-    caps->add_permitted(c);
-  }
-}
-
-void FillResources(const ContainerResources& in, v1::LinuxResources* r) {
-  r->set_cpu_shares(in.cpu_shares);
-  r->set_cpu_quota(in.cpu_quota);
-  r->set_cpu_period(in.cpu_period);
-  r->set_cpuset_cpus(in.cpuset_cpus);
-  r->set_cpuset_mems(in.cpuset_mems);
-  r->set_memory_limit_bytes(in.memory_limit_bytes);
-  r->set_memory_swap_limit_bytes(in.memory_swap_limit_bytes);
-  r->set_pids_limit(in.pids_limit);
-  for (const auto& [size, limit] : in.hugepage_limits)
-    (*r->mutable_hugepage_limits())[size] = limit;
-  for (const auto& [key, value] : in.unified) (*r->mutable_unified())[key] = value;
-}
-
-void FillContainerSpec(const ContainerSpec& s, v1::ContainerSpec* out) {
-  FillProcess(s.process, out->mutable_process());
-  v1::Rootfs* root = out->mutable_rootfs();
-  if (!s.rootfs_disk_serial.empty()) {
-    root->mutable_block_device()->set_serial(s.rootfs_disk_serial);
-    root->mutable_block_device()->set_fs_type(s.rootfs_fs_type);
-    root->mutable_block_device()->set_overlay(s.rootfs_overlay);
-    for (const auto& o : s.rootfs_options) root->mutable_block_device()->add_options(o);
-  } else if (s.rootfs_mount) {
-    v1::Mount* rm = root->mutable_mount();
-    rm->set_destination("/");
-    rm->set_type(s.rootfs_mount->type);
-    rm->set_source(s.rootfs_mount->source);
-    for (const auto& o : s.rootfs_mount->options) rm->add_options(o);
-  } else {
-    root->set_path(s.rootfs_path);
-  }
-  root->set_readonly(s.readonly_rootfs);
-  for (const GuestMount& m : s.mounts) {
-    v1::Mount* pm = out->add_mounts();
-    pm->set_destination(m.destination);
-    pm->set_type(m.type);
-    pm->set_source(m.source);
-    for (const auto& o : m.options) pm->add_options(o);
-  }
-  out->set_hostname(s.hostname);
-  for (const auto& p : s.masked_paths) out->add_masked_paths(p);
-  for (const auto& p : s.readonly_paths) out->add_readonly_paths(p);
-  if (!s.seccomp_oci_json.empty()) out->mutable_seccomp()->set_oci_json(s.seccomp_oci_json);
-  for (const auto& [k, v] : s.sysctls) (*out->mutable_sysctls())[k] = v;
-  FillResources(s.resources, out->mutable_resources());
-  if (s.resources.oom_score_adj) {
-    out->mutable_process()->set_oom_score_adj(*s.resources.oom_score_adj);
-  }
-  out->set_privileged(s.privileged);
-  out->set_share_pid_namespace(s.share_pid_namespace);
-}
-
 class AgentClientImpl final : public AgentClient {
  public:
   AgentClientImpl(int fd, Options options) : fd_(fd), options_(std::move(options)) {
@@ -245,7 +166,7 @@ class AgentClientImpl final : public AgentClient {
     if (!IsValidAgentId(id)) return absl::InvalidArgumentError("invalid container id " + id);
     v1::Request req;
     req.mutable_create_container()->set_container_id(id);
-    FillContainerSpec(spec, req.mutable_create_container()->mutable_spec());
+    ToWireContainerSpec(spec, req.mutable_create_container()->mutable_spec());
     return CallStatus(req, timeout, "create container " + id);
   }
 
@@ -308,7 +229,7 @@ class AgentClientImpl final : public AgentClient {
     v1::ExecProcessRequest* p = req.mutable_exec_process();
     p->set_container_id(id);
     p->set_exec_id(exec_id);
-    FillProcess(process, p->mutable_process());
+    ToWireProcess(process, p->mutable_process());
     absl::StatusOr<v1::Response> r = Call(req, timeout);
     if (!r.ok()) return WithContext(r.status(), "exec in " + id);
     return r->process_started().pid();
@@ -348,7 +269,7 @@ class AgentClientImpl final : public AgentClient {
     v1::Request req;
     v1::UpdateContainerResourcesRequest* u = req.mutable_update_container_resources();
     u->set_container_id(id);
-    FillResources(resources, u->mutable_resources());
+    ToWireResources(resources, u->mutable_resources());
     if (resources.oom_score_adj) {
       u->set_set_oom_score_adj(true);
       u->set_oom_score_adj(*resources.oom_score_adj);

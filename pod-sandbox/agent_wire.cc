@@ -222,4 +222,83 @@ GuestSandboxStats ToSandboxStats(const v1::StatsResponse& stats) {
   return out;
 }
 
+void ToWireProcess(const ProcessSpec& p, agent::v1::Process* out) {
+  for (const auto& a : p.args) out->add_args(a);
+  for (const auto& e : p.env) out->add_env(e);
+  out->set_cwd(p.cwd);
+  agent::v1::User* u = out->mutable_user();
+  if (p.user.uid) {
+    u->set_uid(*p.user.uid);
+    u->set_has_uid(true);
+  }
+  u->set_gid(p.user.gid);
+  u->set_gid_from_passwd(p.user.gid_from_passwd);
+  for (uint32_t g : p.user.additional_gids) u->add_additional_gids(g);
+  u->set_username(p.user.username);
+  out->set_terminal(p.terminal);
+  out->set_stdin_stream(p.stdin_stream);
+  out->set_stdout_stream(p.stdout_stream);
+  out->set_stderr_stream(p.stderr_stream);
+  out->set_no_new_privileges(p.no_new_privileges);
+  out->set_acked_output(p.acked_output);
+  agent::v1::Capabilities* caps = out->mutable_capabilities();
+  for (const auto& c : p.capabilities) {
+    caps->add_bounding(c);
+    caps->add_effective(c);
+    caps->add_permitted(c);
+  }
+}
+
+void ToWireResources(const ContainerResources& in, agent::v1::LinuxResources* r) {
+  r->set_cpu_shares(in.cpu_shares);
+  r->set_cpu_quota(in.cpu_quota);
+  r->set_cpu_period(in.cpu_period);
+  r->set_cpuset_cpus(in.cpuset_cpus);
+  r->set_cpuset_mems(in.cpuset_mems);
+  r->set_memory_limit_bytes(in.memory_limit_bytes);
+  r->set_memory_swap_limit_bytes(in.memory_swap_limit_bytes);
+  r->set_pids_limit(in.pids_limit);
+  for (const auto& [size, limit] : in.hugepage_limits)
+    (*r->mutable_hugepage_limits())[size] = limit;
+  for (const auto& [key, value] : in.unified) (*r->mutable_unified())[key] = value;
+}
+
+void ToWireContainerSpec(const ContainerSpec& s, agent::v1::ContainerSpec* out) {
+  ToWireProcess(s.process, out->mutable_process());
+  agent::v1::Rootfs* root = out->mutable_rootfs();
+  if (!s.rootfs_disk_serial.empty()) {
+    root->mutable_block_device()->set_serial(s.rootfs_disk_serial);
+    root->mutable_block_device()->set_fs_type(s.rootfs_fs_type);
+    root->mutable_block_device()->set_overlay(s.rootfs_overlay);
+    for (const auto& o : s.rootfs_options) root->mutable_block_device()->add_options(o);
+  } else if (s.rootfs_mount) {
+    agent::v1::Mount* rm = root->mutable_mount();
+    rm->set_destination("/");
+    rm->set_type(s.rootfs_mount->type);
+    rm->set_source(s.rootfs_mount->source);
+    for (const auto& o : s.rootfs_mount->options) rm->add_options(o);
+  } else {
+    root->set_path(s.rootfs_path);
+  }
+  root->set_readonly(s.readonly_rootfs);
+  for (const GuestMount& m : s.mounts) {
+    agent::v1::Mount* pm = out->add_mounts();
+    pm->set_destination(m.destination);
+    pm->set_type(m.type);
+    pm->set_source(m.source);
+    for (const auto& o : m.options) pm->add_options(o);
+  }
+  out->set_hostname(s.hostname);
+  for (const auto& p : s.masked_paths) out->add_masked_paths(p);
+  for (const auto& p : s.readonly_paths) out->add_readonly_paths(p);
+  if (!s.seccomp_oci_json.empty()) out->mutable_seccomp()->set_oci_json(s.seccomp_oci_json);
+  for (const auto& [k, v] : s.sysctls) (*out->mutable_sysctls())[k] = v;
+  ToWireResources(s.resources, out->mutable_resources());
+  if (s.resources.oom_score_adj) {
+    out->mutable_process()->set_oom_score_adj(*s.resources.oom_score_adj);
+  }
+  out->set_privileged(s.privileged);
+  out->set_share_pid_namespace(s.share_pid_namespace);
+}
+
 }  // namespace podvisor

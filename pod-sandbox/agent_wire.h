@@ -1,7 +1,8 @@
 #pragma once
 
-// Checks and converts what the guest sends. Only agent_client_impl.cc, tests and the fuzzer
-// include this (it pulls in the generated protobuf header).
+// Checks and converts what the guest sends, and converts what the host sends. Only
+// agent_client_impl.cc, host-runtime/, tests and the fuzzer include this (it pulls in the
+// generated protobuf header).
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -31,5 +32,11 @@ GuestSandboxStats ToSandboxStats(const agent::v1::StatsResponse& stats);
 
 // Container and exec ids: [A-Za-z0-9_.-]{1,128}.
 bool IsValidAgentId(absl::string_view id);
+
+// The wire form of what the host asks the agent to run (also what the host handler hands to the
+// shared OCI config builder, agent/oci_spec.h).
+void ToWireProcess(const ProcessSpec& process, agent::v1::Process* out);
+void ToWireResources(const ContainerResources& resources, agent::v1::LinuxResources* out);
+void ToWireContainerSpec(const ContainerSpec& spec, agent::v1::ContainerSpec* out);
 
 }  // namespace podvisor

@@ -212,6 +212,32 @@ TEST(OciSpecTest, ConfigCarriesTheSpec) {
   EXPECT_EQ(c["mounts"][3]["source"], "/dev/shm");
 }
 
+TEST(OciSpecTest, HostContainersJoinTheNamespacesTheyAreGiven) {
+  OciOptions o;
+  o.container_id = "c1";
+  o.rootfs_path = "/r";
+  o.cgroups_path = "/kubepods/pod1/c1";
+  o.namespaces = std::vector<std::pair<std::string, std::string>>{
+      {"mount", ""}, {"network", "/run/netns/p"}, {"ipc", "/run/ns/ipc"}};
+  o.rootfs_propagation = "rshared";
+  std::string json;
+  ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
+  nlohmann::json c = nlohmann::json::parse(json);
+  const nlohmann::json& ns = c["linux"]["namespaces"];
+  ASSERT_EQ(ns.size(), 3u);
+  EXPECT_EQ(ns[0], (nlohmann::json{{"type", "mount"}}));
+  EXPECT_EQ(ns[1]["path"], "/run/netns/p");
+  EXPECT_EQ(ns[2]["type"], "ipc");
+  EXPECT_EQ(c["linux"]["rootfsPropagation"], "rshared");
+  // Without them: the guest's layout, and the runtime's default propagation.
+  o.namespaces.reset();
+  o.rootfs_propagation.clear();
+  ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
+  c = nlohmann::json::parse(json);
+  EXPECT_FALSE(c["linux"].contains("rootfsPropagation"));
+  EXPECT_EQ(c["linux"]["namespaces"][0]["type"], "mount");
+}
+
 TEST(OciSpecTest, ResourcesUpdateCarriesOnlyTheSetLimitsAndNoDeviceRules) {
   v1::LinuxResources r;
   r.set_memory_limit_bytes(48 << 20);
