@@ -260,6 +260,21 @@ class CniPodNetworkManager final : public PodNetworkManager {
   const CniExec exec_;
 };
 
+// The CNI interface joined to a VM's tap, or (no tap: containers on the host use the
+// interface itself) just read.
+static absl::StatusOr<network::LinkInfo> AttachOrInspect(const CacheEntry& entry) {
+  if (!entry.tap.empty()) return network::AttachTap(entry.netns, entry.ifname, entry.tap);
+  network::LinkInfo info;
+  absl::Status s = network::RunInNetns(entry.netns, [&]() -> absl::Status {
+    absl::StatusOr<network::LinkInfo> l = network::GetLinkInfo(entry.ifname);
+    if (!l.ok()) return l.status();
+    info = *l;
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return info;
+}
+
 absl::StatusOr<PodNetwork> CniPodNetworkManager::Setup(const PodNetworkRequest& request) {
   const std::string& id = request.sandbox_id;
   const std::string context = absl::StrCat("set up network of pod ", id);
@@ -299,9 +314,11 @@ absl::StatusOr<PodNetwork> CniPodNetworkManager::Setup(const PodNetworkRequest& 
   absl::StatusOr<CniResult> result = network::ParseCniResult(*raw);
   if (!result.ok()) return Annotate(result.status(), context);
 
-  absl::StatusOr<network::LinkInfo> link = network::AttachTap(entry.netns, entry.ifname, entry.tap);
+  absl::StatusOr<network::LinkInfo> link = AttachOrInspect(entry);
   if (!link.ok()) return Annotate(link.status(), context);
-  absl::Cleanup detach = [&] { (void)network::DetachTap(entry.netns, entry.ifname, entry.tap); };
+  absl::Cleanup detach = [&] {
+    if (!entry.tap.empty()) (void)network::DetachTap(entry.netns, entry.ifname, entry.tap);
+  };
   entry.result = *raw;
   entry.mac = link->mac;
   entry.mtu = link->mtu;
@@ -374,8 +391,10 @@ absl::Status CniPodNetworkManager::Teardown(const std::string& sandbox_id) {
   if (entry->torn_down) return absl::OkStatus();
   absl::StatusOr<CniConfList> list = CachedList(*entry);
   if (!list.ok()) return Annotate(list.status(), context);
-  if (absl::Status s = network::DetachTap(entry->netns, entry->ifname, entry->tap); !s.ok()) {
-    return Annotate(s, context);
+  if (!entry->tap.empty()) {
+    if (absl::Status s = network::DetachTap(entry->netns, entry->ifname, entry->tap); !s.ok()) {
+      return Annotate(s, context);
+    }
   }
   if (absl::Status s = exec_.DelNetworkList(*list, RuntimeConf(*entry), entry->result); !s.ok()) {
     return Annotate(s, context);

@@ -135,6 +135,8 @@ struct PodNetworkOptions {
   CniConfig cni;          // conf_dir and bin_dirs
   std::string netns_dir;  // bind-mounted netns files: <state_dir>/netns
   std::string cache_dir;  // cached CNI results: <root_dir>/network
+  // The VM's tap in each netns; empty: no tap (the host handler's pods use the CNI interface
+  // directly, and PodNetwork::tap_name is empty).
   std::string tap_name = "tap0_pv";
   std::string interface_name = "eth0";
   int64_t plugin_timeout_seconds = 60;
