@@ -1,0 +1,353 @@
+// HostRuntime: the container side (crun on the host, a monitor per container).
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "absl/cleanup/cleanup.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/fs.h"
+#include "common/log.h"
+#include "common/status_util.h"
+#include "host-runtime/host_rootfs.h"
+#include "host-runtime/host_runtime.h"
+#include "host-runtime/monitor_client.h"
+#include "network/process.h"
+
+namespace podvisor {
+namespace {
+
+constexpr absl::Duration kCrunTimeout = absl::Seconds(30);
+constexpr absl::Duration kExitPoll = absl::Milliseconds(50);
+
+// An image's StopSignal ("SIGQUIT", "QUIT", "3"); SIGTERM when absent or unknown.
+int StopSignal(const std::string& name) {
+  static const std::pair<const char*, int> kSignals[] = {
+      {"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT},
+      {"KILL", SIGKILL}, {"USR1", SIGUSR1},   {"USR2", SIGUSR2},
+      {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"PWR", SIGPWR}};
+  int n = 0;
+  if (absl::SimpleAtoi(name, &n) && n > 0 && n < 65) return n;
+  std::string upper = absl::AsciiStrToUpper(name);
+  if (absl::StartsWith(upper, "SIG")) upper = upper.substr(3);
+  for (const auto& [signal_name, number] : kSignals) {
+    if (upper == signal_name) return number;
+  }
+  return SIGTERM;
+}
+
+std::string MonitorDirOf(const std::string& container_dir) { return container_dir + "/monitor"; }
+
+absl::Status RunCrun(const std::vector<std::string>& argv, const std::string& what) {
+  network::ProcessOptions p;
+  p.argv = argv;
+  p.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
+  p.timeout = kCrunTimeout;
+  absl::StatusOr<network::ProcessResult> r = network::RunProcess(p);
+  if (!r.ok()) return WithContext(r.status(), what);
+  if (r->exit_code != 0) {
+    std::string why = r->stderr_data.empty() ? r->stdout_data : r->stderr_data;
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    return absl::InternalError(absl::StrCat(what, ": crun: ", why));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool HostRuntime::OwnsContainer(const std::string& id_or_prefix) const {
+  return !id_or_prefix.empty() && containers_->Resolve(id_or_prefix).ok();
+}
+
+// A hybrid cgroup host whose v2 side holds controllers: crun must not see that side.
+bool HybridWithV2Controllers(const std::string& cgroup_root) {
+  absl::StatusOr<std::string> controllers = ReadFile(cgroup_root + "/unified/cgroup.controllers");
+  return controllers.ok() && !absl::StripAsciiWhitespace(*controllers).empty() &&
+         ::access((cgroup_root + "/cgroup.controllers").c_str(), F_OK) != 0;
+}
+
+std::vector<std::string> HostRuntime::Crun(std::vector<std::string> args) const {
+  static const bool hide_unified = HybridWithV2Controllers(options_.cgroup_root);
+  std::vector<std::string> argv;
+  if (hide_unified) argv = {options_.monitor, "--hide-unified-cgroup", "--"};
+  argv.insert(argv.end(), {options_.crun, "--root", options_.state_dir + "/crun"});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+std::string HostRuntime::ContainerDir(const std::string& id) const {
+  return absl::StrCat(options_.root_dir, "/containers/", id);
+}
+
+absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sandbox_id,
+                                                         const ContainerConfig& config) {
+  absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(sandbox_id);
+  if (!sandbox.ok()) return sandbox.status();
+  const SandboxMetadata& sm = sandbox->metadata;
+  if (sandbox->status.state != SandboxState::kReady) {
+    return absl::FailedPreconditionError(absl::StrCat("sandbox ", ShortId(sm.id), " is not ready"));
+  }
+  if (config.name.empty()) return absl::InvalidArgumentError("container metadata needs a name");
+  absl::StatusOr<ImageRecord> image = images_->Get(config.image);
+  if (!image.ok()) return WithContext(image.status(), absl::StrCat("image ", config.image));
+  absl::StatusOr<std::vector<std::string>> layers = images_->LayerImages(image->metadata.id);
+  if (!layers.ok()) return layers.status();
+
+  Container c;
+  ContainerMetadata& meta = c.metadata;
+  meta.id = NewObjectId();
+  meta.name = ContainerName(config.name, sm.pod_name, sm.pod_namespace, sm.pod_uid, config.attempt);
+  meta.sandbox_id = sm.id;
+  meta.config = config;
+  meta.image_id = image->metadata.id;
+  meta.image_ref =
+      image->status.repo_digests.empty() ? image->metadata.id : image->status.repo_digests.front();
+  if (!config.log_path.empty() && !sm.log_directory.empty()) {
+    meta.log_path = absl::StrCat(sm.log_directory, "/", config.log_path);
+  }
+  meta.created_at_ns = absl::ToUnixNanos(absl::Now());
+  meta.stop_signal = StopSignal(image->metadata.config.stop_signal);
+  const std::string context = absl::StrCat("create host container ", config.name);
+  const std::string dir = ContainerDir(meta.id);
+  const std::string monitor_dir = MonitorDirOf(dir);
+  auto lock = LockFor(meta.id);
+  std::lock_guard<std::mutex> guard(*lock);
+  if (absl::Status s = MakeDirs(monitor_dir, 0700); !s.ok()) return WithContext(s, context);
+  if (absl::Status s = MakeDirs(dir + "/bundle", 0700); !s.ok()) return WithContext(s, context);
+  absl::Cleanup remove_dir = [&] {
+    (void)host::UnmountRootfs(dir);
+    (void)RemoveAll(dir);
+  };
+  if (!meta.log_path.empty()) {
+    const std::string parent = meta.log_path.substr(0, meta.log_path.find_last_of('/'));
+    if (absl::Status s = MakeDirs(parent, 0755); !s.ok()) return WithContext(s, context);
+  }
+  absl::StatusOr<std::string> rootfs = host::MountRootfs(dir, *layers);
+  if (!rootfs.ok()) return WithContext(rootfs.status(), context);
+  ProcessSpec resolved;
+  absl::StatusOr<std::string> json = BuildConfig(*sandbox, meta, *image, *rootfs, &resolved);
+  if (!json.ok()) return WithContext(json.status(), context);
+  meta.env = resolved.env;
+  meta.cwd = resolved.cwd;
+  meta.uid = resolved.user.uid;
+  meta.gid = resolved.user.gid;
+  if (absl::Status s = WriteFileAtomic(dir + "/bundle/config.json", *json, 0600); !s.ok()) {
+    return WithContext(s, context);
+  }
+  // The record first: a crash from here on leaves a record that Recover() finds and cleans.
+  if (absl::Status s = containers_->Add(c); !s.ok()) {
+    if (s.code() == absl::StatusCode::kAlreadyExists) {
+      return absl::AlreadyExistsError(absl::StrCat("container ", s.message()));
+    }
+    return WithContext(s, context);
+  }
+  absl::Cleanup remove_record = [&] { (void)containers_->Remove(meta.id); };
+  host::MonitorOptions mo;
+  mo.id = meta.id;
+  mo.dir = monitor_dir;
+  mo.pid_file = monitor_dir + "/container.pid";
+  mo.create_argv =
+      Crun({"create", "--bundle", dir + "/bundle", "--pid-file", mo.pid_file, meta.id});
+  mo.log_path = meta.log_path;
+  mo.memory_cgroup = absl::StrCat(options_.cgroup_root, "/memory", CgroupsPath(*sandbox, meta.id));
+  mo.stdin = config.stdin;
+  mo.stdin_once = config.stdin_once;
+  absl::StatusOr<host::StartedMonitor> started =
+      host::StartMonitor(options_.monitor, mo, options_.monitor_timeout);
+  if (!started.ok()) {
+    (void)RunCrun(Crun({"delete", "--force", meta.id}), "undo create");
+    return WithContext(started.status(), context);
+  }
+  auto updated = containers_->Update(meta.id, [&](ContainerStatus& st) {
+    st.pid = static_cast<uint32_t>(started->container_pid);
+    st.resources = config.resources;
+    return absl::OkStatus();
+  });
+  if (!updated.ok()) {
+    (void)RunCrun(Crun({"delete", "--force", meta.id}), "undo create");
+    return WithContext(updated.status(), context);
+  }
+  std::move(remove_record).Cancel();
+  std::move(remove_dir).Cancel();
+  PV_LOG(kInfo) << "host container " << ShortId(meta.id) << " (" << meta.name << ") created in pod "
+                << ShortId(sm.id) << ", pid " << started->container_pid;
+  return meta.id;
+}
+
+absl::Status HostRuntime::StartContainer(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = containers_->Resolve(id_or_prefix);
+  if (!id.ok()) return id.status();
+  auto lock = LockFor(*id);
+  std::lock_guard<std::mutex> guard(*lock);
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return c.status();
+  Container now = Refresh(*c);
+  if (now.status.state != ContainerState::kCreated) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", ShortId(*id), " is not created (it has been started)"));
+  }
+  const int64_t started_at = absl::ToUnixNanos(absl::Now());
+  if (absl::Status s =
+          RunCrun(Crun({"start", *id}), absl::StrCat("start container ", ShortId(*id)));
+      !s.ok()) {
+    return s;
+  }
+  return containers_
+      ->Update(*id,
+               [&](ContainerStatus& st) {
+                 if (st.state == ContainerState::kCreated) st.state = ContainerState::kRunning;
+                 st.started_at_ns = started_at;
+                 return absl::OkStatus();
+               })
+      .status();
+}
+
+Container HostRuntime::Refresh(Container c) {
+  if (c.status.state != ContainerState::kCreated && c.status.state != ContainerState::kRunning) {
+    return c;
+  }
+  const std::string dir = MonitorDirOf(ContainerDir(c.metadata.id));
+  absl::StatusOr<host::MonitorExit> exit = host::ReadMonitorExit(dir);
+  std::string message;
+  if (!exit.ok()) {
+    if (host::LiveMonitor(dir) > 0) return c;
+    // Look again: the monitor may have written its exit and gone in between.
+    exit = host::ReadMonitorExit(dir);
+    if (!exit.ok()) {
+      host::MonitorExit lost;
+      lost.exit_code = 255;
+      lost.finished_at_ns = absl::ToUnixNanos(absl::Now());
+      exit = lost;
+      message = "the container's monitor is gone (node rebooted, or it was killed)";
+    }
+  }
+  auto updated = containers_->Update(c.metadata.id, [&](ContainerStatus& st) {
+    if (st.state == ContainerState::kExited) return absl::CancelledError("already exited");
+    st.state = ContainerState::kExited;
+    st.exit_code = exit->exit_code;
+    st.finished_at_ns = exit->finished_at_ns;
+    st.reason = exit->oom_killed ? "OOMKilled" : exit->exit_code == 0 ? "Completed" : "Error";
+    st.message = message;
+    return absl::OkStatus();
+  });
+  if (updated.ok()) return *updated;
+  absl::StatusOr<Container> again = containers_->Get(c.metadata.id);
+  return again.ok() ? *again : c;
+}
+
+absl::Status HostRuntime::KillAndWait(const Container& c, int signal, absl::Duration wait) {
+  if (c.status.state == ContainerState::kExited) return absl::OkStatus();
+  const std::string& id = c.metadata.id;
+  const std::string dir = MonitorDirOf(ContainerDir(id));
+  if (host::LiveMonitor(dir) == 0) {
+    Refresh(c);
+    return absl::OkStatus();
+  }
+  // --all: every process of the container's cgroup, not only its init (which, as PID 1 of its
+  // namespace, ignores signals it has no handler for).
+  std::vector<std::string> args = {"kill"};
+  if (signal == SIGKILL) args.push_back("--all");
+  args.insert(args.end(), {id, std::to_string(signal)});
+  absl::Status killed = RunCrun(Crun(args), absl::StrCat("signal container ", ShortId(id)));
+  const absl::Time deadline = absl::Now() + wait;
+  while (absl::Now() < deadline) {
+    if (host::ReadMonitorExit(dir).ok() || host::LiveMonitor(dir) == 0) {
+      Refresh(c);
+      return absl::OkStatus();
+    }
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(kExitPoll));
+  }
+  if (!killed.ok()) return killed;
+  return absl::DeadlineExceededError(
+      absl::StrCat("container ", ShortId(id), " did not exit within ", absl::FormatDuration(wait)));
+}
+
+absl::Status HostRuntime::StopContainer(const std::string& id_or_prefix, absl::Duration timeout) {
+  absl::StatusOr<std::string> id = containers_->Resolve(id_or_prefix);
+  if (absl::IsNotFound(id.status())) return absl::OkStatus();
+  if (!id.ok()) return id.status();
+  auto lock = LockFor(*id);
+  std::lock_guard<std::mutex> guard(*lock);
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return absl::IsNotFound(c.status()) ? absl::OkStatus() : c.status();
+  Container now = Refresh(*c);
+  if (now.status.state == ContainerState::kExited) return absl::OkStatus();
+  if (timeout > absl::ZeroDuration()) {
+    absl::Status s = KillAndWait(now, now.metadata.stop_signal, timeout);
+    if (s.ok()) return s;
+    if (!absl::IsDeadlineExceeded(s)) PV_LOG(kWarning) << s;
+  }
+  return KillAndWait(now, SIGKILL, absl::Seconds(10));
+}
+
+absl::Status HostRuntime::RemoveContainerLocked(const Container& c) {
+  const std::string& id = c.metadata.id;
+  const std::string dir = ContainerDir(id);
+  if (absl::Status s = KillAndWait(Refresh(c), SIGKILL, absl::Seconds(10)); !s.ok()) return s;
+  (void)RunCrun(Crun({"delete", "--force", id}), "delete");  // gone already is fine
+  if (absl::Status s = host::UnmountRootfs(dir); !s.ok()) {
+    return WithContext(s, absl::StrCat("remove container ", ShortId(id)));
+  }
+  if (absl::Status s = RemoveAll(dir); !s.ok()) {
+    return WithContext(s, absl::StrCat("remove container ", ShortId(id)));
+  }
+  return containers_->Remove(id);
+}
+
+absl::Status HostRuntime::RemoveContainer(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = containers_->Resolve(id_or_prefix);
+  if (absl::IsNotFound(id.status())) return absl::OkStatus();
+  if (!id.ok()) return id.status();
+  auto lock = LockFor(*id);
+  {
+    std::lock_guard<std::mutex> guard(*lock);
+    absl::StatusOr<Container> c = containers_->Get(*id);
+    if (absl::IsNotFound(c.status())) return absl::OkStatus();
+    if (!c.ok()) return c.status();
+    if (absl::Status s = RemoveContainerLocked(*c); !s.ok()) return s;
+  }
+  absl::MutexLock l(&mu_);
+  locks_.erase(*id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Container> HostRuntime::InspectContainer(const std::string& id_or_prefix) {
+  absl::StatusOr<std::string> id = containers_->Resolve(id_or_prefix);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<Container> c = containers_->Get(*id);
+  if (!c.ok()) return c.status();
+  return Refresh(*c);
+}
+
+std::vector<Container> HostRuntime::ListContainers(const ContainerFilter& filter) {
+  std::vector<Container> out;
+  for (const Container& c : containers_->List()) {
+    Container now = Refresh(c);
+    if (ContainerMatches(now, filter)) out.push_back(std::move(now));
+  }
+  return out;
+}
+
+bool HostRuntime::ImageInUse(const std::string& image_id) const {
+  for (const Container& c : containers_->List()) {
+    if (c.metadata.image_id == image_id) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::string> HostRuntime::MonitorDir(const std::string& id_or_prefix) {
+  absl::StatusOr<Container> c = InspectContainer(id_or_prefix);
+  if (!c.ok()) return c.status();
+  if (c->status.state != ContainerState::kRunning) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("container ", ShortId(c->metadata.id), " is not running"));
+  }
+  return MonitorDirOf(ContainerDir(c->metadata.id));
+}
+
+}  // namespace podvisor

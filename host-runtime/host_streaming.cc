@@ -1,0 +1,302 @@
+#include "host-runtime/host_streaming.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <functional>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/fs.h"
+#include "common/status_util.h"
+#include "host-runtime/monitor.h"
+#include "host-runtime/monitor_client.h"
+#include "network/netns.h"
+
+namespace podvisor {
+namespace {
+
+constexpr int kPollMs = 50;
+
+bool WriteAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+// Copies `in` into `fd` until either ends; then `at_end` (close or shut down the write side).
+std::thread Upload(streaming::ByteSource* in, int fd, std::function<void()> at_end,
+                   std::atomic<bool>* finished) {
+  return std::thread([in, fd, at_end = std::move(at_end), finished] {
+    char buf[32 * 1024];
+    size_t n;
+    while ((n = in->Read(buf, sizeof buf)) > 0) {
+      if (!WriteAll(fd, absl::string_view(buf, n))) break;
+    }
+    at_end();
+    finished->store(true);
+  });
+}
+
+void KillFromPidFile(const std::string& pid_file) {
+  absl::StatusOr<std::string> text = ReadFile(pid_file);
+  int64_t pid = 0;
+  if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) && pid > 1) {
+    ::kill(static_cast<pid_t>(pid), SIGKILL);
+  }
+}
+
+absl::StatusOr<int> ExecOnHost(HostRuntime* host, const streaming::ExecRequest& request,
+                               const streaming::SessionStreams& streams) {
+  std::string files;
+  absl::StatusOr<std::vector<std::string>> args =
+      host->ExecCommand(request.container_id, request.cmd, request.tty, &files);
+  if (!args.ok()) return args.status();
+  std::vector<char*> argv;
+  for (const std::string& a : *args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
+    return ErrnoStatus("pipe", errno);
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoStatus("fork", errno);
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  std::atomic<bool> uploaded{false};
+  std::thread upload;
+  if (streams.in) {
+    upload = Upload(
+        streams.in, in[1], [fd = in[1]] { ::close(fd); }, &uploaded);
+  } else {
+    ::close(in[1]);
+  }
+  int fds[2] = {out[0], err[0]};
+  streaming::ByteSink* sinks[2] = {streams.out, streams.err};
+  while ((fds[0] >= 0 || fds[1] >= 0) && !streams.done->HasBeenNotified()) {
+    pollfd p[2] = {{fds[0], POLLIN, 0}, {fds[1], POLLIN, 0}};
+    if (::poll(p, 2, kPollMs) <= 0) continue;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i] < 0 || !p[i].revents) continue;
+      char buf[32 * 1024];
+      ssize_t n = ::read(fds[i], buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(fds[i]);
+        fds[i] = -1;
+        if (sinks[i]) sinks[i]->Close();
+        continue;
+      }
+      if (sinks[i]) sinks[i]->Write(absl::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+  if (streams.done->HasBeenNotified()) {
+    KillFromPidFile(files + ".pid");  // the client left: the process goes too
+    ::kill(pid, SIGKILL);
+  }
+  for (int fd : fds) {
+    if (fd >= 0) ::close(fd);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (streams.in) {
+    streams.in->Cancel();
+    upload.join();
+  }
+  ::unlink((files + ".json").c_str());
+  ::unlink((files + ".pid").c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// Reads one monitor frame; false at the end of the connection.
+bool ReadFrame(int fd, host::MonitorFrame* type, std::string* data,
+               const absl::Notification* done) {
+  auto read_exact = [&](char* buf, size_t n) {
+    while (n > 0) {
+      pollfd p{fd, POLLIN, 0};
+      if (done->HasBeenNotified()) return false;
+      if (::poll(&p, 1, kPollMs) <= 0) continue;
+      ssize_t r = ::recv(fd, buf, n, 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      buf += r;
+      n -= static_cast<size_t>(r);
+    }
+    return true;
+  };
+  unsigned char head[5];
+  if (!read_exact(reinterpret_cast<char*>(head), 5)) return false;
+  const uint32_t n =
+      (uint32_t{head[1]} << 24) | (uint32_t{head[2]} << 16) | (uint32_t{head[3]} << 8) | head[4];
+  if (n > host::kMaxMonitorFrame) return false;
+  *type = static_cast<host::MonitorFrame>(head[0]);
+  data->resize(n);
+  return read_exact(data->data(), n);
+}
+
+absl::Status AttachOnHost(HostRuntime* host, const streaming::AttachRequest& request,
+                          const streaming::SessionStreams& streams) {
+  absl::StatusOr<std::string> dir = host->MonitorDir(request.container_id);
+  if (!dir.ok()) return dir.status();
+  absl::StatusOr<int> fd = host::AttachMonitor(*dir, absl::Seconds(10));
+  if (!fd.ok()) return WithContext(fd.status(), "attach");
+  std::atomic<bool> uploaded{false};
+  std::thread upload;
+  if (streams.in) {
+    // Stdin goes as frames: a writer that frames each chunk.
+    upload = std::thread([&, sock = *fd] {
+      char buf[host::kMaxMonitorFrame];
+      size_t n;
+      auto frame = [&](size_t len) {
+        std::string f(5, '\0');
+        f[1] = static_cast<char>(len >> 24);
+        f[2] = static_cast<char>(len >> 16);
+        f[3] = static_cast<char>(len >> 8);
+        f[4] = static_cast<char>(len);
+        f.append(buf, len);
+        return WriteAll(sock, f);
+      };
+      while ((n = streams.in->Read(buf, sizeof buf)) > 0) {
+        if (!frame(n)) break;
+      }
+      frame(0);
+      uploaded.store(true);
+    });
+  }
+  host::MonitorFrame type = host::MonitorFrame::kExit;
+  std::string data;
+  bool open[2] = {true, true};
+  while ((open[0] || open[1]) && ReadFrame(*fd, &type, &data, streams.done)) {
+    if (type == host::MonitorFrame::kExit) break;
+    const int i = type == host::MonitorFrame::kStdout ? 0 : 1;
+    streaming::ByteSink* sink = i == 0 ? streams.out : streams.err;
+    if (data.empty()) {
+      open[i] = false;
+      if (sink) sink->Close();
+    } else if (sink) {
+      sink->Write(data);
+    }
+  }
+  if (streams.out) streams.out->Close();
+  if (streams.err) streams.err->Close();
+  ::shutdown(*fd, SHUT_RDWR);
+  if (streams.in) {
+    streams.in->Cancel();
+    upload.join();
+  }
+  ::close(*fd);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> ConnectLoopback(int32_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus("socket", errno);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoStatus(absl::StrCat("connect to 127.0.0.1:", port), err);
+  }
+  return fd;
+}
+
+absl::Status ForwardOnHost(HostRuntime* host, const std::string& sandbox_id, int32_t port,
+                           streaming::ByteSource& in, streaming::ByteSink& out,
+                           const absl::Notification& done) {
+  const std::string context =
+      absl::StrCat("port-forward to port ", port, " in pod sandbox ", ShortId(sandbox_id));
+  if (port <= 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(context, ": not a TCP port"));
+  }
+  absl::StatusOr<std::string> netns = host->SandboxNetns(sandbox_id);
+  if (!netns.ok()) return WithContext(netns.status(), context);
+  absl::StatusOr<int> fd = absl::InternalError("not connected");
+  if (netns->empty()) {
+    fd = ConnectLoopback(port);  // a host-network pod listens on the node's own loopback
+  } else {
+    absl::Status s = network::RunInNetns(*netns, [&]() -> absl::Status {
+      fd = ConnectLoopback(port);
+      return fd.status();
+    });
+    if (!s.ok()) fd = s;
+  }
+  if (!fd.ok()) return WithContext(fd.status(), context);
+  std::atomic<bool> uploaded{false};
+  std::thread upload = Upload(
+      &in, *fd, [sock = *fd] { ::shutdown(sock, SHUT_WR); }, &uploaded);
+  while (!done.HasBeenNotified()) {
+    pollfd p{*fd, POLLIN, 0};
+    if (::poll(&p, 1, kPollMs) <= 0) continue;
+    char buf[32 * 1024];
+    ssize_t n = ::recv(*fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (!out.Write(absl::string_view(buf, static_cast<size_t>(n)))) break;
+  }
+  out.Close();
+  ::shutdown(*fd, SHUT_RDWR);
+  in.Cancel();
+  upload.join();
+  ::close(*fd);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int> HandlerStreamingRuntime::Exec(const streaming::ExecRequest& request,
+                                                  const streaming::SessionStreams& streams) {
+  if (host_ && host_->OwnsContainer(request.container_id)) {
+    return ExecOnHost(host_, request, streams);
+  }
+  return vm_->Exec(request, streams);
+}
+
+absl::Status HandlerStreamingRuntime::Attach(const streaming::AttachRequest& request,
+                                             const streaming::SessionStreams& streams) {
+  if (host_ && host_->OwnsContainer(request.container_id)) {
+    return AttachOnHost(host_, request, streams);
+  }
+  return vm_->Attach(request, streams);
+}
+
+absl::Status HandlerStreamingRuntime::PortForward(const std::string& sandbox_id, int32_t port,
+                                                  streaming::ByteSource& in,
+                                                  streaming::ByteSink& out,
+                                                  const absl::Notification& done) {
+  if (host_ && host_->OwnsSandbox(sandbox_id)) {
+    return ForwardOnHost(host_, sandbox_id, port, in, out, done);
+  }
+  return vm_->PortForward(sandbox_id, port, in, out, done);
+}
+
+}  // namespace podvisor
