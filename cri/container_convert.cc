@@ -88,10 +88,9 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
         cm.propagation = MountPropagation::kHostToContainer;
         break;
       case runtime::v1::PROPAGATION_BIDIRECTIONAL:
-        return absl::InvalidArgumentError(absl::StrCat(
-            "mount of ", m.host_path(), " at ", m.container_path(),
-            ": bidirectional mount propagation cannot cross the pod VM (a mount made inside it "
-            "never reaches the host); use HostToContainer or None"));
+        // Only the host handler can honour it; CreateContainer refuses it for VM pods.
+        cm.propagation = MountPropagation::kBidirectional;
+        break;
       default:
         return absl::InvalidArgumentError(
             absl::StrCat("mount of ", m.host_path(), ": unknown propagation"));

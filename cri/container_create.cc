@@ -15,8 +15,20 @@ grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
     }
     absl::StatusOr<ContainerConfig> config = FromProto(request->config());
     if (!config.ok()) return config.status();
-    absl::StatusOr<std::string> id =
-        services_->containers->Create(request->pod_sandbox_id(), *config);
+    absl::StatusOr<std::string> id;
+    if (services_->HostSandbox(request->pod_sandbox_id())) {
+      id = services_->host->CreateContainer(request->pod_sandbox_id(), *config);
+    } else {
+      for (const ContainerMount& m : config->mounts) {
+        if (m.propagation != MountPropagation::kBidirectional) continue;
+        return absl::InvalidArgumentError(absl::StrCat(
+            "mount of ", m.host_path, " at ", m.container_path,
+            ": bidirectional mount propagation cannot cross the pod VM (a mount made inside it "
+            "never reaches the host); use HostToContainer or None, or run the pod on the "
+            "\"host\" handler"));
+      }
+      id = services_->containers->Create(request->pod_sandbox_id(), *config);
+    }
     if (!id.ok()) return id.status();
     response->set_container_id(*id);
     return absl::OkStatus();

@@ -14,7 +14,8 @@ absl::StatusOr<std::string> RunningContainer(Services* services, const std::stri
   if (services->streaming == nullptr) {
     return absl::UnavailableError(absl::StrCat(what, ": the streaming server is not running"));
   }
-  absl::StatusOr<Container> c = services->containers->Inspect(id);
+  absl::StatusOr<Container> c = services->HostContainer(id) ? services->host->InspectContainer(id)
+                                                           : services->containers->Inspect(id);
   if (!c.ok()) return c.status();
   if (c->status.state != ContainerState::kRunning) {
     return absl::FailedPreconditionError(

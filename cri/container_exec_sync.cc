@@ -15,8 +15,11 @@ grpc::Status RuntimeService::ExecSync(grpc::ServerContext*,
     }
     if (request->timeout() < 0) return absl::InvalidArgumentError("timeout must not be negative");
     std::vector<std::string> cmd(request->cmd().begin(), request->cmd().end());
-    absl::StatusOr<ExecSyncResult> r = services_->containers->ExecSync(
-        request->container_id(), cmd, absl::Seconds(request->timeout()));
+    const absl::Duration timeout = absl::Seconds(request->timeout());
+    absl::StatusOr<ExecSyncResult> r =
+        services_->HostContainer(request->container_id())
+            ? services_->host->ExecSync(request->container_id(), cmd, timeout)
+            : services_->containers->ExecSync(request->container_id(), cmd, timeout);
     if (!r.ok()) return r.status();
     response->set_stdout(std::move(r->stdout_data));
     response->set_stderr(std::move(r->stderr_data));

@@ -13,6 +13,9 @@ grpc::Status RuntimeService::ReopenContainerLog(
     if (request->container_id().empty()) {
       return absl::InvalidArgumentError("container_id is required");
     }
+    if (services_->HostContainer(request->container_id())) {
+      return services_->host->ReopenLog(request->container_id());
+    }
     return services_->containers->ReopenLog(request->container_id());
   });
 }

@@ -13,6 +13,9 @@ grpc::Status RuntimeService::StartContainer(grpc::ServerContext*,
     if (request->container_id().empty()) {
       return absl::InvalidArgumentError("container_id is required");
     }
+    if (services_->HostContainer(request->container_id())) {
+      return services_->host->StartContainer(request->container_id());
+    }
     return services_->containers->Start(request->container_id());
   });
 }

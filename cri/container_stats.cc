@@ -13,7 +13,9 @@ grpc::Status RuntimeService::ContainerStats(grpc::ServerContext*,
     if (request->container_id().empty()) {
       return absl::InvalidArgumentError("container_id is required");
     }
-    absl::StatusOr<ContainerStatsInfo> s = services_->containers->Stats(request->container_id());
+    absl::StatusOr<ContainerStatsInfo> s = services_->HostContainer(request->container_id())
+                                               ? services_->host->Stats(request->container_id())
+                                               : services_->containers->Stats(request->container_id());
     if (!s.ok()) return s.status();
     ToProto(*s, response->mutable_stats());
     return absl::OkStatus();
@@ -24,9 +26,14 @@ grpc::Status RuntimeService::ListContainerStats(
     grpc::ServerContext*, const runtime::v1::ListContainerStatsRequest* request,
     runtime::v1::ListContainerStatsResponse* response) {
   return Serve("ListContainerStats", [&] {
-    for (const ContainerStatsInfo& s :
-         services_->containers->ListStats(FromProto(request->filter()))) {
+    const ContainerFilter filter = FromProto(request->filter());
+    for (const ContainerStatsInfo& s : services_->containers->ListStats(filter)) {
       ToProto(s, response->add_stats());
+    }
+    if (services_->host) {
+      for (const ContainerStatsInfo& s : services_->host->ListStats(filter)) {
+        ToProto(s, response->add_stats());
+      }
     }
     return absl::OkStatus();
   });

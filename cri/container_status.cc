@@ -13,7 +13,9 @@ grpc::Status RuntimeService::ContainerStatus(grpc::ServerContext*,
     if (request->container_id().empty()) {
       return absl::InvalidArgumentError("container_id is required");
     }
-    absl::StatusOr<Container> c = services_->containers->Inspect(request->container_id());
+    absl::StatusOr<Container> c = services_->HostContainer(request->container_id())
+                                      ? services_->host->InspectContainer(request->container_id())
+                                      : services_->containers->Inspect(request->container_id());
     if (!c.ok()) return c.status();
     ToProto(*c, response->mutable_status());
     if (request->verbose()) (*response->mutable_info())["info"] = VerboseInfo(*c);

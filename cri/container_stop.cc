@@ -14,6 +14,10 @@ grpc::Status RuntimeService::StopContainer(grpc::ServerContext*,
       return absl::InvalidArgumentError("container_id is required");
     }
     if (request->timeout() < 0) return absl::InvalidArgumentError("timeout must not be negative");
+    if (services_->HostContainer(request->container_id())) {
+      return services_->host->StopContainer(request->container_id(),
+                                            absl::Seconds(request->timeout()));
+    }
     return services_->containers->Stop(request->container_id(), absl::Seconds(request->timeout()));
   });
 }
@@ -24,6 +28,9 @@ grpc::Status RuntimeService::RemoveContainer(grpc::ServerContext*,
   return Serve("RemoveContainer", [&]() -> absl::Status {
     if (request->container_id().empty()) {
       return absl::InvalidArgumentError("container_id is required");
+    }
+    if (services_->HostContainer(request->container_id())) {
+      return services_->host->RemoveContainer(request->container_id());
     }
     return services_->containers->Remove(request->container_id());
   });

@@ -17,6 +17,10 @@ grpc::Status RuntimeService::UpdateContainerResources(
     if (!request->has_linux()) {
       return absl::InvalidArgumentError("linux resources are required (a pod VM is Linux)");
     }
+    if (services_->HostContainer(request->container_id())) {
+      return services_->host->UpdateResources(request->container_id(),
+                                              FromProto(request->linux()));
+    }
     return services_->containers->UpdateResources(request->container_id(),
                                                   FromProto(request->linux()));
   });

@@ -21,12 +21,15 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "cri/runtime_service.h"
+#include "host-runtime/host_runtime.h"
+#include "host-runtime/host_streaming.h"
 #include "hypervisor/hypervisor.h"
 #include "image/image_service.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/container_streaming.h"
+#include "pod-sandbox/runtime_handler.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 
@@ -201,10 +204,13 @@ class DaemonImpl : public Daemon {
         sandbox_controller_.get(), hypervisor_.get(), image_controller_.get());
     container_controller_->Install();
     services_.containers = container_controller_.get();
+    if (absl::Status s = InitHostHandler(); !s.ok()) return s;
     streaming_runtime_ = std::make_unique<ContainerStreamingRuntime>(
         ContainerStreamingOptions{}, container_controller_.get(), sandbox_controller_.get());
+    handler_streaming_ =
+        std::make_unique<HandlerStreamingRuntime>(streaming_runtime_.get(), host_runtime_.get());
     auto streaming = streaming::StreamingServer::Start(
-        streaming::StreamingServerOptions::FromConfig(config.streaming), streaming_runtime_.get());
+        streaming::StreamingServerOptions::FromConfig(config.streaming), handler_streaming_.get());
     if (!streaming.ok()) {
       return absl::Status(streaming.status().code(),
                           absl::StrCat("streaming server: ", streaming.status().message()));
@@ -215,6 +221,57 @@ class DaemonImpl : public Daemon {
     PV_LOG(kInfo) << "state loaded: " << sandbox_store_->Size() << " sandboxes, "
                   << image_controller_->List("").size() << " images, "
                   << container_store_->Size() << " containers";
+    return absl::OkStatus();
+  }
+
+  // The host handler (docs/runtime-handlers.md): its own record kinds and a CNI manager of its
+  // own (no VM tap; netns and cache apart from the VM pods', which the VM side reconciles), so
+  // each handler recovers only its pods. Absent when crun or the monitor cannot be found.
+  absl::Status InitHostHandler() {
+    const Config& config = services_.config;
+    absl::StatusOr<HostPodPolicy> policy = ParseHostPodPolicy(config.handlers.host_pods);
+    if (!policy.ok()) return policy.status();
+    services_.host_pods = *policy;
+    HostRuntimeOptions ho;
+    ho.root_dir = absl::StrCat(config.root_dir, "/host");
+    ho.state_dir = absl::StrCat(config.state_dir, "/host");
+    ho.crun = config.handlers.crun;
+    ho.monitor = config.handlers.monitor.empty() ? ExecutableDir() + "/podvisor-monitor"
+                                                 : config.handlers.monitor;
+    if (!HostRuntimeAvailable(ho)) {
+      PV_LOG(kWarning) << "host handler unavailable (" << ho.crun << " or " << ho.monitor
+                       << " is not an executable): pods that need the host are refused";
+      return absl::OkStatus();
+    }
+    for (const std::string& dir : {ho.root_dir, ho.state_dir}) {
+      if (absl::Status s = MakeDirs(dir, 0711); !s.ok()) return s;
+    }
+    host_sandbox_store_ = std::make_unique<SandboxStore>(records_.get(), "host_sandbox");
+    host_container_store_ = std::make_unique<ContainerStore>(records_.get(), "host_container");
+    std::vector<std::string> skipped;
+    if (absl::Status s = host_sandbox_store_->Load(&skipped); !s.ok()) return s;
+    if (absl::Status s = host_container_store_->Load(&skipped); !s.ok()) return s;
+    for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    PodNetworkOptions no = PodNetworkOptionsFromConfig(config);
+    no.netns_dir = ho.state_dir + "/netns";
+    no.cache_dir = ho.root_dir + "/network";
+    no.tap_name.clear();
+    auto network = NewCniPodNetworkManager(no);
+    if (!network.ok()) return network.status();
+    host_network_ = std::move(*network);
+    host_runtime_ = std::make_unique<HostRuntime>(ho, host_sandbox_store_.get(),
+                                                  host_container_store_.get(),
+                                                  host_network_.get(), image_controller_.get());
+    if (absl::Status s = host_runtime_->Recover(); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("host handler: recover: ", s.message()));
+    }
+    services_.host = host_runtime_.get();
+    ContainerController* vm = container_controller_.get();
+    HostRuntime* host = host_runtime_.get();
+    image_controller_->SetInUseCheck(
+        [vm, host](const std::string& id) { return vm->ImageInUse(id) || host->ImageInUse(id); });
+    PV_LOG(kInfo) << "host handler: " << host_sandbox_store_->Size() << " pods, "
+                  << host_container_store_->Size() << " containers (crun " << ho.crun << ")";
     return absl::OkStatus();
   }
 
@@ -268,7 +325,12 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<ImageController> image_controller_;
   std::unique_ptr<ContainerStore> container_store_;
   std::unique_ptr<ContainerController> container_controller_;
+  std::unique_ptr<SandboxStore> host_sandbox_store_;
+  std::unique_ptr<ContainerStore> host_container_store_;
+  std::unique_ptr<PodNetworkManager> host_network_;
+  std::unique_ptr<HostRuntime> host_runtime_;
   std::unique_ptr<ContainerStreamingRuntime> streaming_runtime_;
+  std::unique_ptr<HandlerStreamingRuntime> handler_streaming_;
   std::unique_ptr<streaming::StreamingServer> streaming_server_;
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;

@@ -54,10 +54,12 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
     }
     PodNetworkReadiness network = services_->network->Readiness();
     AddCondition(status, "NetworkReady", network.ready, network.reason, network.message);
-    runtime::v1::RuntimeHandler* handler = response->add_runtime_handlers();
-    handler->set_name("");
-    handler->mutable_features()->set_recursive_read_only_mounts(false);
-    handler->mutable_features()->set_user_namespaces(false);
+    for (const RuntimeHandlerInfo& h : RuntimeHandlers(services_->host != nullptr)) {
+      runtime::v1::RuntimeHandler* handler = response->add_runtime_handlers();
+      handler->set_name(h.name);
+      handler->mutable_features()->set_recursive_read_only_mounts(h.recursive_read_only_mounts);
+      handler->mutable_features()->set_user_namespaces(h.user_namespaces);
+    }
     if (request->verbose()) {
       nlohmann::json info = ConfigToJson(services_->config);
       (*response->mutable_info())["config"] = info.dump();

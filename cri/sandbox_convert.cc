@@ -118,6 +118,7 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
     out.network_mode = FromProto(ns.network());
     out.pid_mode = FromProto(ns.pid());
     out.ipc_mode = FromProto(ns.ipc());
+    out.privileged = l.security_context().privileged();
     const runtime::v1::LinuxContainerResources& r =
         l.has_resources() ? l.resources() : l.overhead();
     out.cpu_quota = r.cpu_quota() + (l.has_resources() ? l.overhead().cpu_quota() : 0);
@@ -171,8 +172,18 @@ std::string VerboseInfo(const SandboxInfo& info) {
     case VmState::kAbsent:
       break;
   }
+  if (m.handler == "host") {
+    return nlohmann::json{{"name", m.name},
+                          {"handler", m.handler},
+                          {"host", {{"holderPid", st.vm_pid}, {"stateDir", m.state_dir},
+                                    {"cgroupParent", m.cgroup_parent},
+                                    {"privileged", m.privileged}}},
+                          {"notReadyReason", st.reason}}
+        .dump();
+  }
   nlohmann::json j = {
       {"name", m.name},
+      {"handler", m.handler},
       {"vm",
        {{"state", vm_state},
         {"pid", info.vm.qemu_pid},

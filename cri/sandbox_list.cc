@@ -10,8 +10,12 @@ grpc::Status RuntimeService::ListPodSandbox(grpc::ServerContext*,
                                             const runtime::v1::ListPodSandboxRequest* request,
                                             runtime::v1::ListPodSandboxResponse* response) {
   return Serve("ListPodSandbox", [&] {
-    for (const Sandbox& s : services_->sandboxes->List(FromProto(request->filter()))) {
-      ToProto(s, response->add_items());
+    const SandboxFilter filter = FromProto(request->filter());
+    for (const Sandbox& s : services_->sandboxes->List(filter)) ToProto(s, response->add_items());
+    if (services_->host) {
+      for (const Sandbox& s : services_->host->ListSandboxes(filter)) {
+        ToProto(s, response->add_items());
+      }
     }
     return absl::OkStatus();
   });

@@ -23,7 +23,14 @@ grpc::Status RuntimeService::PortForward(grpc::ServerContext*,
       }
       r.ports.push_back(port);
     }
-    absl::StatusOr<SandboxInfo> info = services_->sandboxes->Inspect(request->pod_sandbox_id());
+    absl::StatusOr<SandboxInfo> info;
+    if (services_->HostSandbox(request->pod_sandbox_id())) {
+      absl::StatusOr<Sandbox> sandbox = services_->host->InspectSandbox(request->pod_sandbox_id());
+      if (!sandbox.ok()) return sandbox.status();
+      info = SandboxInfo{*sandbox, false, {}};
+    } else {
+      info = services_->sandboxes->Inspect(request->pod_sandbox_id());
+    }
     if (!info.ok()) return info.status();
     if (info->sandbox.status.state != SandboxState::kReady) {
       return absl::FailedPreconditionError(absl::StrCat(

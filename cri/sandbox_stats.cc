@@ -15,7 +15,9 @@ grpc::Status RuntimeService::PodSandboxStats(grpc::ServerContext*,
       return absl::InvalidArgumentError("pod_sandbox_id is required");
     }
     absl::StatusOr<SandboxStatsInfo> s =
-        services_->containers->SandboxStats(request->pod_sandbox_id());
+        services_->HostSandbox(request->pod_sandbox_id())
+            ? services_->host->SandboxStats(request->pod_sandbox_id())
+            : services_->containers->SandboxStats(request->pod_sandbox_id());
     if (!s.ok()) return s.status();
     ToProto(*s, response->mutable_stats());
     return absl::OkStatus();
@@ -26,9 +28,16 @@ grpc::Status RuntimeService::ListPodSandboxStats(
     grpc::ServerContext*, const runtime::v1::ListPodSandboxStatsRequest* request,
     runtime::v1::ListPodSandboxStatsResponse* response) {
   return Serve("ListPodSandboxStats", [&] {
-    for (const SandboxStatsInfo& s :
-         services_->containers->ListSandboxStats(FromProto(request->filter()))) {
+    const SandboxFilter filter = FromProto(request->filter());
+    for (const SandboxStatsInfo& s : services_->containers->ListSandboxStats(filter)) {
       ToProto(s, response->add_stats());
+    }
+    if (services_->host) {
+      for (const Sandbox& sandbox : services_->host->ListSandboxes(filter)) {
+        if (sandbox.status.state != SandboxState::kReady) continue;
+        absl::StatusOr<SandboxStatsInfo> s = services_->host->SandboxStats(sandbox.metadata.id);
+        if (s.ok()) ToProto(*s, response->add_stats());
+      }
     }
     return absl::OkStatus();
   });

@@ -14,7 +14,14 @@ grpc::Status RuntimeService::PodSandboxStatus(grpc::ServerContext*,
     if (request->pod_sandbox_id().empty()) {
       return absl::InvalidArgumentError("pod_sandbox_id is required");
     }
-    absl::StatusOr<SandboxInfo> info = services_->sandboxes->Inspect(request->pod_sandbox_id());
+    absl::StatusOr<SandboxInfo> info;
+    if (services_->HostSandbox(request->pod_sandbox_id())) {
+      absl::StatusOr<Sandbox> sandbox = services_->host->InspectSandbox(request->pod_sandbox_id());
+      if (!sandbox.ok()) return sandbox.status();
+      info = SandboxInfo{*sandbox, false, {}};
+    } else {
+      info = services_->sandboxes->Inspect(request->pod_sandbox_id());
+    }
     if (!info.ok()) return info.status();
     ToProto(*info, response->mutable_status());
     response->set_timestamp(absl::ToUnixNanos(absl::Now()));

@@ -12,6 +12,9 @@ grpc::Status RuntimeService::StopPodSandbox(grpc::ServerContext*,
     if (request->pod_sandbox_id().empty()) {
       return absl::InvalidArgumentError("pod_sandbox_id is required");
     }
+    if (services_->HostSandbox(request->pod_sandbox_id())) {
+      return services_->host->StopSandbox(request->pod_sandbox_id());
+    }
     return services_->sandboxes->Stop(request->pod_sandbox_id());
   });
 }
@@ -22,6 +25,9 @@ grpc::Status RuntimeService::RemovePodSandbox(grpc::ServerContext*,
   return Serve("RemovePodSandbox", [&]() -> absl::Status {
     if (request->pod_sandbox_id().empty()) {
       return absl::InvalidArgumentError("pod_sandbox_id is required");
+    }
+    if (services_->HostSandbox(request->pod_sandbox_id())) {
+      return services_->host->RemoveSandbox(request->pod_sandbox_id());
     }
     return services_->sandboxes->Remove(request->pod_sandbox_id());
   });

@@ -6,8 +6,10 @@
 #include "absl/synchronization/mutex.h"
 #include "common/config.h"
 #include "image/image_service.h"
+#include "host-runtime/host_runtime.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/container_controller.h"
+#include "pod-sandbox/runtime_handler.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
 #include "streaming/streaming_server.h"
@@ -23,8 +25,16 @@ struct Services {
   PodNetworkManager* network = nullptr;
   ImageController* images = nullptr;
   ContainerController* containers = nullptr;
+  // The host handler (docs/runtime-handlers.md); null when it cannot run on this node (no crun).
+  // Calls on its sandboxes and containers go to it, the others to the VM controllers above.
+  HostRuntime* host = nullptr;
+  HostPodPolicy host_pods = HostPodPolicy::kHost;
   // The server behind Exec/Attach/PortForward URLs; null until it started.
   streaming::StreamingServer* streaming = nullptr;
+
+  // Whether an id (or unique prefix) names one of the host handler's sandboxes / containers.
+  bool HostSandbox(const std::string& id) const { return host && host->OwnsSandbox(id); }
+  bool HostContainer(const std::string& id) const { return host && host->OwnsContainer(id); }
 };
 
 }  // namespace podvisor::cri

@@ -1,0 +1,444 @@
+// The host runtime handler through the real podvisord and the project's CRI client: routing of
+// RunPodSandbox to a handler, a host-network pod whose containers run on the node under crun,
+// their logs, exec, stop and removal, a kill -9 of the daemon with host containers running, and a
+// privileged pod whose Bidirectional mount reaches the host. No VM is booted: the daemon is given
+// no guest kernel, so only the host handler can run pods.
+
+// clang-format off
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+// clang-format on
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "test/support/daemon_process.h"
+#include "test/support/local_registry.h"
+#include "test/support/oci_image_builder.h"
+#include "test/support/temp_dir.h"
+
+namespace podvisor::testing {
+namespace {
+
+namespace v1 = runtime::v1;
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
+
+constexpr char kImage[] = "docker.io/library/busybox:1.36";
+constexpr char kTime[] = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z";
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+class HostHandlerE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string busybox = ReadAll("/bin/busybox");
+    ASSERT_FALSE(busybox.empty()) << "busybox-static is not installed";
+    std::vector<TarEntry> entries = {Dir("bin"),
+                                     File("bin/busybox", busybox, 0755),
+                                     Dir("tmp"),
+                                     Dir("etc"),
+                                     Dir("mnt"),
+                                     Dir("proc"),
+                                     Dir("sys"),
+                                     Dir("dev"),
+                                     File("etc/passwd", "root:x:0:0::/:/bin/sh\n")};
+    for (const char* applet :
+         {"sh", "echo", "sleep", "cat", "hostname", "mount", "mkdir", "ls", "true", "id", "ip"}) {
+      entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
+    }
+    std::string error;
+    registry_ = std::make_unique<LocalRegistry>(dir_.Join("registry"), LocalRegistry::Options{});
+    ASSERT_TRUE(registry_->Start(&error)) << error;
+    OciLayout layout(dir_.Join("layout"));
+    layout.Tag("1.36", layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}));
+    ASSERT_EQ(Push(layout, "1.36", registry_->host() + "/library/busybox:1.36"), "");
+
+    bridge_ = absl::StrCat("pvhh", getpid() % 100000);
+    fs::create_directories(dir_.Join("cni"));
+    std::ofstream(dir_.Join("cni/10-test.conflist")) << absl::StrCat(
+        R"({"cniVersion": "1.0.0", "name": "pvhh-test", "plugins": [
+  {"type": "bridge", "bridge": ")",
+        bridge_, R"(", "isGateway": true,
+   "ipam": {"type": "host-local", "dataDir": ")",
+        dir_.Join("ipam"), R"(",
+            "ranges": [[{"subnet": "10.217.)",
+        getpid() % 200 + 20, R"(.0/24"}]]}},
+  {"type": "loopback"}]})");
+    std::ofstream(dir_.Join("config.yaml"))
+        << "hypervisor:\n  accel: tcg\n  kernel: " << dir_.Join("no-kernel")
+        << "\n  initrd: " << dir_.Join("no-initrd") << "\n  shared_filesystem: false\n"
+        << "cni:\n  conf_dir: " << dir_.Join("cni") << "\n"
+        << "registry:\n  hosts:\n    docker.io:\n      mirrors: [\"http://" << registry_->host()
+        << "\"]\n";
+    options_.root_dir = dir_.Join("root");
+    options_.state_dir = dir_.Join("st");
+    options_.socket_path = dir_.Join("pv.sock");
+    options_.config_path = dir_.Join("config.yaml");
+    options_.log_path = dir_.Join("podvisord.log");
+    StartDaemon();
+    v1::PullImageRequest pull;
+    pull.mutable_image()->set_image(kImage);
+    v1::PullImageResponse pulled;
+    grpc::Status s = cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+
+  void TearDown() override {
+    if (cri_) {
+      v1::ListPodSandboxResponse pods;
+      (void)cri_->runtime().ListPodSandbox(CriClient::Context().get(), {}, &pods);
+      for (const auto& p : pods.items()) EXPECT_TRUE(RemovePod(p.id()).ok());
+    }
+    daemon_.reset();
+    (void)::system(absl::StrCat("ip link del ", bridge_, " 2>/dev/null").c_str());
+  }
+
+  void StartDaemon() {
+    daemon_ = std::make_unique<DaemonProcess>(options_);
+    std::string error;
+    ASSERT_TRUE(daemon_->Start(&error)) << error;
+    cri_ = std::make_unique<CriClient>(daemon_->endpoint());
+  }
+
+  v1::PodSandboxConfig Pod(const std::string& name, bool host_network) {
+    v1::PodSandboxConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_metadata()->set_namespace_("kube-system");
+    c.mutable_metadata()->set_uid("uid-" + name);
+    c.set_log_directory(dir_.Join("logs/" + name));
+    if (host_network) {
+      c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
+          v1::NODE);
+    }
+    return c;
+  }
+
+  grpc::Status RunPod(const v1::PodSandboxConfig& config, const std::string& handler,
+                      std::string* id) {
+    v1::RunPodSandboxRequest req;
+    *req.mutable_config() = config;
+    req.set_runtime_handler(handler);
+    v1::RunPodSandboxResponse resp;
+    grpc::Status s = cri_->runtime().RunPodSandbox(CriClient::Context(120).get(), req, &resp);
+    *id = resp.pod_sandbox_id();
+    return s;
+  }
+
+  grpc::Status RemovePod(const std::string& id) {
+    v1::RemovePodSandboxRequest req;
+    req.set_pod_sandbox_id(id);
+    v1::RemovePodSandboxResponse resp;
+    return cri_->runtime().RemovePodSandbox(CriClient::Context(120).get(), req, &resp);
+  }
+
+  v1::ContainerConfig Container(const std::string& name, std::vector<std::string> command) {
+    v1::ContainerConfig c;
+    c.mutable_metadata()->set_name(name);
+    c.mutable_image()->set_image(kImage);
+    for (const std::string& a : command) c.add_command(a);
+    c.set_log_path(name + ".log");
+    c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(
+        v1::CONTAINER);
+    return c;
+  }
+
+  std::string RunContainer(const std::string& pod, const v1::PodSandboxConfig& pod_config,
+                           const v1::ContainerConfig& config) {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    *req.mutable_config() = config;
+    *req.mutable_sandbox_config() = pod_config;
+    v1::CreateContainerResponse resp;
+    grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+    if (!s.ok()) return "";
+    v1::StartContainerRequest start;
+    start.set_container_id(resp.container_id());
+    v1::StartContainerResponse started;
+    s = cri_->runtime().StartContainer(CriClient::Context(60).get(), start, &started);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.container_id();
+  }
+
+  v1::ContainerStatus Status(const std::string& id) {
+    v1::ContainerStatusRequest req;
+    req.set_container_id(id);
+    v1::ContainerStatusResponse resp;
+    grpc::Status s = cri_->runtime().ContainerStatus(CriClient::Context().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.status();
+  }
+
+  v1::ContainerStatus WaitExited(const std::string& id) {
+    v1::ContainerStatus st;
+    for (int i = 0; i < 300; ++i) {
+      st = Status(id);
+      if (st.state() == v1::CONTAINER_EXITED) return st;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "container " << id << " did not exit";
+    return st;
+  }
+
+  // Waits until the file holds `text`.
+  bool WaitFor(const std::string& path, const std::string& text, int seconds = 30) {
+    for (int i = 0; i < seconds * 10; ++i) {
+      if (ReadAll(path).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  grpc::Status Exec(const std::string& id, std::vector<std::string> cmd, v1::ExecSyncResponse* resp,
+                    int timeout = 30) {
+    v1::ExecSyncRequest req;
+    req.set_container_id(id);
+    for (const std::string& a : cmd) req.add_cmd(a);
+    req.set_timeout(timeout);
+    return cri_->runtime().ExecSync(CriClient::Context(60).get(), req, resp);
+  }
+
+  TempDir dir_;
+  std::string bridge_;
+  std::unique_ptr<LocalRegistry> registry_;
+  DaemonProcess::Options options_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<CriClient> cri_;
+};
+
+TEST_F(HostHandlerE2eTest, StatusListsTheHandlers) {
+  v1::StatusResponse status;
+  ASSERT_TRUE(cri_->runtime().Status(CriClient::Context().get(), {}, &status).ok());
+  std::vector<std::string> names;
+  for (const auto& h : status.runtime_handlers()) names.push_back(h.name());
+  EXPECT_THAT(names, ::testing::ElementsAre("", "vm", "host"));
+}
+
+TEST_F(HostHandlerE2eTest, RoutesPodsThatNeedTheHost) {
+  std::string id;
+  grpc::Status s = RunPod(Pod("vmhost", true), "vm", &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("namespace_options.network=NODE"));
+  s = RunPod(Pod("kata", false), "kata-fc", &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("\"kata-fc\""));
+
+  // The default handler sends a host-network pod to the host (no VM could run here at all).
+  s = RunPod(Pod("proxy", true), "", &id);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  v1::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(id);
+  req.set_verbose(true);
+  v1::PodSandboxStatusResponse resp;
+  ASSERT_TRUE(cri_->runtime().PodSandboxStatus(CriClient::Context().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status().state(), v1::SANDBOX_READY);
+  EXPECT_EQ(resp.status().runtime_handler(), "");
+  EXPECT_EQ(resp.status().linux().namespaces().options().network(), v1::NODE);
+  EXPECT_EQ(nlohmann::json::parse(resp.info().at("info"))["handler"], "host");
+
+  // The host handler also takes ordinary pods, on a CNI network of their own.
+  std::string cni_pod;
+  s = RunPod(Pod("cni", false), "host", &cni_pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  req.set_pod_sandbox_id(cni_pod);
+  resp.Clear();
+  ASSERT_TRUE(cri_->runtime().PodSandboxStatus(CriClient::Context().get(), req, &resp).ok());
+  EXPECT_THAT(resp.status().network().ip(), MatchesRegex("10\\.217\\.[0-9]+\\.[0-9]+"));
+  v1::ListPodSandboxResponse pods;
+  ASSERT_TRUE(cri_->runtime().ListPodSandbox(CriClient::Context().get(), {}, &pods).ok());
+  EXPECT_EQ(pods.items_size(), 2);
+}
+
+TEST_F(HostHandlerE2eTest, HostNetworkPodRunsContainersOnTheNode) {
+  v1::PodSandboxConfig pod_config = Pod("proxy", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  std::string hello =
+      RunContainer(pod, pod_config, Container("hello", {"sh", "-c", "echo hello; hostname"}));
+  ASSERT_FALSE(hello.empty());
+  v1::ContainerStatus st = WaitExited(hello);
+  EXPECT_EQ(st.exit_code(), 0);
+  EXPECT_EQ(st.reason(), "Completed");
+  EXPECT_GE(st.finished_at(), st.started_at());
+  char node[256] = {};
+  ::gethostname(node, sizeof node - 1);
+  const std::string log_path = dir_.Join("logs/proxy/hello.log");
+  EXPECT_EQ(st.log_path(), log_path);
+  EXPECT_THAT(ReadAll(log_path), MatchesRegex(absl::StrCat(kTime, " stdout F hello\n", kTime,
+                                                           " stdout F ", node, "\n")));
+
+  std::string sleeper = RunContainer(pod, pod_config, Container("sleeper", {"sleep", "1000"}));
+  EXPECT_EQ(Status(sleeper).state(), v1::CONTAINER_RUNNING);
+  v1::ExecSyncResponse out;
+  grpc::Status s = Exec(sleeper, {"sh", "-c", "echo hi; echo err >&2; exit 3"}, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "hi\n");
+  EXPECT_EQ(out.stderr(), "err\n");
+  EXPECT_EQ(out.exit_code(), 3);
+  // The node's network: the test's own bridge is visible from inside.
+  out.Clear();
+  ASSERT_TRUE(Exec(sleeper, {"ip", "link"}, &out).ok());
+  EXPECT_THAT(out.stdout(), HasSubstr("lo"));
+  out.Clear();
+  s = Exec(sleeper, {"sleep", "100"}, &out, 1);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+
+  v1::ContainerStatsRequest stats_req;
+  stats_req.set_container_id(sleeper);
+  v1::ContainerStatsResponse stats;
+  ASSERT_TRUE(cri_->runtime().ContainerStats(CriClient::Context().get(), stats_req, &stats).ok());
+  EXPECT_GT(stats.stats().memory().working_set_bytes().value(), 0u);
+
+  // sleep as PID 1 of its namespace ignores SIGTERM: killed after the grace period.
+  v1::StopContainerRequest stop;
+  stop.set_container_id(sleeper);
+  stop.set_timeout(1);
+  v1::StopContainerResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopContainer(CriClient::Context(60).get(), stop, &stopped).ok());
+  st = Status(sleeper);
+  EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 137);
+
+  v1::ListContainersResponse list;
+  ASSERT_TRUE(cri_->runtime().ListContainers(CriClient::Context().get(), {}, &list).ok());
+  EXPECT_EQ(list.containers_size(), 2);
+  for (const std::string& id : {hello, sleeper}) {
+    v1::RemoveContainerRequest rm;
+    rm.set_container_id(id);
+    v1::RemoveContainerResponse removed;
+    EXPECT_TRUE(cri_->runtime().RemoveContainer(CriClient::Context(60).get(), rm, &removed).ok());
+  }
+  list.Clear();
+  ASSERT_TRUE(cri_->runtime().ListContainers(CriClient::Context().get(), {}, &list).ok());
+  EXPECT_EQ(list.containers_size(), 0);
+  ASSERT_TRUE(RemovePod(pod).ok());
+  EXPECT_FALSE(fs::exists(dir_.Join("root/host/containers/" + sleeper)));
+  const std::string mounts = ReadAll("/proc/self/mountinfo");
+  EXPECT_EQ(mounts.find(dir_.Join("root/host")), std::string::npos) << "no mount left behind";
+  EXPECT_EQ(mounts.find(dir_.Join("st/host/pods")), std::string::npos) << "no mount left behind";
+}
+
+TEST_F(HostHandlerE2eTest, HostContainersOutliveAKilledDaemon) {
+  v1::PodSandboxConfig pod_config = Pod("ds", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  std::string ticker =
+      RunContainer(pod, pod_config,
+                   Container("ticker", {"sh", "-c",
+                                        "i=0; while true; do echo tick $i; i=$((i+1)); "
+                                        "sleep 0.2; done"}));
+  std::string quitter =
+      RunContainer(pod, pod_config, Container("quitter", {"sh", "-c", "sleep 2; exit 7"}));
+  const std::string log = dir_.Join("logs/ds/ticker.log");
+  ASSERT_TRUE(WaitFor(log, "tick 2"));
+  daemon_->Kill();
+  cri_.reset();
+  // No daemon: the monitor keeps writing the log, and sees the other container exit.
+  ASSERT_TRUE(WaitFor(log, "tick 15")) << ReadAll(log);
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  StartDaemon();
+  v1::ContainerStatus st = Status(ticker);
+  EXPECT_EQ(st.state(), v1::CONTAINER_RUNNING);
+  st = Status(quitter);
+  EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 7);
+  EXPECT_EQ(st.reason(), "Error");
+  ASSERT_TRUE(WaitFor(log, "tick 25")) << "logs continue";
+  // Every line once, in order: nothing lost or written twice across the kill.
+  std::stringstream lines(ReadAll(log));
+  std::string line;
+  int expect = 0;
+  while (std::getline(lines, line)) {
+    EXPECT_THAT(line, MatchesRegex(absl::StrCat(kTime, " stdout F tick ", expect)));
+    ++expect;
+  }
+  v1::ExecSyncResponse out;
+  ASSERT_TRUE(Exec(ticker, {"echo", "still here"}, &out).ok());
+  EXPECT_EQ(out.stdout(), "still here\n");
+  v1::PodSandboxStatusRequest req;
+  req.set_pod_sandbox_id(pod);
+  v1::PodSandboxStatusResponse resp;
+  ASSERT_TRUE(cri_->runtime().PodSandboxStatus(CriClient::Context().get(), req, &resp).ok());
+  EXPECT_EQ(resp.status().state(), v1::SANDBOX_READY);
+}
+
+TEST_F(HostHandlerE2eTest, PrivilegedPodsBidirectionalMountReachesTheHost) {
+  // A shared mount on the host, as kubelet's /var/lib/kubelet is for CSI plugins.
+  const std::string shared = dir_.Join("shared");
+  fs::create_directories(shared);
+  ASSERT_EQ(::mount(shared.c_str(), shared.c_str(), nullptr, MS_BIND, nullptr), 0);
+  ASSERT_EQ(::mount(nullptr, shared.c_str(), nullptr, MS_SHARED, nullptr), 0);
+  struct Unmount {
+    std::string path;
+    ~Unmount() {
+      ::umount2((path + "/sub").c_str(), MNT_DETACH);
+      ::umount2(path.c_str(), MNT_DETACH);
+    }
+  } unmount{shared};
+
+  v1::PodSandboxConfig pod_config = Pod("csi", false);
+  pod_config.mutable_linux()->mutable_security_context()->set_privileged(true);
+  std::string pod;
+  grpc::Status s = RunPod(pod_config, "", &pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  v1::ContainerConfig c =
+      Container("plugin", {"sh", "-c",
+                           "mkdir -p /mnt/d/sub && mount -t tmpfs tmpfs /mnt/d/sub && "
+                           "echo from-the-pod > /mnt/d/sub/f && sleep 1000"});
+  c.mutable_linux()->mutable_security_context()->set_privileged(true);
+  v1::Mount* m = c.add_mounts();
+  m->set_container_path("/mnt/d");
+  m->set_host_path(shared);
+  m->set_propagation(v1::PROPAGATION_BIDIRECTIONAL);
+  std::string id = RunContainer(pod, pod_config, c);
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(WaitFor(shared + "/sub/f", "from-the-pod")) << daemon_->ReadLog();
+  EXPECT_THAT(ReadAll("/proc/self/mountinfo"), HasSubstr(shared + "/sub"));
+
+  // The mount is the host's now: another container of the pod, with the same directory mounted
+  // privately (recursively bound), sees it too.
+  v1::ContainerConfig private_mount = c;
+  private_mount.mutable_metadata()->set_name("private");
+  private_mount.mutable_mounts(0)->set_propagation(v1::PROPAGATION_PRIVATE);
+  private_mount.clear_command();
+  private_mount.add_command("sh");
+  private_mount.add_command("-c");
+  private_mount.add_command("ls /mnt/d/sub; sleep 1000");
+  std::string other = RunContainer(pod, pod_config, private_mount);
+  ASSERT_TRUE(WaitFor(dir_.Join("logs/csi/private.log"), "stdout F f"));
+}
+
+TEST_F(HostHandlerE2eTest, VmPodsRefuseBidirectionalPropagation) {
+  // CreateContainer in a VM pod: no VM boots here, but the request is refused before that.
+  v1::CreateContainerRequest req;
+  req.set_pod_sandbox_id("0123456789abcdef");
+  v1::ContainerConfig c = Container("x", {"true"});
+  v1::Mount* m = c.add_mounts();
+  m->set_container_path("/mnt");
+  m->set_host_path("/tmp");
+  m->set_propagation(v1::PROPAGATION_BIDIRECTIONAL);
+  *req.mutable_config() = c;
+  v1::CreateContainerResponse resp;
+  grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("bidirectional"));
+}
+
+}  // namespace
+}  // namespace podvisor::testing
