@@ -66,5 +66,18 @@ TEST(RedactUrlTest, DropsQueryAndUserInfo) {
   EXPECT_EQ(RedactUrl("http://host/a#frag"), "http://host/a");
 }
 
+TEST(UrlOriginTest, SchemeHostAndPortDecideWhoGetsCredentials) {
+  EXPECT_EQ(UrlOrigin("https://Registry.Example/v2/x"), "https://registry.example:443");
+  EXPECT_EQ(UrlOrigin("https://registry.example:443/v2/"), "https://registry.example:443");
+  EXPECT_EQ(UrlOrigin("http://registry.example/v2/"), "http://registry.example:80");
+  EXPECT_EQ(UrlOrigin("http://127.0.0.1:5000?x=1"), "http://127.0.0.1:5000");
+  EXPECT_EQ(UrlOrigin("https://user:pw@cdn.example/blob"), "https://cdn.example:443");
+  EXPECT_EQ(UrlOrigin("http://[::1]:8080/v2/"), "http://[::1]:8080");
+  EXPECT_EQ(UrlOrigin("http://[::1]/v2/"), "http://[::1]:80");
+  EXPECT_NE(UrlOrigin("https://registry.example/"), UrlOrigin("http://registry.example/"));
+  EXPECT_NE(UrlOrigin("http://127.0.0.1:5000/"), UrlOrigin("http://127.0.0.1:5001/"));
+  EXPECT_EQ(UrlOrigin("/relative"), "");
+}
+
 }  // namespace
 }  // namespace podvisor
