@@ -148,6 +148,11 @@ struct LibvirtHypervisorOptions {
   absl::Duration kvm_probe_timeout = absl::Seconds(6);
   // Host TSC frequency passed to guests as tsc_early_khz; 0 reads it from the host.
   uint64_t tsc_khz = 0;
+  // Hardening (config hypervisor.qemu_sandbox, hypervisor.guest_mitigations; docs/reliability.md).
+  bool qemu_sandbox = true;
+  bool guest_mitigations = true;
+  // The guest console log keeps at most this much (hypervisor.console_log_max_bytes); 0: no cap.
+  int64_t console_log_max_bytes = 1 << 20;
 };
 
 absl::StatusOr<std::unique_ptr<Hypervisor>> NewLibvirtHypervisor(LibvirtHypervisorOptions options);

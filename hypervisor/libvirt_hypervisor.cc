@@ -7,6 +7,7 @@
 #include <libvirt/virterror.h>
 #include <pwd.h>
 #include <sched.h>
+#include <signal.h>
 #include <spawn.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -36,6 +37,7 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "hypervisor/console_log.h"
 #include "hypervisor/domain_xml.h"
 #include "hypervisor/hypervisor.h"
 
@@ -317,9 +319,10 @@ class LibvirtHypervisor final : public Hypervisor {
 absl::Status LibvirtHypervisor::PrepareEmbedRoot() {
   if (auto s = MakeDirs(embed_root_ + "/etc", 0700); !s.ok()) return s;
   std::string conf_path = embed_root_ + "/etc/qemu.conf";
+  const std::string conf = absl::StrCat(kQemuConf, QemuSandboxConf(options_.qemu_sandbox));
   auto current = ReadFile(conf_path);
-  if (current.ok() && *current == kQemuConf) return absl::OkStatus();
-  return WriteFileAtomic(conf_path, kQemuConf, 0600);
+  if (current.ok() && *current == conf) return absl::OkStatus();
+  return WriteFileAtomic(conf_path, conf, 0600);
 }
 
 absl::Status LibvirtHypervisor::Init() {
@@ -369,6 +372,8 @@ absl::Status LibvirtHypervisor::Init() {
 
   domain_options_.emulator = options_.emulator;
   domain_options_.virtiofsd = options_.virtiofsd;
+  domain_options_.guest_mitigations = options_.guest_mitigations;
+  domain_options_.console_log_max_bytes = options_.console_log_max_bytes;
   domain_options_.tsc_khz = options_.tsc_khz != 0 ? options_.tsc_khz : ReadHostTscKhz();
   if (domain_options_.tsc_khz == 0) {
     PV_LOG(kWarning) << "host TSC frequency unknown: guests boot without tsc_early_khz";
@@ -470,6 +475,11 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
     return absl::AlreadyExistsError(absl::StrCat("create VM ", spec.id, ": already exists"));
   }
   unlink(spec.agent_socket.c_str());  // a stale socket from an earlier run would block QEMU
+  absl::StatusOr<pid_t> console = -1;
+  if (domain_options_.console_log_max_bytes > 0) {
+    console = StartConsoleLog(spec.console_log, domain_options_.console_log_max_bytes);
+    if (!console.ok()) return Annotate(console.status(), absl::StrCat("create VM ", spec.id));
+  }
   absl::Time start = absl::Now();
   DomainRef created;
   absl::Status status = RunInNetns(spec.nics.empty() ? "" : spec.nics.front().netns_path, [&] {
@@ -482,6 +492,7 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
       DestroyDomain(spec.id, dom.get()).IgnoreError();
     }
     unlink(spec.agent_socket.c_str());
+    if (*console > 0) kill(*console, SIGTERM);  // no QEMU will ever write its console
     return Annotate(status, absl::StrCat("create VM ", spec.id));
   }
   WatchQemu(created.get(), spec.id);
