@@ -1,6 +1,7 @@
 #include "cri/sandbox_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "cri/container_convert.h"
 #include "nlohmann/json.hpp"
 
@@ -91,6 +92,10 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
         absl::StrCat("config.hostname \"", out.hostname, "\" is longer than 63 characters"));
   }
   out.log_directory = c.log_directory();
+  if (HasDotDot(out.log_directory)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.log_directory \"", out.log_directory, "\" has a \"..\" component"));
+  }
   if (c.has_dns_config()) {
     const auto& d = c.dns_config();
     out.dns = SandboxDns{{d.servers().begin(), d.servers().end()},
