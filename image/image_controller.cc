@@ -674,6 +674,23 @@ absl::StatusOr<ImageFsUsage> ImageControllerImpl::FsUsage() const {
 
 }  // namespace
 
+std::string DigestedReference(const ImageRecord& image, absl::string_view requested) {
+  const std::vector<std::string>& digests = image.status.repo_digests;
+  if (digests.empty()) return image.metadata.id;
+  absl::StatusOr<ImageReference> ref = ParseImageReference(requested);
+  if (ref.ok()) {
+    const std::string exact = ref->String();
+    if (!ref->digest.empty() && std::find(digests.begin(), digests.end(), exact) != digests.end()) {
+      return exact;
+    }
+    const std::string repo = absl::StrCat(ref->Name(), "@");
+    for (const std::string& d : digests) {
+      if (absl::StartsWith(d, repo)) return d;
+    }
+  }
+  return digests.front();
+}
+
 absl::StatusOr<std::unique_ptr<ImageController>> ImageController::Create(Options options,
                                                                          RecordStore* records) {
   auto c = std::make_unique<ImageControllerImpl>(std::move(options), records);

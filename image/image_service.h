@@ -59,6 +59,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ImageNames, repo_tags, repo_dige
 
 using ImageRecord = StoredObject<ImageMetadata, ImageNames>;
 
+// The digested reference (repo@sha256:...) a container created from `requested` (a tag, digest
+// or id reference to `image`) reports as its image_ref: the repo digest of the repository it
+// was named by, else the image's first repo digest, else its id. CRI v1.36: image_id (the
+// `id` of the image, also PullImageResponse.image_ref) identifies the image; image_ref keeps
+// which reference it came from.
+std::string DigestedReference(const ImageRecord& image, absl::string_view requested);
 using ImageStore = ObjectStore<ImageMetadata, ImageNames>;
 
 // Usage of the filesystem that holds the image store.
