@@ -125,12 +125,11 @@ absl::Status ParseHardeningHypervisor(const YAML::Node& n, HypervisorConfig& h) 
 
 absl::Status ParsePullLimits(const YAML::Node& n, RegistryConfig& c) {
   const std::string p = "registry";
-  for (auto s : {GetInt(n, p, "max_layers", 1, 4096, c.max_layers),
-                 GetInt(n, p, "pull_progress_timeout_seconds", 1, 3600,
-                        c.pull_progress_timeout_seconds),
-                 GetInt(n, p, "pull_min_bytes_per_second", 1, int64_t{1} << 30,
-                        c.pull_min_bytes_per_second),
-                 GetInt(n, p, "min_free_disk_bytes", 0, int64_t{1} << 50, c.min_free_disk_bytes)}) {
+  for (auto s :
+       {GetInt(n, p, "max_layers", 1, 4096, c.max_layers),
+        GetInt(n, p, "pull_progress_timeout_seconds", 1, 3600, c.pull_progress_timeout_seconds),
+        GetInt(n, p, "pull_min_bytes_per_second", 1, int64_t{1} << 30, c.pull_min_bytes_per_second),
+        GetInt(n, p, "min_free_disk_bytes", 0, int64_t{1} << 50, c.min_free_disk_bytes)}) {
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -153,11 +152,11 @@ nlohmann::json HardeningToJson(const Config& c) {
 
 absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
   const std::string p = "hypervisor";
-  if (absl::Status s = CheckKeys(n, p,
-                                 With({"accel", "libvirt_uri", "default_vcpus",
-                                       "default_memory_mib", "kernel", "initrd",
-                                       "boot_timeout_seconds", "shared_filesystem", "virtiofsd"},
-                                      HardeningHypervisorKeys()));
+  if (absl::Status s =
+          CheckKeys(n, p,
+                    With({"accel", "libvirt_uri", "default_vcpus", "default_memory_mib", "kernel",
+                          "initrd", "boot_timeout_seconds", "shared_filesystem", "virtiofsd"},
+                         HardeningHypervisorKeys()));
       !s.ok()) {
     return s;
   }
@@ -246,12 +245,11 @@ absl::Status ParseTop(const YAML::Node& root, Config& c) {
       !s.ok()) {
     return s;
   }
-  for (auto s : {GetString(root, "", "root_dir", c.root_dir),
-                 GetString(root, "", "state_dir", c.state_dir),
-                 GetString(root, "", "listen", c.listen),
-                 GetString(root, "", "log_level", c.log_level),
-                 GetInt(root, "", "seccomp_profile_max_bytes", 1024, 64 << 20,
-                        c.seccomp_profile_max_bytes)}) {
+  for (auto s :
+       {GetString(root, "", "root_dir", c.root_dir), GetString(root, "", "state_dir", c.state_dir),
+        GetString(root, "", "listen", c.listen), GetString(root, "", "log_level", c.log_level),
+        GetInt(root, "", "seccomp_profile_max_bytes", 1024, 64 << 20,
+               c.seccomp_profile_max_bytes)}) {
     if (!s.ok()) return s;
   }
   if (absl::Status s = OneOf("log_level", c.log_level, {"debug", "info", "warning", "error"});

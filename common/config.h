@@ -25,8 +25,8 @@ struct HypervisorConfig {
   bool shared_filesystem = true;
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
   // Hardening of the VM and its console (docs/reliability.md, docs/configuration.md).
-  bool qemu_sandbox = true;            // QEMU's own seccomp filter (-sandbox on,...)
-  bool guest_mitigations = true;       // false: the guest kernel boots with mitigations=off
+  bool qemu_sandbox = true;                 // QEMU's own seccomp filter (-sandbox on,...)
+  bool guest_mitigations = true;            // false: the guest kernel boots with mitigations=off
   int64_t console_log_max_bytes = 1 << 20;  // the guest console's log file keeps this much tail
 };
 
@@ -55,10 +55,10 @@ struct RegistryConfig {
   // Images reported as pinned (kubelet's image GC keeps them), by tag or digest reference.
   std::vector<std::string> pinned_images;
   // Limits on what a registry or an image can make a pull consume (docs/reliability.md).
-  int64_t max_layers = 128;                      // layers in one manifest
-  int64_t pull_progress_timeout_seconds = 60;    // a transfer slower than the rate below this long
-  int64_t pull_min_bytes_per_second = 1024;      //   aborts (no progress)
-  int64_t min_free_disk_bytes = 64 << 20;        // kept free on the image store's filesystem
+  int64_t max_layers = 128;                    // layers in one manifest
+  int64_t pull_progress_timeout_seconds = 60;  // a transfer slower than the rate below this long
+  int64_t pull_min_bytes_per_second = 1024;    //   aborts (no progress)
+  int64_t min_free_disk_bytes = 64 << 20;      // kept free on the image store's filesystem
 };
 
 // The daemon's whole configuration: one YAML file, every key optional.

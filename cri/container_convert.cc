@@ -108,9 +108,10 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
   c.annotations.insert(in.annotations().begin(), in.annotations().end());
   c.log_path = in.log_path();
   if (HasDotDot(c.log_path)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.log_path \"", c.log_path, "\" has a \"..\" component (log paths stay below the "
-        "pod's log_directory)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.log_path \"", c.log_path,
+                     "\" has a \"..\" component (log paths stay below the "
+                     "pod's log_directory)"));
   }
   c.stdin = in.stdin();
   c.stdin_once = in.stdin_once();

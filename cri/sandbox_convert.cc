@@ -93,8 +93,8 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
   }
   out.log_directory = c.log_directory();
   if (HasDotDot(out.log_directory)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config.log_directory \"", out.log_directory, "\" has a \"..\" component"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.log_directory \"", out.log_directory, "\" has a \"..\" component"));
   }
   if (c.has_dns_config()) {
     const auto& d = c.dns_config();

@@ -17,8 +17,8 @@
 
 namespace podvisor {
 
-// Makes the FIFO (ConsolePipePath(log_path)), creates `log_path` and starts the copying process; returns its pid (the caller
-// may kill it when the VM never starts). `max_bytes` >= 2.
+// Makes the FIFO (ConsolePipePath(log_path)), creates `log_path` and starts the copying process;
+// returns its pid (the caller may kill it when the VM never starts). `max_bytes` >= 2.
 absl::StatusOr<pid_t> StartConsoleLog(const std::string& log_path, int64_t max_bytes);
 
 }  // namespace podvisor

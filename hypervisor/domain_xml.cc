@@ -228,7 +228,8 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       options.accelerator == "tcg" && options.tcg_tb_cache_mib > 0
           ? absl::StrFormat("<tcg><tb-cache unit='MiB'>%d</tb-cache></tcg>",
                             options.tcg_tb_cache_mib)
-          : "", XmlEscape(options.emulator),
+          : "",
+      XmlEscape(options.emulator),
       XmlEscape(options.console_log_max_bytes > 0 ? ConsolePipePath(spec.console_log)
                                                   : spec.console_log),
       XmlEscape(spec.agent_socket), kAgentPortName);

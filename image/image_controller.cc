@@ -216,8 +216,8 @@ class ImageControllerImpl : public ImageController {
                           const CancelCheck& cancelled);
   absl::Status CheckFreeSpace(const Descriptor& d) const;
   absl::Status EnsureLayer(const ImageLayer& layer, const CancelCheck& cancelled);
-  absl::Status PullLayer(RegistrySession& session, const ImageLayer& layer,
-                         PullProgress& progress, const CancelCheck& cancelled);
+  absl::Status PullLayer(RegistrySession& session, const ImageLayer& layer, PullProgress& progress,
+                         const CancelCheck& cancelled);
   absl::Status PullLayers(RegistrySession& session, const std::vector<ImageLayer>& layers,
                           PullProgress& progress, PullHolds& holds, const CancelCheck& cancelled);
   absl::StatusOr<ImageRecord> Commit(const ImageReference& ref, ImageMetadata metadata,
@@ -368,40 +368,43 @@ absl::Status ImageControllerImpl::CheckFreeSpace(const Descriptor& d) const {
 
 absl::Status ImageControllerImpl::EnsureLayer(const ImageLayer& layer,
                                               const CancelCheck& cancelled) {
-  return layer_flights_.Do(layer.diff_id, [&]() -> absl::Status {
-    if (HasLayer(layer.diff_id)) return absl::OkStatus();
-    const std::string tmp =
-        absl::StrCat(TmpDir(), "/unpack-", DigestHex(layer.diff_id).substr(0, 12), "-",
-                     tmp_counter_.fetch_add(1));
-    absl::Cleanup remove_tmp = [&tmp] { RemoveAll(tmp).IgnoreError(); };
-    if (absl::Status s = MakeDirs(tmp + "/tree", 0755); !s.ok()) return s;
-    const absl::Time start = absl::Now();
-    absl::StatusOr<UnpackResult> r =
-        UnpackLayerFile(content_.BlobPath(layer.digest), tmp + "/tree", options_.limits);
-    if (!r.ok()) return Context(r.status(), absl::StrCat("unpack layer ", layer.digest));
-    if (r->diff_id != layer.diff_id) {
-      return absl::DataLossError(absl::StrCat("layer ", layer.digest, " uncompresses to ",
-                                              r->diff_id, " but the image config says ",
-                                              layer.diff_id, " (digest mismatch)"));
-    }
-    const absl::Time unpacked = absl::Now();
-    if (absl::Status s = BuildErofsImage(tmp + "/tree", tmp + "/layer.erofs"); !s.ok()) {
-      return Context(s, absl::StrCat("build erofs image of layer ", layer.diff_id));
-    }
-    int fd = ::open((tmp + "/layer.erofs").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ::fsync(fd);
-      ::close(fd);
-    }
-    if (::rename((tmp + "/layer.erofs").c_str(), LayerPath(layer.diff_id).c_str()) != 0) {
-      return ErrnoStatus(absl::StrCat("rename layer image ", LayerPath(layer.diff_id)), errno);
-    }
-    PV_LOG(kDebug) << "layer " << layer.diff_id << ": " << r->tar_bytes << " bytes, " << r->entries
-                   << " entries, unpacked in " << absl::ToDoubleMilliseconds(unpacked - start)
-                   << " ms, erofs in " << absl::ToDoubleMilliseconds(absl::Now() - unpacked)
-                   << " ms";
-    return absl::OkStatus();
-  }, cancelled);
+  return layer_flights_.Do(
+      layer.diff_id,
+      [&]() -> absl::Status {
+        if (HasLayer(layer.diff_id)) return absl::OkStatus();
+        const std::string tmp =
+            absl::StrCat(TmpDir(), "/unpack-", DigestHex(layer.diff_id).substr(0, 12), "-",
+                         tmp_counter_.fetch_add(1));
+        absl::Cleanup remove_tmp = [&tmp] { RemoveAll(tmp).IgnoreError(); };
+        if (absl::Status s = MakeDirs(tmp + "/tree", 0755); !s.ok()) return s;
+        const absl::Time start = absl::Now();
+        absl::StatusOr<UnpackResult> r =
+            UnpackLayerFile(content_.BlobPath(layer.digest), tmp + "/tree", options_.limits);
+        if (!r.ok()) return Context(r.status(), absl::StrCat("unpack layer ", layer.digest));
+        if (r->diff_id != layer.diff_id) {
+          return absl::DataLossError(absl::StrCat("layer ", layer.digest, " uncompresses to ",
+                                                  r->diff_id, " but the image config says ",
+                                                  layer.diff_id, " (digest mismatch)"));
+        }
+        const absl::Time unpacked = absl::Now();
+        if (absl::Status s = BuildErofsImage(tmp + "/tree", tmp + "/layer.erofs"); !s.ok()) {
+          return Context(s, absl::StrCat("build erofs image of layer ", layer.diff_id));
+        }
+        int fd = ::open((tmp + "/layer.erofs").c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+          ::fsync(fd);
+          ::close(fd);
+        }
+        if (::rename((tmp + "/layer.erofs").c_str(), LayerPath(layer.diff_id).c_str()) != 0) {
+          return ErrnoStatus(absl::StrCat("rename layer image ", LayerPath(layer.diff_id)), errno);
+        }
+        PV_LOG(kDebug) << "layer " << layer.diff_id << ": " << r->tar_bytes << " bytes, "
+                       << r->entries << " entries, unpacked in "
+                       << absl::ToDoubleMilliseconds(unpacked - start) << " ms, erofs in "
+                       << absl::ToDoubleMilliseconds(absl::Now() - unpacked) << " ms";
+        return absl::OkStatus();
+      },
+      cancelled);
 }
 
 absl::Status ImageControllerImpl::PullLayer(RegistrySession& session, const ImageLayer& l,
@@ -414,7 +417,8 @@ absl::Status ImageControllerImpl::PullLayer(RegistrySession& session, const Imag
   // next download.
   Descriptor d{l.media_type, l.digest, l.size, std::nullopt};
   if (!download_slots_.Acquire(cancelled)) return PullCancelledError();
-  absl::Status s = EnsureBlob(session, d, [&](int64_t n) { progress.AddBytes(n); }, cancelled);
+  absl::Status s = EnsureBlob(
+      session, d, [&](int64_t n) { progress.AddBytes(n); }, cancelled);
   download_slots_.Release();
   if (!s.ok()) return s;
   if (!unpack_slots_.Acquire(cancelled)) return PullCancelledError();
@@ -480,9 +484,10 @@ absl::StatusOr<ImageRecord> ImageControllerImpl::DoPull(const ImageReference& re
   if (!doc.ok()) return doc.status();
   if (doc->is_index) return absl::InvalidArgumentError("nested image indexes are not supported");
   if (static_cast<int64_t>(doc->layers.size()) > options_.registry.max_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "manifest ", manifest->digest, " has ", doc->layers.size(), " layers, more than the limit of ",
-        options_.registry.max_layers, " (registry.max_layers)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest ", manifest->digest, " has ", doc->layers.size(),
+                     " layers, more than the limit of ", options_.registry.max_layers,
+                     " (registry.max_layers)"));
   }
 
   holds.Blob(doc->config.digest);

@@ -297,8 +297,8 @@ absl::Status RegistryClient::PerformOnce(void* handle, const Request& request,
   if (t.cancelled) return absl::CancelledError(absl::StrCat(what, ": the pull was cancelled"));
   if (rc == CURLE_OPERATION_TIMEDOUT) {
     return absl::DeadlineExceededError(absl::StrCat(
-        what, ": no progress: less than ", config_.pull_min_bytes_per_second,
-        " bytes/s for ", config_.pull_progress_timeout_seconds,
+        what, ": no progress: less than ", config_.pull_min_bytes_per_second, " bytes/s for ",
+        config_.pull_progress_timeout_seconds,
         " s (registry.pull_progress_timeout_seconds, registry.pull_min_bytes_per_second)"));
   }
   if (rc != CURLE_OK) {
@@ -334,7 +334,8 @@ absl::StatusOr<RegistryClient::Result> RegistryClient::Perform(const Request& re
           absl::StrCat(what, ": HTTP ", result.code, " redirect without a Location"));
     }
     if (redirects >= kMaxRedirects) {
-      return absl::UnavailableError(absl::StrCat(what, ": more than ", kMaxRedirects, " redirects"));
+      return absl::UnavailableError(
+          absl::StrCat(what, ": more than ", kMaxRedirects, " redirects"));
     }
     const bool to_https = absl::StartsWithIgnoreCase(next, "https://");
     if (!to_https && !absl::StartsWithIgnoreCase(next, "http://")) {
@@ -346,7 +347,8 @@ absl::StatusOr<RegistryClient::Result> RegistryClient::Perform(const Request& re
           absl::StrCat(what, ": refused a redirect from ", RedactUrl(url), " to ", RedactUrl(next),
                        " (https must not be downgraded to plain http)"));
     }
-    if (result.code == 303 || ((result.code == 301 || result.code == 302) && hop.method == "POST")) {
+    if (result.code == 303 ||
+        ((result.code == 301 || result.code == 302) && hop.method == "POST")) {
       hop.method = "GET";
       hop.post_body.clear();
     }
@@ -364,7 +366,8 @@ std::string UrlOrigin(absl::string_view url) {
   std::string host = absl::AsciiStrToLower(rest);
   const size_t bracket = host.rfind(']');
   const size_t colon = host.rfind(':');
-  const bool has_port = colon != std::string::npos && (bracket == std::string::npos || colon > bracket);
+  const bool has_port =
+      colon != std::string::npos && (bracket == std::string::npos || colon > bracket);
   if (!has_port) absl::StrAppend(&host, scheme == "https" ? ":443" : ":80");
   return absl::StrCat(scheme, "://", host);
 }

@@ -76,9 +76,9 @@ class RegistrySession {
  private:
   friend class RegistryClient;
 
-// Asked during transfers and waits: true once the caller no longer wants the result (its gRPC
-// client hung up or its deadline passed). Empty: never.
-using CancelCheck = std::function<bool()>;
+  // Asked during transfers and waits: true once the caller no longer wants the result (its gRPC
+  // client hung up or its deadline passed). Empty: never.
+  using CancelCheck = std::function<bool()>;
   struct Response;
   RegistrySession(RegistryClient* client, ImageReference ref, RegistryCredentials creds,
                   std::vector<RegistryEndpoint> endpoints, CancelCheck cancelled);

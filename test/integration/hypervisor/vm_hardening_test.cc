@@ -24,9 +24,9 @@
 namespace podvisor {
 namespace {
 
+using testing::GuestChannel;
 using ::testing::HasSubstr;
 using ::testing::Not;
-using testing::GuestChannel;
 
 constexpr absl::Duration kBootTimeout = absl::Seconds(90);  // a loaded 2-core host under TCG
 
@@ -127,9 +127,8 @@ TEST_F(VmHardeningTest, QemuRunsInItsSeccompSandboxBootsHotPlugsAndStops) {
   ASSERT_TRUE(status.ok()) << status.status();
   std::string cmdline = ReadText(absl::StrCat("/proc/", status->qemu_pid, "/cmdline"));
   std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
-  EXPECT_THAT(cmdline,
-              HasSubstr("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
-                        "resourcecontrol=deny"));
+  EXPECT_THAT(cmdline, HasSubstr("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+                                 "resourcecontrol=deny"));
   // Seccomp: 2 (filter mode) for QEMU itself.
   EXPECT_THAT(ReadText(absl::StrCat("/proc/", status->qemu_pid, "/status")),
               HasSubstr("Seccomp:\t2"));
@@ -141,17 +140,21 @@ TEST_F(VmHardeningTest, QemuRunsInItsSeccompSandboxBootsHotPlugsAndStops) {
   ASSERT_EQ(truncate(disk.c_str(), 16 << 20), 0);
   ASSERT_TRUE(hypervisor_->AttachDisk(spec.id, {"hot", disk, false, "raw", 1}).ok());
   std::string blk;
-  WaitFor([&] {
-    auto answer = channel->Ask("blk", absl::Seconds(30));
-    blk = answer.ok() ? *answer : "";
-    return absl::StrContains(blk, "sda");
-  }, absl::Seconds(30));
+  WaitFor(
+      [&] {
+        auto answer = channel->Ask("blk", absl::Seconds(30));
+        blk = answer.ok() ? *answer : "";
+        return absl::StrContains(blk, "sda");
+      },
+      absl::Seconds(30));
   EXPECT_THAT(blk, HasSubstr("sda"));
   ASSERT_TRUE(hypervisor_->Stop(spec.id, absl::Seconds(20)).ok());
-  EXPECT_TRUE(WaitFor([&] {
-    auto s = hypervisor_->Status(spec.id);
-    return s.ok() && s->state == VmState::kAbsent;
-  }, absl::Seconds(30)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto s = hypervisor_->Status(spec.id);
+        return s.ok() && s->state == VmState::kAbsent;
+      },
+      absl::Seconds(30)));
 }
 
 TEST_F(VmHardeningTest, ChattyConsoleIsCappedKeepingTheTail) {
@@ -163,8 +166,8 @@ TEST_F(VmHardeningTest, ChattyConsoleIsCappedKeepingTheTail) {
   EXPECT_THAT(WaitReady(spec, &channel), HasSubstr("READY"));
   ASSERT_TRUE(hypervisor_->Destroy(spec.id).ok());
   // The logger ends once QEMU has closed the console, and removes its FIFO.
-  EXPECT_TRUE(WaitFor([&] { return !Exists(ConsolePipePath(spec.console_log)); },
-                      absl::Seconds(30)));
+  EXPECT_TRUE(
+      WaitFor([&] { return !Exists(ConsolePipePath(spec.console_log)); }, absl::Seconds(30)));
   const std::string current = ReadText(spec.console_log);
   const std::string previous = ReadText(spec.console_log + ".1");
   EXPECT_FALSE(previous.empty()) << "the guest wrote less than half the cap: nothing rotated";

@@ -102,9 +102,9 @@ class HostileRegistryTest : public ::testing::Test {
   nlohmann::json AddImage(const std::string& tag, int layers, size_t bytes, uint32_t seed) {
     std::vector<OciLayout::Layer> ls;
     for (int i = 0; i < layers; ++i) {
-      ls.push_back(OciLayout::MakeLayer(
-          {testing::File(absl::StrCat("f", i), Noise(bytes, seed * 1000 + i))},
-          testing::Compression::kNone));
+      ls.push_back(
+          OciLayout::MakeLayer({testing::File(absl::StrCat("f", i), Noise(bytes, seed * 1000 + i))},
+                               testing::Compression::kNone));
     }
     nlohmann::json desc = layout_->AddImage(ls);
     Tag(tag, desc["digest"]);
@@ -147,8 +147,8 @@ class HostileRegistryTest : public ::testing::Test {
       return out;
     }
     const size_t m = r.path.find("/manifests/");
-    const size_t b = r.path.find("/blobs/") != std::string::npos ? r.path.find("/blobs/")
-                                                                   : r.path.find("/cdn/");
+    const size_t b =
+        r.path.find("/blobs/") != std::string::npos ? r.path.find("/blobs/") : r.path.find("/cdn/");
     std::string digest;
     if (m != std::string::npos) {
       std::string object = r.path.substr(m + 11);
@@ -201,10 +201,11 @@ TEST_F(HostileRegistryTest, ManifestWithTooManyLayersIsInvalidArgument) {
                       {"size", 10}});
     diff_ids.push_back(testing::Sha256Hex(absl::StrCat("diff ", i)));
   }
-  const std::string config = nlohmann::json{{"architecture", "amd64"},
-                                            {"os", "linux"},
-                                            {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}}
-                                 .dump();
+  const std::string config =
+      nlohmann::json{{"architecture", "amd64"},
+                     {"os", "linux"},
+                     {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}}
+          .dump();
   const std::string config_digest = layout_->AddBlob(config);
   AddManifest("many:1", {{"schemaVersion", 2},
                          {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
@@ -423,7 +424,8 @@ TEST_P(RedirectCredentialsTest, RedirectToAnotherOriginGetsNoCredentials) {
         << req.path << " got " << req.headers.at("authorization");
   }
   int authorized = 0;
-  for (const Request& req : server_->requests()) authorized += req.headers.contains("authorization");
+  for (const Request& req : server_->requests())
+    authorized += req.headers.contains("authorization");
   EXPECT_GT(authorized, 0);  // the registry itself did get them
 }
 

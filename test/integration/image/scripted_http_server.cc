@@ -31,13 +31,20 @@ bool SendAll(int fd, const char* data, size_t size) {
 
 const char* Reason(int code) {
   switch (code) {
-    case 200: return "OK";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 307: return "Temporary Redirect";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 307:
+      return "Temporary Redirect";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    default:
+      return "Status";
   }
 }
 
@@ -150,8 +157,8 @@ bool ScriptedHttpServer::Answer(int fd, const Request& request) {
   } done{active_};
   Response r = handler_(request);
   if (r.delay > absl::ZeroDuration()) absl::SleepFor(r.delay);
-  const int64_t length = r.content_length >= 0 ? r.content_length
-                                               : static_cast<int64_t>(r.body.size());
+  const int64_t length =
+      r.content_length >= 0 ? r.content_length : static_cast<int64_t>(r.body.size());
   std::string head = absl::StrCat("HTTP/1.1 ", r.code, " ", Reason(r.code), "\r\n");
   for (const auto& [name, value] : r.headers) absl::StrAppend(&head, name, ": ", value, "\r\n");
   absl::StrAppend(&head, "Content-Length: ", length, "\r\n\r\n");

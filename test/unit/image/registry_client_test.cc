@@ -92,7 +92,8 @@ TEST(ImageIdentityTest, ImageRefIsTheDigestOfTheRepositoryTheContainerNamed) {
   EXPECT_EQ(DigestedReference(image, "busybox"), "docker.io/library/busybox@" + digest);
   EXPECT_EQ(DigestedReference(image, "docker.io/library/busybox:1.36"),
             "docker.io/library/busybox@" + digest);
-  EXPECT_EQ(DigestedReference(image, "registry.a/team/app:latest"), "registry.a/team/app@" + digest);
+  EXPECT_EQ(DigestedReference(image, "registry.a/team/app:latest"),
+            "registry.a/team/app@" + digest);
   EXPECT_EQ(DigestedReference(image, "registry.a/team/app@" + digest),
             "registry.a/team/app@" + digest);
   // Named by id (as kubelet does with PullImageResponse.image_ref): the first repo digest.
