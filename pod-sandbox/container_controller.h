@@ -23,6 +23,8 @@
 
 namespace podvisor {
 
+struct ContainerOutput;  // container_output.h: a container's live output in this daemon
+
 struct ContainerControllerOptions {
   absl::Duration agent_call_timeout = absl::Seconds(30);
   // ExecSync keeps at most this much of each of stdout and stderr (kubelet's own bound).
@@ -44,7 +46,7 @@ struct ExecTarget {
   std::string container_id;  // the full id
   std::shared_ptr<AgentClient> agent;
   ProcessSpec process;
-  bool tty = false;    // the container's own settings (for attach)
+  bool tty = false;  // the container's own settings (for attach)
   bool stdin = false;
   bool stdin_once = false;
 };
@@ -130,8 +132,6 @@ class ContainerController {
   absl::Status OnSandboxRemoving(const std::string& sandbox_id);
 
  private:
-  struct Runtime;  // live state of a container in this daemon: log writer, streams
-
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
   std::shared_ptr<std::mutex> SandboxLockFor(const std::string& sandbox_id);
   absl::StatusOr<std::string> ResolveId(const std::string& id_or_prefix) const;
@@ -152,22 +152,16 @@ class ContainerController {
   absl::Status DetachSharedVolumes(const std::string& shared_dir, const std::string& container_id);
   void DetachUnusedLayers(const std::string& sandbox_id, const std::vector<LayerDisk>& layers,
                           const std::string& removed_id);
-  absl::StatusOr<ContainerSpec> BuildSpec(const Sandbox& sandbox, const ImageRecord& image,
-                                          const ContainerConfig& config,
-                                          const std::vector<LayerDisk>& layers,
-                                          const std::vector<VolumeDisk>& volumes,
-                                          const std::vector<SharedVolume>& shared) const;
   // The live side of a container: its log writer (appending), its position file (truncated when
   // `fresh`) and new stream ids for its output (and stdin) whose bytes go to the log.
-  absl::StatusOr<std::shared_ptr<Runtime>> NewRuntime(const ContainerMetadata& meta,
-                                                      const std::string& sandbox_state_dir,
-                                                      const std::shared_ptr<AgentClient>& agent,
-                                                      bool fresh);
+  absl::StatusOr<std::shared_ptr<ContainerOutput>> NewOutput(
+      const ContainerMetadata& meta, const std::string& sandbox_state_dir,
+      const std::shared_ptr<AgentClient>& agent, bool fresh);
   // After a daemon restart: takes the output of a container that lives on over from where the
   // log file ends (the guest replays the rest) and watches for its exit.
   absl::Status ReattachOutput(const Container& c, const Sandbox& sandbox);
   void MarkExited(const std::string& id, const ExitInfo& exit, const std::string& message);
-  void DropRuntime(const std::string& id);
+  void DropOutput(const std::string& id);
   absl::Status RemoveLocked(const Container& c);
   absl::StatusOr<SandboxStatsInfo> SandboxStatsOf(const Sandbox& sandbox);
 
@@ -181,21 +175,11 @@ class ContainerController {
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<std::mutex>> sandbox_locks_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<ContainerOutput>> outputs_ ABSL_GUARDED_BY(mu_);
   // Next SCSI target to try, per sandbox.
   std::map<std::string, uint32_t> next_disk_index_ ABSL_GUARDED_BY(mu_);
   // The previous VM CPU sample per sandbox (time, cpu ns), for nanocores.
   std::map<std::string, std::pair<int64_t, uint64_t>> last_vm_cpu_ ABSL_GUARDED_BY(mu_);
 };
-
-// The guest's form of a container's limits.
-ContainerResources ToGuestResources(const ContainerLimits& limits);
-
-// The ContainerSpec parts that depend only on the request and the image (exposed for tests):
-// process args (CRI command/args over the image's entrypoint/cmd), env (CRI over image, by key),
-// working directory and user.
-ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& image);
-// The capability set: the default set, plus adds, minus drops ("ALL" understood both ways).
-std::vector<std::string> BuildCapabilities(const ContainerConfig& config);
 
 }  // namespace podvisor

@@ -1,4 +1,5 @@
 #include "pod-sandbox/container_controller.h"
+#include "pod-sandbox/container_spec.h"
 
 #include <signal.h>
 #include <sys/stat.h>
