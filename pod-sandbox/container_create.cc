@@ -86,6 +86,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.cwd = spec->process.cwd;
   meta.uid = spec->process.user.uid;
   meta.gid = spec->process.user.gid;
+  meta.gid_from_passwd = spec->process.user.gid_from_passwd;
   meta.username = spec->process.user.username;
   meta.stop_signal = ParseSignal(image->metadata.config.stop_signal);
 

@@ -93,19 +93,7 @@ absl::StatusOr<ExecTarget> ContainerController::PrepareExec(const std::string& i
   ExecTarget t;
   t.container_id = *id;
   t.agent = *agent;
-  ProcessSpec& p = t.process;
-  p.env = c->metadata.env;
-  p.cwd = c->metadata.cwd.empty() ? "/" : c->metadata.cwd;
-  p.user.uid = c->metadata.uid;
-  p.user.gid = c->metadata.gid;
-  p.user.username = c->metadata.username;
-  // As BuildProcess decided at create: a gid of 0 not asked for was the passwd's to choose.
-  p.user.gid_from_passwd = !c->metadata.config.run_as_group && c->metadata.gid == 0;
-  for (int64_t g : c->metadata.config.supplemental_groups) {
-    p.user.additional_gids.push_back(static_cast<uint32_t>(g));
-  }
-  p.no_new_privileges = c->metadata.config.no_new_privs;
-  if (!c->metadata.config.privileged) p.capabilities = BuildCapabilities(c->metadata.config);
+  t.process = ExecProcess(c->metadata);
   t.tty = c->metadata.config.tty;
   t.stdin = c->metadata.config.stdin;
   t.stdin_once = c->metadata.config.stdin_once;

@@ -167,6 +167,25 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
   return p;
 }
 
+ProcessSpec ExecProcess(const ContainerMetadata& meta) {
+  ProcessSpec p;
+  p.env = meta.env;
+  p.cwd = meta.cwd.empty() ? "/" : meta.cwd;
+  p.user.uid = meta.uid;
+  p.user.gid = meta.gid;
+  p.user.username = meta.username;
+  // Records from before the resolved choice was kept: a gid of 0 not asked for was most likely
+  // the passwd's to choose.
+  p.user.gid_from_passwd =
+      meta.gid_from_passwd.value_or(!meta.config.run_as_group && meta.gid == 0);
+  for (int64_t g : meta.config.supplemental_groups) {
+    p.user.additional_gids.push_back(static_cast<uint32_t>(g));
+  }
+  p.no_new_privileges = meta.config.no_new_privs;
+  if (!meta.config.privileged) p.capabilities = BuildCapabilities(meta.config);
+  return p;
+}
+
 ContainerResources ToGuestResources(const ContainerLimits& r) {
   ContainerResources out;
   out.cpu_shares = r.cpu_shares > 0 ? static_cast<uint64_t>(r.cpu_shares) : 0;

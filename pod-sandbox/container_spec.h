@@ -27,6 +27,10 @@ bool IsGuestPodFile(const std::string& container_path);
 // command/args over the image's entrypoint/cmd), env (CRI over image, by key), working directory
 // and user.
 ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& image);
+// The settings an exec'd process of a created container inherits: env, cwd, user and groups (as
+// BuildProcess resolved them at create, kept in the record), no_new_privs and capabilities. The
+// caller sets args, terminal and streams.
+ProcessSpec ExecProcess(const ContainerMetadata& meta);
 // The capability set: the default set, plus adds, minus drops ("ALL" understood both ways).
 std::vector<std::string> BuildCapabilities(const ContainerConfig& config);
 // The guest's form of a container's limits.
