@@ -23,7 +23,9 @@ ContainerController::ContainerController(ContainerControllerOptions options,
       sandboxes_(sandboxes),
       sandbox_controller_(sandbox_controller),
       hypervisor_(hypervisor),
-      images_(images) {}
+      images_(images),
+      layer_disks_(hypervisor, &disk_slots_, options_.agent_call_timeout),
+      snapshot_volumes_(hypervisor, &disk_slots_, options_.agent_call_timeout) {}
 
 ContainerController::~ContainerController() = default;
 
@@ -44,6 +46,13 @@ void ContainerController::Install() {
 
 absl::Status ContainerController::Recover() {
   for (const Container& c : containers_->List()) {
+    // The disks of every container still recorded are in its VM (a VM that is gone takes its
+    // slots with it when its sandbox is removed).
+    for (const LayerDisk& d : c.metadata.layers)
+      disk_slots_.Reserve(c.metadata.sandbox_id, d.index);
+    for (const VolumeDisk& v : c.metadata.volumes) {
+      disk_slots_.Reserve(c.metadata.sandbox_id, v.disk.index);
+    }
     absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(c.metadata.sandbox_id);
     if (c.status.state == ContainerState::kExited) {
       // It may have ended while no daemon listened (its exit event can even arrive before this
@@ -111,7 +120,7 @@ absl::Status ContainerController::OnSandboxRemoving(const std::string& sandbox_i
   }
   absl::MutexLock l(&mu_);
   sandbox_locks_.erase(sandbox_id);
-  next_disk_index_.erase(sandbox_id);
+  disk_slots_.Forget(sandbox_id);
   last_vm_cpu_.erase(sandbox_id);
   return absl::OkStatus();
 }

@@ -63,21 +63,18 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
 
   auto sandbox_lock = SandboxLockFor(*sandbox_id);
   std::lock_guard<std::mutex> guard(*sandbox_lock);
-  absl::StatusOr<std::vector<LayerDisk>> layers = AttachLayers(*sandbox_id, **agent, *layer_paths);
+  absl::StatusOr<std::vector<LayerDisk>> layers =
+      layer_disks_.Attach(*sandbox_id, **agent, *layer_paths, AttachedLayers(*sandbox_id));
   if (!layers.ok()) return WithContext(layers.status(), context);
   meta.layers = *layers;
   auto detach = absl::MakeCleanup([&] { DetachUnusedLayers(*sandbox_id, meta.layers, meta.id); });
 
-  absl::StatusOr<std::vector<VolumeDisk>> volumes =
-      AttachVolumes(*sandbox, **agent, meta.id, config, meta.layers);
+  absl::StatusOr<ContainerVolumes> volumes =
+      VolumesFor(*sandbox).Attach(*sandbox, **agent, meta.id, config);
   if (!volumes.ok()) return WithContext(volumes.status(), context);
-  meta.volumes = *volumes;
-  auto detach_volumes = absl::MakeCleanup([&] { DetachVolumes(*sandbox_id, meta.volumes); });
-  absl::StatusOr<std::vector<SharedVolume>> shared = AttachSharedVolumes(*sandbox, meta.id, config);
-  if (!shared.ok()) return WithContext(shared.status(), context);
-  meta.shared_volumes = *shared;
-  auto detach_shared =
-      absl::MakeCleanup([&] { (void)DetachSharedVolumes(sm.shared_dir, meta.id); });
+  meta.volumes = volumes->disks;
+  meta.shared_volumes = volumes->shared;
+  auto detach_volumes = absl::MakeCleanup([&] { DetachVolumes(*sandbox_id, meta.id, *volumes); });
 
   absl::StatusOr<ContainerSpec> spec =
       BuildContainerSpec(*sandbox, *image, config, meta.layers, meta.volumes, meta.shared_volumes);
@@ -119,7 +116,6 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   }
   std::move(remove_guest).Cancel();
   std::move(close_streams).Cancel();
-  std::move(detach_shared).Cancel();
   std::move(detach_volumes).Cancel();
   std::move(detach).Cancel();
   PV_LOG(kInfo) << "container " << ShortId(meta.id) << " (" << name << ") created in sandbox "

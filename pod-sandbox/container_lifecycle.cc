@@ -132,14 +132,8 @@ absl::Status ContainerController::RemoveLocked(const Container& c) {
   auto sandbox_lock = SandboxLockFor(c.metadata.sandbox_id);
   std::lock_guard<std::mutex> guard(*sandbox_lock);
   if (absl::Status s = containers_->Remove(id); !s.ok()) return WithContext(s, context);
-  DetachVolumes(c.metadata.sandbox_id, c.metadata.volumes);
-  if (!c.metadata.shared_volumes.empty()) {
-    if (absl::StatusOr<Sandbox> sb = sandboxes_->Get(c.metadata.sandbox_id); sb.ok()) {
-      if (absl::Status s = DetachSharedVolumes(sb->metadata.shared_dir, id); !s.ok()) {
-        PV_LOG(kWarning) << context << ": shared volumes: " << s;
-      }
-    }
-  }
+  DetachVolumes(c.metadata.sandbox_id, id,
+                ContainerVolumes{c.metadata.volumes, c.metadata.shared_volumes});
   DetachUnusedLayers(c.metadata.sandbox_id, c.metadata.layers, id);
   return absl::OkStatus();
 }
