@@ -16,12 +16,12 @@ namespace podvisor {
 
 ContainerController::ContainerController(ContainerControllerOptions options,
                                          ContainerStore* containers, SandboxStore* sandboxes,
-                                         SandboxController* sandbox_controller,
+                                         SandboxView* sandbox_view,
                                          Hypervisor* hypervisor, ImageController* images)
     : options_(std::move(options)),
       containers_(containers),
       sandboxes_(sandboxes),
-      sandbox_controller_(sandbox_controller),
+      sandbox_view_(sandbox_view),
       hypervisor_(hypervisor),
       images_(images),
       layer_disks_(hypervisor, &disk_slots_, options_.agent_call_timeout),
@@ -38,7 +38,7 @@ void ContainerController::Install() {
   hooks.before_remove = [this](const std::string& sandbox_id) {
     return OnSandboxRemoving(sandbox_id);
   };
-  sandbox_controller_->SetHooks(std::move(hooks));
+  sandbox_view_->SetHooks(std::move(hooks));
   if (images_) {
     images_->SetInUseCheck([this](const std::string& image_id) { return ImageInUse(image_id); });
   }

@@ -21,7 +21,7 @@
 #include "pod-sandbox/guest_disk.h"
 #include "pod-sandbox/layer_disks.h"
 #include "pod-sandbox/sandbox.h"
-#include "pod-sandbox/sandbox_controller.h"
+#include "pod-sandbox/sandbox_view.h"
 #include "pod-sandbox/shared_directory_volumes.h"
 #include "pod-sandbox/snapshot_volumes.h"
 #include "pod-sandbox/volume_share.h"
@@ -84,7 +84,7 @@ struct SandboxStatsInfo {
 class ContainerController {
  public:
   ContainerController(ContainerControllerOptions options, ContainerStore* containers,
-                      SandboxStore* sandboxes, SandboxController* sandbox_controller,
+                      SandboxStore* sandboxes, SandboxView* sandbox_view,
                       Hypervisor* hypervisor, ImageController* images);
   ~ContainerController();
 
@@ -167,7 +167,7 @@ class ContainerController {
   const ContainerControllerOptions options_;
   ContainerStore* const containers_;
   SandboxStore* const sandboxes_;
-  SandboxController* const sandbox_controller_;
+  SandboxView* const sandbox_view_;
   Hypervisor* const hypervisor_;
   ImageController* const images_;
   DiskSlots disk_slots_;

@@ -36,7 +36,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
           absl::StrCat(context, ": the name is reserved by ", c.metadata.id));
     }
   }
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(*sandbox_id);
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_view_->Agent(*sandbox_id);
   if (!agent.ok()) return WithContext(agent.status(), context);
   absl::StatusOr<ImageRecord> image = images_->Get(config.image);
   if (!image.ok()) return WithContext(image.status(), context);

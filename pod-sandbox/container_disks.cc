@@ -31,7 +31,7 @@ void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
     if (c.metadata.sandbox_id != sandbox_id || c.metadata.id == removed_id) continue;
     for (const LayerDisk& d : c.metadata.layers) still_used.insert(d.serial);
   }
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox_id);
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_view_->Agent(sandbox_id);
   layer_disks_.Detach(sandbox_id, agent.ok() ? agent->get() : nullptr, layers, still_used);
 }
 
@@ -41,7 +41,7 @@ void ContainerController::DetachVolumes(const std::string& sandbox_id,
   if (volumes.disks.empty() && volumes.shared.empty()) return;
   absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(sandbox_id);
   if (!sandbox.ok()) return;
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox_id);
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_view_->Agent(sandbox_id);
   VolumesFor(*sandbox).Detach(*sandbox, agent.ok() ? agent->get() : nullptr, container_id, volumes);
 }
 

@@ -88,7 +88,7 @@ absl::StatusOr<ExecTarget> ContainerController::PrepareExec(const std::string& i
     return absl::FailedPreconditionError(absl::StrCat(context, ": it is not running"));
   }
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
-      sandbox_controller_->Agent(c->metadata.sandbox_id);
+      sandbox_view_->Agent(c->metadata.sandbox_id);
   if (!agent.ok()) return WithContext(agent.status(), context);
   ExecTarget t;
   t.container_id = *id;

@@ -29,7 +29,7 @@ absl::Status ContainerController::Start(const std::string& id_or_prefix) {
         context, ": it is ", nlohmann::json(c->status.state).get<std::string>(), ", not created"));
   }
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
-      sandbox_controller_->Agent(c->metadata.sandbox_id);
+      sandbox_view_->Agent(c->metadata.sandbox_id);
   if (!agent.ok()) return WithContext(agent.status(), context);
   const int64_t started = absl::ToUnixNanos(absl::Now());
   absl::StatusOr<uint32_t> pid = (*agent)->StartContainer(*id, options_.agent_call_timeout);
@@ -90,7 +90,7 @@ absl::Status ContainerController::Stop(const std::string& id_or_prefix, absl::Du
   if (c->status.state != ContainerState::kRunning) return absl::OkStatus();
   const std::string context = absl::StrCat("stop container ", ShortId(*id));
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
-      sandbox_controller_->Agent(c->metadata.sandbox_id);
+      sandbox_view_->Agent(c->metadata.sandbox_id);
   if (!agent.ok()) {
     ExitInfo exit;
     exit.exit_code = 137;
@@ -118,7 +118,7 @@ absl::Status ContainerController::RemoveLocked(const Container& c) {
   const std::string& id = c.metadata.id;
   const std::string context = absl::StrCat("remove container ", ShortId(id));
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
-      sandbox_controller_->Agent(c.metadata.sandbox_id);
+      sandbox_view_->Agent(c.metadata.sandbox_id);
   if (agent.ok()) {
     if (absl::Status s = (*agent)->RemoveContainer(id, true, options_.agent_call_timeout);
         !s.ok()) {
@@ -177,7 +177,7 @@ absl::Status ContainerController::UpdateResources(const std::string& id_or_prefi
     return WithContext(s, absl::StrCat(context, ": with the current limits"));
   }
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
-      sandbox_controller_->Agent(c->metadata.sandbox_id);
+      sandbox_view_->Agent(c->metadata.sandbox_id);
   if (!agent.ok()) return WithContext(agent.status(), context);
   // The guest cgroup of a created container exists already (crun create): it starts with these.
   if (absl::Status s = (*agent)->UpdateContainerResources(*id, ToGuestResources(update),

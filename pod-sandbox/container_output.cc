@@ -141,7 +141,7 @@ absl::StatusOr<std::shared_ptr<ContainerOutput>> ContainerController::NewOutput(
 absl::Status ContainerController::ReattachOutput(const Container& c, const Sandbox& sandbox) {
   const std::string& id = c.metadata.id;
   absl::StatusOr<std::shared_ptr<AgentClient>> agent =
-      sandbox_controller_->Agent(sandbox.metadata.id);
+      sandbox_view_->Agent(sandbox.metadata.id);
   if (!agent.ok()) return agent.status();
   absl::StatusOr<std::shared_ptr<ContainerOutput>> made =
       NewOutput(c.metadata, sandbox.metadata.state_dir, *agent, false);

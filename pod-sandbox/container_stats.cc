@@ -31,7 +31,7 @@ std::vector<ContainerStatsInfo> ContainerController::ListStats(const ContainerFi
     out.push_back(std::move(info));
   }
   for (const auto& [sandbox_id, indexes] : running_by_sandbox) {
-    absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(sandbox_id);
+    absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_view_->Agent(sandbox_id);
     if (!agent.ok()) continue;
     std::vector<std::string> ids;
     for (size_t i : indexes) ids.push_back(out[i].container.metadata.id);

@@ -8,7 +8,7 @@ namespace podvisor {
 
 absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStatsOf(const Sandbox& sandbox) {
   const std::string& id = sandbox.metadata.id;
-  absl::StatusOr<VmHostStats> host = sandbox_controller_->HostStats(id);
+  absl::StatusOr<VmHostStats> host = sandbox_view_->HostStats(id);
   if (!host.ok()) {
     return absl::UnavailableError(
         absl::StrCat("stats of sandbox ", ShortId(id), ": ", host.status().message()));
@@ -16,7 +16,7 @@ absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStatsOf(const Sandb
   SandboxStatsInfo info;
   info.sandbox = sandbox;
   info.host = std::move(*host);
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_controller_->Agent(id);
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_view_->Agent(id);
   if (agent.ok()) {
     absl::StatusOr<GuestSandboxStats> guest = (*agent)->SandboxStats(options_.agent_call_timeout);
     if (guest.ok()) {
@@ -73,7 +73,7 @@ std::vector<SandboxStatsInfo> ContainerController::ListSandboxStats(const Sandbo
   SandboxFilter ready = filter;
   ready.state = SandboxState::kReady;
   std::vector<SandboxStatsInfo> out;
-  for (const Sandbox& s : sandbox_controller_->List(ready)) {
+  for (const Sandbox& s : sandbox_view_->List(ready)) {
     absl::StatusOr<SandboxStatsInfo> info = SandboxStatsOf(s);
     if (info.ok()) {
       out.push_back(std::move(*info));

@@ -1,5 +1,6 @@
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/container_spec.h"
+#include "pod-sandbox/sandbox_controller.h"
 
 #include <signal.h>
 #include <sys/stat.h>
