@@ -11,6 +11,14 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Pair;
 
+// Older kubelets send the deprecated seccomp_profile_path.
+void SetLegacySeccompPath(runtime::v1::LinuxContainerSecurityContext& sc, const std::string& p) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  sc.set_seccomp_profile_path(p);
+#pragma GCC diagnostic pop
+}
+
 runtime::v1::ContainerConfig MinimalConfig() {
   runtime::v1::ContainerConfig c;
   c.mutable_metadata()->set_name("app");
@@ -98,7 +106,7 @@ TEST(ContainerConfigFromProtoTest, RefusesWhatAPodVmCannotHonour) {
        "negative"},
       {"bad seccomp path",
        [](auto& c) {
-         c.mutable_linux()->mutable_security_context()->set_seccomp_profile_path("weird");
+         SetLegacySeccompPath(*c.mutable_linux()->mutable_security_context(), "weird");
        },
        "seccomp_profile_path"},
   };
@@ -121,9 +129,9 @@ TEST(ContainerConfigFromProtoTest, SeccompProfilesMapToTheirKinds) {
   const Case cases[] = {
       {[](auto&) {}, SeccompConfig::Kind::kUnconfined, ""},
       {[](auto& sc) { sc.mutable_seccomp(); }, SeccompConfig::Kind::kRuntimeDefault, ""},
-      {[](auto& sc) { sc.set_seccomp_profile_path("runtime/default"); },
+      {[](auto& sc) { SetLegacySeccompPath(sc, "runtime/default"); },
        SeccompConfig::Kind::kRuntimeDefault, ""},
-      {[](auto& sc) { sc.set_seccomp_profile_path("localhost/p.json"); },
+      {[](auto& sc) { SetLegacySeccompPath(sc, "localhost/p.json"); },
        SeccompConfig::Kind::kLocalhost, "p.json"},
       {[](auto& sc) {
          sc.mutable_seccomp()->set_profile_type(runtime::v1::SecurityProfile::Localhost);

@@ -252,7 +252,10 @@ TEST(BuildContainerSpecTest, RefusesWhatCannotBeMet) {
   image.metadata.config.cmd = {"true"};
   EXPECT_EQ(BuildContainerSpec(PodWithDns(false), image, config, {}, {}, {}).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  config.mounts.push_back(ContainerMount{"/data", "/srv/data", false});
+  ContainerMount data;
+  data.container_path = "/data";
+  data.host_path = "/srv/data";
+  config.mounts.push_back(data);
   EXPECT_EQ(BuildContainerSpec(PodWithDns(false), image, config, layers, {}, {}).status().code(),
             absl::StatusCode::kInvalidArgument);
   // The same mount given through the shared directory binds it from there.
