@@ -67,6 +67,10 @@ struct VmSpec {
   // which virtiofsd maps. Mounts made under this directory later are visible in the guest.
   // Empty: no shared filesystem.
   std::string shared_dir;
+  // Cgroup directories (created and limited by the caller) that QEMU and its helpers run in: one
+  // per v1 controller (the process is born there), or one v2 directory (it is moved there right
+  // after it started). Empty: the caller's cgroups.
+  std::vector<std::string> cgroup_dirs;
 };
 
 enum class VmState { kRunning, kPaused, kStopped, kAbsent };
@@ -146,6 +150,9 @@ struct LibvirtHypervisorOptions {
   std::string kernel;
   std::string initrd;
   absl::Duration kvm_probe_timeout = absl::Seconds(6);
+  // Where the KVM probe's outcome is cached across restarts (see accel_probe_cache.h); its
+  // directory must exist. Empty: probe at every Init.
+  std::string probe_cache_path;
   // Host TSC frequency passed to guests as tsc_early_khz; 0 reads it from the host.
   uint64_t tsc_khz = 0;
 };
