@@ -83,24 +83,11 @@ uint64_t ReadHostTscKhz() {
 
 // Runs `fn` on a new thread that has joined the network namespace at `netns_path`, so that
 // libvirt opens the VM's tap devices there (TUNSETIFF works by name in the caller's namespace)
-// and QEMU, forked from that thread, runs there too; likewise for the v1 cgroups.
-absl::Status RunPlaced(const std::string& netns_path, const std::vector<std::string>& cgroup_dirs,
-                       const std::function<absl::Status()>& fn) {
-  if (netns_path.empty() && cgroup_dirs.empty()) return fn();
+// and QEMU, forked from that thread, runs there too.
+absl::Status RunInNetns(const std::string& netns_path, const std::function<absl::Status()>& fn) {
+  if (netns_path.empty()) return fn();
   absl::Status result;
   std::thread worker([&] {
-    for (const std::string& dir : cgroup_dirs) {
-      const std::string tasks = dir + "/tasks";
-      if (access(tasks.c_str(), F_OK) != 0) continue;  // v2: see MoveToCgroups
-      if (absl::Status s = WriteControlFile(tasks, std::to_string(gettid())); !s.ok()) {
-        result = s;
-        return;
-      }
-    }
-    if (netns_path.empty()) {
-      result = fn();
-      return;
-    }
     int fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       result = ErrnoStatus(absl::StrCat("open netns ", netns_path), errno);
@@ -133,7 +120,6 @@ absl::Status WriteControlFile(const std::string& path, const std::string& value)
 
 absl::Status MoveToCgroups(pid_t pid, const std::vector<std::string>& cgroup_dirs) {
   for (const std::string& dir : cgroup_dirs) {
-    if (access((dir + "/tasks").c_str(), F_OK) == 0) continue;  // v1: born there
     if (absl::Status s = WriteControlFile(dir + "/cgroup.procs", std::to_string(pid)); !s.ok()) {
       return s;
     }

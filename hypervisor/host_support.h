@@ -23,14 +23,12 @@ absl::Status EnsureQemuUser();
 // The host TSC frequency in kHz, or 0 when unknown.
 uint64_t ReadHostTscKhz();
 
-// Runs `fn` on a new thread that has joined the network namespace at `netns_path` and, in each
-// cgroup v1 directory of `cgroup_dirs`, the cgroup (through its `tasks` file), so that processes
-// it forks are born there (directly when both are empty).
-absl::Status RunPlaced(const std::string& netns_path, const std::vector<std::string>& cgroup_dirs,
-                       const std::function<absl::Status()>& fn);
+// Runs `fn` on a new thread that has joined the network namespace at `netns_path` (directly when
+// the path is empty). Not used for cgroups: threads libvirt starts from that thread would stay in
+// them.
+absl::Status RunInNetns(const std::string& netns_path, const std::function<absl::Status()>& fn);
 
-// Moves process `pid` into each cgroup v2 directory of `cgroup_dirs` (cgroup.procs); v1
-// directories are skipped (RunPlaced's processes are born in them).
+// Moves process `pid` (all its threads) into each cgroup of `cgroup_dirs` (cgroup.procs).
 absl::Status MoveToCgroups(pid_t pid, const std::vector<std::string>& cgroup_dirs);
 
 // Writes `value` to a cgroupfs or procfs control file in place.

@@ -68,8 +68,9 @@ struct VmSpec {
   // Empty: no shared filesystem.
   std::string shared_dir;
   // Cgroup directories (created and limited by the caller) that QEMU and its helpers run in: one
-  // per v1 controller (the process is born there), or one v2 directory (it is moved there right
-  // after it started). Empty: the caller's cgroups.
+  // per v1 controller, or one v2 directory; they are moved there right after they started (v1
+  // moves their memory charges along when the caller set move_charge_at_immigrate). Empty: the
+  // caller's cgroups.
   std::vector<std::string> cgroup_dirs;
 };
 

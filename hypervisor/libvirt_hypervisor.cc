@@ -218,7 +218,7 @@ class LibvirtHypervisor final : public Hypervisor {
   void WatchHelpers(const std::string& id, const std::string& uuid);
   // The pids of the VM's helper processes (virtiofsd), from libvirt's pid files.
   std::vector<pid_t> HelperPids(const std::string& id);
-  // Moves QEMU and its helpers into the spec's v2 cgroup (v1: born there, see RunPlaced).
+  // Moves QEMU and its helpers into the spec's cgroups, right after they started.
   absl::Status PlaceInCgroups(const VmSpec& spec);
   void AddWatch(pid_t pid, Watch watch);
   // Ends the QEMU (then the helpers) of the VM with `uuid` itself, through the pidfds of its
@@ -449,7 +449,7 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
   absl::Time start = absl::Now();
   DomainRef created;
   const std::string netns = spec.nics.empty() ? "" : spec.nics.front().netns_path;
-  absl::Status status = RunPlaced(netns, spec.cgroup_dirs, [&] {
+  absl::Status status = RunInNetns(netns, [&] {
     created.reset(virDomainCreateXML(conn_, xml->c_str(), 0));
     return created != nullptr ? absl::OkStatus() : VirError("libvirt");
   });

@@ -117,6 +117,11 @@ absl::Status VmCgroup::Create(const VmCgroupLimits& limits) {
       s = WriteControl(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"),
                        std::to_string(limits.memory_bytes));
     }
+    if (s.ok() && memory && !v2) {
+      // QEMU joins right after it started: what it allocated until then moves along, where the
+      // kernel still supports it (best effort: the amount is small).
+      WriteControl(dir + "/memory.move_charge_at_immigrate", "3").IgnoreError();
+    }
     if (s.ok() && cpu && limits.cpu_quota_us > 0 && limits.cpu_period_us > 0) {
       if (v2) {
         s = WriteControl(dir + "/cpu.max",
