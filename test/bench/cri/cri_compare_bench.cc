@@ -329,6 +329,8 @@ state = ")", dir.Join("ctd-state"), R"("
   path = ")", dir.Join("ctd-opt"), R"("
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = ")", kPauseImage, R"("
+  # Hosts that forbid lowering oom_score_adj refuse containerd's -998 for sandboxes.
+  restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".cni]
