@@ -438,7 +438,11 @@ int Main(int argc, char** argv) {
     (void)::system(absl::StrCat("grep -o ' ", dir.path(), "[^ ]*' /proc/mounts | sort -r | ",
                                 "xargs -r -n1 umount -l 2>/dev/null").c_str());
   };
-  g_cleanup = cleanup;
+  g_cleanup = [&] {
+    std::printf("(a step failed: the figures measured until then)\n");
+    PrintTable(rts);
+    cleanup();
+  };
   for (Runtime* rt : rts) {
     rt->Pull(kImage);
     if (rt == &ctd) rt->Pull(kPauseImage);
