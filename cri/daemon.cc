@@ -162,6 +162,11 @@ class DaemonImpl : public Daemon {
     hv.qemu_sandbox = config.hypervisor.qemu_sandbox;
     hv.guest_mitigations = config.hypervisor.guest_mitigations;
     hv.console_log_max_bytes = config.hypervisor.console_log_max_bytes;
+    // Durable: a restart (or a reboot into the same kernel) skips the seconds of the KVM probe.
+    if (absl::Status s = MakeDirs(absl::StrCat(config.root_dir, "/hypervisor"), 0700); !s.ok()) {
+      return s;
+    }
+    hv.probe_cache_path = absl::StrCat(config.root_dir, "/hypervisor/kvm-probe");
     if (config.hypervisor.shared_filesystem && ::access(hv.virtiofsd.c_str(), X_OK) != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "hypervisor.virtiofsd: ", hv.virtiofsd,

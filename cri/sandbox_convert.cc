@@ -125,10 +125,23 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
     out.ipc_mode = FromProto(ns.ipc());
     const runtime::v1::LinuxContainerResources& r =
         l.has_resources() ? l.resources() : l.overhead();
-    out.cpu_quota = r.cpu_quota() + (l.has_resources() ? l.overhead().cpu_quota() : 0);
+    const int64_t overhead_quota = l.has_resources() ? l.overhead().cpu_quota() : 0;
+    const int64_t overhead_memory = l.has_resources() ? l.overhead().memory_limit_in_bytes() : 0;
+    for (int64_t v : {r.cpu_quota(), overhead_quota, r.cpu_period(), r.memory_limit_in_bytes(),
+                      overhead_memory}) {
+      if (v < 0) {
+        return absl::InvalidArgumentError(
+            "linux.resources/overhead: cpu_quota, cpu_period and memory_limit_in_bytes must not "
+            "be negative");
+      }
+    }
+    if (__builtin_add_overflow(r.cpu_quota(), overhead_quota, &out.cpu_quota) ||
+        __builtin_add_overflow(r.memory_limit_in_bytes(), overhead_memory,
+                               &out.memory_limit_bytes)) {
+      return absl::InvalidArgumentError(
+          "linux.resources + linux.overhead: the pod's CPU quota or memory limit overflows");
+    }
     out.cpu_period = r.cpu_period();
-    out.memory_limit_bytes =
-        r.memory_limit_in_bytes() + (l.has_resources() ? l.overhead().memory_limit_in_bytes() : 0);
   }
   return out;
 }
