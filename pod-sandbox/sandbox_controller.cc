@@ -9,6 +9,7 @@
 #include "common/random.h"
 #include "common/status_util.h"
 #include "common/log.h"
+#include "common/metrics.h"
 
 namespace podvisor {
 namespace {
@@ -85,6 +86,7 @@ AgentClient::Options SandboxController::AgentOptions(const std::string& id) {
       if (detaching_ || agent_generation_[id] != generation) return;  // dropped on purpose
     }
     PV_LOG(kWarning) << "sandbox " << ShortId(id) << ": agent channel lost: " << why.message();
+    metrics::CountAgentHeartbeatLoss();
     MarkNotReady(id, absl::StrCat("agent channel lost: ", why.message()));
   };
   o.on_event = [this, id](const AgentEvent& event) {
@@ -294,6 +296,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   });
   if (!updated.ok()) return WithContext(updated.status(), "store sandbox");
   std::move(undo).Cancel();
+  metrics::ObserveVmStart("cold", absl::ToDoubleSeconds(booted - net_done));
   PV_LOG(kInfo) << "sandbox " << ShortId(meta.id) << " (" << meta.name << ") ready in "
                 << absl::ToInt64Milliseconds(absl::Now() - start) << " ms (network "
                 << absl::ToInt64Milliseconds(net_done - start) << " ms, boot "
@@ -528,6 +531,7 @@ absl::Status SandboxController::Recover() {
       st.vm_pid = vm->qemu_pid;
       return absl::OkStatus();
     }).IgnoreError();
+    metrics::CountAgentReconnect();
     PV_LOG(kInfo) << "sandbox " << ShortId(id) << " re-attached (VM pid " << vm->qemu_pid << ")";
   }
   for (const VmInfo& vm : *vms) {
