@@ -1,5 +1,7 @@
 #include "common/config.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -7,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
@@ -238,10 +241,46 @@ absl::Status ParseRegistry(const YAML::Node& n, RegistryConfig& c) {
   return absl::OkStatus();
 }
 
+absl::Status ParseMetrics(const YAML::Node& n, MetricsConfig& c) {
+  if (absl::Status s = CheckKeys(n, "metrics", {"address"}); !s.ok()) return s;
+  if (absl::Status s = GetString(n, "metrics", "address", c.address); !s.ok()) return s;
+  if (c.address.empty()) return absl::OkStatus();
+  const size_t colon = c.address.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(c.address.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return KeyError("metrics.address",
+                    absl::StrCat("'", c.address, "' is not host:port (empty disables metrics)"));
+  }
+  return absl::OkStatus();
+}
+
+// Merges `overlay` into `base`: mappings key by key, anything else replaced whole.
+void MergeYaml(YAML::Node base, const YAML::Node& overlay) {
+  for (const auto& kv : overlay) {
+    const std::string key = kv.first.as<std::string>();
+    YAML::Node existing = base[key];
+    if (existing && existing.IsMap() && kv.second.IsMap()) {
+      MergeYaml(existing, kv.second);
+    } else {
+      base[key] = YAML::Clone(kv.second);
+    }
+  }
+}
+
+absl::StatusOr<std::string> ReadText(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("config file ", path, ": cannot be read"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 absl::Status ParseTop(const YAML::Node& root, Config& c) {
   if (absl::Status s = CheckKeys(root, "",
                                  {"root_dir", "state_dir", "listen", "log_level", "streaming",
-                                  "hypervisor", "cni", "registry", "seccomp_profile_max_bytes"});
+                                  "hypervisor", "cni", "registry", "seccomp_profile_max_bytes",
+                                  "metrics"});
       !s.ok()) {
     return s;
   }
@@ -273,6 +312,9 @@ absl::Status ParseTop(const YAML::Node& root, Config& c) {
   if (root["registry"]) {
     if (absl::Status s = ParseRegistry(root["registry"], c.registry); !s.ok()) return s;
   }
+  if (root["metrics"]) {
+    if (absl::Status s = ParseMetrics(root["metrics"], c.metrics); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 
@@ -292,14 +334,28 @@ std::string UnixSocketPath(const std::string& listen) {
 }
 
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
+  return ParseMergedConfig({yaml_text}, {"config"});
+}
+
+absl::StatusOr<Config> ParseMergedConfig(const std::vector<std::string>& yaml_texts,
+                                         const std::vector<std::string>& names) {
   Config config;
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("config is not valid YAML: ", e.what()));
+  YAML::Node root(YAML::NodeType::Map);
+  bool any = false;
+  for (size_t i = 0; i < yaml_texts.size(); ++i) {
+    const std::string name = i < names.size() ? names[i] : "config";
+    YAML::Node node;
+    try {
+      node = YAML::Load(yaml_texts[i]);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(name, " is not valid YAML: ", e.what()));
+    }
+    if (node.IsNull()) continue;  // an empty file adds nothing
+    if (!node.IsMap()) return KeyError("<top>", "must be a mapping");
+    MergeYaml(root, node);
+    any = true;
   }
-  if (root.IsNull()) return config;  // an empty file means the defaults
+  if (!any) return config;  // only empty files: the defaults
   try {
     if (absl::Status s = ParseTop(root, config); !s.ok()) return s;
   } catch (const YAML::Exception& e) {
@@ -308,18 +364,40 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text) {
   return config;
 }
 
-absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist) {
-  std::ifstream in(path);
-  if (!in) {
-    if (!must_exist && errno == ENOENT) return Config{};
-    return absl::NotFoundError(absl::StrCat("config file ", path, ": cannot be read"));
+std::vector<std::string> ConfigDropIns(const std::string& path) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path() / "config.d";
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".yaml") continue;
+    if (!entry.is_regular_file(ec)) continue;
+    files.push_back(entry.path().string());
   }
-  std::stringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<Config> config = ParseConfig(text.str());
-  if (!config.ok()) {
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist) {
+  std::vector<std::string> texts, names;
+  std::error_code ec;
+  if (must_exist || std::filesystem::exists(path, ec) || ec) {
+    absl::StatusOr<std::string> main_text = ReadText(path);
+    if (!main_text.ok()) return main_text.status();
+    texts.push_back(*std::move(main_text));
+    names.push_back(path);
+  }
+  for (const std::string& file : ConfigDropIns(path)) {
+    absl::StatusOr<std::string> text = ReadText(file);
+    if (!text.ok()) return text.status();
+    texts.push_back(*std::move(text));
+    names.push_back(file);
+  }
+  absl::StatusOr<Config> config = ParseMergedConfig(texts, names);
+  // Key errors are found in the merged document: name every file that went into it.
+  if (!config.ok() && !names.empty() &&
+      absl::StartsWith(config.status().message(), "config")) {
     return absl::Status(config.status().code(),
-                        absl::StrCat(path, ": ", config.status().message()));
+                        absl::StrCat(absl::StrJoin(names, " + "), ": ", config.status().message()));
   }
   return config;
 }
@@ -371,6 +449,7 @@ nlohmann::json ConfigToJsonBase(const Config& c) {
        {{"hosts", hosts},
         {"max_concurrent_downloads", c.registry.max_concurrent_downloads},
         {"pinned_images", c.registry.pinned_images}}},
+      {"metrics", {{"address", c.metrics.address}}},
   };
 }
 

@@ -61,7 +61,13 @@ struct RegistryConfig {
   int64_t min_free_disk_bytes = 64 << 20;      // kept free on the image store's filesystem
 };
 
-// The daemon's whole configuration: one YAML file, every key optional.
+struct MetricsConfig {
+  // host:port of the Prometheus endpoint (GET /metrics); empty disables it. Port 0: an
+  // ephemeral port chosen at start (tests).
+  std::string address = "127.0.0.1:10251";
+};
+
+// The daemon's whole configuration: one YAML file plus its drop-ins, every key optional.
 struct Config {
   std::string root_dir = "/var/lib/podvisor";
   std::string state_dir = "/run/podvisor";
@@ -73,14 +79,26 @@ struct Config {
   RegistryConfig registry;
   // The largest seccomp `localhost` profile read from the node (docs/reliability.md).
   int64_t seccomp_profile_max_bytes = 1 << 20;
+  MetricsConfig metrics;
 };
 
 // Parses YAML text. Unknown keys and values of the wrong type or range are errors naming the key
 // (INVALID_ARGUMENT).
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text);
 
-// Reads and parses `path`. A missing file yields the built-in defaults when `must_exist` is false.
+// Reads and parses `path` and its drop-ins (ConfigDropIns). A missing main file yields the
+// built-in defaults (still under the drop-ins) when `must_exist` is false.
 absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist);
+
+// The drop-in files of the config file `path`: `<dir of path>/config.d/*.yaml`, in lexical order.
+// Each is merged over what came before: mappings key by key, any other value (scalar, list)
+// replaced as a whole.
+std::vector<std::string> ConfigDropIns(const std::string& path);
+
+// Merges the YAML texts in order (the first is the base) and parses the result. `names` (one per
+// text) name the sources in errors.
+absl::StatusOr<Config> ParseMergedConfig(const std::vector<std::string>& yaml_texts,
+                                         const std::vector<std::string>& names);
 
 // The effective configuration as JSON (for Status verbose output).
 nlohmann::json ConfigToJson(const Config& config);

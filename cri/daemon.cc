@@ -15,11 +15,16 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "cri/admin_server.h"
+#include "cri/config_reload.h"
+#include "cri/metrics_endpoint.h"
 #include "cri/runtime_service.h"
 #include "hypervisor/hypervisor.h"
 #include "image/image_service.h"
@@ -101,6 +106,11 @@ class DaemonImpl : public Daemon {
  public:
   ~DaemonImpl() override {
     Shutdown();
+    admin_.reset();
+    {
+      absl::MutexLock lock(&live_mu_);
+      metrics_.reset();
+    }
     if (init_thread_.joinable()) init_thread_.join();
     if (sandbox_controller_) sandbox_controller_->Detach();
     if (lock_fd_ >= 0) ::close(lock_fd_);
@@ -121,6 +131,7 @@ class DaemonImpl : public Daemon {
     if (!records.ok()) return records.status();
     records_ = std::move(*records);
     if (absl::Status s = LoadStores(); !s.ok()) return s;
+    if (absl::Status s = StartOperatorEndpoints(config); !s.ok()) return s;
     if (absl::Status s = Serve(); !s.ok()) return s;
     // The hypervisor's first connection probes QEMU for seconds: serve meanwhile (RuntimeReady
     // stays false and sandbox calls wait) rather than keep kubelet from the socket.
@@ -142,7 +153,89 @@ class DaemonImpl : public Daemon {
     PV_LOG(kInfo) << "podvisord stopped; pods keep running";
   }
 
+  void Reload(const Config& next) override {
+    absl::MutexLock lock(&live_mu_);
+    const Config running = live_config_;
+    std::vector<std::string> changed = cri::ChangedKeys(running, next);
+    if (changed.empty()) {
+      PV_LOG(kInfo) << "config reloaded: nothing changed";
+      return;
+    }
+    Config applied = cri::ApplyLiveKeys(running, next);
+    std::vector<std::string> live, restart;
+    for (const std::string& key : changed) (cri::IsLiveKey(key) ? live : restart).push_back(key);
+    if (next.log_level != running.log_level) SetLogLevel(ParseLogLevel(next.log_level));
+    if (ConfigToJson(next)["registry"]["hosts"] != ConfigToJson(running)["registry"]["hosts"]) {
+      image_controller_->SetRegistryConfig(applied.registry);
+    }
+    if (next.metrics.address != running.metrics.address) {
+      if (absl::Status s = MoveMetrics(next.metrics.address); !s.ok()) {
+        PV_LOG(kError) << "config reload: metrics.address stays " << running.metrics.address
+                       << ": " << s.message();
+        applied.metrics.address = running.metrics.address;
+      }
+    }
+    live_config_ = applied;
+    if (!live.empty()) {
+      PV_LOG(kInfo) << "config reloaded: applied " << absl::StrJoin(live, ", ");
+    }
+    for (const std::string& key : restart) {
+      PV_LOG(kWarning) << "config reload: " << key << " changed; it takes effect after a restart";
+    }
+  }
+
  private:
+  // Prometheus metrics and the admin socket: what an operator looks at.
+  absl::Status StartOperatorEndpoints(const Config& config) {
+    {
+      absl::MutexLock lock(&live_mu_);
+      live_config_ = config;
+      if (!config.metrics.address.empty()) {
+        if (absl::Status s = MoveMetrics(config.metrics.address); !s.ok()) return s;
+      }
+    }
+    services_.effective_config = [this] {
+      absl::MutexLock lock(&live_mu_);
+      return ConfigToJson(live_config_);
+    };
+    services_.metrics_url = [this] {
+      absl::MutexLock lock(&live_mu_);
+      return metrics_ ? metrics_->Url() : std::string();
+    };
+    cri::AdminContext context{sandbox_controller_.get(), container_controller_.get(),
+                              services_.effective_config};
+    auto admin = cri::AdminServer::Start(absl::StrCat(config.state_dir, "/admin.sock"), context);
+    if (!admin.ok()) return admin.status();
+    admin_ = std::move(*admin);
+    return absl::OkStatus();
+  }
+
+  // Serves metrics on `address` instead (empty: not at all). The old endpoint goes first, so the
+  // same port can be bound again; on failure nothing serves and the error says why.
+  absl::Status MoveMetrics(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(live_mu_) {
+    const std::string old = metrics_ ? metrics_->address() : "";
+    metrics_.reset();
+    if (address.empty()) {
+      if (!old.empty()) {
+        PV_LOG(kInfo) << "metrics endpoint on " << old << " stopped";
+      }
+      return absl::OkStatus();
+    }
+    auto endpoint =
+        cri::MetricsEndpoint::Start(address, sandbox_controller_.get(), container_controller_.get());
+    if (!endpoint.ok()) {
+      if (!old.empty()) {
+        auto back = cri::MetricsEndpoint::Start(old, sandbox_controller_.get(),
+                                                container_controller_.get());
+        if (back.ok()) metrics_ = std::move(*back);
+      }
+      return endpoint.status();
+    }
+    metrics_ = std::move(*endpoint);
+    PV_LOG(kInfo) << "metrics on " << metrics_->Url();
+    return absl::OkStatus();
+  }
+
   absl::Status LoadStores() {
     const Config& config = services_.config;
     sandbox_store_ = std::make_unique<SandboxStore>(records_.get(), "sandbox");
@@ -283,6 +376,10 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<cri::AdminServer> admin_;
+  absl::Mutex live_mu_;
+  Config live_config_ ABSL_GUARDED_BY(live_mu_);
+  std::unique_ptr<cri::MetricsEndpoint> metrics_ ABSL_GUARDED_BY(live_mu_);
 };
 
 }  // namespace

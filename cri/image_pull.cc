@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "common/metrics.h"
 #include "cri/image_convert.h"
 #include "cri/rpc.h"
 #include "cri/runtime_service.h"
@@ -20,8 +21,10 @@ grpc::Status ImageService::PullImage(grpc::ServerContext* context,
       return context != nullptr &&
              (context->IsCancelled() || context->deadline() <= std::chrono::system_clock::now());
     };
+    const absl::Time start = absl::Now();
     absl::StatusOr<ImageRecord> image =
         services_->images->PullCancellable(name, FromProto(request->auth()), cancelled);
+    metrics::ObserveImagePull(absl::ToDoubleSeconds(absl::Now() - start), image.ok());
     if (!image.ok()) return image.status();
     // CRI v1.36: the one identifier Image.id, Container.image_id and ContainerStatus.image_id
     // also carry.

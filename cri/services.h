@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,10 @@ struct Services {
   ContainerController* containers = nullptr;
   // The server behind Exec/Attach/PortForward URLs; null until it started.
   streaming::StreamingServer* streaming = nullptr;
+  // Set by the daemon (thread-safe): the effective configuration after config reloads, as
+  // ConfigToJson gives it, and the URL of the metrics endpoint (empty while disabled).
+  std::function<nlohmann::json()> effective_config;
+  std::function<std::string()> metrics_url;
 };
 
 }  // namespace podvisor::cri

@@ -267,6 +267,16 @@ absl::Status LibvirtHypervisor::PrepareEmbedRoot() {
   return WriteFileAtomic(conf_path, conf, 0600);
 }
 
+namespace {
+
+// The first initialisation takes seconds: say what it is doing, and since when.
+void LogInitStep(absl::string_view step, absl::Time start) {
+  PV_LOG(kInfo) << "hypervisor init (+" << absl::ToInt64Milliseconds(absl::Now() - start)
+                << " ms): " << step;
+}
+
+}  // namespace
+
 absl::Status LibvirtHypervisor::Init() {
   if (ready_) return absl::OkStatus();
   if (conn_ != nullptr) {
@@ -282,6 +292,8 @@ absl::Status LibvirtHypervisor::Init() {
   if (absl::StartsWith(uri_, "qemu:///embed?root=")) {
     embed_root_ = uri_.substr(strlen("qemu:///embed?root="));
   }
+  absl::Time start = absl::Now();
+  LogInitStep("checking the libvirt-qemu user and preparing libvirt's root", start);
   if (auto s = EnsureQemuUser(); !s.ok()) return Annotate(s, "libvirt-qemu user");
   if (!embed_root_.empty()) {
     if (auto s = PrepareEmbedRoot(); !s.ok()) return Annotate(s, "libvirt embed root");
@@ -299,9 +311,12 @@ absl::Status LibvirtHypervisor::Init() {
     if (auto s = BecomeChildSubreaper(); !s.ok()) return Annotate(s, "own the VM processes");
   }
   EnsureEventLoop();
-  absl::Time start = absl::Now();
+  LogInitStep(absl::StrCat("connecting to ", uri_,
+                           " (a first connection probes QEMU's capabilities: seconds)"),
+              start);
   conn_ = virConnectOpen(uri_.c_str());
   if (conn_ == nullptr) return VirError(absl::StrCat("connect to ", uri_));
+  LogInitStep("connected; finding VMs that outlived a daemon restart", start);
   callback_id_ = virConnectDomainEventRegisterAny(
       conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(&OnLifecycle),
       this, nullptr);
@@ -324,6 +339,9 @@ absl::Status LibvirtHypervisor::Init() {
   if (domain_options_.tsc_khz == 0) {
     PV_LOG(kWarning) << "host TSC frequency unknown: guests boot without tsc_early_khz";
   }
+  LogInitStep(absl::StrCat("choosing the accelerator (", options_.accelerator,
+                           "; auto boots a probe guest under KVM)"),
+              start);
   if (auto s = ChooseAccelerator(); !s.ok()) return s;
   ready_ = true;
   PV_LOG(kInfo) << "hypervisor: libvirt " << uri_ << ", accelerator "

@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "image/content_store.h"
 #include "image/digest.h"
 #include "image/image_service.h"
@@ -66,7 +67,7 @@ class ImageControllerImpl : public ImageController {
   ImageControllerImpl(Options options, RecordStore* records)
       : options_(std::move(options)),
         content_(options_.root_dir + "/content"),
-        client_(options_.registry),
+        client_(std::make_shared<RegistryClient>(options_.registry)),
         store_(records, kImageKind),
         download_slots_(static_cast<int>(options_.registry.max_concurrent_downloads)),
         unpack_count_(std::max(1u, std::thread::hardware_concurrency())),
@@ -110,6 +111,12 @@ class ImageControllerImpl : public ImageController {
     absl::StatusOr<ImageRecord> r = store_.Get(*id);
     if (r.ok()) MarkPinned(*r);
     return r;
+  }
+
+  void SetRegistryConfig(const RegistryConfig& registry) override {
+    auto client = std::make_shared<RegistryClient>(registry);
+    absl::MutexLock lock(&client_mu_);
+    client_ = std::move(client);
   }
 
   std::vector<ImageRecord> List(absl::string_view filter) const override {
@@ -228,7 +235,9 @@ class ImageControllerImpl : public ImageController {
   const Options options_;
   std::set<std::string> pinned_;  // normalised references
   ContentStore content_;
-  RegistryClient client_;
+  // Replaced whole by SetRegistryConfig; a pull keeps the client it started with.
+  mutable absl::Mutex client_mu_;
+  std::shared_ptr<RegistryClient> client_ ABSL_GUARDED_BY(client_mu_);
   ImageStore store_;
   Semaphore download_slots_;
   const unsigned unpack_count_;
@@ -418,7 +427,12 @@ absl::Status ImageControllerImpl::PullLayer(RegistrySession& session, const Imag
   Descriptor d{l.media_type, l.digest, l.size, std::nullopt};
   if (!download_slots_.Acquire(cancelled)) return PullCancelledError();
   absl::Status s = EnsureBlob(
-      session, d, [&](int64_t n) { progress.AddBytes(n); }, cancelled);
+      session, d,
+      [&](int64_t n) {
+        progress.AddBytes(n);
+        metrics::AddImagePullBytes(n);
+      },
+      cancelled);
   download_slots_.Release();
   if (!s.ok()) return s;
   if (!unpack_slots_.Acquire(cancelled)) return PullCancelledError();
@@ -474,7 +488,12 @@ absl::StatusOr<ImageRecord> ImageControllerImpl::DoPull(const ImageReference& re
     if (have.ok() && LayerImages(have->metadata.id).ok()) return have;
   }
   PullHolds holds(this);
-  std::unique_ptr<RegistrySession> session = client_.NewSession(ref, creds, cancelled);
+  std::shared_ptr<RegistryClient> client;
+  {
+    absl::MutexLock lock(&client_mu_);
+    client = client_;
+  }
+  std::unique_ptr<RegistrySession> session = client->NewSession(ref, creds, cancelled);
   std::vector<std::string> blobs;
   std::string top_digest;
   absl::StatusOr<FetchedManifest> manifest =

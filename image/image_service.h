@@ -130,6 +130,11 @@ class ImageController {
       absl::string_view image_id) const = 0;
 
   virtual absl::StatusOr<ImageFsUsage> FsUsage() const = 0;
+
+  // Registry hosts (mirrors, TLS, plain HTTP) for pulls that start from now on; pulls under way
+  // finish with the settings they started with (a config reload). The download concurrency and
+  // pinned images stay as they were at Create.
+  virtual void SetRegistryConfig(const RegistryConfig& registry) = 0;
 };
 
 }  // namespace podvisor

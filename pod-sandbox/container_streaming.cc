@@ -13,6 +13,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/random.h"
 #include "common/status_util.h"
 
@@ -135,6 +136,7 @@ bool Done(const SessionStreams& streams) {
 
 absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest& request,
                                                     const SessionStreams& streams) {
+  const metrics::StreamingSession session("exec");
   absl::StatusOr<ExecTarget> target = containers_->PrepareExec(request.container_id);
   if (!target.ok()) return target.status();
   const std::string& id = target->container_id;
@@ -239,6 +241,7 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
 
 absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& request,
                                                const SessionStreams& streams) {
+  const metrics::StreamingSession session("attach");
   absl::StatusOr<ExecTarget> target = containers_->PrepareExec(request.container_id);
   if (!target.ok()) return target.status();
   const std::string id = target->container_id;
@@ -299,6 +302,7 @@ absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& r
 absl::Status ContainerStreamingRuntime::PortForward(const std::string& sandbox_id, int32_t port,
                                                     ByteSource& in, ByteSink& out,
                                                     const absl::Notification& done) {
+  const metrics::StreamingSession session("portforward");
   const std::string context =
       absl::StrCat("port-forward to port ", port, " in pod sandbox ", ShortId(sandbox_id));
   if (port <= 0 || port > 65535) {

@@ -11,6 +11,7 @@
 #include "common/status_util.h"
 #include "common/log.h"
 #include "pod-sandbox/vm_cgroup.h"
+#include "common/metrics.h"
 
 namespace podvisor {
 namespace {
@@ -123,6 +124,7 @@ AgentClient::Options SandboxController::AgentOptions(const std::string& id) {
       if (detaching_ || agent_generation_[id] != generation) return;  // dropped on purpose
     }
     PV_LOG(kWarning) << "sandbox " << ShortId(id) << ": agent channel lost: " << why.message();
+    metrics::CountAgentHeartbeatLoss();
     MarkNotReady(id, absl::StrCat("agent channel lost: ", why.message()));
   };
   o.on_event = [this, id](const AgentEvent& event) {
@@ -352,6 +354,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   });
   if (!updated.ok()) return WithContext(updated.status(), "store sandbox");
   std::move(undo).Cancel();
+  metrics::ObserveVmStart("cold", absl::ToDoubleSeconds(booted - net_done));
   PV_LOG(kInfo) << "sandbox " << ShortId(meta.id) << " (" << meta.name << ") ready in "
                 << absl::ToInt64Milliseconds(absl::Now() - start) << " ms (network "
                 << absl::ToInt64Milliseconds(net_done - start) << " ms, boot "
@@ -595,6 +598,7 @@ absl::Status SandboxController::Recover() {
       st.vm_pid = vm->qemu_pid;
       return absl::OkStatus();
     }).IgnoreError();
+    metrics::CountAgentReconnect();
     PV_LOG(kInfo) << "sandbox " << ShortId(id) << " re-attached (VM pid " << vm->qemu_pid << ")";
   }
   for (const VmInfo& vm : *vms) {

@@ -64,12 +64,19 @@ DaemonProcess::DaemonProcess(Options options) : options_(std::move(options)) {
 
 DaemonProcess::~DaemonProcess() { Kill(); }
 
+void DaemonProcess::Signal(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
+
 bool DaemonProcess::Start(std::string* error, int timeout_ms) {
   std::vector<std::string> args = {BinaryPath(),
                                    "--root-dir", options_.root_dir,
                                    "--state-dir", options_.state_dir,
-                                   "--listen", "unix://" + options_.socket_path,
-                                   "--log-level", "debug"};
+                                   "--listen", "unix://" + options_.socket_path};
+  if (!options_.log_level.empty()) {
+    args.push_back("--log-level");
+    args.push_back(options_.log_level);
+  }
   if (options_.config_path.empty()) {
     // Never pick up the host's /etc/podvisor/config.yaml.
     options_.config_path = options_.root_dir + ".config.yaml";
@@ -77,6 +84,9 @@ bool DaemonProcess::Start(std::string* error, int timeout_ms) {
   }
   args.push_back("--config");
   args.push_back(options_.config_path);
+  if (!options_.metrics_address.empty()) {
+    args.push_back("--metrics-address=" + options_.metrics_address);
+  }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   pid_ = ::fork();
   if (pid_ < 0) {

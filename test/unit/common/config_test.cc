@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "gmock/gmock.h"
@@ -134,6 +135,86 @@ TEST(ConfigTest, JsonShowsEffectiveValues) {
   nlohmann::json j = ConfigToJson(*c);
   EXPECT_EQ(j["hypervisor"]["default_memory_mib"], 300);
   EXPECT_EQ(j["root_dir"], "/var/lib/podvisor");
+}
+
+TEST(ConfigTest, MetricsAddressDefaultsToLoopbackAndEmptyDisables) {
+  absl::StatusOr<Config> c = ParseConfig("");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->metrics.address, "127.0.0.1:10251");
+  c = ParseConfig("metrics: {address: ''}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.address, "");
+  c = ParseConfig("metrics: {address: '[::1]:9100'}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.address, "[::1]:9100");
+  for (const char* bad : {"metrics: {address: localhost}", "metrics: {address: ':80'}",
+                          "metrics: {address: 'h:99999'}", "metrics: {port: 1}"}) {
+    absl::StatusOr<Config> b = ParseConfig(bad);
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_THAT(std::string(b.status().message()), HasSubstr("metrics.")) << bad;
+  }
+}
+
+TEST(ConfigTest, DropInsMergeInLexicalOrderOverTheMainFile) {
+  testing::TempDir dir;
+  std::ofstream(dir.Join("config.yaml")) << "log_level: debug\n"
+                                            "hypervisor: {default_vcpus: 2, accel: tcg}\n"
+                                            "cni: {bin_dirs: [/a, /b]}\n";
+  std::filesystem::create_directory(dir.Join("config.d"));
+  std::ofstream(dir.Join("config.d/20-memory.yaml")) << "hypervisor: {default_memory_mib: 512}\n"
+                                                        "log_level: error\n";
+  std::ofstream(dir.Join("config.d/10-log.yaml")) << "log_level: warning\n"
+                                                     "cni: {bin_dirs: [/c]}\n";
+  std::ofstream(dir.Join("config.d/30-empty.yaml")) << "";
+  std::ofstream(dir.Join("config.d/99-ignored.yaml.bak")) << "bogus: 1\n";
+  EXPECT_THAT(ConfigDropIns(dir.Join("config.yaml")),
+              ::testing::ElementsAre(dir.Join("config.d/10-log.yaml"),
+                                     dir.Join("config.d/20-memory.yaml"),
+                                     dir.Join("config.d/30-empty.yaml")));
+  absl::StatusOr<Config> c = LoadConfig(dir.Join("config.yaml"), true);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log_level, "error");                  // 20 comes after 10
+  EXPECT_EQ(c->hypervisor.default_vcpus, 2);         // mappings merge key by key
+  EXPECT_EQ(c->hypervisor.accel, "tcg");
+  EXPECT_EQ(c->hypervisor.default_memory_mib, 512);
+  EXPECT_THAT(c->cni.bin_dirs, ::testing::ElementsAre("/c"));  // lists are replaced
+}
+
+TEST(ConfigTest, DropInsApplyWithoutAMainFile) {
+  testing::TempDir dir;
+  std::filesystem::create_directory(dir.Join("config.d"));
+  std::ofstream(dir.Join("config.d/a.yaml")) << "metrics: {address: ''}\n";
+  absl::StatusOr<Config> c = LoadConfig(dir.Join("config.yaml"), false);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.address, "");
+  EXPECT_EQ(c->root_dir, "/var/lib/podvisor");
+}
+
+TEST(ConfigTest, DropInErrorsNameTheFiles) {
+  testing::TempDir dir;
+  std::ofstream(dir.Join("config.yaml")) << "log_level: info\n";
+  std::filesystem::create_directory(dir.Join("config.d"));
+  std::ofstream(dir.Join("config.d/50-bad.yaml")) << "log_level: [unclosed\n";
+  absl::StatusOr<Config> c = LoadConfig(dir.Join("config.yaml"), true);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("50-bad.yaml"));
+  std::ofstream(dir.Join("config.d/50-bad.yaml")) << "hypervisor: {accel: warp}\n";
+  c = LoadConfig(dir.Join("config.yaml"), true);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("50-bad.yaml"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("hypervisor.accel"));
+}
+
+TEST(ConfigTest, EffectiveJsonParsesBackToTheSameConfig) {
+  absl::StatusOr<Config> c = ParseConfig(
+      "registry: {hosts: {docker.io: {mirrors: ['http://127.0.0.1:5000']}}}\n"
+      "metrics: {address: '127.0.0.1:0'}\nstreaming: {port: 1234}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string printed = ConfigToJson(*c).dump(2);
+  absl::StatusOr<Config> again = ParseConfig(printed);
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << printed;
+  EXPECT_EQ(ConfigToJson(*again), ConfigToJson(*c));
+  EXPECT_EQ(again->metrics.address, "127.0.0.1:0");
 }
 
 }  // namespace
