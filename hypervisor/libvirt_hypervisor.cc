@@ -38,6 +38,7 @@
 #include "common/log.h"
 #include "hypervisor/domain_xml.h"
 #include "hypervisor/hypervisor.h"
+#include "hypervisor/libvirt_template.h"
 
 extern char** environ;
 
@@ -63,6 +64,8 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
 }
 
 constexpr absl::Duration kDetachTimeout = absl::Seconds(20);
+// Saving a template writes ~60 KB; restoring a clone reads it. Generous for a loaded host.
+constexpr absl::Duration kTemplateStateTimeout = absl::Seconds(30);
 
 // Ids of the short-lived VMs Init boots (KVM probe, warm-up); never reported by List().
 constexpr char kProbeIdPrefix[] = "probe-";
@@ -249,6 +252,10 @@ class LibvirtHypervisor final : public Hypervisor {
   void SetExitCallback(VmExitCallback callback) override {
     absl::MutexLock lock(&mu_);
     exit_callback_ = std::move(callback);
+  }
+  absl::Status SaveTemplate(const std::string& id, const std::string& state_file) override;
+  std::string Versions() const override {
+    return conn_ != nullptr ? LibvirtVersions(conn_) : "";
   }
 
  private:
@@ -484,9 +491,27 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
     unlink(spec.agent_socket.c_str());
     return Annotate(status, absl::StrCat("create VM ", spec.id));
   }
+  if (!spec.restore_state.empty()) {
+    if (absl::Status s = RestoreDomainState(created.get(), spec.restore_state,
+                                            kTemplateStateTimeout);
+        !s.ok()) {
+      DestroyDomain(spec.id, created.get()).IgnoreError();
+      return Annotate(s, absl::StrCat("create VM ", spec.id, " from its template"));
+    }
+  }
   WatchQemu(created.get(), spec.id);
   PV_LOG(kDebug) << "created VM " << spec.id << " in " << absl::FormatDuration(absl::Now() - start);
   return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::SaveTemplate(const std::string& id,
+                                            const std::string& state_file) {
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  absl::Status saved = SaveDomainState(dom->get(), state_file, kTemplateStateTimeout);
+  absl::Status destroyed = DestroyDomain(id, dom->get());
+  if (!saved.ok()) return Annotate(saved, absl::StrCat("save template VM ", id));
+  return destroyed;
 }
 
 absl::Status LibvirtHypervisor::DestroyDomain(const std::string& id, virDomainPtr dom) {
@@ -581,8 +606,8 @@ absl::StatusOr<std::vector<VmInfo>> LibvirtHypervisor::List() {
     const char* name = virDomainGetName(domains[i]);
     if (name != nullptr && absl::StartsWith(name, kVmNamePrefix)) {
       std::string id = std::string(name).substr(strlen(kVmNamePrefix));
-      if (absl::StartsWith(id, kProbeIdPrefix)) {
-        // A probe left behind by a daemon that died during Init.
+      if (absl::StartsWith(id, kProbeIdPrefix) || absl::StartsWith(id, kTemplateVmIdPrefix)) {
+        // A probe or template build left behind by a daemon that died during it.
         if (virDomainIsActive(domains[i]) == 1) {
           ExpectStop(domains[i]);
           virDomainDestroy(domains[i]);
