@@ -47,7 +47,9 @@ done
 # boots, 9p for template clones), and the bridge a container
 # with CAP_NET_ADMIN may create in the pod's network namespace (the guest has no modprobe to load
 # it on demand; critest's Privileged and capability tests run `brctl addbr`).
-modules=(virtio_mmio virtio_pci virtio_console virtio_blk virtio_scsi sd_mod virtio_net
+# crc32c_generic first: the generic kernel builds the crc32c hash as a module, and libcrc32c
+# (erofs) and ext4 (metadata checksums) look it up by name, which .modinfo does not list.
+modules=(crc32c_generic virtio_mmio virtio_pci virtio_console virtio_blk virtio_scsi sd_mod virtio_net
          erofs ext4 overlay fuse virtiofs 9p 9pnet_virtio bridge)
 # Programs besides /init, with their shared libraries and the dynamic loader.
 programs=(/usr/bin/crun)
