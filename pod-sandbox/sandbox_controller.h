@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "hypervisor/hypervisor.h"
+#include "hypervisor/vm_template.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/host_stats.h"
@@ -36,6 +37,10 @@ struct SandboxControllerOptions {
   absl::Duration reattach_timeout = absl::Seconds(5);
   // Each VM gets <state_dir>/vm/<id>/shared over virtiofs (SandboxMetadata::shared_dir).
   bool shared_filesystem = false;
+  // The ready template for a pod's vCPUs and memory, or nullopt (VmTemplateStore::Find in the
+  // daemon). Unset: every pod boots cold. Clones need a shared filesystem and a pod network
+  // (a template has both devices).
+  std::function<std::optional<VmTemplate>(uint32_t vcpus, uint64_t memory_mib)> find_template;
 };
 
 // Details of a sandbox beyond its record, for PodSandboxStatus verbose info.
@@ -114,7 +119,9 @@ class SandboxController {
  private:
 
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
-  absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net);
+  std::optional<VmTemplate> ChooseTemplate(SandboxMetadata& meta);
+  // Boots the VM cold, or clones it from `from` when set.
+  absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net, const VmTemplate* from);
   absl::StatusOr<std::shared_ptr<AgentClient>> ConnectAgent(const SandboxMetadata& meta,
                                                             absl::Duration timeout);
   absl::Status SetupGuest(AgentClient& agent, const SandboxMetadata& meta, const PodNetwork* net);
