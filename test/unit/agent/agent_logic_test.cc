@@ -90,6 +90,7 @@ TEST(SandboxSetupTest, AClonedGuestGetsAMachineIdOfItsOwn) {
   options.pid1 = false;
   options.root = dir.path();
   v1::SetupSandboxRequest req = GoodSetup();
+  req.clear_sysctls();
   req.set_machine_id("0123456789abcdef0123456789abcdef");
   req.set_shared_fs_type("9p");
   Error err = ApplySandboxSetup(options, req);
