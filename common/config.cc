@@ -90,6 +90,28 @@ absl::Status GetStringList(const YAML::Node& node, const std::string& prefix,
   return absl::OkStatus();
 }
 
+absl::Status GetIntList(const YAML::Node& node, const std::string& prefix, const std::string& key,
+                        int64_t min, int64_t max, std::vector<int64_t>& out) {
+  const YAML::Node v = node[key];
+  if (!v) return absl::OkStatus();
+  if (!v.IsSequence() || v.size() > 16) {
+    return KeyError(Join(prefix, key), "must be a list of at most 16 integers");
+  }
+  std::vector<int64_t> values;
+  for (const auto& item : v) {
+    int64_t value = 0;
+    if (!item.IsScalar() || !YAML::convert<int64_t>::decode(item, value)) {
+      return KeyError(Join(prefix, key), "must be a list of integers");
+    }
+    if (value < min || value > max) {
+      return KeyError(Join(prefix, key), absl::StrCat("values must be between ", min, " and ", max));
+    }
+    values.push_back(value);
+  }
+  out = std::move(values);
+  return absl::OkStatus();
+}
+
 absl::Status OneOf(const std::string& key, const std::string& value,
                    const std::set<std::string>& allowed) {
   if (allowed.contains(value)) return absl::OkStatus();
@@ -158,7 +180,8 @@ absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
   if (absl::Status s =
           CheckKeys(n, p,
                     With({"accel", "libvirt_uri", "default_vcpus", "default_memory_mib", "kernel",
-                          "initrd", "boot_timeout_seconds", "shared_filesystem", "virtiofsd"},
+                          "initrd", "boot_timeout_seconds", "shared_filesystem", "virtiofsd", "templates",
+                          "template_dir", "template_memory_mib"},
                          HardeningHypervisorKeys()));
       !s.ok()) {
     return s;
@@ -170,7 +193,10 @@ absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
                  GetString(n, p, "kernel", h.kernel), GetString(n, p, "initrd", h.initrd),
                  GetInt(n, p, "boot_timeout_seconds", 1, 600, h.boot_timeout_seconds),
                  GetBool(n, p, "shared_filesystem", h.shared_filesystem),
-                 GetString(n, p, "virtiofsd", h.virtiofsd)}) {
+                 GetString(n, p, "virtiofsd", h.virtiofsd),
+                 GetBool(n, p, "templates", h.templates),
+                 GetString(n, p, "template_dir", h.template_dir),
+                 GetIntList(n, p, "template_memory_mib", 64, 1 << 20, h.template_memory_mib)}) {
     if (!s.ok()) return s;
   }
   return OneOf("hypervisor.accel", h.accel, {"auto", "kvm", "tcg"});
@@ -443,7 +469,10 @@ nlohmann::json ConfigToJsonBase(const Config& c) {
         {"initrd", c.hypervisor.initrd},
         {"boot_timeout_seconds", c.hypervisor.boot_timeout_seconds},
         {"shared_filesystem", c.hypervisor.shared_filesystem},
-        {"virtiofsd", c.hypervisor.virtiofsd}}},
+        {"virtiofsd", c.hypervisor.virtiofsd},
+        {"templates", c.hypervisor.templates},
+        {"template_dir", c.hypervisor.template_dir},
+        {"template_memory_mib", c.hypervisor.template_memory_mib}}},
       {"cni", {{"conf_dir", c.cni.conf_dir}, {"bin_dirs", c.cni.bin_dirs}}},
       {"registry",
        {{"hosts", hosts},

@@ -28,6 +28,14 @@ struct HypervisorConfig {
   bool qemu_sandbox = true;                 // QEMU's own seccomp filter (-sandbox on,...)
   bool guest_mitigations = true;            // false: the guest kernel boots with mitigations=off
   int64_t console_log_max_bytes = 1 << 20;  // the guest console's log file keeps this much tail
+  // Pod VMs are cloned from template VMs (one per size, built in the background) when a ready
+  // template fits; others boot cold. Needs shared_filesystem (clones share over 9p).
+  bool templates = true;
+  // Where templates live (on tmpfs); empty: /dev/shm/podvisor-templates-<hash of state_dir>.
+  std::string template_dir;
+  // Memory sizes templates are built for (with default_vcpus); empty: default_memory_mib only.
+  // A pod is cloned from the smallest template at least its size (docs/hypervisor.md).
+  std::vector<int64_t> template_memory_mib;
 };
 
 struct StreamingConfig {

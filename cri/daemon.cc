@@ -26,6 +26,7 @@
 #include "cri/config_reload.h"
 #include "cri/metrics_endpoint.h"
 #include "cri/runtime_service.h"
+#include "cri/vm_templates.h"
 #include "hypervisor/hypervisor.h"
 #include "image/image_service.h"
 #include "network/pod_network.h"
@@ -270,6 +271,10 @@ class DaemonImpl : public Daemon {
     if (!hypervisor.ok()) return hypervisor.status();
     hypervisor_ = std::move(*hypervisor);
 
+    auto templates = NewDaemonTemplateStore(config, hypervisor_.get(), hv.kernel, hv.initrd);
+    if (!templates.ok()) return templates.status();
+    templates_ = std::move(*templates);
+
     auto network = NewCniPodNetworkManager(PodNetworkOptionsFromConfig(config));
     if (!network.ok()) return network.status();
     network_ = std::move(*network);
@@ -282,6 +287,11 @@ class DaemonImpl : public Daemon {
     so.default_memory_mib = static_cast<uint64_t>(config.hypervisor.default_memory_mib);
     so.boot_timeout = absl::Seconds(config.hypervisor.boot_timeout_seconds);
     so.shared_filesystem = config.hypervisor.shared_filesystem;
+    if (templates_) {
+      so.find_template = [store = templates_.get()](uint32_t vcpus, uint64_t memory_mib) {
+        return store->Find(vcpus, memory_mib);
+      };
+    }
     sandbox_controller_ = std::make_unique<SandboxController>(
         so, sandbox_store_.get(), hypervisor_.get(), network_.get(), &AgentClient::Connect);
     services_.records = records_.get();
@@ -326,6 +336,8 @@ class DaemonImpl : public Daemon {
     absl::Status s = hypervisor_->Init();
     if (s.ok()) s = sandbox_controller_->Recover();
     if (s.ok()) s = container_controller_->Recover();
+    // In the background: until a template is ready, pods boot cold.
+    if (s.ok() && templates_) templates_->Start();
     if (s.ok()) {
       PV_LOG(kInfo) << "runtime ready in " << absl::ToInt64Milliseconds(absl::Now() - start)
                     << " ms (accelerator " << hypervisor_->Accelerator() << ")";
@@ -366,6 +378,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<SandboxStore> sandbox_store_;
   std::unique_ptr<Hypervisor> hypervisor_;
   std::unique_ptr<PodNetworkManager> network_;
+  std::unique_ptr<VmTemplateStore> templates_;  // builds through hypervisor_: destroyed first
   std::thread init_thread_;
   std::unique_ptr<SandboxController> sandbox_controller_;
   std::unique_ptr<ImageController> image_controller_;

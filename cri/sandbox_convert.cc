@@ -198,6 +198,8 @@ std::string VerboseInfo(const SandboxInfo& info) {
         {"vcpus", m.vcpus},
         {"memoryMiB", m.memory_mib},
         {"bootMillis", st.boot_ms},
+        {"template", m.template_key},
+        {"sharedFs", m.shared_fs_transport},
         {"stateDir", m.state_dir}}},
       {"agent",
        {{"connected", info.agent_connected},

@@ -88,6 +88,21 @@ absl::Status ValidateSpec(const VmSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("shared_dir must be an absolute path, got '", spec.shared_dir, "'"));
   }
+  for (const auto* path : {&spec.memory_file, &spec.restore_state}) {
+    if (!path->empty() && (*path)[0] != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "memory_file and restore_state must be absolute paths, got '", *path, "'"));
+    }
+  }
+  if (!spec.restore_state.empty() && spec.memory_file.empty()) {
+    return absl::InvalidArgumentError("restore_state needs the template's memory_file");
+  }
+  if (spec.shared_fs_transport == SharedFsTransport::kVirtiofs && !spec.shared_dir.empty() &&
+      !spec.memory_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a VM with a memory file (template or clone) cannot share a directory over virtiofs: "
+        "use 9p");
+  }
   if (spec.agent_socket.size() >= 108) {
     return absl::InvalidArgumentError(
         absl::StrCat("agent socket path is too long for a unix socket: ", spec.agent_socket));
@@ -130,6 +145,60 @@ std::string DiskElement(const VmDisk& disk) {
       disk.path.rfind("/dev/", 0) == 0 ? "dev" : "file", XmlEscape(disk.path),
       ScsiTargetName(disk.index), disk.read_only ? "      <readonly/>\n" : "", disk.id, disk.id,
       disk.index);
+}
+
+// QEMU's option syntax: a comma inside a value is written twice.
+std::string QemuOptValue(absl::string_view value) {
+  std::string out;
+  for (char c : value) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+void AppendQemuArg(std::string& xml, absl::string_view arg) {
+  absl::StrAppend(&xml, "    <qemu:arg value='", XmlEscape(arg), "'/>\n");
+}
+
+// Raw QEMU arguments libvirt has no element for: guest RAM in a file (templates and clones), the
+// deferred incoming migration of a clone, QEMU's own 9p server, and modern virtio-mmio (which
+// vhost-user backends such as virtiofsd need).
+std::string QemuCommandLine(const VmSpec& spec) {
+  std::string args;
+  const bool virtiofs =
+      !spec.shared_dir.empty() && spec.shared_fs_transport == SharedFsTransport::kVirtiofs;
+  if (virtiofs) {
+    AppendQemuArg(args, "-global");
+    AppendQemuArg(args, "virtio-mmio.force-legacy=false");
+  }
+  if (!spec.memory_file.empty()) {
+    // Same object id in template and clone: the migration stream names RAM blocks by it.
+    AppendQemuArg(args, "-object");
+    AppendQemuArg(args, absl::StrFormat(
+                            "memory-backend-file,id=%s,mem-path=%s,size=%dM,share=%s",
+                            kTemplateRamId, QemuOptValue(spec.memory_file), spec.memory_mib,
+                            spec.restore_state.empty() ? "on" : "off"));
+    AppendQemuArg(args, "-machine");
+    AppendQemuArg(args, absl::StrCat("memory-backend=", kTemplateRamId));
+  }
+  if (!spec.restore_state.empty()) {
+    AppendQemuArg(args, "-incoming");
+    AppendQemuArg(args, "defer");
+  }
+  if (!spec.shared_dir.empty() && spec.shared_fs_transport == SharedFsTransport::k9p) {
+    // multidevs=remap: the export spans host mounts (one bind per volume); without it inode
+    // numbers of different mounts could collide in the guest.
+    AppendQemuArg(args, "-fsdev");
+    AppendQemuArg(args, absl::StrCat("local,id=podvisor-fs0,security_model=none,multidevs=remap,"
+                                     "path=",
+                                     QemuOptValue(spec.shared_dir)));
+    AppendQemuArg(args, "-device");
+    AppendQemuArg(args, absl::StrCat("virtio-9p-device,fsdev=podvisor-fs0,mount_tag=",
+                                     kSharedFsTag));
+  }
+  if (args.empty()) return "";
+  return absl::StrCat("  <qemu:commandline>\n", args, "  </qemu:commandline>\n");
 }
 
 }  // namespace
@@ -220,7 +289,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       "    </controller>\n",
       options.accelerator == "kvm" ? "kvm" : "qemu", DomainName(spec.id), spec.memory_mib,
       // virtiofsd maps guest RAM: it must be shared memory.
-      spec.shared_dir.empty() ? ""
+      spec.shared_dir.empty() || spec.shared_fs_transport != SharedFsTransport::kVirtiofs ? ""
                               : "  <memoryBacking><source type='memfd'/><access mode='shared'/>"
                                 "</memoryBacking>\n",
       spec.vcpus, XmlEscape(spec.kernel), XmlEscape(spec.initrd),
@@ -244,7 +313,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
                           "    </interface>\n",
                           absl::AsciiStrToLower(nic.mac), nic.tap);
   }
-  if (!spec.shared_dir.empty()) {
+  if (!spec.shared_dir.empty() && spec.shared_fs_transport == SharedFsTransport::kVirtiofs) {
     // chroot sandbox: virtiofsd stays in the host's mount namespace, so bind mounts made under
     // the shared directory after the VM started (one per container volume) reach the guest.
     absl::StrAppendFormat(&xml,
@@ -260,15 +329,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
   xml +=
       "    <memballoon model='none'/>\n"
       "  </devices>\n";
-  if (!spec.shared_dir.empty()) {
-    // microvm's virtio-mmio devices default to legacy virtio, which vhost-user backends such as
-    // virtiofsd refuse; modern (virtio-mmio version 2) works for every device the guest has.
-    xml +=
-        "  <qemu:commandline>\n"
-        "    <qemu:arg value='-global'/>\n"
-        "    <qemu:arg value='virtio-mmio.force-legacy=false'/>\n"
-        "  </qemu:commandline>\n";
-  }
+  xml += QemuCommandLine(spec);
   xml +=
       "  <qemu:capabilities>\n"
       "    <qemu:del capability='cpu-unavailable-features'/>\n"

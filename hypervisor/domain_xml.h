@@ -33,6 +33,8 @@ std::string ConsolePipePath(const std::string& console_log);
 // The qemu.conf setting of QEMU's own seccomp filter: on, libvirt starts QEMU with
 // `-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny`.
 std::string QemuSandboxConf(bool on);
+// The QEMU object id of guest RAM kept in a file (VmSpec::memory_file).
+inline constexpr char kTemplateRamId[] = "podvisor-ram";
 
 // The domain name of a VM id.
 std::string DomainName(absl::string_view id);
@@ -43,7 +45,8 @@ std::string KernelCommandLine(const DomainOptions& options, absl::string_view ex
 // Validates `spec` and renders the transient libvirt domain XML: microvm with ACPI, direct kernel
 // boot, serial console to a file, the agent's virtio-serial port on a unix socket, a virtio-scsi
 // controller with the disks, virtio-net NICs on existing taps, every virtio device on virtio-mmio,
-// the shared directory over virtiofs (guest RAM then a shared memfd), no balloon, destroy on poweroff/reboot/crash (so a guest panic ends QEMU), and the
+// the shared directory over virtiofs (guest RAM then a shared memfd) or QEMU's 9p server, guest
+// RAM in a file for templates and clones (a clone waiting for its incoming state), no balloon, destroy on poweroff/reboot/crash (so a guest panic ends QEMU), and the
 // qemu:capabilities element that skips libvirt's per-create CPU feature checks.
 absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptions& options);
 

@@ -40,6 +40,7 @@
 #include "hypervisor/host_support.h"
 #include "hypervisor/hypervisor.h"
 #include "hypervisor/process_reaper.h"
+#include "hypervisor/libvirt_template.h"
 
 namespace podvisor {
 namespace {
@@ -69,6 +70,8 @@ constexpr absl::Duration kQemuTermGrace = absl::Seconds(2);
 constexpr absl::Duration kVirtiofsdExitGrace = absl::Milliseconds(500);
 // Interval of the backstop sweep for orphaned zombies (see OrphanSweeper).
 constexpr int kOrphanSweepIntervalMs = 2000;
+// Saving a template writes ~60 KB; restoring a clone reads it. Generous for a loaded host.
+constexpr absl::Duration kTemplateStateTimeout = absl::Seconds(30);
 
 // Ids of the short-lived VMs Init boots (KVM probe, warm-up); never reported by List().
 constexpr char kProbeIdPrefix[] = "probe-";
@@ -174,6 +177,10 @@ class LibvirtHypervisor final : public Hypervisor {
   void SetExitCallback(VmExitCallback callback) override {
     absl::MutexLock lock(&mu_);
     exit_callback_ = std::move(callback);
+  }
+  absl::Status SaveTemplate(const std::string& id, const std::string& state_file) override;
+  std::string Versions() const override {
+    return conn_ != nullptr ? LibvirtVersions(conn_) : "";
   }
 
  private:
@@ -491,9 +498,27 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
     if (*console > 0) kill(*console, SIGTERM);  // no QEMU will ever write its console
     return Annotate(status, absl::StrCat("create VM ", spec.id));
   }
+  if (!spec.restore_state.empty()) {
+    if (absl::Status s = RestoreDomainState(created.get(), spec.restore_state,
+                                            kTemplateStateTimeout);
+        !s.ok()) {
+      DestroyDomain(spec.id, created.get()).IgnoreError();
+      return Annotate(s, absl::StrCat("create VM ", spec.id, " from its template"));
+    }
+  }
   WatchQemu(created.get(), spec.id);
   PV_LOG(kDebug) << "created VM " << spec.id << " in " << absl::FormatDuration(absl::Now() - start);
   return absl::OkStatus();
+}
+
+absl::Status LibvirtHypervisor::SaveTemplate(const std::string& id,
+                                            const std::string& state_file) {
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  absl::Status saved = SaveDomainState(dom->get(), state_file, kTemplateStateTimeout);
+  absl::Status destroyed = DestroyDomain(id, dom->get());
+  if (!saved.ok()) return Annotate(saved, absl::StrCat("save template VM ", id));
+  return destroyed;
 }
 
 absl::Status LibvirtHypervisor::DestroyDomain(const std::string& id, virDomainPtr dom) {
@@ -595,8 +620,8 @@ absl::StatusOr<std::vector<VmInfo>> LibvirtHypervisor::List() {
     const char* name = virDomainGetName(domains[i]);
     if (name != nullptr && absl::StartsWith(name, kVmNamePrefix)) {
       std::string id = std::string(name).substr(strlen(kVmNamePrefix));
-      if (absl::StartsWith(id, kProbeIdPrefix)) {
-        // A probe left behind by a daemon that died during Init.
+      if (absl::StartsWith(id, kProbeIdPrefix) || absl::StartsWith(id, kTemplateVmIdPrefix)) {
+        // A probe or template build left behind by a daemon that died during it.
         if (virDomainIsActive(domains[i]) == 1) {
           ExpectStop(domains[i]);
           virDomainDestroy(domains[i]);

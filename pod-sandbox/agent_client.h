@@ -53,7 +53,9 @@ struct SandboxSetup {
   int64_t wall_time_ns = 0;  // 0: leave the guest clock alone
   std::string entropy;       // at most 4096 bytes, credited to the guest RNG
   std::map<std::string, std::string> sysctls;
-  std::string shared_fs_tag;  // non-empty: mount that virtiofs at kGuestSharedDir
+  std::string shared_fs_tag;  // non-empty: mount that filesystem at kGuestSharedDir
+  std::string shared_fs_type;  // "virtiofs" (empty) or "9p"
+  std::string machine_id;      // non-empty: written to /etc/machine-id (32 hex digits)
 };
 
 // Where the guest mounts the directory the host shares with it (SandboxSetup::shared_fs_tag).
@@ -61,6 +63,7 @@ inline constexpr char kGuestSharedDir[] = "/run/podvisor/shared";
 
 struct GuestInterface {
   std::string mac;    // selects the guest NIC
+  std::string set_mac;  // non-empty: give that NIC this MAC first (template clones)
   std::string name;   // rename to (optional)
   uint32_t mtu = 0;
   std::vector<std::string> addresses;  // CIDR

@@ -208,6 +208,8 @@ class AgentClientImpl final : public AgentClient {
     p->set_entropy(s.entropy);
     for (const auto& [k, v] : s.sysctls) (*p->mutable_sysctls())[k] = v;
     p->set_shared_fs_tag(s.shared_fs_tag);
+    p->set_shared_fs_type(s.shared_fs_type);
+    p->set_machine_id(s.machine_id);
     return CallStatus(req, timeout, "setup sandbox");
   }
 
@@ -217,6 +219,7 @@ class AgentClientImpl final : public AgentClient {
     for (const GuestInterface& i : s.interfaces) {
       v1::NetworkInterface* n = p->add_interfaces();
       n->set_mac(i.mac);
+      n->set_set_mac(i.set_mac);
       n->set_name(i.name);
       n->set_mtu(i.mtu);
       n->set_up(i.up);

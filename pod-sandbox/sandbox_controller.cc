@@ -18,6 +18,7 @@ namespace {
 
 constexpr absl::Duration kGuestCallTimeout = absl::Seconds(10);
 constexpr absl::Duration kAgentShutdownTimeout = absl::Seconds(2);
+constexpr absl::Duration kCloneAgentTimeout = absl::Seconds(20);
 constexpr uint64_t kMiB = 1024 * 1024;
 // Guest kernel, agent and page cache need this much beyond what the pod's containers ask for.
 constexpr uint64_t kGuestOverheadMib = 128;
@@ -181,7 +182,23 @@ void SandboxController::OnVmExit(const VmExitEvent& event) {
   MarkNotReady(event.id, absl::StrCat("VM stopped (", event.reason, ")"));
 }
 
-absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNetwork* net) {
+// Picks the template a pod VM is cloned from, if any, and sizes the VM to it (memory rounded
+// up to the template's; the containers' cgroup limits still hold inside).
+std::optional<VmTemplate> SandboxController::ChooseTemplate(SandboxMetadata& meta) {
+  if (!options_.find_template || meta.shared_dir.empty() || network_ == nullptr) {
+    return std::nullopt;
+  }
+  std::optional<VmTemplate> t = options_.find_template(meta.vcpus, meta.memory_mib);
+  if (!t) return std::nullopt;
+  meta.vcpus = t->shape.vcpus;
+  meta.memory_mib = t->shape.memory_mib;
+  meta.template_key = t->key;
+  meta.shared_fs_transport = "9p";
+  return t;
+}
+
+absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNetwork* net,
+                                       const VmTemplate* from) {
   VmSpec spec;
   spec.id = meta.id;
   spec.vcpus = meta.vcpus;
@@ -195,8 +212,12 @@ absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNet
   if (!meta.cgroup_parent.empty()) {
     spec.cgroup_dirs = VmCgroup(options_.cgroup_root, meta.cgroup_parent, meta.id).Dirs();
   }
+  if (meta.shared_fs_transport == "9p") spec.shared_fs_transport = SharedFsTransport::k9p;
   if (net) spec.nics.push_back(VmNic{net->tap_name, net->mac, net->netns_path});
-  return WithContext(hypervisor_->Create(spec), "create VM");
+  if (from == nullptr) return WithContext(hypervisor_->Create(spec), "create VM");
+  spec.memory_file = from->memory_file;
+  spec.restore_state = from->state_file;
+  return WithContext(hypervisor_->Create(spec), absl::StrCat("clone VM from template ", from->key));
 }
 
 void SandboxController::RemoveVmCgroup(const SandboxMetadata& meta) {
@@ -222,6 +243,9 @@ absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMeta
   setup.entropy = RandomBytes(64);
   setup.sysctls = meta.sysctls;
   if (!meta.shared_dir.empty()) setup.shared_fs_tag = kSharedFsTag;
+  setup.shared_fs_type = meta.shared_fs_transport;
+  // Fresh per VM: a clone would otherwise keep its template's.
+  setup.machine_id = RandomHex(16);
   if (absl::Status s = agent.SetupSandbox(setup, kGuestCallTimeout); !s.ok()) {
     return WithContext(s, "agent: sandbox setup");
   }
@@ -229,6 +253,11 @@ absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMeta
   NetworkSetup ns;
   GuestInterface iface;
   iface.mac = net->mac;
+  if (!meta.template_key.empty()) {
+    // The NIC's MAC is migrated device state: the clone's guest sees the template's.
+    iface.mac = kTemplateMac;
+    iface.set_mac = net->mac;
+  }
   iface.name = net->interface_name;
   iface.mtu = static_cast<uint32_t>(std::max(net->mtu, 0));
   for (const PodIp& ip : net->ips) {
@@ -276,9 +305,13 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   meta.pid_mode = config.pid_mode;
   meta.ipc_mode = config.ipc_mode;
   meta.state_dir = absl::StrCat(options_.state_dir, "/vm/", meta.id.substr(0, 16));
-  if (options_.shared_filesystem) meta.shared_dir = absl::StrCat(meta.state_dir, "/shared");
+  if (options_.shared_filesystem) {
+    meta.shared_dir = absl::StrCat(meta.state_dir, "/shared");
+    meta.shared_fs_transport = "virtiofs";
+  }
   meta.cgroup_parent = config.cgroup_parent;
   if (absl::Status s = SizeVm(config, options_, meta); !s.ok()) return s;
+  std::optional<VmTemplate> from = ChooseTemplate(meta);
 
   auto lock = LockFor(meta.id);
   std::lock_guard<std::mutex> guard(*lock);
@@ -328,12 +361,38 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
     net = std::move(*n);
   }
   const absl::Time net_done = absl::Now();
-  if (absl::Status s = BootVm(meta, net ? &*net : nullptr); !s.ok()) return s;
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent = ConnectAgent(meta, options_.boot_timeout);
-  if (!agent.ok()) {
-    return WithContext(agent.status(), absl::StrCat("boot VM (console log: ", meta.state_dir,
-                                                     "/console.log)"));
+  auto start_vm = [&](const VmTemplate* t) -> absl::StatusOr<std::shared_ptr<AgentClient>> {
+    if (absl::Status s = BootVm(meta, net ? &*net : nullptr, t); !s.ok()) return s;
+    // A clone's agent answers within milliseconds of the restore.
+    absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+        ConnectAgent(meta, t ? std::min(options_.boot_timeout, kCloneAgentTimeout)
+                             : options_.boot_timeout);
+    if (!agent.ok()) {
+      return WithContext(agent.status(), absl::StrCat("boot VM (console log: ", meta.state_dir,
+                                                       "/console.log)"));
+    }
+    return agent;
+  };
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = start_vm(from ? &*from : nullptr);
+  if (!agent.ok() && from) {
+    // A template that cannot be cloned must not cost the pod: it boots cold, and its record
+    // says so.
+    PV_LOG(kWarning) << "sandbox " << ShortId(meta.id) << ": " << agent.status().message()
+                     << "; booting it cold";
+    DropAgent(meta.id);
+    if (absl::Status s = hypervisor_->Destroy(meta.id); !s.ok()) return s;
+    SandboxMetadata cold = meta;
+    cold.template_key.clear();
+    cold.shared_fs_transport = "virtiofs";
+    SizeVm(config, options_, cold);
+    absl::Status replaced = sandboxes_->Remove(meta.id);
+    if (replaced.ok()) replaced = sandboxes_->Add({cold, SandboxStatus{}});
+    if (!replaced.ok()) return WithContext(replaced, "store sandbox");
+    meta = std::move(cold);
+    from.reset();
+    agent = start_vm(nullptr);
   }
+  if (!agent.ok()) return agent.status();
   const absl::Time booted = absl::Now();
   if (absl::Status s = SetupGuest(**agent, meta, net ? &*net : nullptr); !s.ok()) return s;
 
@@ -358,7 +417,8 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   PV_LOG(kInfo) << "sandbox " << ShortId(meta.id) << " (" << meta.name << ") ready in "
                 << absl::ToInt64Milliseconds(absl::Now() - start) << " ms (network "
                 << absl::ToInt64Milliseconds(net_done - start) << " ms, boot "
-                << absl::ToInt64Milliseconds(booted - net_done) << " ms, "
+                << absl::ToInt64Milliseconds(booted - net_done) << " ms "
+                << (from ? "cloned from template " + from->key : std::string("cold")) << ", "
                 << hypervisor_->Accelerator() << ")";
   return meta.id;
 }

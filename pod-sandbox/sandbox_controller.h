@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "hypervisor/hypervisor.h"
+#include "hypervisor/vm_template.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/host_stats.h"
@@ -41,6 +42,10 @@ struct SandboxControllerOptions {
   std::string cgroup_root = "/sys/fs/cgroup";
   // The node's memory; a VM may not be larger. 0: MemTotal from /proc/meminfo.
   uint64_t node_memory_mib = 0;
+  // The ready template for a pod's vCPUs and memory, or nullopt (VmTemplateStore::Find in the
+  // daemon). Unset: every pod boots cold. Clones need a shared filesystem and a pod network
+  // (a template has both devices).
+  std::function<std::optional<VmTemplate>(uint32_t vcpus, uint64_t memory_mib)> find_template;
 };
 
 // Details of a sandbox beyond its record, for PodSandboxStatus verbose info.
@@ -100,7 +105,9 @@ class SandboxController : public SandboxView {
  private:
 
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
-  absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net);
+  std::optional<VmTemplate> ChooseTemplate(SandboxMetadata& meta);
+  // Boots the VM cold, or clones it from `from` when set.
+  absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net, const VmTemplate* from);
   // Removes the VM's cgroup (pod-sandbox/vm_cgroup.h), if it has one; logs what it cannot.
   void RemoveVmCgroup(const SandboxMetadata& meta);
   absl::StatusOr<std::shared_ptr<AgentClient>> ConnectAgent(const SandboxMetadata& meta,

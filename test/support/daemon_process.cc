@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -13,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "common/template_dir.h"
 
 namespace podvisor::testing {
 
@@ -62,7 +65,20 @@ DaemonProcess::DaemonProcess(Options options) : options_(std::move(options)) {
   if (options_.log_path.empty()) options_.log_path = options_.root_dir + ".podvisord.log";
 }
 
-DaemonProcess::~DaemonProcess() { Kill(); }
+DaemonProcess::~DaemonProcess() {
+  Kill();
+  // A daemon killed while building a VM template leaves that template's QEMU; and templates in
+  // the default directory (tests that set hypervisor.template_dir clean theirs) would outlive the
+  // test on tmpfs.
+  const std::string templates = DefaultTemplateDir(options_.state_dir);
+  std::error_code ec;
+  if (!std::filesystem::exists(templates, ec)) return;
+  KillQemuUnder(templates);
+  for (const auto& e : std::filesystem::directory_iterator(templates, ec)) {
+    ::umount2((e.path() / "netns").c_str(), MNT_DETACH);  // a build's NIC namespace
+  }
+  std::filesystem::remove_all(templates, ec);
+}
 
 void DaemonProcess::Signal(int signal) {
   if (pid_ > 0) ::kill(pid_, signal);

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -62,6 +63,11 @@ std::string CgroupOf(pid_t pid, const std::string& controller) {
     }
   }
   return "";
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
 uint16_t Checksum(const void* data, size_t len) {
@@ -135,6 +141,10 @@ class SandboxVmTest : public ::testing::Test {
 
   void TearDown() override {
     daemon_.reset();
+    if (!template_dir_.empty()) {
+      KillQemuUnder(template_dir_);  // a template build the daemon's end interrupted
+      fs::remove_all(template_dir_);
+    }
     std::string cmd = absl::StrCat("ip link del ", bridge_, " 2>/dev/null");
     (void)::system(cmd.c_str());
     // Nothing of ours may outlive the test.
@@ -147,6 +157,7 @@ class SandboxVmTest : public ::testing::Test {
   void WriteConfig(const std::string& hypervisor_extra, int boot_timeout_seconds = 90) {
     std::ofstream(dir_.Join("config.yaml"))
         << "hypervisor:\n  accel: tcg\n  boot_timeout_seconds: " << boot_timeout_seconds << "\n"
+        << (hypervisor_extra.find("templates:") == std::string::npos ? "  templates: false\n" : "")
         << hypervisor_extra << "cni:\n  conf_dir: " << dir_.Join("cni") << "\n";
   }
 
@@ -230,7 +241,33 @@ class SandboxVmTest : public ::testing::Test {
     return {resp.items().begin(), resp.items().end()};
   }
 
+  // Turns templates on, in a tmpfs directory of the test's own.
+  void WriteTemplateConfig() {
+    char dir[] = "/dev/shm/podvisor-test-templates.XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    template_dir_ = dir;
+    WriteConfig(absl::StrCat("  templates: true\n  template_dir: ", template_dir_, "\n"));
+  }
+
+  // The template directories the daemon has finished (16 hex digits each).
+  std::set<std::string> ReadyTemplates() {
+    std::set<std::string> keys;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(template_dir_, ec)) {
+      if (fs::exists(e.path() / "template.txt")) keys.insert(e.path().filename());
+    }
+    return keys;
+  }
+
+  bool WaitForTemplate() {
+    for (int i = 0; i < 3000 && ReadyTemplates().empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return !ReadyTemplates().empty();
+  }
+
   TempDir dir_;
+  std::string template_dir_;
   std::string bridge_;
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<CriClient> cri_;
@@ -421,6 +458,57 @@ TEST_F(SandboxVmTest, DaemonKilledWithRunningPodsFindsThemAgain) {
   ASSERT_TRUE(Remove(running).ok());
   ASSERT_TRUE(Remove(stopped).ok());
   EXPECT_FALSE(Alive(pid));
+}
+
+// Cloned pods: the network of each is its own (the agent gives the NIC the pod's MAC), each clone
+// is a new machine, and a kill -9 of the daemon finds every one again and reuses the template.
+TEST_F(SandboxVmTest, ClonedPodsAreNewMachinesAndSurviveADaemonKill) {
+  WriteTemplateConfig();
+  StartDaemon();
+  ASSERT_TRUE(WaitForTemplate()) << daemon_->ReadLog();
+  const std::set<std::string> templates = ReadyTemplates();
+  // The template's build left no namespace mount (its NIC's) behind.
+  EXPECT_EQ(ReadAll("/proc/self/mountinfo").find(template_dir_), std::string::npos);
+
+  std::string a, b;
+  ASSERT_TRUE(Run(PodConfig("clone-a"), &a).ok()) << daemon_->ReadLog();
+  ASSERT_TRUE(Run(PodConfig("clone-b"), &b).ok()) << daemon_->ReadLog();
+  std::map<std::string, pid_t> pids;
+  for (const std::string& id : {a, b}) {
+    nlohmann::json info = Info(id);
+    EXPECT_EQ(info["vm"]["template"], *templates.begin()) << daemon_->ReadLog();
+    EXPECT_EQ(info["vm"]["sharedFs"], "9p");
+    pids[id] = info["vm"]["pid"].get<int>();
+    v1::PodSandboxStatusResponse status;
+    ASSERT_TRUE(Status(id, &status).ok());
+    const std::string ip = status.status().network().ip();
+    EXPECT_TRUE(Ping(ip, 20)) << "no echo reply from clone " << id << " at " << ip;
+  }
+
+  daemon_->Kill();
+  for (const auto& [id, pid] : pids) EXPECT_TRUE(Alive(pid)) << "clones must outlive the daemon";
+  StartDaemon();
+  for (const std::string& id : {a, b}) {
+    nlohmann::json info;
+    for (int i = 0; i < 600; ++i) {
+      info = Info(id);
+      if (info["agent"]["connected"] == true) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(info["agent"]["connected"], true);
+    EXPECT_EQ(info["vm"]["pid"].get<int>(), pids[id]);
+    EXPECT_EQ(State(id), v1::SANDBOX_READY);
+  }
+  // The restarted daemon finds its template on disk instead of building another.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(ReadyTemplates(), templates);
+  std::string c;
+  ASSERT_TRUE(Run(PodConfig("clone-c"), &c).ok());
+  EXPECT_EQ(Info(c)["vm"]["template"], *templates.begin());
+
+  for (const std::string& id : {a, b, c}) ASSERT_TRUE(Remove(id).ok());
+  for (const auto& [id, pid] : pids) EXPECT_FALSE(Alive(pid));
+  EXPECT_TRUE(List().empty());
 }
 
 TEST_F(SandboxVmTest, FourSandboxesAtOnce) {

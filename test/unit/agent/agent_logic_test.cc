@@ -84,6 +84,20 @@ TEST(SandboxSetupTest, WritesHostnameResolvConfHostsAndSysctlsUnderRoot) {
   EXPECT_EQ(Slurp(dir.Join("proc/sys/net/ipv4/ip_forward")), "1");
 }
 
+TEST(SandboxSetupTest, AClonedGuestGetsAMachineIdOfItsOwn) {
+  testing::TempDir dir;
+  AgentOptions options;
+  options.pid1 = false;
+  options.root = dir.path();
+  v1::SetupSandboxRequest req = GoodSetup();
+  req.clear_sysctls();
+  req.set_machine_id("0123456789abcdef0123456789abcdef");
+  req.set_shared_fs_type("9p");
+  Error err = ApplySandboxSetup(options, req);
+  ASSERT_TRUE(err.ok()) << err.message();
+  EXPECT_EQ(Slurp(dir.Join("etc/machine-id")), "0123456789abcdef0123456789abcdef\n");
+}
+
 TEST(SandboxSetupTest, RejectsHostileInputBeforeWritingAnything) {
   testing::TempDir dir;
   AgentOptions options;
@@ -108,6 +122,15 @@ TEST(SandboxSetupTest, RejectsHostileInputBeforeWritingAnything) {
   r = GoodSetup();
   r.set_entropy(std::string(4097, 'e'));
   expect_invalid(r, "too much entropy");
+  r = GoodSetup();
+  r.set_machine_id("../../etc/shadow0123456789abcdef");
+  expect_invalid(r, "machine id not hex");
+  r = GoodSetup();
+  r.set_machine_id("0123456789ABCDEF0123456789ABCDEF");
+  expect_invalid(r, "machine id upper case");
+  r = GoodSetup();
+  r.set_shared_fs_type("nfs");
+  expect_invalid(r, "unknown shared filesystem type");
   struct stat st;
   EXPECT_NE(stat(dir.Join("etc/hostname").c_str(), &st), 0);
 }
@@ -145,6 +168,12 @@ TEST(NetworkSetupTest, ValidatesEveryField) {
   bad = req;
   bad.mutable_interfaces(0)->set_mtu(10);
   EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);
+  bad = req;
+  bad.mutable_interfaces(0)->set_set_mac("not a mac");
+  EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);
+  v1::SetupNetworkRequest clone = req;
+  clone.mutable_interfaces(0)->set_set_mac("0a:58:0a:63:00:02");
+  EXPECT_TRUE(ValidateNetworkSetup(clone).ok());
   bad = req;
   bad.mutable_routes(0)->set_destination("fd00::/8");
   EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);  // v6 dst, v4 gateway

@@ -104,6 +104,29 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"streaming: 5", "streaming"},
                       BadCase{"- a\n- b", "<top>"}));
 
+TEST(ConfigTest, TemplatesAreOnByDefaultAndConfigurable) {
+  absl::StatusOr<Config> d = ParseConfig("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->hypervisor.templates);
+  EXPECT_TRUE(d->hypervisor.template_dir.empty());
+  EXPECT_TRUE(d->hypervisor.template_memory_mib.empty());
+  absl::StatusOr<Config> c = ParseConfig(R"(
+hypervisor:
+  templates: false
+  template_dir: /dev/shm/pv
+  template_memory_mib: [256, 1024]
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->hypervisor.templates);
+  EXPECT_EQ(c->hypervisor.template_dir, "/dev/shm/pv");
+  EXPECT_THAT(c->hypervisor.template_memory_mib, ::testing::ElementsAre(256, 1024));
+  EXPECT_EQ(ConfigToJson(*c)["hypervisor"]["template_memory_mib"], nlohmann::json({256, 1024}));
+  auto bad = ParseConfig("hypervisor: {template_memory_mib: [32]}");
+  EXPECT_THAT(bad.status().message(), HasSubstr("hypervisor.template_memory_mib"));
+  EXPECT_FALSE(ParseConfig("hypervisor: {template_memory_mib: 512}").ok());
+  EXPECT_FALSE(ParseConfig("hypervisor: {templates: maybe}").ok());
+}
+
 TEST(ConfigTest, MalformedYamlIsAnError) {
   absl::StatusOr<Config> c = ParseConfig("root_dir: [unclosed");
   ASSERT_FALSE(c.ok());

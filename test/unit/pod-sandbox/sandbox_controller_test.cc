@@ -45,6 +45,8 @@ class SandboxControllerTest : public ::testing::Test {
       std::filesystem::create_directories(dir_.Join("cgroup/") + c);
     }
     o.node_memory_mib = 4096;
+    o.shared_filesystem = shared_filesystem_;
+    o.find_template = find_template_;
     controller_ = std::make_unique<SandboxController>(
         o, store_.get(), &hypervisor_, &network_,
         [this](const std::string& socket, AgentClient::Options options)
@@ -77,6 +79,8 @@ class SandboxControllerTest : public ::testing::Test {
   FakeHypervisor hypervisor_;
   FakePodNetworkManager network_;
   std::unique_ptr<SandboxController> controller_;
+  bool shared_filesystem_ = false;
+  std::function<std::optional<VmTemplate>(uint32_t, uint64_t)> find_template_;
   absl::Status dial_result_;
   absl::Status setup_result_;
   std::vector<std::string> dialed_;
@@ -182,6 +186,95 @@ TEST_F(SandboxControllerTest, VmLargerThanTheNodeOrABadCgroupParentIsRefused) {
   c.cgroup_parent = "";
   c.memory_limit_bytes = 1ll << 30;
   EXPECT_TRUE(controller_->Run(c).ok());
+// A template of 1 vCPU and 512 MiB; records what it was asked for.
+class SandboxCloneTest : public SandboxControllerTest {
+ protected:
+  void SetUp() override {
+    shared_filesystem_ = true;
+    find_template_ = [this](uint32_t vcpus, uint64_t memory_mib) -> std::optional<VmTemplate> {
+      asked_.push_back({vcpus, memory_mib});
+      if (vcpus != 1 || memory_mib > 512) return std::nullopt;
+      return VmTemplate{"0123456789abcdef", {1, 512}, "/t/ram", "/t/state", kTemplateMac};
+    };
+    SandboxControllerTest::SetUp();
+  }
+  std::vector<VmShape> asked_;
+};
+
+TEST_F(SandboxCloneTest, APodThatFitsIsClonedAndBecomesANewMachine) {
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_EQ(asked_.size(), 1u);
+  EXPECT_EQ(asked_[0].memory_mib, 256u);  // the pod's own size ...
+  const VmSpec spec = hypervisor_.LastSpec();
+  EXPECT_EQ(spec.memory_mib, 512u);  // ... rounded up to the template's
+  EXPECT_EQ(spec.memory_file, "/t/ram");
+  EXPECT_EQ(spec.restore_state, "/t/state");
+  EXPECT_EQ(spec.shared_fs_transport, SharedFsTransport::k9p);
+  EXPECT_FALSE(spec.shared_dir.empty());
+
+  ASSERT_EQ(agent_log_->sandbox_setups.size(), 1u);
+  const SandboxSetup& setup = agent_log_->sandbox_setups[0];
+  EXPECT_EQ(setup.shared_fs_type, "9p");
+  EXPECT_EQ(setup.machine_id.size(), 32u);
+  EXPECT_GT(setup.wall_time_ns, 0);
+  EXPECT_EQ(setup.entropy.size(), 64u);
+  EXPECT_EQ(setup.hostname, "web-host");
+  ASSERT_EQ(agent_log_->network_setups.size(), 1u);
+  const GuestInterface& nic = agent_log_->network_setups[0].interfaces[0];
+  EXPECT_EQ(nic.mac, kTemplateMac);               // what the clone's guest sees
+  EXPECT_EQ(nic.set_mac, "0a:58:0a:63:00:02");    // what the pod network wants
+
+  absl::StatusOr<SandboxInfo> info = controller_->Inspect(*id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->sandbox.metadata.template_key, "0123456789abcdef");
+  EXPECT_EQ(info->sandbox.metadata.shared_fs_transport, "9p");
+  EXPECT_EQ(info->sandbox.metadata.memory_mib, 512u);
+}
+
+TEST_F(SandboxCloneTest, APodLargerThanEveryTemplateBootsCold) {
+  SandboxConfig c = Config();
+  c.memory_limit_bytes = 1024ll << 20;
+  ASSERT_TRUE(controller_->Run(c).ok());
+  const VmSpec spec = hypervisor_.LastSpec();
+  EXPECT_EQ(spec.memory_mib, 1024u + 128u);
+  EXPECT_TRUE(spec.restore_state.empty());
+  EXPECT_TRUE(spec.memory_file.empty());
+  EXPECT_EQ(spec.shared_fs_transport, SharedFsTransport::kVirtiofs);
+  EXPECT_EQ(agent_log_->sandbox_setups[0].shared_fs_type, "virtiofs");
+  EXPECT_EQ(agent_log_->sandbox_setups[0].machine_id.size(), 32u);
+  EXPECT_TRUE(agent_log_->network_setups[0].interfaces[0].set_mac.empty());
+  EXPECT_EQ(agent_log_->network_setups[0].interfaces[0].mac, "0a:58:0a:63:00:02");
+}
+
+TEST_F(SandboxCloneTest, APodWhoseCloneFailsBootsColdAndItsRecordSaysSo) {
+  hypervisor_.FailNextCreate(absl::InternalError("load of migration failed"));
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(hypervisor_.create_calls(), 2);
+  const VmSpec spec = hypervisor_.LastSpec();
+  EXPECT_TRUE(spec.restore_state.empty());
+  EXPECT_EQ(spec.memory_mib, 256u);  // the pod's own size again
+  EXPECT_EQ(spec.shared_fs_transport, SharedFsTransport::kVirtiofs);
+  EXPECT_EQ(agent_log_->sandbox_setups.back().shared_fs_type, "virtiofs");
+  absl::StatusOr<SandboxInfo> info = controller_->Inspect(*id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->sandbox.metadata.template_key.empty());
+  EXPECT_EQ(info->sandbox.metadata.memory_mib, 256u);
+  // Durable: a restarted controller reads the cold record.
+  MakeController();
+  ASSERT_TRUE(controller_->Inspect(*id).ok());
+  EXPECT_TRUE(controller_->Inspect(*id)->sandbox.metadata.template_key.empty());
+}
+
+TEST_F(SandboxCloneTest, AFailedColdBootAfterAFailedCloneUndoesEverything) {
+  hypervisor_.FailNextCreate(absl::InternalError("load of migration failed"));
+  dial_result_ = absl::DeadlineExceededError("no handshake");
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_FALSE(id.ok());
+  EXPECT_TRUE(controller_->List({}).empty());
+  EXPECT_TRUE(hypervisor_.RunningIds().empty());
+  EXPECT_TRUE(network_.live.empty());
 }
 
 TEST_F(SandboxControllerTest, DuplicateNameFailsClearly) {
