@@ -16,6 +16,14 @@ void Image(const Container& c, runtime::v1::ImageSpec* out) {
   out->set_user_specified_image(c.metadata.config.image);
 }
 
+// The deprecated seccomp_profile_path, which older kubelets still send instead of seccomp.
+std::string LegacySeccompProfilePath(const runtime::v1::LinuxContainerSecurityContext& sc) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  return sc.seccomp_profile_path();
+#pragma GCC diagnostic pop
+}
+
 }  // namespace
 
 runtime::v1::ContainerState ToProto(ContainerState state) {
@@ -156,8 +164,7 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
         default:
           return absl::InvalidArgumentError("seccomp: unknown profile type");
       }
-    } else if (!sc.seccomp_profile_path().empty()) {
-      const std::string& p = sc.seccomp_profile_path();
+    } else if (const std::string p = LegacySeccompProfilePath(sc); !p.empty()) {
       if (p == "runtime/default" || p == "docker/default") {
         c.seccomp.kind = SeccompConfig::Kind::kRuntimeDefault;
       } else if (p == "unconfined") {

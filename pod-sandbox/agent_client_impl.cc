@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/status_util.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/agent_frame.h"
 #include "pod-sandbox/agent_wire.h"
@@ -453,10 +454,6 @@ class AgentClientImpl final : public AgentClient {
     absl::Time deadline;
     CallCallback callback;
   };
-
-  static absl::Status WithContext(const absl::Status& s, absl::string_view what) {
-    return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
-  }
 
   absl::Status CallStatus(const v1::Request& req, absl::Duration timeout, absl::string_view what) {
     absl::StatusOr<v1::Response> r = Call(req, timeout);

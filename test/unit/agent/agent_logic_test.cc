@@ -179,7 +179,7 @@ v1::ContainerSpec BasicSpec() {
 }
 
 TEST(OciSpecTest, ConfigCarriesTheSpec) {
-  OciOptions o{"c1", "/run/podvisor/containers/c1/rootfs", "/podvisor/c1", true};
+  OciOptions o{"c1", "/run/podvisor/containers/c1/rootfs", "/podvisor/c1", true, ""};
   std::string json;
   ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
   nlohmann::json c = nlohmann::json::parse(json);
@@ -237,7 +237,7 @@ TEST(OciSpecTest, PrivilegedGetsAllCapabilitiesAndNoMasking) {
   v1::ContainerSpec spec = BasicSpec();
   spec.set_privileged(true);
   std::string json;
-  ASSERT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/podvisor/c1", true}, &json).ok());
+  ASSERT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/podvisor/c1", true, ""}, &json).ok());
   nlohmann::json c = nlohmann::json::parse(json);
   EXPECT_GT(c["process"]["capabilities"]["bounding"].size(), 30u);
   EXPECT_FALSE(c["linux"].contains("maskedPaths"));
@@ -326,18 +326,18 @@ TEST(OciSpecTest, HostileStringsNeverThrow) {
   v1::ContainerSpec spec = BasicSpec();
   spec.mutable_process()->add_args("\xff\xfe not utf-8");
   std::string json;
-  EXPECT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).ok());
+  EXPECT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).ok());
   spec = BasicSpec();
   spec.mutable_seccomp()->set_oci_json("{not json");
-  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).code(),
             Code::kInvalidArgument);
   spec = BasicSpec();
   spec.mutable_process()->clear_args();
-  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).code(),
             Code::kInvalidArgument);
   spec = BasicSpec();
   spec.mutable_mounts(0)->set_destination("relative/path");
-  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).code(),
             Code::kInvalidArgument);
 }
 

@@ -240,9 +240,15 @@ TEST_F(SandboxControllerTest, ListFilters) {
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_TRUE(controller_->Stop(*b).ok());
   EXPECT_EQ(controller_->List({}).size(), 2u);
-  EXPECT_EQ(controller_->List({.state = SandboxState::kReady}).size(), 1u);
-  EXPECT_EQ(controller_->List({.label_selector = {{"app", "b"}}}).at(0).metadata.id, *b);
-  EXPECT_EQ(controller_->List({.id_prefix = a->substr(0, 6)}).size(), 1u);
+  SandboxFilter ready;
+  ready.state = SandboxState::kReady;
+  EXPECT_EQ(controller_->List(ready).size(), 1u);
+  SandboxFilter labelled;
+  labelled.label_selector = {{"app", "b"}};
+  EXPECT_EQ(controller_->List(labelled).at(0).metadata.id, *b);
+  SandboxFilter prefixed;
+  prefixed.id_prefix = a->substr(0, 6);
+  EXPECT_EQ(controller_->List(prefixed).size(), 1u);
 }
 
 TEST_F(SandboxControllerTest, RecoverReattachesAndCleansUp) {
@@ -255,10 +261,16 @@ TEST_F(SandboxControllerTest, RecoverReattachesAndCleansUp) {
   half.name = "half";
   half.state_dir = dir_.Join("state/vm/half");
   ASSERT_TRUE(store_->Add({half, SandboxStatus{}}).ok());
-  ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = half.id}).ok());
+  VmSpec half_vm;
+  half_vm.id = half.id;
+  ASSERT_TRUE(hypervisor_.Create(half_vm).ok());
   // A VM and a pod network no record owns.
-  ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = "orphan"}).ok());
-  ASSERT_TRUE(network_.Setup(PodNetworkRequest{.sandbox_id = "orphan"}).ok());
+  VmSpec orphan_vm;
+  orphan_vm.id = "orphan";
+  ASSERT_TRUE(hypervisor_.Create(orphan_vm).ok());
+  PodNetworkRequest orphan_net;
+  orphan_net.sandbox_id = "orphan";
+  ASSERT_TRUE(network_.Setup(orphan_net).ok());
 
   controller_->Detach();  // the daemon goes away; VMs keep running
   hypervisor_.SimulateExitQuietly(*dead);
