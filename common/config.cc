@@ -93,15 +93,74 @@ absl::Status OneOf(const std::string& key, const std::string& value,
   return KeyError(key, absl::StrCat("'", value, "' is not one of ", absl::StrJoin(allowed, ", ")));
 }
 
+// --- Limits and hardening: image pulls, CRI input, the VM and its console (docs/reliability.md)
+
+const std::set<std::string>& HardeningHypervisorKeys() {
+  static const std::set<std::string> keys = {"qemu_sandbox", "guest_mitigations",
+                                             "console_log_max_bytes"};
+  return keys;
+}
+
+const std::set<std::string>& PullLimitKeys() {
+  static const std::set<std::string> keys = {"max_layers", "pull_progress_timeout_seconds",
+                                             "pull_min_bytes_per_second", "min_free_disk_bytes"};
+  return keys;
+}
+
+std::set<std::string> With(std::set<std::string> known, const std::set<std::string>& more) {
+  known.insert(more.begin(), more.end());
+  return known;
+}
+
+absl::Status ParseHardeningHypervisor(const YAML::Node& n, HypervisorConfig& h) {
+  const std::string p = "hypervisor";
+  for (auto s : {GetBool(n, p, "qemu_sandbox", h.qemu_sandbox),
+                 GetBool(n, p, "guest_mitigations", h.guest_mitigations),
+                 GetInt(n, p, "console_log_max_bytes", 64 << 10, int64_t{1} << 40,
+                        h.console_log_max_bytes)}) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParsePullLimits(const YAML::Node& n, RegistryConfig& c) {
+  const std::string p = "registry";
+  for (auto s :
+       {GetInt(n, p, "max_layers", 1, 4096, c.max_layers),
+        GetInt(n, p, "pull_progress_timeout_seconds", 1, 3600, c.pull_progress_timeout_seconds),
+        GetInt(n, p, "pull_min_bytes_per_second", 1, int64_t{1} << 30, c.pull_min_bytes_per_second),
+        GetInt(n, p, "min_free_disk_bytes", 0, int64_t{1} << 50, c.min_free_disk_bytes)}) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+nlohmann::json HardeningToJson(const Config& c) {
+  return {{"hypervisor",
+           {{"qemu_sandbox", c.hypervisor.qemu_sandbox},
+            {"guest_mitigations", c.hypervisor.guest_mitigations},
+            {"console_log_max_bytes", c.hypervisor.console_log_max_bytes}}},
+          {"registry",
+           {{"max_layers", c.registry.max_layers},
+            {"pull_progress_timeout_seconds", c.registry.pull_progress_timeout_seconds},
+            {"pull_min_bytes_per_second", c.registry.pull_min_bytes_per_second},
+            {"min_free_disk_bytes", c.registry.min_free_disk_bytes}}},
+          {"seccomp_profile_max_bytes", c.seccomp_profile_max_bytes}};
+}
+
+// --- end of limits and hardening
+
 absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
   const std::string p = "hypervisor";
-  if (absl::Status s = CheckKeys(n, p,
-                                 {"accel", "libvirt_uri", "default_vcpus", "default_memory_mib",
-                                  "kernel", "initrd", "boot_timeout_seconds",
-                                  "shared_filesystem", "virtiofsd"});
+  if (absl::Status s =
+          CheckKeys(n, p,
+                    With({"accel", "libvirt_uri", "default_vcpus", "default_memory_mib", "kernel",
+                          "initrd", "boot_timeout_seconds", "shared_filesystem", "virtiofsd"},
+                         HardeningHypervisorKeys()));
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = ParseHardeningHypervisor(n, h); !s.ok()) return s;
   for (auto s : {GetString(n, p, "accel", h.accel), GetString(n, p, "libvirt_uri", h.libvirt_uri),
                  GetInt(n, p, "default_vcpus", 1, 64, h.default_vcpus),
                  GetInt(n, p, "default_memory_mib", 64, 1 << 20, h.default_memory_mib),
@@ -171,10 +230,12 @@ absl::Status ParseCni(const YAML::Node& n, CniConfig& c) {
 
 absl::Status ParseRegistry(const YAML::Node& n, RegistryConfig& c) {
   const std::string p = "registry";
-  if (absl::Status s = CheckKeys(n, p, {"hosts", "max_concurrent_downloads", "pinned_images"});
+  if (absl::Status s = CheckKeys(
+          n, p, With({"hosts", "max_concurrent_downloads", "pinned_images"}, PullLimitKeys()));
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = ParsePullLimits(n, c); !s.ok()) return s;
   if (absl::Status s = GetStringList(n, p, "pinned_images", c.pinned_images); !s.ok()) return s;
   if (absl::Status s = GetInt(n, p, "max_concurrent_downloads", 1, 64, c.max_concurrent_downloads);
       !s.ok()) {
@@ -211,14 +272,15 @@ absl::Status ParseRegistry(const YAML::Node& n, RegistryConfig& c) {
 absl::Status ParseTop(const YAML::Node& root, Config& c) {
   if (absl::Status s = CheckKeys(root, "",
                                  {"root_dir", "state_dir", "listen", "log_level", "streaming",
-                                  "hypervisor", "cni", "registry"});
+                                  "hypervisor", "cni", "registry", "seccomp_profile_max_bytes"});
       !s.ok()) {
     return s;
   }
-  for (auto s : {GetString(root, "", "root_dir", c.root_dir),
-                 GetString(root, "", "state_dir", c.state_dir),
-                 GetString(root, "", "listen", c.listen),
-                 GetString(root, "", "log_level", c.log_level)}) {
+  for (auto s :
+       {GetString(root, "", "root_dir", c.root_dir), GetString(root, "", "state_dir", c.state_dir),
+        GetString(root, "", "listen", c.listen), GetString(root, "", "log_level", c.log_level),
+        GetInt(root, "", "seccomp_profile_max_bytes", 1024, 64 << 20,
+               c.seccomp_profile_max_bytes)}) {
     if (!s.ok()) return s;
   }
   if (absl::Status s = OneOf("log_level", c.log_level, {"debug", "info", "warning", "error"});
@@ -244,6 +306,8 @@ absl::Status ParseTop(const YAML::Node& root, Config& c) {
   }
   return absl::OkStatus();
 }
+
+nlohmann::json ConfigToJsonBase(const Config& c);
 
 }  // namespace
 
@@ -292,6 +356,20 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, bool must_exist) {
 }
 
 nlohmann::json ConfigToJson(const Config& c) {
+  nlohmann::json out = ConfigToJsonBase(c);
+  nlohmann::json hardening = HardeningToJson(c);
+  for (auto& [section, values] : hardening.items()) {
+    if (values.is_object()) {
+      out[section].update(values);
+    } else {
+      out[section] = values;
+    }
+  }
+  return out;
+}
+
+namespace {
+nlohmann::json ConfigToJsonBase(const Config& c) {
   nlohmann::json hosts = nlohmann::json::object();
   for (const auto& [host, h] : c.registry.hosts) {
     hosts[host] = {{"mirrors", h.mirrors},
@@ -338,5 +416,7 @@ nlohmann::json ConfigToJson(const Config& c) {
         {"pinned_images", c.registry.pinned_images}}},
   };
 }
+
+}  // namespace
 
 }  // namespace podvisor

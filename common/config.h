@@ -24,6 +24,10 @@ struct HypervisorConfig {
   // volumes are given as snapshots and writable ones are refused.
   bool shared_filesystem = true;
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
+  // Hardening of the VM and its console (docs/reliability.md, docs/configuration.md).
+  bool qemu_sandbox = true;                 // QEMU's own seccomp filter (-sandbox on,...)
+  bool guest_mitigations = true;            // false: the guest kernel boots with mitigations=off
+  int64_t console_log_max_bytes = 1 << 20;  // the guest console's log file keeps this much tail
 };
 
 struct StreamingConfig {
@@ -65,6 +69,11 @@ struct RegistryConfig {
   int64_t max_concurrent_downloads = 3;
   // Images reported as pinned (kubelet's image GC keeps them), by tag or digest reference.
   std::vector<std::string> pinned_images;
+  // Limits on what a registry or an image can make a pull consume (docs/reliability.md).
+  int64_t max_layers = 128;                    // layers in one manifest
+  int64_t pull_progress_timeout_seconds = 60;  // a transfer slower than the rate below this long
+  int64_t pull_min_bytes_per_second = 1024;    //   aborts (no progress)
+  int64_t min_free_disk_bytes = 64 << 20;      // kept free on the image store's filesystem
 };
 
 // The daemon's whole configuration: one YAML file, every key optional.
@@ -77,6 +86,8 @@ struct Config {
   HypervisorConfig hypervisor;
   CniConfig cni;
   RegistryConfig registry;
+  // The largest seccomp `localhost` profile read from the node (docs/reliability.md).
+  int64_t seccomp_profile_max_bytes = 1 << 20;
 };
 
 // Parses YAML text. Unknown keys and values of the wrong type or range are errors naming the key

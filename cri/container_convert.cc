@@ -1,6 +1,7 @@
 #include "cri/container_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "nlohmann/json.hpp"
 
 namespace podvisor::cri {
@@ -114,6 +115,12 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
   c.labels.insert(in.labels().begin(), in.labels().end());
   c.annotations.insert(in.annotations().begin(), in.annotations().end());
   c.log_path = in.log_path();
+  if (HasDotDot(c.log_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.log_path \"", c.log_path,
+                     "\" has a \"..\" component (log paths stay below the "
+                     "pod's log_directory)"));
+  }
   c.stdin = in.stdin();
   c.stdin_once = in.stdin_once();
   c.tty = in.tty();

@@ -28,6 +28,7 @@
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/container_streaming.h"
 #include "pod-sandbox/sandbox_controller.h"
+#include "pod-sandbox/seccomp.h"
 #include "store/store.h"
 
 namespace podvisor {
@@ -158,6 +159,14 @@ class DaemonImpl : public Daemon {
     hv.initrd =
         config.hypervisor.initrd.empty() ? guest_dir + "/initrd.img" : config.hypervisor.initrd;
     hv.virtiofsd = config.hypervisor.virtiofsd;
+    hv.qemu_sandbox = config.hypervisor.qemu_sandbox;
+    hv.guest_mitigations = config.hypervisor.guest_mitigations;
+    hv.console_log_max_bytes = config.hypervisor.console_log_max_bytes;
+    // Durable: a restart (or a reboot into the same kernel) skips the seconds of the KVM probe.
+    if (absl::Status s = MakeDirs(absl::StrCat(config.root_dir, "/hypervisor"), 0700); !s.ok()) {
+      return s;
+    }
+    hv.probe_cache_path = absl::StrCat(config.root_dir, "/hypervisor/kvm-probe");
     if (config.hypervisor.shared_filesystem && ::access(hv.virtiofsd.c_str(), X_OK) != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "hypervisor.virtiofsd: ", hv.virtiofsd,
@@ -188,6 +197,7 @@ class DaemonImpl : public Daemon {
     ImageController::Options image_options;
     image_options.root_dir = absl::StrCat(services_.config.root_dir, "/images");
     image_options.registry = services_.config.registry;
+    SetSeccompProfileMaxBytes(services_.config.seccomp_profile_max_bytes);
     auto images = ImageController::Create(std::move(image_options), records_.get());
     if (!images.ok()) return images.status();
     image_controller_ = std::move(*images);

@@ -152,11 +152,21 @@ std::string XmlEscape(absl::string_view text) {
   return out;
 }
 
+std::string ConsolePipePath(const std::string& console_log) { return console_log + ".pipe"; }
+
+std::string QemuSandboxConf(bool on) {
+  return absl::StrCat("seccomp_sandbox = ", on ? 1 : 0, "\n");
+}
+
 std::string KernelCommandLine(const DomainOptions& options, absl::string_view extra) {
   // panic=-1 reboots at once on a panic (e.g. PID 1 exiting) and <on_reboot>destroy ends QEMU,
   // so a dead guest is a dead domain. tsc_early_khz keeps microvm boots from hanging when PIT
   // calibration fails under load.
-  std::string line = "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests mitigations=off";
+  // The guest kernel's CPU vulnerability mitigations stay on unless the configuration turns them
+  // off (hypervisor.guest_mitigations): a container owns its guest kernel, but Spectre-class
+  // leaks between the guest's own processes are still the guest's to prevent.
+  std::string line = "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests";
+  if (!options.guest_mitigations) absl::StrAppend(&line, " mitigations=off");
   if (options.tsc_khz > 0) absl::StrAppend(&line, " tsc_early_khz=", options.tsc_khz);
   if (!extra.empty()) absl::StrAppend(&line, " ", extra);
   return line;
@@ -218,8 +228,11 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       options.accelerator == "tcg" && options.tcg_tb_cache_mib > 0
           ? absl::StrFormat("<tcg><tb-cache unit='MiB'>%d</tb-cache></tcg>",
                             options.tcg_tb_cache_mib)
-          : "", XmlEscape(options.emulator),
-      XmlEscape(spec.console_log), XmlEscape(spec.agent_socket), kAgentPortName);
+          : "",
+      XmlEscape(options.emulator),
+      XmlEscape(options.console_log_max_bytes > 0 ? ConsolePipePath(spec.console_log)
+                                                  : spec.console_log),
+      XmlEscape(spec.agent_socket), kAgentPortName);
   for (const VmDisk& disk : spec.disks) xml += DiskElement(disk);
   for (const VmNic& nic : spec.nics) {
     absl::StrAppendFormat(&xml,

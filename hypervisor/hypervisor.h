@@ -67,6 +67,11 @@ struct VmSpec {
   // which virtiofsd maps. Mounts made under this directory later are visible in the guest.
   // Empty: no shared filesystem.
   std::string shared_dir;
+  // Cgroup directories (created and limited by the caller) that QEMU and its helpers run in: one
+  // per v1 controller, or one v2 directory; they are moved there right after they started (v1
+  // moves their memory charges along when the caller set move_charge_at_immigrate). Empty: the
+  // caller's cgroups.
+  std::vector<std::string> cgroup_dirs;
 };
 
 enum class VmState { kRunning, kPaused, kStopped, kAbsent };
@@ -146,8 +151,16 @@ struct LibvirtHypervisorOptions {
   std::string kernel;
   std::string initrd;
   absl::Duration kvm_probe_timeout = absl::Seconds(6);
+  // Where the KVM probe's outcome is cached across restarts (see accel_probe_cache.h); its
+  // directory must exist. Empty: probe at every Init.
+  std::string probe_cache_path;
   // Host TSC frequency passed to guests as tsc_early_khz; 0 reads it from the host.
   uint64_t tsc_khz = 0;
+  // Hardening (config hypervisor.qemu_sandbox, hypervisor.guest_mitigations; docs/reliability.md).
+  bool qemu_sandbox = true;
+  bool guest_mitigations = true;
+  // The guest console log keeps at most this much (hypervisor.console_log_max_bytes); 0: no cap.
+  int64_t console_log_max_bytes = 1 << 20;
 };
 
 absl::StatusOr<std::unique_ptr<Hypervisor>> NewLibvirtHypervisor(LibvirtHypervisorOptions options);

@@ -50,8 +50,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.sandbox_id = *sandbox_id;
   meta.config = config;
   meta.image_id = image->metadata.id;
-  meta.image_ref =
-      image->status.repo_digests.empty() ? image->metadata.id : image->status.repo_digests.front();
+  meta.image_ref = DigestedReference(*image, config.image);
   if (!config.log_path.empty()) {
     meta.log_path = (config.log_path[0] == '/' || sm.log_directory.empty())
                         ? config.log_path

@@ -104,7 +104,7 @@ absl::StatusOr<std::shared_ptr<ContainerOutput>> ContainerController::NewOutput(
   if (!meta.log_path.empty()) {
     std::string dir = meta.log_path.substr(0, meta.log_path.find_last_of('/'));
     if (!dir.empty()) {
-      if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+      if (absl::Status s = EnsureDirs(dir); !s.ok()) return s;  // never chmods an existing one
     }
     absl::StatusOr<std::unique_ptr<ContainerLogWriter>> log =
         ContainerLogWriter::Open(meta.log_path);

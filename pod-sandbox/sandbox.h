@@ -83,6 +83,9 @@ struct SandboxMetadata {
   NamespaceMode ipc_mode = NamespaceMode::kPod;
   uint32_t vcpus = 1;
   uint64_t memory_mib = 256;
+  // The pod's cgroupfs parent (LinuxPodSandboxConfig.cgroup_parent); the VM's processes run in
+  // <cgroup_parent>/podvisor-<id> (pod-sandbox/vm_cgroup.h). Empty: no cgroup of its own.
+  std::string cgroup_parent;
   std::string state_dir;  // sockets and VM files for this sandbox
   // The host directory shared with the guest over virtiofs (<state_dir>/shared), under which
   // containers' host-path volumes are bind-mounted; empty: the VM has no shared filesystem.
@@ -94,7 +97,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxMetadata, id, name, pod_n
                                                 annotations, runtime_handler, log_directory,
                                                 hostname, created_at_ns, dns, port_mappings,
                                                 sysctls, network_mode, pid_mode, ipc_mode, vcpus,
-                                                memory_mib, state_dir, shared_dir)
+                                                memory_mib, cgroup_parent, state_dir, shared_dir)
 
 // What changes over a sandbox's life.
 struct SandboxStatus {

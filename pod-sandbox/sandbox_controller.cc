@@ -1,6 +1,7 @@
 #include "pod-sandbox/sandbox_controller.h"
 
 
+#include <cstdio>
 #include <set>
 
 #include "absl/cleanup/cleanup.h"
@@ -9,6 +10,7 @@
 #include "common/random.h"
 #include "common/status_util.h"
 #include "common/log.h"
+#include "pod-sandbox/vm_cgroup.h"
 
 namespace podvisor {
 namespace {
@@ -19,20 +21,56 @@ constexpr uint64_t kMiB = 1024 * 1024;
 // Guest kernel, agent and page cache need this much beyond what the pod's containers ask for.
 constexpr uint64_t kGuestOverheadMib = 128;
 
+// The node's memory in MiB (MemTotal), or 0 when unknown.
+uint64_t NodeMemoryMib() {
+  absl::StatusOr<std::string> meminfo = ReadFile("/proc/meminfo");
+  if (!meminfo.ok()) return 0;
+  size_t at = meminfo->find("MemTotal:");
+  unsigned long long kib = 0;
+  if (at == std::string::npos || std::sscanf(meminfo->c_str() + at, "MemTotal: %llu kB", &kib) != 1) {
+    return 0;
+  }
+  return kib / 1024;
+}
+
 // vCPUs and memory of the pod VM: the pod's own resources when it states them (plus what the
-// guest itself needs), else the configured defaults; annotations may override both.
-void SizeVm(const SandboxConfig& config, const SandboxControllerOptions& options,
-            SandboxMetadata& meta) {
+// guest itself needs), else the configured defaults. A VM that, with what QEMU needs besides,
+// would not fit in the node's memory is refused.
+absl::Status SizeVm(const SandboxConfig& config, const SandboxControllerOptions& options,
+                    SandboxMetadata& meta) {
   meta.vcpus = options.default_vcpus;
   meta.memory_mib = options.default_memory_mib;
   if (config.cpu_quota > 0 && config.cpu_period > 0) {
-    int64_t cpus = (config.cpu_quota + config.cpu_period - 1) / config.cpu_period;
+    int64_t cpus = config.cpu_quota / config.cpu_period +
+                   (config.cpu_quota % config.cpu_period != 0 ? 1 : 0);  // no overflow
     meta.vcpus = static_cast<uint32_t>(std::clamp<int64_t>(cpus, 1, 64));
   }
   if (config.memory_limit_bytes > 0) {
-    uint64_t mib = (static_cast<uint64_t>(config.memory_limit_bytes) + kMiB - 1) / kMiB;
+    // At most 2^43 MiB: the additions below cannot overflow.
+    uint64_t mib = static_cast<uint64_t>(config.memory_limit_bytes) / kMiB +
+                   (static_cast<uint64_t>(config.memory_limit_bytes) % kMiB != 0 ? 1 : 0);
     meta.memory_mib = std::max(options.default_memory_mib, mib + kGuestOverheadMib);
   }
+  const uint64_t node_mib = options.node_memory_mib != 0 ? options.node_memory_mib
+                                                         : NodeMemoryMib();
+  if (node_mib != 0 && meta.memory_mib + kVmmOverheadMib > node_mib) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pod memory: a VM of ", meta.memory_mib, " MiB (the pod's limit plus ", kGuestOverheadMib,
+        " MiB for the guest) and ", kVmmOverheadMib, " MiB for QEMU exceeds the node's ",
+        node_mib, " MiB"));
+  }
+  return absl::OkStatus();
+}
+
+// The limits of the VM's cgroup: its memory plus QEMU's, and the pod's CPU quota.
+VmCgroupLimits CgroupLimits(const SandboxConfig& config, const SandboxMetadata& meta) {
+  VmCgroupLimits limits;
+  limits.memory_bytes = (meta.memory_mib + kVmmOverheadMib) * kMiB;
+  if (config.cpu_quota > 0 && config.cpu_period > 0) {
+    limits.cpu_quota_us = config.cpu_quota;
+    limits.cpu_period_us = config.cpu_period;
+  }
+  return limits;
 }
 
 // The guest's hostname: the one kubelet chose, else the pod's name cut to the 63 characters a
@@ -152,8 +190,19 @@ absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNet
   spec.agent_socket = absl::StrCat(meta.state_dir, "/agent.sock");
   spec.console_log = absl::StrCat(meta.state_dir, "/console.log");
   spec.shared_dir = meta.shared_dir;
+  if (!meta.cgroup_parent.empty()) {
+    spec.cgroup_dirs = VmCgroup(options_.cgroup_root, meta.cgroup_parent, meta.id).Dirs();
+  }
   if (net) spec.nics.push_back(VmNic{net->tap_name, net->mac, net->netns_path});
   return WithContext(hypervisor_->Create(spec), "create VM");
+}
+
+void SandboxController::RemoveVmCgroup(const SandboxMetadata& meta) {
+  if (meta.cgroup_parent.empty()) return;
+  if (absl::Status s = VmCgroup(options_.cgroup_root, meta.cgroup_parent, meta.id).Remove();
+      !s.ok()) {
+    PV_LOG(kWarning) << "sandbox " << ShortId(meta.id) << ": " << s.message();
+  }
 }
 
 absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMetadata& meta,
@@ -203,6 +252,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
         "linux.security_context.namespace_options.pid/ipc=NODE: a pod VM cannot share the "
         "node's PID or IPC namespace");
   }
+  if (absl::Status s = ValidateCgroupParent(config.cgroup_parent); !s.ok()) return s;
   if (absl::Status s = AwaitReady(); !s.ok()) return s;
   SandboxMetadata meta;
   meta.id = NewObjectId();
@@ -225,7 +275,8 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   meta.ipc_mode = config.ipc_mode;
   meta.state_dir = absl::StrCat(options_.state_dir, "/vm/", meta.id.substr(0, 16));
   if (options_.shared_filesystem) meta.shared_dir = absl::StrCat(meta.state_dir, "/shared");
-  SizeVm(config, options_, meta);
+  meta.cgroup_parent = config.cgroup_parent;
+  if (absl::Status s = SizeVm(config, options_, meta); !s.ok()) return s;
 
   auto lock = LockFor(meta.id);
   std::lock_guard<std::mutex> guard(*lock);
@@ -242,6 +293,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
     if (absl::Status s = hypervisor_->Destroy(meta.id); !s.ok()) {
       PV_LOG(kError) << "undo run " << ShortId(meta.id) << ": destroy VM: " << s.message();
     }
+    RemoveVmCgroup(meta);
     if (network_set_up) {
       if (absl::Status s = network_->Remove(meta.id); !s.ok()) {
         PV_LOG(kError) << "undo run " << ShortId(meta.id) << ": network: " << s.message();
@@ -253,6 +305,12 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   if (absl::Status s = MakeDirs(meta.state_dir, 0700); !s.ok()) return s;
   if (!meta.shared_dir.empty()) {
     if (absl::Status s = MakeDirs(meta.shared_dir, 0700); !s.ok()) return s;
+  }
+  if (!meta.cgroup_parent.empty()) {
+    VmCgroup cgroup(options_.cgroup_root, meta.cgroup_parent, meta.id);
+    if (absl::Status s = cgroup.Create(CgroupLimits(config, meta)); !s.ok()) {
+      return WithContext(s, "VM cgroup");
+    }
   }
 
   std::optional<PodNetwork> net;
@@ -327,6 +385,7 @@ absl::Status SandboxController::StopLocked(const Sandbox& sandbox) {
   if (absl::Status s = hypervisor_->Stop(id, options_.stop_timeout); !s.ok()) {
     return WithContext(s, absl::StrCat("stop sandbox ", ShortId(id), ": VM"));
   }
+  RemoveVmCgroup(sandbox.metadata);
   if (network_) {
     if (absl::Status s = network_->Teardown(id); !s.ok()) {
       return WithContext(s, absl::StrCat("stop sandbox ", ShortId(id), ": network"));
@@ -377,6 +436,7 @@ absl::Status SandboxController::Remove(const std::string& id_or_prefix) {
         return WithContext(s, absl::StrCat("remove sandbox ", ShortId(*id), ": network"));
       }
     }
+    RemoveVmCgroup(sandbox->metadata);  // a stop that could not remove it (processes left)
     if (absl::Status s = RemoveAll(sandbox->metadata.state_dir); !s.ok()) {
       return WithContext(s, absl::StrCat("remove sandbox ", ShortId(*id)));
     }
@@ -506,15 +566,22 @@ absl::Status SandboxController::Recover() {
       // A RunPodSandbox that a crash interrupted: nobody got this id; undo it all.
       PV_LOG(kWarning) << "sandbox " << ShortId(id) << ": cleaning up an interrupted run";
       hypervisor_->Destroy(id).IgnoreError();
+      RemoveVmCgroup(sb.metadata);
       if (network_) network_->Remove(id).IgnoreError();
       RemoveAll(sb.metadata.state_dir).IgnoreError();
       sandboxes_->Remove(id).IgnoreError();
       continue;
     }
-    if (sb.status.state != SandboxState::kReady) continue;
+    if (sb.status.state != SandboxState::kReady) {
+      // A crash between the VM's end and the cgroup's removal leaves an empty cgroup.
+      absl::StatusOr<VmStatus> vm = hypervisor_->Status(id);
+      if (vm.ok() && vm->state == VmState::kAbsent) RemoveVmCgroup(sb.metadata);
+      continue;
+    }
     absl::StatusOr<VmStatus> vm = hypervisor_->Status(id);
     if (!vm.ok() || vm->state != VmState::kRunning) {
       MarkNotReady(id, "VM is gone (found at daemon start)");
+      RemoveVmCgroup(sb.metadata);
       continue;
     }
     absl::StatusOr<std::shared_ptr<AgentClient>> agent =

@@ -37,6 +37,10 @@ struct SandboxControllerOptions {
   absl::Duration reattach_timeout = absl::Seconds(5);
   // Each VM gets <state_dir>/vm/<id>/shared over virtiofs (SandboxMetadata::shared_dir).
   bool shared_filesystem = false;
+  // Where the cgroup filesystems are mounted (VM cgroups under the pods' cgroup_parent).
+  std::string cgroup_root = "/sys/fs/cgroup";
+  // The node's memory; a VM may not be larger. 0: MemTotal from /proc/meminfo.
+  uint64_t node_memory_mib = 0;
 };
 
 // Details of a sandbox beyond its record, for PodSandboxStatus verbose info.
@@ -97,6 +101,8 @@ class SandboxController : public SandboxView {
 
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
   absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net);
+  // Removes the VM's cgroup (pod-sandbox/vm_cgroup.h), if it has one; logs what it cannot.
+  void RemoveVmCgroup(const SandboxMetadata& meta);
   absl::StatusOr<std::shared_ptr<AgentClient>> ConnectAgent(const SandboxMetadata& meta,
                                                             absl::Duration timeout);
   absl::Status SetupGuest(AgentClient& agent, const SandboxMetadata& meta, const PodNetwork* net);

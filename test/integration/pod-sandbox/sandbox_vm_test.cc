@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -35,6 +37,32 @@ namespace fs = std::filesystem;
 std::string GuestDir() { return std::string(PODVISOR_BIN_DIR) + "/../guest"; }
 
 bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+// The parent pid of `pid` (from /proc/<pid>/stat), or 0 when it is gone.
+pid_t ParentOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  int ppid = 0;
+  if (close == std::string::npos || std::sscanf(stat.c_str() + close + 3, "%d", &ppid) != 1) {
+    return 0;
+  }
+  return ppid;
+}
+
+// The path of `pid`'s cgroup in the v1 hierarchy of `controller`, from /proc/<pid>/cgroup.
+std::string CgroupOf(pid_t pid, const std::string& controller) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cgroup"));
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    for (absl::string_view c : absl::StrSplit(line.substr(a + 1, b - a - 1), ',')) {
+      if (c == controller) return line.substr(b + 1);
+    }
+  }
+  return "";
+}
 
 uint16_t Checksum(const void* data, size_t len) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -249,6 +277,63 @@ TEST_F(SandboxVmTest, LifecycleLeavesNothingBehind) {
   EXPECT_TRUE(Remove("0123456789abcdef0123").ok());
   v1::PodSandboxStatusResponse missing;
   EXPECT_EQ(Status(id, &missing).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SandboxVmTest, VmRunsInThePodsCgroupAsTheDaemonsChildAndStopLeavesNothing) {
+  if (!fs::exists("/sys/fs/cgroup/memory/tasks")) GTEST_SKIP() << "needs cgroup v1 (memory)";
+  StartDaemon();
+  // Under this test's own memory cgroup, as kubelet's pod cgroups are under its kubepods.
+  const std::string parent =
+      absl::StrCat(CgroupOf(getpid(), "memory") == "/" ? "" : CgroupOf(getpid(), "memory"),
+                   "/pvcg-", getpid());
+  v1::PodSandboxConfig config = PodConfig("limited");
+  config.mutable_linux()->set_cgroup_parent(parent);
+  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(256ll << 20);
+  config.mutable_linux()->mutable_resources()->set_cpu_quota(150000);
+  config.mutable_linux()->mutable_resources()->set_cpu_period(100000);
+  std::string id;
+  grpc::Status s = Run(config, &id);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  const pid_t qemu = Info(id)["vm"]["pid"].get<int>();
+  const std::string cgroup = absl::StrCat(parent, "/podvisor-", id);
+  std::vector<pid_t> vm_processes;
+  for (pid_t pid : QemuProcessesUnder(dir_.path())) vm_processes.push_back(pid);
+  ASSERT_GE(vm_processes.size(), 2u) << "QEMU and virtiofsd";
+  for (pid_t pid : vm_processes) {
+    EXPECT_EQ(CgroupOf(pid, "memory"), cgroup) << pid;
+    EXPECT_EQ(CgroupOf(pid, "cpu"), cgroup) << pid;
+    EXPECT_EQ(CgroupOf(pid, "pids"), cgroup) << pid;
+    EXPECT_EQ(ParentOf(pid), daemon_->pid()) << "adopted by podvisord, not PID 1: " << pid;
+  }
+  std::ifstream limit("/sys/fs/cgroup/memory" + cgroup + "/memory.limit_in_bytes");
+  uint64_t bytes = 0;
+  limit >> bytes;
+  EXPECT_EQ(bytes, (256ull + 128 + 256) << 20) << "VM memory (limit + guest) plus QEMU's";
+  std::ifstream quota("/sys/fs/cgroup/cpu" + cgroup + "/cpu.cfs_quota_us");
+  int64_t q = 0;
+  quota >> q;
+  EXPECT_EQ(q, 150000);
+
+  ASSERT_TRUE(Stop(id).ok());
+  // Gone when StopPodSandbox answers: no process, no zombie (kill(pid, 0) sees zombies).
+  for (pid_t pid : vm_processes) EXPECT_FALSE(Alive(pid)) << pid;
+  EXPECT_FALSE(Alive(qemu));
+  for (const char* c : {"memory", "cpu", "cpuacct", "pids"}) {
+    std::ifstream tasks(absl::StrCat("/sys/fs/cgroup/", c, cgroup, "/tasks"));
+    std::string left((std::istreambuf_iterator<char>(tasks)), std::istreambuf_iterator<char>());
+    EXPECT_FALSE(fs::exists(absl::StrCat("/sys/fs/cgroup/", c, cgroup))) << c << ": " << left;
+  }
+  ASSERT_TRUE(Remove(id).ok());
+  for (const char* c : {"memory", "cpu", "cpuacct", "pids"}) {
+    ::rmdir(absl::StrCat("/sys/fs/cgroup/", c, parent).c_str());
+  }
+
+  // A pod larger than the node is refused before anything is made.
+  v1::PodSandboxConfig huge = PodConfig("huge");
+  huge.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(1ll << 50);
+  s = Run(huge, &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("exceeds the node's"));
 }
 
 TEST_F(SandboxVmTest, PodIpAnswersFromInsideTheVm) {

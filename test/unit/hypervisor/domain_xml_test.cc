@@ -1,5 +1,6 @@
 #include "hypervisor/domain_xml.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -76,8 +77,28 @@ TEST(DomainXmlTest, KernelArgumentsCarryTscAndPanicBehaviour) {
   auto xml = BuildDomainXml(spec, Tcg());
   ASSERT_TRUE(xml.ok());
   EXPECT_THAT(*xml, HasSubstr("<cmdline>console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests "
-                              "mitigations=off tsc_early_khz=2596094 podvisor.debug=1</cmdline>"));
+                              "tsc_early_khz=2596094 podvisor.debug=1</cmdline>"));
   EXPECT_THAT(KernelCommandLine(DomainOptions{}, ""), Not(HasSubstr("tsc_early_khz")));
+}
+
+TEST(DomainXmlTest, BoundedConsoleGoesThroughItsFifoAndQemuIsSandboxed) {
+  VmSpec spec = ValidSpec();
+  DomainOptions options = Tcg();
+  EXPECT_THAT(*BuildDomainXml(spec, options),
+              HasSubstr(absl::StrCat("<source path='", spec.console_log, "' append='on'/>")));
+  options.console_log_max_bytes = 1 << 20;
+  EXPECT_THAT(*BuildDomainXml(spec, options),
+              HasSubstr(absl::StrCat("<source path='", spec.console_log, ".pipe' append='on'/>")));
+  EXPECT_EQ(ConsolePipePath("/run/vm/console.log"), "/run/vm/console.log.pipe");
+  EXPECT_EQ(QemuSandboxConf(true), "seccomp_sandbox = 1\n");
+  EXPECT_EQ(QemuSandboxConf(false), "seccomp_sandbox = 0\n");
+}
+
+TEST(DomainXmlTest, GuestMitigationsStayOnUnlessTurnedOff) {
+  EXPECT_THAT(KernelCommandLine(DomainOptions{}, ""), Not(HasSubstr("mitigations")));
+  DomainOptions off = Tcg();
+  off.guest_mitigations = false;
+  EXPECT_THAT(*BuildDomainXml(ValidSpec(), off), HasSubstr("cryptomgr.notests mitigations=off"));
 }
 
 TEST(DomainXmlTest, KvmDomainType) {

@@ -1,6 +1,8 @@
 #include "pod-sandbox/sandbox_controller.h"
 
 #include <filesystem>
+#include <fstream>
+#include <limits>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -37,6 +39,12 @@ class SandboxControllerTest : public ::testing::Test {
     o.default_vcpus = 1;
     o.default_memory_mib = 256;
     o.boot_timeout = absl::Seconds(5);
+    // A directory shaped like a v1 /sys/fs/cgroup, and a node of 4 GiB.
+    o.cgroup_root = dir_.Join("cgroup");
+    for (const char* c : {"memory", "cpu", "pids"}) {
+      std::filesystem::create_directories(dir_.Join("cgroup/") + c);
+    }
+    o.node_memory_mib = 4096;
     controller_ = std::make_unique<SandboxController>(
         o, store_.get(), &hypervisor_, &network_,
         [this](const std::string& socket, AgentClient::Options options)
@@ -125,6 +133,55 @@ TEST_F(SandboxControllerTest, PodResourcesSizeTheVm) {
   ASSERT_TRUE(controller_->Run(c).ok());
   EXPECT_EQ(hypervisor_.LastSpec().vcpus, 3u);
   EXPECT_EQ(hypervisor_.LastSpec().memory_mib, 512u + 128u);
+}
+
+TEST_F(SandboxControllerTest, VmRunsInThePodsCgroupWithThePodsLimits) {
+  SandboxConfig c = Config();
+  c.cgroup_parent = "/kubepods/burstable/poduid-web";
+  c.memory_limit_bytes = 512ll << 20;
+  c.cpu_quota = 50000;
+  c.cpu_period = 100000;
+  absl::StatusOr<std::string> id = controller_->Run(c);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const std::string rel = "/kubepods/burstable/poduid-web/podvisor-" + *id;
+  EXPECT_EQ(hypervisor_.LastSpec().cgroup_dirs,
+            (std::vector<std::string>{dir_.Join("cgroup/memory") + rel,
+                                      dir_.Join("cgroup/cpu") + rel,
+                                      dir_.Join("cgroup/pids") + rel}));
+  std::ifstream memory(dir_.Join("cgroup/memory") + rel + "/memory.limit_in_bytes");
+  uint64_t limit = 0;
+  memory >> limit;
+  EXPECT_EQ(limit, (512ull + 128 + 256) << 20) << "VM memory plus QEMU's";
+  std::ifstream quota(dir_.Join("cgroup/cpu") + rel + "/cpu.cfs_quota_us");
+  int64_t q = 0;
+  quota >> q;
+  EXPECT_EQ(q, 50000);
+  EXPECT_EQ(controller_->Inspect(*id)->sandbox.metadata.cgroup_parent, c.cgroup_parent);
+}
+
+TEST_F(SandboxControllerTest, NoCgroupParentNoCgroup) {
+  ASSERT_TRUE(controller_->Run(Config()).ok());
+  EXPECT_TRUE(hypervisor_.LastSpec().cgroup_dirs.empty());
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.Join("cgroup/memory")));
+}
+
+TEST_F(SandboxControllerTest, VmLargerThanTheNodeOrABadCgroupParentIsRefused) {
+  SandboxConfig c = Config();
+  c.memory_limit_bytes = 4096ll << 20;  // + 128 MiB guest + 256 MiB QEMU > 4096 MiB
+  absl::StatusOr<std::string> id = controller_->Run(c);
+  ASSERT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(id.status().message(), HasSubstr("exceeds the node's 4096 MiB"));
+  c.memory_limit_bytes = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(controller_->Run(c).status().code(), absl::StatusCode::kInvalidArgument);
+  c.memory_limit_bytes = 0;
+  c.cgroup_parent = "/kubepods/../../escape";
+  EXPECT_EQ(controller_->Run(c).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(controller_->List({}).empty());
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.Join("cgroup/memory")));
+  // A VM that fits is still fine.
+  c.cgroup_parent = "";
+  c.memory_limit_bytes = 1ll << 30;
+  EXPECT_TRUE(controller_->Run(c).ok());
 }
 
 TEST_F(SandboxControllerTest, DuplicateNameFailsClearly) {
