@@ -70,8 +70,8 @@ void ContainerManager::Impl::StartPump(const std::shared_ptr<Proc>& proc, int fd
   if (stream_id != 0) {
     // Only a container's own output can be taken over by a restarted host.
     const bool retain = proc->spec.acked_output() && proc->exec_id.empty();
-    buffer = std::make_shared<OutputBuffer>(stream_id, retain);
-    if (retain) {
+    buffer = MakeOutputBuffer(stream_id, retain, proc->spec.output_window());
+    if (buffer->acked()) {
       std::lock_guard<std::mutex> lock(mu);
       ack_routes[stream_id] = buffer;
     }

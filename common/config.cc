@@ -202,9 +202,39 @@ absl::Status ParseHypervisor(const YAML::Node& n, HypervisorConfig& h) {
   return OneOf("hypervisor.accel", h.accel, {"auto", "kvm", "tcg"});
 }
 
+// The streaming server's limits (docs/reliability.md).
+absl::Status ParseStreamingLimits(const YAML::Node& n, StreamingConfig& c) {
+  const std::string p = "streaming";
+  for (auto s : {
+           GetInt(n, p, "request_header_timeout_seconds", 1, 3600, c.request_header_timeout_seconds),
+           GetInt(n, p, "stream_creation_timeout_seconds", 1, 3600,
+                  c.stream_creation_timeout_seconds),
+           GetInt(n, p, "idle_timeout_seconds", 1, 7 * 24 * 3600, c.idle_timeout_seconds),
+           GetInt(n, p, "max_connections", 1, 65536, c.max_connections),
+           GetInt(n, p, "max_unauthenticated_connections", 1, 65536,
+                  c.max_unauthenticated_connections),
+           GetInt(n, p, "max_unauthenticated_per_source", 1, 65536,
+                  c.max_unauthenticated_per_source),
+           GetInt(n, p, "max_sessions", 1, 65536, c.max_sessions),
+           GetInt(n, p, "max_ports_per_request", 1, 128, c.max_ports_per_request),
+           GetInt(n, p, "max_forwards_per_connection", 1, 500, c.max_forwards_per_connection),
+           GetInt(n, p, "max_buffered_input_kib", 64, 1 << 20, c.max_buffered_input_kib),
+           GetInt(n, p, "max_queued_control_frames", 16, 1 << 20, c.max_queued_control_frames),
+           GetInt(n, p, "output_window_kib", 64, 16384, c.output_window_kib)}) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseStreaming(const YAML::Node& n, StreamingConfig& c) {
   const std::string p = "streaming";
-  if (absl::Status s = CheckKeys(n, p, {"address", "port", "tls_cert_file", "tls_key_file"});
+  if (absl::Status s = CheckKeys(
+          n, p,
+          {"address", "port", "tls_cert_file", "tls_key_file", "request_header_timeout_seconds",
+           "stream_creation_timeout_seconds", "idle_timeout_seconds", "max_connections",
+           "max_unauthenticated_connections", "max_unauthenticated_per_source", "max_sessions",
+           "max_ports_per_request", "max_forwards_per_connection", "max_buffered_input_kib",
+           "max_queued_control_frames", "output_window_kib"});
       !s.ok()) {
     return s;
   }
@@ -213,6 +243,7 @@ absl::Status ParseStreaming(const YAML::Node& n, StreamingConfig& c) {
                  GetString(n, p, "tls_key_file", c.tls_key_file)}) {
     if (!s.ok()) return s;
   }
+  if (absl::Status s = ParseStreamingLimits(n, c); !s.ok()) return s;
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
     return KeyError("streaming.tls_cert_file", "tls_cert_file and tls_key_file go together");
   }
@@ -459,7 +490,19 @@ nlohmann::json ConfigToJsonBase(const Config& c) {
        {{"address", c.streaming.address},
         {"port", c.streaming.port},
         {"tls_cert_file", c.streaming.tls_cert_file},
-        {"tls_key_file", c.streaming.tls_key_file}}},
+        {"tls_key_file", c.streaming.tls_key_file},
+        {"request_header_timeout_seconds", c.streaming.request_header_timeout_seconds},
+        {"stream_creation_timeout_seconds", c.streaming.stream_creation_timeout_seconds},
+        {"idle_timeout_seconds", c.streaming.idle_timeout_seconds},
+        {"max_connections", c.streaming.max_connections},
+        {"max_unauthenticated_connections", c.streaming.max_unauthenticated_connections},
+        {"max_unauthenticated_per_source", c.streaming.max_unauthenticated_per_source},
+        {"max_sessions", c.streaming.max_sessions},
+        {"max_ports_per_request", c.streaming.max_ports_per_request},
+        {"max_forwards_per_connection", c.streaming.max_forwards_per_connection},
+        {"max_buffered_input_kib", c.streaming.max_buffered_input_kib},
+        {"max_queued_control_frames", c.streaming.max_queued_control_frames},
+        {"output_window_kib", c.streaming.output_window_kib}}},
       {"hypervisor",
        {{"accel", c.hypervisor.accel},
         {"libvirt_uri", c.hypervisor.libvirt_uri},

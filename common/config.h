@@ -43,6 +43,21 @@ struct StreamingConfig {
   int64_t port = 0;  // 0: an ephemeral port chosen at start
   std::string tls_cert_file;
   std::string tls_key_file;
+
+  // Limits against clients that hold connections open or flood them, and against guests that
+  // flood output (docs/reliability.md, "Streaming limits").
+  int64_t request_header_timeout_seconds = 10;    // accept -> request head read (and TLS)
+  int64_t stream_creation_timeout_seconds = 30;   // upgrade -> every announced stream opened
+  int64_t idle_timeout_seconds = 4 * 3600;        // upgraded connection with no traffic
+  int64_t max_connections = 512;                  // upgraded connections at once
+  int64_t max_unauthenticated_connections = 128;  // connections before their token (oldest go)
+  int64_t max_unauthenticated_per_source = 32;    // ... from one client address
+  int64_t max_sessions = 4096;                    // session threads (exec, attach, forwards)
+  int64_t max_ports_per_request = 64;             // ports of one PortForward
+  int64_t max_forwards_per_connection = 256;      // forwarded connections at once on one
+  int64_t max_buffered_input_kib = 4096;          // client bytes buffered per connection
+  int64_t max_queued_control_frames = 1000;       // replies queued for a client not reading
+  int64_t output_window_kib = 1024;               // guest output in flight per session stream
 };
 
 struct CniConfig {

@@ -315,7 +315,8 @@ class DaemonImpl : public Daemon {
     container_controller_->Install();
     services_.containers = container_controller_.get();
     streaming_runtime_ = std::make_unique<ContainerStreamingRuntime>(
-        ContainerStreamingOptions{}, container_controller_.get(), sandbox_controller_.get());
+        ContainerStreamingOptionsFromConfig(config.streaming), container_controller_.get(),
+        sandbox_controller_.get());
     auto streaming = streaming::StreamingServer::Start(
         streaming::StreamingServerOptions::FromConfig(config.streaming), streaming_runtime_.get());
     if (!streaming.ok()) {

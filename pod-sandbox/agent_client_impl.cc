@@ -73,6 +73,7 @@ void FillProcess(const ProcessSpec& p, v1::Process* out) {
   out->set_stderr_stream(p.stderr_stream);
   out->set_no_new_privileges(p.no_new_privileges);
   out->set_acked_output(p.acked_output);
+  out->set_output_window(p.output_window);
   v1::Capabilities* caps = out->mutable_capabilities();
   for (const auto& c : p.capabilities) {
     caps->add_bounding(c);
@@ -360,10 +361,12 @@ class AgentClientImpl final : public AgentClient {
     return CallStatus(req, timeout, "update resources of " + id);
   }
 
-  absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout) override {
+  absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout,
+                           uint32_t window) override {
     v1::Request req;
     req.mutable_port_forward()->set_port(port);
     req.mutable_port_forward()->set_stream_id(stream_id);
+    req.mutable_port_forward()->set_window(window);
     return CallStatus(req, timeout, absl::StrCat("port forward to ", port));
   }
 

@@ -221,6 +221,53 @@ TEST_F(RealAgentTest, PortForwardCarriesBytesBothWays) {
   EXPECT_EQ(fut.get(), "ping through the guest");
 }
 
+// PortForwardRequest.window: the guest reads its socket only while the host has acknowledged
+// enough of what it sent.
+TEST_F(RealAgentTest, PortForwardSendsNoMoreThanItsWindowUntilAcknowledged) {
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  EchoServer echo;
+  const uint32_t stream = client->AllocateStreamId();
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t received = 0;
+  bool eof = false;
+  client->SetStreamCallback(stream, [&](absl::string_view data, bool end) {
+    std::lock_guard<std::mutex> lock(mu);
+    received += data.size();
+    eof = eof || end;
+    cv.notify_all();
+  });
+  constexpr uint32_t kWindow = 64 * 1024;
+  ASSERT_TRUE(client->PortForward(echo.port(), stream, absl::Seconds(30), kWindow).ok());
+  const std::string payload(1 << 20, 'p');
+  ASSERT_TRUE(client->WriteStream(stream, payload, true).ok());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return received >= kWindow; }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(received, kWindow) << "the guest sent beyond its window";
+  }
+  // Acknowledging as we go brings the rest.
+  for (int i = 0; i < 600; ++i) {
+    size_t now;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      now = received;
+      if (eof) break;
+    }
+    ASSERT_TRUE(client->AckStream(stream, now).ok());
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return received > now || eof; });
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(received, payload.size());
+}
+
 TEST_F(RealAgentTest, SlowStreamCallbackDoesNotKillTheChannel) {
   auto client = Connect();
   ASSERT_NE(client, nullptr);

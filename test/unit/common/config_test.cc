@@ -238,6 +238,46 @@ TEST(ConfigTest, EffectiveJsonParsesBackToTheSameConfig) {
   ASSERT_TRUE(again.ok()) << again.status() << "\n" << printed;
   EXPECT_EQ(ConfigToJson(*again), ConfigToJson(*c));
   EXPECT_EQ(again->metrics.address, "127.0.0.1:0");
+TEST(ConfigTest, StreamingLimits) {
+  absl::StatusOr<Config> d = ParseConfig("");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->streaming.request_header_timeout_seconds, 10);
+  EXPECT_EQ(d->streaming.max_unauthenticated_connections, 128);
+  EXPECT_EQ(d->streaming.max_ports_per_request, 64);
+  EXPECT_EQ(d->streaming.output_window_kib, 1024);
+  absl::StatusOr<Config> c = ParseConfig(R"(
+streaming:
+  request_header_timeout_seconds: 3
+  stream_creation_timeout_seconds: 4
+  idle_timeout_seconds: 60
+  max_connections: 100
+  max_unauthenticated_connections: 10
+  max_unauthenticated_per_source: 2
+  max_sessions: 50
+  max_ports_per_request: 8
+  max_forwards_per_connection: 16
+  max_buffered_input_kib: 128
+  max_queued_control_frames: 32
+  output_window_kib: 256
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->streaming.request_header_timeout_seconds, 3);
+  EXPECT_EQ(c->streaming.stream_creation_timeout_seconds, 4);
+  EXPECT_EQ(c->streaming.idle_timeout_seconds, 60);
+  EXPECT_EQ(c->streaming.max_connections, 100);
+  EXPECT_EQ(c->streaming.max_unauthenticated_connections, 10);
+  EXPECT_EQ(c->streaming.max_unauthenticated_per_source, 2);
+  EXPECT_EQ(c->streaming.max_sessions, 50);
+  EXPECT_EQ(c->streaming.max_ports_per_request, 8);
+  EXPECT_EQ(c->streaming.max_forwards_per_connection, 16);
+  EXPECT_EQ(c->streaming.max_buffered_input_kib, 128);
+  EXPECT_EQ(c->streaming.max_queued_control_frames, 32);
+  EXPECT_EQ(c->streaming.output_window_kib, 256);
+  // WebSocket port-forward numbers two channels per port in one byte: more would wrap.
+  absl::StatusOr<Config> bad = ParseConfig("streaming: {max_ports_per_request: 129}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              ::testing::HasSubstr("streaming.max_ports_per_request"));
 }
 
 }  // namespace
