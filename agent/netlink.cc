@@ -181,6 +181,16 @@ Error Netlink::SetLink(int index, const std::string& new_name, uint32_t mtu, boo
   return Transact(&msg);
 }
 
+Error Netlink::SetLinkAddress(int index, const unsigned char mac[6]) {
+  std::string msg = StartMessage(RTM_NEWLINK, 0, seq_++);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  ifi.ifi_index = index;
+  AppendRaw(&msg, &ifi, sizeof(ifi));
+  AppendAttr(&msg, IFLA_ADDRESS, mac, 6);
+  return Transact(&msg);
+}
+
 Error Netlink::AddAddress(int index, const IpPrefix& addr) {
   std::string msg = StartMessage(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, seq_++);
   ifaddrmsg ifa{};

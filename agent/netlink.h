@@ -39,6 +39,8 @@ class Netlink {
   Error ListLinks(std::vector<LinkInfo>* links);
   // Changes what is given: new_name (link must be down), mtu (0: keep), up state.
   Error SetLink(int index, const std::string& new_name, uint32_t mtu, bool up);
+  // Sets the link's hardware address (6 bytes).
+  Error SetLinkAddress(int index, const unsigned char mac[6]);
   Error AddAddress(int index, const IpPrefix& addr);
   // dst.prefix_len == 0 means a default route; gateway.family == 0 means on-link.
   Error AddRoute(const IpPrefix& dst, const IpPrefix& gateway, int oif, uint32_t metric);

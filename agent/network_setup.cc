@@ -46,6 +46,9 @@ Error ValidateNetworkSetup(const v1::SetupNetworkRequest& req) {
   }
   for (const v1::NetworkInterface& nic : req.interfaces()) {
     if (!IsValidMac(nic.mac())) return Error(Code::kInvalidArgument, "invalid MAC \"" + nic.mac() + "\"");
+    if (!nic.set_mac().empty() && !IsValidMac(nic.set_mac())) {
+      return Error(Code::kInvalidArgument, "invalid MAC \"" + nic.set_mac() + "\"");
+    }
     if (!nic.name().empty() && !IsValidIfName(nic.name())) {
       return Error(Code::kInvalidArgument, "invalid interface name \"" + nic.name() + "\"");
     }
@@ -103,6 +106,17 @@ Error ApplyNetworkSetup(const AgentOptions& options, const v1::SetupNetworkReque
     auto it = std::find_if(links.begin(), links.end(), [&](const LinkInfo& l) { return l.mac == mac; });
     if (it == links.end()) return Error(Code::kNotFound, "no interface with MAC " + mac);
     const std::string ctx = "interface " + mac;
+    if (!nic.set_mac().empty() && Lower(nic.set_mac()) != mac) {
+      unsigned char bytes[6];
+      for (int i = 0; i < 6; ++i) {
+        bytes[i] = static_cast<unsigned char>(std::stoi(nic.set_mac().substr(i * 3, 2), nullptr, 16));
+      }
+      // Down first: not every driver takes a new address while up.
+      if ((err = nl.SetLink(it->index, "", 0, false)); !err.ok()) return err.With(ctx);
+      if ((err = nl.SetLinkAddress(it->index, bytes)); !err.ok()) {
+        return err.With(ctx + ": set MAC " + nic.set_mac());
+      }
+    }
     if (!nic.name().empty() && nic.name() != it->name) {
       if ((err = nl.SetLink(it->index, "", 0, false)); !err.ok()) return err.With(ctx);
       if ((err = nl.SetLink(it->index, nic.name(), 0, false)); !err.ok()) {

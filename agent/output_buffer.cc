@@ -4,8 +4,8 @@
 
 namespace podvisor::agent {
 
-OutputBuffer::OutputBuffer(uint32_t stream_id, bool retain, size_t limit)
-    : retain_(retain), limit_(limit), stream_id_(stream_id) {}
+OutputBuffer::OutputBuffer(uint32_t stream_id, bool retain, size_t limit, bool release_on_ack)
+    : retain_(retain), release_on_ack_(release_on_ack), limit_(limit), stream_id_(stream_id) {}
 
 bool OutputBuffer::Append(const char* data, size_t n) {
   std::unique_lock<std::mutex> lock(mu_);
@@ -50,7 +50,7 @@ void OutputBuffer::Sent(const Chunk& chunk) {
   if (chunk.generation != generation_ || chunk.offset != sent_) return;
   sent_ += chunk.data.size();
   if (chunk.eof) eof_sent_ = true;
-  if (!retain_) ReleaseTo(sent_);
+  if (!retain_ && !release_on_ack_) ReleaseTo(sent_);
   cv_.notify_all();
 }
 
@@ -128,6 +128,13 @@ uint64_t OutputBuffer::floor() const {
 uint64_t OutputBuffer::end() const {
   std::lock_guard<std::mutex> lock(mu_);
   return floor_ + held();
+}
+
+std::shared_ptr<OutputBuffer> MakeOutputBuffer(uint32_t stream_id, bool retain,
+                                               uint32_t window) {
+  if (retain || window == 0) return std::make_shared<OutputBuffer>(stream_id, retain);
+  const size_t limit = std::clamp<size_t>(window, 64 * 1024, 16 << 20);
+  return std::make_shared<OutputBuffer>(stream_id, false, limit, /*release_on_ack=*/true);
 }
 
 }  // namespace podvisor::agent

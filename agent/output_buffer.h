@@ -12,11 +12,17 @@
 // are held Append() blocks: the pump stops reading and the container blocks on its next write
 // rather than losing output.
 //
+// With `release_on_ack` (and no retain: an exec session's output, Process.output_window) bytes
+// also stay until acknowledged, which is the host's flow control: `limit` is then the window of
+// bytes read from the pipe and not yet consumed by the session's client. A new host never takes
+// such output over: Unsubscribe() discards it, as without retain.
+//
 // Thread-safe.
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -26,7 +32,8 @@ class OutputBuffer {
  public:
   static constexpr size_t kDefaultLimit = 1u << 20;
 
-  OutputBuffer(uint32_t stream_id, bool retain, size_t limit = kDefaultLimit);
+  OutputBuffer(uint32_t stream_id, bool retain, size_t limit = kDefaultLimit,
+               bool release_on_ack = false);
 
   // Pump side. Waits while `limit` bytes are held; false once Close()d (the bytes are dropped).
   bool Append(const char* data, size_t n);
@@ -61,6 +68,8 @@ class OutputBuffer {
 
   uint32_t stream_id() const;
   bool retain() const { return retain_; }
+  // Bytes are released by Ack() (retain or release_on_ack).
+  bool acked() const { return retain_ || release_on_ack_; }
   // [first held byte, end).
   uint64_t floor() const;
   uint64_t end() const;
@@ -70,6 +79,7 @@ class OutputBuffer {
   size_t held() const { return data_.size() - head_; }  // requires mu_
 
   const bool retain_;
+  const bool release_on_ack_;
   const size_t limit_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -86,5 +96,11 @@ class OutputBuffer {
   bool closed_ = false;
   uint64_t generation_ = 0;
 };
+
+// The buffer of a process's output stream: `retain` for a container's own output that a
+// restarted host may take over; `window` (Process.output_window, non-zero) for output the host
+// acknowledges as its client consumes it, at most `window` bytes in flight (clamped to 64 KiB..
+// 16 MiB).
+std::shared_ptr<OutputBuffer> MakeOutputBuffer(uint32_t stream_id, bool retain, uint32_t window);
 
 }  // namespace podvisor::agent

@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -31,6 +33,63 @@ struct Connection {
     }
   }
 };
+
+// The host's flow control of the guest-to-host direction (PortForwardRequest.window): bytes sent
+// on the stream and not yet acknowledged are at most `window`; the socket is not read beyond.
+class SendWindow {
+ public:
+  explicit SendWindow(uint64_t window) : window_(window) {}
+  // Waits for room; how many bytes may be sent now (at most `max`), 0 once the stream is gone.
+  size_t Acquire(size_t max) {
+    if (window_ == 0) return max;
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return gone_ || sent_ - acked_ < window_; });
+    if (gone_) return 0;
+    return static_cast<size_t>(std::min<uint64_t>(max, window_ - (sent_ - acked_)));
+  }
+  void Sent(size_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sent_ += n;
+  }
+  // An acknowledgement, or AgentServer::kStreamGone.
+  void Ack(uint64_t offset) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (offset == AgentServer::kStreamGone) {
+      gone_ = true;
+    } else {
+      acked_ = std::max(acked_, std::min(offset, sent_));  // only what was sent
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  const uint64_t window_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t sent_ = 0;
+  uint64_t acked_ = 0;
+  bool gone_ = false;
+};
+
+// Reads the guest's socket and sends its bytes on `stream`, within the host's window.
+void PumpSocket(AgentServer* server, const std::shared_ptr<Connection>& conn, int fd,
+                uint32_t stream, const std::shared_ptr<SendWindow>& window) {
+  char buf[64 * 1024];
+  for (;;) {
+    const size_t room = window->Acquire(sizeof(buf));
+    if (room == 0) break;  // the host went away or closed the stream
+    ssize_t n = recv(fd, buf, room, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    window->Sent(static_cast<size_t>(n));
+    if (!server->SendStream(stream, std::string(buf, static_cast<size_t>(n)), false).ok()) break;
+  }
+  server->SendStream(stream, "", true);
+  server->RemoveAckHandler(stream);
+  std::lock_guard<std::mutex> lock(conn->mu);
+  conn->guest_done = true;
+  conn->CloseIfDone();
+}
 
 int ConnectLoopback(uint16_t port, int* err) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -82,18 +141,12 @@ Error StartPortForward(AgentServer* server, const v1::PortForwardRequest& req) {
       server->RemoveStreamHandler(stream);
     }
   });
-  std::thread([server, conn, fd, stream] {
-    char buf[64 * 1024];
-    for (;;) {
-      ssize_t n = recv(fd, buf, sizeof(buf), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      if (!server->SendStream(stream, std::string(buf, static_cast<size_t>(n)), false).ok()) break;
-    }
-    server->SendStream(stream, "", true);
-    std::lock_guard<std::mutex> lock(conn->mu);
-    conn->guest_done = true;
-    conn->CloseIfDone();
+  auto window = std::make_shared<SendWindow>(req.window() == 0 ? 0 : std::max(req.window(), 4096u));
+  if (req.window() != 0) {
+    server->AddAckHandler(stream, [window](uint64_t offset) { window->Ack(offset); });
+  }
+  std::thread([server, conn, fd, stream, window] {
+    PumpSocket(server, conn, fd, stream, window);
   }).detach();
   return Error::Ok();
 }

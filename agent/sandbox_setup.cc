@@ -89,6 +89,51 @@ std::string HostsFile(const std::string& hostname, const v1::SetupSandboxRequest
   return out;
 }
 
+bool IsMachineId(const std::string& id) {
+  if (id.size() != 32) return false;
+  for (char c : id) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// Credits `entropy` to the kernel's pool and reseeds the CRNG from it at once: a template clone
+// starts with its template's CRNG state, which RNDADDENTROPY alone replaces only at the next
+// scheduled reseed (up to a minute later on Linux 6.1).
+Error SeedRandom(const std::string& entropy) {
+  int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoError("open /dev/urandom", errno);
+  std::string buf(sizeof(rand_pool_info) + entropy.size(), '\0');
+  auto* info = reinterpret_cast<rand_pool_info*>(buf.data());
+  info->entropy_count = static_cast<int>(entropy.size() * 8);
+  info->buf_size = static_cast<int>(entropy.size());
+  std::memcpy(info->buf, entropy.data(), entropy.size());
+  int rc = ioctl(fd, RNDADDENTROPY, info);
+  if (rc == 0) rc = ioctl(fd, RNDRESEEDCRNG);
+  int e = errno;
+  close(fd);
+  if (rc != 0) return ErrnoError("seed the RNG", e);
+  return Error::Ok();
+}
+
+// Mounts the host's shared directory (volumes) at `target`, nosuid,nodev: a file the host or
+// another pod left there grants nothing in the guest.
+Error MountShared(const std::string& tag, const std::string& type, const std::string& target) {
+  if (type == "9p") {
+    // cache=none: host changes (configMap updates, hostPath writes) are seen at once; the
+    // largest msize QEMU allows doubles large reads and writes.
+    const char* options = "trans=virtio,version=9p2000.L,msize=512000,cache=none,access=client";
+    if (mount(tag.c_str(), target.c_str(), "9p", MS_NOSUID | MS_NODEV, options) != 0) {
+      return ErrnoError("mount 9p " + tag + " at " + target, errno);
+    }
+    return Error::Ok();
+  }
+  if (mount(tag.c_str(), target.c_str(), "virtiofs", MS_NOSUID | MS_NODEV, nullptr) != 0) {
+    return ErrnoError("mount virtiofs " + tag + " at " + target, errno);
+  }
+  return Error::Ok();
+}
+
 }  // namespace
 
 bool IsValidHostname(const std::string& name) {
@@ -134,6 +179,13 @@ Error ValidateSandboxSetup(const v1::SetupSandboxRequest& req) {
   if (!req.shared_fs_tag().empty() && !IsPrintableToken(req.shared_fs_tag(), 36)) {
     return Error(Code::kInvalidArgument, "invalid shared filesystem tag");
   }
+  if (!req.shared_fs_type().empty() && req.shared_fs_type() != "virtiofs" &&
+      req.shared_fs_type() != "9p") {
+    return Error(Code::kInvalidArgument, "shared filesystem type must be virtiofs or 9p");
+  }
+  if (!req.machine_id().empty() && !IsMachineId(req.machine_id())) {
+    return Error(Code::kInvalidArgument, "machine id must be 32 lower-case hex digits");
+  }
   if (req.entropy().size() > kMaxEntropyBytes) {
     return Error(Code::kInvalidArgument, "entropy larger than 4096 bytes");
   }
@@ -157,17 +209,12 @@ Error ApplySandboxSetup(const AgentOptions& options, const v1::SetupSandboxReque
     if (clock_settime(CLOCK_REALTIME, &ts) != 0) return ErrnoError("set the clock", errno);
   }
   if (!req.entropy().empty() && options.pid1) {
-    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoError("open /dev/urandom", errno);
-    std::string buf(sizeof(rand_pool_info) + req.entropy().size(), '\0');
-    auto* info = reinterpret_cast<rand_pool_info*>(buf.data());
-    info->entropy_count = static_cast<int>(req.entropy().size() * 8);
-    info->buf_size = static_cast<int>(req.entropy().size());
-    std::memcpy(info->buf, req.entropy().data(), req.entropy().size());
-    int rc = ioctl(fd, RNDADDENTROPY, info);
-    int e = errno;
-    close(fd);
-    if (rc != 0) return ErrnoError("seed the RNG", e);
+    err = SeedRandom(req.entropy());
+    if (!err.ok()) return err;
+  }
+  if (!req.machine_id().empty()) {
+    err = WriteFile(etc + "/machine-id", req.machine_id() + "\n", true);
+    if (!err.ok()) return err;
   }
   if (!req.hostname().empty()) {
     if (options.pid1 && sethostname(req.hostname().data(), req.hostname().size()) != 0) {
@@ -192,18 +239,14 @@ Error ApplySandboxSetup(const AgentOptions& options, const v1::SetupSandboxReque
   }
   static bool shared_mounted = false;  // setup runs again after a template clone is restored
   if (!req.shared_fs_tag().empty() && options.pid1 && !shared_mounted) {
-    // The host's shared directory (volumes). Mounted nosuid,nodev: a file the host or another
-    // pod left there grants nothing in the guest.
     const std::string target = options.state_dir + "/shared";
     for (const std::string& dir : {options.state_dir, target}) {
       if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
         return ErrnoError("mkdir " + dir, errno);
       }
     }
-    if (mount(req.shared_fs_tag().c_str(), target.c_str(), "virtiofs", MS_NOSUID | MS_NODEV,
-              nullptr) != 0) {
-      return ErrnoError("mount virtiofs " + req.shared_fs_tag() + " at " + target, errno);
-    }
+    err = MountShared(req.shared_fs_tag(), req.shared_fs_type(), target);
+    if (!err.ok()) return err;
     shared_mounted = true;
   }
   AgentLog(LogSeverity::kInfo, "sandbox set up (hostname \"" + req.hostname() + "\")");

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "agent/containers.h"
@@ -153,6 +154,7 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
       return FromError(containers_->UpdateResources(request.update_container_resources()));
     case v1::Request::kCloseStream:
       RemoveStreamHandler(request.close_stream().stream_id());
+      RemoveAckHandler(request.close_stream().stream_id());
       return OkEmpty();
     case v1::Request::kAttachOutput:
       return containers_->AttachOutput(request.attach_output());
@@ -220,10 +222,13 @@ v1::Response AgentServer::Hello(const v1::HelloRequest& req) {
   h->add_features("attach-output");
   // Stream ids of a previous host (one that restarted) mean nothing to this one.
   containers_->HostChanged();
+  std::map<uint32_t, AckHandler> acks;
   {
     std::lock_guard<std::mutex> lock(streams_mu_);
     streams_.clear();
+    acks.swap(ack_handlers_);
   }
+  for (auto& [stream, handler] : acks) handler(kStreamGone);
   handshake_done_ = true;
   AgentLog(LogSeverity::kInfo, "handshake with host " + req.host_version());
   return r;
@@ -242,7 +247,17 @@ void AgentServer::Shutdown(uint64_t id, const v1::ShutdownRequest& req) {
 
 void AgentServer::HandleStream(const v1::StreamData& data) {
   if (data.ack_offset() != 0 && data.data().empty() && !data.eof()) {
-    containers_->AckOutput(data.stream_id(), data.ack_offset());
+    AckHandler ack;
+    {
+      std::lock_guard<std::mutex> lock(streams_mu_);
+      auto it = ack_handlers_.find(data.stream_id());
+      if (it != ack_handlers_.end()) ack = it->second;
+    }
+    if (ack) {
+      ack(std::min(data.ack_offset(), kStreamGone - 1));
+    } else {
+      containers_->AckOutput(data.stream_id(), data.ack_offset());
+    }
     return;
   }
   StreamHandler handler;
@@ -263,6 +278,23 @@ void AgentServer::AddStreamHandler(uint32_t stream_id, StreamHandler handler) {
 void AgentServer::RemoveStreamHandler(uint32_t stream_id) {
   std::lock_guard<std::mutex> lock(streams_mu_);
   streams_.erase(stream_id);
+}
+
+void AgentServer::AddAckHandler(uint32_t stream_id, AckHandler handler) {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  ack_handlers_[stream_id] = std::move(handler);
+}
+
+void AgentServer::RemoveAckHandler(uint32_t stream_id) {
+  AckHandler handler;
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    auto it = ack_handlers_.find(stream_id);
+    if (it == ack_handlers_.end()) return;
+    handler = std::move(it->second);
+    ack_handlers_.erase(it);
+  }
+  handler(kStreamGone);
 }
 
 void AgentServer::Respond(uint64_t id, const v1::Response& response) {

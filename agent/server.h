@@ -37,6 +37,14 @@ class AgentServer {
   void AddStreamHandler(uint32_t stream_id, StreamHandler handler);
   void RemoveStreamHandler(uint32_t stream_id);
 
+  // Routes the host's acknowledgements (StreamData.ack_offset) of stream `stream_id` to `handler`
+  // (a port-forward's window). A new host, a CloseStream or the removal calls it once more with
+  // kStreamGone.
+  using AckHandler = std::function<void(uint64_t offset)>;
+  static constexpr uint64_t kStreamGone = ~uint64_t{0};
+  void AddAckHandler(uint32_t stream_id, AckHandler handler);
+  void RemoveAckHandler(uint32_t stream_id);
+
  private:
   void HandleFrame(const std::string& payload);
   void HandleRequest(uint64_t id, const v1::Request& request);
@@ -53,6 +61,7 @@ class AgentServer {
   std::unique_ptr<ContainerManager> containers_;
   std::mutex streams_mu_;
   std::map<uint32_t, StreamHandler> streams_;
+  std::map<uint32_t, AckHandler> ack_handlers_;  // guarded by streams_mu_
 };
 
 v1::Response ErrorResponse(const Error& error);

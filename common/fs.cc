@@ -114,6 +114,69 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
+absl::Status EnsureDirs(const std::string& path, unsigned mode) {
+  if (path.empty()) return absl::InvalidArgumentError("create directory: empty path");
+  std::string prefix = path[0] == '/' ? "/" : "";
+  for (absl::string_view part : absl::StrSplit(path, '/', absl::SkipEmpty())) {
+    absl::StrAppend(&prefix, part);
+    struct stat st {};
+    if (::stat(prefix.c_str(), &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("create directory ", path, ": ", prefix, " is not a directory"));
+      }
+    } else if (errno != ENOENT) {
+      return ErrnoStatus(absl::StrCat("stat ", prefix), errno);
+    } else if (::mkdir(prefix.c_str(), mode) == 0) {
+      // Only what was created here gets `mode` (mkdir applied the umask to it).
+      if (::chmod(prefix.c_str(), mode) != 0) {
+        return ErrnoStatus(absl::StrCat("chmod ", prefix), errno);
+      }
+    } else if (errno != EEXIST) {
+      return ErrnoStatus(absl::StrCat("create directory ", prefix), errno);
+    }
+    prefix.push_back('/');
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadFileLimited(const std::string& path, int64_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return ErrnoStatus(absl::StrCat("open ", path), errno);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      return ErrnoStatus(absl::StrCat("read ", path), err);
+    }
+    if (n == 0) break;
+    if (static_cast<int64_t>(out.size()) + n > max_bytes) {
+      ::close(fd);
+      return absl::OutOfRangeError(
+          absl::StrCat(path, " is larger than the limit of ", max_bytes, " bytes"));
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+bool HasDotDot(absl::string_view path) {
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "..") return true;
+  }
+  return false;
+}
+
 namespace {
 
 // mountinfo escapes space, tab, newline and backslash in paths as \ooo.

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,18 @@ absl::Status MakeDirs(const std::string& path, unsigned mode = 0755);
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, unsigned mode = 0644);
 
 absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Creates `path` and its missing parents, each with `mode` exactly (whatever the umask); a
+// directory that already exists keeps its mode and owner (a log directory of mode 1777 keeps
+// its sticky bit). FAILED_PRECONDITION when a component exists and is not a directory.
+absl::Status EnsureDirs(const std::string& path, unsigned mode = 0755);
+
+// Reads a regular file of at most `max_bytes` (OUT_OF_RANGE naming the limit when larger, and
+// never reading more than the limit; FAILED_PRECONDITION for a device, FIFO or directory).
+absl::StatusOr<std::string> ReadFileLimited(const std::string& path, int64_t max_bytes);
+
+// True when `path` has a ".." component.
+bool HasDotDot(absl::string_view path);
 
 // fsync of a directory, so that renames and creations inside it are durable.
 absl::Status FsyncDir(const std::string& dir);

@@ -1,6 +1,7 @@
 #include "cri/container_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "nlohmann/json.hpp"
 
 namespace podvisor::cri {
@@ -14,6 +15,14 @@ void Metadata(const Container& c, runtime::v1::ContainerMetadata* out) {
 void Image(const Container& c, runtime::v1::ImageSpec* out) {
   out->set_image(c.metadata.config.image);
   out->set_user_specified_image(c.metadata.config.image);
+}
+
+// The deprecated seccomp_profile_path, which older kubelets still send instead of seccomp.
+std::string LegacySeccompProfilePath(const runtime::v1::LinuxContainerSecurityContext& sc) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  return sc.seccomp_profile_path();
+#pragma GCC diagnostic pop
 }
 
 }  // namespace
@@ -105,6 +114,12 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
   c.labels.insert(in.labels().begin(), in.labels().end());
   c.annotations.insert(in.annotations().begin(), in.annotations().end());
   c.log_path = in.log_path();
+  if (HasDotDot(c.log_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.log_path \"", c.log_path,
+                     "\" has a \"..\" component (log paths stay below the "
+                     "pod's log_directory)"));
+  }
   c.stdin = in.stdin();
   c.stdin_once = in.stdin_once();
   c.tty = in.tty();
@@ -155,8 +170,7 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
         default:
           return absl::InvalidArgumentError("seccomp: unknown profile type");
       }
-    } else if (!sc.seccomp_profile_path().empty()) {
-      const std::string& p = sc.seccomp_profile_path();
+    } else if (const std::string p = LegacySeccompProfilePath(sc); !p.empty()) {
       if (p == "runtime/default" || p == "docker/default") {
         c.seccomp.kind = SeccompConfig::Kind::kRuntimeDefault;
       } else if (p == "unconfined") {

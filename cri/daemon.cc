@@ -15,14 +15,20 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "cri/admin_server.h"
+#include "cri/config_reload.h"
+#include "cri/metrics_endpoint.h"
 #include "cri/runtime_service.h"
 #include "host-runtime/host_runtime.h"
 #include "host-runtime/host_streaming.h"
+#include "cri/vm_templates.h"
 #include "hypervisor/hypervisor.h"
 #include "image/image_service.h"
 #include "network/pod_network.h"
@@ -31,6 +37,7 @@
 #include "pod-sandbox/container_streaming.h"
 #include "pod-sandbox/runtime_handler.h"
 #include "pod-sandbox/sandbox_controller.h"
+#include "pod-sandbox/seccomp.h"
 #include "store/store.h"
 
 namespace podvisor {
@@ -103,6 +110,11 @@ class DaemonImpl : public Daemon {
  public:
   ~DaemonImpl() override {
     Shutdown();
+    admin_.reset();
+    {
+      absl::MutexLock lock(&live_mu_);
+      metrics_.reset();
+    }
     if (init_thread_.joinable()) init_thread_.join();
     if (sandbox_controller_) sandbox_controller_->Detach();
     if (lock_fd_ >= 0) ::close(lock_fd_);
@@ -123,6 +135,7 @@ class DaemonImpl : public Daemon {
     if (!records.ok()) return records.status();
     records_ = std::move(*records);
     if (absl::Status s = LoadStores(); !s.ok()) return s;
+    if (absl::Status s = StartOperatorEndpoints(config); !s.ok()) return s;
     if (absl::Status s = Serve(); !s.ok()) return s;
     // The hypervisor's first connection probes QEMU for seconds: serve meanwhile (RuntimeReady
     // stays false and sandbox calls wait) rather than keep kubelet from the socket.
@@ -144,7 +157,89 @@ class DaemonImpl : public Daemon {
     PV_LOG(kInfo) << "podvisord stopped; pods keep running";
   }
 
+  void Reload(const Config& next) override {
+    absl::MutexLock lock(&live_mu_);
+    const Config running = live_config_;
+    std::vector<std::string> changed = cri::ChangedKeys(running, next);
+    if (changed.empty()) {
+      PV_LOG(kInfo) << "config reloaded: nothing changed";
+      return;
+    }
+    Config applied = cri::ApplyLiveKeys(running, next);
+    std::vector<std::string> live, restart;
+    for (const std::string& key : changed) (cri::IsLiveKey(key) ? live : restart).push_back(key);
+    if (next.log_level != running.log_level) SetLogLevel(ParseLogLevel(next.log_level));
+    if (ConfigToJson(next)["registry"]["hosts"] != ConfigToJson(running)["registry"]["hosts"]) {
+      image_controller_->SetRegistryConfig(applied.registry);
+    }
+    if (next.metrics.address != running.metrics.address) {
+      if (absl::Status s = MoveMetrics(next.metrics.address); !s.ok()) {
+        PV_LOG(kError) << "config reload: metrics.address stays " << running.metrics.address
+                       << ": " << s.message();
+        applied.metrics.address = running.metrics.address;
+      }
+    }
+    live_config_ = applied;
+    if (!live.empty()) {
+      PV_LOG(kInfo) << "config reloaded: applied " << absl::StrJoin(live, ", ");
+    }
+    for (const std::string& key : restart) {
+      PV_LOG(kWarning) << "config reload: " << key << " changed; it takes effect after a restart";
+    }
+  }
+
  private:
+  // Prometheus metrics and the admin socket: what an operator looks at.
+  absl::Status StartOperatorEndpoints(const Config& config) {
+    {
+      absl::MutexLock lock(&live_mu_);
+      live_config_ = config;
+      if (!config.metrics.address.empty()) {
+        if (absl::Status s = MoveMetrics(config.metrics.address); !s.ok()) return s;
+      }
+    }
+    services_.effective_config = [this] {
+      absl::MutexLock lock(&live_mu_);
+      return ConfigToJson(live_config_);
+    };
+    services_.metrics_url = [this] {
+      absl::MutexLock lock(&live_mu_);
+      return metrics_ ? metrics_->Url() : std::string();
+    };
+    cri::AdminContext context{sandbox_controller_.get(), container_controller_.get(),
+                              services_.effective_config};
+    auto admin = cri::AdminServer::Start(absl::StrCat(config.state_dir, "/admin.sock"), context);
+    if (!admin.ok()) return admin.status();
+    admin_ = std::move(*admin);
+    return absl::OkStatus();
+  }
+
+  // Serves metrics on `address` instead (empty: not at all). The old endpoint goes first, so the
+  // same port can be bound again; on failure nothing serves and the error says why.
+  absl::Status MoveMetrics(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(live_mu_) {
+    const std::string old = metrics_ ? metrics_->address() : "";
+    metrics_.reset();
+    if (address.empty()) {
+      if (!old.empty()) {
+        PV_LOG(kInfo) << "metrics endpoint on " << old << " stopped";
+      }
+      return absl::OkStatus();
+    }
+    auto endpoint =
+        cri::MetricsEndpoint::Start(address, sandbox_controller_.get(), container_controller_.get());
+    if (!endpoint.ok()) {
+      if (!old.empty()) {
+        auto back = cri::MetricsEndpoint::Start(old, sandbox_controller_.get(),
+                                                container_controller_.get());
+        if (back.ok()) metrics_ = std::move(*back);
+      }
+      return endpoint.status();
+    }
+    metrics_ = std::move(*endpoint);
+    PV_LOG(kInfo) << "metrics on " << metrics_->Url();
+    return absl::OkStatus();
+  }
+
   absl::Status LoadStores() {
     const Config& config = services_.config;
     sandbox_store_ = std::make_unique<SandboxStore>(records_.get(), "sandbox");
@@ -161,6 +256,14 @@ class DaemonImpl : public Daemon {
     hv.initrd =
         config.hypervisor.initrd.empty() ? guest_dir + "/initrd.img" : config.hypervisor.initrd;
     hv.virtiofsd = config.hypervisor.virtiofsd;
+    hv.qemu_sandbox = config.hypervisor.qemu_sandbox;
+    hv.guest_mitigations = config.hypervisor.guest_mitigations;
+    hv.console_log_max_bytes = config.hypervisor.console_log_max_bytes;
+    // Durable: a restart (or a reboot into the same kernel) skips the seconds of the KVM probe.
+    if (absl::Status s = MakeDirs(absl::StrCat(config.root_dir, "/hypervisor"), 0700); !s.ok()) {
+      return s;
+    }
+    hv.probe_cache_path = absl::StrCat(config.root_dir, "/hypervisor/kvm-probe");
     if (config.hypervisor.shared_filesystem && ::access(hv.virtiofsd.c_str(), X_OK) != 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "hypervisor.virtiofsd: ", hv.virtiofsd,
@@ -170,6 +273,10 @@ class DaemonImpl : public Daemon {
     auto hypervisor = NewLibvirtHypervisor(hv);
     if (!hypervisor.ok()) return hypervisor.status();
     hypervisor_ = std::move(*hypervisor);
+
+    auto templates = NewDaemonTemplateStore(config, hypervisor_.get(), hv.kernel, hv.initrd);
+    if (!templates.ok()) return templates.status();
+    templates_ = std::move(*templates);
 
     auto network = NewCniPodNetworkManager(PodNetworkOptionsFromConfig(config));
     if (!network.ok()) return network.status();
@@ -183,6 +290,11 @@ class DaemonImpl : public Daemon {
     so.default_memory_mib = static_cast<uint64_t>(config.hypervisor.default_memory_mib);
     so.boot_timeout = absl::Seconds(config.hypervisor.boot_timeout_seconds);
     so.shared_filesystem = config.hypervisor.shared_filesystem;
+    if (templates_) {
+      so.find_template = [store = templates_.get()](uint32_t vcpus, uint64_t memory_mib) {
+        return store->Find(vcpus, memory_mib);
+      };
+    }
     sandbox_controller_ = std::make_unique<SandboxController>(
         so, sandbox_store_.get(), hypervisor_.get(), network_.get(), &AgentClient::Connect);
     services_.records = records_.get();
@@ -191,6 +303,7 @@ class DaemonImpl : public Daemon {
     ImageController::Options image_options;
     image_options.root_dir = absl::StrCat(services_.config.root_dir, "/images");
     image_options.registry = services_.config.registry;
+    SetSeccompProfileMaxBytes(services_.config.seccomp_profile_max_bytes);
     auto images = ImageController::Create(std::move(image_options), records_.get());
     if (!images.ok()) return images.status();
     image_controller_ = std::move(*images);
@@ -206,7 +319,8 @@ class DaemonImpl : public Daemon {
     services_.containers = container_controller_.get();
     if (absl::Status s = InitHostHandler(); !s.ok()) return s;
     streaming_runtime_ = std::make_unique<ContainerStreamingRuntime>(
-        ContainerStreamingOptions{}, container_controller_.get(), sandbox_controller_.get());
+        ContainerStreamingOptionsFromConfig(config.streaming), container_controller_.get(),
+        sandbox_controller_.get());
     handler_streaming_ =
         std::make_unique<HandlerStreamingRuntime>(streaming_runtime_.get(), host_runtime_.get());
     auto streaming = streaming::StreamingServer::Start(
@@ -280,6 +394,8 @@ class DaemonImpl : public Daemon {
     absl::Status s = hypervisor_->Init();
     if (s.ok()) s = sandbox_controller_->Recover();
     if (s.ok()) s = container_controller_->Recover();
+    // In the background: until a template is ready, pods boot cold.
+    if (s.ok() && templates_) templates_->Start();
     if (s.ok()) {
       PV_LOG(kInfo) << "runtime ready in " << absl::ToInt64Milliseconds(absl::Now() - start)
                     << " ms (accelerator " << hypervisor_->Accelerator() << ")";
@@ -320,6 +436,7 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<SandboxStore> sandbox_store_;
   std::unique_ptr<Hypervisor> hypervisor_;
   std::unique_ptr<PodNetworkManager> network_;
+  std::unique_ptr<VmTemplateStore> templates_;  // builds through hypervisor_: destroyed first
   std::thread init_thread_;
   std::unique_ptr<SandboxController> sandbox_controller_;
   std::unique_ptr<ImageController> image_controller_;
@@ -335,6 +452,10 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<cri::RuntimeService> runtime_service_;
   std::unique_ptr<cri::ImageService> image_service_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<cri::AdminServer> admin_;
+  absl::Mutex live_mu_;
+  Config live_config_ ABSL_GUARDED_BY(live_mu_);
+  std::unique_ptr<cri::MetricsEndpoint> metrics_ ABSL_GUARDED_BY(live_mu_);
 };
 
 }  // namespace

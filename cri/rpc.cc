@@ -1,6 +1,7 @@
 #include "cri/rpc.h"
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 namespace podvisor::cri {
 
@@ -11,6 +12,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 
 void LogCall(absl::string_view method, const absl::Status& status, absl::Duration latency) {
   const double ms = absl::ToDoubleMilliseconds(latency);
+  metrics::ObserveCriRequest(std::string_view(method.data(), method.size()),
+                             absl::StatusCodeToString(status.code()),
+                             absl::ToDoubleSeconds(latency));
   if (status.ok()) {
     PV_LOG(kDebug) << "rpc " << method << " OK " << ms << "ms";
     return;

@@ -17,7 +17,8 @@ namespace podvisor::cri {
 // The one place an absl::Status becomes a gRPC status (the codes are numerically the same).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Logs one finished call: method, outcome and latency at debug level; failures at warning.
+// Logs one finished call (method, outcome and latency at debug level; failures at warning) and
+// records it in podvisor_cri_request_duration_seconds.
 void LogCall(absl::string_view method, const absl::Status& status, absl::Duration latency);
 
 // UNIMPLEMENTED, with a sentence naming the RPC and why.

@@ -61,8 +61,14 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
       handler->mutable_features()->set_user_namespaces(h.user_namespaces);
     }
     if (request->verbose()) {
-      nlohmann::json info = ConfigToJson(services_->config);
+      nlohmann::json info = services_->effective_config ? services_->effective_config()
+                                                        : ConfigToJson(services_->config);
       (*response->mutable_info())["config"] = info.dump();
+      if (services_->metrics_url) {
+        const std::string url = services_->metrics_url();
+        (*response->mutable_info())["metrics"] =
+            nlohmann::json{{"enabled", !url.empty()}, {"url", url}}.dump();
+      }
       absl::StatusOr<std::string> network = services_->records->Get(kNetworkKind, kNetworkRecord);
       if (network.ok()) (*response->mutable_info())["network"] = *network;
     }

@@ -1,6 +1,7 @@
 #include "cri/sandbox_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/fs.h"
 #include "cri/container_convert.h"
 #include "nlohmann/json.hpp"
 
@@ -91,6 +92,10 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
         absl::StrCat("config.hostname \"", out.hostname, "\" is longer than 63 characters"));
   }
   out.log_directory = c.log_directory();
+  if (HasDotDot(out.log_directory)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.log_directory \"", out.log_directory, "\" has a \"..\" component"));
+  }
   if (c.has_dns_config()) {
     const auto& d = c.dns_config();
     out.dns = SandboxDns{{d.servers().begin(), d.servers().end()},
@@ -121,10 +126,23 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
     out.privileged = l.security_context().privileged();
     const runtime::v1::LinuxContainerResources& r =
         l.has_resources() ? l.resources() : l.overhead();
-    out.cpu_quota = r.cpu_quota() + (l.has_resources() ? l.overhead().cpu_quota() : 0);
+    const int64_t overhead_quota = l.has_resources() ? l.overhead().cpu_quota() : 0;
+    const int64_t overhead_memory = l.has_resources() ? l.overhead().memory_limit_in_bytes() : 0;
+    for (int64_t v : {r.cpu_quota(), overhead_quota, r.cpu_period(), r.memory_limit_in_bytes(),
+                      overhead_memory}) {
+      if (v < 0) {
+        return absl::InvalidArgumentError(
+            "linux.resources/overhead: cpu_quota, cpu_period and memory_limit_in_bytes must not "
+            "be negative");
+      }
+    }
+    if (__builtin_add_overflow(r.cpu_quota(), overhead_quota, &out.cpu_quota) ||
+        __builtin_add_overflow(r.memory_limit_in_bytes(), overhead_memory,
+                               &out.memory_limit_bytes)) {
+      return absl::InvalidArgumentError(
+          "linux.resources + linux.overhead: the pod's CPU quota or memory limit overflows");
+    }
     out.cpu_period = r.cpu_period();
-    out.memory_limit_bytes =
-        r.memory_limit_in_bytes() + (l.has_resources() ? l.overhead().memory_limit_in_bytes() : 0);
   }
   return out;
 }
@@ -191,6 +209,8 @@ std::string VerboseInfo(const SandboxInfo& info) {
         {"vcpus", m.vcpus},
         {"memoryMiB", m.memory_mib},
         {"bootMillis", st.boot_ms},
+        {"template", m.template_key},
+        {"sharedFs", m.shared_fs_transport},
         {"stateDir", m.state_dir}}},
       {"agent",
        {{"connected", info.agent_connected},

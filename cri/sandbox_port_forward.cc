@@ -1,6 +1,7 @@
 // PortForward: check the sandbox, register the session with the streaming server and return its
 // URL. Each forwarded connection then runs in ContainerStreamingRuntime::PortForward.
 
+#include "common/status_util.h"
 #include "cri/rpc.h"
 #include "cri/runtime_service.h"
 
@@ -17,11 +18,10 @@ grpc::Status RuntimeService::PortForward(grpc::ServerContext*,
       return absl::UnavailableError("port-forward: the streaming server is not running");
     }
     streaming::PortForwardRequest r;
-    for (int32_t port : request->port()) {
-      if (port <= 0 || port > 65535) {
-        return absl::InvalidArgumentError(absl::StrCat("port-forward: invalid port ", port));
-      }
-      r.ports.push_back(port);
+    r.ports.assign(request->port().begin(), request->port().end());
+    // Ports out of range, or more than the server forwards for one request.
+    if (absl::Status s = services_->streaming->CheckPortForward(r); !s.ok()) {
+      return WithContext(s, "port-forward");
     }
     absl::StatusOr<SandboxInfo> info;
     if (services_->HostSandbox(request->pod_sandbox_id())) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -35,6 +36,10 @@ struct Services {
   // Whether an id (or unique prefix) names one of the host handler's sandboxes / containers.
   bool HostSandbox(const std::string& id) const { return host && host->OwnsSandbox(id); }
   bool HostContainer(const std::string& id) const { return host && host->OwnsContainer(id); }
+  // Set by the daemon (thread-safe): the effective configuration after config reloads, as
+  // ConfigToJson gives it, and the URL of the metrics endpoint (empty while disabled).
+  std::function<nlohmann::json()> effective_config;
+  std::function<std::string()> metrics_url;
 };
 
 }  // namespace podvisor::cri

@@ -88,6 +88,21 @@ absl::Status ValidateSpec(const VmSpec& spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("shared_dir must be an absolute path, got '", spec.shared_dir, "'"));
   }
+  for (const auto* path : {&spec.memory_file, &spec.restore_state}) {
+    if (!path->empty() && (*path)[0] != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "memory_file and restore_state must be absolute paths, got '", *path, "'"));
+    }
+  }
+  if (!spec.restore_state.empty() && spec.memory_file.empty()) {
+    return absl::InvalidArgumentError("restore_state needs the template's memory_file");
+  }
+  if (spec.shared_fs_transport == SharedFsTransport::kVirtiofs && !spec.shared_dir.empty() &&
+      !spec.memory_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a VM with a memory file (template or clone) cannot share a directory over virtiofs: "
+        "use 9p");
+  }
   if (spec.agent_socket.size() >= 108) {
     return absl::InvalidArgumentError(
         absl::StrCat("agent socket path is too long for a unix socket: ", spec.agent_socket));
@@ -132,6 +147,60 @@ std::string DiskElement(const VmDisk& disk) {
       disk.index);
 }
 
+// QEMU's option syntax: a comma inside a value is written twice.
+std::string QemuOptValue(absl::string_view value) {
+  std::string out;
+  for (char c : value) {
+    out += c;
+    if (c == ',') out += ',';
+  }
+  return out;
+}
+
+void AppendQemuArg(std::string& xml, absl::string_view arg) {
+  absl::StrAppend(&xml, "    <qemu:arg value='", XmlEscape(arg), "'/>\n");
+}
+
+// Raw QEMU arguments libvirt has no element for: guest RAM in a file (templates and clones), the
+// deferred incoming migration of a clone, QEMU's own 9p server, and modern virtio-mmio (which
+// vhost-user backends such as virtiofsd need).
+std::string QemuCommandLine(const VmSpec& spec) {
+  std::string args;
+  const bool virtiofs =
+      !spec.shared_dir.empty() && spec.shared_fs_transport == SharedFsTransport::kVirtiofs;
+  if (virtiofs) {
+    AppendQemuArg(args, "-global");
+    AppendQemuArg(args, "virtio-mmio.force-legacy=false");
+  }
+  if (!spec.memory_file.empty()) {
+    // Same object id in template and clone: the migration stream names RAM blocks by it.
+    AppendQemuArg(args, "-object");
+    AppendQemuArg(args, absl::StrFormat(
+                            "memory-backend-file,id=%s,mem-path=%s,size=%dM,share=%s",
+                            kTemplateRamId, QemuOptValue(spec.memory_file), spec.memory_mib,
+                            spec.restore_state.empty() ? "on" : "off"));
+    AppendQemuArg(args, "-machine");
+    AppendQemuArg(args, absl::StrCat("memory-backend=", kTemplateRamId));
+  }
+  if (!spec.restore_state.empty()) {
+    AppendQemuArg(args, "-incoming");
+    AppendQemuArg(args, "defer");
+  }
+  if (!spec.shared_dir.empty() && spec.shared_fs_transport == SharedFsTransport::k9p) {
+    // multidevs=remap: the export spans host mounts (one bind per volume); without it inode
+    // numbers of different mounts could collide in the guest.
+    AppendQemuArg(args, "-fsdev");
+    AppendQemuArg(args, absl::StrCat("local,id=podvisor-fs0,security_model=none,multidevs=remap,"
+                                     "path=",
+                                     QemuOptValue(spec.shared_dir)));
+    AppendQemuArg(args, "-device");
+    AppendQemuArg(args, absl::StrCat("virtio-9p-device,fsdev=podvisor-fs0,mount_tag=",
+                                     kSharedFsTag));
+  }
+  if (args.empty()) return "";
+  return absl::StrCat("  <qemu:commandline>\n", args, "  </qemu:commandline>\n");
+}
+
 }  // namespace
 
 std::string DomainName(absl::string_view id) { return absl::StrCat(kVmNamePrefix, id); }
@@ -152,11 +221,21 @@ std::string XmlEscape(absl::string_view text) {
   return out;
 }
 
+std::string ConsolePipePath(const std::string& console_log) { return console_log + ".pipe"; }
+
+std::string QemuSandboxConf(bool on) {
+  return absl::StrCat("seccomp_sandbox = ", on ? 1 : 0, "\n");
+}
+
 std::string KernelCommandLine(const DomainOptions& options, absl::string_view extra) {
   // panic=-1 reboots at once on a panic (e.g. PID 1 exiting) and <on_reboot>destroy ends QEMU,
   // so a dead guest is a dead domain. tsc_early_khz keeps microvm boots from hanging when PIT
   // calibration fails under load.
-  std::string line = "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests mitigations=off";
+  // The guest kernel's CPU vulnerability mitigations stay on unless the configuration turns them
+  // off (hypervisor.guest_mitigations): a container owns its guest kernel, but Spectre-class
+  // leaks between the guest's own processes are still the guest's to prevent.
+  std::string line = "console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests";
+  if (!options.guest_mitigations) absl::StrAppend(&line, " mitigations=off");
   if (options.tsc_khz > 0) absl::StrAppend(&line, " tsc_early_khz=", options.tsc_khz);
   if (!extra.empty()) absl::StrAppend(&line, " ", extra);
   return line;
@@ -210,7 +289,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       "    </controller>\n",
       options.accelerator == "kvm" ? "kvm" : "qemu", DomainName(spec.id), spec.memory_mib,
       // virtiofsd maps guest RAM: it must be shared memory.
-      spec.shared_dir.empty() ? ""
+      spec.shared_dir.empty() || spec.shared_fs_transport != SharedFsTransport::kVirtiofs ? ""
                               : "  <memoryBacking><source type='memfd'/><access mode='shared'/>"
                                 "</memoryBacking>\n",
       spec.vcpus, XmlEscape(spec.kernel), XmlEscape(spec.initrd),
@@ -218,8 +297,11 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
       options.accelerator == "tcg" && options.tcg_tb_cache_mib > 0
           ? absl::StrFormat("<tcg><tb-cache unit='MiB'>%d</tb-cache></tcg>",
                             options.tcg_tb_cache_mib)
-          : "", XmlEscape(options.emulator),
-      XmlEscape(spec.console_log), XmlEscape(spec.agent_socket), kAgentPortName);
+          : "",
+      XmlEscape(options.emulator),
+      XmlEscape(options.console_log_max_bytes > 0 ? ConsolePipePath(spec.console_log)
+                                                  : spec.console_log),
+      XmlEscape(spec.agent_socket), kAgentPortName);
   for (const VmDisk& disk : spec.disks) xml += DiskElement(disk);
   for (const VmNic& nic : spec.nics) {
     absl::StrAppendFormat(&xml,
@@ -231,7 +313,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
                           "    </interface>\n",
                           absl::AsciiStrToLower(nic.mac), nic.tap);
   }
-  if (!spec.shared_dir.empty()) {
+  if (!spec.shared_dir.empty() && spec.shared_fs_transport == SharedFsTransport::kVirtiofs) {
     // chroot sandbox: virtiofsd stays in the host's mount namespace, so bind mounts made under
     // the shared directory after the VM started (one per container volume) reach the guest.
     absl::StrAppendFormat(&xml,
@@ -247,15 +329,7 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
   xml +=
       "    <memballoon model='none'/>\n"
       "  </devices>\n";
-  if (!spec.shared_dir.empty()) {
-    // microvm's virtio-mmio devices default to legacy virtio, which vhost-user backends such as
-    // virtiofsd refuse; modern (virtio-mmio version 2) works for every device the guest has.
-    xml +=
-        "  <qemu:commandline>\n"
-        "    <qemu:arg value='-global'/>\n"
-        "    <qemu:arg value='virtio-mmio.force-legacy=false'/>\n"
-        "  </qemu:commandline>\n";
-  }
+  xml += QemuCommandLine(spec);
   xml +=
       "  <qemu:capabilities>\n"
       "    <qemu:del capability='cpu-unavailable-features'/>\n"

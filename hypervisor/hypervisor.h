@@ -21,9 +21,18 @@ inline constexpr char kAgentPortName[] = "io.podvisor.agent.0";
 // The virtiofs tag under which a VM's shared directory (VmSpec::shared_dir) is exported.
 inline constexpr char kSharedFsTag[] = "podvisor-shared";
 
+// How VmSpec::shared_dir reaches the guest. virtiofs needs guest RAM shared with virtiofsd and
+// cannot be saved, so template clones use QEMU's own virtio-9p server, which reads guest RAM
+// through QEMU's mapping (docs/hypervisor.md, "Template clones").
+enum class SharedFsTransport { kVirtiofs, k9p };
+
 // Every VM Podvisor creates is named "<kVmNamePrefix><id>"; List() and re-attach after a daemon
 // restart only consider names with this prefix.
 inline constexpr char kVmNamePrefix[] = "podvisor-";
+
+// Ids of template VMs being built start with this; List() never reports them and destroys any
+// left behind by a daemon that died while building one.
+inline constexpr char kTemplateVmIdPrefix[] = "tmpl-";
 
 // A block device given to the guest. Disks sit on one virtio-scsi bus (so they can be hot-plugged
 // on microvm): disk `index` is SCSI target `index`, LUN 0, i.e. /sys/bus/scsi/devices/H:0:<index>:0
@@ -67,6 +76,19 @@ struct VmSpec {
   // which virtiofsd maps. Mounts made under this directory later are visible in the guest.
   // Empty: no shared filesystem.
   std::string shared_dir;
+  // Cgroup directories (created and limited by the caller) that QEMU and its helpers run in: one
+  // per v1 controller, or one v2 directory; they are moved there right after they started (v1
+  // moves their memory charges along when the caller set move_charge_at_immigrate). Empty: the
+  // caller's cgroups.
+  std::vector<std::string> cgroup_dirs;
+  SharedFsTransport shared_fs_transport = SharedFsTransport::kVirtiofs;
+  // Guest RAM as this file (on tmpfs) instead of anonymous memory. With `restore_state` empty the
+  // mapping is shared: the VM is a template being built, saved later with SaveTemplate. With
+  // `restore_state` set the mapping is private copy-on-write and the VM starts from the device
+  // state in that file (written by SaveTemplate) instead of booting: a clone. A clone's device
+  // set (disks, NICs, shared directory) must equal its template's.
+  std::string memory_file;
+  std::string restore_state;
 };
 
 enum class VmState { kRunning, kPaused, kStopped, kAbsent };
@@ -128,6 +150,15 @@ class Hypervisor {
   virtual absl::Status AttachDisk(const std::string& id, const VmDisk& disk) = 0;
   virtual absl::Status DetachDisk(const std::string& id, const std::string& disk_id) = 0;
 
+  // Saves the device state of a running template VM (created with VmSpec::memory_file and no
+  // restore_state) to `state_file` with QEMU's x-ignore-shared migration: its RAM stays in the
+  // memory file, which clones then map. The VM is destroyed afterwards, whatever the outcome.
+  virtual absl::Status SaveTemplate(const std::string& id, const std::string& state_file) = 0;
+
+  // QEMU and libvirt versions ("qemu 7002000 libvirt 9000000"), part of a template's key: a
+  // saved device state is only restored by the QEMU that wrote it.
+  virtual std::string Versions() const = 0;
+
   // Sets the handler for VMs that stop on their own (replaces any previous one).
   virtual void SetExitCallback(VmExitCallback callback) = 0;
 };
@@ -146,8 +177,16 @@ struct LibvirtHypervisorOptions {
   std::string kernel;
   std::string initrd;
   absl::Duration kvm_probe_timeout = absl::Seconds(6);
+  // Where the KVM probe's outcome is cached across restarts (see accel_probe_cache.h); its
+  // directory must exist. Empty: probe at every Init.
+  std::string probe_cache_path;
   // Host TSC frequency passed to guests as tsc_early_khz; 0 reads it from the host.
   uint64_t tsc_khz = 0;
+  // Hardening (config hypervisor.qemu_sandbox, hypervisor.guest_mitigations; docs/reliability.md).
+  bool qemu_sandbox = true;
+  bool guest_mitigations = true;
+  // The guest console log keeps at most this much (hypervisor.console_log_max_bytes); 0: no cap.
+  int64_t console_log_max_bytes = 1 << 20;
 };
 
 absl::StatusOr<std::unique_ptr<Hypervisor>> NewLibvirtHypervisor(LibvirtHypervisorOptions options);

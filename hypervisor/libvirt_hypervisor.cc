@@ -1,23 +1,21 @@
 // The libvirt backend of Hypervisor: transient QEMU domains (microvm, direct kernel boot), by
 // default through libvirt's QEMU driver embedded in this process (qemu:///embed). See
 // docs/hypervisor.md for the choices and their measurements.
+#include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
-#include <pwd.h>
-#include <sched.h>
-#include <spawn.h>
 #include <poll.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <cmath>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -36,10 +34,13 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "hypervisor/console_log.h"
+#include "hypervisor/accel_probe_cache.h"
 #include "hypervisor/domain_xml.h"
+#include "hypervisor/host_support.h"
 #include "hypervisor/hypervisor.h"
-
-extern char** environ;
+#include "hypervisor/process_reaper.h"
+#include "hypervisor/libvirt_template.h"
 
 namespace podvisor {
 namespace {
@@ -63,6 +64,14 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
 }
 
 constexpr absl::Duration kDetachTimeout = absl::Seconds(20);
+// How long a destroyed VM's QEMU gets after SIGTERM before SIGKILL (it exits in milliseconds).
+constexpr absl::Duration kQemuTermGrace = absl::Seconds(2);
+// How long its virtiofsd gets to notice that QEMU is gone and exit by itself.
+constexpr absl::Duration kVirtiofsdExitGrace = absl::Milliseconds(500);
+// Interval of the backstop sweep for orphaned zombies (see OrphanSweeper).
+constexpr int kOrphanSweepIntervalMs = 2000;
+// Saving a template writes ~60 KB; restoring a clone reads it. Generous for a loaded host.
+constexpr absl::Duration kTemplateStateTimeout = absl::Seconds(30);
 
 // Ids of the short-lived VMs Init boots (KVM probe, warm-up); never reported by List().
 constexpr char kProbeIdPrefix[] = "probe-";
@@ -108,62 +117,6 @@ void EnsureEventLoop() {
   });
 }
 
-absl::Status RunCommand(const std::vector<std::string>& argv) {
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid;
-  int err = posix_spawnp(&pid, args[0], nullptr, nullptr, args.data(), environ);
-  if (err != 0) return ErrnoStatus(absl::StrCat("run ", argv[0]), err);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat(argv[0], " failed with status ", status));
-  }
-  return absl::OkStatus();
-}
-
-// libvirt's QEMU driver refuses to work unless a libvirt-qemu user and group exist, even when
-// qemu.conf says root.
-absl::Status EnsureQemuUser() {
-  if (getgrnam("libvirt-qemu") == nullptr) {
-    PV_LOG(kInfo) << "creating group libvirt-qemu";
-    if (auto s = RunCommand({"groupadd", "--system", "libvirt-qemu"}); !s.ok()) return s;
-  }
-  if (getpwnam("libvirt-qemu") == nullptr) {
-    PV_LOG(kInfo) << "creating user libvirt-qemu";
-    if (auto s = RunCommand({"useradd", "--system", "--no-create-home", "--home-dir",
-                             "/nonexistent", "--shell", "/usr/sbin/nologin", "-g",
-                             "libvirt-qemu", "libvirt-qemu"});
-        !s.ok()) {
-      return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
-// The host TSC frequency in kHz: the kernel's own figure when it exports one, else cpu0's
-// "cpu MHz" (constant on hosts with constant_tsc, which QEMU guests rely on).
-uint64_t ReadHostTscKhz() {
-  if (auto khz = ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); khz.ok()) {
-    uint64_t value = 0;
-    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*khz), &value) && value > 0) return value;
-  }
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(cpuinfo, line)) {
-    if (!absl::StartsWith(line, "cpu MHz")) continue;
-    std::vector<std::string> parts = absl::StrSplit(line, ':');
-    double mhz = 0;
-    if (parts.size() == 2 && absl::SimpleAtod(absl::StripAsciiWhitespace(parts[1]), &mhz)) {
-      return static_cast<uint64_t>(std::llround(mhz * 1000));
-    }
-    break;
-  }
-  return 0;
-}
-
 std::string ReasonOfStop(int detail) {
   switch (detail) {
     case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: return "shutdown";
@@ -188,31 +141,6 @@ std::string AgentSocketOf(virDomainPtr dom) {
   start += kMarker.size();
   size_t end = desc.find('\'', start);
   return end == std::string::npos ? "" : desc.substr(start, end - start);
-}
-
-// Runs `fn` on a new thread that has joined the network namespace at `netns_path`, so that
-// libvirt opens the VM's tap devices there (TUNSETIFF works by name in the caller's namespace)
-// and QEMU, forked from that thread, runs there too.
-absl::Status RunInNetns(const std::string& netns_path, const std::function<absl::Status()>& fn) {
-  if (netns_path.empty()) return fn();
-  absl::Status result;
-  std::thread worker([&] {
-    int fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      result = ErrnoStatus(absl::StrCat("open netns ", netns_path), errno);
-      return;
-    }
-    int rc = setns(fd, CLONE_NEWNET);
-    int err = errno;
-    close(fd);
-    if (rc != 0) {
-      result = ErrnoStatus(absl::StrCat("enter netns ", netns_path), err);
-      return;
-    }
-    result = fn();
-  });
-  worker.join();
-  return result;
 }
 
 class LibvirtHypervisor final : public Hypervisor {
@@ -250,6 +178,10 @@ class LibvirtHypervisor final : public Hypervisor {
     absl::MutexLock lock(&mu_);
     exit_callback_ = std::move(callback);
   }
+  absl::Status SaveTemplate(const std::string& id, const std::string& state_file) override;
+  std::string Versions() const override {
+    return conn_ != nullptr ? LibvirtVersions(conn_) : "";
+  }
 
  private:
   static int OnLifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
@@ -259,6 +191,10 @@ class LibvirtHypervisor final : public Hypervisor {
   // Boots the configured kernel with no usable init: it panics and QEMU exits once the kernel
   // reaches the init stage. Returns whether that happened within `timeout`.
   absl::StatusOr<bool> ProbeBoot(const std::string& accelerator, absl::Duration timeout);
+  // Whether KVM boots a guest: the cached outcome when its key still holds (see
+  // accel_probe_cache.h), else a probe boot, whose outcome is then cached. Sets `probed` when it
+  // booted the probe.
+  absl::StatusOr<bool> ProbeKvm(bool& probed);
   absl::StatusOr<DomainRef> Lookup(const std::string& id);
   absl::Status DestroyDomain(const std::string& id, virDomainPtr dom);
   pid_t QemuPid(const std::string& id);
@@ -277,12 +213,26 @@ class LibvirtHypervisor final : public Hypervisor {
   // hosts whose PID 1 reaps orphans slowly takes ~2 s; a pidfd becomes readable the moment the
   // process exits. So each VM's QEMU is watched with a pidfd, and whichever of the pidfd and
   // libvirt's STOPPED event comes first reports the exit; the other is dropped.
+  //
+  // Since this process is a child subreaper, the watched processes are its children once libvirt's
+  // daemonising parent has exited: the watcher reaps them the moment they exit, so libvirt (which
+  // waits for a stopped QEMU's pid to vanish) finishes a stop in milliseconds.
   struct Watch {
     std::string id;
     std::string uuid;
     bool silenced = false;  // already reported or expected: close without reporting
+    bool helper = false;    // a helper process of the VM (virtiofsd): reaped, never reported
   };
   void WatchQemu(virDomainPtr dom, const std::string& id);
+  void WatchHelpers(const std::string& id, const std::string& uuid);
+  // The pids of the VM's helper processes (virtiofsd), from libvirt's pid files.
+  std::vector<pid_t> HelperPids(const std::string& id);
+  // Moves QEMU and its helpers into the spec's cgroups, right after they started.
+  absl::Status PlaceInCgroups(const VmSpec& spec);
+  void AddWatch(pid_t pid, Watch watch);
+  // Ends the QEMU (then the helpers) of the VM with `uuid` itself, through the pidfds of its
+  // watches, and reaps them: libvirt's own destroy polls for the pid at 200 ms intervals.
+  void TerminateProcesses(const std::string& uuid);
   void WatcherLoop();
   void WakeWatcher() {
     uint64_t one = 1;
@@ -309,6 +259,7 @@ class LibvirtHypervisor final : public Hypervisor {
   std::set<std::string> expected_stops_ ABSL_GUARDED_BY(mu_);  // UUIDs we stop ourselves
   std::set<std::string> reported_ ABSL_GUARDED_BY(mu_);  // UUIDs reported from a pidfd
   std::map<int, Watch> watches_ ABSL_GUARDED_BY(mu_);    // by pidfd
+  OrphanSweeper sweeper_;                                // used by the watcher thread only
   bool stop_watcher_ ABSL_GUARDED_BY(mu_) = false;
   int wake_fd_ = -1;  // eventfd: the watch set changed or the watcher must stop
   std::thread watcher_;
@@ -317,10 +268,21 @@ class LibvirtHypervisor final : public Hypervisor {
 absl::Status LibvirtHypervisor::PrepareEmbedRoot() {
   if (auto s = MakeDirs(embed_root_ + "/etc", 0700); !s.ok()) return s;
   std::string conf_path = embed_root_ + "/etc/qemu.conf";
+  const std::string conf = absl::StrCat(kQemuConf, QemuSandboxConf(options_.qemu_sandbox));
   auto current = ReadFile(conf_path);
-  if (current.ok() && *current == kQemuConf) return absl::OkStatus();
-  return WriteFileAtomic(conf_path, kQemuConf, 0600);
+  if (current.ok() && *current == conf) return absl::OkStatus();
+  return WriteFileAtomic(conf_path, conf, 0600);
 }
+
+namespace {
+
+// The first initialisation takes seconds: say what it is doing, and since when.
+void LogInitStep(absl::string_view step, absl::Time start) {
+  PV_LOG(kInfo) << "hypervisor init (+" << absl::ToInt64Milliseconds(absl::Now() - start)
+                << " ms): " << step;
+}
+
+}  // namespace
 
 absl::Status LibvirtHypervisor::Init() {
   if (ready_) return absl::OkStatus();
@@ -337,6 +299,8 @@ absl::Status LibvirtHypervisor::Init() {
   if (absl::StartsWith(uri_, "qemu:///embed?root=")) {
     embed_root_ = uri_.substr(strlen("qemu:///embed?root="));
   }
+  absl::Time start = absl::Now();
+  LogInitStep("checking the libvirt-qemu user and preparing libvirt's root", start);
   if (auto s = EnsureQemuUser(); !s.ok()) return Annotate(s, "libvirt-qemu user");
   if (!embed_root_.empty()) {
     if (auto s = PrepareEmbedRoot(); !s.ok()) return Annotate(s, "libvirt embed root");
@@ -349,10 +313,17 @@ absl::Status LibvirtHypervisor::Init() {
     setenv("LIBVIRT_LOG_OUTPUTS", absl::StrCat("4:file:", embed_root_, "/libvirt.log").c_str(), 0);
   }
   virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
+  if (!embed_root_.empty()) {
+    // The embedded driver's QEMUs become our children (see process_reaper.h).
+    if (auto s = BecomeChildSubreaper(); !s.ok()) return Annotate(s, "own the VM processes");
+  }
   EnsureEventLoop();
-  absl::Time start = absl::Now();
+  LogInitStep(absl::StrCat("connecting to ", uri_,
+                           " (a first connection probes QEMU's capabilities: seconds)"),
+              start);
   conn_ = virConnectOpen(uri_.c_str());
   if (conn_ == nullptr) return VirError(absl::StrCat("connect to ", uri_));
+  LogInitStep("connected; finding VMs that outlived a daemon restart", start);
   callback_id_ = virConnectDomainEventRegisterAny(
       conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(&OnLifecycle),
       this, nullptr);
@@ -369,10 +340,15 @@ absl::Status LibvirtHypervisor::Init() {
 
   domain_options_.emulator = options_.emulator;
   domain_options_.virtiofsd = options_.virtiofsd;
+  domain_options_.guest_mitigations = options_.guest_mitigations;
+  domain_options_.console_log_max_bytes = options_.console_log_max_bytes;
   domain_options_.tsc_khz = options_.tsc_khz != 0 ? options_.tsc_khz : ReadHostTscKhz();
   if (domain_options_.tsc_khz == 0) {
     PV_LOG(kWarning) << "host TSC frequency unknown: guests boot without tsc_early_khz";
   }
+  LogInitStep(absl::StrCat("choosing the accelerator (", options_.accelerator,
+                           "; auto boots a probe guest under KVM)"),
+              start);
   if (auto s = ChooseAccelerator(); !s.ok()) return s;
   ready_ = true;
   PV_LOG(kInfo) << "hypervisor: libvirt " << uri_ << ", accelerator "
@@ -395,19 +371,48 @@ absl::Status LibvirtHypervisor::ChooseAccelerator() {
     domain_options_.accelerator = "tcg";
   } else {
     absl::MutexLock lock(&probe_mu);
+    bool probed = false;
     if (!kvm_boots.has_value()) {
-      auto booted = ProbeBoot("kvm", options_.kvm_probe_timeout);
+      auto booted = ProbeKvm(probed);
       if (!booted.ok()) return Annotate(booted.status(), "KVM probe");
       kvm_boots = *booted;
-      PV_LOG(kInfo) << "KVM probe: " << (*booted ? "guest booted" : "guest did not boot")
-                    << " within " << absl::FormatDuration(options_.kvm_probe_timeout);
     }
     domain_options_.accelerator = *kvm_boots ? "kvm" : "tcg";
-    return absl::OkStatus();  // the probe create has warmed libvirt up
+    if (probed) return absl::OkStatus();  // the probe create has warmed libvirt up
   }
   // Warm-up: the first create makes libvirt probe QEMU's capabilities (seconds).
   auto warm = ProbeBoot(domain_options_.accelerator, absl::ZeroDuration());
   return warm.ok() ? absl::OkStatus() : Annotate(warm.status(), "warm-up create");
+}
+
+absl::StatusOr<bool> LibvirtHypervisor::ProbeKvm(bool& probed) {
+  std::string key;
+  if (!options_.probe_cache_path.empty()) {
+    unsigned long libvirt_version = 0;
+    virGetVersion(&libvirt_version, nullptr, nullptr);
+    auto k = AccelProbeKey({options_.emulator, options_.kernel, options_.initrd, libvirt_version});
+    if (k.ok()) {
+      key = std::move(*k);
+      if (std::optional<bool> cached = LoadAccelProbe(options_.probe_cache_path, key)) {
+        PV_LOG(kInfo) << "KVM probe: cached result (" << options_.probe_cache_path << "): "
+                      << (*cached ? "guest booted" : "guest did not boot");
+        return *cached;
+      }
+    } else {
+      PV_LOG(kWarning) << "KVM probe: not cached: " << k.status().message();
+    }
+  }
+  auto booted = ProbeBoot("kvm", options_.kvm_probe_timeout);
+  if (!booted.ok()) return booted.status();
+  probed = true;
+  PV_LOG(kInfo) << "KVM probe: " << (*booted ? "guest booted" : "guest did not boot")
+                << " within " << absl::FormatDuration(options_.kvm_probe_timeout);
+  if (!key.empty()) {
+    if (absl::Status s = StoreAccelProbe(options_.probe_cache_path, key, *booted); !s.ok()) {
+      PV_LOG(kWarning) << "KVM probe: cannot cache the result: " << s.message();
+    }
+  }
+  return *booted;
 }
 
 absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator,
@@ -437,6 +442,7 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator
   DomainRef dom(virDomainCreateXML(conn_, xml->c_str(), 0));
   if (dom == nullptr) return VirError(absl::StrCat("create ", accelerator, " probe VM"));
   ExpectStop(dom.get());
+  WatchQemu(dom.get(), spec.id);  // reaps it when it exits
   absl::Time deadline = absl::Now() + timeout;
   bool stopped = false;
   while (absl::Now() < deadline) {
@@ -470,30 +476,63 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
     return absl::AlreadyExistsError(absl::StrCat("create VM ", spec.id, ": already exists"));
   }
   unlink(spec.agent_socket.c_str());  // a stale socket from an earlier run would block QEMU
+  absl::StatusOr<pid_t> console = -1;
+  if (domain_options_.console_log_max_bytes > 0) {
+    console = StartConsoleLog(spec.console_log, domain_options_.console_log_max_bytes);
+    if (!console.ok()) return Annotate(console.status(), absl::StrCat("create VM ", spec.id));
+  }
   absl::Time start = absl::Now();
   DomainRef created;
-  absl::Status status = RunInNetns(spec.nics.empty() ? "" : spec.nics.front().netns_path, [&] {
+  const std::string netns = spec.nics.empty() ? "" : spec.nics.front().netns_path;
+  absl::Status status = RunInNetns(netns, [&] {
     created.reset(virDomainCreateXML(conn_, xml->c_str(), 0));
     return created != nullptr ? absl::OkStatus() : VirError("libvirt");
   });
+  if (status.ok() && !spec.cgroup_dirs.empty()) status = PlaceInCgroups(spec);
   if (!status.ok()) {
     // libvirt cleans up a failed start itself; make sure, and remove what QEMU may have made.
     if (DomainRef dom(virDomainLookupByName(conn_, DomainName(spec.id).c_str())); dom) {
       DestroyDomain(spec.id, dom.get()).IgnoreError();
     }
     unlink(spec.agent_socket.c_str());
+    if (*console > 0) kill(*console, SIGTERM);  // no QEMU will ever write its console
     return Annotate(status, absl::StrCat("create VM ", spec.id));
+  }
+  if (!spec.restore_state.empty()) {
+    if (absl::Status s = RestoreDomainState(created.get(), spec.restore_state,
+                                            kTemplateStateTimeout);
+        !s.ok()) {
+      DestroyDomain(spec.id, created.get()).IgnoreError();
+      return Annotate(s, absl::StrCat("create VM ", spec.id, " from its template"));
+    }
   }
   WatchQemu(created.get(), spec.id);
   PV_LOG(kDebug) << "created VM " << spec.id << " in " << absl::FormatDuration(absl::Now() - start);
   return absl::OkStatus();
 }
 
+absl::Status LibvirtHypervisor::SaveTemplate(const std::string& id,
+                                            const std::string& state_file) {
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  absl::Status saved = SaveDomainState(dom->get(), state_file, kTemplateStateTimeout);
+  absl::Status destroyed = DestroyDomain(id, dom->get());
+  if (!saved.ok()) return Annotate(saved, absl::StrCat("save template VM ", id));
+  return destroyed;
+}
+
 absl::Status LibvirtHypervisor::DestroyDomain(const std::string& id, virDomainPtr dom) {
   std::string socket = AgentSocketOf(dom);
   ExpectStop(dom);
-  if (virDomainDestroy(dom) != 0 && virDomainIsActive(dom) == 1) {
-    return VirError(absl::StrCat("destroy VM ", id));
+  char uuid[VIR_UUID_STRING_BUFLEN];
+  if (virDomainGetUUIDString(dom, uuid) == 0) TerminateProcesses(uuid);
+  if (virDomainDestroy(dom) != 0) {
+    // QEMU is gone already; libvirt may still be processing its exit.
+    absl::Time deadline = absl::Now() + absl::Seconds(5);
+    while (virDomainIsActive(dom) == 1 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    if (virDomainIsActive(dom) == 1) return VirError(absl::StrCat("destroy VM ", id));
   }
   if (!socket.empty()) unlink(socket.c_str());
   return absl::OkStatus();
@@ -518,7 +557,7 @@ absl::Status LibvirtHypervisor::Stop(const std::string& id, absl::Duration timeo
   }
   absl::Time deadline = absl::Now() + timeout;
   while (virDomainIsActive(dom->get()) == 1 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
+    absl::SleepFor(absl::Milliseconds(5));
   }
   if (virDomainIsActive(dom->get()) == 1) {
     if (auto s = DestroyDomain(id, dom->get()); !s.ok()) return s;
@@ -581,8 +620,8 @@ absl::StatusOr<std::vector<VmInfo>> LibvirtHypervisor::List() {
     const char* name = virDomainGetName(domains[i]);
     if (name != nullptr && absl::StartsWith(name, kVmNamePrefix)) {
       std::string id = std::string(name).substr(strlen(kVmNamePrefix));
-      if (absl::StartsWith(id, kProbeIdPrefix)) {
-        // A probe left behind by a daemon that died during Init.
+      if (absl::StartsWith(id, kProbeIdPrefix) || absl::StartsWith(id, kTemplateVmIdPrefix)) {
+        // A probe or template build left behind by a daemon that died during it.
         if (virDomainIsActive(domains[i]) == 1) {
           ExpectStop(domains[i]);
           virDomainDestroy(domains[i]);
@@ -662,17 +701,90 @@ void LibvirtHypervisor::WatchQemu(virDomainPtr dom, const std::string& id) {
   char uuid[VIR_UUID_STRING_BUFLEN];
   pid_t pid = QemuPid(id);
   if (pid <= 0 || virDomainGetUUIDString(dom, uuid) != 0) return;
-  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  bool expected;
+  {
+    absl::MutexLock lock(&mu_);
+    expected = expected_stops_.count(uuid) > 0;
+  }
+  AddWatch(pid, Watch{id, uuid, expected, false});
+  WatchHelpers(id, uuid);
+}
+
+void LibvirtHypervisor::AddWatch(pid_t pid, Watch watch) {
+  int fd = OpenPidfd(pid);
   if (fd < 0) {
     // Already gone (libvirt's event reports it) or a kernel without pidfds (< 5.3).
-    PV_LOG(kDebug) << "VM " << id << ": pidfd_open " << pid << ": " << strerror(errno);
+    PV_LOG(kDebug) << "VM " << watch.id << ": pidfd_open " << pid << ": " << strerror(errno);
     return;
   }
   {
     absl::MutexLock lock(&mu_);
-    watches_[fd] = Watch{id, uuid, expected_stops_.count(uuid) > 0};
+    watches_[fd] = std::move(watch);
   }
   WakeWatcher();
+}
+
+void LibvirtHypervisor::WatchHelpers(const std::string& id, const std::string& uuid) {
+  for (pid_t pid : HelperPids(id)) AddWatch(pid, Watch{id, uuid, true, true});
+}
+
+absl::Status LibvirtHypervisor::PlaceInCgroups(const VmSpec& spec) {
+  std::vector<pid_t> pids = HelperPids(spec.id);
+  pids.push_back(QemuPid(spec.id));
+  for (pid_t pid : pids) {
+    if (absl::Status s = MoveToCgroups(pid, spec.cgroup_dirs); !s.ok()) {
+      return Annotate(s, "place the VM in its cgroup");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<pid_t> LibvirtHypervisor::HelperPids(const std::string& id) {
+  // libvirt names a virtiofsd's pid file <short domain name>-<device alias>-fs.pid, the short
+  // name being "<domain number>-<first 20 characters of the name>".
+  std::string run_dir = embed_root_.empty() ? "/run/libvirt/qemu" : embed_root_ + "/run/qemu";
+  std::string name = DomainName(id).substr(0, 20);
+  std::vector<pid_t> pids;
+  std::vector<std::string> entries;
+  if (DIR* dir = opendir(run_dir.c_str()); dir != nullptr) {
+    while (dirent* e = readdir(dir)) entries.emplace_back(e->d_name);
+    closedir(dir);
+  }
+  for (const std::string& entry : entries) {
+    size_t dash = entry.find('-');
+    if (!absl::EndsWith(entry, "-fs.pid") || dash == std::string::npos ||
+        entry.compare(dash + 1, name.size(), name) != 0) {
+      continue;
+    }
+    auto text = ReadFile(absl::StrCat(run_dir, "/", entry));
+    int pid = 0;
+    if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) && pid > 0) {
+      pids.push_back(pid);
+    }
+  }
+  return pids;
+}
+
+void LibvirtHypervisor::TerminateProcesses(const std::string& uuid) {
+  std::vector<std::pair<int, bool>> fds;  // dup'd pidfd, helper?
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [fd, watch] : watches_) {
+      if (watch.uuid != uuid) continue;
+      int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (copy >= 0) fds.emplace_back(copy, watch.helper);
+    }
+  }
+  // QEMU first: its helpers exit by themselves once it has gone.
+  std::stable_partition(fds.begin(), fds.end(), [](const auto& f) { return !f.second; });
+  for (const auto& [fd, helper] : fds) {
+    if (helper && WaitPidfdExit(fd, kVirtiofsdExitGrace)) {
+      ReapPidfd(fd);
+    } else if (absl::Status s = TerminateAndReap(fd, kQemuTermGrace); !s.ok()) {
+      PV_LOG(kWarning) << "terminate VM process: " << s.message();
+    }
+    close(fd);
+  }
 }
 
 void LibvirtHypervisor::WatcherLoop() {
@@ -684,7 +796,12 @@ void LibvirtHypervisor::WatcherLoop() {
       fds.push_back({wake_fd_, POLLIN, 0});
       for (const auto& [fd, watch] : watches_) fds.push_back({fd, POLLIN, 0});
     }
-    if (poll(fds.data(), fds.size(), -1) < 0) {
+    int ready = poll(fds.data(), fds.size(), kOrphanSweepIntervalMs);
+    if (ready == 0) {
+      sweeper_.Sweep();
+      continue;
+    }
+    if (ready < 0) {
       if (errno != EINTR) {
         PV_LOG(kError) << "VM exit watcher: poll: " << strerror(errno);
       }
@@ -706,8 +823,9 @@ void LibvirtHypervisor::WatcherLoop() {
         if (it == watches_.end()) continue;
         Watch watch = std::move(it->second);
         watches_.erase(it);
+        ReapPidfd(fds[i].fd);
         close(fds[i].fd);
-        if (watch.silenced || expected_stops_.count(watch.uuid) > 0) continue;
+        if (watch.helper || watch.silenced || expected_stops_.count(watch.uuid) > 0) continue;
         reported_.insert(watch.uuid);
         callback = exit_callback_;
         exit = VmExitEvent{watch.id, "exited"};

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,16 +19,17 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "image/content_store.h"
 #include "image/digest.h"
 #include "image/image_service.h"
+#include "image/pull_control.h"
 #include "image/reference.h"
 
 namespace podvisor {
 namespace {
 
 constexpr char kImageKind[] = "image";
-constexpr absl::Duration kProgressInterval = absl::Seconds(5);
 
 absl::Status Context(const absl::Status& s, absl::string_view context) {
   if (s.ok()) return s;
@@ -44,102 +46,6 @@ bool AllHex(absl::string_view s) {
   }
   return !s.empty();
 }
-
-// Runs the work for a key once among concurrent callers; followers get the leader's status.
-class SingleFlight {
- public:
-  absl::Status Do(const std::string& key, const std::function<absl::Status()>& fn) {
-    for (int round = 0;; ++round) {
-      std::shared_ptr<Call> call;
-      {
-        absl::MutexLock lock(&mu_);
-        auto it = calls_.find(key);
-        if (it != calls_.end()) {
-          call = it->second;
-          mu_.Await(absl::Condition(&call->done));
-          // A leader's failure may be its own (its credentials, its endpoint): a follower tries
-          // once more itself before giving up.
-          if (call->status.ok() || round > 0) return call->status;
-          continue;
-        }
-        call = std::make_shared<Call>();
-        calls_[key] = call;
-      }
-      absl::Status s = fn();
-      absl::MutexLock lock(&mu_);
-      call->status = s;
-      call->done = true;
-      calls_.erase(key);
-      return s;
-    }
-  }
-
- private:
-  struct Call {
-    bool done = false;
-    absl::Status status;
-  };
-  absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<Call>> calls_ ABSL_GUARDED_BY(mu_);
-};
-
-class Semaphore {
- public:
-  explicit Semaphore(int n) : available_(n) {}
-  void Acquire() {
-    absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](int* a) { return *a > 0; }, &available_));
-    --available_;
-  }
-  void Release() {
-    absl::MutexLock lock(&mu_);
-    ++available_;
-  }
-
- private:
-  absl::Mutex mu_;
-  int available_ ABSL_GUARDED_BY(mu_);
-};
-
-// Byte and layer counts of one pull, logged every few seconds and at each layer's end.
-class PullProgress {
- public:
-  PullProgress(std::string name, int64_t total_bytes, size_t layers)
-      : name_(std::move(name)), total_(total_bytes), layers_(layers) {}
-
-  void AddBytes(int64_t n) {
-    bytes_.fetch_add(n);
-    const int64_t now = absl::ToUnixNanos(absl::Now());
-    int64_t last = last_log_ns_.load();
-    if (now - last > absl::ToInt64Nanoseconds(kProgressInterval) &&
-        last_log_ns_.compare_exchange_strong(last, now)) {
-      Log("downloading");
-    }
-  }
-  void LayerDone() {
-    done_.fetch_add(1);
-    Log("layer done");
-  }
-  void Log(absl::string_view what) const {
-    const double secs = absl::ToDoubleSeconds(absl::Now() - start_);
-    const double mb = static_cast<double>(bytes_.load()) / 1e6;
-    PV_LOG(kInfo) << "pull " << name_ << ": " << what << ": "
-                  << absl::StrFormat("%.1f/%.1f MB fetched, %d/%d layers ready, %.1f MB/s", mb,
-                                     static_cast<double>(total_) / 1e6, done_.load(), layers_,
-                                     secs > 0 ? mb / secs : 0.0);
-  }
-  int64_t bytes() const { return bytes_.load(); }
-
- private:
-  const std::string name_;
-  const int64_t total_;
-  const size_t layers_;
-  const absl::Time start_ = absl::Now();
-  std::atomic<int64_t> bytes_{0};
-  std::atomic<int> done_{0};
-  std::atomic<int64_t> last_log_ns_{absl::ToUnixNanos(absl::Now())};
-};
 
 class ImageControllerImpl;
 
@@ -161,10 +67,11 @@ class ImageControllerImpl : public ImageController {
   ImageControllerImpl(Options options, RecordStore* records)
       : options_(std::move(options)),
         content_(options_.root_dir + "/content"),
-        client_(options_.registry),
+        client_(std::make_shared<RegistryClient>(options_.registry)),
         store_(records, kImageKind),
         download_slots_(static_cast<int>(options_.registry.max_concurrent_downloads)),
-        unpack_slots_(static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))) {}
+        unpack_count_(std::max(1u, std::thread::hardware_concurrency())),
+        unpack_slots_(static_cast<int>(unpack_count_)) {}
 
   absl::Status Init() {
     for (const std::string& p : options_.registry.pinned_images) {
@@ -186,9 +93,15 @@ class ImageControllerImpl : public ImageController {
 
   absl::StatusOr<ImageRecord> Pull(absl::string_view text,
                                    const RegistryCredentials& creds) override {
+    return PullCancellable(text, creds, nullptr);
+  }
+
+  absl::StatusOr<ImageRecord> PullCancellable(absl::string_view text,
+                                              const RegistryCredentials& creds,
+                                              const CancelCheck& cancelled) override {
     absl::StatusOr<ImageReference> ref = ParseImageReference(text);
     if (!ref.ok()) return ref.status();
-    absl::StatusOr<ImageRecord> r = DoPull(*ref, creds);
+    absl::StatusOr<ImageRecord> r = DoPull(*ref, creds, cancelled);
     return r.ok() ? r : Context(r.status(), absl::StrCat("pull ", ref->String()));
   }
 
@@ -198,6 +111,12 @@ class ImageControllerImpl : public ImageController {
     absl::StatusOr<ImageRecord> r = store_.Get(*id);
     if (r.ok()) MarkPinned(*r);
     return r;
+  }
+
+  void SetRegistryConfig(const RegistryConfig& registry) override {
+    auto client = std::make_shared<RegistryClient>(registry);
+    absl::MutexLock lock(&client_mu_);
+    client_ = std::move(client);
   }
 
   std::vector<ImageRecord> List(absl::string_view filter) const override {
@@ -280,6 +199,9 @@ class ImageControllerImpl : public ImageController {
   }
 
   std::string LayersDir() const { return options_.root_dir + "/layers"; }
+  size_t PullWorkers() const {
+    return static_cast<size_t>(options_.registry.max_concurrent_downloads) + unpack_count_;
+  }
   std::string TmpDir() const { return options_.root_dir + "/tmp"; }
   std::string LayerPath(absl::string_view diff_id) const {
     return absl::StrCat(LayersDir(), "/", DigestHex(diff_id), ".erofs");
@@ -290,16 +212,21 @@ class ImageControllerImpl : public ImageController {
   }
 
   absl::StatusOr<std::string> Resolve(absl::string_view text) const;
-  absl::StatusOr<ImageRecord> DoPull(const ImageReference& ref, const RegistryCredentials& creds);
+  absl::StatusOr<ImageRecord> DoPull(const ImageReference& ref, const RegistryCredentials& creds,
+                                     const CancelCheck& cancelled);
   absl::StatusOr<FetchedManifest> ResolveManifest(RegistrySession& session,
                                                   const ImageReference& ref, PullHolds& holds,
                                                   std::vector<std::string>& blobs,
                                                   std::string& top_digest);
   absl::Status EnsureBlob(RegistrySession& session, const Descriptor& d,
-                          const std::function<void(int64_t)>& progress);
-  absl::Status EnsureLayer(const ImageLayer& layer);
+                          const std::function<void(int64_t)>& progress,
+                          const CancelCheck& cancelled);
+  absl::Status CheckFreeSpace(const Descriptor& d) const;
+  absl::Status EnsureLayer(const ImageLayer& layer, const CancelCheck& cancelled);
+  absl::Status PullLayer(RegistrySession& session, const ImageLayer& layer, PullProgress& progress,
+                         const CancelCheck& cancelled);
   absl::Status PullLayers(RegistrySession& session, const std::vector<ImageLayer>& layers,
-                          PullProgress& progress, PullHolds& holds);
+                          PullProgress& progress, PullHolds& holds, const CancelCheck& cancelled);
   absl::StatusOr<ImageRecord> Commit(const ImageReference& ref, ImageMetadata metadata,
                                      const std::string& top_digest,
                                      const std::vector<std::string>& blobs);
@@ -308,9 +235,12 @@ class ImageControllerImpl : public ImageController {
   const Options options_;
   std::set<std::string> pinned_;  // normalised references
   ContentStore content_;
-  RegistryClient client_;
+  // Replaced whole by SetRegistryConfig; a pull keeps the client it started with.
+  mutable absl::Mutex client_mu_;
+  std::shared_ptr<RegistryClient> client_ ABSL_GUARDED_BY(client_mu_);
   ImageStore store_;
   Semaphore download_slots_;
+  const unsigned unpack_count_;
   Semaphore unpack_slots_;
   SingleFlight blob_flights_;
   SingleFlight layer_flights_;
@@ -413,84 +343,136 @@ absl::StatusOr<FetchedManifest> ImageControllerImpl::ResolveManifest(
 }
 
 absl::Status ImageControllerImpl::EnsureBlob(RegistrySession& session, const Descriptor& d,
-                                             const std::function<void(int64_t)>& progress) {
-  return blob_flights_.Do(d.digest, [&]() -> absl::Status {
-    if (content_.Has(d.digest)) return absl::OkStatus();
-    absl::StatusOr<std::unique_ptr<ContentStore::Writer>> w = content_.NewWriter();
-    if (!w.ok()) return w.status();
-    return Context(session.FetchBlob(d, **w, progress), absl::StrCat("fetch blob ", d.digest));
-  });
+                                             const std::function<void(int64_t)>& progress,
+                                             const CancelCheck& cancelled) {
+  return blob_flights_.Do(
+      d.digest,
+      [&]() -> absl::Status {
+        if (content_.Has(d.digest)) return absl::OkStatus();
+        if (absl::Status s = CheckFreeSpace(d); !s.ok()) return s;
+        absl::StatusOr<std::unique_ptr<ContentStore::Writer>> w = content_.NewWriter();
+        if (!w.ok()) return w.status();
+        return Context(session.FetchBlob(d, **w, progress), absl::StrCat("fetch blob ", d.digest));
+      },
+      cancelled);
 }
 
-absl::Status ImageControllerImpl::EnsureLayer(const ImageLayer& layer) {
-  return layer_flights_.Do(layer.diff_id, [&]() -> absl::Status {
-    if (HasLayer(layer.diff_id)) return absl::OkStatus();
-    const std::string tmp =
-        absl::StrCat(TmpDir(), "/unpack-", DigestHex(layer.diff_id).substr(0, 12), "-",
-                     tmp_counter_.fetch_add(1));
-    absl::Cleanup remove_tmp = [&tmp] { RemoveAll(tmp).IgnoreError(); };
-    if (absl::Status s = MakeDirs(tmp + "/tree", 0755); !s.ok()) return s;
-    const absl::Time start = absl::Now();
-    absl::StatusOr<UnpackResult> r =
-        UnpackLayerFile(content_.BlobPath(layer.digest), tmp + "/tree", options_.limits);
-    if (!r.ok()) return Context(r.status(), absl::StrCat("unpack layer ", layer.digest));
-    if (r->diff_id != layer.diff_id) {
-      return absl::DataLossError(absl::StrCat("layer ", layer.digest, " uncompresses to ",
-                                              r->diff_id, " but the image config says ",
-                                              layer.diff_id, " (digest mismatch)"));
-    }
-    const absl::Time unpacked = absl::Now();
-    if (absl::Status s = BuildErofsImage(tmp + "/tree", tmp + "/layer.erofs"); !s.ok()) {
-      return Context(s, absl::StrCat("build erofs image of layer ", layer.diff_id));
-    }
-    int fd = ::open((tmp + "/layer.erofs").c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ::fsync(fd);
-      ::close(fd);
-    }
-    if (::rename((tmp + "/layer.erofs").c_str(), LayerPath(layer.diff_id).c_str()) != 0) {
-      return ErrnoStatus(absl::StrCat("rename layer image ", LayerPath(layer.diff_id)), errno);
-    }
-    PV_LOG(kDebug) << "layer " << layer.diff_id << ": " << r->tar_bytes << " bytes, " << r->entries
-                   << " entries, unpacked in " << absl::ToDoubleMilliseconds(unpacked - start)
-                   << " ms, erofs in " << absl::ToDoubleMilliseconds(absl::Now() - unpacked)
-                   << " ms";
+// A blob's declared size is believed only when the store's filesystem can hold it and still
+// keep registry.min_free_disk_bytes free (the writer never accepts more than that size).
+absl::Status ImageControllerImpl::CheckFreeSpace(const Descriptor& d) const {
+  struct statvfs st {};
+  if (::statvfs(content_.root().c_str(), &st) != 0) {
+    return ErrnoStatus(absl::StrCat("statvfs ", content_.root()), errno);
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  const uint64_t reserve = static_cast<uint64_t>(options_.registry.min_free_disk_bytes);
+  const uint64_t need = static_cast<uint64_t>(d.size);
+  if (need > free_bytes || free_bytes - need < reserve) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "blob ", d.digest, " declares ", d.size, " bytes but the image store has ", free_bytes,
+        " bytes free and keeps ", reserve, " free (registry.min_free_disk_bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ImageControllerImpl::EnsureLayer(const ImageLayer& layer,
+                                              const CancelCheck& cancelled) {
+  return layer_flights_.Do(
+      layer.diff_id,
+      [&]() -> absl::Status {
+        if (HasLayer(layer.diff_id)) return absl::OkStatus();
+        const std::string tmp =
+            absl::StrCat(TmpDir(), "/unpack-", DigestHex(layer.diff_id).substr(0, 12), "-",
+                         tmp_counter_.fetch_add(1));
+        absl::Cleanup remove_tmp = [&tmp] { RemoveAll(tmp).IgnoreError(); };
+        if (absl::Status s = MakeDirs(tmp + "/tree", 0755); !s.ok()) return s;
+        const absl::Time start = absl::Now();
+        absl::StatusOr<UnpackResult> r =
+            UnpackLayerFile(content_.BlobPath(layer.digest), tmp + "/tree", options_.limits);
+        if (!r.ok()) return Context(r.status(), absl::StrCat("unpack layer ", layer.digest));
+        if (r->diff_id != layer.diff_id) {
+          return absl::DataLossError(absl::StrCat("layer ", layer.digest, " uncompresses to ",
+                                                  r->diff_id, " but the image config says ",
+                                                  layer.diff_id, " (digest mismatch)"));
+        }
+        const absl::Time unpacked = absl::Now();
+        if (absl::Status s = BuildErofsImage(tmp + "/tree", tmp + "/layer.erofs"); !s.ok()) {
+          return Context(s, absl::StrCat("build erofs image of layer ", layer.diff_id));
+        }
+        int fd = ::open((tmp + "/layer.erofs").c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+          ::fsync(fd);
+          ::close(fd);
+        }
+        if (::rename((tmp + "/layer.erofs").c_str(), LayerPath(layer.diff_id).c_str()) != 0) {
+          return ErrnoStatus(absl::StrCat("rename layer image ", LayerPath(layer.diff_id)), errno);
+        }
+        PV_LOG(kDebug) << "layer " << layer.diff_id << ": " << r->tar_bytes << " bytes, "
+                       << r->entries << " entries, unpacked in "
+                       << absl::ToDoubleMilliseconds(unpacked - start) << " ms, erofs in "
+                       << absl::ToDoubleMilliseconds(absl::Now() - unpacked) << " ms";
+        return absl::OkStatus();
+      },
+      cancelled);
+}
+
+absl::Status ImageControllerImpl::PullLayer(RegistrySession& session, const ImageLayer& l,
+                                            PullProgress& progress, const CancelCheck& cancelled) {
+  if (content_.Has(l.digest) && HasLayer(l.diff_id)) {
+    progress.LayerDone();
     return absl::OkStatus();
-  });
+  }
+  // Downloads and unpacks are bounded apart: a layer being unpacked does not hold back the
+  // next download.
+  Descriptor d{l.media_type, l.digest, l.size, std::nullopt};
+  if (!download_slots_.Acquire(cancelled)) return PullCancelledError();
+  absl::Status s = EnsureBlob(
+      session, d,
+      [&](int64_t n) {
+        progress.AddBytes(n);
+        metrics::AddImagePullBytes(n);
+      },
+      cancelled);
+  download_slots_.Release();
+  if (!s.ok()) return s;
+  if (!unpack_slots_.Acquire(cancelled)) return PullCancelledError();
+  s = EnsureLayer(l, cancelled);
+  unpack_slots_.Release();
+  if (s.ok()) progress.LayerDone();
+  return s;
 }
 
+// A bounded pool per pull: enough workers to keep every download slot and every unpack slot
+// busy, never one thread per layer. The first failure stops the workers taking new layers.
 absl::Status ImageControllerImpl::PullLayers(RegistrySession& session,
                                              const std::vector<ImageLayer>& layers,
-                                             PullProgress& progress, PullHolds& holds) {
+                                             PullProgress& progress, PullHolds& holds,
+                                             const CancelCheck& cancelled) {
   for (const ImageLayer& l : layers) {
     holds.Blob(l.digest);
     holds.Layer(l.diff_id);
   }
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
   std::vector<absl::Status> results(layers.size());
+  auto stop = [&] { return failed.load() || (cancelled && cancelled()); };
+  auto work = [&] {
+    for (size_t i = next.fetch_add(1); i < layers.size(); i = next.fetch_add(1)) {
+      if (stop()) return;
+      results[i] = PullLayer(session, layers[i], progress, stop);
+      if (!results[i].ok()) failed = true;
+    }
+  };
+  const size_t workers = std::min<size_t>(layers.size(), PullWorkers());
   std::vector<std::thread> threads;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    threads.emplace_back([&, i] {
-      const ImageLayer& l = layers[i];
-      if (content_.Has(l.digest) && HasLayer(l.diff_id)) {
-        progress.LayerDone();
-        return;
-      }
-      // Downloads and unpacks are bounded apart: a layer being unpacked does not hold back the
-      // next download.
-      Descriptor d{l.media_type, l.digest, l.size, std::nullopt};
-      download_slots_.Acquire();
-      absl::Status s = EnsureBlob(session, d, [&](int64_t n) { progress.AddBytes(n); });
-      download_slots_.Release();
-      if (s.ok()) {
-        unpack_slots_.Acquire();
-        s = EnsureLayer(l);
-        unpack_slots_.Release();
-      }
-      results[i] = s;
-      if (s.ok()) progress.LayerDone();
-    });
-  }
+  threads.reserve(workers);
+  for (size_t i = 0; i < workers; ++i) threads.emplace_back(work);
   for (std::thread& t : threads) t.join();
+  if (cancelled && cancelled()) return PullCancelledError();
+  // The first real failure, not the CANCELLED of a layer stopped because of it.
+  for (const absl::Status& s : results) {
+    if (!s.ok() && !absl::IsCancelled(s)) return s;
+  }
   for (const absl::Status& s : results) {
     if (!s.ok()) return s;
   }
@@ -498,14 +480,20 @@ absl::Status ImageControllerImpl::PullLayers(RegistrySession& session,
 }
 
 absl::StatusOr<ImageRecord> ImageControllerImpl::DoPull(const ImageReference& ref,
-                                                        const RegistryCredentials& creds) {
+                                                        const RegistryCredentials& creds,
+                                                        const CancelCheck& cancelled) {
   // By digest and already whole: nothing to ask the registry.
   if (!ref.digest.empty()) {
     absl::StatusOr<ImageRecord> have = Get(ref.String());
     if (have.ok() && LayerImages(have->metadata.id).ok()) return have;
   }
   PullHolds holds(this);
-  std::unique_ptr<RegistrySession> session = client_.NewSession(ref, creds);
+  std::shared_ptr<RegistryClient> client;
+  {
+    absl::MutexLock lock(&client_mu_);
+    client = client_;
+  }
+  std::unique_ptr<RegistrySession> session = client->NewSession(ref, creds, cancelled);
   std::vector<std::string> blobs;
   std::string top_digest;
   absl::StatusOr<FetchedManifest> manifest =
@@ -514,10 +502,16 @@ absl::StatusOr<ImageRecord> ImageControllerImpl::DoPull(const ImageReference& re
   absl::StatusOr<ManifestDocument> doc = ParseManifest(manifest->body, manifest->content_type);
   if (!doc.ok()) return doc.status();
   if (doc->is_index) return absl::InvalidArgumentError("nested image indexes are not supported");
+  if (static_cast<int64_t>(doc->layers.size()) > options_.registry.max_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest ", manifest->digest, " has ", doc->layers.size(),
+                     " layers, more than the limit of ", options_.registry.max_layers,
+                     " (registry.max_layers)"));
+  }
 
   holds.Blob(doc->config.digest);
   blobs.push_back(doc->config.digest);
-  if (absl::Status s = EnsureBlob(*session, doc->config, nullptr); !s.ok()) {
+  if (absl::Status s = EnsureBlob(*session, doc->config, nullptr, cancelled); !s.ok()) {
     return Context(s, "image config");
   }
   absl::StatusOr<std::string> config_bytes = content_.Read(doc->config.digest, kMaxConfigBytes);
@@ -554,7 +548,9 @@ absl::StatusOr<ImageRecord> ImageControllerImpl::DoPull(const ImageReference& re
 
   PullProgress progress(ref.String(), layer_bytes, md.layers.size());
   progress.Log("start");
-  if (absl::Status s = PullLayers(*session, md.layers, progress, holds); !s.ok()) return s;
+  if (absl::Status s = PullLayers(*session, md.layers, progress, holds, cancelled); !s.ok()) {
+    return s;
+  }
   progress.Log("done");
   return Commit(ref, std::move(md), top_digest, blobs);
 }
@@ -701,6 +697,23 @@ absl::StatusOr<ImageFsUsage> ImageControllerImpl::FsUsage() const {
 }
 
 }  // namespace
+
+std::string DigestedReference(const ImageRecord& image, absl::string_view requested) {
+  const std::vector<std::string>& digests = image.status.repo_digests;
+  if (digests.empty()) return image.metadata.id;
+  absl::StatusOr<ImageReference> ref = ParseImageReference(requested);
+  if (ref.ok()) {
+    const std::string exact = ref->String();
+    if (!ref->digest.empty() && std::find(digests.begin(), digests.end(), exact) != digests.end()) {
+      return exact;
+    }
+    const std::string repo = absl::StrCat(ref->Name(), "@");
+    for (const std::string& d : digests) {
+      if (absl::StartsWith(d, repo)) return d;
+    }
+  }
+  return digests.front();
+}
 
 absl::StatusOr<std::unique_ptr<ImageController>> ImageController::Create(Options options,
                                                                          RecordStore* records) {

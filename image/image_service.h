@@ -58,6 +58,13 @@ struct ImageNames {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ImageNames, repo_tags, repo_digests, pinned, blobs)
 
 using ImageRecord = StoredObject<ImageMetadata, ImageNames>;
+
+// The digested reference (repo@sha256:...) a container created from `requested` (a tag, digest
+// or id reference to `image`) reports as its image_ref: the repo digest of the repository it
+// was named by, else the image's first repo digest, else its id. CRI v1.36: image_id (the
+// `id` of the image, also PullImageResponse.image_ref) identifies the image; image_ref keeps
+// which reference it came from.
+std::string DigestedReference(const ImageRecord& image, absl::string_view requested);
 using ImageStore = ObjectStore<ImageMetadata, ImageNames>;
 
 // Usage of the filesystem that holds the image store.
@@ -91,6 +98,14 @@ class ImageController {
   // returns its record. Nothing is fetched that is already stored.
   virtual absl::StatusOr<ImageRecord> Pull(absl::string_view reference,
                                            const RegistryCredentials& credentials) = 0;
+  // The same, abandoned (CANCELLED, its download slots freed) once `cancelled` turns true: the
+  // caller's client hung up or its deadline passed.
+  virtual absl::StatusOr<ImageRecord> PullCancellable(absl::string_view reference,
+                                                      const RegistryCredentials& credentials,
+                                                      const CancelCheck& cancelled) {
+    (void)cancelled;
+    return Pull(reference, credentials);
+  }
 
   // By id (sha256:<hex>, <hex>, or a unique hex prefix), tag or digest reference. NOT_FOUND.
   virtual absl::StatusOr<ImageRecord> Get(absl::string_view image) const = 0;
@@ -115,6 +130,11 @@ class ImageController {
       absl::string_view image_id) const = 0;
 
   virtual absl::StatusOr<ImageFsUsage> FsUsage() const = 0;
+
+  // Registry hosts (mirrors, TLS, plain HTTP) for pulls that start from now on; pulls under way
+  // finish with the settings they started with (a config reload). The download concurrency and
+  // pinned images stay as they were at Create.
+  virtual void SetRegistryConfig(const RegistryConfig& registry) = 0;
 };
 
 }  // namespace podvisor

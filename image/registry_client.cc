@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -67,13 +68,25 @@ CURLcode AddCaFile(CURL*, void* ssl_ctx, void* userdata) {
   return CURLE_OK;
 }
 
+constexpr int kMaxRedirects = 10;
+
 struct Transfer {
   CURL* curl;
   const RegistryClient::Request* request;
   RegistryClient::Result* result;
   bool aborted = false;
   bool over_limit = false;
+  bool cancelled = false;
 };
+
+int OnTransferInfo(void* opaque, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto* t = static_cast<Transfer*>(opaque);
+  if (t->request->cancelled && t->request->cancelled()) {
+    t->cancelled = true;
+    return 1;  // aborts the transfer
+  }
+  return 0;
+}
 
 size_t OnHeader(char* data, size_t size, size_t n, void* opaque) {
   auto* t = static_cast<Transfer*>(opaque);
@@ -213,39 +226,48 @@ void RegistryClient::ReleaseHandle(void* handle) {
   idle_.push_back(handle);
 }
 
-absl::StatusOr<RegistryClient::Result> RegistryClient::Perform(const Request& request) {
-  CURL* curl = static_cast<CURL*>(AcquireHandle());
-  if (curl == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
-  Result result;
+absl::Status RegistryClient::PerformOnce(void* handle, const Request& request,
+                                         const std::string& url, bool send_credentials,
+                                         Result& result) {
+  CURL* curl = static_cast<CURL*>(handle);
+  curl_easy_reset(curl);
   Transfer t{curl, &request, &result};
   curl_slist* headers = nullptr;
-  for (const std::string& h : request.headers) headers = curl_slist_append(headers, h.c_str());
+  for (const std::string& h : request.headers) {
+    // Credentials stay with the origin they were issued for.
+    if (!send_credentials && absl::StartsWithIgnoreCase(h, "authorization:")) continue;
+    headers = curl_slist_append(headers, h.c_str());
+  }
   char errbuf[CURL_ERROR_SIZE] = {};
-  curl_easy_setopt(curl, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, kUserAgent);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);  // Perform follows, with its own rules
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  // A custom Authorization header is not sent on to another host (UNRESTRICTED_AUTH stays off).
   curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT,
+                   static_cast<long>(config_.pull_min_bytes_per_second));
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                   static_cast<long>(config_.pull_progress_timeout_seconds));
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &t);
+  if (request.cancelled) {
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, OnTransferInfo);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &t);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  }
   if (request.method == "POST") {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, request.post_body.c_str());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(request.post_body.size()));
   } else if (request.method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   }
-  if (!request.basic_user.empty() || !request.basic_password.empty()) {
+  if (send_credentials && (!request.basic_user.empty() || !request.basic_password.empty())) {
     curl_easy_setopt(curl, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
     curl_easy_setopt(curl, CURLOPT_USERNAME, request.basic_user.c_str());
     curl_easy_setopt(curl, CURLOPT_PASSWORD, request.basic_password.c_str());
@@ -266,24 +288,95 @@ absl::StatusOr<RegistryClient::Result> RegistryClient::Perform(const Request& re
   curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &ct);
   if (ct != nullptr) result.content_type = ct;
   curl_slist_free_all(headers);
-  ReleaseHandle(curl);
-  const std::string what = absl::StrCat(request.method, " ", RedactUrl(request.url));
+  const std::string what = absl::StrCat(request.method, " ", RedactUrl(url));
   if (t.over_limit) {
     return absl::OutOfRangeError(
         absl::StrCat(what, ": response larger than ", request.capture_limit, " bytes"));
   }
   if (t.aborted) return absl::AbortedError(absl::StrCat(what, ": transfer aborted"));
+  if (t.cancelled) return absl::CancelledError(absl::StrCat(what, ": the pull was cancelled"));
+  if (rc == CURLE_OPERATION_TIMEDOUT) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        what, ": no progress: less than ", config_.pull_min_bytes_per_second, " bytes/s for ",
+        config_.pull_progress_timeout_seconds,
+        " s (registry.pull_progress_timeout_seconds, registry.pull_min_bytes_per_second)"));
+  }
   if (rc != CURLE_OK) {
     std::string detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
     return absl::UnavailableError(absl::StrCat(what, ": ", RedactUrl(detail)));
   }
-  return result;
+  if (result.code >= 300 && result.code < 400) {
+    char* location = nullptr;
+    curl_easy_getinfo(curl, CURLINFO_REDIRECT_URL, &location);
+    result.headers["location"] = location != nullptr ? location : "";
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RegistryClient::Result> RegistryClient::Perform(const Request& request) {
+  CURL* curl = static_cast<CURL*>(AcquireHandle());
+  if (curl == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
+  absl::Cleanup release = [&] { ReleaseHandle(curl); };
+  const std::string origin = UrlOrigin(request.url);
+  std::string url = request.url;
+  Request hop = request;
+  for (int redirects = 0;; ++redirects) {
+    Result result;
+    const bool same_origin = UrlOrigin(url) == origin;
+    if (absl::Status s = PerformOnce(curl, hop, url, same_origin, result); !s.ok()) return s;
+    const bool redirect = result.code == 301 || result.code == 302 || result.code == 303 ||
+                          result.code == 307 || result.code == 308;
+    if (!redirect) return result;
+    const std::string next = result.headers["location"];
+    const std::string what = absl::StrCat(request.method, " ", RedactUrl(request.url));
+    if (next.empty()) {
+      return absl::UnavailableError(
+          absl::StrCat(what, ": HTTP ", result.code, " redirect without a Location"));
+    }
+    if (redirects >= kMaxRedirects) {
+      return absl::UnavailableError(
+          absl::StrCat(what, ": more than ", kMaxRedirects, " redirects"));
+    }
+    const bool to_https = absl::StartsWithIgnoreCase(next, "https://");
+    if (!to_https && !absl::StartsWithIgnoreCase(next, "http://")) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(what, ": refused a redirect to ", RedactUrl(next), " (not http or https)"));
+    }
+    if (absl::StartsWithIgnoreCase(url, "https://") && !to_https) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(what, ": refused a redirect from ", RedactUrl(url), " to ", RedactUrl(next),
+                       " (https must not be downgraded to plain http)"));
+    }
+    if (result.code == 303 ||
+        ((result.code == 301 || result.code == 302) && hop.method == "POST")) {
+      hop.method = "GET";
+      hop.post_body.clear();
+    }
+    url = next;
+  }
+}
+
+std::string UrlOrigin(absl::string_view url) {
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == absl::string_view::npos) return "";
+  const std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
+  absl::string_view rest = url.substr(scheme_end + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (size_t at = rest.rfind('@'); at != absl::string_view::npos) rest.remove_prefix(at + 1);
+  std::string host = absl::AsciiStrToLower(rest);
+  const size_t bracket = host.rfind(']');
+  const size_t colon = host.rfind(':');
+  const bool has_port =
+      colon != std::string::npos && (bracket == std::string::npos || colon > bracket);
+  if (!has_port) absl::StrAppend(&host, scheme == "https" ? ":443" : ":80");
+  return absl::StrCat(scheme, "://", host);
 }
 
 std::unique_ptr<RegistrySession> RegistryClient::NewSession(const ImageReference& ref,
-                                                            RegistryCredentials creds) {
-  return std::unique_ptr<RegistrySession>(
-      new RegistrySession(this, ref, std::move(creds), RegistryEndpoints(config_, ref.domain)));
+                                                            RegistryCredentials creds,
+                                                            CancelCheck cancelled) {
+  return std::unique_ptr<RegistrySession>(new RegistrySession(
+      this, ref, std::move(creds), RegistryEndpoints(config_, ref.domain), std::move(cancelled)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,11 +387,13 @@ struct RegistrySession::Response {
 };
 
 RegistrySession::RegistrySession(RegistryClient* client, ImageReference ref,
-                                 RegistryCredentials creds, std::vector<RegistryEndpoint> endpoints)
+                                 RegistryCredentials creds, std::vector<RegistryEndpoint> endpoints,
+                                 CancelCheck cancelled)
     : client_(client),
       ref_(std::move(ref)),
       creds_(std::move(creds)),
-      endpoints_(std::move(endpoints)) {}
+      endpoints_(std::move(endpoints)),
+      cancelled_(std::move(cancelled)) {}
 
 // username/password, or the base64 `auth` field; false when there are none.
 static bool UserPassword(const RegistryCredentials& creds, std::string* user,
@@ -362,6 +457,7 @@ absl::StatusOr<std::string> RegistrySession::FetchToken(const RegistryEndpoint& 
   RegistryClient::Request req;
   req.tls = &ep;
   req.capture_limit = kTokenBodyLimit;
+  req.cancelled = cancelled_;
   if (!creds.identity_token.empty()) {
     // OAuth2 refresh-token grant, as Docker's token servers accept.
     req.method = "POST";
@@ -434,6 +530,7 @@ absl::StatusOr<RegistrySession::Response> RegistrySession::Get(
     req.tls = &ep;
     req.capture_limit = capture_limit;
     req.sink = sink;
+    req.cancelled = cancelled_;
     if (!accept.empty()) req.headers.push_back(absl::StrCat("Accept: ", accept));
     {
       absl::MutexLock lock(&mu_);
@@ -488,6 +585,7 @@ absl::Status RegistrySession::Ping(size_t endpoint) {
   req.url = ep.base_url + "/v2/";
   req.tls = &ep;
   req.capture_limit = kErrorBodyLimit;
+  req.cancelled = cancelled_;
   absl::StatusOr<RegistryClient::Result> r = client_->Perform(req);
   absl::Status s = r.status();
   if (r.ok() && r->code != 200 && r->code != 401) {
@@ -537,6 +635,7 @@ absl::StatusOr<FetchedManifest> RegistrySession::GetManifest(
       preferred_ = i;
       return m;
     }
+    if (absl::IsCancelled(s)) return s;
     if (ep.mirror) {
       PV_LOG(kWarning) << "pull " << ref_.String() << ": mirror " << ep.base_url
                        << " failed, trying the next endpoint: " << s.message();
@@ -571,6 +670,7 @@ absl::Status RegistrySession::FetchBlob(const Descriptor& blob, ContentStore::Wr
     if (s.ok()) s = writer.Commit(blob.digest, blob.size);
     if (s.ok()) return absl::OkStatus();
     if (absl::IsInternal(s) && !write_error.ok()) return s;  // local disk trouble: stop
+    if (absl::IsCancelled(s)) return s;
     if (ep.mirror) {
       PV_LOG(kWarning) << "pull " << ref_.String() << ": blob " << blob.digest << " from mirror "
                        << ep.base_url << " failed, trying the next endpoint: " << s.message();

@@ -57,6 +57,10 @@ struct FetchedManifest {
 
 class RegistryClient;
 
+// Asked during transfers and waits: true once the caller no longer wants the result (its gRPC
+// client hung up or its deadline passed). Empty: never.
+using CancelCheck = std::function<bool()>;
+
 // One repository on one registry with one set of credentials: caches the bearer tokens it
 // obtains and remembers the endpoint that answered. Thread-safe (layers download in parallel).
 class RegistrySession {
@@ -71,9 +75,13 @@ class RegistrySession {
 
  private:
   friend class RegistryClient;
+
+  // Asked during transfers and waits: true once the caller no longer wants the result (its gRPC
+  // client hung up or its deadline passed). Empty: never.
+  using CancelCheck = std::function<bool()>;
   struct Response;
   RegistrySession(RegistryClient* client, ImageReference ref, RegistryCredentials creds,
-                  std::vector<RegistryEndpoint> endpoints);
+                  std::vector<RegistryEndpoint> endpoints, CancelCheck cancelled);
 
   // GET `path` (below /v2/<repo>/) on one endpoint, answering auth challenges once.
   absl::StatusOr<Response> Get(const RegistryEndpoint& ep, const std::string& path,
@@ -93,6 +101,7 @@ class RegistrySession {
   const ImageReference ref_;
   const RegistryCredentials creds_;
   const std::vector<RegistryEndpoint> endpoints_;
+  const CancelCheck cancelled_;
   absl::Mutex mu_;
   std::map<std::string, std::string> authorization_ ABSL_GUARDED_BY(mu_);  // base_url -> header
   std::optional<size_t> preferred_ ABSL_GUARDED_BY(mu_);
@@ -100,14 +109,17 @@ class RegistrySession {
 };
 
 // The OCI distribution protocol over libcurl (HTTP/1.1, and HTTP/2 over TLS): ping, manifests,
-// blobs, redirects (credentials never follow a redirect to another host), anonymous, basic and
-// bearer-token auth, mirrors and per-host TLS settings. Thread-safe; connections are reused.
+// blobs, redirects (followed here, not by libcurl: never from https to http, and credentials
+// never sent to another origin), anonymous, basic and bearer-token auth, mirrors and per-host
+// TLS settings. A transfer slower than registry.pull_min_bytes_per_second for
+// registry.pull_progress_timeout_seconds is aborted. Thread-safe; connections are reused.
 class RegistryClient {
  public:
   explicit RegistryClient(RegistryConfig config);
   ~RegistryClient();
 
-  std::unique_ptr<RegistrySession> NewSession(const ImageReference& ref, RegistryCredentials creds);
+  std::unique_ptr<RegistrySession> NewSession(const ImageReference& ref, RegistryCredentials creds,
+                                              CancelCheck cancelled = nullptr);
 
   // One HTTP exchange; exposed to the session. `sink` takes the body of a 2xx answer (return
   // false to abort); other bodies are kept (up to 4 KiB) for error messages.
@@ -120,6 +132,7 @@ class RegistryClient {
     const RegistryEndpoint* tls = nullptr;   // TLS settings; null: system defaults
     int64_t capture_limit = 0;               // keep up to this much of a 2xx body
     std::function<bool(const char*, size_t)> sink;
+    CancelCheck cancelled;  // polled during the transfer: true aborts it (CANCELLED)
   };
   struct Result {
     long code = 0;
@@ -132,6 +145,9 @@ class RegistryClient {
  private:
   void* AcquireHandle();
   void ReleaseHandle(void* handle);
+  // One hop of a request: no redirect is followed.
+  absl::Status PerformOnce(void* handle, const Request& request, const std::string& url,
+                           bool send_credentials, Result& result);
 
   const RegistryConfig config_;
   absl::Mutex mu_;
@@ -140,5 +156,9 @@ class RegistryClient {
 
 // A URL without its query string or user info (signed redirect URLs carry secrets).
 std::string RedactUrl(absl::string_view url);
+
+// "scheme://host:port" of an absolute URL, lower case, with the scheme's default port made
+// explicit: two URLs of one origin share credentials, others never do. "" when not absolute.
+std::string UrlOrigin(absl::string_view url);
 
 }  // namespace podvisor

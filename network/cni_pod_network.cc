@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/status_util.h"
 #include "network/cni_exec.h"
 #include "network/cni_types.h"
 #include "network/netns.h"
@@ -30,10 +31,6 @@ using network::CniRuntimeConf;
 using nlohmann::json;
 
 constexpr char kNotReadyReason[] = "NetworkPluginNotReady";
-
-absl::Status Annotate(const absl::Status& s, absl::string_view context) {
-  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
-}
 
 absl::Status CheckSandboxId(const std::string& id) {
   if (id.empty() || id.find('/') != std::string::npos || id == "." || id == "..") {
@@ -278,7 +275,7 @@ static absl::StatusOr<network::LinkInfo> AttachOrInspect(const CacheEntry& entry
 absl::StatusOr<PodNetwork> CniPodNetworkManager::Setup(const PodNetworkRequest& request) {
   const std::string& id = request.sandbox_id;
   const std::string context = absl::StrCat("set up network of pod ", id);
-  if (absl::Status s = CheckSandboxId(id); !s.ok()) return Annotate(s, context);
+  if (absl::Status s = CheckSandboxId(id); !s.ok()) return WithContext(s, context);
   absl::StatusOr<CniConfList> list = LoadNetwork();
   if (!list.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(context, ": ", list.status().message()));
@@ -296,10 +293,10 @@ absl::StatusOr<PodNetwork> CniPodNetworkManager::Setup(const PodNetworkRequest& 
   entry.capability_args = CapabilityArgs(request);
   entry.conflist = list->raw;
 
-  if (absl::Status s = network::CreateNetns(entry.netns); !s.ok()) return Annotate(s, context);
+  if (absl::Status s = network::CreateNetns(entry.netns); !s.ok()) return WithContext(s, context);
   absl::Cleanup remove_netns = [&] { (void)network::RemoveNetns(entry.netns); };
   // The cache is written before ADD so that a crash during ADD still lets DEL release the IP.
-  if (absl::Status s = WriteCache(entry); !s.ok()) return Annotate(s, context);
+  if (absl::Status s = WriteCache(entry); !s.ok()) return WithContext(s, context);
   absl::Cleanup remove_cache = [&] { ::unlink(CachePath(id).c_str()); };
 
   const CniRuntimeConf rt = RuntimeConf(entry);
@@ -310,19 +307,19 @@ absl::StatusOr<PodNetwork> CniPodNetworkManager::Setup(const PodNetworkRequest& 
       PV_LOG(kWarning) << context << ": undo: " << del.message();
     }
   };
-  if (!raw.ok()) return Annotate(raw.status(), context);
+  if (!raw.ok()) return WithContext(raw.status(), context);
   absl::StatusOr<CniResult> result = network::ParseCniResult(*raw);
-  if (!result.ok()) return Annotate(result.status(), context);
+  if (!result.ok()) return WithContext(result.status(), context);
 
   absl::StatusOr<network::LinkInfo> link = AttachOrInspect(entry);
-  if (!link.ok()) return Annotate(link.status(), context);
+  if (!link.ok()) return WithContext(link.status(), context);
   absl::Cleanup detach = [&] {
     if (!entry.tap.empty()) (void)network::DetachTap(entry.netns, entry.ifname, entry.tap);
   };
   entry.result = *raw;
   entry.mac = link->mac;
   entry.mtu = link->mtu;
-  if (absl::Status s = WriteCache(entry); !s.ok()) return Annotate(s, context);
+  if (absl::Status s = WriteCache(entry); !s.ok()) return WithContext(s, context);
 
   PodNetwork net = BuildPodNetwork(entry, *result, list->name);
   if (net.ips.empty()) {
@@ -342,13 +339,14 @@ absl::StatusOr<PodNetwork> CniPodNetworkManager::Get(const std::string& sandbox_
   if (absl::Status s = CheckSandboxId(sandbox_id); !s.ok()) return s;
   absl::StatusOr<CacheEntry> entry = ReadCache(sandbox_id);
   if (!entry.ok()) {
-    return Annotate(entry.status(), absl::StrCat("network of pod ", sandbox_id));
+    return WithContext(entry.status(), absl::StrCat("network of pod ", sandbox_id));
   }
   if (entry->result.empty() || entry->torn_down) {
     return absl::NotFoundError(absl::StrCat("pod ", sandbox_id, " has no network set up"));
   }
   absl::StatusOr<CniResult> result = network::ParseCniResult(entry->result);
-  if (!result.ok()) return Annotate(result.status(), absl::StrCat("network of pod ", sandbox_id));
+  if (!result.ok())
+    return WithContext(result.status(), absl::StrCat("network of pod ", sandbox_id));
   return BuildPodNetwork(*entry, *result, entry->conflist.value("name", ""));
 }
 
@@ -356,14 +354,14 @@ absl::Status CniPodNetworkManager::Check(const std::string& sandbox_id) {
   const std::string context = absl::StrCat("check network of pod ", sandbox_id);
   if (absl::Status s = CheckSandboxId(sandbox_id); !s.ok()) return s;
   absl::StatusOr<CacheEntry> entry = ReadCache(sandbox_id);
-  if (!entry.ok()) return Annotate(entry.status(), context);
+  if (!entry.ok()) return WithContext(entry.status(), context);
   if (entry->result.empty() || entry->torn_down) {
     return absl::NotFoundError(absl::StrCat(context, ": no network set up"));
   }
   absl::StatusOr<CniConfList> list = CachedList(*entry);
-  if (!list.ok()) return Annotate(list.status(), context);
+  if (!list.ok()) return WithContext(list.status(), context);
   if (absl::Status s = exec_.CheckNetworkList(*list, RuntimeConf(*entry), entry->result); !s.ok()) {
-    return Annotate(s, context);
+    return WithContext(s, context);
   }
   return absl::OkStatus();
 }
@@ -378,7 +376,7 @@ absl::Status CniPodNetworkManager::Teardown(const std::string& sandbox_id) {
     PV_LOG(kWarning) << context << ": " << entry.status().message()
                      << "; running DEL with the current CNI config";
     absl::StatusOr<CniConfList> current = LoadNetwork();
-    if (!current.ok()) return Annotate(current.status(), context);
+    if (!current.ok()) return WithContext(current.status(), context);
     CacheEntry fallback;
     fallback.sandbox_id = sandbox_id;
     fallback.netns = NetnsPath(sandbox_id);
@@ -387,20 +385,20 @@ absl::Status CniPodNetworkManager::Teardown(const std::string& sandbox_id) {
     fallback.conflist = current->raw;
     entry = std::move(fallback);
   }
-  if (!entry.ok()) return Annotate(entry.status(), context);
+  if (!entry.ok()) return WithContext(entry.status(), context);
   if (entry->torn_down) return absl::OkStatus();
   absl::StatusOr<CniConfList> list = CachedList(*entry);
-  if (!list.ok()) return Annotate(list.status(), context);
+  if (!list.ok()) return WithContext(list.status(), context);
   if (!entry->tap.empty()) {
     if (absl::Status s = network::DetachTap(entry->netns, entry->ifname, entry->tap); !s.ok()) {
-      return Annotate(s, context);
+      return WithContext(s, context);
     }
   }
   if (absl::Status s = exec_.DelNetworkList(*list, RuntimeConf(*entry), entry->result); !s.ok()) {
-    return Annotate(s, context);
+    return WithContext(s, context);
   }
   entry->torn_down = true;
-  if (absl::Status s = WriteCache(*entry); !s.ok()) return Annotate(s, context);
+  if (absl::Status s = WriteCache(*entry); !s.ok()) return WithContext(s, context);
   PV_LOG(kInfo) << "pod " << sandbox_id << " network torn down";
   return absl::OkStatus();
 }
@@ -410,10 +408,10 @@ absl::Status CniPodNetworkManager::Remove(const std::string& sandbox_id) {
   if (absl::Status s = CheckSandboxId(sandbox_id); !s.ok()) return s;
   if (absl::Status s = Teardown(sandbox_id); !s.ok()) return s;
   if (absl::Status s = network::RemoveNetns(NetnsPath(sandbox_id)); !s.ok()) {
-    return Annotate(s, context);
+    return WithContext(s, context);
   }
   if (::unlink(CachePath(sandbox_id).c_str()) != 0 && errno != ENOENT) {
-    return Annotate(ErrnoStatus(absl::StrCat("remove ", CachePath(sandbox_id)), errno), context);
+    return WithContext(ErrnoStatus(absl::StrCat("remove ", CachePath(sandbox_id)), errno), context);
   }
   return absl::OkStatus();
 }

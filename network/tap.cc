@@ -161,6 +161,21 @@ absl::StatusOr<LinkInfo> AttachTap(const std::string& netns_path, const std::str
   return info;
 }
 
+absl::Status CreateLoneTap(const std::string& netns_path, const std::string& tap_name) {
+  if (absl::Status s = CheckIfName(tap_name); !s.ok()) return s;
+  return RunInNetns(netns_path, [&]() -> absl::Status {
+    if (LinkExists(tap_name)) {
+      return absl::AlreadyExistsError(absl::StrCat("tap ", tap_name, " already exists"));
+    }
+    if (absl::Status p = SetTapPersist(tap_name, true); !p.ok()) return p;
+    if (absl::Status u = SetMtuAndUp(tap_name, 0); !u.ok()) {
+      (void)DeleteLink(tap_name);
+      return u;
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::Status DetachTap(const std::string& netns_path, const std::string& ifname,
                        const std::string& tap_name) {
   if (!IsNetns(netns_path)) return absl::OkStatus();

@@ -26,6 +26,11 @@ absl::StatusOr<LinkInfo> GetLinkInfo(const std::string& name);
 absl::StatusOr<LinkInfo> AttachTap(const std::string& netns_path, const std::string& ifname,
                                    const std::string& tap_name);
 
+// In the namespace at `netns_path`: creates the persistent tap `tap_name`, up, joined to
+// nothing. A template VM's NIC sits on one (a clone needs the same devices as its template; what
+// the template's NIC was connected to does not matter).
+absl::Status CreateLoneTap(const std::string& netns_path, const std::string& tap_name);
+
 // Removes the redirect and the tap. Missing pieces (or a missing namespace) are not errors.
 absl::Status DetachTap(const std::string& netns_path, const std::string& ifname,
                        const std::string& tap_name);

@@ -53,7 +53,9 @@ struct SandboxSetup {
   int64_t wall_time_ns = 0;  // 0: leave the guest clock alone
   std::string entropy;       // at most 4096 bytes, credited to the guest RNG
   std::map<std::string, std::string> sysctls;
-  std::string shared_fs_tag;  // non-empty: mount that virtiofs at kGuestSharedDir
+  std::string shared_fs_tag;  // non-empty: mount that filesystem at kGuestSharedDir
+  std::string shared_fs_type;  // "virtiofs" (empty) or "9p"
+  std::string machine_id;      // non-empty: written to /etc/machine-id (32 hex digits)
 };
 
 // Where the guest mounts the directory the host shares with it (SandboxSetup::shared_fs_tag).
@@ -61,6 +63,7 @@ inline constexpr char kGuestSharedDir[] = "/run/podvisor/shared";
 
 struct GuestInterface {
   std::string mac;    // selects the guest NIC
+  std::string set_mac;  // non-empty: give that NIC this MAC first (template clones)
   std::string name;   // rename to (optional)
   uint32_t mtu = 0;
   std::vector<std::string> addresses;  // CIDR
@@ -104,6 +107,9 @@ struct ProcessSpec {
   // The host acknowledges output (AckStream) and may take it over after a restart
   // (AttachOutput): the agent holds unacknowledged bytes (bounded) until then.
   bool acked_output = false;
+  // Non-zero: the host acknowledges output as its consumer takes it (AckStream); the agent holds
+  // at most this many bytes per stream unacknowledged and stops reading the pipe beyond.
+  uint32_t output_window = 0;
 };
 
 // A restarted host takes a container's output over (see AgentClient::AttachOutput).
@@ -289,7 +295,10 @@ class AgentClient {
                                                 const ContainerResources& resources,
                                                 absl::Duration timeout) = 0;
   // Connects stream `stream_id` to TCP 127.0.0.1:port in the guest.
-  virtual absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout) = 0;
+  // `window` non-zero: the guest sends at most that many bytes not yet acknowledged (AckStream,
+  // offsets counted from the connection's first byte).
+  virtual absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout,
+                                   uint32_t window = 0) = 0;
   virtual absl::StatusOr<std::string> DiskAttached(const std::string& serial,
                                                    const std::string& mount_point,
                                                    const std::string& fs_type, bool readonly,
@@ -305,8 +314,9 @@ class AgentClient {
   virtual absl::Status WriteStream(uint32_t stream_id, absl::string_view data, bool eof) = 0;
   // Forgets the stream here and tells the guest to stop delivering it.
   virtual void CloseStream(uint32_t stream_id) = 0;
-  // Output of a process created with acked_output: the first `offset` bytes of the stream are
-  // consumed for good (the guest may release them).
+  // Output of a process created with acked_output or output_window (or of a port-forward with
+  // a window): the first `offset` bytes of the stream are consumed for good (the guest may
+  // release them).
   virtual absl::Status AckStream(uint32_t stream_id, uint64_t offset) = 0;
   // After a daemon restart: the container's init output (from the given offsets on, replaying
   // what was not acknowledged) and stdin go to new stream ids. UNIMPLEMENTED from old agents.

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/status_util.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/agent_frame.h"
 #include "pod-sandbox/agent_wire.h"
@@ -128,6 +129,8 @@ class AgentClientImpl final : public AgentClient {
     p->set_entropy(s.entropy);
     for (const auto& [k, v] : s.sysctls) (*p->mutable_sysctls())[k] = v;
     p->set_shared_fs_tag(s.shared_fs_tag);
+    p->set_shared_fs_type(s.shared_fs_type);
+    p->set_machine_id(s.machine_id);
     return CallStatus(req, timeout, "setup sandbox");
   }
 
@@ -137,6 +140,7 @@ class AgentClientImpl final : public AgentClient {
     for (const GuestInterface& i : s.interfaces) {
       v1::NetworkInterface* n = p->add_interfaces();
       n->set_mac(i.mac);
+      n->set_set_mac(i.set_mac);
       n->set_name(i.name);
       n->set_mtu(i.mtu);
       n->set_up(i.up);
@@ -277,10 +281,12 @@ class AgentClientImpl final : public AgentClient {
     return CallStatus(req, timeout, "update resources of " + id);
   }
 
-  absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout) override {
+  absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout,
+                           uint32_t window) override {
     v1::Request req;
     req.mutable_port_forward()->set_port(port);
     req.mutable_port_forward()->set_stream_id(stream_id);
+    req.mutable_port_forward()->set_window(window);
     return CallStatus(req, timeout, absl::StrCat("port forward to ", port));
   }
 
@@ -371,10 +377,6 @@ class AgentClientImpl final : public AgentClient {
     absl::Time deadline;
     CallCallback callback;
   };
-
-  static absl::Status WithContext(const absl::Status& s, absl::string_view what) {
-    return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
-  }
 
   absl::Status CallStatus(const v1::Request& req, absl::Duration timeout, absl::string_view what) {
     absl::StatusOr<v1::Response> r = Call(req, timeout);

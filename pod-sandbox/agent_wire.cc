@@ -241,6 +241,7 @@ void ToWireProcess(const ProcessSpec& p, agent::v1::Process* out) {
   out->set_stderr_stream(p.stderr_stream);
   out->set_no_new_privileges(p.no_new_privileges);
   out->set_acked_output(p.acked_output);
+  out->set_output_window(p.output_window);
   agent::v1::Capabilities* caps = out->mutable_capabilities();
   for (const auto& c : p.capabilities) {
     caps->add_bounding(c);

@@ -159,13 +159,16 @@ struct ContainerMetadata {
   std::string cwd;
   std::optional<uint32_t> uid;
   uint32_t gid = 0;
+  // Whether the agent took the group from the image's /etc/passwd (no group was given, neither by
+  // the request nor as the image's "uid:gid"). Unset only in records written before it was kept.
+  std::optional<bool> gid_from_passwd;
   std::string username;
   int stop_signal = 15;  // the image's StopSignal, else SIGTERM
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
                                                 image_id, image_ref, log_path, layers, volumes,
-                                                shared_volumes, created_at_ns, env, cwd, uid, gid, username,
-                                                stop_signal)
+                                                shared_volumes, created_at_ns, env, cwd, uid, gid,
+                                                gid_from_passwd, username, stop_signal)
 
 // What changes over a container's life.
 struct ContainerStatus {

@@ -18,10 +18,17 @@
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/container.h"
 #include "pod-sandbox/container_log_writer.h"
+#include "pod-sandbox/guest_disk.h"
+#include "pod-sandbox/layer_disks.h"
 #include "pod-sandbox/sandbox.h"
-#include "pod-sandbox/sandbox_controller.h"
+#include "pod-sandbox/sandbox_view.h"
+#include "pod-sandbox/shared_directory_volumes.h"
+#include "pod-sandbox/snapshot_volumes.h"
+#include "pod-sandbox/volume_share.h"
 
 namespace podvisor {
+
+struct ContainerOutput;  // container_output.h: a container's live output in this daemon
 
 struct ContainerControllerOptions {
   absl::Duration agent_call_timeout = absl::Seconds(30);
@@ -44,7 +51,7 @@ struct ExecTarget {
   std::string container_id;  // the full id
   std::shared_ptr<AgentClient> agent;
   ProcessSpec process;
-  bool tty = false;    // the container's own settings (for attach)
+  bool tty = false;  // the container's own settings (for attach)
   bool stdin = false;
   bool stdin_once = false;
 };
@@ -77,7 +84,7 @@ struct SandboxStatsInfo {
 class ContainerController {
  public:
   ContainerController(ContainerControllerOptions options, ContainerStore* containers,
-                      SandboxStore* sandboxes, SandboxController* sandbox_controller,
+                      SandboxStore* sandboxes, SandboxView* sandbox_view,
                       Hypervisor* hypervisor, ImageController* images);
   ~ContainerController();
 
@@ -130,72 +137,50 @@ class ContainerController {
   absl::Status OnSandboxRemoving(const std::string& sandbox_id);
 
  private:
-  struct Runtime;  // live state of a container in this daemon: log writer, streams
-
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
   std::shared_ptr<std::mutex> SandboxLockFor(const std::string& sandbox_id);
   absl::StatusOr<std::string> ResolveId(const std::string& id_or_prefix) const;
-  absl::StatusOr<std::vector<LayerDisk>> AttachLayers(const std::string& sandbox_id,
-                                                      AgentClient& agent,
-                                                      const std::vector<std::string>& paths);
-  // Packs each read-only host-path mount into an erofs image and hot-plugs it.
-  absl::StatusOr<std::vector<VolumeDisk>> AttachVolumes(const Sandbox& sandbox, AgentClient& agent,
-                                                        const std::string& container_id,
-                                                        const ContainerConfig& config,
-                                                        const std::vector<LayerDisk>& layers);
-  void DetachVolumes(const std::string& sandbox_id, const std::vector<VolumeDisk>& volumes);
-  // Bind-mounts each host-path mount under the sandbox's shared directory (virtiofs).
-  absl::StatusOr<std::vector<SharedVolume>> AttachSharedVolumes(const Sandbox& sandbox,
-                                                                const std::string& container_id,
-                                                                const ContainerConfig& config);
-  // Unmounts and removes a container's directory under the sandbox's shared directory.
-  absl::Status DetachSharedVolumes(const std::string& shared_dir, const std::string& container_id);
+  // The volume mode of a sandbox: the one place that chooses.
+  VolumeShare& VolumesFor(const Sandbox& sandbox);
+  // What the sandbox's containers attached already, by layer image path (the caller holds the
+  // sandbox lock).
+  std::map<std::string, LayerDisk> AttachedLayers(const std::string& sandbox_id) const;
+  // Detaches the layers of `removed_id` that no other container of the sandbox uses.
   void DetachUnusedLayers(const std::string& sandbox_id, const std::vector<LayerDisk>& layers,
                           const std::string& removed_id);
-  absl::StatusOr<ContainerSpec> BuildSpec(const Sandbox& sandbox, const ImageRecord& image,
-                                          const ContainerConfig& config,
-                                          const std::vector<LayerDisk>& layers,
-                                          const std::vector<VolumeDisk>& volumes,
-                                          const std::vector<SharedVolume>& shared) const;
+  // Detaches a container's volumes (the sandbox record gone: its directories went with it).
+  void DetachVolumes(const std::string& sandbox_id, const std::string& container_id,
+                     const ContainerVolumes& volumes);
   // The live side of a container: its log writer (appending), its position file (truncated when
   // `fresh`) and new stream ids for its output (and stdin) whose bytes go to the log.
-  absl::StatusOr<std::shared_ptr<Runtime>> NewRuntime(const ContainerMetadata& meta,
-                                                      const std::string& sandbox_state_dir,
-                                                      const std::shared_ptr<AgentClient>& agent,
-                                                      bool fresh);
+  absl::StatusOr<std::shared_ptr<ContainerOutput>> NewOutput(
+      const ContainerMetadata& meta, const std::string& sandbox_state_dir,
+      const std::shared_ptr<AgentClient>& agent, bool fresh);
   // After a daemon restart: takes the output of a container that lives on over from where the
   // log file ends (the guest replays the rest) and watches for its exit.
   absl::Status ReattachOutput(const Container& c, const Sandbox& sandbox);
   void MarkExited(const std::string& id, const ExitInfo& exit, const std::string& message);
-  void DropRuntime(const std::string& id);
+  void DropOutput(const std::string& id);
   absl::Status RemoveLocked(const Container& c);
   absl::StatusOr<SandboxStatsInfo> SandboxStatsOf(const Sandbox& sandbox);
 
   const ContainerControllerOptions options_;
   ContainerStore* const containers_;
   SandboxStore* const sandboxes_;
-  SandboxController* const sandbox_controller_;
+  SandboxView* const sandbox_view_;
   Hypervisor* const hypervisor_;
   ImageController* const images_;
+  DiskSlots disk_slots_;
+  LayerDisks layer_disks_;
+  SharedDirectoryVolumes shared_directory_volumes_;
+  SnapshotVolumes snapshot_volumes_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<std::mutex>> sandbox_locks_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::shared_ptr<Runtime>> runtimes_ ABSL_GUARDED_BY(mu_);
-  // Next SCSI target to try, per sandbox.
-  std::map<std::string, uint32_t> next_disk_index_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<ContainerOutput>> outputs_ ABSL_GUARDED_BY(mu_);
   // The previous VM CPU sample per sandbox (time, cpu ns), for nanocores.
   std::map<std::string, std::pair<int64_t, uint64_t>> last_vm_cpu_ ABSL_GUARDED_BY(mu_);
 };
-
-// The guest's form of a container's limits.
-ContainerResources ToGuestResources(const ContainerLimits& limits);
-
-// The ContainerSpec parts that depend only on the request and the image (exposed for tests):
-// process args (CRI command/args over the image's entrypoint/cmd), env (CRI over image, by key),
-// working directory and user.
-ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& image);
-// The capability set: the default set, plus adds, minus drops ("ALL" understood both ways).
-std::vector<std::string> BuildCapabilities(const ContainerConfig& config);
 
 }  // namespace podvisor

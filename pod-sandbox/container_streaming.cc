@@ -3,18 +3,17 @@
 #include <signal.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/random.h"
 #include "common/status_util.h"
+#include "pod-sandbox/container_streaming_pump.h"
 
 namespace podvisor {
 namespace {
@@ -26,85 +25,6 @@ using streaming::SessionStreams;
 
 constexpr absl::Duration kNoLimit = absl::Hours(24 * 365);
 constexpr size_t kChunk = 32 * 1024;
-
-// Carries bytes from the agent's reader thread (which must not block) to a ByteSink (which
-// blocks under flow control) through a queue and a thread of its own. A null sink discards.
-// Push may be called after Stop (a late callback): it is then a no-op.
-class SinkPump {
- public:
-  explicit SinkPump(ByteSink* sink) : sink_(sink) {
-    if (sink_ != nullptr) thread_ = std::thread([this] { Run(); });
-  }
-  ~SinkPump() { Stop(); }
-
-  void Push(absl::string_view data, bool eof) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (stopped_ || eof_) return;
-    if (!data.empty() && sink_ != nullptr) queue_.emplace_back(data.data(), data.size());
-    if (eof) {
-      eof_ = true;
-      if (sink_ == nullptr) flushed_ = true;
-    }
-    cv_.notify_all();
-  }
-
-  // Waits until the end of the stream was received and everything before it written (the sink is
-  // then closed). True if so within `timeout`.
-  bool WaitFlushed(absl::Duration timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [&] { return flushed_; });
-  }
-
-  // Drops what is still queued, closes the sink and joins. Idempotent.
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopped_ = true;
-      cv_.notify_all();
-    }
-    if (thread_.joinable()) thread_.join();
-    if (sink_ != nullptr && !closed_) {
-      sink_->Close();
-      closed_ = true;
-    }
-  }
-
- private:
-  void Run() {
-    bool broken = false;
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      cv_.wait(lock, [&] { return stopped_ || !queue_.empty() || eof_; });
-      if (stopped_) return;
-      if (!queue_.empty()) {
-        std::string data = std::move(queue_.front());
-        queue_.pop_front();
-        lock.unlock();
-        if (!broken) broken = !sink_->Write(data);
-        lock.lock();
-        continue;
-      }
-      // eof_ and nothing queued.
-      lock.unlock();
-      sink_->Close();
-      lock.lock();
-      closed_ = true;
-      flushed_ = true;
-      cv_.notify_all();
-      return;
-    }
-  }
-
-  ByteSink* const sink_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;
-  bool eof_ = false;
-  bool flushed_ = false;
-  bool stopped_ = false;
-  bool closed_ = false;  // written by the pump thread before it ends, or by Stop after the join
-  std::thread thread_;
-};
 
 // Copies a ByteSource into `write` until it ends (or is cancelled); then calls `end`.
 std::thread PumpSource(ByteSource* in, std::function<bool(absl::string_view)> write,
@@ -131,10 +51,38 @@ bool Done(const SessionStreams& streams) {
   return streams.done != nullptr && streams.done->HasBeenNotified();
 }
 
+// A pump whose bytes the guest sends within `window`, acknowledged on `stream` as the client
+// takes them.
+std::shared_ptr<SinkPump> WindowedPump(ByteSink* sink, size_t window,
+                                       const std::shared_ptr<AgentClient>& agent,
+                                       uint32_t stream) {
+  SinkPump::Options options;
+  // The guest may have a window in flight plus, at most, the frame it was sending when the ack
+  // left: twice the window is slack enough, beyond it the guest ignores its window.
+  options.max_queued = 2 * window;
+  options.ack_every = window / 4;
+  return std::make_shared<SinkPump>(sink, options, [agent, stream](uint64_t consumed) {
+    (void)agent->AckStream(stream, consumed);  // a failed channel ends the session anyway
+  });
+}
+
+absl::Status OverrunError(absl::string_view context) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat(context, ": the guest sent more output than its window allows"));
+}
+
 }  // namespace
+
+ContainerStreamingOptions ContainerStreamingOptionsFromConfig(const StreamingConfig& config) {
+  ContainerStreamingOptions options;
+  options.output_window = static_cast<size_t>(config.output_window_kib) * 1024;
+  options.attach_max_queued = 4 * options.output_window;
+  return options;
+}
 
 absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest& request,
                                                     const SessionStreams& streams) {
+  const metrics::StreamingSession session("exec");
   absl::StatusOr<ExecTarget> target = containers_->PrepareExec(request.container_id);
   if (!target.ok()) return target.status();
   const std::string& id = target->container_id;
@@ -144,27 +92,29 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
   ProcessSpec p = target->process;
   p.args = request.cmd;
   p.terminal = request.tty;
-  auto out = std::make_shared<SinkPump>(streams.out);
-  auto err = std::make_shared<SinkPump>(streams.err);
+  // Back-pressure end to end: the agent stops reading the process's pipes while this much of a
+  // stream's output is not acknowledged, and the pumps acknowledge as the client takes it.
+  p.output_window = static_cast<uint32_t>(options_.output_window);
   std::vector<uint32_t> ids;
-  auto connect = [&](std::shared_ptr<SinkPump> pump) {
-    uint32_t stream = agent->AllocateStreamId();
+  auto connect = [&](ByteSink* sink, bool wanted, uint32_t* spec_stream) {
+    if (!wanted) {
+      auto pump = std::make_shared<SinkPump>(nullptr, SinkPump::Options{});
+      pump->Push("", true);
+      return pump;
+    }
+    const uint32_t stream = agent->AllocateStreamId();
+    std::shared_ptr<SinkPump> pump = WindowedPump(sink, options_.output_window, agent, stream);
     agent->SetStreamCallback(stream,
                              [pump](absl::string_view data, bool eof) { pump->Push(data, eof); });
     ids.push_back(stream);
-    return stream;
+    *spec_stream = stream;
+    return pump;
   };
   // The terminal needs an output even when the client did not ask for it.
-  if (streams.out != nullptr || request.tty) {
-    p.stdout_stream = connect(out);
-  } else {
-    out->Push("", true);
-  }
-  if (!request.tty && streams.err != nullptr) {
-    p.stderr_stream = connect(err);
-  } else {
-    err->Push("", true);
-  }
+  std::shared_ptr<SinkPump> out =
+      connect(streams.out, streams.out != nullptr || request.tty, &p.stdout_stream);
+  std::shared_ptr<SinkPump> err =
+      connect(streams.err, !request.tty && streams.err != nullptr, &p.stderr_stream);
   if (streams.in != nullptr) {
     p.stdin_stream = agent->AllocateStreamId();
     ids.push_back(p.stdin_stream);
@@ -208,10 +158,12 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
     });
   }
 
-  // Until the process exits; if the client leaves first, kill it.
+  // Until the process exits; if the client leaves first (or the guest overruns), kill it.
   absl::Time killed_at = absl::InfiniteFuture();
+  bool overrun = false;
   while (!state->exited.WaitForNotificationWithTimeout(options_.poll_interval)) {
-    if (killed_at == absl::InfiniteFuture() && Done(streams)) {
+    overrun = overrun || out->overrun() || err->overrun();
+    if (killed_at == absl::InfiniteFuture() && (Done(streams) || overrun)) {
       absl::Status s =
           agent->SignalProcess(id, exec_id, SIGKILL, false, options_.agent_call_timeout);
       if (!s.ok()) PV_LOG(kDebug) << context << ": SIGKILL after the client left: " << s;
@@ -228,6 +180,7 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
         absl::StrCat(context, ": the process did not exit after SIGKILL"));
   }
   if (!state->exit.ok()) return WithContext(state->exit.status(), absl::StrCat(context, ": wait"));
+  if (overrun || out->overrun() || err->overrun()) return OverrunError(context);
   // Output may trail the exit a little.
   if (!Done(streams)) {
     const absl::Time deadline = absl::Now() + options_.output_drain_timeout;
@@ -239,6 +192,7 @@ absl::StatusOr<int> ContainerStreamingRuntime::Exec(const streaming::ExecRequest
 
 absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& request,
                                                const SessionStreams& streams) {
+  const metrics::StreamingSession session("attach");
   absl::StatusOr<ExecTarget> target = containers_->PrepareExec(request.container_id);
   if (!target.ok()) return target.status();
   const std::string id = target->container_id;
@@ -248,8 +202,12 @@ absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& r
         absl::StrCat(context, ": it was not created with stdin (stdin: true)"));
   }
 
-  auto out = std::make_shared<SinkPump>(streams.out);
-  auto err = std::make_shared<SinkPump>(streams.err);
+  // The container's output is not held back for an attacher (the log must go on): an attacher
+  // that falls this far behind is detached instead.
+  SinkPump::Options bounded;
+  bounded.max_queued = options_.attach_max_queued;
+  auto out = std::make_shared<SinkPump>(streams.out, bounded);
+  auto err = std::make_shared<SinkPump>(streams.err, bounded);
   // With a TTY the container has no stderr stream: end ours at once.
   if (target->tty) err->Push("", true);
   absl::StatusOr<uint64_t> handle = containers_->AddOutputConsumer(
@@ -299,6 +257,7 @@ absl::Status ContainerStreamingRuntime::Attach(const streaming::AttachRequest& r
 absl::Status ContainerStreamingRuntime::PortForward(const std::string& sandbox_id, int32_t port,
                                                     ByteSource& in, ByteSink& out,
                                                     const absl::Notification& done) {
+  const metrics::StreamingSession session("portforward");
   const std::string context =
       absl::StrCat("port-forward to port ", port, " in pod sandbox ", ShortId(sandbox_id));
   if (port <= 0 || port > 65535) {
@@ -308,16 +267,17 @@ absl::Status ContainerStreamingRuntime::PortForward(const std::string& sandbox_i
   if (!agent.ok()) return WithContext(agent.status(), context);
   std::shared_ptr<AgentClient> a = *agent;
 
-  auto download = std::make_shared<SinkPump>(&out);
   const uint32_t stream = a->AllocateStreamId();
+  std::shared_ptr<SinkPump> download = WindowedPump(&out, options_.output_window, a, stream);
   a->SetStreamCallback(stream,
                        [download](absl::string_view data, bool eof) { download->Push(data, eof); });
   auto close = absl::MakeCleanup([&] {
     a->CloseStream(stream);
     download->Stop();
   });
-  if (absl::Status s =
-          a->PortForward(static_cast<uint32_t>(port), stream, options_.agent_call_timeout);
+  if (absl::Status s = a->PortForward(static_cast<uint32_t>(port), stream,
+                                      options_.agent_call_timeout,
+                                      static_cast<uint32_t>(options_.output_window));
       !s.ok()) {
     return WithContext(s, absl::StrCat("pod sandbox ", ShortId(sandbox_id)));
   }
@@ -330,12 +290,15 @@ absl::Status ContainerStreamingRuntime::PortForward(const std::string& sandbox_i
         (void)a->WriteStream(stream, "", true);
         upload_done->store(true);
       });
+  // Ends when both directions ended, or when the client reset the connection (its writes fail:
+  // nobody will read the download) or the guest overran its window.
   while (!done.HasBeenNotified()) {
     if (download->WaitFlushed(options_.poll_interval) && upload_done->load()) break;
-    if (!a->connected()) break;
+    if (!a->connected() || download->broken() || download->overrun()) break;
   }
   in.Cancel();
   upload.join();
+  if (download->overrun()) return OverrunError(context);
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/config.h"
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "streaming/streaming_server.h"
@@ -18,7 +19,15 @@ struct ContainerStreamingOptions {
   absl::Duration output_drain_timeout = absl::Seconds(3);
   // How often a session waiting for its process checks whether the client left.
   absl::Duration poll_interval = absl::Milliseconds(50);
+  // Output of an exec or a forwarded connection in flight per stream (sent by the guest, not yet
+  // taken by the client): streaming.output_window_kib.
+  size_t output_window = 1 << 20;
+  // Output queued for one attacher before it is detached (the container is not held back).
+  size_t attach_max_queued = 4 << 20;
 };
+
+// streaming.output_window_kib; the rest keeps its defaults.
+ContainerStreamingOptions ContainerStreamingOptionsFromConfig(const StreamingConfig& config);
 
 // Exec: a process started by the agent in the container, its stdio on agent streams pumped to and
 // from the session's streams, resizes sent as ResizeTty, killed when the client leaves. Attach: an

@@ -88,13 +88,19 @@ struct SandboxMetadata {
   NamespaceMode ipc_mode = NamespaceMode::kPod;
   uint32_t vcpus = 1;
   uint64_t memory_mib = 256;
-  std::string state_dir;  // sockets and VM files for this sandbox
-  // The host directory shared with the guest over virtiofs (<state_dir>/shared), under which
-  // containers' host-path volumes are bind-mounted; empty: the VM has no shared filesystem.
-  std::string shared_dir;
-  // Host handler only: the pod's cgroup parent as kubelet gave it, and whether it is privileged.
+  // The pod's cgroupfs parent (LinuxPodSandboxConfig.cgroup_parent); the VM's processes run in
+  // <cgroup_parent>/podvisor-<id> (pod-sandbox/vm_cgroup.h). Empty: no cgroup of its own.
   std::string cgroup_parent;
+  std::string state_dir;  // sockets and VM files for this sandbox
+  // The host directory shared with the guest (<state_dir>/shared), under which containers'
+  // host-path volumes are bind-mounted; empty: the VM has no shared filesystem.
+  std::string shared_dir;
+  // Host handler only: whether the pod is privileged.
   bool privileged = false;
+  // How shared_dir reaches the guest: "virtiofs" (cold boots) or "9p" (template clones).
+  std::string shared_fs_transport;
+  // The template the VM was cloned from; empty: booted cold.
+  std::string template_key;
 };
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxMetadata, id, name, pod_name,
@@ -103,8 +109,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxMetadata, id, name, pod_n
                                                 log_directory,
                                                 hostname, created_at_ns, dns, port_mappings,
                                                 sysctls, network_mode, pid_mode, ipc_mode, vcpus,
-                                                memory_mib, state_dir, shared_dir, cgroup_parent,
-                                                privileged)
+                                                memory_mib, cgroup_parent, state_dir, shared_dir,
+                                                shared_fs_transport, template_key, privileged)
 
 // What changes over a sandbox's life.
 struct SandboxStatus {

@@ -1,6 +1,7 @@
 #include "pod-sandbox/sandbox_controller.h"
 
 
+#include <cstdio>
 #include <set>
 
 #include "absl/cleanup/cleanup.h"
@@ -9,30 +10,69 @@
 #include "common/random.h"
 #include "common/status_util.h"
 #include "common/log.h"
+#include "pod-sandbox/vm_cgroup.h"
+#include "common/metrics.h"
 
 namespace podvisor {
 namespace {
 
 constexpr absl::Duration kGuestCallTimeout = absl::Seconds(10);
 constexpr absl::Duration kAgentShutdownTimeout = absl::Seconds(2);
+constexpr absl::Duration kCloneAgentTimeout = absl::Seconds(20);
 constexpr uint64_t kMiB = 1024 * 1024;
 // Guest kernel, agent and page cache need this much beyond what the pod's containers ask for.
 constexpr uint64_t kGuestOverheadMib = 128;
 
+// The node's memory in MiB (MemTotal), or 0 when unknown.
+uint64_t NodeMemoryMib() {
+  absl::StatusOr<std::string> meminfo = ReadFile("/proc/meminfo");
+  if (!meminfo.ok()) return 0;
+  size_t at = meminfo->find("MemTotal:");
+  unsigned long long kib = 0;
+  if (at == std::string::npos || std::sscanf(meminfo->c_str() + at, "MemTotal: %llu kB", &kib) != 1) {
+    return 0;
+  }
+  return kib / 1024;
+}
+
 // vCPUs and memory of the pod VM: the pod's own resources when it states them (plus what the
-// guest itself needs), else the configured defaults; annotations may override both.
-void SizeVm(const SandboxConfig& config, const SandboxControllerOptions& options,
-            SandboxMetadata& meta) {
+// guest itself needs), else the configured defaults. A VM that, with what QEMU needs besides,
+// would not fit in the node's memory is refused.
+absl::Status SizeVm(const SandboxConfig& config, const SandboxControllerOptions& options,
+                    SandboxMetadata& meta) {
   meta.vcpus = options.default_vcpus;
   meta.memory_mib = options.default_memory_mib;
   if (config.cpu_quota > 0 && config.cpu_period > 0) {
-    int64_t cpus = (config.cpu_quota + config.cpu_period - 1) / config.cpu_period;
+    int64_t cpus = config.cpu_quota / config.cpu_period +
+                   (config.cpu_quota % config.cpu_period != 0 ? 1 : 0);  // no overflow
     meta.vcpus = static_cast<uint32_t>(std::clamp<int64_t>(cpus, 1, 64));
   }
   if (config.memory_limit_bytes > 0) {
-    uint64_t mib = (static_cast<uint64_t>(config.memory_limit_bytes) + kMiB - 1) / kMiB;
+    // At most 2^43 MiB: the additions below cannot overflow.
+    uint64_t mib = static_cast<uint64_t>(config.memory_limit_bytes) / kMiB +
+                   (static_cast<uint64_t>(config.memory_limit_bytes) % kMiB != 0 ? 1 : 0);
     meta.memory_mib = std::max(options.default_memory_mib, mib + kGuestOverheadMib);
   }
+  const uint64_t node_mib = options.node_memory_mib != 0 ? options.node_memory_mib
+                                                         : NodeMemoryMib();
+  if (node_mib != 0 && meta.memory_mib + kVmmOverheadMib > node_mib) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "pod memory: a VM of ", meta.memory_mib, " MiB (the pod's limit plus ", kGuestOverheadMib,
+        " MiB for the guest) and ", kVmmOverheadMib, " MiB for QEMU exceeds the node's ",
+        node_mib, " MiB"));
+  }
+  return absl::OkStatus();
+}
+
+// The limits of the VM's cgroup: its memory plus QEMU's, and the pod's CPU quota.
+VmCgroupLimits CgroupLimits(const SandboxConfig& config, const SandboxMetadata& meta) {
+  VmCgroupLimits limits;
+  limits.memory_bytes = (meta.memory_mib + kVmmOverheadMib) * kMiB;
+  if (config.cpu_quota > 0 && config.cpu_period > 0) {
+    limits.cpu_quota_us = config.cpu_quota;
+    limits.cpu_period_us = config.cpu_period;
+  }
+  return limits;
 }
 
 // The guest's hostname: the one kubelet chose, else the pod's name cut to the 63 characters a
@@ -85,6 +125,7 @@ AgentClient::Options SandboxController::AgentOptions(const std::string& id) {
       if (detaching_ || agent_generation_[id] != generation) return;  // dropped on purpose
     }
     PV_LOG(kWarning) << "sandbox " << ShortId(id) << ": agent channel lost: " << why.message();
+    metrics::CountAgentHeartbeatLoss();
     MarkNotReady(id, absl::StrCat("agent channel lost: ", why.message()));
   };
   o.on_event = [this, id](const AgentEvent& event) {
@@ -141,7 +182,23 @@ void SandboxController::OnVmExit(const VmExitEvent& event) {
   MarkNotReady(event.id, absl::StrCat("VM stopped (", event.reason, ")"));
 }
 
-absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNetwork* net) {
+// Picks the template a pod VM is cloned from, if any, and sizes the VM to it (memory rounded
+// up to the template's; the containers' cgroup limits still hold inside).
+std::optional<VmTemplate> SandboxController::ChooseTemplate(SandboxMetadata& meta) {
+  if (!options_.find_template || meta.shared_dir.empty() || network_ == nullptr) {
+    return std::nullopt;
+  }
+  std::optional<VmTemplate> t = options_.find_template(meta.vcpus, meta.memory_mib);
+  if (!t) return std::nullopt;
+  meta.vcpus = t->shape.vcpus;
+  meta.memory_mib = t->shape.memory_mib;
+  meta.template_key = t->key;
+  meta.shared_fs_transport = "9p";
+  return t;
+}
+
+absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNetwork* net,
+                                       const VmTemplate* from) {
   VmSpec spec;
   spec.id = meta.id;
   spec.vcpus = meta.vcpus;
@@ -152,8 +209,23 @@ absl::Status SandboxController::BootVm(const SandboxMetadata& meta, const PodNet
   spec.agent_socket = absl::StrCat(meta.state_dir, "/agent.sock");
   spec.console_log = absl::StrCat(meta.state_dir, "/console.log");
   spec.shared_dir = meta.shared_dir;
+  if (!meta.cgroup_parent.empty()) {
+    spec.cgroup_dirs = VmCgroup(options_.cgroup_root, meta.cgroup_parent, meta.id).Dirs();
+  }
+  if (meta.shared_fs_transport == "9p") spec.shared_fs_transport = SharedFsTransport::k9p;
   if (net) spec.nics.push_back(VmNic{net->tap_name, net->mac, net->netns_path});
-  return WithContext(hypervisor_->Create(spec), "create VM");
+  if (from == nullptr) return WithContext(hypervisor_->Create(spec), "create VM");
+  spec.memory_file = from->memory_file;
+  spec.restore_state = from->state_file;
+  return WithContext(hypervisor_->Create(spec), absl::StrCat("clone VM from template ", from->key));
+}
+
+void SandboxController::RemoveVmCgroup(const SandboxMetadata& meta) {
+  if (meta.cgroup_parent.empty()) return;
+  if (absl::Status s = VmCgroup(options_.cgroup_root, meta.cgroup_parent, meta.id).Remove();
+      !s.ok()) {
+    PV_LOG(kWarning) << "sandbox " << ShortId(meta.id) << ": " << s.message();
+  }
 }
 
 absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMetadata& meta,
@@ -171,6 +243,9 @@ absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMeta
   setup.entropy = RandomBytes(64);
   setup.sysctls = meta.sysctls;
   if (!meta.shared_dir.empty()) setup.shared_fs_tag = kSharedFsTag;
+  setup.shared_fs_type = meta.shared_fs_transport;
+  // Fresh per VM: a clone would otherwise keep its template's.
+  setup.machine_id = RandomHex(16);
   if (absl::Status s = agent.SetupSandbox(setup, kGuestCallTimeout); !s.ok()) {
     return WithContext(s, "agent: sandbox setup");
   }
@@ -178,6 +253,11 @@ absl::Status SandboxController::SetupGuest(AgentClient& agent, const SandboxMeta
   NetworkSetup ns;
   GuestInterface iface;
   iface.mac = net->mac;
+  if (!meta.template_key.empty()) {
+    // The NIC's MAC is migrated device state: the clone's guest sees the template's.
+    iface.mac = kTemplateMac;
+    iface.set_mac = net->mac;
+  }
   iface.name = net->interface_name;
   iface.mtu = static_cast<uint32_t>(std::max(net->mtu, 0));
   for (const PodIp& ip : net->ips) {
@@ -203,6 +283,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
         "linux.security_context.namespace_options.pid/ipc=NODE: a pod VM cannot share the "
         "node's PID or IPC namespace");
   }
+  if (absl::Status s = ValidateCgroupParent(config.cgroup_parent); !s.ok()) return s;
   if (absl::Status s = AwaitReady(); !s.ok()) return s;
   SandboxMetadata meta;
   meta.id = NewObjectId();
@@ -224,8 +305,13 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   meta.pid_mode = config.pid_mode;
   meta.ipc_mode = config.ipc_mode;
   meta.state_dir = absl::StrCat(options_.state_dir, "/vm/", meta.id.substr(0, 16));
-  if (options_.shared_filesystem) meta.shared_dir = absl::StrCat(meta.state_dir, "/shared");
-  SizeVm(config, options_, meta);
+  if (options_.shared_filesystem) {
+    meta.shared_dir = absl::StrCat(meta.state_dir, "/shared");
+    meta.shared_fs_transport = "virtiofs";
+  }
+  meta.cgroup_parent = config.cgroup_parent;
+  if (absl::Status s = SizeVm(config, options_, meta); !s.ok()) return s;
+  std::optional<VmTemplate> from = ChooseTemplate(meta);
 
   auto lock = LockFor(meta.id);
   std::lock_guard<std::mutex> guard(*lock);
@@ -242,6 +328,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
     if (absl::Status s = hypervisor_->Destroy(meta.id); !s.ok()) {
       PV_LOG(kError) << "undo run " << ShortId(meta.id) << ": destroy VM: " << s.message();
     }
+    RemoveVmCgroup(meta);
     if (network_set_up) {
       if (absl::Status s = network_->Remove(meta.id); !s.ok()) {
         PV_LOG(kError) << "undo run " << ShortId(meta.id) << ": network: " << s.message();
@@ -253,6 +340,12 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   if (absl::Status s = MakeDirs(meta.state_dir, 0700); !s.ok()) return s;
   if (!meta.shared_dir.empty()) {
     if (absl::Status s = MakeDirs(meta.shared_dir, 0700); !s.ok()) return s;
+  }
+  if (!meta.cgroup_parent.empty()) {
+    VmCgroup cgroup(options_.cgroup_root, meta.cgroup_parent, meta.id);
+    if (absl::Status s = cgroup.Create(CgroupLimits(config, meta)); !s.ok()) {
+      return WithContext(s, "VM cgroup");
+    }
   }
 
   std::optional<PodNetwork> net;
@@ -268,12 +361,38 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
     net = std::move(*n);
   }
   const absl::Time net_done = absl::Now();
-  if (absl::Status s = BootVm(meta, net ? &*net : nullptr); !s.ok()) return s;
-  absl::StatusOr<std::shared_ptr<AgentClient>> agent = ConnectAgent(meta, options_.boot_timeout);
-  if (!agent.ok()) {
-    return WithContext(agent.status(), absl::StrCat("boot VM (console log: ", meta.state_dir,
-                                                     "/console.log)"));
+  auto start_vm = [&](const VmTemplate* t) -> absl::StatusOr<std::shared_ptr<AgentClient>> {
+    if (absl::Status s = BootVm(meta, net ? &*net : nullptr, t); !s.ok()) return s;
+    // A clone's agent answers within milliseconds of the restore.
+    absl::StatusOr<std::shared_ptr<AgentClient>> agent =
+        ConnectAgent(meta, t ? std::min(options_.boot_timeout, kCloneAgentTimeout)
+                             : options_.boot_timeout);
+    if (!agent.ok()) {
+      return WithContext(agent.status(), absl::StrCat("boot VM (console log: ", meta.state_dir,
+                                                       "/console.log)"));
+    }
+    return agent;
+  };
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = start_vm(from ? &*from : nullptr);
+  if (!agent.ok() && from) {
+    // A template that cannot be cloned must not cost the pod: it boots cold, and its record
+    // says so.
+    PV_LOG(kWarning) << "sandbox " << ShortId(meta.id) << ": " << agent.status().message()
+                     << "; booting it cold";
+    DropAgent(meta.id);
+    if (absl::Status s = hypervisor_->Destroy(meta.id); !s.ok()) return s;
+    SandboxMetadata cold = meta;
+    cold.template_key.clear();
+    cold.shared_fs_transport = "virtiofs";
+    SizeVm(config, options_, cold);
+    absl::Status replaced = sandboxes_->Remove(meta.id);
+    if (replaced.ok()) replaced = sandboxes_->Add({cold, SandboxStatus{}});
+    if (!replaced.ok()) return WithContext(replaced, "store sandbox");
+    meta = std::move(cold);
+    from.reset();
+    agent = start_vm(nullptr);
   }
+  if (!agent.ok()) return agent.status();
   const absl::Time booted = absl::Now();
   if (absl::Status s = SetupGuest(**agent, meta, net ? &*net : nullptr); !s.ok()) return s;
 
@@ -294,10 +413,12 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   });
   if (!updated.ok()) return WithContext(updated.status(), "store sandbox");
   std::move(undo).Cancel();
+  metrics::ObserveVmStart("cold", absl::ToDoubleSeconds(booted - net_done));
   PV_LOG(kInfo) << "sandbox " << ShortId(meta.id) << " (" << meta.name << ") ready in "
                 << absl::ToInt64Milliseconds(absl::Now() - start) << " ms (network "
                 << absl::ToInt64Milliseconds(net_done - start) << " ms, boot "
-                << absl::ToInt64Milliseconds(booted - net_done) << " ms, "
+                << absl::ToInt64Milliseconds(booted - net_done) << " ms "
+                << (from ? "cloned from template " + from->key : std::string("cold")) << ", "
                 << hypervisor_->Accelerator() << ")";
   return meta.id;
 }
@@ -327,6 +448,7 @@ absl::Status SandboxController::StopLocked(const Sandbox& sandbox) {
   if (absl::Status s = hypervisor_->Stop(id, options_.stop_timeout); !s.ok()) {
     return WithContext(s, absl::StrCat("stop sandbox ", ShortId(id), ": VM"));
   }
+  RemoveVmCgroup(sandbox.metadata);
   if (network_) {
     if (absl::Status s = network_->Teardown(id); !s.ok()) {
       return WithContext(s, absl::StrCat("stop sandbox ", ShortId(id), ": network"));
@@ -377,6 +499,7 @@ absl::Status SandboxController::Remove(const std::string& id_or_prefix) {
         return WithContext(s, absl::StrCat("remove sandbox ", ShortId(*id), ": network"));
       }
     }
+    RemoveVmCgroup(sandbox->metadata);  // a stop that could not remove it (processes left)
     if (absl::Status s = RemoveAll(sandbox->metadata.state_dir); !s.ok()) {
       return WithContext(s, absl::StrCat("remove sandbox ", ShortId(*id)));
     }
@@ -506,15 +629,22 @@ absl::Status SandboxController::Recover() {
       // A RunPodSandbox that a crash interrupted: nobody got this id; undo it all.
       PV_LOG(kWarning) << "sandbox " << ShortId(id) << ": cleaning up an interrupted run";
       hypervisor_->Destroy(id).IgnoreError();
+      RemoveVmCgroup(sb.metadata);
       if (network_) network_->Remove(id).IgnoreError();
       RemoveAll(sb.metadata.state_dir).IgnoreError();
       sandboxes_->Remove(id).IgnoreError();
       continue;
     }
-    if (sb.status.state != SandboxState::kReady) continue;
+    if (sb.status.state != SandboxState::kReady) {
+      // A crash between the VM's end and the cgroup's removal leaves an empty cgroup.
+      absl::StatusOr<VmStatus> vm = hypervisor_->Status(id);
+      if (vm.ok() && vm->state == VmState::kAbsent) RemoveVmCgroup(sb.metadata);
+      continue;
+    }
     absl::StatusOr<VmStatus> vm = hypervisor_->Status(id);
     if (!vm.ok() || vm->state != VmState::kRunning) {
       MarkNotReady(id, "VM is gone (found at daemon start)");
+      RemoveVmCgroup(sb.metadata);
       continue;
     }
     absl::StatusOr<std::shared_ptr<AgentClient>> agent =
@@ -528,6 +658,7 @@ absl::Status SandboxController::Recover() {
       st.vm_pid = vm->qemu_pid;
       return absl::OkStatus();
     }).IgnoreError();
+    metrics::CountAgentReconnect();
     PV_LOG(kInfo) << "sandbox " << ShortId(id) << " re-attached (VM pid " << vm->qemu_pid << ")";
   }
   for (const VmInfo& vm : *vms) {

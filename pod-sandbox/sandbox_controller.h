@@ -13,10 +13,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "hypervisor/hypervisor.h"
+#include "hypervisor/vm_template.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/host_stats.h"
 #include "pod-sandbox/sandbox.h"
+#include "pod-sandbox/sandbox_view.h"
 
 namespace podvisor {
 
@@ -36,6 +38,14 @@ struct SandboxControllerOptions {
   absl::Duration reattach_timeout = absl::Seconds(5);
   // Each VM gets <state_dir>/vm/<id>/shared over virtiofs (SandboxMetadata::shared_dir).
   bool shared_filesystem = false;
+  // Where the cgroup filesystems are mounted (VM cgroups under the pods' cgroup_parent).
+  std::string cgroup_root = "/sys/fs/cgroup";
+  // The node's memory; a VM may not be larger. 0: MemTotal from /proc/meminfo.
+  uint64_t node_memory_mib = 0;
+  // The ready template for a pod's vCPUs and memory, or nullopt (VmTemplateStore::Find in the
+  // daemon). Unset: every pod boots cold. Clones need a shared filesystem and a pod network
+  // (a template has both devices).
+  std::function<std::optional<VmTemplate>(uint32_t vcpus, uint64_t memory_mib)> find_template;
 };
 
 // Details of a sandbox beyond its record, for PodSandboxStatus verbose info.
@@ -45,36 +55,17 @@ struct SandboxInfo {
   VmStatus vm;
 };
 
-// What a READY sandbox's VM costs the node, read on the host.
-struct VmHostStats {
-  int64_t timestamp_ns = 0;
-  pid_t qemu_pid = 0;
-  std::optional<ProcessCost> vm;           // unset when the QEMU process could not be read
-  std::string default_interface;           // the CNI interface in the pod's netns ("eth0")
-  std::vector<InterfaceUsage> interfaces;  // in the pod's netns, loopback left out
-};
-
-// What the owner of a sandbox's containers learns about the sandbox (ContainerController).
-struct SandboxHooks {
-  // Each event the sandbox's agent sends (on the agent's reader thread; must not block long).
-  std::function<void(const std::string& sandbox_id, const AgentEvent& event)> on_agent_event;
-  // The sandbox's VM is gone: stopped on request (under the sandbox's lock) or lost.
-  std::function<void(const std::string& sandbox_id)> on_stopped;
-  // Before a sandbox's record is removed (its VM is already stopped): its containers go first.
-  std::function<absl::Status(const std::string& sandbox_id)> before_remove;
-};
-
 // Owns the life of pod sandboxes: their durable records, their VMs (through Hypervisor), their
 // agents (through AgentClient) and their networks (through PodNetworkManager).
 //
 // Every RPC-level operation on one sandbox is serialised by a per-sandbox lock; different
 // sandboxes proceed in parallel. Every state change is durable before the call returns. A failed
 // Run undoes every step. Thread-safe.
-class SandboxController {
+class SandboxController : public SandboxView {
  public:
   SandboxController(SandboxControllerOptions options, SandboxStore* sandboxes,
                     Hypervisor* hypervisor, PodNetworkManager* network, AgentDialer dialer);
-  ~SandboxController();
+  ~SandboxController() override;
 
   // After a daemon restart: re-attaches to running VMs (agent reconnected), marks sandboxes whose
   // VM is gone NOTREADY, finishes cleaning up runs a crash interrupted, and destroys VMs of ours
@@ -89,7 +80,7 @@ class SandboxController {
   absl::Status Remove(const std::string& id_or_prefix);
   // Inspect and List see a sandbox once its Run has answered.
   absl::StatusOr<SandboxInfo> Inspect(const std::string& id_or_prefix);
-  std::vector<Sandbox> List(const SandboxFilter& filter) const;
+  std::vector<Sandbox> List(const SandboxFilter& filter) const override;
 
   // Readiness of the runtime: set once at start, after the hypervisor is initialised and state
   // recovered (which takes seconds), while the daemon already serves. Run, Stop and Remove wait
@@ -99,14 +90,14 @@ class SandboxController {
   absl::Status ReadyStatus() const;
 
   // The agent of a READY sandbox (for containers and streaming). FAILED_PRECONDITION otherwise.
-  absl::StatusOr<std::shared_ptr<AgentClient>> Agent(const std::string& id);
+  absl::StatusOr<std::shared_ptr<AgentClient>> Agent(const std::string& id) override;
 
   // The host side of a READY sandbox's stats: FAILED_PRECONDITION when it is not ready. Figures
   // that cannot be read (the process or the netns gone meanwhile) are left out, not errors.
-  absl::StatusOr<VmHostStats> HostStats(const std::string& id);
+  absl::StatusOr<VmHostStats> HostStats(const std::string& id) override;
 
   // Set once, before Recover() and before serving.
-  void SetHooks(SandboxHooks hooks) { hooks_ = std::move(hooks); }
+  void SetHooks(SandboxHooks hooks) override { hooks_ = std::move(hooks); }
 
   // Closes agent channels without touching the VMs (daemon shutdown: pods keep running).
   void Detach();
@@ -114,7 +105,11 @@ class SandboxController {
  private:
 
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
-  absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net);
+  std::optional<VmTemplate> ChooseTemplate(SandboxMetadata& meta);
+  // Boots the VM cold, or clones it from `from` when set.
+  absl::Status BootVm(const SandboxMetadata& meta, const PodNetwork* net, const VmTemplate* from);
+  // Removes the VM's cgroup (pod-sandbox/vm_cgroup.h), if it has one; logs what it cannot.
+  void RemoveVmCgroup(const SandboxMetadata& meta);
   absl::StatusOr<std::shared_ptr<AgentClient>> ConnectAgent(const SandboxMetadata& meta,
                                                             absl::Duration timeout);
   absl::Status SetupGuest(AgentClient& agent, const SandboxMetadata& meta, const PodNetwork* net);

@@ -1,5 +1,6 @@
 #include "pod-sandbox/seccomp.h"
 
+#include <atomic>
 #include <cerrno>
 #include <utility>
 #include <vector>
@@ -10,6 +11,8 @@
 
 namespace podvisor {
 namespace {
+
+std::atomic<int64_t> profile_max_bytes{1 << 20};
 
 using nlohmann::json;
 
@@ -141,7 +144,12 @@ absl::StatusOr<json> Localhost(const std::string& path, const std::set<std::stri
     return absl::InvalidArgumentError(absl::StrCat(
         "seccomp localhost profile must be an absolute path on the node, got '", path, "'"));
   }
-  absl::StatusOr<std::string> text = ReadFile(path);
+  absl::StatusOr<std::string> text = ReadFileLimited(path, SeccompProfileMaxBytes());
+  if (absl::IsOutOfRange(text.status()) || absl::IsFailedPrecondition(text.status())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("seccomp profile: ", text.status().message(),
+                     absl::IsOutOfRange(text.status()) ? " (seccomp_profile_max_bytes)" : ""));
+  }
   if (!text.ok()) return absl::Status(text.status().code(),
                                       absl::StrCat("seccomp profile: ", text.status().message()));
   json in = json::parse(*text, nullptr, false);
@@ -223,5 +231,8 @@ absl::StatusOr<std::string> SeccompProfileJson(const SeccompConfig& config,
   }
   return absl::InvalidArgumentError("unknown seccomp profile kind");
 }
+
+void SetSeccompProfileMaxBytes(int64_t max_bytes) { profile_max_bytes = max_bytes; }
+int64_t SeccompProfileMaxBytes() { return profile_max_bytes.load(); }
 
 }  // namespace podvisor

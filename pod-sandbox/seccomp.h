@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <set>
 #include <string>
 
@@ -34,7 +35,15 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SeccompConfig, kind, localhost_p
 // Localhost reads the JSON profile at `localhost_path` (absolute), in the OCI format or the
 // Docker/containerd one (`names` or `name`, `archMap`, `includes`/`excludes` on capabilities and
 // architectures are evaluated for x86_64 and `caps`), and returns it in the OCI format.
+//
+// A localhost profile larger than the limit (config key seccomp_profile_max_bytes, 1 MiB by
+// default) or that is not a regular file is refused (INVALID_ARGUMENT) without reading past
+// the limit.
 absl::StatusOr<std::string> SeccompProfileJson(const SeccompConfig& config,
                                                const std::set<std::string>& caps);
+
+// Sets the localhost profile size limit (from the daemon's configuration, at start).
+void SetSeccompProfileMaxBytes(int64_t max_bytes);
+int64_t SeccompProfileMaxBytes();
 
 }  // namespace podvisor

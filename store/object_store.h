@@ -32,11 +32,17 @@ struct StoredObject {
 // live objects; an empty name is not indexed), and both Metadata and Status must convert to and
 // from nlohmann::json (to_json/from_json found by ADL). Every change is durable in the
 // RecordStore before the call returns; the in-memory copy changes only after the write succeeded.
+// Each record carries the schema version it was written with ("schema"; none: version 0, before
+// versions were kept): a record of a newer schema than this build reads is skipped, not misread.
 // Thread-safe.
 template <typename Metadata, typename Status>
 class ObjectStore {
  public:
   using Object = StoredObject<Metadata, Status>;
+
+  // The schema of the records this build writes. Raise it when a change of Metadata or Status
+  // would make an older build misread a record; fields added with defaults do not need it.
+  static constexpr int kSchemaVersion = 1;
 
   ObjectStore(RecordStore* records, std::string kind) : records_(records), kind_(std::move(kind)) {}
 
@@ -50,6 +56,15 @@ class ObjectStore {
     for (auto& [id, value] : *rows) {
       try {
         nlohmann::json j = nlohmann::json::parse(value);
+        const int schema = j.value("schema", 0);
+        if (schema > kSchemaVersion) {
+          if (skipped) {
+            skipped->push_back(absl::StrCat(kind_, "/", id, ": schema ", schema,
+                                            " is newer than this build reads (", kSchemaVersion,
+                                            ")"));
+          }
+          continue;
+        }
         Object o{j.at("metadata").get<Metadata>(), j.at("status").get<Status>()};
         if (!o.metadata.name.empty()) names_[o.metadata.name] = id;
         objects_.emplace(id, std::move(o));
@@ -147,6 +162,7 @@ class ObjectStore {
  private:
   static std::string Encode(const Object& o) {
     nlohmann::json j;
+    j["schema"] = kSchemaVersion;
     j["metadata"] = o.metadata;
     j["status"] = o.status;
     return j.dump();

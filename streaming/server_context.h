@@ -40,8 +40,14 @@ class SessionTracker {
 };
 
 struct ServerContext {
+  explicit ServerContext(size_t max_sessions = 4096) : tracker(max_sessions) {}
   StreamingRuntime* runtime = nullptr;
   absl::Duration stream_creation_timeout = absl::Seconds(30);
+  absl::Duration idle_timeout = absl::Hours(4);
+  size_t max_forwards_per_connection = 256;
+  size_t max_ports_per_request = 64;
+  size_t max_buffered_input = 4 << 20;
+  size_t max_queued_control_frames = 1000;
   SessionTracker tracker;
 };
 

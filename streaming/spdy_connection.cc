@@ -14,18 +14,25 @@ constexpr size_t kMaxOpenStreams = 1000;
 
 }  // namespace
 
-SpdyConnection::SpdyConnection(std::unique_ptr<ByteStream> transport, std::string initial_bytes)
+SpdyConnection::SpdyConnection(std::unique_ptr<ByteStream> transport, std::string initial_bytes,
+                               SpdyLimits limits)
     : transport_(std::move(transport)),
       executor_(transport_->executor()),
       read_buffer_(kReadChunk),
-      initial_bytes_(std::move(initial_bytes)) {}
+      initial_bytes_(std::move(initial_bytes)),
+      limits_(limits),
+      last_activity_(std::chrono::steady_clock::now()) {}
 
 SpdyConnection::~SpdyConnection() = default;
 
-void SpdyConnection::Start(StreamHandler on_stream) {
+void SpdyConnection::Start(StreamHandler on_stream, ResetHandler on_reset) {
+  ArmIdleTimer(limits_.idle_timeout);
   {
     absl::MutexLock lock(&mu_);
-    if (!closed_) on_stream_ = std::move(on_stream);
+    if (!closed_) {
+      on_stream_ = std::move(on_stream);
+      on_reset_ = std::move(on_reset);
+    }
     // Announce a larger receive window than SPDY's 64 KiB default, per stream and per session.
     QueueLocked(spdy::EncodeSettings(
         {{0, spdy::kSettingsInitialWindowSize, static_cast<uint32_t>(kReceiveWindow)}}));
@@ -44,6 +51,25 @@ void SpdyConnection::Start(StreamHandler on_stream) {
   StartRead();
 }
 
+// Closes the connection once nothing was read or written for the idle timeout. On the executor.
+void SpdyConnection::ArmIdleTimer(absl::Duration after) {
+  if (!idle_timer_) idle_timer_ = std::make_unique<boost::asio::steady_timer>(executor_);
+  idle_timer_->expires_after(absl::ToChronoMilliseconds(after));
+  idle_timer_->async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec) return;
+    const auto idle = std::chrono::steady_clock::now() - self->last_activity_;
+    const auto limit = absl::ToChronoNanoseconds(self->limits_.idle_timeout);
+    if (idle < limit) {
+      self->ArmIdleTimer(absl::FromChrono(limit - idle));
+      return;
+    }
+    PV_LOG(kInfo) << "streaming: closing a SPDY connection idle for "
+                  << absl::FormatDuration(self->limits_.idle_timeout);
+    absl::MutexLock lock(&self->mu_);
+    self->CloseLocked();
+  });
+}
+
 void SpdyConnection::StartRead() {
   auto self = shared_from_this();
   transport_->AsyncReadSome(
@@ -53,7 +79,9 @@ void SpdyConnection::StartRead() {
 
 void SpdyConnection::OnRead(const boost::system::error_code& ec, size_t n) {
   std::vector<std::shared_ptr<Stream>> opened;
+  std::vector<uint32_t> reset;
   bool read_more = false;
+  if (n > 0) last_activity_ = std::chrono::steady_clock::now();
   {
     absl::MutexLock lock(&mu_);
     if (closed_) return;
@@ -63,18 +91,16 @@ void SpdyConnection::OnRead(const boost::system::error_code& ec, size_t n) {
       return;
     }
     decoder_.Append(absl::string_view(read_buffer_.data(), n));
-    while (!closed_) {
+    while (!closed_ && !read_stopped_) {
       absl::StatusOr<std::optional<spdy::Frame>> frame = decoder_.Next();
       if (!frame.ok()) {
-        PV_LOG(kWarning) << "streaming: ending SPDY connection: " << frame.status().message();
-        QueueLocked(spdy::EncodeGoAway(last_stream_id_, spdy::kGoAwayProtocolError));
-        read_stopped_ = true;
-        finishing_ = true;
-        close_after_flush_ = true;
-        ScheduleWriteLocked();
+        ProtocolErrorLocked(frame.status().message());
         break;
       }
       if (!frame->has_value()) break;
+      if ((*frame)->type == spdy::FrameType::kRstStream && streams_.contains((*frame)->stream_id)) {
+        reset.push_back((*frame)->stream_id);
+      }
       HandleFrameLocked(**frame, opened);
     }
     if (!closed_ && !read_stopped_) {
@@ -86,9 +112,14 @@ void SpdyConnection::OnRead(const boost::system::error_code& ec, size_t n) {
     }
   }
   StreamHandler handler;
-  if (!opened.empty()) {
+  ResetHandler reset_handler;
+  if (!opened.empty() || !reset.empty()) {
     absl::MutexLock lock(&mu_);
     handler = on_stream_;  // a copy: Abort() may drop the connection's own at any time
+    reset_handler = on_reset_;
+  }
+  if (reset_handler) {
+    for (uint32_t id : reset) reset_handler(id);
   }
   for (const std::shared_ptr<Stream>& stream : opened) {
     bool accepted = handler ? handler(stream) : false;
@@ -107,11 +138,29 @@ void SpdyConnection::OnRead(const boost::system::error_code& ec, size_t n) {
   if (read_more) StartRead();
 }
 
+void SpdyConnection::ProtocolErrorLocked(absl::string_view why) {
+  PV_LOG(kWarning) << "streaming: ending SPDY connection: " << why;
+  QueueLocked(spdy::EncodeGoAway(last_stream_id_, spdy::kGoAwayProtocolError));
+  read_stopped_ = true;
+  finishing_ = true;
+  close_after_flush_ = true;
+  ScheduleWriteLocked();
+}
+
 bool SpdyConnection::ShouldPauseReadLocked() const {
+  const size_t per_stream = std::min(kMaxBufferedPerStream, limits_.max_buffered_input);
+  size_t total = 0;
   for (const auto& [id, stream] : streams_) {
-    if (stream->buffered_ > kMaxBufferedPerStream) return true;
+    if (stream->buffered_ > per_stream) return true;
+    total += stream->buffered_;
   }
-  return false;
+  return total > limits_.max_buffered_input;
+}
+
+void SpdyConnection::MaybeResumeReadLocked() {
+  if (!read_paused_ || closed_ || ShouldPauseReadLocked()) return;
+  read_paused_ = false;
+  boost::asio::post(executor_, [self = shared_from_this()] { self->StartRead(); });
 }
 
 void SpdyConnection::HandleFrameLocked(spdy::Frame& frame,
@@ -137,7 +186,7 @@ void SpdyConnection::HandleFrameLocked(spdy::Frame& frame,
       break;
     case spdy::FrameType::kPing:
       // Client pings carry odd ids; answer them. Even ids would be replies to ours (we send none).
-      if (frame.ping_id % 2 == 1) QueueLocked(spdy::EncodePing(frame.ping_id));
+      if (frame.ping_id % 2 == 1) QueueControlLocked(spdy::EncodePing(frame.ping_id));
       break;
     case spdy::FrameType::kGoAway:
       peer_gone_away_ = true;
@@ -155,17 +204,17 @@ void SpdyConnection::HandleSynStreamLocked(spdy::Frame& frame,
                                            std::vector<std::shared_ptr<Stream>>& opened) {
   uint32_t id = frame.stream_id;
   if (peer_gone_away_ || finishing_) {
-    QueueLocked(spdy::EncodeRstStream(id, spdy::kRefusedStream));
+    QueueControlLocked(spdy::EncodeRstStream(id, spdy::kRefusedStream));
     return;
   }
   if (id % 2 == 0 || id <= last_stream_id_) {
     // Client streams have odd, increasing ids.
-    QueueLocked(spdy::EncodeRstStream(id, spdy::kProtocolError));
+    QueueControlLocked(spdy::EncodeRstStream(id, spdy::kProtocolError));
     return;
   }
   last_stream_id_ = id;
   if (streams_.size() >= kMaxOpenStreams) {
-    QueueLocked(spdy::EncodeRstStream(id, spdy::kRefusedStream));
+    QueueControlLocked(spdy::EncodeRstStream(id, spdy::kRefusedStream));
     return;
   }
   auto stream = std::make_shared<Stream>(shared_from_this(), id, std::move(frame.headers));
@@ -177,21 +226,31 @@ void SpdyConnection::HandleSynStreamLocked(spdy::Frame& frame,
 }
 
 void SpdyConnection::HandleDataLocked(spdy::Frame& frame) {
+  // Our receive windows: what a client that does flow control may send. One that does not
+  // (spdystream) is held back by TCP once max_buffered_input is buffered.
+  const int64_t size = static_cast<int64_t>(frame.data.size());
   auto it = streams_.find(frame.stream_id);
   if (it == streams_.end()) {
     if (frame.stream_id > last_stream_id_) {
-      QueueLocked(spdy::EncodeRstStream(frame.stream_id, spdy::kInvalidStream));
+      QueueControlLocked(spdy::EncodeRstStream(frame.stream_id, spdy::kInvalidStream));
     }
     return;  // a stream we already reset or forgot: its late data is dropped
   }
   Stream& stream = *it->second;
-  if (stream.remote_fin_) {
-    QueueLocked(spdy::EncodeRstStream(stream.id_, spdy::kStreamAlreadyClosed));
+  if (stream.remote_fin_ || (flow_control_ && stream.recv_window_ < size)) {
+    QueueControlLocked(spdy::EncodeRstStream(
+        stream.id_, stream.remote_fin_ ? spdy::kStreamAlreadyClosed : spdy::kFlowControlError));
     stream.reset_ = true;
     streams_.erase(it);
     cv_.SignalAll();
     return;
   }
+  session_recv_window_ -= size;
+  if (flow_control_ && session_recv_window_ < 0) {
+    ProtocolErrorLocked("the client sent more data than the session's receive window");
+    return;
+  }
+  stream.recv_window_ -= size;
   if (!frame.data.empty()) {
     stream.buffered_ += frame.data.size();
     stream.inbound_.push_back(std::move(frame.data));
@@ -210,7 +269,7 @@ void SpdyConnection::HandleWindowUpdateLocked(const spdy::Frame& frame) {
     if (it == streams_.end()) return;
     int64_t window = it->second->send_window_ + frame.delta_window;
     if (window > spdy::kMaxWindow) {
-      QueueLocked(spdy::EncodeRstStream(frame.stream_id, spdy::kFlowControlError));
+      QueueControlLocked(spdy::EncodeRstStream(frame.stream_id, spdy::kFlowControlError));
       it->second->reset_ = true;
       streams_.erase(it);
     } else {
@@ -239,6 +298,19 @@ void SpdyConnection::QueueLocked(std::string bytes) {
   ScheduleWriteLocked();
 }
 
+void SpdyConnection::QueueControlLocked(std::string bytes) {
+  if (closed_) return;
+  if (++control_queued_ + control_writing_ > limits_.max_queued_control_frames) {
+    // The client keeps sending frames that need an answer and reads none of the answers.
+    PV_LOG(kWarning) << "streaming: closing a SPDY connection: more than "
+                     << limits_.max_queued_control_frames
+                     << " control replies queued for a client that does not read";
+    CloseLocked();
+    return;
+  }
+  QueueLocked(std::move(bytes));
+}
+
 void SpdyConnection::ScheduleWriteLocked() {
   if (write_scheduled_ || write_in_flight_) return;
   write_scheduled_ = true;
@@ -255,6 +327,8 @@ void SpdyConnection::DoWrite() {
   }
   writing_.swap(out_);
   out_.clear();
+  control_writing_ = control_queued_;
+  control_queued_ = 0;
   write_in_flight_ = true;
   transport_->AsyncWrite(boost::asio::buffer(writing_),
                          [self = shared_from_this()](const boost::system::error_code& ec,
@@ -265,6 +339,8 @@ void SpdyConnection::OnWritten(const boost::system::error_code& ec) {
   absl::MutexLock lock(&mu_);
   write_in_flight_ = false;
   pending_output_ -= std::min(pending_output_, writing_.size());
+  if (!ec && !writing_.empty()) last_activity_ = std::chrono::steady_clock::now();
+  control_writing_ = 0;
   writing_.clear();
   cv_.SignalAll();
   if (closed_) return;
@@ -281,13 +357,16 @@ void SpdyConnection::CloseLocked() {
   for (auto& [id, stream] : streams_) stream->reset_ = stream->reset_ || !stream->remote_fin_;
   streams_.clear();
   out_.clear();
+  control_queued_ = 0;
   // Handlers hold the connection and the streams hold it too: dropping both here, at once,
   // breaks those cycles even if the executor never runs again (server stopping).
   on_stream_ = nullptr;
+  on_reset_ = nullptr;
   cv_.SignalAll();
   // Socket and timer belong to the executor: touch them only there.
   boost::asio::post(executor_, [self = shared_from_this()] {
     if (self->finish_timer_) self->finish_timer_->cancel();
+    if (self->idle_timer_) self->idle_timer_->cancel();
     self->transport_->Close();
     if (!self->done_.HasBeenNotified()) self->done_.Notify();
     auto callback = std::move(self->close_callback_);
@@ -331,16 +410,15 @@ void SpdyConnection::ConsumedLocked(Stream* stream, size_t n) {
   session_unacked_ += static_cast<int64_t>(n);
   if (stream->unacked_ >= kReceiveWindow / 2 && !stream->remote_fin_ && !stream->reset_) {
     QueueLocked(spdy::EncodeWindowUpdate(stream->id_, static_cast<uint32_t>(stream->unacked_)));
+    stream->recv_window_ += stream->unacked_;
     stream->unacked_ = 0;
   }
   if (session_unacked_ >= kReceiveWindow / 2) {
     QueueLocked(spdy::EncodeWindowUpdate(0, static_cast<uint32_t>(session_unacked_)));
+    session_recv_window_ += session_unacked_;
     session_unacked_ = 0;
   }
-  if (read_paused_ && !ShouldPauseReadLocked()) {
-    read_paused_ = false;
-    boost::asio::post(executor_, [self = shared_from_this()] { self->StartRead(); });
-  }
+  MaybeResumeReadLocked();
 }
 
 size_t SpdyConnection::Stream::Read(char* buf, size_t len) {
@@ -417,6 +495,7 @@ void SpdyConnection::Stream::Reset() {
   reset_ = true;
   c.QueueLocked(spdy::EncodeRstStream(id_, spdy::kCancel));
   c.streams_.erase(id_);
+  c.MaybeResumeReadLocked();
   c.cv_.SignalAll();
 }
 

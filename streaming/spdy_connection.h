@@ -8,6 +8,7 @@
 // thread), which never blocks. Session threads call Stream::Read/Write/Close, which block on the
 // connection's condition variable. All state is guarded by the connection's mutex.
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -23,11 +24,24 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "streaming/session.h"
 #include "streaming/spdy_framer.h"
 #include "streaming/transport.h"
 
 namespace podvisor::streaming {
+
+// Per-connection limits against a hostile or stuck client (docs/reliability.md).
+struct SpdyLimits {
+  // Client bytes buffered (received, not yet read by the sessions) over all streams before the
+  // connection stops reading the socket.
+  size_t max_buffered_input = 4 << 20;
+  // Control replies (PING, RST_STREAM) queued but not yet written: beyond, the client floods
+  // without reading and the connection is closed (HTTP/2 ping and reset floods).
+  size_t max_queued_control_frames = 1000;
+  // No byte read or written for this long: the connection is closed.
+  absl::Duration idle_timeout = absl::Hours(4);
+};
 
 class SpdyConnection : public std::enable_shared_from_this<SpdyConnection> {
  public:
@@ -35,6 +49,8 @@ class SpdyConnection : public std::enable_shared_from_this<SpdyConnection> {
   // Called on the I/O thread, without the connection's lock, for each stream the client opens.
   // Returning false refuses it (RST_STREAM REFUSED_STREAM).
   using StreamHandler = std::function<bool(const std::shared_ptr<Stream>&)>;
+  // Called on the I/O thread, without the lock, when the client resets stream `id`.
+  using ResetHandler = std::function<void(uint32_t id)>;
 
   // Per-stream receive window we announce, and how much we buffer before we stop reading the
   // socket (for peers that ignore flow control, as Go's spdystream does).
@@ -43,11 +59,12 @@ class SpdyConnection : public std::enable_shared_from_this<SpdyConnection> {
   // Bytes queued for the socket above which writers wait.
   static constexpr size_t kMaxPendingOutput = 1 << 20;
 
-  SpdyConnection(std::unique_ptr<ByteStream> transport, std::string initial_bytes);
+  SpdyConnection(std::unique_ptr<ByteStream> transport, std::string initial_bytes,
+                 SpdyLimits limits = {});
   ~SpdyConnection();
 
   // Starts reading. Call on the executor.
-  void Start(StreamHandler on_stream);
+  void Start(StreamHandler on_stream, ResetHandler on_reset = nullptr);
   // Sends GOAWAY after what is queued and waits for the client to close the connection (it does
   // once it has read everything); closes it after `grace` otherwise. Any thread.
   void Finish(absl::Duration grace = absl::Seconds(10));
@@ -74,6 +91,11 @@ class SpdyConnection : public std::enable_shared_from_this<SpdyConnection> {
   void HandleWindowUpdateLocked(const spdy::Frame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void HandleSettingsLocked(const spdy::Frame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueLocked(std::string bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A reply to something the client sent; counted against max_queued_control_frames.
+  void QueueControlLocked(std::string bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ProtocolErrorLocked(absl::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MaybeResumeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ArmIdleTimer(absl::Duration after);
   void ScheduleWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DoWrite();
   void OnWritten(const boost::system::error_code& ec);
@@ -87,10 +109,15 @@ class SpdyConnection : public std::enable_shared_from_this<SpdyConnection> {
   std::vector<char> read_buffer_;
   std::string initial_bytes_;
   StreamHandler on_stream_ ABSL_GUARDED_BY(mu_);
+  ResetHandler on_reset_ ABSL_GUARDED_BY(mu_);
   std::function<void()> close_callback_;
   std::shared_ptr<void> attachment_;
   absl::Notification done_;
   std::unique_ptr<boost::asio::steady_timer> finish_timer_;
+  const SpdyLimits limits_;
+  // On the executor only.
+  std::unique_ptr<boost::asio::steady_timer> idle_timer_;
+  std::chrono::steady_clock::time_point last_activity_;
 
   mutable absl::Mutex mu_;
   absl::CondVar cv_;
@@ -101,6 +128,10 @@ class SpdyConnection : public std::enable_shared_from_this<SpdyConnection> {
   std::string out_ ABSL_GUARDED_BY(mu_);
   std::string writing_ ABSL_GUARDED_BY(mu_);
   size_t pending_output_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t control_queued_ ABSL_GUARDED_BY(mu_) = 0;   // control replies in out_
+  size_t control_writing_ ABSL_GUARDED_BY(mu_) = 0;  // ... in writing_
+  // What the client may still send before we grant more (our announced windows).
+  int64_t session_recv_window_ ABSL_GUARDED_BY(mu_) = kReceiveWindow;
   bool write_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
@@ -143,6 +174,7 @@ class SpdyConnection::Stream : public Channel {
   size_t inbound_offset_ = 0;
   size_t buffered_ = 0;
   int64_t unacked_ = 0;
+  int64_t recv_window_ = kReceiveWindow;
   int64_t send_window_ = spdy::kDefaultWindow;
   bool remote_fin_ = false;
   bool read_cancelled_ = false;

@@ -1,5 +1,6 @@
 #include "streaming/spdy_handlers.h"
 
+#include <atomic>
 #include <map>
 
 #include "absl/strings/numbers.h"
@@ -136,7 +137,8 @@ class PortForwardSpdy : public std::enable_shared_from_this<PortForwardSpdy> {
 
   void Start() {
     auto self = shared_from_this();
-    connection_->Start([self](const StreamPtr& stream) { return self->OnStream(stream); });
+    connection_->Start([self](const StreamPtr& stream) { return self->OnStream(stream); },
+                       [self](uint32_t id) { self->OnReset(id); });
   }
 
  private:
@@ -144,6 +146,20 @@ class PortForwardSpdy : public std::enable_shared_from_this<PortForwardSpdy> {
     StreamPtr data, error;
     std::unique_ptr<boost::asio::steady_timer> timer;
   };
+
+  // A client reset a stream of a pair still waiting for its partner: drop the pair now (its
+  // requestID may be used again), not when its timer fires.
+  void OnReset(uint32_t id) {
+    for (auto it = pairs_.begin(); it != pairs_.end(); ++it) {
+      Pair& pair = it->second;
+      const bool data = pair.data && pair.data->id() == id;
+      if (!data && !(pair.error && pair.error->id() == id)) continue;
+      if (pair.timer) pair.timer->cancel();
+      if (StreamPtr& other = data ? pair.error : pair.data) other->Reset();
+      pairs_.erase(it);
+      return;
+    }
+  }
 
   bool OnStream(const StreamPtr& stream) {
     uint32_t port = 0;
@@ -161,11 +177,20 @@ class PortForwardSpdy : public std::enable_shared_from_this<PortForwardSpdy> {
       // Old clients: consecutive stream ids, error stream first.
       request_id = absl::StrCat(type == "error" ? stream->id() : stream->id() - 2);
     }
+    auto existing = pairs_.find(request_id);
+    if (existing == pairs_.end() &&
+        pairs_.size() + running_->load() >= context_->max_forwards_per_connection) {
+      PV_LOG(kWarning) << "streaming: refusing a forwarded connection: "
+                       << context_->max_forwards_per_connection
+                       << " already run or wait on this connection";
+      return false;
+    }
     Pair& pair = pairs_[request_id];
     StreamPtr& slot = type == "data" ? pair.data : pair.error;
     if (slot != nullptr) return false;
     slot = stream;
     if (pair.data != nullptr && pair.error != nullptr) {
+      running_->fetch_add(1);  // counted from now: the next stream may come before Run
       // As for exec: start once this stream's SYN_REPLY is queued.
       boost::asio::post(connection_->executor(),
                         [self = shared_from_this(), port, data = std::move(pair.data),
@@ -202,8 +227,10 @@ class PortForwardSpdy : public std::enable_shared_from_this<PortForwardSpdy> {
     bool spawned = context_->tracker.Spawn([self, port, data, error] {
       RunPortForward(*self->context_->runtime, self->request_.sandbox_id, port, *data,
                      error.get(), self->connection_->done());
+      self->running_->fetch_sub(1);
     });
     if (!spawned) {
+      running_->fetch_sub(1);
       PV_LOG(kWarning) << "streaming: refusing a forwarded connection: too many sessions";
       data->Reset();
       error->Reset();
@@ -214,6 +241,8 @@ class PortForwardSpdy : public std::enable_shared_from_this<PortForwardSpdy> {
   const PortForwardRequest request_;
   ServerContext* const context_;
   std::map<std::string, Pair> pairs_;  // on the I/O thread only
+  // Forwards whose session runs (decremented on the session's thread).
+  std::shared_ptr<std::atomic<size_t>> running_ = std::make_shared<std::atomic<size_t>>(0);
 };
 
 }  // namespace

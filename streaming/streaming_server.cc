@@ -21,6 +21,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/log.h"
+#include "streaming/connection_admission.h"
+#include "streaming/http_request.h"
 #include "streaming/request_cache.h"
 #include "streaming/server_context.h"
 #include "streaming/spdy_connection.h"
@@ -35,76 +37,16 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = boost::asio::ip::tcp;
-using Request = http::request<http::string_body>;
+using Request = HttpRequest;
 
 constexpr absl::Duration kStopTimeout = absl::Seconds(30);
 
-// Splits the values of every `name` header on commas, in order.
-std::vector<std::string> HeaderList(const Request& request, http::field name) {
-  std::vector<std::string> values;
-  auto range = request.equal_range(name);
-  for (auto it = range.first; it != range.second; ++it) {
-    for (absl::string_view part :
-         absl::StrSplit(absl::string_view(it->value().data(), it->value().size()), ',')) {
-      part = absl::StripAsciiWhitespace(part);
-      if (!part.empty()) values.emplace_back(part);
-    }
-  }
-  return values;
-}
-
-std::vector<std::string> HeaderList(const Request& request, absl::string_view name) {
-  std::vector<std::string> values;
-  for (const auto& field : request) {
-    if (!absl::EqualsIgnoreCase(absl::string_view(field.name_string().data(),
-                                                  field.name_string().size()),
-                                name)) {
-      continue;
-    }
-    for (absl::string_view part :
-         absl::StrSplit(absl::string_view(field.value().data(), field.value().size()), ',')) {
-      part = absl::StripAsciiWhitespace(part);
-      if (!part.empty()) values.emplace_back(part);
-    }
-  }
-  return values;
-}
-
-// The first client protocol the server supports (the client lists them by preference).
-std::string Negotiate(const std::vector<std::string>& client,
-                      const std::vector<std::string>& server) {
-  for (const std::string& c : client) {
-    for (const std::string& s : server) {
-      if (c == s) return c;
-    }
-  }
-  return "";
-}
-
-bool IsSpdyUpgrade(const Request& request) {
-  bool connection_upgrade = false;
-  for (const std::string& v : HeaderList(request, http::field::connection)) {
-    if (absl::EqualsIgnoreCase(v, "upgrade")) connection_upgrade = true;
-  }
-  if (!connection_upgrade) return false;
-  for (const std::string& v : HeaderList(request, http::field::upgrade)) {
-    if (absl::EqualsIgnoreCase(v, "SPDY/3.1")) return true;
-  }
-  return false;
-}
-
-// Ports from `port` query parameters (repeated or comma-separated).
-std::vector<int32_t> QueryPorts(absl::string_view query) {
-  std::vector<int32_t> ports;
-  for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(pair, absl::MaxSplits('=', 1));
-    if (kv.first != "port") continue;
-    for (absl::string_view p : absl::StrSplit(kv.second, ',', absl::SkipEmpty())) {
-      int32_t port = 0;
-      if (absl::SimpleAtoi(p, &port) && port > 0 && port <= 65535) ports.push_back(port);
-    }
-  }
-  return ports;
+SpdyLimits SpdyLimitsOf(const ServerContext& context) {
+  SpdyLimits limits;
+  limits.max_buffered_input = context.max_buffered_input;
+  limits.max_queued_control_frames = context.max_queued_control_frames;
+  limits.idle_timeout = context.idle_timeout;
+  return limits;
 }
 
 // The subprotocol of SPDY tunnelled in a WebSocket (client-go's port-forward over WebSocket,
@@ -156,12 +98,23 @@ template <class Stream>
 class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
  public:
   HttpSession(Stream stream, ServerContext* context, RequestCache* cache,
-              std::shared_ptr<void> slot)
-      : stream_(std::move(stream)), context_(context), cache_(cache), slot_(std::move(slot)) {}
+              std::shared_ptr<ConnectionAdmission::Ticket> ticket,
+              absl::Duration header_timeout)
+      : stream_(std::move(stream)),
+        context_(context),
+        cache_(cache),
+        ticket_(ticket),
+        slot_(std::move(ticket)),
+        header_timeout_(header_timeout) {}
+
+  // Closes the socket of a connection pushed out of the unauthenticated pool. On the executor.
+  void Evict() {
+    beast::error_code ignored;
+    beast::get_lowest_layer(stream_).socket().close(ignored);
+  }
 
   void Run() {
-    beast::get_lowest_layer(stream_).expires_after(
-        absl::ToChronoMilliseconds(context_->stream_creation_timeout));
+    beast::get_lowest_layer(stream_).expires_after(absl::ToChronoMilliseconds(header_timeout_));
     if constexpr (kTls) {
       auto self = this->shared_from_this();
       stream_.async_handshake(asio::ssl::stream_base::server, [self](beast::error_code ec) {
@@ -181,8 +134,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
 
   void ReadRequest() {
     parser_.emplace();
-    parser_->body_limit(64 * 1024);
-    parser_->header_limit(64 * 1024);
+    parser_->body_limit(kMaxRequestBody);
+    parser_->header_limit(kMaxRequestHeader);
     auto self = this->shared_from_this();
     http::async_read(stream_, buffer_, *parser_, [self](beast::error_code ec, size_t) {
       if (ec) return;  // the client left or sent garbage: nothing to answer
@@ -211,31 +164,31 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
       Reply(http::status::method_not_allowed, "method not allowed");
       return;
     }
-    absl::string_view target(request.target().data(), request.target().size());
-    absl::string_view query;
-    if (size_t q = target.find('?'); q != absl::string_view::npos) {
-      query = target.substr(q + 1);
-      target = target.substr(0, q);
-    }
-    std::vector<absl::string_view> parts = absl::StrSplit(target, '/');
-    // "/exec/<token>" splits into "", "exec", "<token>".
-    if (parts.size() != 3 || !parts[0].empty() ||
-        (parts[1] != "exec" && parts[1] != "attach" && parts[1] != "portforward")) {
+    std::optional<RequestTarget> target =
+        ParseTarget(absl::string_view(request.target().data(), request.target().size()));
+    if (!target.has_value()) {
       Reply(http::status::not_found, "404 page not found");
       return;
     }
-    std::optional<StreamingRequest> pending = cache_->Consume(std::string(parts[2]));
+    std::optional<StreamingRequest> pending = cache_->Consume(target->token);
+    const std::string& verb = target->verb;
     bool kind_matches =
         pending.has_value() &&
-        ((parts[1] == "exec" && std::holds_alternative<ExecRequest>(*pending)) ||
-         (parts[1] == "attach" && std::holds_alternative<AttachRequest>(*pending)) ||
-         (parts[1] == "portforward" && std::holds_alternative<PortForwardRequest>(*pending)));
+        ((verb == "exec" && std::holds_alternative<ExecRequest>(*pending)) ||
+         (verb == "attach" && std::holds_alternative<AttachRequest>(*pending)) ||
+         (verb == "portforward" && std::holds_alternative<PortForwardRequest>(*pending)));
     if (!kind_matches) {
       Reply(http::status::not_found, "not found: unknown, used or expired token");
       return;
     }
+    // From here on the connection holds an upgraded slot, not an unauthenticated one.
+    if (!ticket_->Upgrade()) {
+      PV_LOG(kWarning) << "streaming: refusing a request: too many connections open";
+      Reply(http::status::service_unavailable, "too many streaming connections");
+      return;
+    }
     if (beast::websocket::is_upgrade(request)) {
-      ServeWebSocket(std::move(request), std::move(*pending), query);
+      ServeWebSocket(std::move(request), std::move(*pending), target->query);
     } else if (IsSpdyUpgrade(request)) {
       ServeSpdy(request, std::move(*pending));
     } else {
@@ -287,7 +240,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     beast::get_lowest_layer(stream_).expires_never();
     std::string early = beast::buffers_to_string(buffer_.data());
     auto connection = std::make_shared<SpdyConnection>(
-        std::make_unique<AsioByteStream<Stream>>(std::move(stream_)), std::move(early));
+        std::make_unique<AsioByteStream<Stream>>(std::move(stream_)), std::move(early),
+        SpdyLimitsOf(*context_));
     connection->Attach(std::move(slot_));  // counted as long as the connection lives
     if (auto* pf = std::get_if<PortForwardRequest>(&pending)) {
       ServePortForwardOverSpdy(connection, std::move(*pf), context_);
@@ -308,14 +262,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
     ws.set_option(beast::websocket::stream_base::decorator([](beast::websocket::response_type& r) {
       r.set(http::field::sec_websocket_protocol, kSpdyTunnelPortForward);
     }));
-    ws.read_message_max(16 << 20);
+    ws.read_message_max(kMaxWebSocketMessage);
     auto holder = std::make_shared<std::unique_ptr<WebSocketByteStream<Stream>>>(std::move(transport));
     ServerContext* context = context_;
     std::shared_ptr<void> slot = std::move(slot_);
     (*holder)->ws().async_accept(
         request, [holder, pf = std::move(pf), context, slot](beast::error_code ec) mutable {
           if (ec) return;
-          auto connection = std::make_shared<SpdyConnection>(std::move(*holder), "");
+          auto connection =
+              std::make_shared<SpdyConnection>(std::move(*holder), "", SpdyLimitsOf(*context));
           connection->Attach(std::move(slot));
           ServePortForwardOverSpdy(connection, std::move(pf), context);
         });
@@ -324,7 +279,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession<Stream>> {
   Stream stream_;
   ServerContext* const context_;
   RequestCache* const cache_;
-  std::shared_ptr<void> slot_;
+  std::shared_ptr<ConnectionAdmission::Ticket> ticket_;
+  std::shared_ptr<void> slot_;  // the ticket, handed on to the upgraded connection
+  const absl::Duration header_timeout_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
 };
@@ -333,7 +290,7 @@ template <class Stream>
 void HttpSession<Stream>::ServeWebSocket(Request request, StreamingRequest pending,
                                          absl::string_view query) {
   const bool port_forward = std::holds_alternative<PortForwardRequest>(pending);
-  std::vector<std::string> client = HeaderList(request, http::field::sec_websocket_protocol);
+  std::vector<std::string> client = HeaderList(request, "Sec-WebSocket-Protocol");
   std::vector<std::string> supported = {kWsProtocolV4, kWsProtocolV4Base64, kWsProtocolV1,
                                         kWsProtocolV1Base64};
   supported.insert(supported.begin(), port_forward ? kSpdyTunnelPortForward : kWsProtocolV5);
@@ -356,9 +313,26 @@ void HttpSession<Stream>::ServeWebSocket(Request request, StreamingRequest pendi
   }
   if (port_forward) {
     PortForwardRequest pf = std::get<PortForwardRequest>(std::move(pending));
-    if (pf.ports.empty()) pf.ports = QueryPorts(query);
+    if (pf.ports.empty()) {
+      absl::StatusOr<std::vector<int32_t>> ports =
+          QueryPorts(query, std::min(context_->max_ports_per_request, kMaxWebSocketPorts));
+      if (!ports.ok()) {
+        Reply(http::status::bad_request, std::string(ports.status().message()));
+        return;
+      }
+      pf.ports = *std::move(ports);
+    }
     if (pf.ports.empty()) {
       Reply(http::status::bad_request, "query parameter \"port\" is required");
+      return;
+    }
+    // Two channels per port, numbered in one byte (in base64, an ASCII digit from '0'): more
+    // would wrap onto the first ports' channels.
+    const size_t max_ports = base64 ? (256 - '0') / 2 : kMaxWebSocketPorts;
+    if (pf.ports.size() > max_ports) {
+      Reply(http::status::bad_request,
+            absl::StrCat(pf.ports.size(), " ports cannot be numbered in this protocol (at most ",
+                         max_ports, ")"));
       return;
     }
     std::vector<bool> readable;
@@ -367,7 +341,8 @@ void HttpSession<Stream>::ServeWebSocket(Request request, StreamingRequest pendi
       readable.push_back(false);  // error
     }
     auto ws = std::make_shared<WebSocketConnection<Stream>>(std::move(stream_), base64, false,
-                                                            readable);
+                                                            readable, context_->idle_timeout);
+    ws->set_max_buffered_input(context_->max_buffered_input);
     ServerContext* context = context_;
     std::shared_ptr<void> slot = std::move(slot_);
     uint64_t id = context->tracker.AddConnection([weak = std::weak_ptr(ws)] {
@@ -408,7 +383,9 @@ void HttpSession<Stream>::ServeWebSocket(Request request, StreamingRequest pendi
       pending);
   // 0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize.
   auto ws = std::make_shared<WebSocketConnection<Stream>>(
-      std::move(stream_), base64, v5, std::vector<bool>{in, false, false, false, tty});
+      std::move(stream_), base64, v5, std::vector<bool>{in, false, false, false, tty},
+      context_->idle_timeout);
+  ws->set_max_buffered_input(context_->max_buffered_input);
   ServerContext* context = context_;
   std::shared_ptr<void> slot = std::move(slot_);
   uint64_t id = context->tracker.AddConnection([weak = std::weak_ptr(ws)] {
@@ -446,11 +423,20 @@ class StreamingServerImpl : public StreamingServer {
  public:
   StreamingServerImpl(const StreamingServerOptions& options, StreamingRuntime* runtime)
       : options_(options),
+        context_(options.max_sessions),
         cache_(options.token_ttl, options.max_pending_requests),
+        admission_(ConnectionAdmission::Create(options.max_connections,
+                                               options.max_unauthenticated_connections,
+                                               options.max_unauthenticated_per_source)),
         acceptor_(io_),
         ssl_(asio::ssl::context::tls_server) {
     context_.runtime = runtime;
     context_.stream_creation_timeout = options.stream_creation_timeout;
+    context_.idle_timeout = options.idle_timeout;
+    context_.max_forwards_per_connection = options.max_forwards_per_connection;
+    context_.max_ports_per_request = options.max_ports_per_request;
+    context_.max_buffered_input = options.max_buffered_input;
+    context_.max_queued_control_frames = options.max_queued_control_frames;
   }
 
   ~StreamingServerImpl() override { Stop(); }
@@ -526,12 +512,23 @@ class StreamingServerImpl : public StreamingServer {
 
   absl::StatusOr<std::string> GetPortForwardUrl(const PortForwardRequest& request) override {
     if (request.sandbox_id.empty()) return absl::InvalidArgumentError("pod sandbox id is empty");
+    if (absl::Status s = CheckPortForward(request); !s.ok()) return s;
+    return Register("portforward", request);
+  }
+
+  absl::Status CheckPortForward(const PortForwardRequest& request) const override {
+    const size_t max_ports = std::min(options_.max_ports_per_request, kMaxWebSocketPorts);
+    if (request.ports.size() > max_ports) {
+      return absl::InvalidArgumentError(absl::StrCat(request.ports.size(),
+                                                     " ports in one port-forward request; at most ",
+                                                     max_ports, " (streaming.max_ports_per_request)"));
+    }
     for (int32_t port : request.ports) {
       if (port <= 0 || port > 65535) {
         return absl::InvalidArgumentError(absl::StrCat("invalid port ", port));
       }
     }
-    return Register("portforward", request);
+    return absl::OkStatus();
   }
 
   std::string BaseUrl() const override { return base_url_; }
@@ -575,34 +572,47 @@ class StreamingServerImpl : public StreamingServer {
   }
 
   void OnAccepted(tcp::socket socket) {
-    if (live_connections_->load() >= options_.max_connections) {
-      PV_LOG(kWarning) << "streaming: refusing a connection: " << options_.max_connections
-                       << " already open";
-      boost::system::error_code ignored;
-      socket.close(ignored);
+    boost::system::error_code ec;
+    tcp::endpoint peer = socket.remote_endpoint(ec);
+    if (ec) return;  // already gone
+    // A ticket counts the connection for as long as anything holds it.
+    std::shared_ptr<ConnectionAdmission::Ticket> ticket =
+        admission_->Admit(peer.address().to_string());
+    if (ticket == nullptr) {
+      PV_LOG(kWarning) << "streaming: refusing a connection from " << peer.address().to_string()
+                       << ": " << options_.max_unauthenticated_per_source
+                       << " of its connections have not sent a valid request yet";
+      socket.close(ec);
       return;
     }
-    // A slot counts the connection for as long as anything holds it.
-    live_connections_->fetch_add(1);
-    std::shared_ptr<void> slot(nullptr, [counter = live_connections_](void*) {
-      counter->fetch_sub(1);
-    });
-    socket.set_option(tcp::no_delay(true));
+    socket.set_option(tcp::no_delay(true), ec);
     if (tls_) {
       using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-      std::make_shared<HttpSession<TlsStream>>(TlsStream(beast::tcp_stream(std::move(socket)), ssl_),
-                                               &context_, &cache_, std::move(slot))
-          ->Run();
+      Serve(std::make_shared<HttpSession<TlsStream>>(
+                TlsStream(beast::tcp_stream(std::move(socket)), ssl_), &context_, &cache_, ticket,
+                options_.request_header_timeout),
+            *ticket);
     } else {
-      std::make_shared<HttpSession<beast::tcp_stream>>(beast::tcp_stream(std::move(socket)),
-                                                       &context_, &cache_, std::move(slot))
-          ->Run();
+      Serve(std::make_shared<HttpSession<beast::tcp_stream>>(
+                beast::tcp_stream(std::move(socket)), &context_, &cache_, ticket,
+                options_.request_header_timeout),
+            *ticket);
     }
+  }
+
+  template <class Session>
+  void Serve(const std::shared_ptr<Session>& session, ConnectionAdmission::Ticket& ticket) {
+    // Eviction runs in Admit, on this I/O thread, as every session's socket work does.
+    ticket.SetEvictor([weak = std::weak_ptr<Session>(session)] {
+      if (auto s = weak.lock()) s->Evict();
+    });
+    session->Run();
   }
 
   const StreamingServerOptions options_;
   ServerContext context_;
   RequestCache cache_;
+  const std::shared_ptr<ConnectionAdmission> admission_;
   asio::io_context io_{1};
   tcp::acceptor acceptor_;
   asio::ssl::context ssl_;
@@ -610,8 +620,6 @@ class StreamingServerImpl : public StreamingServer {
   std::string base_url_;
   std::thread thread_;
   std::atomic<bool> stopped_{false};
-  std::shared_ptr<std::atomic<size_t>> live_connections_ =
-      std::make_shared<std::atomic<size_t>>(0);
 };
 
 }  // namespace
@@ -622,6 +630,19 @@ StreamingServerOptions StreamingServerOptions::FromConfig(const StreamingConfig&
   options.port = static_cast<int>(config.port);
   options.tls_cert_file = config.tls_cert_file;
   options.tls_key_file = config.tls_key_file;
+  options.request_header_timeout = absl::Seconds(config.request_header_timeout_seconds);
+  options.stream_creation_timeout = absl::Seconds(config.stream_creation_timeout_seconds);
+  options.idle_timeout = absl::Seconds(config.idle_timeout_seconds);
+  options.max_connections = static_cast<size_t>(config.max_connections);
+  options.max_unauthenticated_connections =
+      static_cast<size_t>(config.max_unauthenticated_connections);
+  options.max_unauthenticated_per_source =
+      static_cast<size_t>(config.max_unauthenticated_per_source);
+  options.max_sessions = static_cast<size_t>(config.max_sessions);
+  options.max_ports_per_request = static_cast<size_t>(config.max_ports_per_request);
+  options.max_forwards_per_connection = static_cast<size_t>(config.max_forwards_per_connection);
+  options.max_buffered_input = static_cast<size_t>(config.max_buffered_input_kib) * 1024;
+  options.max_queued_control_frames = static_cast<size_t>(config.max_queued_control_frames);
   return options;
 }
 

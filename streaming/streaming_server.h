@@ -135,9 +135,30 @@ struct StreamingServerOptions {
   std::string tls_key_file;
   absl::Duration token_ttl = absl::Minutes(1);
   size_t max_pending_requests = 1000;
+  // Limits (docs/reliability.md, "Streaming limits"). Upgraded connections at once:
   size_t max_connections = 512;
-  // How long a client may take to send its HTTP request and to open the streams it announced.
+  // Connections that have not shown a valid token yet: at most this many at once (the oldest is
+  // closed to make room), and at most `max_unauthenticated_per_source` from one client address
+  // (more are closed on accept). They never take an upgraded connection's slot.
+  size_t max_unauthenticated_connections = 128;
+  size_t max_unauthenticated_per_source = 32;
+  // How long a client may take for the TLS handshake and its HTTP request head.
+  absl::Duration request_header_timeout = absl::Seconds(10);
+  // How long a client may take, after the upgrade, to open the streams it announced.
   absl::Duration stream_creation_timeout = absl::Seconds(30);
+  // An upgraded connection with no bytes either way for this long is closed.
+  absl::Duration idle_timeout = absl::Hours(4);
+  // Session threads (exec, attach, each forwarded connection) at once, server-wide.
+  size_t max_sessions = 4096;
+  // Ports of one PortForward request (at most 128: WebSocket channels are one byte).
+  size_t max_ports_per_request = 64;
+  // Forwarded connections running at once on one connection (further pairs are refused).
+  size_t max_forwards_per_connection = 256;
+  // Client bytes buffered per connection before it stops reading the socket.
+  size_t max_buffered_input = 4 << 20;
+  // Control replies (PING, RST_STREAM) queued for a client that does not read: the connection
+  // is closed beyond this.
+  size_t max_queued_control_frames = 1000;
 
   static StreamingServerOptions FromConfig(const StreamingConfig& config);
 };
@@ -158,6 +179,9 @@ class StreamingServer {
   virtual absl::StatusOr<std::string> GetExecUrl(const ExecRequest& request) = 0;
   virtual absl::StatusOr<std::string> GetAttachUrl(const AttachRequest& request) = 0;
   virtual absl::StatusOr<std::string> GetPortForwardUrl(const PortForwardRequest& request) = 0;
+  // What GetPortForwardUrl checks before registering: INVALID_ARGUMENT for a port outside
+  // 1..65535 or more than `max_ports_per_request` ports.
+  virtual absl::Status CheckPortForward(const PortForwardRequest& request) const = 0;
 
   // http(s)://<address>:<port>, the port being the one actually bound.
   virtual std::string BaseUrl() const = 0;

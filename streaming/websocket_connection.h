@@ -9,6 +9,7 @@
 // Threading as for SpdyConnection: WebSocket I/O on the executor, channels used from session
 // threads, one mutex per connection.
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -25,6 +26,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 #include "streaming/session.h"
 
@@ -36,6 +38,8 @@ inline constexpr const char* kWsProtocolV4Base64 = "v4.base64.channel.k8s.io";
 inline constexpr const char* kWsProtocolV1 = "channel.k8s.io";
 inline constexpr const char* kWsProtocolV1Base64 = "base64.channel.k8s.io";
 inline constexpr unsigned char kWsCloseSignal = 255;
+// The largest message a client may send (clients send stdin in chunks of tens of KiB).
+inline constexpr size_t kMaxWebSocketMessage = 1 << 20;
 
 // The parts of a WebSocket connection that do not depend on the stream type.
 class WebSocketCore {
@@ -67,6 +71,8 @@ class WebSocketCore {
   virtual ~WebSocketCore() = default;
 
   WsChannel* channel(size_t i) { return channels_[i].get(); }
+  // Client bytes buffered over all channels before the connection stops reading. Set before use.
+  void set_max_buffered_input(size_t bytes) { max_buffered_input_ = bytes; }
   const absl::Notification& done() const { return done_; }
 
  protected:
@@ -79,6 +85,7 @@ class WebSocketCore {
 
   const bool base64_;
   const bool close_signal_;
+  size_t max_buffered_input_ = 4 << 20;
   std::vector<std::unique_ptr<WsChannel>> channels_;
   absl::Notification done_;
   mutable absl::Mutex mu_;
@@ -95,9 +102,11 @@ template <class Stream>
 class WebSocketConnection : public WebSocketCore,
                             public std::enable_shared_from_this<WebSocketConnection<Stream>> {
  public:
-  WebSocketConnection(Stream stream, bool base64, bool close_signal, std::vector<bool> readable)
+  WebSocketConnection(Stream stream, bool base64, bool close_signal, std::vector<bool> readable,
+                      absl::Duration idle_timeout = absl::Hours(4))
       : WebSocketCore(base64, close_signal, readable.size(), readable),
-        ws_(std::move(stream)) {}
+        ws_(std::move(stream)),
+        idle_timeout_(idle_timeout) {}
 
   // Completes the handshake answering `subprotocol` (empty: none), then calls `on_open` on the
   // executor. Call on the executor.
@@ -110,7 +119,7 @@ class WebSocketConnection : public WebSocketCore,
         res.set(boost::beast::http::field::sec_websocket_protocol, subprotocol);
       }
     }));
-    ws_.read_message_max(16 << 20);
+    ws_.read_message_max(kMaxWebSocketMessage);
     auto self = this->shared_from_this();
     ws_.async_accept(request, [self, on_open = std::move(on_open)](boost::beast::error_code ec) {
       if (ec) {
@@ -119,6 +128,8 @@ class WebSocketConnection : public WebSocketCore,
         self->CloseLocked();
         return;
       }
+      self->Touch();
+      self->ArmIdleTimer(self->idle_timeout_);
       self->ReadLoop();
       on_open();
     });
@@ -150,6 +161,27 @@ class WebSocketConnection : public WebSocketCore,
   void SetCloseCallback(std::function<void()> callback) { close_callback_ = std::move(callback); }
 
  private:
+  void Touch() { last_activity_ = std::chrono::steady_clock::now(); }
+
+  // Closes the connection once no message went either way for the idle timeout. On the executor.
+  void ArmIdleTimer(absl::Duration after) {
+    if (!idle_timer_) idle_timer_ = std::make_unique<boost::asio::steady_timer>(ws_.get_executor());
+    idle_timer_->expires_after(absl::ToChronoMilliseconds(after));
+    idle_timer_->async_wait([self = this->shared_from_this()](const boost::system::error_code& ec) {
+      if (ec) return;
+      const auto idle = std::chrono::steady_clock::now() - self->last_activity_;
+      const auto limit = absl::ToChronoNanoseconds(self->idle_timeout_);
+      if (idle < limit) {
+        self->ArmIdleTimer(absl::FromChrono(limit - idle));
+        return;
+      }
+      PV_LOG(kInfo) << "streaming: closing a WebSocket connection idle for "
+                    << absl::FormatDuration(self->idle_timeout_);
+      absl::MutexLock lock(&self->mu_);
+      self->CloseLocked();
+    });
+  }
+
   void ReadLoop() {
     auto self = this->shared_from_this();
     ws_.async_read(read_buffer_, [self](boost::beast::error_code ec, size_t) {
@@ -159,6 +191,7 @@ class WebSocketConnection : public WebSocketCore,
         self->CloseLocked();
         return;
       }
+      self->Touch();
       std::string message = boost::beast::buffers_to_string(self->read_buffer_.data());
       self->read_buffer_.consume(self->read_buffer_.size());
       if (!self->DeliverLocked(message)) {
@@ -211,6 +244,7 @@ class WebSocketConnection : public WebSocketCore,
     ws_.async_write(boost::asio::buffer(writing_), [self](boost::beast::error_code ec, size_t) {
       absl::MutexLock lock(&self->mu_);
       self->write_in_flight_ = false;
+      if (!ec) self->Touch();
       self->pending_output_ -= std::min(self->pending_output_, self->writing_.size());
       self->writing_.clear();
       self->cv_.SignalAll();
@@ -229,6 +263,7 @@ class WebSocketConnection : public WebSocketCore,
     cv_.SignalAll();
     boost::asio::post(ws_.get_executor(), [self = this->shared_from_this()] {
       if (self->timer_) self->timer_->cancel();
+      if (self->idle_timer_) self->idle_timer_->cancel();
       boost::beast::error_code ignored;
       auto& socket = boost::beast::get_lowest_layer(self->ws_).socket();
       socket.shutdown(boost::asio::ip::tcp::socket::shutdown_both, ignored);
@@ -244,6 +279,10 @@ class WebSocketConnection : public WebSocketCore,
   boost::beast::flat_buffer read_buffer_;
   std::string writing_;
   std::unique_ptr<boost::asio::steady_timer> timer_;
+  const absl::Duration idle_timeout_;
+  // On the executor only.
+  std::unique_ptr<boost::asio::steady_timer> idle_timer_;
+  std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
   std::function<void()> close_callback_;
   bool write_scheduled_ ABSL_GUARDED_BY(mu_) = false;
   bool write_in_flight_ ABSL_GUARDED_BY(mu_) = false;

@@ -11,7 +11,8 @@ constexpr size_t kMaxMessagePayload = 64 * 1024;
 WebSocketCore::WebSocketCore(bool base64, bool close_signal, size_t channels,
                              std::vector<bool> readable)
     : base64_(base64), close_signal_(close_signal) {
-  for (size_t i = 0; i < channels; ++i) {
+  // Channel numbers are one byte: the server refuses requests that would need more.
+  for (size_t i = 0; i < std::min<size_t>(channels, 256); ++i) {
     channels_.push_back(
         std::make_unique<WsChannel>(this, static_cast<unsigned char>(i), readable[i]));
   }
@@ -44,10 +45,14 @@ bool WebSocketCore::DeliverLocked(absl::string_view message) {
 }
 
 bool WebSocketCore::ShouldPauseLocked() const {
+  const size_t per_channel = std::min(kMaxBufferedPerChannel, max_buffered_input_);
+  size_t total = 0;
   for (const auto& channel : channels_) {
-    if (channel->inbound_.size() - channel->offset_ > kMaxBufferedPerChannel) return true;
+    const size_t buffered = channel->inbound_.size() - channel->offset_;
+    if (buffered > per_channel) return true;
+    total += buffered;
   }
-  return false;
+  return total > max_buffered_input_;
 }
 
 size_t WebSocketCore::WsChannel::Read(char* buf, size_t len) {

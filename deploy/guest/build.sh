@@ -9,9 +9,13 @@
 #   --init    the program to run as /init (default: <build_dir>/bin/podvisor-agent)
 #   --output  where to write the image (default: <build_dir>/guest)
 #
-# The kernel comes from Debian's cloud kernel package (the versioned linux-image-*-cloud-amd64
-# that linux-image-cloud-amd64 depends on), downloaded once with `apt-get download` and cached in
-# <build_dir>/guest-cache; it is unpacked with dpkg-deb, never installed on the host.
+# The kernel comes from Debian's generic kernel package (the versioned linux-image-*-amd64 that
+# linux-image-amd64 depends on), downloaded once with `apt-get download` and cached in
+# <build_dir>/guest-cache; it is unpacked with dpkg-deb, never installed on the host. Not the
+# cloud kernel: it has no 9p, which template clones share host directories over (their RAM is a
+# private copy-on-write mapping that virtiofsd cannot map). The package ships a compressed
+# bzImage only; the uncompressed vmlinux is extracted from it (a bzImage spends ~6 s
+# decompressing itself under TCG).
 # A rebuild whose inputs (this script, the package, /init, crun and its libraries) are unchanged
 # does nothing. Set PODVISOR_GUEST_REFRESH=1 to look for a newer kernel package.
 set -euo pipefail
@@ -39,11 +43,14 @@ done
 # Modules the guest needs (their dependencies are added from each module's .modinfo):
 # virtio transports (microvm: mmio; q35: pci), the agent's virtio-serial port, block devices
 # (virtio-blk and hot-pluggable virtio-scsi disks), the NIC, the root filesystem types, and
-# virtiofs for the directory the host shares with the pod (volumes), and the bridge a container
+# virtiofs and 9p for the directory the host shares with the pod (volumes: virtiofs for cold
+# boots, 9p for template clones), and the bridge a container
 # with CAP_NET_ADMIN may create in the pod's network namespace (the guest has no modprobe to load
 # it on demand; critest's Privileged and capability tests run `brctl addbr`).
-modules=(virtio_mmio virtio_pci virtio_console virtio_blk virtio_scsi sd_mod virtio_net
-         erofs ext4 overlay fuse virtiofs bridge)
+# crc32c_generic first: the generic kernel builds the crc32c hash as a module, and libcrc32c
+# (erofs) and ext4 (metadata checksums) look it up by name, which .modinfo does not list.
+modules=(crc32c_generic virtio_mmio virtio_pci virtio_console virtio_blk virtio_scsi sd_mod virtio_net
+         erofs ext4 overlay fuse virtiofs 9p 9pnet_virtio bridge)
 # Programs besides /init, with their shared libraries and the dynamic loader.
 programs=(/usr/bin/crun)
 
@@ -66,23 +73,25 @@ for p in "${programs[@]}"; do [[ -x "$p" ]] || die "$p is missing (apt-get insta
 # --- 1. the kernel package -------------------------------------------------------------------
 kernel_deb() {
   local deb
-  deb=$(ls "$cache"/linux-image-*-cloud-amd64_*.deb 2>/dev/null | sort -V | tail -n 1 || true)
+  deb=$(ls "$cache"/linux-image-[0-9]*-amd64_*.deb 2>/dev/null | grep -v -- '-cloud-amd64_' |
+          sort -V | tail -n 1 || true)
   if [[ -n "$deb" && "${PODVISOR_GUEST_REFRESH:-0}" != 1 ]]; then
     echo "$deb"
     return
   fi
   local pkg
   versioned() {
-    apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-      sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1
+    apt-cache depends linux-image-amd64 2>/dev/null |
+      sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | { grep -v -- '-cloud-amd64$' || true; } |
+      head -n 1
   }
   pkg=$(versioned)
   if [[ -z "$pkg" ]]; then
-    log "apt knows no linux-image-cloud-amd64: apt-get update"
+    log "apt knows no linux-image-amd64: apt-get update"
     apt-get update -qq >&2 || true
     pkg=$(versioned)
   fi
-  [[ -n "$pkg" ]] || die "apt-cache knows no linux-image-cloud-amd64"
+  [[ -n "$pkg" ]] || die "apt-cache knows no linux-image-amd64"
   if ! ls "$cache"/"${pkg}"_*.deb >/dev/null 2>&1; then
     log "downloading $pkg"
     # apt's sandbox user cannot write to most build dirs; download as the caller.

@@ -208,7 +208,7 @@ class FakeAgentClient : public AgentClient {
     log->resource_updates.emplace_back(id, r);
     return absl::OkStatus();
   }
-  absl::Status PortForward(uint32_t, uint32_t, absl::Duration) override {
+  absl::Status PortForward(uint32_t, uint32_t, absl::Duration, uint32_t) override {
     return absl::UnimplementedError("fake");
   }
   absl::StatusOr<std::string> DiskAttached(const std::string& serial,

@@ -33,6 +33,10 @@ class FakeHypervisor : public Hypervisor {
     }
     vms_[spec.id] = Vm{spec, VmState::kRunning, next_pid_++};
     last_spec_ = spec;
+    if (!spec.memory_file.empty() && spec.restore_state.empty()) {
+      // QEMU creates a template's RAM file.
+      if (FILE* f = fopen(spec.memory_file.c_str(), "w"); f != nullptr) fclose(f);
+    }
     return absl::OkStatus();
   }
 
@@ -95,6 +99,20 @@ class FakeHypervisor : public Hypervisor {
     callback_ = std::move(callback);
   }
 
+  // Writes a small state file and destroys the VM, as the real backend does.
+  absl::Status SaveTemplate(const std::string& id, const std::string& state_file) override {
+    absl::MutexLock lock(&mu_);
+    ++save_calls_;
+    if (vms_.erase(id) == 0) return absl::NotFoundError(absl::StrCat("no VM ", id));
+    if (!next_save_error_.ok()) return std::exchange(next_save_error_, absl::OkStatus());
+    FILE* f = fopen(state_file.c_str(), "w");
+    if (f == nullptr) return absl::InternalError(absl::StrCat("cannot write ", state_file));
+    fputs("fake device state\n", f);
+    fclose(f);
+    return absl::OkStatus();
+  }
+  std::string Versions() const override { return versions_; }
+
   // --- test controls ---
   // The VM stops on its own: removed, and the exit callback runs (on the caller's thread).
   void SimulateExit(const std::string& id, const std::string& reason = "crashed") {
@@ -153,6 +171,16 @@ class FakeHypervisor : public Hypervisor {
     for (const auto& [id, vm] : vms_) ids.push_back(id);
     return ids;
   }
+  void FailNextSave(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    next_save_error_ = std::move(status);
+  }
+  int save_calls() {
+    absl::MutexLock lock(&mu_);
+    return save_calls_;
+  }
+  // What Versions() answers (part of template keys).
+  void set_versions(std::string versions) { versions_ = std::move(versions); }
   // The spec of the most recent successful Create.
   VmSpec LastSpec() {
     absl::MutexLock lock(&mu_);
@@ -185,6 +213,9 @@ class FakeHypervisor : public Hypervisor {
   absl::Status init_error_ ABSL_GUARDED_BY(mu_);
   absl::Status next_create_error_ ABSL_GUARDED_BY(mu_);
   absl::Status next_destroy_error_ ABSL_GUARDED_BY(mu_);
+  absl::Status next_save_error_ ABSL_GUARDED_BY(mu_);
+  int save_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string versions_ = "fake 1";
   VmExitCallback callback_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -50,6 +50,8 @@ class FakeImageController : public ImageController {
     return it->second;
   }
   absl::StatusOr<ImageFsUsage> FsUsage() const override { return ImageFsUsage{}; }
+  void SetRegistryConfig(const RegistryConfig& registry) override { registry_ = registry; }
+  RegistryConfig registry_;
 
   std::function<bool(const std::string&)> in_use_;
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -13,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+
+#include "common/template_dir.h"
 
 namespace podvisor::testing {
 
@@ -62,14 +65,34 @@ DaemonProcess::DaemonProcess(Options options) : options_(std::move(options)) {
   if (options_.log_path.empty()) options_.log_path = options_.root_dir + ".podvisord.log";
 }
 
-DaemonProcess::~DaemonProcess() { Kill(); }
+DaemonProcess::~DaemonProcess() {
+  Kill();
+  // A daemon killed while building a VM template leaves that template's QEMU; and templates in
+  // the default directory (tests that set hypervisor.template_dir clean theirs) would outlive the
+  // test on tmpfs.
+  const std::string templates = DefaultTemplateDir(options_.state_dir);
+  std::error_code ec;
+  if (!std::filesystem::exists(templates, ec)) return;
+  KillQemuUnder(templates);
+  for (const auto& e : std::filesystem::directory_iterator(templates, ec)) {
+    ::umount2((e.path() / "netns").c_str(), MNT_DETACH);  // a build's NIC namespace
+  }
+  std::filesystem::remove_all(templates, ec);
+}
+
+void DaemonProcess::Signal(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
 
 bool DaemonProcess::Start(std::string* error, int timeout_ms) {
   std::vector<std::string> args = {BinaryPath(),
                                    "--root-dir", options_.root_dir,
                                    "--state-dir", options_.state_dir,
-                                   "--listen", "unix://" + options_.socket_path,
-                                   "--log-level", "debug"};
+                                   "--listen", "unix://" + options_.socket_path};
+  if (!options_.log_level.empty()) {
+    args.push_back("--log-level");
+    args.push_back(options_.log_level);
+  }
   if (options_.config_path.empty()) {
     // Never pick up the host's /etc/podvisor/config.yaml.
     options_.config_path = options_.root_dir + ".config.yaml";
@@ -77,6 +100,9 @@ bool DaemonProcess::Start(std::string* error, int timeout_ms) {
   }
   args.push_back("--config");
   args.push_back(options_.config_path);
+  if (!options_.metrics_address.empty()) {
+    args.push_back("--metrics-address=" + options_.metrics_address);
+  }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   pid_ = ::fork();
   if (pid_ < 0) {

@@ -20,6 +20,10 @@ class DaemonProcess {
     // each start: these machines cannot use KVM, and the probe costs seconds).
     std::string config_path;
     std::vector<std::string> extra_args;
+    // Passed as --metrics-address (which overrides the config); empty: the config decides.
+    // Port 0 by default, so that daemons of parallel tests never compete for the default port.
+    std::string metrics_address = "127.0.0.1:0";
+    std::string log_level = "debug";  // passed as --log-level; empty: the config decides
     std::string log_path;  // where stderr goes; empty: <state_dir>/../podvisord.log
   };
 
@@ -43,6 +47,8 @@ class DaemonProcess {
   std::string ReadLog() const;
 
   static std::string BinaryPath();
+  // Sends `signal` to the running daemon.
+  void Signal(int signal);
 
  private:
   Options options_;

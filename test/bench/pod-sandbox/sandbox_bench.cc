@@ -2,8 +2,9 @@
 // RemovePodSandbox latency (median and p90 of N), beside the VM's own share of each run (VM
 // create -> agent handshake, as the daemon measured it in the same run: the baseline that CNI,
 // the store and guest setup add to), and the PSS of each idle sandbox's QEMU process (and its
-// virtiofsd). Measured twice in one run: first without the shared filesystem (the baseline),
-// then with it (the default: virtiofs, shared guest RAM).
+// virtiofsd). Measured three times in one run: without the shared filesystem (the baseline),
+// with it on cold-booted VMs (virtiofs, shared guest RAM), and with VMs cloned from a template
+// (9p; the default once the daemon's template is built, which this bench waits for).
 //
 // usage: sandbox_bench [iterations=10] [idle_sandboxes=4]   (root; the guest image built)
 
@@ -30,6 +31,8 @@ namespace podvisor::testing {
 namespace {
 
 namespace v1 = runtime::v1;
+
+enum class Mode { kNoSharedFs, kCold, kClone };
 
 struct Series {
   std::vector<double> ms;
@@ -76,14 +79,18 @@ long VirtiofsdPssKib(const std::string& id16) {
 
 class Bench {
  public:
-  explicit Bench(bool shared_filesystem) {
+  explicit Bench(Mode mode) {
+    const bool shared_filesystem = mode != Mode::kNoSharedFs;
+    char shm[] = "/dev/shm/podvisor-bench-templates.XXXXXX";
+    if (mkdtemp(shm) != nullptr) template_dir_ = shm;
     std::ofstream(dir_.Join("cni.conflist")) << R"({"cniVersion": "1.0.0", "name": "pvbench",
  "plugins": [{"type": "bridge", "bridge": "pvbench0", "isGateway": true,
    "ipam": {"type": "host-local", "dataDir": ")" << dir_.Join("ipam") << R"(",
             "ranges": [[{"subnet": "10.216.0.0/24"}]]}}, {"type": "loopback"}]})";
     std::ofstream(dir_.Join("config.yaml"))
         << "hypervisor: {accel: tcg, shared_filesystem: " << (shared_filesystem ? "true" : "false")
-        << "}\ncni: {conf_dir: " << dir_.path() << "}\n";
+        << ", templates: " << (mode == Mode::kClone ? "true" : "false")
+        << ", template_dir: " << template_dir_ << "}\ncni: {conf_dir: " << dir_.path() << "}\n";
     DaemonProcess::Options o;
     o.root_dir = dir_.Join("root");
     o.state_dir = dir_.Join("st");
@@ -97,10 +104,30 @@ class Bench {
       std::exit(1);
     }
     cri_ = std::make_unique<CriClient>(daemon_->endpoint());
+    if (mode == Mode::kClone) WaitForTemplate();
   }
   ~Bench() {
     daemon_->Stop();
     (void)::system("ip link del pvbench0 2>/dev/null");
+    std::filesystem::remove_all(template_dir_);
+  }
+
+  void WaitForTemplate() {
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 6000; ++i) {
+      std::error_code ec;
+      for (const auto& e : std::filesystem::directory_iterator(template_dir_, ec)) {
+        if (std::filesystem::exists(e.path() / "template.txt")) {
+          std::printf("template ready %.1f s after the daemon started\n",
+                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                          .count());
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    std::fprintf(stderr, "no template was built\n");
+    std::exit(1);
   }
 
   std::string Run(const std::string& name, double* ms) {
@@ -151,14 +178,17 @@ class Bench {
 
  private:
   TempDir dir_;
+  std::string template_dir_;
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<CriClient> cri_;
 };
 
-void Measure(bool shared_filesystem, int iterations, int idle) {
-  std::printf("--- hypervisor.shared_filesystem: %s%s\n", shared_filesystem ? "true" : "false",
-              shared_filesystem ? " (the default)" : " (baseline)");
-  Bench bench(shared_filesystem);
+void Measure(Mode mode, int iterations, int idle) {
+  const char* names[] = {"shared_filesystem: false, templates: false (baseline)",
+                         "shared_filesystem: true, templates: false (cold boots, virtiofs)",
+                         "shared_filesystem: true, templates: true (clones, 9p; the default)"};
+  std::printf("--- hypervisor.%s\n", names[static_cast<int>(mode)]);
+  Bench bench(mode);
   double ms;
   // The first run waits for the daemon's hypervisor initialisation: not counted.
   std::string warm = bench.Run("warmup", &ms);
@@ -169,11 +199,15 @@ void Measure(bool shared_filesystem, int iterations, int idle) {
   for (int i = 0; i < iterations; ++i) {
     std::string id = bench.Run(absl::StrCat("pod", i), &ms);
     run.Add(ms);
+    if ((bench.Info(id)["vm"]["template"] != "") != (mode == Mode::kClone)) {
+      std::fprintf(stderr, "pod %s: not booted as this mode wants\n", id.c_str());
+      std::exit(1);
+    }
     boot.ms.push_back(bench.Info(id)["vm"]["bootMillis"].get<double>());
     stop.ms.push_back(bench.Timed("stop", id));
     remove.ms.push_back(bench.Timed("remove", id));
   }
-  run.Print("RunPodSandbox (cold VM, TCG)");
+  run.Print(mode == Mode::kClone ? "RunPodSandbox (clone, TCG)" : "RunPodSandbox (cold VM, TCG)");
   boot.Print("  of which VM create -> agent handshake");
   stop.Print("StopPodSandbox");
   remove.Print("RemovePodSandbox (after stop)");
@@ -198,8 +232,9 @@ void Measure(bool shared_filesystem, int iterations, int idle) {
 int Main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
   const int idle = argc > 2 ? std::atoi(argv[2]) : 4;
-  Measure(false, iterations, idle);
-  Measure(true, iterations, idle);
+  Measure(Mode::kNoSharedFs, iterations, idle);
+  Measure(Mode::kCold, iterations, idle);
+  Measure(Mode::kClone, iterations, idle);
   return 0;
 }
 

@@ -92,6 +92,58 @@ TEST_F(DaemonE2eTest, AnswersKubeletsFirstCalls) {
   EXPECT_EQ(pods.items_size(), 0);
 }
 
+// Waits until Status reports RuntimeReady true; false on timeout.
+bool WaitRuntimeReady(CriClient& cri, int timeout_s) {
+  for (int i = 0; i < timeout_s * 10; ++i) {
+    v1::StatusResponse status;
+    if (cri.runtime().Status(CriClient::Context().get(), {}, &status).ok()) {
+      for (const auto& c : status.status().conditions()) {
+        if (c.type() == "RuntimeReady" && c.status()) return true;
+      }
+    }
+    usleep(100 * 1000);
+  }
+  return false;
+}
+
+TEST_F(DaemonE2eTest, WarmRestartUsesTheCachedKvmProbeAndAChangedImageProbesAgain) {
+  if (access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm: auto never probes";
+  const std::string guest =
+      std::filesystem::path(DaemonProcess::BinaryPath()).parent_path().string() + "/../guest";
+  ASSERT_TRUE(std::filesystem::exists(guest + "/vmlinux"))
+      << "no guest image in " << guest << " (deploy/guest/build.sh build)";
+  // A copy of the image of the test's own, so that the test can change it.
+  std::filesystem::copy_file(guest + "/vmlinux", dir_.Join("vmlinux"));
+  std::filesystem::copy_file(guest + "/initrd.img", dir_.Join("initrd.img"));
+  auto start = [&](int round) {
+    DaemonProcess::Options o = Options();
+    std::ofstream(o.config_path) << "hypervisor:\n  accel: auto\n  kernel: " << dir_.Join("vmlinux")
+                                 << "\n  initrd: " << dir_.Join("initrd.img") << "\n";
+    o.log_path = dir_.Join("podvisord-" + std::to_string(round) + ".log");
+    auto daemon = StartDaemon(o);
+    CriClient cri(daemon->endpoint());
+    EXPECT_TRUE(WaitRuntimeReady(cri, 180)) << daemon->ReadLog();
+    std::string log = daemon->ReadLog();
+    EXPECT_EQ(daemon->Stop(), 0);
+    return log;
+  };
+  std::string first = start(1);
+  EXPECT_THAT(first, HasSubstr("KVM probe: guest"));
+  EXPECT_THAT(first, ::testing::Not(HasSubstr("cached result")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Join("a-root/hypervisor/kvm-probe")));
+
+  std::string warm = start(2);
+  EXPECT_THAT(warm, HasSubstr("KVM probe: cached result"));
+  EXPECT_THAT(warm, ::testing::Not(HasSubstr("KVM probe: guest")));
+
+  // The guest image changes (rebuilt in place): the cached outcome no longer holds.
+  std::filesystem::last_write_time(dir_.Join("initrd.img"),
+                                   std::filesystem::file_time_type::clock::now());
+  std::string changed = start(3);
+  EXPECT_THAT(changed, HasSubstr("KVM probe: guest"));
+  EXPECT_THAT(changed, ::testing::Not(HasSubstr("cached result")));
+}
+
 TEST_F(DaemonE2eTest, SocketIsGroupOnlyAndRemovedOnSigterm) {
   auto o = Options();
   auto daemon = StartDaemon(o);

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -53,6 +55,31 @@ bool WaitProcessGone(pid_t pid, absl::Duration timeout) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   return true;
+}
+
+// The parent of `pid` from /proc/<pid>/stat, or 0 when it is gone.
+pid_t ParentOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  int ppid = 0;
+  if (close == std::string::npos || std::sscanf(stat.c_str() + close + 3, "%d", &ppid) != 1) {
+    return 0;
+  }
+  return ppid;
+}
+
+// Processes whose command line mentions `needle`.
+std::vector<pid_t> ProcessesMentioning(const std::string& needle) {
+  std::vector<pid_t> pids;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = std::atoi(entry.path().filename().c_str());
+    if (pid <= 0) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos) pids.push_back(pid);
+  }
+  return pids;
 }
 
 // libvirt allows one embedded driver root per process, for the life of the process: every test
@@ -162,6 +189,41 @@ TEST_F(LibvirtHypervisorTest, BootsToInitAndDestroyLeavesNothing) {
   EXPECT_THAT(*hypervisor_->List(), IsEmpty());
   EXPECT_FALSE(PathExists(spec.agent_socket));
   EXPECT_TRUE(hypervisor_->Destroy("boot").ok()) << "destroying a missing VM is not an error";
+}
+
+TEST_F(LibvirtHypervisorTest, VmProcessesAreOursAndDestroyLeavesNoneNotEvenAZombie) {
+  VmSpec spec = MakeSpec("owned");
+  spec.shared_dir = dir_.Join("owned-share");
+  ASSERT_EQ(mkdir(spec.shared_dir.c_str(), 0700), 0);
+  ASSERT_OK(hypervisor_->Create(spec));
+  std::optional<GuestChannel> channel;
+  EXPECT_THAT(WaitReady(spec, &channel), HasSubstr("READY"));
+  pid_t qemu = hypervisor_->Status("owned")->qemu_pid;
+  ASSERT_GT(qemu, 0);
+  // libvirt daemonises QEMU and virtiofsd; as a child subreaper this process adopts them instead
+  // of PID 1, so that it can reap them the moment they exit.
+  EXPECT_EQ(ParentOf(qemu), getpid());
+  std::vector<pid_t> helpers = ProcessesMentioning(spec.shared_dir);
+  std::erase(helpers, qemu);
+  ASSERT_EQ(helpers.size(), 1u) << "one virtiofsd for the shared directory";
+  EXPECT_EQ(ParentOf(helpers[0]), getpid());
+
+  ASSERT_OK(hypervisor_->Destroy("owned"));
+  // Gone when Destroy returns: no process and no zombie (kill(pid, 0) succeeds on a zombie).
+  EXPECT_FALSE(ProcessExists(qemu));
+  EXPECT_FALSE(ProcessExists(helpers[0]));
+  EXPECT_EQ(hypervisor_->Status("owned")->state, VmState::kAbsent);
+}
+
+TEST_F(LibvirtHypervisorTest, AGuestThatPowersOffIsReapedAtOnce) {
+  VmSpec spec = MakeSpec("poweroff");
+  ASSERT_OK(hypervisor_->Create(spec));
+  std::optional<GuestChannel> channel;
+  EXPECT_THAT(WaitReady(spec, &channel), HasSubstr("READY"));
+  pid_t qemu = hypervisor_->Status("poweroff")->qemu_pid;
+  ASSERT_TRUE(channel->Send("poweroff").ok());
+  ASSERT_OK(hypervisor_->Stop("poweroff", absl::Seconds(60)));
+  EXPECT_FALSE(ProcessExists(qemu)) << "no zombie left for a slow PID 1 to reap";
 }
 
 TEST_F(LibvirtHypervisorTest, AutoAcceleratorBootsAGuest) {

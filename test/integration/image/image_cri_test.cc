@@ -11,6 +11,9 @@
 #include "absl/cleanup/cleanup.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "test/integration/image/scripted_http_server.h"
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
@@ -127,6 +130,71 @@ TEST(ImageCriTest, PullListStatusRemoveAndFsInfoThroughAMirror) {
   pull.mutable_image()->set_image("Invalid/UPPER");
   s = cri.image().PullImage(CriClient::Context().get(), pull, &pulled);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// A kubelet whose PullImage deadline passes (or that hangs up) while a registry trickles bytes:
+// the daemon drops the transfer and its download slot, and the next pull gets the slot.
+TEST(ImageCriTest, PullImageDeadlineAbortsTheDownloadAndFreesTheSlot) {
+  testing::TempDir tmp;
+  testing::OciLayout layout(tmp.Join("layout"));
+  std::string big(256 << 10, 'x');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 2654435761u) >> 24);
+  auto slow_layer = testing::OciLayout::MakeLayer({testing::File("big", big)},
+                                                  testing::Compression::kNone);
+  auto fast_layer = testing::OciLayout::MakeLayer({testing::File("small", "x")},
+                                                  testing::Compression::kNone);
+  const std::string slow = layout.AddImage({slow_layer})["digest"];
+  const std::string fast = layout.AddImage({fast_layer})["digest"];
+  const std::string slow_blob = testing::Sha256Hex(slow_layer.blob);
+  auto blob = [&](const std::string& digest) {
+    std::ifstream in(layout.dir() + "/blobs/sha256/" + digest.substr(7), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  testing::ScriptedHttpServer server([&](const testing::ScriptedHttpServer::Request& r) {
+    testing::ScriptedHttpServer::Response out;
+    if (r.path == "/v2/") return out;
+    const std::string object = r.path.substr(r.path.rfind('/') + 1);
+    const bool manifest = absl::StrContains(r.path, "/manifests/");
+    const std::string digest =
+        !manifest ? object : object == "slow" ? slow : object == "fast" ? fast : object;
+    out.body = blob(digest);
+    if (manifest) {
+      out.headers.push_back({"Content-Type", "application/vnd.oci.image.manifest.v1+json"});
+    }
+    if (digest == slow_blob) out.trickle = absl::Milliseconds(20);
+    return out;
+  });
+  const std::string config = tmp.Join("config.yaml");
+  std::ofstream(config) << "registry:\n  max_concurrent_downloads: 1\n";
+  auto reap = absl::MakeCleanup([&] { testing::KillQemuUnder(tmp.path()); });
+  testing::DaemonProcess daemon({tmp.Join("root"), tmp.Join("state"), tmp.Join("pv.sock"), config,
+                                 {}, tmp.Join("podvisord.log")});
+  std::string error;
+  ASSERT_TRUE(daemon.Start(&error)) << error;
+  CriClient cri(daemon.endpoint());
+
+  PullImageRequest pull;
+  pull.mutable_image()->set_image(server.host() + "/app:slow");
+  PullImageResponse pulled;
+  grpc::Status s = cri.image().PullImage(CriClient::Context(3).get(), pull, &pulled);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  // The daemon hung up on the registry (a bounded wait; the trickle alone would last minutes).
+  for (absl::Time end = absl::Now() + absl::Seconds(30);
+       server.client_hang_ups() == 0 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_GE(server.client_hang_ups(), 1) << daemon.ReadLog();
+  // The only download slot is free: the next pull goes through.
+  pull.mutable_image()->set_image(server.host() + "/app:fast");
+  s = cri.image().PullImage(CriClient::Context(60).get(), pull, &pulled);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon.ReadLog();
+  // CRI v1.36: PullImageResponse.image_ref is the id ImageStatus reports.
+  ImageStatusRequest status;
+  status.mutable_image()->set_image(server.host() + "/app:fast");
+  ImageStatusResponse st;
+  ASSERT_TRUE(cri.image().ImageStatus(CriClient::Context().get(), status, &st).ok());
+  EXPECT_EQ(st.image().id(), pulled.image_ref());
+  EXPECT_THAT(daemon.ReadLog(), HasSubstr("cancelled"));
 }
 
 }  // namespace

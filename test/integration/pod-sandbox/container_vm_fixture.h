@@ -35,6 +35,14 @@ namespace fs = std::filesystem;
 inline constexpr char kImage[] = "docker.io/library/busybox:1.36";
 inline constexpr char kLayered[] = "docker.io/library/layered:1";
 
+// How the fixture's pod VM starts: booted (templates off) or cloned from a template VM (the
+// daemon builds the template; the fixture waits for it before RunPodSandbox).
+enum class PodBoot { kCold, kClone };
+
+inline std::string PodBootName(const ::testing::TestParamInfo<PodBoot>& info) {
+  return info.param == PodBoot::kClone ? "Clone" : "Cold";
+}
+
 inline std::string GuestDir() { return std::string(PODVISOR_BIN_DIR) + "/../guest"; }
 
 inline std::string ReadAll(const std::string& path) {
@@ -100,6 +108,8 @@ class ContainerVmTest : public ::testing::Test {
     std::ofstream(dir_.Join("config.yaml"))
         << "hypervisor:\n  accel: tcg\n  boot_timeout_seconds: 90\n"
         << "  shared_filesystem: " << (shared_filesystem_ ? "true" : "false") << "\n"
+        << "  templates: " << (boot_ == PodBoot::kClone ? "true" : "false") << "\n"
+        << "  template_dir: " << TemplateDir() << "\n"
         << "cni:\n  conf_dir: " << dir_.Join("cni") << "\n"
         << "registry:\n  hosts:\n    docker.io:\n      mirrors: [\"http://" << registry_->host()
         << "\"]\n";
@@ -121,6 +131,7 @@ class ContainerVmTest : public ::testing::Test {
       ASSERT_TRUE(s.ok()) << s.error_message();
     }
     grpc::Status s;
+    if (boot_ == PodBoot::kClone) ASSERT_TRUE(WaitForTemplate()) << daemon_->ReadLog();
 
     pod_config_.mutable_metadata()->set_name("pod");
     pod_config_.mutable_metadata()->set_namespace_("default");
@@ -141,6 +152,43 @@ class ContainerVmTest : public ::testing::Test {
     s = cri_->runtime().RunPodSandbox(CriClient::Context(300).get(), run, &ran);
     ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
     pod_ = ran.pod_sandbox_id();
+    // The pod really is what the test is named for.
+    EXPECT_EQ(PodTemplate().empty(), boot_ == PodBoot::kCold) << daemon_->ReadLog();
+  }
+
+  // Templates live on tmpfs, apart from dir_.
+  std::string TemplateDir() {
+    if (template_dir_.empty()) {
+      char dir[] = "/dev/shm/podvisor-test-templates.XXXXXX";
+      if (mkdtemp(dir) != nullptr) template_dir_ = dir;
+    }
+    return template_dir_;
+  }
+
+  // Waits until the daemon has built a template (generous: a boot under TCG on a busy host).
+  bool WaitForTemplate() {
+    for (int i = 0; i < 3000; ++i) {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(TemplateDir(), ec)) {
+        if (fs::exists(e.path() / "template.txt")) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  // The template key the pod's VM was cloned from ("" when it booted cold).
+  std::string PodTemplate() {
+    v1::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(pod_);
+    req.set_verbose(true);
+    v1::PodSandboxStatusResponse resp;
+    grpc::Status s = cri_->runtime().PodSandboxStatus(CriClient::Context().get(), req, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    if (!resp.info().contains("info")) return "";
+    auto info = nlohmann::json::parse(resp.info().at("info"), nullptr, false);
+    if (info.is_discarded() || !info.contains("vm")) return "";
+    return info["vm"].value("template", "");
   }
 
   void TearDown() override {
@@ -154,6 +202,10 @@ class ContainerVmTest : public ::testing::Test {
     daemon_.reset();
     std::string cmd = absl::StrCat("ip link del ", bridge_, " 2>/dev/null");
     (void)::system(cmd.c_str());
+    if (!template_dir_.empty()) {
+      KillQemuUnder(template_dir_);  // a template build the daemon's end interrupted
+      fs::remove_all(template_dir_);
+    }
   }
 
   v1::ContainerConfig Config(const std::string& name, std::vector<std::string> command) {
@@ -249,6 +301,8 @@ class ContainerVmTest : public ::testing::Test {
   std::string pod_;
   int host_port_ = 0;
   bool shared_filesystem_ = true;  // set in a derived fixture's constructor to turn it off
+  PodBoot boot_ = PodBoot::kCold;  // likewise, to clone the pod from a template
+  std::string template_dir_;
 };
 
 // GET / from ip:port; the response, or "" when nothing answered within `seconds`.

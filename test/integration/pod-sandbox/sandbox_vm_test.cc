@@ -12,13 +12,16 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <map>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -35,6 +38,37 @@ namespace fs = std::filesystem;
 std::string GuestDir() { return std::string(PODVISOR_BIN_DIR) + "/../guest"; }
 
 bool Alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+
+// The parent pid of `pid` (from /proc/<pid>/stat), or 0 when it is gone.
+pid_t ParentOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t close = stat.rfind(')');
+  int ppid = 0;
+  if (close == std::string::npos || std::sscanf(stat.c_str() + close + 3, "%d", &ppid) != 1) {
+    return 0;
+  }
+  return ppid;
+}
+
+// The path of `pid`'s cgroup in the v1 hierarchy of `controller`, from /proc/<pid>/cgroup.
+std::string CgroupOf(pid_t pid, const std::string& controller) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cgroup"));
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    for (absl::string_view c : absl::StrSplit(line.substr(a + 1, b - a - 1), ',')) {
+      if (c == controller) return line.substr(b + 1);
+    }
+  }
+  return "";
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
 
 uint16_t Checksum(const void* data, size_t len) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -107,6 +141,10 @@ class SandboxVmTest : public ::testing::Test {
 
   void TearDown() override {
     daemon_.reset();
+    if (!template_dir_.empty()) {
+      KillQemuUnder(template_dir_);  // a template build the daemon's end interrupted
+      fs::remove_all(template_dir_);
+    }
     std::string cmd = absl::StrCat("ip link del ", bridge_, " 2>/dev/null");
     (void)::system(cmd.c_str());
     // Nothing of ours may outlive the test.
@@ -119,6 +157,7 @@ class SandboxVmTest : public ::testing::Test {
   void WriteConfig(const std::string& hypervisor_extra, int boot_timeout_seconds = 90) {
     std::ofstream(dir_.Join("config.yaml"))
         << "hypervisor:\n  accel: tcg\n  boot_timeout_seconds: " << boot_timeout_seconds << "\n"
+        << (hypervisor_extra.find("templates:") == std::string::npos ? "  templates: false\n" : "")
         << hypervisor_extra << "cni:\n  conf_dir: " << dir_.Join("cni") << "\n";
   }
 
@@ -202,7 +241,33 @@ class SandboxVmTest : public ::testing::Test {
     return {resp.items().begin(), resp.items().end()};
   }
 
+  // Turns templates on, in a tmpfs directory of the test's own.
+  void WriteTemplateConfig() {
+    char dir[] = "/dev/shm/podvisor-test-templates.XXXXXX";
+    ASSERT_NE(mkdtemp(dir), nullptr);
+    template_dir_ = dir;
+    WriteConfig(absl::StrCat("  templates: true\n  template_dir: ", template_dir_, "\n"));
+  }
+
+  // The template directories the daemon has finished (16 hex digits each).
+  std::set<std::string> ReadyTemplates() {
+    std::set<std::string> keys;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(template_dir_, ec)) {
+      if (fs::exists(e.path() / "template.txt")) keys.insert(e.path().filename());
+    }
+    return keys;
+  }
+
+  bool WaitForTemplate() {
+    for (int i = 0; i < 3000 && ReadyTemplates().empty(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return !ReadyTemplates().empty();
+  }
+
   TempDir dir_;
+  std::string template_dir_;
   std::string bridge_;
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<CriClient> cri_;
@@ -249,6 +314,63 @@ TEST_F(SandboxVmTest, LifecycleLeavesNothingBehind) {
   EXPECT_TRUE(Remove("0123456789abcdef0123").ok());
   v1::PodSandboxStatusResponse missing;
   EXPECT_EQ(Status(id, &missing).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(SandboxVmTest, VmRunsInThePodsCgroupAsTheDaemonsChildAndStopLeavesNothing) {
+  if (!fs::exists("/sys/fs/cgroup/memory/tasks")) GTEST_SKIP() << "needs cgroup v1 (memory)";
+  StartDaemon();
+  // Under this test's own memory cgroup, as kubelet's pod cgroups are under its kubepods.
+  const std::string parent =
+      absl::StrCat(CgroupOf(getpid(), "memory") == "/" ? "" : CgroupOf(getpid(), "memory"),
+                   "/pvcg-", getpid());
+  v1::PodSandboxConfig config = PodConfig("limited");
+  config.mutable_linux()->set_cgroup_parent(parent);
+  config.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(256ll << 20);
+  config.mutable_linux()->mutable_resources()->set_cpu_quota(150000);
+  config.mutable_linux()->mutable_resources()->set_cpu_period(100000);
+  std::string id;
+  grpc::Status s = Run(config, &id);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  const pid_t qemu = Info(id)["vm"]["pid"].get<int>();
+  const std::string cgroup = absl::StrCat(parent, "/podvisor-", id);
+  std::vector<pid_t> vm_processes;
+  for (pid_t pid : QemuProcessesUnder(dir_.path())) vm_processes.push_back(pid);
+  ASSERT_GE(vm_processes.size(), 2u) << "QEMU and virtiofsd";
+  for (pid_t pid : vm_processes) {
+    EXPECT_EQ(CgroupOf(pid, "memory"), cgroup) << pid;
+    EXPECT_EQ(CgroupOf(pid, "cpu"), cgroup) << pid;
+    EXPECT_EQ(CgroupOf(pid, "pids"), cgroup) << pid;
+    EXPECT_EQ(ParentOf(pid), daemon_->pid()) << "adopted by podvisord, not PID 1: " << pid;
+  }
+  std::ifstream limit("/sys/fs/cgroup/memory" + cgroup + "/memory.limit_in_bytes");
+  uint64_t bytes = 0;
+  limit >> bytes;
+  EXPECT_EQ(bytes, (256ull + 128 + 256) << 20) << "VM memory (limit + guest) plus QEMU's";
+  std::ifstream quota("/sys/fs/cgroup/cpu" + cgroup + "/cpu.cfs_quota_us");
+  int64_t q = 0;
+  quota >> q;
+  EXPECT_EQ(q, 150000);
+
+  ASSERT_TRUE(Stop(id).ok());
+  // Gone when StopPodSandbox answers: no process, no zombie (kill(pid, 0) sees zombies).
+  for (pid_t pid : vm_processes) EXPECT_FALSE(Alive(pid)) << pid;
+  EXPECT_FALSE(Alive(qemu));
+  for (const char* c : {"memory", "cpu", "cpuacct", "pids"}) {
+    std::ifstream tasks(absl::StrCat("/sys/fs/cgroup/", c, cgroup, "/tasks"));
+    std::string left((std::istreambuf_iterator<char>(tasks)), std::istreambuf_iterator<char>());
+    EXPECT_FALSE(fs::exists(absl::StrCat("/sys/fs/cgroup/", c, cgroup))) << c << ": " << left;
+  }
+  ASSERT_TRUE(Remove(id).ok());
+  for (const char* c : {"memory", "cpu", "cpuacct", "pids"}) {
+    ::rmdir(absl::StrCat("/sys/fs/cgroup/", c, parent).c_str());
+  }
+
+  // A pod larger than the node is refused before anything is made.
+  v1::PodSandboxConfig huge = PodConfig("huge");
+  huge.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(1ll << 50);
+  s = Run(huge, &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("exceeds the node's"));
 }
 
 TEST_F(SandboxVmTest, PodIpAnswersFromInsideTheVm) {
@@ -336,6 +458,57 @@ TEST_F(SandboxVmTest, DaemonKilledWithRunningPodsFindsThemAgain) {
   ASSERT_TRUE(Remove(running).ok());
   ASSERT_TRUE(Remove(stopped).ok());
   EXPECT_FALSE(Alive(pid));
+}
+
+// Cloned pods: the network of each is its own (the agent gives the NIC the pod's MAC), each clone
+// is a new machine, and a kill -9 of the daemon finds every one again and reuses the template.
+TEST_F(SandboxVmTest, ClonedPodsAreNewMachinesAndSurviveADaemonKill) {
+  WriteTemplateConfig();
+  StartDaemon();
+  ASSERT_TRUE(WaitForTemplate()) << daemon_->ReadLog();
+  const std::set<std::string> templates = ReadyTemplates();
+  // The template's build left no namespace mount (its NIC's) behind.
+  EXPECT_EQ(ReadAll("/proc/self/mountinfo").find(template_dir_), std::string::npos);
+
+  std::string a, b;
+  ASSERT_TRUE(Run(PodConfig("clone-a"), &a).ok()) << daemon_->ReadLog();
+  ASSERT_TRUE(Run(PodConfig("clone-b"), &b).ok()) << daemon_->ReadLog();
+  std::map<std::string, pid_t> pids;
+  for (const std::string& id : {a, b}) {
+    nlohmann::json info = Info(id);
+    EXPECT_EQ(info["vm"]["template"], *templates.begin()) << daemon_->ReadLog();
+    EXPECT_EQ(info["vm"]["sharedFs"], "9p");
+    pids[id] = info["vm"]["pid"].get<int>();
+    v1::PodSandboxStatusResponse status;
+    ASSERT_TRUE(Status(id, &status).ok());
+    const std::string ip = status.status().network().ip();
+    EXPECT_TRUE(Ping(ip, 20)) << "no echo reply from clone " << id << " at " << ip;
+  }
+
+  daemon_->Kill();
+  for (const auto& [id, pid] : pids) EXPECT_TRUE(Alive(pid)) << "clones must outlive the daemon";
+  StartDaemon();
+  for (const std::string& id : {a, b}) {
+    nlohmann::json info;
+    for (int i = 0; i < 600; ++i) {
+      info = Info(id);
+      if (info["agent"]["connected"] == true) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(info["agent"]["connected"], true);
+    EXPECT_EQ(info["vm"]["pid"].get<int>(), pids[id]);
+    EXPECT_EQ(State(id), v1::SANDBOX_READY);
+  }
+  // The restarted daemon finds its template on disk instead of building another.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(ReadyTemplates(), templates);
+  std::string c;
+  ASSERT_TRUE(Run(PodConfig("clone-c"), &c).ok());
+  EXPECT_EQ(Info(c)["vm"]["template"], *templates.begin());
+
+  for (const std::string& id : {a, b, c}) ASSERT_TRUE(Remove(id).ok());
+  for (const auto& [id, pid] : pids) EXPECT_FALSE(Alive(pid));
+  EXPECT_TRUE(List().empty());
 }
 
 TEST_F(SandboxVmTest, FourSandboxesAtOnce) {

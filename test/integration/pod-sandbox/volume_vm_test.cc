@@ -1,7 +1,8 @@
-// Host-path volumes in real pod VMs: with the shared filesystem (virtiofs, the default) a hostPath
-// volume is live both ways, read-only where asked, the termination log reaches the host, and
-// removing the container or the pod unmounts it and leaves the host data alone. Without it,
-// read-only volumes are snapshots and writable ones are refused.
+// Host-path volumes in real pod VMs: with the shared filesystem a hostPath volume is live both
+// ways, read-only where asked, the termination log reaches the host, and removing the container
+// or the pod unmounts it and leaves the host data alone. Every such test runs twice: against a
+// pod booted cold (virtiofs) and against a pod cloned from a template VM (QEMU's 9p server).
+// Without the shared filesystem, read-only volumes are snapshots and writable ones are refused.
 
 // clang-format off
 #include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: CRI Signal vs <signal.h>
@@ -36,7 +37,7 @@ void WriteFile(const std::string& path, const std::string& content) {
   std::ofstream(path) << content;
 }
 
-class VolumeVmTest : public ContainerVmTest {
+class VolumeVmBase : public ContainerVmTest {
  protected:
   v1::Mount* AddMount(v1::ContainerConfig& c, const std::string& container_path,
                       const std::string& host_path, bool readonly) {
@@ -64,7 +65,14 @@ class VolumeVmTest : public ContainerVmTest {
   }
 };
 
-TEST_F(VolumeVmTest, HostPathVolumeBothWaysReadOnlyAndTerminationLog) {
+class VolumeVmTest : public VolumeVmBase, public ::testing::WithParamInterface<PodBoot> {
+ protected:
+  VolumeVmTest() { boot_ = GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(ColdAndClone, VolumeVmTest,
+                         ::testing::Values(PodBoot::kCold, PodBoot::kClone), PodBootName);
+
+TEST_P(VolumeVmTest, HostPathVolumeBothWaysReadOnlyAndTerminationLog) {
   const std::string data = dir_.Join("data");
   const std::string config_dir = dir_.Join("config");
   const std::string empty_dir = dir_.Join("pods/uid/volumes/kubernetes.io~empty-dir/cache");
@@ -120,7 +128,8 @@ TEST_F(VolumeVmTest, HostPathVolumeBothWaysReadOnlyAndTerminationLog) {
   // Every volume is a mount under the sandbox's shared directory, until the container goes.
   const std::string state = dir_.Join("st");
   EXPECT_EQ(MountsContaining(state + "/vm/").size(), 4u);
-  ASSERT_TRUE(Stop(id, 0).ok());
+  grpc::Status stopped = Stop(id, 0);
+  ASSERT_TRUE(stopped.ok()) << stopped.error_message() << "\n" << daemon_->ReadLog();
   grpc::Status s = RemoveContainer(id);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_TRUE(MountsContaining(state + "/vm/").empty());
@@ -132,7 +141,7 @@ TEST_F(VolumeVmTest, HostPathVolumeBothWaysReadOnlyAndTerminationLog) {
   EXPECT_EQ(ReadAll(termination), "goodbye: disk full\n");
 }
 
-TEST_F(VolumeVmTest, RemovingThePodUnmountsVolumesAndKeepsHostData) {
+TEST_P(VolumeVmTest, RemovingThePodUnmountsVolumesAndKeepsHostData) {
   const std::string data = dir_.Join("keep");
   ASSERT_TRUE(fs::create_directories(data + "/d"));
   WriteFile(data + "/d/precious", "do not delete\n");
@@ -164,7 +173,7 @@ TEST_F(VolumeVmTest, RemovingThePodUnmountsVolumesAndKeepsHostData) {
   EXPECT_EQ(ReadAll(data + "/from-2"), "hi\n");
 }
 
-TEST_F(VolumeVmTest, HostPathsAVmCannotReachAreRefusedClearly) {
+TEST_P(VolumeVmTest, HostPathsAVmCannotReachAreRefusedClearly) {
   v1::ContainerConfig c = Config("sock", {"sleep", "1000"});
   AddMount(c, "/dev/null-from-host", "/dev/null", false);
   grpc::Status s = TryCreate(c);
@@ -176,7 +185,7 @@ TEST_F(VolumeVmTest, HostPathsAVmCannotReachAreRefusedClearly) {
 // Propagation, as critest checks it: the host path is a shared mount; a mount made on the host
 // under it after the start reaches a HostToContainer container and not a private one;
 // Bidirectional is refused; ContainerStatus reports what was asked.
-TEST_F(VolumeVmTest, MountPropagationHostToContainerAndPrivate) {
+TEST_P(VolumeVmTest, MountPropagationHostToContainerAndPrivate) {
   const std::string source = dir_.Join("prop");
   const std::string flagged = dir_.Join("flagged");
   ASSERT_TRUE(fs::create_directories(source + "/mnt"));
@@ -219,7 +228,7 @@ TEST_F(VolumeVmTest, MountPropagationHostToContainerAndPrivate) {
 
 // The same pod without the shared filesystem: read-only volumes are snapshots, writable ones are
 // refused naming the path.
-class SnapshotVolumeVmTest : public VolumeVmTest {
+class SnapshotVolumeVmTest : public VolumeVmBase {
  protected:
   SnapshotVolumeVmTest() { shared_filesystem_ = false; }
 };

@@ -84,6 +84,20 @@ TEST(SandboxSetupTest, WritesHostnameResolvConfHostsAndSysctlsUnderRoot) {
   EXPECT_EQ(Slurp(dir.Join("proc/sys/net/ipv4/ip_forward")), "1");
 }
 
+TEST(SandboxSetupTest, AClonedGuestGetsAMachineIdOfItsOwn) {
+  testing::TempDir dir;
+  AgentOptions options;
+  options.pid1 = false;
+  options.root = dir.path();
+  v1::SetupSandboxRequest req = GoodSetup();
+  req.clear_sysctls();
+  req.set_machine_id("0123456789abcdef0123456789abcdef");
+  req.set_shared_fs_type("9p");
+  Error err = ApplySandboxSetup(options, req);
+  ASSERT_TRUE(err.ok()) << err.message();
+  EXPECT_EQ(Slurp(dir.Join("etc/machine-id")), "0123456789abcdef0123456789abcdef\n");
+}
+
 TEST(SandboxSetupTest, RejectsHostileInputBeforeWritingAnything) {
   testing::TempDir dir;
   AgentOptions options;
@@ -108,6 +122,15 @@ TEST(SandboxSetupTest, RejectsHostileInputBeforeWritingAnything) {
   r = GoodSetup();
   r.set_entropy(std::string(4097, 'e'));
   expect_invalid(r, "too much entropy");
+  r = GoodSetup();
+  r.set_machine_id("../../etc/shadow0123456789abcdef");
+  expect_invalid(r, "machine id not hex");
+  r = GoodSetup();
+  r.set_machine_id("0123456789ABCDEF0123456789ABCDEF");
+  expect_invalid(r, "machine id upper case");
+  r = GoodSetup();
+  r.set_shared_fs_type("nfs");
+  expect_invalid(r, "unknown shared filesystem type");
   struct stat st;
   EXPECT_NE(stat(dir.Join("etc/hostname").c_str(), &st), 0);
 }
@@ -146,6 +169,12 @@ TEST(NetworkSetupTest, ValidatesEveryField) {
   bad.mutable_interfaces(0)->set_mtu(10);
   EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);
   bad = req;
+  bad.mutable_interfaces(0)->set_set_mac("not a mac");
+  EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);
+  v1::SetupNetworkRequest clone = req;
+  clone.mutable_interfaces(0)->set_set_mac("0a:58:0a:63:00:02");
+  EXPECT_TRUE(ValidateNetworkSetup(clone).ok());
+  bad = req;
   bad.mutable_routes(0)->set_destination("fd00::/8");
   EXPECT_EQ(ValidateNetworkSetup(bad).code(), Code::kInvalidArgument);  // v6 dst, v4 gateway
 }
@@ -179,7 +208,7 @@ v1::ContainerSpec BasicSpec() {
 }
 
 TEST(OciSpecTest, ConfigCarriesTheSpec) {
-  OciOptions o{"c1", "/run/podvisor/containers/c1/rootfs", "/podvisor/c1", true};
+  OciOptions o{"c1", "/run/podvisor/containers/c1/rootfs", "/podvisor/c1", true, ""};
   std::string json;
   ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
   nlohmann::json c = nlohmann::json::parse(json);
@@ -263,7 +292,7 @@ TEST(OciSpecTest, PrivilegedGetsAllCapabilitiesAndNoMasking) {
   v1::ContainerSpec spec = BasicSpec();
   spec.set_privileged(true);
   std::string json;
-  ASSERT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/podvisor/c1", true}, &json).ok());
+  ASSERT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/podvisor/c1", true, ""}, &json).ok());
   nlohmann::json c = nlohmann::json::parse(json);
   EXPECT_GT(c["process"]["capabilities"]["bounding"].size(), 30u);
   EXPECT_FALSE(c["linux"].contains("maskedPaths"));
@@ -352,18 +381,18 @@ TEST(OciSpecTest, HostileStringsNeverThrow) {
   v1::ContainerSpec spec = BasicSpec();
   spec.mutable_process()->add_args("\xff\xfe not utf-8");
   std::string json;
-  EXPECT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).ok());
+  EXPECT_TRUE(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).ok());
   spec = BasicSpec();
   spec.mutable_seccomp()->set_oci_json("{not json");
-  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).code(),
             Code::kInvalidArgument);
   spec = BasicSpec();
   spec.mutable_process()->clear_args();
-  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).code(),
             Code::kInvalidArgument);
   spec = BasicSpec();
   spec.mutable_mounts(0)->set_destination("relative/path");
-  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true}, &json).code(),
+  EXPECT_EQ(BuildConfigJson(spec, OciOptions{"c1", "/r", "/p", true, ""}, &json).code(),
             Code::kInvalidArgument);
 }
 

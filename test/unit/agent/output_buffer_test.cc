@@ -122,6 +122,31 @@ TEST(OutputBufferTest, WithoutRetainBytesGoOnceSentAndAnAbandonedStreamIsDiscard
   EXPECT_FALSE(b.Next(1024, &c));  // the sender is done
 }
 
+// An exec session's output (Process.output_window): sent bytes stay until the host acknowledges
+// them, so a client that does not read stops the pump; a new host still discards them.
+TEST(OutputBufferTest, AWindowedStreamWaitsForAcknowledgementsButIsNotKeptForANewHost) {
+  std::shared_ptr<OutputBuffer> b = MakeOutputBuffer(1, /*retain=*/false, /*window=*/64 * 1024);
+  EXPECT_TRUE(b->acked());
+  const std::string window(64 * 1024, 'w');
+  ASSERT_TRUE(b->Append(window.data(), window.size()));
+  EXPECT_EQ(Take(*b, window.size()).data.size(), window.size());
+  EXPECT_EQ(b->floor(), 0u) << "sent is not released before the host acknowledges it";
+  std::atomic<bool> appended{false};
+  std::thread pump([&] {
+    EXPECT_TRUE(b->Append("more", 4));
+    appended = true;
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(appended) << "sent is not acknowledged: the window is full";
+  b->Ack(32 * 1024);
+  pump.join();
+  EXPECT_TRUE(appended);
+  EXPECT_EQ(b->floor(), 32u * 1024);
+  b->Unsubscribe();  // a new host: nobody acknowledges any more, nothing may block
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(b->Append(window.data(), 1024));
+  EXPECT_FALSE(MakeOutputBuffer(2, false, 0)->acked());
+}
+
 TEST(OutputBufferTest, ChunksAreBoundedAndInOrder) {
   OutputBuffer b(1, false);
   std::string all;

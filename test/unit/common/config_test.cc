@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "gmock/gmock.h"
@@ -103,6 +104,29 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"streaming: 5", "streaming"},
                       BadCase{"- a\n- b", "<top>"}));
 
+TEST(ConfigTest, TemplatesAreOnByDefaultAndConfigurable) {
+  absl::StatusOr<Config> d = ParseConfig("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_TRUE(d->hypervisor.templates);
+  EXPECT_TRUE(d->hypervisor.template_dir.empty());
+  EXPECT_TRUE(d->hypervisor.template_memory_mib.empty());
+  absl::StatusOr<Config> c = ParseConfig(R"(
+hypervisor:
+  templates: false
+  template_dir: /dev/shm/pv
+  template_memory_mib: [256, 1024]
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->hypervisor.templates);
+  EXPECT_EQ(c->hypervisor.template_dir, "/dev/shm/pv");
+  EXPECT_THAT(c->hypervisor.template_memory_mib, ::testing::ElementsAre(256, 1024));
+  EXPECT_EQ(ConfigToJson(*c)["hypervisor"]["template_memory_mib"], nlohmann::json({256, 1024}));
+  auto bad = ParseConfig("hypervisor: {template_memory_mib: [32]}");
+  EXPECT_THAT(bad.status().message(), HasSubstr("hypervisor.template_memory_mib"));
+  EXPECT_FALSE(ParseConfig("hypervisor: {template_memory_mib: 512}").ok());
+  EXPECT_FALSE(ParseConfig("hypervisor: {templates: maybe}").ok());
+}
+
 TEST(ConfigTest, MalformedYamlIsAnError) {
   absl::StatusOr<Config> c = ParseConfig("root_dir: [unclosed");
   ASSERT_FALSE(c.ok());
@@ -153,6 +177,124 @@ TEST(ConfigTest, HandlersSection) {
   EXPECT_THAT(bad.status().message(), HasSubstr("handlers.host_pods"));
   EXPECT_FALSE(ParseConfig("handlers: {crun: crun}\n").ok());
   EXPECT_FALSE(ParseConfig("handlers: {colour: red}\n").ok());
+TEST(ConfigTest, MetricsAddressDefaultsToLoopbackAndEmptyDisables) {
+  absl::StatusOr<Config> c = ParseConfig("");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->metrics.address, "127.0.0.1:10251");
+  c = ParseConfig("metrics: {address: ''}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.address, "");
+  c = ParseConfig("metrics: {address: '[::1]:9100'}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.address, "[::1]:9100");
+  for (const char* bad : {"metrics: {address: localhost}", "metrics: {address: ':80'}",
+                          "metrics: {address: 'h:99999'}", "metrics: {port: 1}"}) {
+    absl::StatusOr<Config> b = ParseConfig(bad);
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_THAT(std::string(b.status().message()), HasSubstr("metrics.")) << bad;
+  }
+}
+
+TEST(ConfigTest, DropInsMergeInLexicalOrderOverTheMainFile) {
+  testing::TempDir dir;
+  std::ofstream(dir.Join("config.yaml")) << "log_level: debug\n"
+                                            "hypervisor: {default_vcpus: 2, accel: tcg}\n"
+                                            "cni: {bin_dirs: [/a, /b]}\n";
+  std::filesystem::create_directory(dir.Join("config.d"));
+  std::ofstream(dir.Join("config.d/20-memory.yaml")) << "hypervisor: {default_memory_mib: 512}\n"
+                                                        "log_level: error\n";
+  std::ofstream(dir.Join("config.d/10-log.yaml")) << "log_level: warning\n"
+                                                     "cni: {bin_dirs: [/c]}\n";
+  std::ofstream(dir.Join("config.d/30-empty.yaml")) << "";
+  std::ofstream(dir.Join("config.d/99-ignored.yaml.bak")) << "bogus: 1\n";
+  EXPECT_THAT(ConfigDropIns(dir.Join("config.yaml")),
+              ::testing::ElementsAre(dir.Join("config.d/10-log.yaml"),
+                                     dir.Join("config.d/20-memory.yaml"),
+                                     dir.Join("config.d/30-empty.yaml")));
+  absl::StatusOr<Config> c = LoadConfig(dir.Join("config.yaml"), true);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log_level, "error");                  // 20 comes after 10
+  EXPECT_EQ(c->hypervisor.default_vcpus, 2);         // mappings merge key by key
+  EXPECT_EQ(c->hypervisor.accel, "tcg");
+  EXPECT_EQ(c->hypervisor.default_memory_mib, 512);
+  EXPECT_THAT(c->cni.bin_dirs, ::testing::ElementsAre("/c"));  // lists are replaced
+}
+
+TEST(ConfigTest, DropInsApplyWithoutAMainFile) {
+  testing::TempDir dir;
+  std::filesystem::create_directory(dir.Join("config.d"));
+  std::ofstream(dir.Join("config.d/a.yaml")) << "metrics: {address: ''}\n";
+  absl::StatusOr<Config> c = LoadConfig(dir.Join("config.yaml"), false);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->metrics.address, "");
+  EXPECT_EQ(c->root_dir, "/var/lib/podvisor");
+}
+
+TEST(ConfigTest, DropInErrorsNameTheFiles) {
+  testing::TempDir dir;
+  std::ofstream(dir.Join("config.yaml")) << "log_level: info\n";
+  std::filesystem::create_directory(dir.Join("config.d"));
+  std::ofstream(dir.Join("config.d/50-bad.yaml")) << "log_level: [unclosed\n";
+  absl::StatusOr<Config> c = LoadConfig(dir.Join("config.yaml"), true);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("50-bad.yaml"));
+  std::ofstream(dir.Join("config.d/50-bad.yaml")) << "hypervisor: {accel: warp}\n";
+  c = LoadConfig(dir.Join("config.yaml"), true);
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("50-bad.yaml"));
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("hypervisor.accel"));
+}
+
+TEST(ConfigTest, EffectiveJsonParsesBackToTheSameConfig) {
+  absl::StatusOr<Config> c = ParseConfig(
+      "registry: {hosts: {docker.io: {mirrors: ['http://127.0.0.1:5000']}}}\n"
+      "metrics: {address: '127.0.0.1:0'}\nstreaming: {port: 1234}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string printed = ConfigToJson(*c).dump(2);
+  absl::StatusOr<Config> again = ParseConfig(printed);
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << printed;
+  EXPECT_EQ(ConfigToJson(*again), ConfigToJson(*c));
+  EXPECT_EQ(again->metrics.address, "127.0.0.1:0");
+TEST(ConfigTest, StreamingLimits) {
+  absl::StatusOr<Config> d = ParseConfig("");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->streaming.request_header_timeout_seconds, 10);
+  EXPECT_EQ(d->streaming.max_unauthenticated_connections, 128);
+  EXPECT_EQ(d->streaming.max_ports_per_request, 64);
+  EXPECT_EQ(d->streaming.output_window_kib, 1024);
+  absl::StatusOr<Config> c = ParseConfig(R"(
+streaming:
+  request_header_timeout_seconds: 3
+  stream_creation_timeout_seconds: 4
+  idle_timeout_seconds: 60
+  max_connections: 100
+  max_unauthenticated_connections: 10
+  max_unauthenticated_per_source: 2
+  max_sessions: 50
+  max_ports_per_request: 8
+  max_forwards_per_connection: 16
+  max_buffered_input_kib: 128
+  max_queued_control_frames: 32
+  output_window_kib: 256
+)");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->streaming.request_header_timeout_seconds, 3);
+  EXPECT_EQ(c->streaming.stream_creation_timeout_seconds, 4);
+  EXPECT_EQ(c->streaming.idle_timeout_seconds, 60);
+  EXPECT_EQ(c->streaming.max_connections, 100);
+  EXPECT_EQ(c->streaming.max_unauthenticated_connections, 10);
+  EXPECT_EQ(c->streaming.max_unauthenticated_per_source, 2);
+  EXPECT_EQ(c->streaming.max_sessions, 50);
+  EXPECT_EQ(c->streaming.max_ports_per_request, 8);
+  EXPECT_EQ(c->streaming.max_forwards_per_connection, 16);
+  EXPECT_EQ(c->streaming.max_buffered_input_kib, 128);
+  EXPECT_EQ(c->streaming.max_queued_control_frames, 32);
+  EXPECT_EQ(c->streaming.output_window_kib, 256);
+  // WebSocket port-forward numbers two channels per port in one byte: more would wrap.
+  absl::StatusOr<Config> bad = ParseConfig("streaming: {max_ports_per_request: 129}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              ::testing::HasSubstr("streaming.max_ports_per_request"));
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "hypervisor/domain_xml.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -76,8 +77,28 @@ TEST(DomainXmlTest, KernelArgumentsCarryTscAndPanicBehaviour) {
   auto xml = BuildDomainXml(spec, Tcg());
   ASSERT_TRUE(xml.ok());
   EXPECT_THAT(*xml, HasSubstr("<cmdline>console=ttyS0 quiet panic=-1 reboot=t cryptomgr.notests "
-                              "mitigations=off tsc_early_khz=2596094 podvisor.debug=1</cmdline>"));
+                              "tsc_early_khz=2596094 podvisor.debug=1</cmdline>"));
   EXPECT_THAT(KernelCommandLine(DomainOptions{}, ""), Not(HasSubstr("tsc_early_khz")));
+}
+
+TEST(DomainXmlTest, BoundedConsoleGoesThroughItsFifoAndQemuIsSandboxed) {
+  VmSpec spec = ValidSpec();
+  DomainOptions options = Tcg();
+  EXPECT_THAT(*BuildDomainXml(spec, options),
+              HasSubstr(absl::StrCat("<source path='", spec.console_log, "' append='on'/>")));
+  options.console_log_max_bytes = 1 << 20;
+  EXPECT_THAT(*BuildDomainXml(spec, options),
+              HasSubstr(absl::StrCat("<source path='", spec.console_log, ".pipe' append='on'/>")));
+  EXPECT_EQ(ConsolePipePath("/run/vm/console.log"), "/run/vm/console.log.pipe");
+  EXPECT_EQ(QemuSandboxConf(true), "seccomp_sandbox = 1\n");
+  EXPECT_EQ(QemuSandboxConf(false), "seccomp_sandbox = 0\n");
+}
+
+TEST(DomainXmlTest, GuestMitigationsStayOnUnlessTurnedOff) {
+  EXPECT_THAT(KernelCommandLine(DomainOptions{}, ""), Not(HasSubstr("mitigations")));
+  DomainOptions off = Tcg();
+  off.guest_mitigations = false;
+  EXPECT_THAT(*BuildDomainXml(ValidSpec(), off), HasSubstr("cryptomgr.notests mitigations=off"));
 }
 
 TEST(DomainXmlTest, KvmDomainType) {
@@ -162,4 +183,57 @@ TEST(DomainXmlTest, HotPlugDiskElement) {
 }
 
 }  // namespace
+TEST(DomainXmlTest, SharedDirectoryOver9pNeedsNoSharedMemory) {
+  VmSpec spec = ValidSpec();
+  spec.shared_dir = "/run/podvisor/vms/3f2a/shared,odd";
+  spec.shared_fs_transport = SharedFsTransport::k9p;
+  auto xml = BuildDomainXml(spec, Tcg());
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, Not(HasSubstr("<memoryBacking")));
+  EXPECT_THAT(*xml, Not(HasSubstr("<filesystem")));
+  EXPECT_THAT(*xml, Not(HasSubstr("force-legacy")));
+  // A comma in the path is doubled, as QEMU's option syntax wants.
+  EXPECT_THAT(*xml, HasSubstr("<qemu:arg value='local,id=podvisor-fs0,security_model=none,"
+                              "multidevs=remap,path=/run/podvisor/vms/3f2a/shared,,odd'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<qemu:arg value='virtio-9p-device,fsdev=podvisor-fs0,"
+                              "mount_tag=podvisor-shared'/>"));
+}
+
+TEST(DomainXmlTest, TemplateRamIsASharedFile) {
+  VmSpec spec = ValidSpec();
+  spec.memory_file = "/dev/shm/t/ram";
+  auto xml = BuildDomainXml(spec, Tcg());
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("<qemu:arg value='memory-backend-file,id=podvisor-ram,"
+                              "mem-path=/dev/shm/t/ram,size=512M,share=on'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<qemu:arg value='memory-backend=podvisor-ram'/>"));
+  EXPECT_THAT(*xml, Not(HasSubstr("-incoming")));
+}
+
+TEST(DomainXmlTest, CloneMapsTemplateRamPrivatelyAndWaitsForItsState) {
+  VmSpec spec = ValidSpec();
+  spec.memory_file = "/dev/shm/t/ram";
+  spec.restore_state = "/dev/shm/t/state";
+  auto xml = BuildDomainXml(spec, Tcg());
+  ASSERT_TRUE(xml.ok()) << xml.status();
+  EXPECT_THAT(*xml, HasSubstr("mem-path=/dev/shm/t/ram,size=512M,share=off'/>"));
+  EXPECT_THAT(*xml, HasSubstr("<qemu:arg value='-incoming'/>\n    <qemu:arg value='defer'/>"));
+}
+
+TEST(DomainXmlTest, TemplateAndCloneRefuseWhatCannotWork) {
+  VmSpec clone_without_ram = ValidSpec();
+  clone_without_ram.restore_state = "/dev/shm/t/state";
+  EXPECT_EQ(BuildDomainXml(clone_without_ram, Tcg()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  VmSpec virtiofs_template = ValidSpec();
+  virtiofs_template.memory_file = "/dev/shm/t/ram";
+  virtiofs_template.shared_dir = "/srv/shared";
+  auto refused = BuildDomainXml(virtiofs_template, Tcg());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("9p"));
+  VmSpec relative = ValidSpec();
+  relative.memory_file = "ram";
+  EXPECT_EQ(BuildDomainXml(relative, Tcg()).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace podvisor

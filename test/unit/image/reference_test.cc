@@ -55,7 +55,9 @@ TEST(ImageReferenceTest, RejectsInvalid) {
         "a//b", "/busybox", "busybox/", "a..b/c", "-a/b", "a:b:c/d"}) {
     auto ref = ParseImageReference(bad);
     EXPECT_FALSE(ref.ok()) << bad << " -> " << (ref.ok() ? ref->String() : "");
-    if (!ref.ok()) EXPECT_EQ(ref.status().code(), absl::StatusCode::kInvalidArgument);
+    if (!ref.ok()) {
+      EXPECT_EQ(ref.status().code(), absl::StatusCode::kInvalidArgument);
+    }
   }
   EXPECT_FALSE(ParseImageReference(std::string(300, 'a')).ok());
   EXPECT_FALSE(ParseImageReference("busybox:" + std::string(129, 't')).ok());

@@ -1,6 +1,7 @@
 #include "image/registry_client.h"
 
 #include "gtest/gtest.h"
+#include "image/image_service.h"
 
 namespace podvisor {
 namespace {
@@ -64,6 +65,40 @@ TEST(RedactUrlTest, DropsQueryAndUserInfo) {
   EXPECT_EQ(RedactUrl("https://s3.example/blob?X-Amz-Signature=secret"), "https://s3.example/blob");
   EXPECT_EQ(RedactUrl("https://user:pw@host/v2/"), "https://host/v2/");
   EXPECT_EQ(RedactUrl("http://host/a#frag"), "http://host/a");
+}
+
+TEST(UrlOriginTest, SchemeHostAndPortDecideWhoGetsCredentials) {
+  EXPECT_EQ(UrlOrigin("https://Registry.Example/v2/x"), "https://registry.example:443");
+  EXPECT_EQ(UrlOrigin("https://registry.example:443/v2/"), "https://registry.example:443");
+  EXPECT_EQ(UrlOrigin("http://registry.example/v2/"), "http://registry.example:80");
+  EXPECT_EQ(UrlOrigin("http://127.0.0.1:5000?x=1"), "http://127.0.0.1:5000");
+  EXPECT_EQ(UrlOrigin("https://user:pw@cdn.example/blob"), "https://cdn.example:443");
+  EXPECT_EQ(UrlOrigin("http://[::1]:8080/v2/"), "http://[::1]:8080");
+  EXPECT_EQ(UrlOrigin("http://[::1]/v2/"), "http://[::1]:80");
+  EXPECT_NE(UrlOrigin("https://registry.example/"), UrlOrigin("http://registry.example/"));
+  EXPECT_NE(UrlOrigin("http://127.0.0.1:5000/"), UrlOrigin("http://127.0.0.1:5001/"));
+  EXPECT_EQ(UrlOrigin("/relative"), "");
+}
+
+// CRI v1.36: image_id (Image.id, PullImageResponse.image_ref) is the image's id; a container's
+// image_ref is the digested reference of the repository it was created from.
+TEST(ImageIdentityTest, ImageRefIsTheDigestOfTheRepositoryTheContainerNamed) {
+  ImageRecord image;
+  image.metadata.id = "sha256:" + std::string(64, 'c');
+  const std::string digest = "sha256:" + std::string(64, 'd');
+  EXPECT_EQ(DigestedReference(image, "busybox"), image.metadata.id);  // no repo digest at all
+  image.status.repo_digests = {"registry.a/team/app@" + digest,
+                               "docker.io/library/busybox@" + digest};
+  EXPECT_EQ(DigestedReference(image, "busybox"), "docker.io/library/busybox@" + digest);
+  EXPECT_EQ(DigestedReference(image, "docker.io/library/busybox:1.36"),
+            "docker.io/library/busybox@" + digest);
+  EXPECT_EQ(DigestedReference(image, "registry.a/team/app:latest"),
+            "registry.a/team/app@" + digest);
+  EXPECT_EQ(DigestedReference(image, "registry.a/team/app@" + digest),
+            "registry.a/team/app@" + digest);
+  // Named by id (as kubelet does with PullImageResponse.image_ref): the first repo digest.
+  EXPECT_EQ(DigestedReference(image, image.metadata.id), "registry.a/team/app@" + digest);
+  EXPECT_EQ(DigestedReference(image, "other.example/x:1"), "registry.a/team/app@" + digest);
 }
 
 }  // namespace

@@ -1,4 +1,6 @@
 #include "pod-sandbox/container_controller.h"
+#include "pod-sandbox/container_spec.h"
+#include "pod-sandbox/sandbox_controller.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -458,6 +460,29 @@ TEST_F(ContainerControllerTest, AUserWithoutAGroupGetsItsPasswdGroup) {
   EXPECT_TRUE(log_->execs.back().second.user.gid_from_passwd);
 }
 
+// An image whose User is "uid:0" names group 0 itself: the container and its execs both run with
+// gid 0, not with the passwd group of the uid.
+TEST_F(ContainerControllerTest, ExecKeepsTheGroupTheImageNamed) {
+  ImageMetadata image;
+  image.id = "sha256:root-group";
+  image.config.cmd = {"sleep", "1000"};
+  image.config.user = "1000:0";
+  image.uid = 1000;
+  images_.AddImage("root-group:latest", image, {kLayer0});
+  ContainerConfig config = Config();
+  config.image = "root-group:latest";
+  std::string id = CreateAndStart(config);
+  const GuestUser& created = log_->created.back().second.process.user;
+  EXPECT_EQ(created.uid, std::optional<uint32_t>(1000));
+  EXPECT_EQ(created.gid, 0u);
+  EXPECT_FALSE(created.gid_from_passwd);
+  ASSERT_TRUE(containers_->ExecSync(id, {"id", "-g"}, absl::Seconds(5)).ok());
+  const GuestUser& exec = log_->execs.back().second.user;
+  EXPECT_EQ(exec.uid, std::optional<uint32_t>(1000));
+  EXPECT_EQ(exec.gid, 0u);
+  EXPECT_FALSE(exec.gid_from_passwd);
+}
+
 TEST_F(ContainerControllerTest, ExecSyncTimesOut) {
   std::string id = CreateAndStart(Config());
   agent_->exec_hangs = true;
@@ -637,16 +662,6 @@ TEST_F(ContainerControllerTest, LoggedOutputIsAcknowledgedToTheGuestInLargeSteps
   // The start of a line is not in the log yet: not acknowledged.
   agent_->EmitStream(out, line + "abc", false);
   EXPECT_EQ(agent_->acks()[out], 256u * 1024);
-}
-
-TEST(BuildCapabilitiesTest, DropAllThenAdd) {
-  ContainerConfig c;
-  c.cap_drop = {"ALL"};
-  c.cap_add = {"net_bind_service"};
-  EXPECT_THAT(BuildCapabilities(c), ElementsAre("CAP_NET_BIND_SERVICE"));
-  c.cap_drop = {};
-  c.cap_add = {"ALL"};
-  EXPECT_THAT(BuildCapabilities(c), IsSupersetOf({"CAP_SYS_ADMIN", "CAP_BPF"}));
 }
 
 // Session streams for the streaming runtime tests.

@@ -1,6 +1,8 @@
 #include "pod-sandbox/sandbox_controller.h"
 
 #include <filesystem>
+#include <fstream>
+#include <limits>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -37,6 +39,14 @@ class SandboxControllerTest : public ::testing::Test {
     o.default_vcpus = 1;
     o.default_memory_mib = 256;
     o.boot_timeout = absl::Seconds(5);
+    // A directory shaped like a v1 /sys/fs/cgroup, and a node of 4 GiB.
+    o.cgroup_root = dir_.Join("cgroup");
+    for (const char* c : {"memory", "cpu", "pids"}) {
+      std::filesystem::create_directories(dir_.Join("cgroup/") + c);
+    }
+    o.node_memory_mib = 4096;
+    o.shared_filesystem = shared_filesystem_;
+    o.find_template = find_template_;
     controller_ = std::make_unique<SandboxController>(
         o, store_.get(), &hypervisor_, &network_,
         [this](const std::string& socket, AgentClient::Options options)
@@ -69,6 +79,8 @@ class SandboxControllerTest : public ::testing::Test {
   FakeHypervisor hypervisor_;
   FakePodNetworkManager network_;
   std::unique_ptr<SandboxController> controller_;
+  bool shared_filesystem_ = false;
+  std::function<std::optional<VmTemplate>(uint32_t, uint64_t)> find_template_;
   absl::Status dial_result_;
   absl::Status setup_result_;
   std::vector<std::string> dialed_;
@@ -125,6 +137,144 @@ TEST_F(SandboxControllerTest, PodResourcesSizeTheVm) {
   ASSERT_TRUE(controller_->Run(c).ok());
   EXPECT_EQ(hypervisor_.LastSpec().vcpus, 3u);
   EXPECT_EQ(hypervisor_.LastSpec().memory_mib, 512u + 128u);
+}
+
+TEST_F(SandboxControllerTest, VmRunsInThePodsCgroupWithThePodsLimits) {
+  SandboxConfig c = Config();
+  c.cgroup_parent = "/kubepods/burstable/poduid-web";
+  c.memory_limit_bytes = 512ll << 20;
+  c.cpu_quota = 50000;
+  c.cpu_period = 100000;
+  absl::StatusOr<std::string> id = controller_->Run(c);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const std::string rel = "/kubepods/burstable/poduid-web/podvisor-" + *id;
+  EXPECT_EQ(hypervisor_.LastSpec().cgroup_dirs,
+            (std::vector<std::string>{dir_.Join("cgroup/memory") + rel,
+                                      dir_.Join("cgroup/cpu") + rel,
+                                      dir_.Join("cgroup/pids") + rel}));
+  std::ifstream memory(dir_.Join("cgroup/memory") + rel + "/memory.limit_in_bytes");
+  uint64_t limit = 0;
+  memory >> limit;
+  EXPECT_EQ(limit, (512ull + 128 + 256) << 20) << "VM memory plus QEMU's";
+  std::ifstream quota(dir_.Join("cgroup/cpu") + rel + "/cpu.cfs_quota_us");
+  int64_t q = 0;
+  quota >> q;
+  EXPECT_EQ(q, 50000);
+  EXPECT_EQ(controller_->Inspect(*id)->sandbox.metadata.cgroup_parent, c.cgroup_parent);
+}
+
+TEST_F(SandboxControllerTest, NoCgroupParentNoCgroup) {
+  ASSERT_TRUE(controller_->Run(Config()).ok());
+  EXPECT_TRUE(hypervisor_.LastSpec().cgroup_dirs.empty());
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.Join("cgroup/memory")));
+}
+
+TEST_F(SandboxControllerTest, VmLargerThanTheNodeOrABadCgroupParentIsRefused) {
+  SandboxConfig c = Config();
+  c.memory_limit_bytes = 4096ll << 20;  // + 128 MiB guest + 256 MiB QEMU > 4096 MiB
+  absl::StatusOr<std::string> id = controller_->Run(c);
+  ASSERT_EQ(id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(id.status().message(), HasSubstr("exceeds the node's 4096 MiB"));
+  c.memory_limit_bytes = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(controller_->Run(c).status().code(), absl::StatusCode::kInvalidArgument);
+  c.memory_limit_bytes = 0;
+  c.cgroup_parent = "/kubepods/../../escape";
+  EXPECT_EQ(controller_->Run(c).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(controller_->List({}).empty());
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.Join("cgroup/memory")));
+  // A VM that fits is still fine.
+  c.cgroup_parent = "";
+  c.memory_limit_bytes = 1ll << 30;
+  EXPECT_TRUE(controller_->Run(c).ok());
+// A template of 1 vCPU and 512 MiB; records what it was asked for.
+class SandboxCloneTest : public SandboxControllerTest {
+ protected:
+  void SetUp() override {
+    shared_filesystem_ = true;
+    find_template_ = [this](uint32_t vcpus, uint64_t memory_mib) -> std::optional<VmTemplate> {
+      asked_.push_back({vcpus, memory_mib});
+      if (vcpus != 1 || memory_mib > 512) return std::nullopt;
+      return VmTemplate{"0123456789abcdef", {1, 512}, "/t/ram", "/t/state", kTemplateMac};
+    };
+    SandboxControllerTest::SetUp();
+  }
+  std::vector<VmShape> asked_;
+};
+
+TEST_F(SandboxCloneTest, APodThatFitsIsClonedAndBecomesANewMachine) {
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_EQ(asked_.size(), 1u);
+  EXPECT_EQ(asked_[0].memory_mib, 256u);  // the pod's own size ...
+  const VmSpec spec = hypervisor_.LastSpec();
+  EXPECT_EQ(spec.memory_mib, 512u);  // ... rounded up to the template's
+  EXPECT_EQ(spec.memory_file, "/t/ram");
+  EXPECT_EQ(spec.restore_state, "/t/state");
+  EXPECT_EQ(spec.shared_fs_transport, SharedFsTransport::k9p);
+  EXPECT_FALSE(spec.shared_dir.empty());
+
+  ASSERT_EQ(agent_log_->sandbox_setups.size(), 1u);
+  const SandboxSetup& setup = agent_log_->sandbox_setups[0];
+  EXPECT_EQ(setup.shared_fs_type, "9p");
+  EXPECT_EQ(setup.machine_id.size(), 32u);
+  EXPECT_GT(setup.wall_time_ns, 0);
+  EXPECT_EQ(setup.entropy.size(), 64u);
+  EXPECT_EQ(setup.hostname, "web-host");
+  ASSERT_EQ(agent_log_->network_setups.size(), 1u);
+  const GuestInterface& nic = agent_log_->network_setups[0].interfaces[0];
+  EXPECT_EQ(nic.mac, kTemplateMac);               // what the clone's guest sees
+  EXPECT_EQ(nic.set_mac, "0a:58:0a:63:00:02");    // what the pod network wants
+
+  absl::StatusOr<SandboxInfo> info = controller_->Inspect(*id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->sandbox.metadata.template_key, "0123456789abcdef");
+  EXPECT_EQ(info->sandbox.metadata.shared_fs_transport, "9p");
+  EXPECT_EQ(info->sandbox.metadata.memory_mib, 512u);
+}
+
+TEST_F(SandboxCloneTest, APodLargerThanEveryTemplateBootsCold) {
+  SandboxConfig c = Config();
+  c.memory_limit_bytes = 1024ll << 20;
+  ASSERT_TRUE(controller_->Run(c).ok());
+  const VmSpec spec = hypervisor_.LastSpec();
+  EXPECT_EQ(spec.memory_mib, 1024u + 128u);
+  EXPECT_TRUE(spec.restore_state.empty());
+  EXPECT_TRUE(spec.memory_file.empty());
+  EXPECT_EQ(spec.shared_fs_transport, SharedFsTransport::kVirtiofs);
+  EXPECT_EQ(agent_log_->sandbox_setups[0].shared_fs_type, "virtiofs");
+  EXPECT_EQ(agent_log_->sandbox_setups[0].machine_id.size(), 32u);
+  EXPECT_TRUE(agent_log_->network_setups[0].interfaces[0].set_mac.empty());
+  EXPECT_EQ(agent_log_->network_setups[0].interfaces[0].mac, "0a:58:0a:63:00:02");
+}
+
+TEST_F(SandboxCloneTest, APodWhoseCloneFailsBootsColdAndItsRecordSaysSo) {
+  hypervisor_.FailNextCreate(absl::InternalError("load of migration failed"));
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(hypervisor_.create_calls(), 2);
+  const VmSpec spec = hypervisor_.LastSpec();
+  EXPECT_TRUE(spec.restore_state.empty());
+  EXPECT_EQ(spec.memory_mib, 256u);  // the pod's own size again
+  EXPECT_EQ(spec.shared_fs_transport, SharedFsTransport::kVirtiofs);
+  EXPECT_EQ(agent_log_->sandbox_setups.back().shared_fs_type, "virtiofs");
+  absl::StatusOr<SandboxInfo> info = controller_->Inspect(*id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->sandbox.metadata.template_key.empty());
+  EXPECT_EQ(info->sandbox.metadata.memory_mib, 256u);
+  // Durable: a restarted controller reads the cold record.
+  MakeController();
+  ASSERT_TRUE(controller_->Inspect(*id).ok());
+  EXPECT_TRUE(controller_->Inspect(*id)->sandbox.metadata.template_key.empty());
+}
+
+TEST_F(SandboxCloneTest, AFailedColdBootAfterAFailedCloneUndoesEverything) {
+  hypervisor_.FailNextCreate(absl::InternalError("load of migration failed"));
+  dial_result_ = absl::DeadlineExceededError("no handshake");
+  absl::StatusOr<std::string> id = controller_->Run(Config());
+  ASSERT_FALSE(id.ok());
+  EXPECT_TRUE(controller_->List({}).empty());
+  EXPECT_TRUE(hypervisor_.RunningIds().empty());
+  EXPECT_TRUE(network_.live.empty());
 }
 
 TEST_F(SandboxControllerTest, DuplicateNameFailsClearly) {
@@ -240,9 +390,15 @@ TEST_F(SandboxControllerTest, ListFilters) {
   ASSERT_TRUE(a.ok() && b.ok());
   ASSERT_TRUE(controller_->Stop(*b).ok());
   EXPECT_EQ(controller_->List({}).size(), 2u);
-  EXPECT_EQ(controller_->List({.state = SandboxState::kReady}).size(), 1u);
-  EXPECT_EQ(controller_->List({.label_selector = {{"app", "b"}}}).at(0).metadata.id, *b);
-  EXPECT_EQ(controller_->List({.id_prefix = a->substr(0, 6)}).size(), 1u);
+  SandboxFilter ready;
+  ready.state = SandboxState::kReady;
+  EXPECT_EQ(controller_->List(ready).size(), 1u);
+  SandboxFilter labelled;
+  labelled.label_selector = {{"app", "b"}};
+  EXPECT_EQ(controller_->List(labelled).at(0).metadata.id, *b);
+  SandboxFilter prefixed;
+  prefixed.id_prefix = a->substr(0, 6);
+  EXPECT_EQ(controller_->List(prefixed).size(), 1u);
 }
 
 TEST_F(SandboxControllerTest, RecoverReattachesAndCleansUp) {
@@ -255,10 +411,16 @@ TEST_F(SandboxControllerTest, RecoverReattachesAndCleansUp) {
   half.name = "half";
   half.state_dir = dir_.Join("state/vm/half");
   ASSERT_TRUE(store_->Add({half, SandboxStatus{}}).ok());
-  ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = half.id}).ok());
+  VmSpec half_vm;
+  half_vm.id = half.id;
+  ASSERT_TRUE(hypervisor_.Create(half_vm).ok());
   // A VM and a pod network no record owns.
-  ASSERT_TRUE(hypervisor_.Create(VmSpec{.id = "orphan"}).ok());
-  ASSERT_TRUE(network_.Setup(PodNetworkRequest{.sandbox_id = "orphan"}).ok());
+  VmSpec orphan_vm;
+  orphan_vm.id = "orphan";
+  ASSERT_TRUE(hypervisor_.Create(orphan_vm).ok());
+  PodNetworkRequest orphan_net;
+  orphan_net.sandbox_id = "orphan";
+  ASSERT_TRUE(network_.Setup(orphan_net).ok());
 
   controller_->Detach();  // the daemon goes away; VMs keep running
   hypervisor_.SimulateExitQuietly(*dead);

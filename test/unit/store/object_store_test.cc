@@ -98,5 +98,32 @@ TEST_F(ObjectStoreTest, UnreadableRecordsAreSkippedAndReported) {
   EXPECT_THAT(skipped[0], ::testing::HasSubstr("thing/bad"));
 }
 
+TEST_F(ObjectStoreTest, RecordsCarryTheirSchemaVersion) {
+  ASSERT_TRUE(store_->Add({{"id1", "a", "img"}, {}}).ok());
+  absl::StatusOr<std::string> raw = records_->Get("thing", "id1");
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(nlohmann::json::parse(*raw).at("schema").get<int>(), Store::kSchemaVersion);
+}
+
+// A record from before versions were kept reads as version 0; one from a newer build is left
+// alone rather than misread.
+TEST_F(ObjectStoreTest, OlderRecordsLoadAndNewerOnesAreSkipped) {
+  ASSERT_TRUE(records_
+                  ->Put("thing", "old",
+                        R"({"metadata":{"id":"old","name":"o","image":"i"},"status":{}})")
+                  .ok());
+  ASSERT_TRUE(records_
+                  ->Put("thing", "new",
+                        R"({"schema":99,"metadata":{"id":"new","name":"n"},"status":{}})")
+                  .ok());
+  Store reloaded(records_.get(), "thing");
+  std::vector<std::string> skipped;
+  ASSERT_TRUE(reloaded.Load(&skipped).ok());
+  EXPECT_TRUE(reloaded.Get("old").ok());
+  EXPECT_FALSE(reloaded.Get("new").ok());
+  ASSERT_EQ(skipped.size(), 1u);
+  EXPECT_THAT(skipped[0], ::testing::HasSubstr("thing/new: schema 99 is newer"));
+}
+
 }  // namespace
 }  // namespace podvisor

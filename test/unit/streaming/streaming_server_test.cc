@@ -576,8 +576,8 @@ TEST_F(StreamingServerTest, BoundsPendingRequestsAndConnections) {
             absl::StatusCode::kResourceExhausted);
   SpdyTestClient holder;
   ASSERT_EQ(holder.Connect(first, {"v4.channel.k8s.io"}), 101);
-  // The one connection allowed is taken: the next is closed at once.
-  EXPECT_EQ(SpdyExec(second, {}).http_status, -1);
+  // The one upgraded connection allowed is taken: the next valid request is refused.
+  EXPECT_EQ(SpdyExec(second, {}).http_status, 503);
   holder.Close();
   EXPECT_TRUE(runtime_.WaitIdle(absl::Seconds(20)));
 }

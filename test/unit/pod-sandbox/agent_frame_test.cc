@@ -155,7 +155,8 @@ TEST(GuestFrameTest, RejectsWhatAGuestMustNotSend) {
 
   v1::Frame hello;
   hello.set_id(1);
-  for (int i = 0; i < 65; ++i) hello.mutable_response()->mutable_hello()->add_features("f");
+  const std::string feature = "f";
+  for (int i = 0; i < 65; ++i) hello.mutable_response()->mutable_hello()->add_features(feature);
   EXPECT_FALSE(ValidateGuestFrame(hello).ok());
 
   v1::Frame disk;

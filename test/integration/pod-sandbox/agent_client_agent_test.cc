@@ -1,5 +1,5 @@
-// AgentClient against the real podvisor-agent (--no-pid1, on a unix socket) and against a fake,
-// hostile guest on a socketpair.
+// AgentClient against the real podvisor-agent binary (--no-pid1, on a unix socket): the host's
+// client and the guest's agent speaking the real protocol.
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,13 +23,16 @@
 #include "pod-sandbox/agent_frame.h"
 #include "pod-sandbox/agent_wire.h"
 #include "test/support/agent_process.h"
+#include "test/support/disconnect_probe.h"
 #include "test/support/temp_dir.h"
+
 
 namespace podvisor {
 namespace {
 
 namespace v1 = agent::v1;
 using testing::AgentProcess;
+using testing::DisconnectProbe;
 using testing::TempDir;
 
 std::string Slurp(const std::string& path) {
@@ -39,26 +42,6 @@ std::string Slurp(const std::string& path) {
   return s.str();
 }
 
-// Records the disconnect callback.
-struct DisconnectProbe {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<absl::Status> why;
-  std::chrono::steady_clock::time_point at;
-
-  std::function<void(const absl::Status&)> Callback() {
-    return [this](const absl::Status& s) {
-      std::lock_guard<std::mutex> lock(mu);
-      why = s;
-      at = std::chrono::steady_clock::now();
-      cv.notify_all();
-    };
-  }
-  bool Wait(std::chrono::seconds timeout) {
-    std::unique_lock<std::mutex> lock(mu);
-    return cv.wait_for(lock, timeout, [&] { return why.has_value(); });
-  }
-};
 
 class RealAgentTest : public ::testing::Test {
  protected:
@@ -238,6 +221,53 @@ TEST_F(RealAgentTest, PortForwardCarriesBytesBothWays) {
   EXPECT_EQ(fut.get(), "ping through the guest");
 }
 
+// PortForwardRequest.window: the guest reads its socket only while the host has acknowledged
+// enough of what it sent.
+TEST_F(RealAgentTest, PortForwardSendsNoMoreThanItsWindowUntilAcknowledged) {
+  auto client = Connect();
+  ASSERT_NE(client, nullptr);
+  EchoServer echo;
+  const uint32_t stream = client->AllocateStreamId();
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t received = 0;
+  bool eof = false;
+  client->SetStreamCallback(stream, [&](absl::string_view data, bool end) {
+    std::lock_guard<std::mutex> lock(mu);
+    received += data.size();
+    eof = eof || end;
+    cv.notify_all();
+  });
+  constexpr uint32_t kWindow = 64 * 1024;
+  ASSERT_TRUE(client->PortForward(echo.port(), stream, absl::Seconds(30), kWindow).ok());
+  const std::string payload(1 << 20, 'p');
+  ASSERT_TRUE(client->WriteStream(stream, payload, true).ok());
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return received >= kWindow; }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EXPECT_EQ(received, kWindow) << "the guest sent beyond its window";
+  }
+  // Acknowledging as we go brings the rest.
+  for (int i = 0; i < 600; ++i) {
+    size_t now;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      now = received;
+      if (eof) break;
+    }
+    ASSERT_TRUE(client->AckStream(stream, now).ok());
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return received > now || eof; });
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(received, payload.size());
+}
+
 TEST_F(RealAgentTest, SlowStreamCallbackDoesNotKillTheChannel) {
   auto client = Connect();
   ASSERT_NE(client, nullptr);
@@ -346,299 +376,6 @@ TEST(AgentConnectTest, GivesUpAtTheTimeout) {
 }
 
 // ---- a fake guest on a socketpair ---------------------------------------------------------
-
-class FakeGuest {
- public:
-  FakeGuest() {
-    int fds[2];
-    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-    host_fd_ = fds[0];
-    guest_fd_ = fds[1];
-  }
-  ~FakeGuest() { close(guest_fd_); }
-
-  int TakeHostFd() { return std::exchange(host_fd_, -1); }
-
-  // Reads one frame from the host (blocking).
-  std::optional<v1::Frame> Read() {
-    while (true) {
-      if (auto p = decoder_.Next()) {
-        v1::Frame f;
-        if (!f.ParseFromString(*p)) return std::nullopt;
-        return f;
-      }
-      char buf[65536];
-      ssize_t n = read(guest_fd_, buf, sizeof(buf));
-      if (n <= 0) return std::nullopt;
-      if (!decoder_.Feed(absl::string_view(buf, n)).ok()) return std::nullopt;
-    }
-  }
-  // Reads frames until a request of `kind`, skipping heartbeat pings.
-  std::optional<v1::Frame> ReadRequest(v1::Request::CallCase kind) {
-    while (auto f = Read()) {
-      if (f->has_request() && f->request().call_case() == kind) return f;
-    }
-    return std::nullopt;
-  }
-  void WriteRaw(const std::string& bytes) {
-    ASSERT_EQ(write(guest_fd_, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-  }
-  void Write(const v1::Frame& f) { WriteRaw(EncodeAgentFrame(f.SerializeAsString())); }
-  void AnswerHello() {
-    auto hello = ReadRequest(v1::Request::kHello);
-    ASSERT_TRUE(hello.has_value());
-    v1::Frame r;
-    r.set_id(hello->id());
-    r.mutable_response()->mutable_hello()->set_version(v1::PROTOCOL_VERSION_1);
-    r.mutable_response()->mutable_hello()->set_agent_version("fake");
-    Write(r);
-  }
-
- private:
-  int host_fd_ = -1;
-  int guest_fd_ = -1;
-  AgentFrameDecoder decoder_;
-};
-
-class FakeGuestTest : public ::testing::Test {
- protected:
-  std::unique_ptr<AgentClient> Adopt(absl::Duration dead_after = absl::Seconds(2)) {
-    AgentClient::Options options;
-    options.dead_after = dead_after;
-    options.handshake_timeout = absl::Seconds(30);
-    options.on_disconnect = probe_.Callback();
-    options.on_event = [this](const AgentEvent& e) {
-      std::lock_guard<std::mutex> lock(mu_);
-      events_.push_back(e);
-      cv_.notify_all();
-    };
-    std::thread guest([this] { guest_.AnswerHello(); });
-    auto client = AgentClient::Adopt(guest_.TakeHostFd(), options);
-    guest.join();
-    EXPECT_TRUE(client.ok()) << client.status();
-    return client.ok() ? std::move(*client) : nullptr;
-  }
-
-  FakeGuest guest_;
-  DisconnectProbe probe_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<AgentEvent> events_;
-};
-
-TEST_F(FakeGuestTest, GarbageFrameClosesTheChannel) {
-  auto client = Adopt();
-  ASSERT_NE(client, nullptr);
-  guest_.WriteRaw(EncodeAgentFrame("\xde\xad\xbe\xef garbage"));
-  ASSERT_TRUE(probe_.Wait(std::chrono::seconds(30)));
-  EXPECT_EQ(probe_.why->code(), absl::StatusCode::kInvalidArgument) << *probe_.why;
-  EXPECT_FALSE(client->connected());
-}
-
-TEST_F(FakeGuestTest, OversizedFrameClosesTheChannelWithoutReadingIt) {
-  auto client = Adopt();
-  ASSERT_NE(client, nullptr);
-  guest_.WriteRaw(std::string("\x7f\xff\xff\xff", 4));
-  ASSERT_TRUE(probe_.Wait(std::chrono::seconds(30)));
-  EXPECT_NE(probe_.why->message().find("exceeds the limit"), std::string::npos) << *probe_.why;
-}
-
-TEST_F(FakeGuestTest, ResponseOfTheWrongTypeFailsTheCallAndTheChannel) {
-  auto client = Adopt();
-  ASSERT_NE(client, nullptr);
-  std::thread guest([&] {
-    auto req = guest_.ReadRequest(v1::Request::kStats);
-    ASSERT_TRUE(req.has_value());
-    v1::Frame r;
-    r.set_id(req->id());
-    r.mutable_response()->mutable_empty();  // Stats must answer with stats
-    guest_.Write(r);
-  });
-  auto stats = client->Stats({}, absl::Seconds(30));
-  guest.join();
-  EXPECT_FALSE(stats.ok());
-  ASSERT_TRUE(probe_.Wait(std::chrono::seconds(30)));
-  EXPECT_FALSE(client->connected());
-}
-
-TEST_F(FakeGuestTest, UnansweredCallHitsItsDeadlineAndTheChannelLives) {
-  auto client = Adopt(absl::Hours(1));
-  ASSERT_NE(client, nullptr);
-  std::thread guest([&] { guest_.ReadRequest(v1::Request::kWaitProcess); });
-  auto r = client->WaitProcess("c1", "", absl::Milliseconds(300));
-  guest.join();
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
-  EXPECT_TRUE(client->connected());
-}
-
-TEST_F(FakeGuestTest, AsyncWaitsCompleteInAnyOrder) {
-  auto client = Adopt(absl::Hours(1));
-  ASSERT_NE(client, nullptr);
-  std::mutex mu;
-  std::condition_variable cv;
-  std::map<std::string, absl::StatusOr<ExitInfo>> results;
-  for (const char* id : {"a", "b"}) {
-    client->WaitProcessAsync(id, "", absl::Seconds(30), [&, id = std::string(id)](auto r) {
-      std::lock_guard<std::mutex> lock(mu);
-      results.emplace(id, std::move(r));
-      cv.notify_all();
-    });
-  }
-  auto first = guest_.ReadRequest(v1::Request::kWaitProcess);
-  auto second = guest_.ReadRequest(v1::Request::kWaitProcess);
-  ASSERT_TRUE(first && second);
-  // Answer the second call first.
-  for (const auto& req : {*second, *first}) {
-    v1::Frame r;
-    r.set_id(req.id());
-    r.mutable_response()->mutable_exit_status()->set_exit_code(
-        req.request().wait_process().container_id() == "a" ? 1 : 2);
-    guest_.Write(r);
-  }
-  std::unique_lock<std::mutex> lock(mu);
-  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return results.size() == 2; }));
-  ASSERT_TRUE(results.at("a").ok());
-  EXPECT_EQ(results.at("a")->exit_code, 1);
-  EXPECT_EQ(results.at("b")->exit_code, 2);
-}
-
-TEST_F(FakeGuestTest, LateAnswerToAnExpiredCallIsIgnored) {
-  auto client = Adopt(absl::Hours(1));
-  ASSERT_NE(client, nullptr);
-  std::optional<v1::Frame> req;
-  std::thread guest([&] { req = guest_.ReadRequest(v1::Request::kWaitProcess); });
-  auto r = client->WaitProcess("c1", "", absl::Milliseconds(100));
-  guest.join();
-  ASSERT_TRUE(req.has_value());
-  v1::Frame late;
-  late.set_id(req->id());
-  late.mutable_response()->mutable_exit_status()->set_exit_code(3);
-  guest_.Write(late);
-  std::thread pinger([&] {
-    auto ping = guest_.ReadRequest(v1::Request::kPing);
-    while (ping && ping->request().ping().nonce() == 0) ping = guest_.ReadRequest(v1::Request::kPing);
-    if (!ping) return;
-    v1::Frame pong;
-    pong.set_id(ping->id());
-    pong.mutable_response()->mutable_ping()->set_nonce(ping->request().ping().nonce());
-    guest_.Write(pong);
-  });
-  EXPECT_TRUE(client->Ping(absl::Seconds(30)).ok());
-  pinger.join();
-  EXPECT_TRUE(client->connected());
-}
-
-TEST_F(FakeGuestTest, StreamsAndEventsReachTheirCallbacks) {
-  auto client = Adopt(absl::Hours(1));
-  ASSERT_NE(client, nullptr);
-  const uint32_t out = client->AllocateStreamId();
-  const uint32_t in = client->AllocateStreamId();
-  EXPECT_NE(out, in);
-  std::promise<std::string> received;
-  std::string acc;
-  client->SetStreamCallback(out, [&](absl::string_view data, bool eof) {
-    acc.append(data.data(), data.size());
-    if (eof) received.set_value(acc);
-  });
-  v1::Frame d;
-  d.mutable_stream()->set_stream_id(out);
-  d.mutable_stream()->set_data("hello ");
-  guest_.Write(d);
-  d.mutable_stream()->set_data("world");
-  d.mutable_stream()->set_eof(true);
-  guest_.Write(d);
-  auto fut = received.get_future();
-  ASSERT_EQ(fut.wait_for(std::chrono::seconds(30)), std::future_status::ready);
-  EXPECT_EQ(fut.get(), "hello world");
-
-  const std::string big(3 << 20, 'z');  // split into 1 MiB frames
-  std::thread writer([&] { EXPECT_TRUE(client->WriteStream(in, big, true).ok()); });
-  std::string got;
-  bool eof = false;
-  while (!eof) {
-    auto f = guest_.Read();
-    ASSERT_TRUE(f.has_value());
-    if (!f->has_stream()) continue;
-    EXPECT_EQ(f->stream().stream_id(), in);
-    EXPECT_LE(f->stream().data().size(), kAgentMaxStreamChunk);
-    got += f->stream().data();
-    eof = f->stream().eof();
-  }
-  writer.join();
-  EXPECT_EQ(got.size(), big.size());
-
-  v1::Frame e;
-  auto* exited = e.mutable_event()->mutable_process_exited();
-  exited->set_container_id("c1");
-  exited->set_exec_id("e1");
-  exited->mutable_status()->set_exit_code(137);
-  exited->mutable_status()->set_signal(9);
-  exited->mutable_status()->set_oom_killed(true);
-  guest_.Write(e);
-  std::unique_lock<std::mutex> lock(mu_);
-  ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !events_.empty(); }));
-  EXPECT_EQ(events_[0].kind, AgentEvent::Kind::kProcessExited);
-  EXPECT_EQ(events_[0].container_id, "c1");
-  EXPECT_EQ(events_[0].exec_id, "e1");
-  EXPECT_EQ(events_[0].exit.exit_code, 137);
-  EXPECT_TRUE(events_[0].exit.oom_killed);
-}
-
-TEST_F(FakeGuestTest, VersionMismatchFailsTheHandshake) {
-  AgentClient::Options options;
-  options.handshake_timeout = absl::Seconds(30);
-  std::thread guest([&] {
-    auto hello = guest_.ReadRequest(v1::Request::kHello);
-    ASSERT_TRUE(hello.has_value());
-    v1::Frame r;
-    r.set_id(hello->id());
-    r.mutable_response()->mutable_status()->set_code(v1::FAILED_PRECONDITION);
-    r.mutable_response()->mutable_status()->set_message("agent speaks protocol version 2 only");
-    guest_.Write(r);
-  });
-  auto client = AgentClient::Adopt(guest_.TakeHostFd(), options);
-  guest.join();
-  ASSERT_FALSE(client.ok());
-  EXPECT_EQ(client.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(client.status().message().find("version 2"), std::string::npos) << client.status();
-}
-
-TEST_F(FakeGuestTest, HandshakeSkipsTheRestOfAPreviousSessionsFrames) {
-  // What a guest was writing when the previous daemon's connection went away reaches this one
-  // first: the tail of a frame cut in the middle, then whole frames of the old session.
-  v1::Frame old_data;
-  old_data.mutable_stream()->set_stream_id(7);
-  old_data.mutable_stream()->set_data(std::string(3000, 'x'));
-  const std::string cut = EncodeAgentFrame(old_data.SerializeAsString());
-  v1::Frame old_event;
-  old_event.mutable_event()->mutable_process_exited()->set_container_id("c9");
-  guest_.WriteRaw(cut.substr(1234) + EncodeAgentFrame(old_event.SerializeAsString()) +
-                  EncodeAgentFrame(old_data.SerializeAsString()));
-  AgentClient::Options options;
-  options.handshake_timeout = absl::Seconds(30);
-  std::thread guest([this] { guest_.AnswerHello(); });
-  auto client = AgentClient::Adopt(guest_.TakeHostFd(), options);
-  guest.join();
-  ASSERT_TRUE(client.ok()) << client.status();
-  std::thread pong([this] {
-    auto ping = guest_.ReadRequest(v1::Request::kPing);
-    ASSERT_TRUE(ping.has_value());
-    v1::Frame r;
-    r.set_id(ping->id());
-    r.mutable_response()->mutable_ping()->set_nonce(ping->request().ping().nonce());
-    guest_.Write(r);
-  });
-  EXPECT_TRUE((*client)->Ping(absl::Seconds(30)).ok());
-  pong.join();
-  EXPECT_TRUE((*client)->connected());
-}
-
-TEST_F(FakeGuestTest, SilentGuestFailsTheHandshakeAtItsTimeout) {
-  AgentClient::Options options;
-  options.handshake_timeout = absl::Milliseconds(500);
-  auto client = AgentClient::Adopt(guest_.TakeHostFd(), options);
-  EXPECT_EQ(client.status().code(), absl::StatusCode::kDeadlineExceeded) << client.status();
-}
 
 }  // namespace
 }  // namespace podvisor

@@ -1,0 +1,146 @@
+// Root filesystems (overlay over the layer disks, or the initramfs) and disk-backed mounts.
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <linux/magic.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "agent/async_writer.h"
+#include "agent/container_util.h"
+#include "agent/containers.h"
+#include "agent/containers_impl.h"
+#include "agent/disks.h"
+#include "agent/log.h"
+#include "agent/oci_spec.h"
+#include "agent/output_buffer.h"
+#include "agent/reaper.h"
+#include "agent/server.h"
+
+namespace podvisor::agent {
+
+Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c) {
+  switch (root.source_case()) {
+    case v1::Rootfs::kPath: {
+      struct stat st;
+      if (root.path().empty() || root.path()[0] != '/' || stat(root.path().c_str(), &st) != 0 ||
+          !S_ISDIR(st.st_mode)) {
+        return Error(Code::kInvalidArgument, "rootfs path " + root.path() + " is not a directory");
+      }
+      c->rootfs = root.path();
+      return Error::Ok();
+    }
+    case v1::Rootfs::kBlockDevice: {
+      if (!options.pid1) {
+        // On a host, a serial could name one of the host's own disks.
+        return Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode");
+      }
+      const v1::BlockDeviceSource& b = root.block_device();
+      std::string device;
+      if (Error e = FindBlockDevice("/sys", b.serial(), 5000, &device); !e.ok()) return e;
+      std::vector<std::string> opts(b.options().begin(), b.options().end());
+      c->rootfs = c->bundle + "/rootfs";
+      mkdir(c->rootfs.c_str(), 0755);
+      if (!b.overlay()) {
+        if (Error e = MountWithOptions(device, c->rootfs, b.fs_type(), opts, root.readonly());
+            !e.ok()) {
+          return e;
+        }
+        c->own_mounts.push_back(c->rootfs);
+        return Error::Ok();
+      }
+      const std::string lower = c->bundle + "/lower", upper = c->bundle + "/upper",
+                        work = c->bundle + "/work";
+      for (const std::string& d : {lower, upper, work}) mkdir(d.c_str(), 0755);
+      if (Error e = MountWithOptions(device, lower, b.fs_type(), opts, true); !e.ok()) return e;
+      c->own_mounts.push_back(lower);
+      if (Error e = MountWithOptions("overlay", c->rootfs, "overlay",
+                                     {"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work},
+                                     false);
+          !e.ok()) {
+        return e;
+      }
+      c->own_mounts.push_back(c->rootfs);
+      return Error::Ok();
+    }
+    case v1::Rootfs::kMount: {
+      const v1::Mount& m = root.mount();
+      c->rootfs = c->bundle + "/rootfs";
+      mkdir(c->rootfs.c_str(), 0755);
+      std::vector<std::string> opts(m.options().begin(), m.options().end());
+      // An overlay of layers the host mounted (one disk per image layer) without an upper of
+      // its own gets a writable upper in guest RAM, as the block-device overlay does.
+      if (m.type() == "overlay" && std::none_of(opts.begin(), opts.end(), [](const std::string& o) {
+            return o.rfind("upperdir=", 0) == 0;
+          })) {
+        const std::string upper = c->bundle + "/upper", work = c->bundle + "/work";
+        for (const std::string& d : {upper, work}) mkdir(d.c_str(), 0755);
+        opts.push_back("upperdir=" + upper);
+        opts.push_back("workdir=" + work);
+      }
+      if (Error e = MountWithOptions(m.source(), c->rootfs, m.type(), opts, false); !e.ok()) {
+        return e;
+      }
+      c->own_mounts.push_back(c->rootfs);
+      return Error::Ok();
+    }
+    case v1::Rootfs::SOURCE_NOT_SET:
+      break;
+  }
+  return Error(Code::kInvalidArgument, "container has no root filesystem");
+}
+
+// Mounts whose source is "blockdev:<serial>" name a disk the host attached: the agent mounts it
+// under the bundle and hands crun a bind mount of that directory.
+Error ContainerManager::Impl::PrepareDiskMounts(v1::ContainerSpec* spec, Container* c) {
+  constexpr char kPrefix[] = "blockdev:";
+  for (int i = 0; i < spec->mounts_size(); ++i) {
+    v1::Mount* m = spec->mutable_mounts(i);
+    if (m->source().rfind(kPrefix, 0) != 0) continue;
+    if (!options.pid1) return Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode");
+    std::string device;
+    const std::string serial = m->source().substr(sizeof(kPrefix) - 1);
+    if (Error e = FindBlockDevice("/sys", serial, 5000, &device); !e.ok()) {
+      return e.With("mount " + m->destination());
+    }
+    const std::string dir = c->bundle + "/mounts/" + std::to_string(i);
+    if (Error e = MakeDirs(dir); !e.ok()) return e;
+    std::vector<std::string> opts;
+    bool readonly = false;
+    for (const std::string& o : m->options()) {
+      if (o == "ro") readonly = true;
+      if (o != "rbind" && o != "bind" && o != "rprivate" && o != "private") opts.push_back(o);
+    }
+    if (Error e = MountWithOptions(device, dir, m->type(), opts, readonly); !e.ok()) {
+      return e.With("mount " + m->destination());
+    }
+    c->own_mounts.push_back(dir);
+    m->set_source(dir);
+    m->set_type("bind");
+    m->clear_options();
+    m->add_options("rbind");
+    if (readonly) m->add_options("ro");
+  }
+  return Error::Ok();
+}
+
+}  // namespace podvisor::agent

@@ -1,0 +1,119 @@
+#pragma once
+
+// The guest's container manager inside: its state and the operations its files share
+// (containers.cc: lifecycle; container_rootfs.cc: root filesystems and disk mounts;
+// container_io.cc: process spawning, stdio and exits; container_stats.cc: cgroup figures).
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "agent/async_writer.h"
+#include "agent/containers.h"
+#include "agent/output_buffer.h"
+
+namespace podvisor::agent {
+
+// One process: a container's init or an exec session.
+struct Proc {
+  std::string container_id;
+  std::string exec_id;
+  v1::Process spec;
+  pid_t pid = 0;
+  bool exited = false;
+  v1::ExitStatus status;
+  int stdin_fd = -1;  // our end of its stdin until ConnectStdin hands it to stdin_writer
+  std::shared_ptr<AsyncWriter> stdin_writer;
+  int pty_master = -1;  // terminal only (also stdin_fd's target)
+  int open_pumps = 0;   // output pumps still running
+  // Output on its way to the host: [0] stdout (or the terminal), [1] stderr; null: not connected.
+  std::shared_ptr<OutputBuffer> out[2];
+  std::mutex mu;
+  std::condition_variable cv;
+};
+
+struct Container {
+  std::string id;
+  std::string bundle;
+  std::string rootfs;
+  bool mounted_rootfs = false;
+  std::vector<std::string> own_mounts;  // ours to unmount, deepest last
+  bool started = false;
+  bool privileged = false;
+  std::shared_ptr<Proc> init;
+  std::map<std::string, std::shared_ptr<Proc>> execs;
+};
+
+struct ContainerManager::Impl {
+  AgentOptions options;
+  AgentServer* server;
+  std::mutex mu;
+  std::map<std::string, std::shared_ptr<Container>> containers;
+  // Names exec terminals' console sockets: <bundle>/exec-<exec id>.sock can exceed sun_path
+  // (108 bytes) with a 64-character container id.
+  std::atomic<uint64_t> next_console = 1;
+  // Output stream id -> its buffer, for the host's acknowledgements. Guarded by mu.
+  std::map<uint32_t, std::weak_ptr<OutputBuffer>> ack_routes;
+
+  std::string CrunRoot() const { return options.state_dir + "/crun"; }
+  std::string CgroupDir(const std::string& id) const { return "/sys/fs/cgroup/podvisor/" + id; }
+
+  std::vector<std::string> Crun(std::initializer_list<std::string> args,
+                                const std::string& log) const {
+    std::vector<std::string> argv = {options.crun, "--root", CrunRoot()};
+    if (!log.empty()) {
+      argv.push_back("--log");
+      argv.push_back("file:" + log);
+    }
+    argv.insert(argv.end(), args);
+    return argv;
+  }
+
+  std::shared_ptr<Container> Find(const std::string& id) {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = containers.find(id);
+    return it == containers.end() ? nullptr : it->second;
+  }
+
+  std::shared_ptr<Proc> FindProc(const std::string& id, const std::string& exec_id, Error* err) {
+    std::shared_ptr<Container> c = Find(id);
+    if (!c) {
+      *err = Error(Code::kNotFound, "container " + id + " not found");
+      return nullptr;
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    if (exec_id.empty()) return c->init;
+    auto it = c->execs.find(exec_id);
+    if (it == c->execs.end()) {
+      *err = Error(Code::kNotFound, "exec " + exec_id + " not found in " + id);
+      return nullptr;
+    }
+    return it->second;
+  }
+
+  Error PrepareRootfs(const v1::Rootfs& root, Container* c);
+  Error PrepareDiskMounts(v1::ContainerSpec* spec, Container* c);
+  Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
+                       const std::string& console_socket, const std::string& log);
+  void StartPump(const std::shared_ptr<Proc>& proc, int fd, uint32_t stream_id, int index);
+  void StartSender(const std::shared_ptr<OutputBuffer>& buffer);
+  void ConnectStdin(const std::shared_ptr<Proc>& proc);
+  void RouteStdin(uint32_t stream, const std::shared_ptr<AsyncWriter>& writer);
+  void CloseOutput(Proc* proc);
+  void WatchExit(const std::shared_ptr<Proc>& proc);
+  void OnExit(const std::shared_ptr<Proc>& proc, int wait_status);
+  Error ReadPid(const std::string& path, pid_t* pid);
+  void Cleanup(Container* c);
+};
+
+// The output buffers of a process (they are set while it is spawned).
+std::vector<std::shared_ptr<OutputBuffer>> OutputsOf(Proc* proc);
+
+}  // namespace podvisor::agent
