@@ -36,10 +36,17 @@ class LogLine {
   std::ostringstream stream_;
 };
 
+// Turns a finished LogLine expression into void, so that PV_LOG can be one conditional
+// expression (`&` binds looser than `<<`).
+struct LogLineVoidify {
+  void operator&(const LogLine&) const {}
+};
+
 }  // namespace podvisor
 
-// PV_LOG(kInfo) << "started " << n << " things";  The message is not built when disabled.
-#define PV_LOG(level)                                                   \
-  if (!::podvisor::LogEnabled(::podvisor::LogLevel::level)) {           \
-  } else                                                                \
-    ::podvisor::LogLine(::podvisor::LogLevel::level)
+// PV_LOG(kInfo) << "started " << n << " things";  The message is not built when disabled. An
+// expression, not an if/else: `if (x) PV_LOG(kDebug) << ...; else ...` means what it says.
+#define PV_LOG(level)                                       \
+  !::podvisor::LogEnabled(::podvisor::LogLevel::level)      \
+      ? (void)0                                             \
+      : ::podvisor::LogLineVoidify() & ::podvisor::LogLine(::podvisor::LogLevel::level)
