@@ -310,6 +310,7 @@ absl::Status ParseHandlers(const YAML::Node& n, HandlersConfig& c) {
     return KeyError("handlers.monitor", "must be absolute");
   }
   return OneOf("handlers.host_pods", c.host_pods, {"host", "refuse"});
+}
 
 absl::Status ParseMetrics(const YAML::Node& n, MetricsConfig& c) {
   if (absl::Status s = CheckKeys(n, "metrics", {"address"}); !s.ok()) return s;
