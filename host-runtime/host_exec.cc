@@ -19,6 +19,7 @@
 #include "common/random.h"
 #include "common/status_util.h"
 #include "host-runtime/host_runtime.h"
+#include "pod-sandbox/container_spec.h"
 #include "host-runtime/monitor_client.h"
 #include "network/process.h"
 #include "pod-sandbox/agent_wire.h"

@@ -12,6 +12,7 @@
 #include "agent/oci_spec.h"
 #include "common/fs.h"
 #include "host-runtime/host_runtime.h"
+#include "pod-sandbox/container_spec.h"
 #include "pod-sandbox/agent_wire.h"
 #include "pod-sandbox/seccomp.h"
 

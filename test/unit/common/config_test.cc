@@ -177,6 +177,8 @@ TEST(ConfigTest, HandlersSection) {
   EXPECT_THAT(bad.status().message(), HasSubstr("handlers.host_pods"));
   EXPECT_FALSE(ParseConfig("handlers: {crun: crun}\n").ok());
   EXPECT_FALSE(ParseConfig("handlers: {colour: red}\n").ok());
+}
+
 TEST(ConfigTest, MetricsAddressDefaultsToLoopbackAndEmptyDisables) {
   absl::StatusOr<Config> c = ParseConfig("");
   ASSERT_TRUE(c.ok());

@@ -186,6 +186,8 @@ TEST_F(SandboxControllerTest, VmLargerThanTheNodeOrABadCgroupParentIsRefused) {
   c.cgroup_parent = "";
   c.memory_limit_bytes = 1ll << 30;
   EXPECT_TRUE(controller_->Run(c).ok());
+}
+
 // A template of 1 vCPU and 512 MiB; records what it was asked for.
 class SandboxCloneTest : public SandboxControllerTest {
  protected:
