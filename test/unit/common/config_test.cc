@@ -257,6 +257,8 @@ TEST(ConfigTest, EffectiveJsonParsesBackToTheSameConfig) {
   ASSERT_TRUE(again.ok()) << again.status() << "\n" << printed;
   EXPECT_EQ(ConfigToJson(*again), ConfigToJson(*c));
   EXPECT_EQ(again->metrics.address, "127.0.0.1:0");
+}
+
 TEST(ConfigTest, StreamingLimits) {
   absl::StatusOr<Config> d = ParseConfig("");
   ASSERT_TRUE(d.ok()) << d.status();
