@@ -1,6 +1,6 @@
 #include "pod-sandbox/sandbox_controller.h"
 
-
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
@@ -15,6 +15,9 @@
 
 namespace podvisor {
 namespace {
+
+// The longest a sandbox call waits for the hypervisor to finish initialising.
+constexpr absl::Duration kInitWait = absl::Minutes(2);
 
 constexpr absl::Duration kGuestCallTimeout = absl::Seconds(10);
 constexpr absl::Duration kAgentShutdownTimeout = absl::Seconds(2);
@@ -555,7 +558,11 @@ absl::Status SandboxController::ReadyStatus() const {
 absl::Status SandboxController::AwaitReady() {
   absl::MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ready_set_; };
-  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), options_.boot_timeout)) {
+  // Initialisation (libvirt's first QEMU capability probe, the warm-up VM, a KVM probe) is not a
+  // guest boot: it takes ~9 s on a fresh root under TCG however short the boot timeout is, and a
+  // RunPodSandbox that arrives meanwhile is better served late than refused.
+  const absl::Duration wait = std::max(options_.boot_timeout, kInitWait);
+  if (!mu_.AwaitWithTimeout(absl::Condition(&ready), wait)) {
     return absl::UnavailableError("podvisord is still initialising the hypervisor; retry");
   }
   if (!ready_.ok()) return WithContext(ready_, "runtime not ready");

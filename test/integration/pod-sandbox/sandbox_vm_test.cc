@@ -191,9 +191,11 @@ class SandboxVmTest : public ::testing::Test {
     return c;
   }
 
-  grpc::Status Run(const v1::PodSandboxConfig& config, std::string* id) {
+  grpc::Status Run(const v1::PodSandboxConfig& config, std::string* id,
+                   const std::string& handler = "") {
     v1::RunPodSandboxRequest req;
     *req.mutable_config() = config;
+    req.set_runtime_handler(handler);
     v1::RunPodSandboxResponse resp;
     grpc::Status s = cri_->runtime().RunPodSandbox(CriClient::Context(300).get(), req, &resp);
     *id = resp.pod_sandbox_id();
@@ -389,7 +391,7 @@ TEST_F(SandboxVmTest, PodIpAnswersFromInsideTheVm) {
   ASSERT_TRUE(Remove(id).ok());
 }
 
-TEST_F(SandboxVmTest, DuplicateNameAndHostNetworkAreRefused) {
+TEST_F(SandboxVmTest, DuplicateNameAndHostNetworkOnTheVmHandlerAreRefused) {
   StartDaemon();
   std::string id;
   ASSERT_TRUE(Run(PodConfig("dup"), &id).ok());
@@ -401,7 +403,9 @@ TEST_F(SandboxVmTest, DuplicateNameAndHostNetworkAreRefused) {
   v1::PodSandboxConfig host = PodConfig("hostnet");
   host.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_network(
       v1::NODE);
-  grpc::Status hs = Run(host, &second);
+  // The default handler would run this pod on the host (docs/runtime-handlers.md); the vm
+  // handler cannot give a VM the node's network and says so.
+  grpc::Status hs = Run(host, &second, "vm");
   EXPECT_EQ(hs.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(hs.error_message(), HasSubstr("network"));
   EXPECT_EQ(List().size(), 1u);
