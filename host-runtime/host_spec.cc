@@ -91,47 +91,7 @@ absl::StatusOr<GuestMount> HostMount(const ContainerMount& m, std::string* rootf
 }  // namespace
 
 std::vector<std::string> BoundingCapabilities() {
-  static const char* const kNames[] = {"CAP_CHOWN",
-                                       "CAP_DAC_OVERRIDE",
-                                       "CAP_DAC_READ_SEARCH",
-                                       "CAP_FOWNER",
-                                       "CAP_FSETID",
-                                       "CAP_KILL",
-                                       "CAP_SETGID",
-                                       "CAP_SETUID",
-                                       "CAP_SETPCAP",
-                                       "CAP_LINUX_IMMUTABLE",
-                                       "CAP_NET_BIND_SERVICE",
-                                       "CAP_NET_BROADCAST",
-                                       "CAP_NET_ADMIN",
-                                       "CAP_NET_RAW",
-                                       "CAP_IPC_LOCK",
-                                       "CAP_IPC_OWNER",
-                                       "CAP_SYS_MODULE",
-                                       "CAP_SYS_RAWIO",
-                                       "CAP_SYS_CHROOT",
-                                       "CAP_SYS_PTRACE",
-                                       "CAP_SYS_PACCT",
-                                       "CAP_SYS_ADMIN",
-                                       "CAP_SYS_BOOT",
-                                       "CAP_SYS_NICE",
-                                       "CAP_SYS_RESOURCE",
-                                       "CAP_SYS_TIME",
-                                       "CAP_SYS_TTY_CONFIG",
-                                       "CAP_MKNOD",
-                                       "CAP_LEASE",
-                                       "CAP_AUDIT_WRITE",
-                                       "CAP_AUDIT_CONTROL",
-                                       "CAP_SETFCAP",
-                                       "CAP_MAC_OVERRIDE",
-                                       "CAP_MAC_ADMIN",
-                                       "CAP_SYSLOG",
-                                       "CAP_WAKE_ALARM",
-                                       "CAP_BLOCK_SUSPEND",
-                                       "CAP_AUDIT_READ",
-                                       "CAP_PERFMON",
-                                       "CAP_BPF",
-                                       "CAP_CHECKPOINT_RESTORE"};
+  const std::vector<std::string>& names = AllCapabilities();
   uint64_t bounding = ~uint64_t{0};
   absl::StatusOr<std::string> status = ReadFile("/proc/self/status");
   if (status.ok()) {
@@ -141,8 +101,8 @@ std::vector<std::string> BoundingCapabilities() {
     }
   }
   std::vector<std::string> out;
-  for (size_t i = 0; i < std::size(kNames); ++i) {
-    if (bounding & (uint64_t{1} << i)) out.push_back(kNames[i]);
+  for (size_t i = 0; i < names.size() && i < 64; ++i) {
+    if (bounding & (uint64_t{1} << i)) out.push_back(names[i]);
   }
   return out;
 }

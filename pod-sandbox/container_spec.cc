@@ -82,6 +82,11 @@ std::string CapName(const std::string& cap) {
 
 }  // namespace
 
+const std::vector<std::string>& AllCapabilities() {
+  static const std::vector<std::string> all(std::begin(kAllCaps), std::end(kAllCaps));
+  return all;
+}
+
 bool IsGuestPodFile(const std::string& container_path) {
   return std::any_of(std::begin(kGuestPodFiles), std::end(kGuestPodFiles),
                      [&](const char* f) { return container_path == f; });

@@ -33,6 +33,9 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
 ProcessSpec ExecProcess(const ContainerMetadata& meta);
 // The capability set: the default set, plus adds, minus drops ("ALL" understood both ways).
 std::vector<std::string> BuildCapabilities(const ContainerConfig& config);
+// Every capability the kernel knows, in the order of their numbers: bit i of a capability set
+// (e.g. /proc/self/status CapBnd) is entry i.
+const std::vector<std::string>& AllCapabilities();
 // The guest's form of a container's limits.
 ContainerResources ToGuestResources(const ContainerLimits& limits);
 // An image's StopSignal ("SIGQUIT", "QUIT", "3"); SIGTERM when absent or unknown.

@@ -20,11 +20,13 @@ class DaemonProcess {
     // each start: these machines cannot use KVM, and the probe costs seconds).
     std::string config_path;
     std::vector<std::string> extra_args;
+    std::string log_path;  // where stderr goes; empty: <state_dir>/../podvisord.log
+    std::string log_level = "debug";  // passed as --log-level; empty: the config decides
     // Passed as --metrics-address (which overrides the config); empty: the config decides.
     // Port 0 by default, so that daemons of parallel tests never compete for the default port.
+    // The fields added after log_path stay after it, so that positional initialisers keep
+    // their meaning.
     std::string metrics_address = "127.0.0.1:0";
-    std::string log_level = "debug";  // passed as --log-level; empty: the config decides
-    std::string log_path;  // where stderr goes; empty: <state_dir>/../podvisord.log
   };
 
   explicit DaemonProcess(Options options);
