@@ -94,9 +94,10 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view data, un
   return FsyncDir(dir.empty() ? "." : dir);
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(absl::StrCat("open ", path), errno);
+namespace {
+
+// Reads `fd` to its end and closes it; more than `max_bytes` (< 0: no limit) is OUT_OF_RANGE.
+absl::StatusOr<std::string> ReadAndClose(int fd, const std::string& path, int64_t max_bytes) {
   std::string out;
   char buf[65536];
   for (;;) {
@@ -108,10 +109,23 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
       return ErrnoStatus(absl::StrCat("read ", path), err);
     }
     if (n == 0) break;
+    if (max_bytes >= 0 && static_cast<int64_t>(out.size()) + n > max_bytes) {
+      ::close(fd);
+      return absl::OutOfRangeError(
+          absl::StrCat(path, " is larger than the limit of ", max_bytes, " bytes"));
+    }
     out.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(absl::StrCat("open ", path), errno);
+  return ReadAndClose(fd, path, -1);
 }
 
 absl::Status EnsureDirs(const std::string& path, unsigned mode) {
@@ -148,26 +162,7 @@ absl::StatusOr<std::string> ReadFileLimited(const std::string& path, int64_t max
     ::close(fd);
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a regular file"));
   }
-  std::string out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus(absl::StrCat("read ", path), err);
-    }
-    if (n == 0) break;
-    if (static_cast<int64_t>(out.size()) + n > max_bytes) {
-      ::close(fd);
-      return absl::OutOfRangeError(
-          absl::StrCat(path, " is larger than the limit of ", max_bytes, " bytes"));
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return out;
+  return ReadAndClose(fd, path, max_bytes);
 }
 
 bool HasDotDot(absl::string_view path) {
