@@ -1,6 +1,5 @@
 // AgentClient over a stream socket: one reader thread per channel decodes frames, completes
 // calls, delivers stream bytes and events, sends heartbeats and expires deadlines.
-
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -21,16 +20,13 @@
 #include "common/log.h"
 #include "common/status_util.h"
 #include "pod-sandbox/agent_client.h"
+#include "pod-sandbox/agent_client_impl.h"
 #include "pod-sandbox/agent_frame.h"
 #include "pod-sandbox/agent_wire.h"
 
 namespace podvisor {
+namespace agent_client_internal {
 namespace {
-
-namespace v1 = agent::v1;
-
-using CallResult = absl::StatusOr<v1::Response>;
-using CallCallback = std::function<void(CallResult)>;
 
 v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
   switch (call) {
@@ -54,744 +50,420 @@ v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
   }
 }
 
-class AgentClientImpl final : public AgentClient {
- public:
-  AgentClientImpl(int fd, Options options) : fd_(fd), options_(std::move(options)) {
-    wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    // Ids start at a random point: a response to a call made before a reconnect can then not
-    // be mistaken for one of ours.
-    std::random_device rd;
-    next_id_ = ((uint64_t{rd()} << 32) | rd()) & 0x3fffffffffffffffull;
-    if (next_id_ == 0) next_id_ = 1;
-    // Stream ids too: bytes a guest still sends on a previous daemon's streams must not land
-    // on ours.
-    next_stream_ = (rd() & 0x3fffffffu) | 1u;
-  }
+}  // namespace
 
-  ~AgentClientImpl() override {
-    Close();
-    if (reader_.joinable()) {
-      if (reader_.get_id() == std::this_thread::get_id()) {
-        reader_.detach();  // destroyed from a callback: the thread exits on its own
-      } else {
-        reader_.join();
-      }
+AgentClientImpl::AgentClientImpl(int fd, Options options) : fd_(fd), options_(std::move(options)) {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  // Ids start at a random point: a response to a call made before a reconnect can then not
+  // be mistaken for one of ours.
+  std::random_device rd;
+  next_id_ = ((uint64_t{rd()} << 32) | rd()) & 0x3fffffffffffffffull;
+  if (next_id_ == 0) next_id_ = 1;
+  // Stream ids too: bytes a guest still sends on a previous daemon's streams must not land
+  // on ours.
+  next_stream_ = (rd() & 0x3fffffffu) | 1u;
+}
+
+AgentClientImpl::~AgentClientImpl() {
+  Close();
+  if (reader_.joinable()) {
+    if (reader_.get_id() == std::this_thread::get_id()) {
+      reader_.detach();  // destroyed from a callback: the thread exits on its own
+    } else {
+      reader_.join();
     }
-    if (fd_ >= 0) close(fd_);
-    if (wake_fd_ >= 0) close(wake_fd_);
   }
+  if (fd_ >= 0) close(fd_);
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
 
-  absl::Status Start() {
-    if (wake_fd_ < 0) return absl::InternalError("eventfd failed");
-    int flags = fcntl(fd_, F_GETFL);
-    if (flags < 0 || fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) {
-      return absl::InternalError(absl::StrCat("set O_NONBLOCK: ", strerror(errno)));
-    }
-    reader_ = std::thread([this] { ReaderLoop(); });
-    return Handshake();
+absl::Status AgentClientImpl::Start() {
+  if (wake_fd_ < 0) return absl::InternalError("eventfd failed");
+  int flags = fcntl(fd_, F_GETFL);
+  if (flags < 0 || fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return absl::InternalError(absl::StrCat("set O_NONBLOCK: ", strerror(errno)));
   }
+  reader_ = std::thread([this] { ReaderLoop(); });
+  return Handshake();
+}
 
-  const AgentInfo& info() const override { return info_; }
-  bool connected() const override { return !dead_.load(); }
-
-  void Close() override { Fail(absl::CancelledError("agent channel closed by the host")); }
-
-  absl::StatusOr<absl::Duration> Ping(absl::Duration timeout) override {
-    v1::Request req;
-    const uint64_t nonce = next_id_.load() ^ 0x5a5a5a5a;
-    req.mutable_ping()->set_nonce(nonce);
-    const absl::Time start = absl::Now();
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return r.status();
-    if (r->ping().nonce() != nonce) {
-      Fail(absl::InvalidArgumentError("invalid frame from the guest: ping nonce mismatch"));
-      return absl::UnavailableError("agent answered a ping with the wrong nonce");
-    }
-    return absl::Now() - start;
-  }
-
-  absl::Status SetupSandbox(const SandboxSetup& s, absl::Duration timeout) override {
-    v1::Request req;
-    v1::SetupSandboxRequest* p = req.mutable_setup_sandbox();
-    p->set_hostname(s.hostname);
-    if (s.dns) {
-      v1::DnsConfig* d = p->mutable_dns();
-      for (const auto& x : s.dns->servers) d->add_servers(x);
-      for (const auto& x : s.dns->searches) d->add_searches(x);
-      for (const auto& x : s.dns->options) d->add_options(x);
-    }
-    for (const HostEntry& h : s.hosts) {
-      v1::HostEntry* e = p->add_hosts();
-      e->set_ip(h.ip);
-      for (const auto& n : h.names) e->add_names(n);
-    }
-    p->set_wall_time_ns(static_cast<uint64_t>(s.wall_time_ns));
-    p->set_entropy(s.entropy);
-    for (const auto& [k, v] : s.sysctls) (*p->mutable_sysctls())[k] = v;
-    p->set_shared_fs_tag(s.shared_fs_tag);
-    p->set_shared_fs_type(s.shared_fs_type);
-    p->set_machine_id(s.machine_id);
-    return CallStatus(req, timeout, "setup sandbox");
-  }
-
-  absl::Status SetupNetwork(const NetworkSetup& s, absl::Duration timeout) override {
-    v1::Request req;
-    v1::SetupNetworkRequest* p = req.mutable_setup_network();
-    for (const GuestInterface& i : s.interfaces) {
-      v1::NetworkInterface* n = p->add_interfaces();
-      n->set_mac(i.mac);
-      n->set_set_mac(i.set_mac);
-      n->set_name(i.name);
-      n->set_mtu(i.mtu);
-      n->set_up(i.up);
-      for (const auto& a : i.addresses) n->add_addresses()->set_cidr(a);
-    }
-    for (const GuestRoute& r : s.routes) {
-      v1::Route* pr = p->add_routes();
-      pr->set_destination(r.destination);
-      pr->set_gateway(r.gateway);
-      pr->set_device(r.device);
-      pr->set_metric(r.metric);
-    }
-    p->set_loopback_up(s.loopback_up);
-    return CallStatus(req, timeout, "setup network");
-  }
-
-  absl::Status Shutdown(bool reboot, absl::Duration grace, absl::Duration timeout) override {
-    v1::Request req;
-    req.mutable_shutdown()->set_reboot(reboot);
-    req.mutable_shutdown()->set_grace_period_ms(
-        static_cast<uint32_t>(absl::ToInt64Milliseconds(grace)));
-    return CallStatus(req, timeout, "shutdown");
-  }
-
-  absl::Status CreateContainer(const std::string& id, const ContainerSpec& spec,
-                               absl::Duration timeout) override {
-    if (!IsValidAgentId(id)) return absl::InvalidArgumentError("invalid container id " + id);
-    v1::Request req;
-    req.mutable_create_container()->set_container_id(id);
-    ToWireContainerSpec(spec, req.mutable_create_container()->mutable_spec());
-    return CallStatus(req, timeout, "create container " + id);
-  }
-
-  absl::StatusOr<uint32_t> StartContainer(const std::string& id,
-                                          absl::Duration timeout) override {
-    v1::Request req;
-    req.mutable_start_container()->set_container_id(id);
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return WithContext(r.status(), "start container " + id);
-    return r->process_started().pid();
-  }
-
-  absl::Status SignalProcess(const std::string& id, const std::string& exec_id, int signal,
-                             bool all, absl::Duration timeout) override {
-    v1::Request req;
-    v1::SignalProcessRequest* p = req.mutable_signal_process();
-    p->set_container_id(id);
-    p->set_exec_id(exec_id);
-    p->set_signal(signal);
-    p->set_all(all);
-    return CallStatus(req, timeout, "signal " + id);
-  }
-
-  absl::StatusOr<ExitInfo> WaitProcess(const std::string& id, const std::string& exec_id,
-                                       absl::Duration timeout) override {
-    v1::Request req;
-    req.mutable_wait_process()->set_container_id(id);
-    req.mutable_wait_process()->set_exec_id(exec_id);
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return WithContext(r.status(), "wait " + id);
-    return ToExitInfo(r->exit_status());
-  }
-
-  void WaitProcessAsync(const std::string& id, const std::string& exec_id,
-                        absl::Duration timeout, ExitCallback done) override {
-    v1::Request req;
-    req.mutable_wait_process()->set_container_id(id);
-    req.mutable_wait_process()->set_exec_id(exec_id);
-    CallAsync(req, timeout, [done = std::move(done), id](CallResult r) {
-      if (!r.ok()) {
-        done(WithContext(r.status(), "wait " + id));
-      } else {
-        done(ToExitInfo(r->exit_status()));
-      }
-    });
-  }
-
-  absl::Status RemoveContainer(const std::string& id, bool force,
-                               absl::Duration timeout) override {
-    v1::Request req;
-    req.mutable_remove_container()->set_container_id(id);
-    req.mutable_remove_container()->set_force(force);
-    return CallStatus(req, timeout, "remove container " + id);
-  }
-
-  absl::StatusOr<uint32_t> ExecProcess(const std::string& id, const std::string& exec_id,
-                                       const ProcessSpec& process,
-                                       absl::Duration timeout) override {
-    v1::Request req;
-    v1::ExecProcessRequest* p = req.mutable_exec_process();
-    p->set_container_id(id);
-    p->set_exec_id(exec_id);
-    ToWireProcess(process, p->mutable_process());
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return WithContext(r.status(), "exec in " + id);
-    return r->process_started().pid();
-  }
-
-  absl::Status ResizeTty(const std::string& id, const std::string& exec_id, uint32_t rows,
-                         uint32_t cols, absl::Duration timeout) override {
-    v1::Request req;
-    v1::ResizeTtyRequest* p = req.mutable_resize_tty();
-    p->set_container_id(id);
-    p->set_exec_id(exec_id);
-    p->set_rows(rows);
-    p->set_cols(cols);
-    return CallStatus(req, timeout, "resize tty of " + id);
-  }
-
-  absl::StatusOr<std::vector<GuestContainerStats>> Stats(const std::vector<std::string>& ids,
-                                                         absl::Duration timeout) override {
-    v1::Request req;
-    for (const auto& id : ids) req.mutable_stats()->add_container_ids(id);
-    req.mutable_stats();
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return WithContext(r.status(), "stats");
-    return ToContainerStats(r->stats());
-  }
-
-  absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) override {
-    v1::Request req;
-    req.mutable_stats();
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return WithContext(r.status(), "stats");
-    return ToSandboxStats(r->stats());
-  }
-
-  absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& resources,
-                                        absl::Duration timeout) override {
-    v1::Request req;
-    v1::UpdateContainerResourcesRequest* u = req.mutable_update_container_resources();
-    u->set_container_id(id);
-    ToWireResources(resources, u->mutable_resources());
-    if (resources.oom_score_adj) {
-      u->set_set_oom_score_adj(true);
-      u->set_oom_score_adj(*resources.oom_score_adj);
-    }
-    return CallStatus(req, timeout, "update resources of " + id);
-  }
-
-  absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout,
-                           uint32_t window) override {
-    v1::Request req;
-    req.mutable_port_forward()->set_port(port);
-    req.mutable_port_forward()->set_stream_id(stream_id);
-    req.mutable_port_forward()->set_window(window);
-    return CallStatus(req, timeout, absl::StrCat("port forward to ", port));
-  }
-
-  absl::StatusOr<std::string> DiskAttached(const std::string& serial,
-                                           const std::string& mount_point,
-                                           const std::string& fs_type, bool readonly,
-                                           absl::Duration timeout) override {
-    v1::Request req;
-    v1::DiskAttachedRequest* p = req.mutable_disk_attached();
-    p->set_serial(serial);
-    p->set_mount_point(mount_point);
-    p->set_fs_type(fs_type);
-    p->set_readonly(readonly);
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return WithContext(r.status(), "disk " + serial);
-    return r->disk_attached().device();
-  }
-
-  absl::Status DiskDetach(const std::string& serial, absl::Duration timeout) override {
-    v1::Request req;
-    req.mutable_disk_detach()->set_serial(serial);
-    return CallStatus(req, timeout, "detach disk " + serial);
-  }
-
-  uint32_t AllocateStreamId() override {
-    uint32_t id = next_stream_.fetch_add(1);
-    if (id == 0) id = next_stream_.fetch_add(1);
-    return id;
-  }
-
-  void SetStreamCallback(uint32_t stream_id, StreamCallback callback) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    streams_[stream_id] = std::move(callback);
-  }
-
-  absl::Status WriteStream(uint32_t stream_id, absl::string_view data, bool eof) override {
-    do {
-      const size_t n = std::min(data.size(), kAgentMaxStreamChunk);
-      v1::Frame frame;
-      frame.mutable_stream()->set_stream_id(stream_id);
-      frame.mutable_stream()->set_data(std::string(data.substr(0, n)));
-      data.remove_prefix(n);
-      frame.mutable_stream()->set_eof(eof && data.empty());
-      if (absl::Status s = Send(frame); !s.ok()) return s;
-    } while (!data.empty());
-    return absl::OkStatus();
-  }
-
-  absl::Status AckStream(uint32_t stream_id, uint64_t offset) override {
-    v1::Frame frame;
-    frame.mutable_stream()->set_stream_id(stream_id);
-    frame.mutable_stream()->set_ack_offset(offset);
-    return Send(frame);
-  }
-
-  absl::StatusOr<OutputAttached> AttachOutput(const std::string& id, const OutputAttach& attach,
-                                              absl::Duration timeout) override {
-    v1::Request req;
-    v1::AttachOutputRequest* p = req.mutable_attach_output();
-    p->set_container_id(id);
-    p->set_stdout_stream(attach.stdout_stream);
-    p->set_stderr_stream(attach.stderr_stream);
-    p->set_stdin_stream(attach.stdin_stream);
-    p->set_stdout_offset(attach.stdout_offset);
-    p->set_stderr_offset(attach.stderr_offset);
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    if (!r.ok()) return WithContext(r.status(), "attach output of " + id);
-    OutputAttached out;
-    out.stdout_offset = r->attach_output().stdout_offset();
-    out.stderr_offset = r->attach_output().stderr_offset();
-    out.exited = r->attach_output().exited();
-    return out;
-  }
-
-  void CloseStream(uint32_t stream_id) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      streams_.erase(stream_id);
-    }
-    v1::Request req;
-    req.mutable_close_stream()->set_stream_id(stream_id);
-    CallAsync(req, options_.call_timeout, [](CallResult) {});
-  }
-
- private:
-  struct Pending {
-    v1::Response::ResultCase expected;
-    absl::Time deadline;
-    CallCallback callback;
+absl::StatusOr<v1::Response> AgentClientImpl::Call(const v1::Request& req, absl::Duration timeout) {
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<CallResult> result;
   };
+  auto waiter = std::make_shared<Waiter>();
+  CallAsync(req, timeout, [waiter](CallResult r) {
+    std::lock_guard<std::mutex> lock(waiter->mu);
+    waiter->result = std::move(r);
+    waiter->cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lock(waiter->mu);
+  waiter->cv.wait(lock, [&] { return waiter->result.has_value(); });
+  return std::move(*waiter->result);
+}
 
-  absl::Status CallStatus(const v1::Request& req, absl::Duration timeout, absl::string_view what) {
-    absl::StatusOr<v1::Response> r = Call(req, timeout);
-    return r.ok() ? absl::OkStatus() : WithContext(r.status(), what);
-  }
-
-  // Blocks the calling thread (never the reader) until the answer or the deadline.
-  absl::StatusOr<v1::Response> Call(const v1::Request& req, absl::Duration timeout) {
-    struct Waiter {
-      std::mutex mu;
-      std::condition_variable cv;
-      std::optional<CallResult> result;
-    };
-    auto waiter = std::make_shared<Waiter>();
-    CallAsync(req, timeout, [waiter](CallResult r) {
-      std::lock_guard<std::mutex> lock(waiter->mu);
-      waiter->result = std::move(r);
-      waiter->cv.notify_all();
-    });
-    std::unique_lock<std::mutex> lock(waiter->mu);
-    waiter->cv.wait(lock, [&] { return waiter->result.has_value(); });
-    return std::move(*waiter->result);
-  }
-
-  // `callback` runs exactly once: on the reader thread, or here when the send fails.
-  void CallAsync(const v1::Request& req, absl::Duration timeout, CallCallback callback) {
-    if (timeout <= absl::ZeroDuration()) timeout = options_.call_timeout;
-    v1::Frame frame;
-    *frame.mutable_request() = req;
-    uint64_t id;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!dead_) {
-        id = next_id_++;
-        pending_[id] = Pending{ExpectedResult(req.call_case()), absl::Now() + timeout,
-                               std::move(callback)};
-      } else {
-        id = 0;
-      }
-    }
-    if (id == 0) {
-      absl::Status why;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        why = dead_status_;
-      }
-      callback(absl::UnavailableError(absl::StrCat("agent channel is closed: ", why.message())));
-      return;
-    }
-    frame.set_id(id);
-    Wake();  // the reader recomputes its poll timeout
-    if (absl::Status s = Send(frame); !s.ok()) {
-      CallCallback cb = TakePending(id);
-      if (cb) cb(s);
-    }
-  }
-
-  CallCallback TakePending(uint64_t id) {
+void AgentClientImpl::CallAsync(const v1::Request& req, absl::Duration timeout, CallCallback callback) {
+  if (timeout <= absl::ZeroDuration()) timeout = options_.call_timeout;
+  v1::Frame frame;
+  *frame.mutable_request() = req;
+  uint64_t id;
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = pending_.find(id);
-    if (it == pending_.end()) return nullptr;
-    CallCallback cb = std::move(it->second.callback);
-    pending_.erase(it);
-    return cb;
-  }
-
-  // Writes a whole frame; a guest that does not drain its socket for dead_after is dead.
-  absl::Status Send(const v1::Frame& frame) {
-    std::string payload = frame.SerializeAsString();
-    if (payload.size() > kAgentMaxFrameBytes) {
-      return absl::InvalidArgumentError("request larger than the 4 MiB frame limit");
-    }
-    const std::string bytes = EncodeAgentFrame(payload);
-    std::lock_guard<std::mutex> lock(write_mu_);
-    const absl::Time deadline = absl::Now() + options_.dead_after;
-    size_t done = 0;
-    while (done < bytes.size()) {
-      if (dead_) return absl::UnavailableError("agent channel is closed");
-      ssize_t n = send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-      if (n > 0) {
-        done += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno == EAGAIN) {
-        const absl::Duration left = deadline - absl::Now();
-        if (left <= absl::ZeroDuration()) {
-          absl::Status s = absl::UnavailableError("the guest stopped reading its channel");
-          Fail(s);
-          return s;
-        }
-        pollfd p{fd_, POLLOUT, 0};
-        poll(&p, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 100)));
-        continue;
-      }
-      absl::Status s = absl::UnavailableError(absl::StrCat("write to the agent: ", strerror(errno)));
-      Fail(s);
-      return s;
-    }
-    return absl::OkStatus();
-  }
-
-  void Wake() {
-    uint64_t one = 1;
-    (void)!write(wake_fd_, &one, sizeof(one));
-  }
-
-  void Fail(const absl::Status& why) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (dead_) return;
-      dead_status_ = why;
-      dead_ = true;
-    }
-    Wake();
-  }
-
-  absl::Status Handshake() {
-    // The guest discards bytes that arrive before its agent opens the port, so the Hello is
-    // repeated until one is answered.
-    const absl::Time deadline = absl::Now() + options_.handshake_timeout;
-    struct State {
-      std::mutex mu;
-      std::condition_variable cv;
-      std::optional<CallResult> result;
-    };
-    auto state = std::make_shared<State>();
-    absl::Duration retry = absl::Milliseconds(250);
-    for (;;) {
-      v1::Request req;
-      req.mutable_hello()->set_max_version(v1::PROTOCOL_VERSION_1);
-      req.mutable_hello()->set_min_version(v1::PROTOCOL_VERSION_1);
-      req.mutable_hello()->set_host_version(options_.host_version);
-      const absl::Duration left = deadline - absl::Now();
-      CallAsync(req, left, [state](CallResult r) {
-        std::lock_guard<std::mutex> lock(state->mu);
-        // The first answer wins; a deadline expiry only counts when nothing else came.
-        if (state->result && state->result->ok()) return;
-        if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded &&
-            state->result) {
-          return;
-        }
-        state->result = std::move(r);
-        state->cv.notify_all();
-      });
-      std::unique_lock<std::mutex> lock(state->mu);
-      state->cv.wait_for(lock, absl::ToChronoMilliseconds(std::min(retry, left)),
-                         [&] { return state->result.has_value(); });
-      if (state->result) break;
-      if (absl::Now() >= deadline) {
-        state->cv.wait(lock, [&] { return state->result.has_value(); });
-        break;
-      }
-      retry = std::min(retry * 2, absl::Seconds(2));
-    }
-    CallResult r = *state->result;
-    if (!r.ok()) {
-      Fail(r.status());
-      return WithContext(r.status(), "agent handshake");
-    }
-    if (r->hello().version() != v1::PROTOCOL_VERSION_1) {
-      absl::Status s = absl::FailedPreconditionError(
-          absl::StrCat("agent handshake: agent chose unsupported protocol version ",
-                       static_cast<int>(r->hello().version())));
-      Fail(s);
-      return s;
-    }
-    info_ = ToAgentInfo(r->hello());
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      last_rx_ = absl::Now();
-      heartbeat_ = true;
-    }
-    PV_LOG(kDebug) << "agent " << info_.agent_version << " on kernel " << info_.kernel_release;
-    return absl::OkStatus();
-  }
-
-  void ReaderLoop() {
-    AgentFrameDecoder decoder;
-    std::string buf(64 * 1024, '\0');
-    absl::Time last_ping = absl::Now();
-    absl::Time last_loop = absl::Now();
-    while (!dead_) {
-      pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-      poll(fds, 2, 100);
-      if (fds[1].revents & POLLIN) {
-        uint64_t v;
-        (void)!read(wake_fd_, &v, sizeof(v));
-      }
-      if (dead_) break;
-      if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-        ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
-        if (n == 0) {
-          Fail(absl::UnavailableError("the agent closed its channel"));
-          break;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR) {
-          Fail(absl::UnavailableError(absl::StrCat("read from the agent: ", strerror(errno))));
-          break;
-        }
-        if (n > 0) {
-          absl::string_view bytes(buf.data(), static_cast<size_t>(n));
-          std::string aligned;
-          absl::Status s = absl::OkStatus();
-          if (!synced_) {
-            s = Resync(bytes, &aligned);
-            bytes = aligned;
-          }
-          if (s.ok() && !bytes.empty()) s = decoder.Feed(bytes);
-          if (!s.ok()) {
-            Fail(s);
-            break;
-          }
-          while (std::optional<std::string> payload = decoder.Next()) {
-            if (absl::Status s = HandlePayload(*payload); !s.ok()) {
-              Fail(s);
-              break;
-            }
-          }
-          if (!decoder.status().ok()) Fail(decoder.status());
-        }
-      }
-      const absl::Time now = absl::Now();
-      if (now - last_loop > options_.heartbeat_interval) {
-        // This thread was held up (a slow callback, a stopped daemon): the guest's silence
-        // since then is not its fault, so it gets a fresh window.
-        std::lock_guard<std::mutex> lock(mu_);
-        last_rx_ = std::max(last_rx_, now - options_.heartbeat_interval);
-      }
-      last_loop = now;
-      ExpireCalls(now);
-      Heartbeat(now, &last_ping);
-    }
-    Drain();
-  }
-
-  // Before the handshake the channel may start in the middle of a frame: the guest's writes
-  // that were under way when a previous daemon's connection went away are delivered to this one
-  // (QEMU keeps what it could not pass on). Everything up to the answer to one of our calls (the
-  // Hello: ids are random, so a match is no accident) is dropped. Reader thread only.
-  absl::Status Resync(absl::string_view bytes, std::string* aligned) {
-    constexpr size_t kMaxSkipped = 8u << 20;
-    constexpr uint32_t kMaxAnswer = 64 * 1024;  // a Hello answer is far smaller
-    unsynced_.append(bytes.data(), bytes.size());
-    bool all_final = true;  // every offset before i was looked at for good
-    for (size_t i = scan_from_; i + kAgentFrameHeaderBytes <= unsynced_.size(); ++i) {
-      const auto* h = reinterpret_cast<const unsigned char*>(unsynced_.data() + i);
-      const uint32_t len =
-          (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | uint32_t{h[3]};
-      if (len == 0 || len > kMaxAnswer) {
-        if (all_final) scan_from_ = i + 1;
-        continue;
-      }
-      if (i + kAgentFrameHeaderBytes + len > unsynced_.size()) {
-        all_final = false;  // may complete with more bytes
-        continue;
-      }
-      v1::Frame frame;
-      bool ours = frame.ParseFromArray(unsynced_.data() + i + kAgentFrameHeaderBytes,
-                                       static_cast<int>(len)) &&
-                  frame.body_case() == v1::Frame::kResponse;
-      if (ours) {
-        std::lock_guard<std::mutex> lock(mu_);
-        ours = pending_.contains(frame.id());
-      }
-      if (ours) {
-        if (i > 0) PV_LOG(kDebug) << "agent channel: skipped " << i << " bytes of an old session";
-        synced_ = true;
-        aligned->assign(unsynced_, i, std::string::npos);
-        std::string().swap(unsynced_);
-        return absl::OkStatus();
-      }
-      if (all_final) scan_from_ = i + 1;
-    }
-    if (unsynced_.size() > kMaxSkipped) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid frame from the guest: no answer to the handshake in the first ",
-                       unsynced_.size(), " bytes"));
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status HandlePayload(const std::string& payload) {
-    absl::StatusOr<v1::Frame> frame = ParseGuestFrame(payload);
-    if (!frame.ok()) return frame.status();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      last_rx_ = absl::Now();
-    }
-    switch (frame->body_case()) {
-      case v1::Frame::kResponse: {
-        v1::Response::ResultCase expected;
-        CallCallback cb;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          auto it = pending_.find(frame->id());
-          if (it == pending_.end()) return absl::OkStatus();  // expired or from before
-          expected = it->second.expected;
-          cb = std::move(it->second.callback);
-          pending_.erase(it);
-        }
-        const v1::Response& r = frame->response();
-        if (r.status().code() != v1::OK) {
-          cb(FromWireStatus(r.status()));
-        } else if (r.result_case() != expected) {
-          absl::Status s = absl::InvalidArgumentError(
-              "invalid frame from the guest: response of the wrong type");
-          cb(absl::UnavailableError(s.message()));
-          return s;
-        } else {
-          cb(std::move(*frame->mutable_response()));
-        }
-        return absl::OkStatus();
-      }
-      case v1::Frame::kStream: {
-        StreamCallback cb;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          auto it = streams_.find(frame->stream().stream_id());
-          if (it == streams_.end()) return absl::OkStatus();  // closed here already
-          cb = it->second;
-          if (frame->stream().eof()) streams_.erase(it);
-        }
-        cb(frame->stream().data(), frame->stream().eof());
-        return absl::OkStatus();
-      }
-      case v1::Frame::kEvent:
-        if (options_.on_event) options_.on_event(ToAgentEvent(frame->event()));
-        return absl::OkStatus();
-      default:
-        return absl::InvalidArgumentError("invalid frame from the guest");
+    if (!dead_) {
+      id = next_id_++;
+      pending_[id] = Pending{ExpectedResult(req.call_case()), absl::Now() + timeout,
+                             std::move(callback)};
+    } else {
+      id = 0;
     }
   }
-
-  void ExpireCalls(absl::Time now) {
-    std::vector<CallCallback> expired;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto it = pending_.begin(); it != pending_.end();) {
-        if (it->second.deadline <= now) {
-          expired.push_back(std::move(it->second.callback));
-          it = pending_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    for (auto& cb : expired) cb(absl::DeadlineExceededError("agent did not answer in time"));
-  }
-
-  void Heartbeat(absl::Time now, absl::Time* last_ping) {
-    absl::Time last_rx;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!heartbeat_) return;
-      last_rx = last_rx_;
-    }
-    if (now - last_rx > options_.dead_after) {
-      Fail(absl::UnavailableError(absl::StrCat("the agent sent nothing for ",
-                                               absl::FormatDuration(now - last_rx))));
-      return;
-    }
-    if (now - *last_ping >= options_.heartbeat_interval) {
-      *last_ping = now;
-      v1::Request req;
-      req.mutable_ping()->set_nonce(0);
-      // Sent from the reader thread: Send() gives up after dead_after, so this cannot hang.
-      CallAsync(req, options_.dead_after, [](CallResult) {});
-    }
-  }
-
-  // The channel is dead: fail every call, forget the streams, tell the owner once.
-  void Drain() {
-    std::map<uint64_t, Pending> pending;
-    std::map<uint32_t, StreamCallback> streams;
+  if (id == 0) {
     absl::Status why;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      pending.swap(pending_);
-      streams.swap(streams_);
       why = dead_status_;
     }
-    shutdown(fd_, SHUT_RDWR);
-    const absl::Status closed =
-        absl::UnavailableError(absl::StrCat("agent channel is closed: ", why.message()));
-    for (auto& [id, p] : pending) p.callback(closed);
-    for (auto& [id, cb] : streams) cb("", true);
-    if (why.code() != absl::StatusCode::kCancelled) {
-      PV_LOG(kWarning) << "agent channel lost: " << why.message();
-    }
-    if (options_.on_disconnect) options_.on_disconnect(why);
+    callback(absl::UnavailableError(absl::StrCat("agent channel is closed: ", why.message())));
+    return;
   }
+  frame.set_id(id);
+  Wake();  // the reader recomputes its poll timeout
+  if (absl::Status s = Send(frame); !s.ok()) {
+    CallCallback cb = TakePending(id);
+    if (cb) cb(s);
+  }
+}
 
-  int fd_;
-  int wake_fd_ = -1;
-  Options options_;
-  AgentInfo info_;
-  std::thread reader_;
-  std::atomic<bool> dead_{false};
-  // Reader thread only: until the first answer to one of our calls, bytes wait in unsynced_.
-  bool synced_ = false;
-  std::string unsynced_;
-  size_t scan_from_ = 0;
-  std::atomic<uint64_t> next_id_{1};
-  std::atomic<uint32_t> next_stream_{1};
-  std::mutex write_mu_;  // whole frames only
-  std::mutex mu_;
-  absl::Status dead_status_;                         // guarded by mu_
-  std::map<uint64_t, Pending> pending_;              // guarded by mu_
-  std::map<uint32_t, StreamCallback> streams_;       // guarded by mu_
-  absl::Time last_rx_ = absl::InfinitePast();        // guarded by mu_
-  bool heartbeat_ = false;                           // guarded by mu_
-};
+CallCallback AgentClientImpl::TakePending(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return nullptr;
+  CallCallback cb = std::move(it->second.callback);
+  pending_.erase(it);
+  return cb;
+}
 
-}  // namespace
+absl::Status AgentClientImpl::Send(const v1::Frame& frame) {
+  std::string payload = frame.SerializeAsString();
+  if (payload.size() > kAgentMaxFrameBytes) {
+    return absl::InvalidArgumentError("request larger than the 4 MiB frame limit");
+  }
+  const std::string bytes = EncodeAgentFrame(payload);
+  std::lock_guard<std::mutex> lock(write_mu_);
+  const absl::Time deadline = absl::Now() + options_.dead_after;
+  size_t done = 0;
+  while (done < bytes.size()) {
+    if (dead_) return absl::UnavailableError("agent channel is closed");
+    ssize_t n = send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+    if (n > 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        absl::Status s = absl::UnavailableError("the guest stopped reading its channel");
+        Fail(s);
+        return s;
+      }
+      pollfd p{fd_, POLLOUT, 0};
+      poll(&p, 1, static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(left) + 1, 100)));
+      continue;
+    }
+    absl::Status s = absl::UnavailableError(absl::StrCat("write to the agent: ", strerror(errno)));
+    Fail(s);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+void AgentClientImpl::Fail(const absl::Status& why) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (dead_) return;
+    dead_status_ = why;
+    dead_ = true;
+  }
+  Wake();
+}
+
+absl::Status AgentClientImpl::Handshake() {
+  // The guest discards bytes that arrive before its agent opens the port, so the Hello is
+  // repeated until one is answered.
+  const absl::Time deadline = absl::Now() + options_.handshake_timeout;
+  struct State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<CallResult> result;
+  };
+  auto state = std::make_shared<State>();
+  absl::Duration retry = absl::Milliseconds(250);
+  for (;;) {
+    v1::Request req;
+    req.mutable_hello()->set_max_version(v1::PROTOCOL_VERSION_1);
+    req.mutable_hello()->set_min_version(v1::PROTOCOL_VERSION_1);
+    req.mutable_hello()->set_host_version(options_.host_version);
+    const absl::Duration left = deadline - absl::Now();
+    CallAsync(req, left, [state](CallResult r) {
+      std::lock_guard<std::mutex> lock(state->mu);
+      // The first answer wins; a deadline expiry only counts when nothing else came.
+      if (state->result && state->result->ok()) return;
+      if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded &&
+          state->result) {
+        return;
+      }
+      state->result = std::move(r);
+      state->cv.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(state->mu);
+    state->cv.wait_for(lock, absl::ToChronoMilliseconds(std::min(retry, left)),
+                       [&] { return state->result.has_value(); });
+    if (state->result) break;
+    if (absl::Now() >= deadline) {
+      state->cv.wait(lock, [&] { return state->result.has_value(); });
+      break;
+    }
+    retry = std::min(retry * 2, absl::Seconds(2));
+  }
+  CallResult r = *state->result;
+  if (!r.ok()) {
+    Fail(r.status());
+    return WithContext(r.status(), "agent handshake");
+  }
+  if (r->hello().version() != v1::PROTOCOL_VERSION_1) {
+    absl::Status s = absl::FailedPreconditionError(
+        absl::StrCat("agent handshake: agent chose unsupported protocol version ",
+                     static_cast<int>(r->hello().version())));
+    Fail(s);
+    return s;
+  }
+  info_ = ToAgentInfo(r->hello());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_rx_ = absl::Now();
+    heartbeat_ = true;
+  }
+  PV_LOG(kDebug) << "agent " << info_.agent_version << " on kernel " << info_.kernel_release;
+  return absl::OkStatus();
+}
+
+void AgentClientImpl::ReaderLoop() {
+  AgentFrameDecoder decoder;
+  std::string buf(64 * 1024, '\0');
+  absl::Time last_ping = absl::Now();
+  absl::Time last_loop = absl::Now();
+  while (!dead_) {
+    pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    poll(fds, 2, 100);
+    if (fds[1].revents & POLLIN) {
+      uint64_t v;
+      (void)!read(wake_fd_, &v, sizeof(v));
+    }
+    if (dead_) break;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
+      if (n == 0) {
+        Fail(absl::UnavailableError("the agent closed its channel"));
+        break;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        Fail(absl::UnavailableError(absl::StrCat("read from the agent: ", strerror(errno))));
+        break;
+      }
+      if (n > 0) {
+        absl::string_view bytes(buf.data(), static_cast<size_t>(n));
+        std::string aligned;
+        absl::Status s = absl::OkStatus();
+        if (!synced_) {
+          s = Resync(bytes, &aligned);
+          bytes = aligned;
+        }
+        if (s.ok() && !bytes.empty()) s = decoder.Feed(bytes);
+        if (!s.ok()) {
+          Fail(s);
+          break;
+        }
+        while (std::optional<std::string> payload = decoder.Next()) {
+          if (absl::Status s = HandlePayload(*payload); !s.ok()) {
+            Fail(s);
+            break;
+          }
+        }
+        if (!decoder.status().ok()) Fail(decoder.status());
+      }
+    }
+    const absl::Time now = absl::Now();
+    if (now - last_loop > options_.heartbeat_interval) {
+      // This thread was held up (a slow callback, a stopped daemon): the guest's silence
+      // since then is not its fault, so it gets a fresh window.
+      std::lock_guard<std::mutex> lock(mu_);
+      last_rx_ = std::max(last_rx_, now - options_.heartbeat_interval);
+    }
+    last_loop = now;
+    ExpireCalls(now);
+    Heartbeat(now, &last_ping);
+  }
+  Drain();
+}
+
+absl::Status AgentClientImpl::Resync(absl::string_view bytes, std::string* aligned) {
+  constexpr size_t kMaxSkipped = 8u << 20;
+  constexpr uint32_t kMaxAnswer = 64 * 1024;  // a Hello answer is far smaller
+  unsynced_.append(bytes.data(), bytes.size());
+  bool all_final = true;  // every offset before i was looked at for good
+  for (size_t i = scan_from_; i + kAgentFrameHeaderBytes <= unsynced_.size(); ++i) {
+    const auto* h = reinterpret_cast<const unsigned char*>(unsynced_.data() + i);
+    const uint32_t len =
+        (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | uint32_t{h[3]};
+    if (len == 0 || len > kMaxAnswer) {
+      if (all_final) scan_from_ = i + 1;
+      continue;
+    }
+    if (i + kAgentFrameHeaderBytes + len > unsynced_.size()) {
+      all_final = false;  // may complete with more bytes
+      continue;
+    }
+    v1::Frame frame;
+    bool ours = frame.ParseFromArray(unsynced_.data() + i + kAgentFrameHeaderBytes,
+                                     static_cast<int>(len)) &&
+                frame.body_case() == v1::Frame::kResponse;
+    if (ours) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ours = pending_.contains(frame.id());
+    }
+    if (ours) {
+      if (i > 0) PV_LOG(kDebug) << "agent channel: skipped " << i << " bytes of an old session";
+      synced_ = true;
+      aligned->assign(unsynced_, i, std::string::npos);
+      std::string().swap(unsynced_);
+      return absl::OkStatus();
+    }
+    if (all_final) scan_from_ = i + 1;
+  }
+  if (unsynced_.size() > kMaxSkipped) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid frame from the guest: no answer to the handshake in the first ",
+                     unsynced_.size(), " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AgentClientImpl::HandlePayload(const std::string& payload) {
+  absl::StatusOr<v1::Frame> frame = ParseGuestFrame(payload);
+  if (!frame.ok()) return frame.status();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_rx_ = absl::Now();
+  }
+  switch (frame->body_case()) {
+    case v1::Frame::kResponse: {
+      v1::Response::ResultCase expected;
+      CallCallback cb;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = pending_.find(frame->id());
+        if (it == pending_.end()) return absl::OkStatus();  // expired or from before
+        expected = it->second.expected;
+        cb = std::move(it->second.callback);
+        pending_.erase(it);
+      }
+      const v1::Response& r = frame->response();
+      if (r.status().code() != v1::OK) {
+        cb(FromWireStatus(r.status()));
+      } else if (r.result_case() != expected) {
+        absl::Status s = absl::InvalidArgumentError(
+            "invalid frame from the guest: response of the wrong type");
+        cb(absl::UnavailableError(s.message()));
+        return s;
+      } else {
+        cb(std::move(*frame->mutable_response()));
+      }
+      return absl::OkStatus();
+    }
+    case v1::Frame::kStream: {
+      StreamCallback cb;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = streams_.find(frame->stream().stream_id());
+        if (it == streams_.end()) return absl::OkStatus();  // closed here already
+        cb = it->second;
+        if (frame->stream().eof()) streams_.erase(it);
+      }
+      cb(frame->stream().data(), frame->stream().eof());
+      return absl::OkStatus();
+    }
+    case v1::Frame::kEvent:
+      if (options_.on_event) options_.on_event(ToAgentEvent(frame->event()));
+      return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError("invalid frame from the guest");
+  }
+}
+
+void AgentClientImpl::ExpireCalls(absl::Time now) {
+  std::vector<CallCallback> expired;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.deadline <= now) {
+        expired.push_back(std::move(it->second.callback));
+        it = pending_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& cb : expired) cb(absl::DeadlineExceededError("agent did not answer in time"));
+}
+
+void AgentClientImpl::Heartbeat(absl::Time now, absl::Time* last_ping) {
+  absl::Time last_rx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!heartbeat_) return;
+    last_rx = last_rx_;
+  }
+  if (now - last_rx > options_.dead_after) {
+    Fail(absl::UnavailableError(absl::StrCat("the agent sent nothing for ",
+                                             absl::FormatDuration(now - last_rx))));
+    return;
+  }
+  if (now - *last_ping >= options_.heartbeat_interval) {
+    *last_ping = now;
+    v1::Request req;
+    req.mutable_ping()->set_nonce(0);
+    // Sent from the reader thread: Send() gives up after dead_after, so this cannot hang.
+    CallAsync(req, options_.dead_after, [](CallResult) {});
+  }
+}
+
+void AgentClientImpl::Drain() {
+  std::map<uint64_t, Pending> pending;
+  std::map<uint32_t, StreamCallback> streams;
+  absl::Status why;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending.swap(pending_);
+    streams.swap(streams_);
+    why = dead_status_;
+  }
+  shutdown(fd_, SHUT_RDWR);
+  const absl::Status closed =
+      absl::UnavailableError(absl::StrCat("agent channel is closed: ", why.message()));
+  for (auto& [id, p] : pending) p.callback(closed);
+  for (auto& [id, cb] : streams) cb("", true);
+  if (why.code() != absl::StatusCode::kCancelled) {
+    PV_LOG(kWarning) << "agent channel lost: " << why.message();
+  }
+  if (options_.on_disconnect) options_.on_disconnect(why);
+}
+
+}  // namespace agent_client_internal
+
+using agent_client_internal::AgentClientImpl;
 
 absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Adopt(int fd, Options options) {
   auto client = std::make_unique<AgentClientImpl>(fd, std::move(options));
