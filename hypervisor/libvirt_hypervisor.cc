@@ -34,14 +34,14 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
-#include "hypervisor/console_log.h"
 #include "hypervisor/accel_probe_cache.h"
+#include "hypervisor/console_log.h"
 #include "hypervisor/domain_xml.h"
 #include "hypervisor/host_support.h"
 #include "hypervisor/hypervisor.h"
 #include "hypervisor/libvirt_hypervisor_impl.h"
-#include "hypervisor/process_reaper.h"
 #include "hypervisor/libvirt_template.h"
+#include "hypervisor/process_reaper.h"
 
 namespace podvisor::libvirt_backend {
 namespace {
@@ -77,8 +77,8 @@ absl::Status Annotate(const absl::Status& status, absl::string_view context) {
 
 absl::Status VirError(absl::string_view what, absl::StatusCode code) {
   virErrorPtr err = virGetLastError();
-  std::string message = err != nullptr && err->message != nullptr ? err->message
-                                                                   : "unknown libvirt error";
+  std::string message =
+      err != nullptr && err->message != nullptr ? err->message : "unknown libvirt error";
   if (err != nullptr && err->code == VIR_ERR_NO_DOMAIN) code = absl::StatusCode::kNotFound;
   if (err != nullptr && err->code == VIR_ERR_OPERATION_INVALID &&
       code == absl::StatusCode::kUnavailable) {
@@ -130,8 +130,8 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
     return Annotate(status, absl::StrCat("create VM ", spec.id));
   }
   if (!spec.restore_state.empty()) {
-    if (absl::Status s = RestoreDomainState(created.get(), spec.restore_state,
-                                            kTemplateStateTimeout);
+    if (absl::Status s =
+            RestoreDomainState(created.get(), spec.restore_state, kTemplateStateTimeout);
         !s.ok()) {
       DestroyDomain(spec.id, created.get()).IgnoreError();
       return Annotate(s, absl::StrCat("create VM ", spec.id, " from its template"));
@@ -142,8 +142,7 @@ absl::Status LibvirtHypervisor::Create(const VmSpec& spec) {
   return absl::OkStatus();
 }
 
-absl::Status LibvirtHypervisor::SaveTemplate(const std::string& id,
-                                            const std::string& state_file) {
+absl::Status LibvirtHypervisor::SaveTemplate(const std::string& id, const std::string& state_file) {
   auto dom = Lookup(id);
   if (!dom.ok()) return dom.status();
   absl::Status saved = SaveDomainState(dom->get(), state_file, kTemplateStateTimeout);
@@ -309,8 +308,8 @@ absl::Status LibvirtHypervisor::DetachDisk(const std::string& id, const std::str
     return found;
   };
   if (!has_disk()) {
-    return absl::NotFoundError(absl::StrCat("detach disk ", disk_id, " from VM ", id,
-                                            ": no such disk"));
+    return absl::NotFoundError(
+        absl::StrCat("detach disk ", disk_id, " from VM ", id, ": no such disk"));
   }
   if (virDomainDetachDeviceAlias(dom->get(), alias.c_str(), VIR_DOMAIN_AFFECT_LIVE) != 0) {
     return VirError(absl::StrCat("detach disk ", disk_id, " from VM ", id));
@@ -319,9 +318,9 @@ absl::Status LibvirtHypervisor::DetachDisk(const std::string& id, const std::str
   absl::Time deadline = absl::Now() + kDetachTimeout;
   while (has_disk()) {
     if (absl::Now() > deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "detach disk ", disk_id, " from VM ", id, ": still present after ",
-          absl::FormatDuration(kDetachTimeout)));
+      return absl::DeadlineExceededError(absl::StrCat("detach disk ", disk_id, " from VM ", id,
+                                                      ": still present after ",
+                                                      absl::FormatDuration(kDetachTimeout)));
     }
     absl::SleepFor(absl::Milliseconds(10));
   }
@@ -332,8 +331,7 @@ absl::Status LibvirtHypervisor::DetachDisk(const std::string& id, const std::str
 
 namespace podvisor {
 
-absl::StatusOr<std::unique_ptr<Hypervisor>> NewLibvirtHypervisor(
-    LibvirtHypervisorOptions options) {
+absl::StatusOr<std::unique_ptr<Hypervisor>> NewLibvirtHypervisor(LibvirtHypervisorOptions options) {
   return std::make_unique<libvirt_backend::LibvirtHypervisor>(std::move(options));
 }
 

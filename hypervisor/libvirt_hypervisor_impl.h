@@ -79,13 +79,10 @@ class LibvirtHypervisor final : public Hypervisor {
     exit_callback_ = std::move(callback);
   }
   absl::Status SaveTemplate(const std::string& id, const std::string& state_file) override;
-  std::string Versions() const override {
-    return conn_ != nullptr ? LibvirtVersions(conn_) : "";
-  }
+  std::string Versions() const override { return conn_ != nullptr ? LibvirtVersions(conn_) : ""; }
 
  private:
-  static int OnLifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail,
-                         void* opaque);
+  static int OnLifecycle(virConnectPtr conn, virDomainPtr dom, int event, int detail, void* opaque);
   absl::Status PrepareEmbedRoot();
   absl::Status ChooseAccelerator();
   // Boots the configured kernel with no usable init: it panics and QEMU exits once the kernel
@@ -157,9 +154,9 @@ class LibvirtHypervisor final : public Hypervisor {
   absl::Mutex mu_;
   VmExitCallback exit_callback_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> expected_stops_ ABSL_GUARDED_BY(mu_);  // UUIDs we stop ourselves
-  std::set<std::string> reported_ ABSL_GUARDED_BY(mu_);  // UUIDs reported from a pidfd
-  std::map<int, Watch> watches_ ABSL_GUARDED_BY(mu_);    // by pidfd
-  OrphanSweeper sweeper_;                                // used by the watcher thread only
+  std::set<std::string> reported_ ABSL_GUARDED_BY(mu_);        // UUIDs reported from a pidfd
+  std::map<int, Watch> watches_ ABSL_GUARDED_BY(mu_);          // by pidfd
+  OrphanSweeper sweeper_;                                      // used by the watcher thread only
   bool stop_watcher_ ABSL_GUARDED_BY(mu_) = false;
   int wake_fd_ = -1;  // eventfd: the watch set changed or the watcher must stop
   std::thread watcher_;

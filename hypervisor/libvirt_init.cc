@@ -33,19 +33,17 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
-#include "hypervisor/console_log.h"
 #include "hypervisor/accel_probe_cache.h"
+#include "hypervisor/console_log.h"
 #include "hypervisor/domain_xml.h"
 #include "hypervisor/host_support.h"
 #include "hypervisor/hypervisor.h"
 #include "hypervisor/libvirt_hypervisor_impl.h"
-#include "hypervisor/process_reaper.h"
 #include "hypervisor/libvirt_template.h"
-
+#include "hypervisor/process_reaper.h"
 
 namespace podvisor::libvirt_backend {
 namespace {
-
 
 // qemu.conf of the embedded driver: run QEMU as root without per-VM sandboxing (the VM is the
 // sandbox), skip namespaces/cgroups/owner tracking that cost time on every create, and let QEMU
@@ -134,9 +132,9 @@ absl::Status LibvirtHypervisor::Init() {
   conn_ = virConnectOpen(uri_.c_str());
   if (conn_ == nullptr) return VirError(absl::StrCat("connect to ", uri_));
   LogInitStep("connected; finding VMs that outlived a daemon restart", start);
-  callback_id_ = virConnectDomainEventRegisterAny(
-      conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(&OnLifecycle),
-      this, nullptr);
+  callback_id_ =
+      virConnectDomainEventRegisterAny(conn_, nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+                                       VIR_DOMAIN_EVENT_CALLBACK(&OnLifecycle), this, nullptr);
   if (callback_id_ < 0) return VirError("register domain lifecycle events");
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) return ErrnoStatus("eventfd", errno);
@@ -161,9 +159,9 @@ absl::Status LibvirtHypervisor::Init() {
               start);
   if (auto s = ChooseAccelerator(); !s.ok()) return s;
   ready_ = true;
-  PV_LOG(kInfo) << "hypervisor: libvirt " << uri_ << ", accelerator "
-                << domain_options_.accelerator << ", tsc " << domain_options_.tsc_khz
-                << " kHz, ready in " << absl::FormatDuration(absl::Now() - start);
+  PV_LOG(kInfo) << "hypervisor: libvirt " << uri_ << ", accelerator " << domain_options_.accelerator
+                << ", tsc " << domain_options_.tsc_khz << " kHz, ready in "
+                << absl::FormatDuration(absl::Now() - start);
   return absl::OkStatus();
 }
 
@@ -204,8 +202,8 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeKvm(bool& probed) {
     if (k.ok()) {
       key = std::move(*k);
       if (std::optional<bool> cached = LoadAccelProbe(options_.probe_cache_path, key)) {
-        PV_LOG(kInfo) << "KVM probe: cached result (" << options_.probe_cache_path << "): "
-                      << (*cached ? "guest booted" : "guest did not boot");
+        PV_LOG(kInfo) << "KVM probe: cached result (" << options_.probe_cache_path
+                      << "): " << (*cached ? "guest booted" : "guest did not boot");
         return *cached;
       }
     } else {
@@ -215,8 +213,8 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeKvm(bool& probed) {
   auto booted = ProbeBoot("kvm", options_.kvm_probe_timeout);
   if (!booted.ok()) return booted.status();
   probed = true;
-  PV_LOG(kInfo) << "KVM probe: " << (*booted ? "guest booted" : "guest did not boot")
-                << " within " << absl::FormatDuration(options_.kvm_probe_timeout);
+  PV_LOG(kInfo) << "KVM probe: " << (*booted ? "guest booted" : "guest did not boot") << " within "
+                << absl::FormatDuration(options_.kvm_probe_timeout);
   if (!key.empty()) {
     if (absl::Status s = StoreAccelProbe(options_.probe_cache_path, key, *booted); !s.ok()) {
       PV_LOG(kWarning) << "KVM probe: cannot cache the result: " << s.message();
@@ -226,7 +224,7 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeKvm(bool& probed) {
 }
 
 absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator,
-                                                   absl::Duration timeout) {
+                                                  absl::Duration timeout) {
   if (options_.kernel.empty() || options_.initrd.empty()) {
     return absl::FailedPreconditionError("no guest kernel/initrd configured for the probe");
   }

@@ -33,15 +33,14 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
-#include "hypervisor/console_log.h"
 #include "hypervisor/accel_probe_cache.h"
+#include "hypervisor/console_log.h"
 #include "hypervisor/domain_xml.h"
 #include "hypervisor/host_support.h"
 #include "hypervisor/hypervisor.h"
 #include "hypervisor/libvirt_hypervisor_impl.h"
-#include "hypervisor/process_reaper.h"
 #include "hypervisor/libvirt_template.h"
-
+#include "hypervisor/process_reaper.h"
 
 namespace podvisor::libvirt_backend {
 namespace {
@@ -55,13 +54,20 @@ constexpr int kOrphanSweepIntervalMs = 2000;
 
 std::string ReasonOfStop(int detail) {
   switch (detail) {
-    case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN: return "shutdown";
-    case VIR_DOMAIN_EVENT_STOPPED_DESTROYED: return "destroyed";
-    case VIR_DOMAIN_EVENT_STOPPED_CRASHED: return "crashed";
-    case VIR_DOMAIN_EVENT_STOPPED_FAILED: return "failed";
-    case VIR_DOMAIN_EVENT_STOPPED_SAVED: return "saved";
-    case VIR_DOMAIN_EVENT_STOPPED_MIGRATED: return "migrated";
-    default: return "stopped";
+    case VIR_DOMAIN_EVENT_STOPPED_SHUTDOWN:
+      return "shutdown";
+    case VIR_DOMAIN_EVENT_STOPPED_DESTROYED:
+      return "destroyed";
+    case VIR_DOMAIN_EVENT_STOPPED_CRASHED:
+      return "crashed";
+    case VIR_DOMAIN_EVENT_STOPPED_FAILED:
+      return "failed";
+    case VIR_DOMAIN_EVENT_STOPPED_SAVED:
+      return "saved";
+    case VIR_DOMAIN_EVENT_STOPPED_MIGRATED:
+      return "migrated";
+    default:
+      return "stopped";
   }
 }
 

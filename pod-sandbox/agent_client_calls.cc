@@ -78,7 +78,7 @@ absl::Status AgentClientImpl::Shutdown(bool reboot, absl::Duration grace, absl::
 }
 
 absl::Status AgentClientImpl::CreateContainer(const std::string& id, const ContainerSpec& spec,
-                             absl::Duration timeout) {
+                                              absl::Duration timeout) {
   if (!IsValidAgentId(id)) return absl::InvalidArgumentError("invalid container id " + id);
   v1::Request req;
   req.mutable_create_container()->set_container_id(id);
@@ -87,7 +87,7 @@ absl::Status AgentClientImpl::CreateContainer(const std::string& id, const Conta
 }
 
 absl::StatusOr<uint32_t> AgentClientImpl::StartContainer(const std::string& id,
-                                        absl::Duration timeout) {
+                                                         absl::Duration timeout) {
   v1::Request req;
   req.mutable_start_container()->set_container_id(id);
   absl::StatusOr<v1::Response> r = Call(req, timeout);
@@ -95,8 +95,8 @@ absl::StatusOr<uint32_t> AgentClientImpl::StartContainer(const std::string& id,
   return r->process_started().pid();
 }
 
-absl::Status AgentClientImpl::SignalProcess(const std::string& id, const std::string& exec_id, int signal,
-                           bool all, absl::Duration timeout) {
+absl::Status AgentClientImpl::SignalProcess(const std::string& id, const std::string& exec_id,
+                                            int signal, bool all, absl::Duration timeout) {
   v1::Request req;
   v1::SignalProcessRequest* p = req.mutable_signal_process();
   p->set_container_id(id);
@@ -106,8 +106,9 @@ absl::Status AgentClientImpl::SignalProcess(const std::string& id, const std::st
   return CallStatus(req, timeout, "signal " + id);
 }
 
-absl::StatusOr<ExitInfo> AgentClientImpl::WaitProcess(const std::string& id, const std::string& exec_id,
-                                     absl::Duration timeout) {
+absl::StatusOr<ExitInfo> AgentClientImpl::WaitProcess(const std::string& id,
+                                                      const std::string& exec_id,
+                                                      absl::Duration timeout) {
   v1::Request req;
   req.mutable_wait_process()->set_container_id(id);
   req.mutable_wait_process()->set_exec_id(exec_id);
@@ -117,7 +118,7 @@ absl::StatusOr<ExitInfo> AgentClientImpl::WaitProcess(const std::string& id, con
 }
 
 void AgentClientImpl::WaitProcessAsync(const std::string& id, const std::string& exec_id,
-                      absl::Duration timeout, ExitCallback done) {
+                                       absl::Duration timeout, ExitCallback done) {
   v1::Request req;
   req.mutable_wait_process()->set_container_id(id);
   req.mutable_wait_process()->set_exec_id(exec_id);
@@ -131,16 +132,17 @@ void AgentClientImpl::WaitProcessAsync(const std::string& id, const std::string&
 }
 
 absl::Status AgentClientImpl::RemoveContainer(const std::string& id, bool force,
-                             absl::Duration timeout) {
+                                              absl::Duration timeout) {
   v1::Request req;
   req.mutable_remove_container()->set_container_id(id);
   req.mutable_remove_container()->set_force(force);
   return CallStatus(req, timeout, "remove container " + id);
 }
 
-absl::StatusOr<uint32_t> AgentClientImpl::ExecProcess(const std::string& id, const std::string& exec_id,
-                                     const ProcessSpec& process,
-                                     absl::Duration timeout) {
+absl::StatusOr<uint32_t> AgentClientImpl::ExecProcess(const std::string& id,
+                                                      const std::string& exec_id,
+                                                      const ProcessSpec& process,
+                                                      absl::Duration timeout) {
   v1::Request req;
   v1::ExecProcessRequest* p = req.mutable_exec_process();
   p->set_container_id(id);
@@ -151,8 +153,8 @@ absl::StatusOr<uint32_t> AgentClientImpl::ExecProcess(const std::string& id, con
   return r->process_started().pid();
 }
 
-absl::Status AgentClientImpl::ResizeTty(const std::string& id, const std::string& exec_id, uint32_t rows,
-                       uint32_t cols, absl::Duration timeout) {
+absl::Status AgentClientImpl::ResizeTty(const std::string& id, const std::string& exec_id,
+                                        uint32_t rows, uint32_t cols, absl::Duration timeout) {
   v1::Request req;
   v1::ResizeTtyRequest* p = req.mutable_resize_tty();
   p->set_container_id(id);
@@ -162,8 +164,8 @@ absl::Status AgentClientImpl::ResizeTty(const std::string& id, const std::string
   return CallStatus(req, timeout, "resize tty of " + id);
 }
 
-absl::StatusOr<std::vector<GuestContainerStats>> AgentClientImpl::Stats(const std::vector<std::string>& ids,
-                                                       absl::Duration timeout) {
+absl::StatusOr<std::vector<GuestContainerStats>> AgentClientImpl::Stats(
+    const std::vector<std::string>& ids, absl::Duration timeout) {
   v1::Request req;
   for (const auto& id : ids) req.mutable_stats()->add_container_ids(id);
   req.mutable_stats();
@@ -180,8 +182,9 @@ absl::StatusOr<GuestSandboxStats> AgentClientImpl::SandboxStats(absl::Duration t
   return ToSandboxStats(r->stats());
 }
 
-absl::Status AgentClientImpl::UpdateContainerResources(const std::string& id, const ContainerResources& resources,
-                                      absl::Duration timeout) {
+absl::Status AgentClientImpl::UpdateContainerResources(const std::string& id,
+                                                       const ContainerResources& resources,
+                                                       absl::Duration timeout) {
   v1::Request req;
   v1::UpdateContainerResourcesRequest* u = req.mutable_update_container_resources();
   u->set_container_id(id);
@@ -194,7 +197,7 @@ absl::Status AgentClientImpl::UpdateContainerResources(const std::string& id, co
 }
 
 absl::Status AgentClientImpl::PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout,
-                         uint32_t window) {
+                                          uint32_t window) {
   v1::Request req;
   req.mutable_port_forward()->set_port(port);
   req.mutable_port_forward()->set_stream_id(stream_id);
@@ -203,9 +206,9 @@ absl::Status AgentClientImpl::PortForward(uint32_t port, uint32_t stream_id, abs
 }
 
 absl::StatusOr<std::string> AgentClientImpl::DiskAttached(const std::string& serial,
-                                         const std::string& mount_point,
-                                         const std::string& fs_type, bool readonly,
-                                         absl::Duration timeout) {
+                                                          const std::string& mount_point,
+                                                          const std::string& fs_type, bool readonly,
+                                                          absl::Duration timeout) {
   v1::Request req;
   v1::DiskAttachedRequest* p = req.mutable_disk_attached();
   p->set_serial(serial);
@@ -249,8 +252,9 @@ absl::Status AgentClientImpl::AckStream(uint32_t stream_id, uint64_t offset) {
   return Send(frame);
 }
 
-absl::StatusOr<OutputAttached> AgentClientImpl::AttachOutput(const std::string& id, const OutputAttach& attach,
-                                            absl::Duration timeout) {
+absl::StatusOr<OutputAttached> AgentClientImpl::AttachOutput(const std::string& id,
+                                                             const OutputAttach& attach,
+                                                             absl::Duration timeout) {
   v1::Request req;
   v1::AttachOutputRequest* p = req.mutable_attach_output();
   p->set_container_id(id);

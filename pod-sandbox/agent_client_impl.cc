@@ -1,5 +1,7 @@
 // AgentClient over a stream socket: one reader thread per channel decodes frames, completes
 // calls, delivers stream bytes and events, sends heartbeats and expires deadlines.
+#include "pod-sandbox/agent_client_impl.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -20,7 +22,6 @@
 #include "common/log.h"
 #include "common/status_util.h"
 #include "pod-sandbox/agent_client.h"
-#include "pod-sandbox/agent_client_impl.h"
 #include "pod-sandbox/agent_frame.h"
 #include "pod-sandbox/agent_wire.h"
 
@@ -104,7 +105,8 @@ absl::StatusOr<v1::Response> AgentClientImpl::Call(const v1::Request& req, absl:
   return std::move(*waiter->result);
 }
 
-void AgentClientImpl::CallAsync(const v1::Request& req, absl::Duration timeout, CallCallback callback) {
+void AgentClientImpl::CallAsync(const v1::Request& req, absl::Duration timeout,
+                                CallCallback callback) {
   if (timeout <= absl::ZeroDuration()) timeout = options_.call_timeout;
   v1::Frame frame;
   *frame.mutable_request() = req;
@@ -113,8 +115,8 @@ void AgentClientImpl::CallAsync(const v1::Request& req, absl::Duration timeout, 
     std::lock_guard<std::mutex> lock(mu_);
     if (!dead_) {
       id = next_id_++;
-      pending_[id] = Pending{ExpectedResult(req.call_case()), absl::Now() + timeout,
-                             std::move(callback)};
+      pending_[id] =
+          Pending{ExpectedResult(req.call_case()), absl::Now() + timeout, std::move(callback)};
     } else {
       id = 0;
     }
@@ -211,8 +213,7 @@ absl::Status AgentClientImpl::Handshake() {
       std::lock_guard<std::mutex> lock(state->mu);
       // The first answer wins; a deadline expiry only counts when nothing else came.
       if (state->result && state->result->ok()) return;
-      if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded &&
-          state->result) {
+      if (!r.ok() && r.status().code() == absl::StatusCode::kDeadlineExceeded && state->result) {
         return;
       }
       state->result = std::move(r);
@@ -374,8 +375,8 @@ absl::Status AgentClientImpl::HandlePayload(const std::string& payload) {
       if (r.status().code() != v1::OK) {
         cb(FromWireStatus(r.status()));
       } else if (r.result_case() != expected) {
-        absl::Status s = absl::InvalidArgumentError(
-            "invalid frame from the guest: response of the wrong type");
+        absl::Status s =
+            absl::InvalidArgumentError("invalid frame from the guest: response of the wrong type");
         cb(absl::UnavailableError(s.message()));
         return s;
       } else {
@@ -427,8 +428,8 @@ void AgentClientImpl::Heartbeat(absl::Time now, absl::Time* last_ping) {
     last_rx = last_rx_;
   }
   if (now - last_rx > options_.dead_after) {
-    Fail(absl::UnavailableError(absl::StrCat("the agent sent nothing for ",
-                                             absl::FormatDuration(now - last_rx))));
+    Fail(absl::UnavailableError(
+        absl::StrCat("the agent sent nothing for ", absl::FormatDuration(now - last_rx))));
     return;
   }
   if (now - *last_ping >= options_.heartbeat_interval) {
@@ -498,8 +499,8 @@ absl::StatusOr<std::unique_ptr<AgentClient>> AgentClient::Connect(const std::str
           absl::StrCat("connect to agent socket ", socket_path, ": ", strerror(err)));
     }
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat("connect to agent socket ", socket_path,
-                                                      ": ", strerror(err), " until the timeout"));
+      return absl::DeadlineExceededError(absl::StrCat("connect to agent socket ", socket_path, ": ",
+                                                      strerror(err), " until the timeout"));
     }
     usleep(20 * 1000);
   }

@@ -53,8 +53,7 @@ class AgentClientImpl final : public AgentClient {
   absl::Status CreateContainer(const std::string& id, const ContainerSpec& spec,
                                absl::Duration timeout) override;
 
-  absl::StatusOr<uint32_t> StartContainer(const std::string& id,
-                                          absl::Duration timeout) override;
+  absl::StatusOr<uint32_t> StartContainer(const std::string& id, absl::Duration timeout) override;
 
   absl::Status SignalProcess(const std::string& id, const std::string& exec_id, int signal,
                              bool all, absl::Duration timeout) override;
@@ -62,15 +61,13 @@ class AgentClientImpl final : public AgentClient {
   absl::StatusOr<ExitInfo> WaitProcess(const std::string& id, const std::string& exec_id,
                                        absl::Duration timeout) override;
 
-  void WaitProcessAsync(const std::string& id, const std::string& exec_id,
-                        absl::Duration timeout, ExitCallback done) override;
+  void WaitProcessAsync(const std::string& id, const std::string& exec_id, absl::Duration timeout,
+                        ExitCallback done) override;
 
-  absl::Status RemoveContainer(const std::string& id, bool force,
-                               absl::Duration timeout) override;
+  absl::Status RemoveContainer(const std::string& id, bool force, absl::Duration timeout) override;
 
   absl::StatusOr<uint32_t> ExecProcess(const std::string& id, const std::string& exec_id,
-                                       const ProcessSpec& process,
-                                       absl::Duration timeout) override;
+                                       const ProcessSpec& process, absl::Duration timeout) override;
 
   absl::Status ResizeTty(const std::string& id, const std::string& exec_id, uint32_t rows,
                          uint32_t cols, absl::Duration timeout) override;
@@ -172,11 +169,11 @@ class AgentClientImpl final : public AgentClient {
   std::atomic<uint32_t> next_stream_{1};
   std::mutex write_mu_;  // whole frames only
   std::mutex mu_;
-  absl::Status dead_status_;                         // guarded by mu_
-  std::map<uint64_t, Pending> pending_;              // guarded by mu_
-  std::map<uint32_t, StreamCallback> streams_;       // guarded by mu_
-  absl::Time last_rx_ = absl::InfinitePast();        // guarded by mu_
-  bool heartbeat_ = false;                           // guarded by mu_
+  absl::Status dead_status_;                    // guarded by mu_
+  std::map<uint64_t, Pending> pending_;         // guarded by mu_
+  std::map<uint32_t, StreamCallback> streams_;  // guarded by mu_
+  absl::Time last_rx_ = absl::InfinitePast();   // guarded by mu_
+  bool heartbeat_ = false;                      // guarded by mu_
 };
 
 }  // namespace podvisor::agent_client_internal
