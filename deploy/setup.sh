@@ -35,7 +35,11 @@ install_packages() {
 configure_and_build() {
   if [[ ! -f "$build/build.ninja" ]]; then
     log "configuring $build"
-    cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+    # In CI (CI or PODVISOR_WERROR=ON set: .ci/run does) every compiler warning is an error.
+    local werror="${PODVISOR_WERROR:-OFF}"
+    [[ -n "${CI:-}" ]] && werror=ON
+    cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+      -DPODVISOR_WERROR="$werror" >/dev/null
   fi
   log "building (ninja)"
   # Two jobs: the CRI proto's generated code needs ~1.4 GB per compiler at -O2.

@@ -55,11 +55,6 @@ absl::Status BecomeChildSubreaper() {
   return absl::OkStatus();
 }
 
-bool IsChildSubreaper() {
-  int value = 0;
-  return prctl(PR_GET_CHILD_SUBREAPER, &value, 0, 0, 0) == 0 && value != 0;
-}
-
 bool ReapPidfd(int pidfd) {
   siginfo_t info{};
   // WNOHANG: a process that is still running (or not our child: ECHILD) is left alone.

@@ -20,9 +20,6 @@ namespace podvisor {
 // idempotent; orphaned descendants become this process's children from then on.
 absl::Status BecomeChildSubreaper();
 
-// Whether this process is a child subreaper.
-bool IsChildSubreaper();
-
 // A pidfd for `pid` (pidfd_open), or -1 with errno set.
 int OpenPidfd(pid_t pid);
 

@@ -36,12 +36,6 @@ void DiskSlots::Forget(const std::string& sandbox_id) {
   pods_.erase(sandbox_id);
 }
 
-size_t DiskSlots::InUse(const std::string& sandbox_id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = pods_.find(sandbox_id);
-  return it == pods_.end() ? 0 : it->second.used.size();
-}
-
 absl::StatusOr<std::string> MountDisk(AgentClient& agent, const std::string& serial,
                                       const std::string& mount_point, absl::Duration timeout) {
   absl::StatusOr<std::string> device;

@@ -32,7 +32,6 @@ class DiskSlots {
   void Release(const std::string& sandbox_id, uint32_t slot);
   // The sandbox's VM is gone, and its disks with it.
   void Forget(const std::string& sandbox_id);
-  size_t InUse(const std::string& sandbox_id) const;
 
  private:
   struct Pod {

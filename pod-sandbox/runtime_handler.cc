@@ -5,8 +5,6 @@
 
 namespace podvisor {
 
-const char* HandlerKindName(HandlerKind kind) { return kind == HandlerKind::kHost ? "host" : "vm"; }
-
 absl::StatusOr<HostPodPolicy> ParseHostPodPolicy(absl::string_view value) {
   if (value == "host") return HostPodPolicy::kHost;
   if (value == "refuse") return HostPodPolicy::kRefuse;

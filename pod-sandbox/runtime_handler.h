@@ -19,9 +19,6 @@ namespace podvisor {
 
 enum class HandlerKind { kVm, kHost };
 
-// "vm" / "host": the value SandboxMetadata::handler records.
-const char* HandlerKindName(HandlerKind kind);
-
 // What the default handler does with a pod that needs the host (config handlers.host_pods).
 enum class HostPodPolicy { kHost, kRefuse };
 // "host" / "refuse"; INVALID_ARGUMENT for anything else.

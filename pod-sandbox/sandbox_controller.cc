@@ -387,7 +387,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
     SandboxMetadata cold = meta;
     cold.template_key.clear();
     cold.shared_fs_transport = "virtiofs";
-    SizeVm(config, options_, cold);
+    if (absl::Status s = SizeVm(config, options_, cold); !s.ok()) return s;
     absl::Status replaced = sandboxes_->Remove(meta.id);
     if (replaced.ok()) replaced = sandboxes_->Add({cold, SandboxStatus{}});
     if (!replaced.ok()) return WithContext(replaced, "store sandbox");

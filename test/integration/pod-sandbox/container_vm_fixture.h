@@ -131,7 +131,9 @@ class ContainerVmTest : public ::testing::Test {
       ASSERT_TRUE(s.ok()) << s.error_message();
     }
     grpc::Status s;
-    if (boot_ == PodBoot::kClone) ASSERT_TRUE(WaitForTemplate()) << daemon_->ReadLog();
+    if (boot_ == PodBoot::kClone) {
+      ASSERT_TRUE(WaitForTemplate()) << daemon_->ReadLog();
+    }
 
     pod_config_.mutable_metadata()->set_name("pod");
     pod_config_.mutable_metadata()->set_namespace_("default");

@@ -1,6 +1,7 @@
 #include "hypervisor/process_reaper.h"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,7 +56,9 @@ class ProcessReaperTest : public ::testing::Test {
 };
 
 TEST_F(ProcessReaperTest, DaemonisedGrandchildBecomesOursAndIsReapedThroughItsPidfd) {
-  EXPECT_TRUE(IsChildSubreaper());
+  int subreaper = 0;
+  ASSERT_EQ(prctl(PR_GET_CHILD_SUBREAPER, &subreaper, 0, 0, 0), 0);
+  EXPECT_NE(subreaper, 0);
   pid_t pid = StartOrphan(100);
   ASSERT_GT(pid, 0);
   int fd = OpenPidfd(pid);
