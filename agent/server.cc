@@ -11,6 +11,7 @@
 #include "agent/containers.h"
 #include "agent/disks.h"
 #include "agent/init.h"
+#include "agent/inspect.h"
 #include "agent/log.h"
 #include "agent/network_setup.h"
 #include "agent/port_forward.h"
@@ -112,6 +113,7 @@ void AgentServer::HandleRequest(uint64_t id, const v1::Request& request) {
     case v1::Request::kDiskAttached:
     case v1::Request::kPortForward:
     case v1::Request::kUpdateContainerResources:
+    case v1::Request::kInspect:
       // May take long: keep the reader free for pings and stream data.
       std::thread([this, id, request] { Respond(id, Dispatch(request)); }).detach();
       return;
@@ -172,6 +174,11 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
     }
     case v1::Request::kPortForward:
       return FromError(StartPortForward(this, request.port_forward()));
+    case v1::Request::kInspect: {
+      v1::Response r;
+      *r.mutable_inspect() = InspectGuest("/proc", "/sys");
+      return r;
+    }
     default:
       return ErrorResponse(Error(Code::kUnimplemented, "unknown request"));
   }

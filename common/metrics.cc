@@ -16,55 +16,75 @@ const prometheus::Histogram::BucketBoundaries kRpcBuckets = {
 // A VM start: tens of milliseconds for a clone, seconds for a cold boot under TCG.
 const prometheus::Histogram::BucketBoundaries kVmStartBuckets = {
     0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 30, 60};
-const prometheus::Histogram::BucketBoundaries kPullBuckets = {0.1, 0.5, 1,  2.5, 5,  10,
+const prometheus::Histogram::BucketBoundaries kPullBuckets = {0.1, 0.5, 1,   2.5, 5,  10,
                                                               30,  60,  120, 300, 600};
 
 struct Families {
-  prometheus::Family<prometheus::Histogram>& cri = prometheus::BuildHistogram()
-      .Name("podvisor_cri_request_duration_seconds")
-      .Help("Latency of CRI calls by method and gRPC status code")
-      .Register(*Registry());
-  prometheus::Family<prometheus::Histogram>& vm_start = prometheus::BuildHistogram()
-      .Name("podvisor_vm_start_duration_seconds")
-      .Help("Pod VM start, create to agent answering, by mode (cold boot or clone)")
-      .Register(*Registry());
-  prometheus::Counter& reconnects = prometheus::BuildCounter()
-      .Name("podvisor_agent_reconnects_total")
-      .Help("Agents of running VMs reached again after a daemon restart")
-      .Register(*Registry())
-      .Add({});
-  prometheus::Counter& heartbeat_losses = prometheus::BuildCounter()
-      .Name("podvisor_agent_heartbeat_losses_total")
-      .Help("Agent channels of READY sandboxes lost (missed heartbeats, closed channel)")
-      .Register(*Registry())
-      .Add({});
+  prometheus::Family<prometheus::Histogram>& cri =
+      prometheus::BuildHistogram()
+          .Name("podvisor_cri_request_duration_seconds")
+          .Help("Latency of CRI calls by method and gRPC status code")
+          .Register(*Registry());
+  prometheus::Family<prometheus::Histogram>& vm_start =
+      prometheus::BuildHistogram()
+          .Name("podvisor_vm_start_duration_seconds")
+          .Help("Pod VM start, create to agent answering, by mode (cold boot or clone)")
+          .Register(*Registry());
+  prometheus::Histogram& template_build =
+      prometheus::BuildHistogram()
+          .Name("podvisor_template_build_duration_seconds")
+          .Help("Template VM builds (boot to agent-ready, then save), successful ones")
+          .Register(*Registry())
+          .Add({}, kPullBuckets);
+  prometheus::Family<prometheus::Counter>& template_builds =
+      prometheus::BuildCounter()
+          .Name("podvisor_template_builds_total")
+          .Help("Template VM builds by result (success or error)")
+          .Register(*Registry());
+  prometheus::Counter& reconnects =
+      prometheus::BuildCounter()
+          .Name("podvisor_agent_reconnects_total")
+          .Help("Agents of running VMs reached again after a daemon restart")
+          .Register(*Registry())
+          .Add({});
+  prometheus::Counter& heartbeat_losses =
+      prometheus::BuildCounter()
+          .Name("podvisor_agent_heartbeat_losses_total")
+          .Help("Agent channels of READY sandboxes lost (missed heartbeats, closed channel)")
+          .Register(*Registry())
+          .Add({});
   prometheus::Counter& pull_bytes = prometheus::BuildCounter()
-      .Name("podvisor_image_pull_bytes_total")
-      .Help("Bytes fetched from registries by image pulls")
-      .Register(*Registry())
-      .Add({});
+                                        .Name("podvisor_image_pull_bytes_total")
+                                        .Help("Bytes fetched from registries by image pulls")
+                                        .Register(*Registry())
+                                        .Add({});
   prometheus::Histogram& pull_duration = prometheus::BuildHistogram()
-      .Name("podvisor_image_pull_duration_seconds")
-      .Help("Duration of successful image pulls")
-      .Register(*Registry())
-      .Add({}, kPullBuckets);
-  prometheus::Family<prometheus::Counter>& pulls = prometheus::BuildCounter()
-      .Name("podvisor_image_pulls_total")
-      .Help("Image pulls by result (success or error)")
-      .Register(*Registry());
-  prometheus::Family<prometheus::Gauge>& sessions = prometheus::BuildGauge()
-      .Name("podvisor_streaming_sessions")
-      .Help("Streaming sessions open now, by kind (exec, attach, portforward)")
-      .Register(*Registry());
-  prometheus::Family<prometheus::Counter>& sessions_total = prometheus::BuildCounter()
-      .Name("podvisor_streaming_sessions_total")
-      .Help("Streaming sessions started, by kind")
-      .Register(*Registry());
+                                             .Name("podvisor_image_pull_duration_seconds")
+                                             .Help("Duration of successful image pulls")
+                                             .Register(*Registry())
+                                             .Add({}, kPullBuckets);
+  prometheus::Family<prometheus::Counter>& pulls =
+      prometheus::BuildCounter()
+          .Name("podvisor_image_pulls_total")
+          .Help("Image pulls by result (success or error)")
+          .Register(*Registry());
+  prometheus::Family<prometheus::Gauge>& sessions =
+      prometheus::BuildGauge()
+          .Name("podvisor_streaming_sessions")
+          .Help("Streaming sessions open now, by kind (exec, attach, portforward)")
+          .Register(*Registry());
+  prometheus::Family<prometheus::Counter>& sessions_total =
+      prometheus::BuildCounter()
+          .Name("podvisor_streaming_sessions_total")
+          .Help("Streaming sessions started, by kind")
+          .Register(*Registry());
 
   Families() {
     // Both results exist from the start, so that rate() sees the first error.
     pulls.Add({{"result", "success"}});
     pulls.Add({{"result", "error"}});
+    template_builds.Add({{"result", "success"}});
+    template_builds.Add({{"result", "error"}});
   }
 };
 
@@ -88,6 +108,11 @@ void ObserveCriRequest(std::string_view method, std::string_view code, double se
 
 void ObserveVmStart(std::string_view mode, double seconds) {
   F().vm_start.Add({{"mode", std::string(mode)}}, kVmStartBuckets).Observe(seconds);
+}
+
+void ObserveTemplateBuild(double seconds, bool ok) {
+  if (ok) F().template_build.Observe(seconds);
+  F().template_builds.Add({{"result", ok ? "success" : "error"}}).Increment();
 }
 
 void CountAgentReconnect() { F().reconnects.Increment(); }

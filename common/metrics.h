@@ -20,6 +20,10 @@ void ObserveCriRequest(std::string_view method, std::string_view code, double se
 // fresh boot ("clone" for a VM restored from a template).
 void ObserveVmStart(std::string_view mode, double seconds);
 
+// podvisor_template_build_duration_seconds (successful builds) and
+// podvisor_template_builds_total{result}: one observation per template VM booted and saved.
+void ObserveTemplateBuild(double seconds, bool ok);
+
 // podvisor_agent_reconnects_total: the agent of a running VM reached again after a daemon restart.
 void CountAgentReconnect();
 // podvisor_agent_heartbeat_losses_total: an agent channel lost while its sandbox was READY.

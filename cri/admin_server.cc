@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "cri/vm_inventory.h"
@@ -26,7 +27,8 @@ constexpr int kIoTimeoutMs = 5000;
 
 absl::StatusOr<std::shared_ptr<AgentClient>> AgentOf(const AdminContext& c, const VmRow& vm) {
   if (vm.state != "ready") {
-    return absl::FailedPreconditionError(absl::StrCat("pod sandbox ", ShortId(vm.id), " is not ready"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("pod sandbox ", ShortId(vm.id), " is not ready"));
   }
   return c.sandboxes->Agent(vm.id);
 }
@@ -35,12 +37,10 @@ absl::StatusOr<nlohmann::json> AgentPing(AgentClient& agent) {
   absl::StatusOr<absl::Duration> rtt = agent.Ping(kAgentTimeout);
   if (!rtt.ok()) return rtt.status();
   const AgentInfo& info = agent.info();
-  return nlohmann::json{{"rtt_us", absl::ToInt64Microseconds(*rtt)},
-                        {"agent_version", info.agent_version},
-                        {"protocol_version", info.protocol_version},
-                        {"kernel_release", info.kernel_release},
-                        {"boot_time_ns", info.boot_time_ns},
-                        {"features", info.features}};
+  return nlohmann::json{
+      {"rtt_us", absl::ToInt64Microseconds(*rtt)}, {"agent_version", info.agent_version},
+      {"protocol_version", info.protocol_version}, {"kernel_release", info.kernel_release},
+      {"boot_time_ns", info.boot_time_ns},         {"features", info.features}};
 }
 
 nlohmann::json ContainerStatsJson(const GuestContainerStats& s) {
@@ -56,7 +56,8 @@ absl::StatusOr<nlohmann::json> AgentStats(AgentClient& agent) {
   absl::StatusOr<GuestSandboxStats> stats = agent.SandboxStats(kAgentTimeout);
   if (!stats.ok()) return stats.status();
   nlohmann::json containers = nlohmann::json::array();
-  for (const GuestContainerStats& s : stats->containers) containers.push_back(ContainerStatsJson(s));
+  for (const GuestContainerStats& s : stats->containers)
+    containers.push_back(ContainerStatsJson(s));
   return nlohmann::json{{"memory_total_bytes", stats->memory_total_bytes},
                         {"memory_available_bytes", stats->memory_available_bytes},
                         {"memory_used_bytes", stats->memory_used_bytes},
@@ -66,8 +67,20 @@ absl::StatusOr<nlohmann::json> AgentStats(AgentClient& agent) {
 }
 
 // The pod's containers as the host records them, with the guest's process counts.
-absl::StatusOr<nlohmann::json> AgentPs(const AdminContext& c, AgentClient& agent,
-                                       const VmRow& vm) {
+const char* ContainerStateName(ContainerState s) {
+  switch (s) {
+    case ContainerState::kCreated:
+      return "created";
+    case ContainerState::kRunning:
+      return "running";
+    case ContainerState::kExited:
+      return "exited";
+    default:
+      return "unknown";
+  }
+}
+
+absl::StatusOr<nlohmann::json> AgentPs(const AdminContext& c, AgentClient& agent, const VmRow& vm) {
   ContainerFilter filter;
   filter.sandbox_id_prefix = vm.id;
   std::vector<Container> containers = c.containers->List(filter);
@@ -79,17 +92,69 @@ absl::StatusOr<nlohmann::json> AgentPs(const AdminContext& c, AgentClient& agent
     if (!stats.ok()) return stats.status();
     for (const GuestContainerStats& s : *stats) guest[s.container_id] = s;
   }
+  absl::StatusOr<GuestInspection> inspection = agent.Inspect(kAgentTimeout);
+  if (!inspection.ok()) return inspection.status();
   nlohmann::json rows = nlohmann::json::array();
   for (const Container& ct : containers) {
     auto it = guest.find(ct.metadata.id);
     rows.push_back({{"id", ct.metadata.id},
                     {"name", ct.metadata.config.name},
                     {"image", ct.metadata.config.image},
-                    {"state", ct.status.state},
+                    {"state", ContainerStateName(ct.status.state)},
                     {"pid", ct.status.pid},
                     {"pids", it == guest.end() ? 0 : it->second.pids},
                     {"memory_working_set_bytes",
                      it == guest.end() ? 0 : it->second.memory_working_set_bytes}});
+  }
+  nlohmann::json processes = nlohmann::json::array();
+  for (const GuestInspection::Process& p : inspection->processes) {
+    processes.push_back({{"pid", p.pid},
+                         {"ppid", p.ppid},
+                         {"uid", p.uid},
+                         {"state", p.state},
+                         {"rss_bytes", p.rss_bytes},
+                         {"container_id", p.container_id},
+                         {"command", p.command}});
+  }
+  nlohmann::json mounts = nlohmann::json::array();
+  for (const GuestInspection::Mount& m : inspection->mounts) {
+    mounts.push_back({{"source", m.source},
+                      {"target", m.target},
+                      {"fs_type", m.fs_type},
+                      {"options", m.options}});
+  }
+  nlohmann::json disks = nlohmann::json::array();
+  for (const GuestInspection::Disk& d : inspection->disks) {
+    disks.push_back({{"name", d.name},
+                     {"serial", d.serial},
+                     {"size_bytes", d.size_bytes},
+                     {"read_only", d.read_only},
+                     {"mount_point", d.mount_point}});
+  }
+  return nlohmann::json{{"containers", std::move(rows)},
+                        {"processes", std::move(processes)},
+                        {"mounts", std::move(mounts)},
+                        {"disks", std::move(disks)},
+                        {"truncated", inspection->truncated}};
+}
+
+// One row per configured template shape; an empty list when templates are off.
+nlohmann::json Templates(const AdminContext& c) {
+  nlohmann::json rows = nlohmann::json::array();
+  if (c.templates == nullptr) return rows;
+  for (const VmTemplateStatus& t : c.templates->Status()) {
+    nlohmann::json row = {{"vcpus", t.shape.vcpus},
+                          {"memory_mib", t.shape.memory_mib},
+                          {"state", VmTemplateStateName(t.state)},
+                          {"key", t.key},
+                          {"memory_file_bytes", t.memory_file_bytes},
+                          {"build_seconds", t.build_seconds},
+                          {"clones", t.clones},
+                          {"error", t.last_error}};
+    row["built_at"] = t.state == VmTemplateStatus::State::kReady
+                          ? absl::FormatTime(absl::RFC3339_sec, t.built_at, absl::UTCTimeZone())
+                          : "";
+    rows.push_back(std::move(row));
   }
   return rows;
 }
@@ -97,6 +162,7 @@ absl::StatusOr<nlohmann::json> AgentPs(const AdminContext& c, AgentClient& agent
 absl::StatusOr<nlohmann::json> Dispatch(const AdminContext& c, const nlohmann::json& req) {
   const std::string command = req.value("command", "");
   if (command == "config") return c.effective_config();
+  if (command == "templates") return Templates(c);
   if (command == "vms") {
     nlohmann::json rows = nlohmann::json::array();
     for (const VmRow& vm : ListVms(*c.sandboxes, true)) rows.push_back(VmRowToJson(vm));

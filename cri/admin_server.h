@@ -5,7 +5,7 @@
 // {"ok": true, "result": ...} or {"ok": false, "error": "..."}; then the server closes.
 //
 // Commands: {"command": "vms"}, {"command": "vm", "pod": ID}, {"command": "config"},
-// {"command": "agent", "pod": ID, "action": "ping" | "stats" | "ps"}. Pod ids may be unique
+// {"command": "agent", "pod": ID, "action": "ping" | "stats" | "ps"}, {"command": "templates"}. Pod ids may be unique
 // prefixes. docs/podvisorctl.md describes the answers.
 
 #include <functional>
@@ -24,6 +24,7 @@ struct AdminContext {
   ContainerController* containers = nullptr;
   // The effective configuration (after reloads), as Status verbose shows it.
   std::function<nlohmann::json()> effective_config;
+  VmTemplateStore* templates = nullptr;  // nullptr: templates off
 };
 
 // Answers one request (the JSON text of one line). Never fails: errors are in the answer.

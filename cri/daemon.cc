@@ -207,7 +207,7 @@ class DaemonImpl : public Daemon {
       return metrics_ ? metrics_->Url() : std::string();
     };
     cri::AdminContext context{sandbox_controller_.get(), container_controller_.get(),
-                              services_.effective_config};
+                              services_.effective_config, templates_.get()};
     auto admin = cri::AdminServer::Start(absl::StrCat(config.state_dir, "/admin.sock"), context);
     if (!admin.ok()) return admin.status();
     admin_ = std::move(*admin);
@@ -225,12 +225,12 @@ class DaemonImpl : public Daemon {
       }
       return absl::OkStatus();
     }
-    auto endpoint =
-        cri::MetricsEndpoint::Start(address, sandbox_controller_.get(), container_controller_.get());
+    auto endpoint = cri::MetricsEndpoint::Start(address, sandbox_controller_.get(),
+                                                container_controller_.get(), templates_.get());
     if (!endpoint.ok()) {
       if (!old.empty()) {
         auto back = cri::MetricsEndpoint::Start(old, sandbox_controller_.get(),
-                                                container_controller_.get());
+                                                container_controller_.get(), templates_.get());
         if (back.ok()) metrics_ = std::move(*back);
       }
       return endpoint.status();

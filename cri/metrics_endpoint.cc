@@ -33,8 +33,9 @@ void AddSample(prometheus::MetricFamily& f, std::vector<prometheus::ClientMetric
 // Gauges read from the controllers at scrape time, so they can never drift from the state.
 class RuntimeCollector : public prometheus::Collectable {
  public:
-  RuntimeCollector(SandboxController* sandboxes, ContainerController* containers)
-      : sandboxes_(sandboxes), containers_(containers) {}
+  RuntimeCollector(SandboxController* sandboxes, ContainerController* containers,
+                   VmTemplateStore* templates)
+      : sandboxes_(sandboxes), containers_(containers), templates_(templates) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     std::vector<prometheus::MetricFamily> out;
@@ -56,14 +57,38 @@ class RuntimeCollector : public prometheus::Collectable {
     out.push_back(std::move(rss));
     out.push_back(std::move(pss));
     out.push_back(std::move(size));
-    auto ready = Gauge("podvisor_runtime_ready",
-                       "1 once the hypervisor is initialised and state recovered");
+    auto ready =
+        Gauge("podvisor_runtime_ready", "1 once the hypervisor is initialised and state recovered");
     AddSample(ready, {}, sandboxes_->ReadyStatus().ok() ? 1 : 0);
     out.push_back(std::move(ready));
+    if (templates_ != nullptr) AddTemplates(out);
     return out;
   }
 
  private:
+  // The template pool: shapes by state, and the tmpfs memory each ready template's RAM holds.
+  void AddTemplates(std::vector<prometheus::MetricFamily>& out) const {
+    std::map<std::string, int> counts;
+    for (auto s : {VmTemplateStatus::State::kPending, VmTemplateStatus::State::kBuilding,
+                   VmTemplateStatus::State::kReady, VmTemplateStatus::State::kFailed}) {
+      counts[VmTemplateStateName(s)] = 0;
+    }
+    auto memory = Gauge("podvisor_template_memory_bytes",
+                        "tmpfs bytes held by each ready template's RAM file");
+    for (const VmTemplateStatus& t : templates_->Status()) {
+      ++counts[VmTemplateStateName(t.state)];
+      if (t.state != VmTemplateStatus::State::kReady) continue;
+      AddSample(memory,
+                {{"vcpus", absl::StrCat(t.shape.vcpus)},
+                 {"memory_mib", absl::StrCat(t.shape.memory_mib)}},
+                static_cast<double>(t.memory_file_bytes));
+    }
+    auto states = Gauge("podvisor_templates", "Template VM shapes by state");
+    for (const auto& [state, n] : counts) AddSample(states, {{"state", state}}, n);
+    out.push_back(std::move(states));
+    out.push_back(std::move(memory));
+  }
+
   static prometheus::MetricFamily SandboxStates(const std::vector<VmRow>& vms) {
     std::map<std::pair<std::string, std::string>, int> counts;
     for (const char* state : {"ready", "notready"}) counts[{state, "vm"}] = 0;
@@ -96,15 +121,20 @@ class RuntimeCollector : public prometheus::Collectable {
 
   static std::string StateName(ContainerState s) {
     switch (s) {
-      case ContainerState::kCreated: return "created";
-      case ContainerState::kRunning: return "running";
-      case ContainerState::kExited: return "exited";
-      default: return "unknown";
+      case ContainerState::kCreated:
+        return "created";
+      case ContainerState::kRunning:
+        return "running";
+      case ContainerState::kExited:
+        return "exited";
+      default:
+        return "unknown";
     }
   }
 
   SandboxController* const sandboxes_;
   ContainerController* const containers_;
+  VmTemplateStore* const templates_;  // nullptr: templates off
 };
 
 class MetricsEndpointImpl : public MetricsEndpoint {
@@ -126,7 +156,8 @@ class MetricsEndpointImpl : public MetricsEndpoint {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
-    const std::string& address, SandboxController* sandboxes, ContainerController* containers) {
+    const std::string& address, SandboxController* sandboxes, ContainerController* containers,
+    VmTemplateStore* templates) {
   const size_t colon = address.rfind(':');
   if (colon == std::string::npos) {
     return absl::InvalidArgumentError(absl::StrCat("metrics address ", address, ": not host:port"));
@@ -143,7 +174,7 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   if (ports.empty()) {
     return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address));
   }
-  auto collector = std::make_shared<RuntimeCollector>(sandboxes, containers);
+  auto collector = std::make_shared<RuntimeCollector>(sandboxes, containers, templates);
   exposer->RegisterCollectable(metrics::Registry());
   exposer->RegisterCollectable(collector);
   const std::string bound = absl::StrCat(address.substr(0, colon), ":", ports.front());

@@ -16,10 +16,12 @@ namespace podvisor::cri {
 class MetricsEndpoint {
  public:
   // Listens on `address` (host:port; port 0 picks one). UNAVAILABLE when it cannot bind.
-  // The controllers must outlive the endpoint.
+  // The controllers and the template store (nullptr when templates are off) must outlive the
+  // endpoint.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(const std::string& address,
                                                                 SandboxController* sandboxes,
-                                                                ContainerController* containers);
+                                                                ContainerController* containers,
+                                                                VmTemplateStore* templates);
   virtual ~MetricsEndpoint() = default;
   // host:port actually bound.
   virtual std::string address() const = 0;

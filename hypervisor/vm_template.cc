@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/status_util.h"
 
 namespace podvisor {
@@ -88,8 +89,8 @@ bool IsKeyName(absl::string_view name) {
 }
 
 std::string MetaText(const VmTemplate& t) {
-  return absl::StrCat("key ", t.key, "\nvcpus ", t.shape.vcpus, "\nmemory_mib ",
-                      t.shape.memory_mib, "\nmac ", t.mac, "\n");
+  return absl::StrCat("key ", t.key, "\nvcpus ", t.shape.vcpus, "\nmemory_mib ", t.shape.memory_mib,
+                      "\nmac ", t.mac, "\n");
 }
 
 // Reads a template directory written by Build; NOT_FOUND unless it is complete.
@@ -118,8 +119,43 @@ absl::StatusOr<VmTemplate> LoadTemplate(const std::string& dir, const std::strin
 
 }  // namespace
 
+const char* VmTemplateStateName(VmTemplateStatus::State state) {
+  switch (state) {
+    case VmTemplateStatus::State::kPending:
+      return "pending";
+    case VmTemplateStatus::State::kBuilding:
+      return "building";
+    case VmTemplateStatus::State::kReady:
+      return "ready";
+    case VmTemplateStatus::State::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
 VmTemplateStore::VmTemplateStore(Hypervisor* hypervisor, VmTemplateOptions options)
-    : hypervisor_(hypervisor), options_(std::move(options)) {}
+    : hypervisor_(hypervisor), options_(std::move(options)) {
+  for (const VmShape& shape : options_.shapes) {
+    VmTemplateStatus s;
+    s.shape = shape;
+    status_.push_back(s);
+  }
+}
+
+void VmTemplateStore::SetShapeStatus(size_t index, VmTemplateStatus::State state,
+                                     const std::string& key, const std::string& error,
+                                     double build_seconds) {
+  absl::MutexLock lock(&mu_);
+  VmTemplateStatus& s = status_[index];
+  s.state = state;
+  s.key = key;
+  if (state == VmTemplateStatus::State::kFailed) s.last_error = error;
+  if (state == VmTemplateStatus::State::kReady) {
+    s.built_at = absl::Now();
+    s.build_seconds = build_seconds;
+    s.last_error.clear();
+  }
+}
 
 VmTemplateStore::~VmTemplateStore() {
   {
@@ -201,14 +237,22 @@ absl::Status VmTemplateStore::BuildAll() {
   absl::Status first;
   std::vector<VmTemplate> ready;
   std::vector<std::string> keys;
-  for (const VmShape& shape : options_.shapes) {
+  for (size_t i = 0; i < options_.shapes.size(); ++i) {
+    const VmShape& shape = options_.shapes[i];
     std::string key = KeyOf(*digest, shape);
     keys.push_back(key);
+    const bool on_disk = LoadTemplate(absl::StrCat(options_.dir, "/", key), key).ok();
+    if (!on_disk) SetShapeStatus(i, VmTemplateStatus::State::kBuilding, key, "", 0);
+    const absl::Time start = absl::Now();
     absl::StatusOr<VmTemplate> t = LoadOrBuild(key, shape);
+    const double seconds = on_disk ? 0 : absl::ToDoubleSeconds(absl::Now() - start);
+    if (!on_disk) metrics::ObserveTemplateBuild(seconds, t.ok());
+    SetShapeStatus(i, t.ok() ? VmTemplateStatus::State::kReady : VmTemplateStatus::State::kFailed,
+                   key, t.ok() ? "" : std::string(t.status().message()), seconds);
     if (!t.ok()) {
       if (first.ok()) {
-        first = WithContext(t.status(), absl::StrCat("template ", shape.vcpus, " vCPU ",
-                                                     shape.memory_mib, " MiB"));
+        first = WithContext(
+            t.status(), absl::StrCat("template ", shape.vcpus, " vCPU ", shape.memory_mib, " MiB"));
       }
       continue;
     }
@@ -314,8 +358,8 @@ void VmTemplateStore::RemoveStale(const std::vector<std::string>& keep) {
   std::vector<std::string> stale;
   while (dirent* e = readdir(d)) {
     std::string name = e->d_name;
-    bool ours = IsKeyName(name) ||
-                (absl::StartsWith(name, kBuildPrefix) && IsKeyName(name.substr(strlen(kBuildPrefix))));
+    bool ours = IsKeyName(name) || (absl::StartsWith(name, kBuildPrefix) &&
+                                    IsKeyName(name.substr(strlen(kBuildPrefix))));
     if (!ours) continue;
     bool kept = false;
     for (const std::string& k : keep) kept = kept || name == k;
@@ -349,12 +393,32 @@ std::optional<VmTemplate> VmTemplateStore::Find(uint32_t vcpus, uint64_t memory_
     if (best == nullptr || t.shape.memory_mib < best->shape.memory_mib) best = &t;
   }
   if (best == nullptr) return std::nullopt;
+  for (VmTemplateStatus& s : status_) {
+    if (s.key == best->key) ++s.clones;
+  }
   return *best;
 }
 
-std::vector<VmTemplate> VmTemplateStore::Ready() {
-  absl::MutexLock lock(&mu_);
-  return ready_;
+std::vector<VmTemplateStatus> VmTemplateStore::Status() {
+  std::vector<VmTemplateStatus> out;
+  {
+    absl::MutexLock lock(&mu_);
+    out = status_;
+    if (!built_for_.has_value()) {
+      // The guest image changed since the last build: nothing is ready until the rebuild.
+      for (VmTemplateStatus& s : out) {
+        if (s.state == VmTemplateStatus::State::kReady) s.state = VmTemplateStatus::State::kPending;
+      }
+    }
+  }
+  for (VmTemplateStatus& s : out) {
+    struct stat st;
+    const std::string ram = absl::StrCat(options_.dir, "/", s.key, "/ram");
+    if (s.state == VmTemplateStatus::State::kReady && stat(ram.c_str(), &st) == 0) {
+      s.memory_file_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+  }
+  return out;
 }
 
 }  // namespace podvisor

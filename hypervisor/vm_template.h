@@ -26,7 +26,7 @@ struct VmShape {
 // A template ready to be cloned: RAM image (read-only, mapped privately by every clone) and the
 // device state saved with x-ignore-shared.
 struct VmTemplate {
-  std::string key;          // hex digest of everything the saved state depends on
+  std::string key;  // hex digest of everything the saved state depends on
   VmShape shape;
   std::string memory_file;  // <dir>/<key>/ram
   std::string state_file;   // <dir>/<key>/state
@@ -34,6 +34,21 @@ struct VmTemplate {
   // with it whatever the clone's command line says (the agent then sets the pod's MAC).
   std::string mac;
 };
+
+// What the store knows of one configured shape, for podvisorctl and the metrics.
+struct VmTemplateStatus {
+  enum class State { kPending, kBuilding, kReady, kFailed };
+  VmShape shape;
+  State state = State::kPending;
+  std::string key;                 // set once the shape's key is known (the first build pass)
+  std::string last_error;          // the last failed build's error (kFailed)
+  absl::Time built_at;             // when the ready template was built or found (kReady)
+  double build_seconds = 0;        // the last build's duration; 0 for a template found on disk
+  uint64_t memory_file_bytes = 0;  // tmpfs bytes its RAM file holds (kReady)
+  uint64_t clones = 0;             // pods given this shape's template since the daemon started
+};
+
+const char* VmTemplateStateName(VmTemplateStatus::State state);
 
 // The MAC every template NIC has.
 inline constexpr char kTemplateMac[] = "52:54:00:7e:e0:01";
@@ -78,8 +93,8 @@ class VmTemplateStore {
   // changed since the templates were built: answers nullopt and wakes the builder.
   std::optional<VmTemplate> Find(uint32_t vcpus, uint64_t memory_mib);
 
-  // Every ready template (for status output).
-  std::vector<VmTemplate> Ready();
+  // Every configured shape with its state, in configuration order.
+  std::vector<VmTemplateStatus> Status();
 
  private:
   struct ImageStamp {
@@ -96,6 +111,8 @@ class VmTemplateStore {
                            const std::string& build_dir);
   void RemoveStale(const std::vector<std::string>& keep);
   void BuilderLoop();
+  void SetShapeStatus(size_t index, VmTemplateStatus::State state, const std::string& key,
+                      const std::string& error, double build_seconds);
 
   Hypervisor* const hypervisor_;
   const VmTemplateOptions options_;
@@ -105,8 +122,9 @@ class VmTemplateStore {
 
   absl::Mutex mu_;
   std::vector<VmTemplate> ready_ ABSL_GUARDED_BY(mu_);
-  std::optional<ImageStamp> built_for_ ABSL_GUARDED_BY(mu_);  // image of ready_
-  bool wanted_ ABSL_GUARDED_BY(mu_) = false;  // the builder should run
+  std::optional<ImageStamp> built_for_ ABSL_GUARDED_BY(mu_);   // image of ready_
+  std::vector<VmTemplateStatus> status_ ABSL_GUARDED_BY(mu_);  // one per options_.shapes
+  bool wanted_ ABSL_GUARDED_BY(mu_) = false;                   // the builder should run
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread builder_;
 };

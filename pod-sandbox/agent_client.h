@@ -212,6 +212,32 @@ struct GuestSandboxStats {
   uint32_t process_count = 0;
 };
 
+// The guest as its agent sees it (podvisorctl agent POD ps).
+struct GuestInspection {
+  struct Process {
+    int32_t pid = 0;
+    int32_t ppid = 0;
+    std::string command;
+    std::string container_id;  // empty: not in a container (the agent, kernel threads)
+    uint64_t rss_bytes = 0;
+    std::string state;
+    uint32_t uid = 0;
+  };
+  struct Mount {
+    std::string source, target, fs_type, options;
+  };
+  struct Disk {
+    std::string name, serial;
+    uint64_t size_bytes = 0;
+    bool read_only = false;
+    std::string mount_point;
+  };
+  std::vector<Process> processes;
+  std::vector<Mount> mounts;
+  std::vector<Disk> disks;
+  bool truncated = false;  // the guest cut a list at its bound
+};
+
 // Something the guest reported on its own.
 struct AgentEvent {
   enum class Kind { kProcessExited, kOom };
@@ -288,6 +314,8 @@ class AgentClient {
       const std::vector<std::string>& ids, absl::Duration timeout) = 0;
   // Every container's stats and the guest's totals.
   virtual absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) = 0;
+  // The guest's processes, mounts and disks. UNIMPLEMENTED from agents older than the call.
+  virtual absl::StatusOr<GuestInspection> Inspect(absl::Duration timeout) = 0;
   // Applies the set limits to a created or running container's cgroup (the rest stay as they
   // are). NOT_FOUND for an unknown container, FAILED_PRECONDITION once it exited,
   // INVALID_ARGUMENT when the guest kernel refuses a value.

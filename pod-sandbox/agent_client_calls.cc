@@ -182,6 +182,15 @@ absl::StatusOr<GuestSandboxStats> AgentClientImpl::SandboxStats(absl::Duration t
   return ToSandboxStats(r->stats());
 }
 
+absl::StatusOr<GuestInspection> AgentClientImpl::Inspect(absl::Duration timeout) {
+  v1::Request req;
+  req.mutable_inspect();
+  absl::StatusOr<v1::Response> r = Call(req, timeout);
+  if (!r.ok()) return WithContext(r.status(), "inspect");
+  if (!r->has_inspect()) return absl::UnimplementedError("inspect: the agent is too old");
+  return ToInspection(r->inspect());
+}
+
 absl::Status AgentClientImpl::UpdateContainerResources(const std::string& id,
                                                        const ContainerResources& resources,
                                                        absl::Duration timeout) {

@@ -8,9 +8,14 @@ namespace {
 namespace v1 = agent::v1;
 
 constexpr size_t kMaxMessageBytes = 64 * 1024;  // status messages
-constexpr size_t kMaxShortString = 256;        // versions, kernel release, features
+constexpr size_t kMaxShortString = 256;         // versions, kernel release, features
 constexpr int kMaxFeatures = 64;
 constexpr int kMaxStatsEntries = 4096;
+constexpr size_t kMaxPath = 4096;
+// What an agent's Inspect may list (agent/inspect.h bounds it the same).
+constexpr int kMaxInspectProcesses = 2048;
+constexpr int kMaxInspectMounts = 1024;
+constexpr int kMaxInspectDisks = 256;
 
 absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("invalid frame from the guest: ", what));
@@ -32,6 +37,33 @@ absl::Status ValidateExit(const v1::ExitStatus& s) {
   if (s.finished_at_ns() > static_cast<uint64_t>(INT64_MAX) ||
       s.started_at_ns() > static_cast<uint64_t>(INT64_MAX)) {
     return Bad("time out of range");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateInspect(const v1::InspectResponse& r) {
+  if (r.processes_size() > kMaxInspectProcesses || r.mounts_size() > kMaxInspectMounts ||
+      r.disks_size() > kMaxInspectDisks) {
+    return Bad("inspect lists too long");
+  }
+  for (const v1::GuestProcess& p : r.processes()) {
+    if (!IsPrintable(p.command(), kMaxShortString) || !IsPrintable(p.state(), 8) ||
+        !IsValidOptionalId(p.container_id()) || p.rss_bytes() > static_cast<uint64_t>(INT64_MAX)) {
+      return Bad("inspect process");
+    }
+  }
+  for (const v1::GuestMount& m : r.mounts()) {
+    if (!IsPrintable(m.source(), kMaxPath) || !IsPrintable(m.target(), kMaxPath) ||
+        !IsPrintable(m.fs_type(), kMaxShortString) || !IsPrintable(m.options(), kMaxPath)) {
+      return Bad("inspect mount");
+    }
+  }
+  for (const v1::GuestDisk& d : r.disks()) {
+    if (!IsPrintable(d.name(), kMaxShortString) || !IsPrintable(d.serial(), kMaxShortString) ||
+        !IsPrintable(d.mount_point(), kMaxPath) ||
+        d.size_bytes() > static_cast<uint64_t>(INT64_MAX)) {
+      return Bad("inspect disk");
+    }
   }
   return absl::OkStatus();
 }
@@ -87,6 +119,8 @@ absl::Status ValidateResponse(const v1::Response& r) {
         return Bad("output offsets");
       }
       return absl::OkStatus();
+    case v1::Response::kInspect:
+      return ValidateInspect(r.inspect());
     case v1::Response::kPing:
     case v1::Response::kEmpty:
     case v1::Response::kProcessStarted:
@@ -208,6 +242,22 @@ std::vector<GuestContainerStats> ToContainerStats(const v1::StatsResponse& stats
     s.pids = c.pids();
     out.push_back(s);
   }
+  return out;
+}
+
+GuestInspection ToInspection(const v1::InspectResponse& inspect) {
+  GuestInspection out;
+  for (const v1::GuestProcess& p : inspect.processes()) {
+    out.processes.push_back(
+        {p.pid(), p.ppid(), p.command(), p.container_id(), p.rss_bytes(), p.state(), p.uid()});
+  }
+  for (const v1::GuestMount& m : inspect.mounts()) {
+    out.mounts.push_back({m.source(), m.target(), m.fs_type(), m.options()});
+  }
+  for (const v1::GuestDisk& d : inspect.disks()) {
+    out.disks.push_back({d.name(), d.serial(), d.size_bytes(), d.read_only(), d.mount_point()});
+  }
+  out.truncated = inspect.truncated();
   return out;
 }
 

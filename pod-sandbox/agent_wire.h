@@ -29,6 +29,7 @@ ExitInfo ToExitInfo(const agent::v1::ExitStatus& status);
 AgentEvent ToAgentEvent(const agent::v1::Event& event);
 std::vector<GuestContainerStats> ToContainerStats(const agent::v1::StatsResponse& stats);
 GuestSandboxStats ToSandboxStats(const agent::v1::StatsResponse& stats);
+GuestInspection ToInspection(const agent::v1::InspectResponse& inspect);
 
 // Container and exec ids: [A-Za-z0-9_.-]{1,128}.
 bool IsValidAgentId(absl::string_view id);

@@ -200,6 +200,19 @@ class FakeAgentClient : public AgentClient {
     out.process_count = 3;
     return out;
   }
+  // The agent as PID 1 and one process per running container the fake knows.
+  absl::StatusOr<GuestInspection> Inspect(absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    GuestInspection out;
+    out.processes.push_back({1, 0, "/init", "", 4 << 20, "S", 0});
+    int32_t pid = 100;
+    for (const auto& [key, proc] : procs_) {
+      if (key.second.empty())
+        out.processes.push_back({pid++, 1, "sleep", key.first, 1 << 20, "S", 0});
+    }
+    out.mounts.push_back({"rootfs", "/", "rootfs", "rw"});
+    return out;
+  }
   absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& r,
                                         absl::Duration) override {
     std::lock_guard<std::mutex> lock(mu_);

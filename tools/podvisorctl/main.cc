@@ -29,6 +29,7 @@ constexpr char kUsage[] =
     "  console POD [--follow]   the guest's serial console log (--follow: keep printing)\n"
     "  agent POD ping|stats|ps  ask the pod's guest agent\n"
     "  config                   podvisord's effective configuration\n"
+    "  templates                template VMs: shape, state, RAM held, pods cloned, last error\n"
     "\n"
     "POD is a pod sandbox id or a unique prefix of one.\n"
     "  --state-dir DIR  podvisord's state directory (default /run/podvisor)\n"
@@ -48,10 +49,11 @@ std::string Mib(uint64_t bytes) {
 }
 
 void PrintVms(const nlohmann::json& vms) {
-  std::printf("%-13s %-30s %-8s %-8s %-5s %5s %7s %7s %7s %s\n", "POD ID", "NAME", "STATE",
-              "PID", "ACCEL", "VCPUS", "MEMORY", "PSS", "BOOT", "AGENT");
+  std::printf("%-13s %-30s %-8s %-8s %-5s %5s %7s %7s %7s %s\n", "POD ID", "NAME", "STATE", "PID",
+              "ACCEL", "VCPUS", "MEMORY", "PSS", "BOOT", "AGENT");
   for (const nlohmann::json& vm : vms) {
-    const std::string pid = vm["qemu_pid"].get<int>() > 0 ? absl::StrCat(vm["qemu_pid"].get<int>()) : "-";
+    const std::string pid =
+        vm["qemu_pid"].get<int>() > 0 ? absl::StrCat(vm["qemu_pid"].get<int>()) : "-";
     std::printf("%-13s %-30s %-8s %-8s %-5s %5d %7s %7s %6.2fs %s\n",
                 vm["id"].get<std::string>().substr(0, 13).c_str(),
                 vm["name"].get<std::string>().c_str(), vm["state"].get<std::string>().c_str(),
@@ -59,6 +61,68 @@ void PrintVms(const nlohmann::json& vms) {
                 absl::StrCat(vm["memory_mib"].get<uint64_t>(), "Mi").c_str(),
                 Mib(vm["pss_bytes"].get<uint64_t>()).c_str(), vm["boot_ms"].get<double>() / 1000,
                 vm["agent"].get<std::string>().c_str());
+  }
+}
+
+// `agent POD ps`: the containers as podvisord records them, then the guest's own view.
+void PrintPs(const nlohmann::json& ps) {
+  std::printf("CONTAINERS\n%-13s %-24s %-8s %7s %5s %8s %s\n", "ID", "NAME", "STATE", "PID", "PIDS",
+              "WSS", "IMAGE");
+  for (const nlohmann::json& c : ps["containers"]) {
+    std::printf("%-13s %-24s %-8s %7d %5d %8s %s\n",
+                c["id"].get<std::string>().substr(0, 13).c_str(),
+                c["name"].get<std::string>().c_str(), c["state"].get<std::string>().c_str(),
+                c["pid"].get<int>(), c["pids"].get<int>(),
+                Mib(c["memory_working_set_bytes"].get<uint64_t>()).c_str(),
+                c["image"].get<std::string>().c_str());
+  }
+  std::printf("\nPROCESSES\n%7s %7s %6s %-5s %8s %-13s %s\n", "PID", "PPID", "UID", "STATE", "RSS",
+              "CONTAINER", "COMMAND");
+  for (const nlohmann::json& p : ps["processes"]) {
+    const std::string ctr = p["container_id"].get<std::string>();
+    std::printf("%7d %7d %6u %-5s %8s %-13s %s\n", p["pid"].get<int>(), p["ppid"].get<int>(),
+                p["uid"].get<unsigned>(), p["state"].get<std::string>().c_str(),
+                Mib(p["rss_bytes"].get<uint64_t>()).c_str(),
+                ctr.empty() ? "-" : ctr.substr(0, 13).c_str(),
+                p["command"].get<std::string>().c_str());
+  }
+  std::printf("\nMOUNTS\n%-28s %-40s %-10s %s\n", "SOURCE", "TARGET", "TYPE", "OPTIONS");
+  for (const nlohmann::json& m : ps["mounts"]) {
+    std::printf("%-28s %-40s %-10s %s\n", m["source"].get<std::string>().c_str(),
+                m["target"].get<std::string>().c_str(), m["fs_type"].get<std::string>().c_str(),
+                m["options"].get<std::string>().c_str());
+  }
+  std::printf("\nDISKS\n%-8s %-24s %8s %-3s %s\n", "NAME", "SERIAL", "SIZE", "RO", "MOUNTED ON");
+  for (const nlohmann::json& d : ps["disks"]) {
+    const std::string serial = d["serial"].get<std::string>();
+    const std::string mount_point = d["mount_point"].get<std::string>();
+    std::printf("%-8s %-24s %8s %-3s %s\n", d["name"].get<std::string>().c_str(),
+                serial.empty() ? "-" : serial.c_str(), Mib(d["size_bytes"].get<uint64_t>()).c_str(),
+                d["read_only"].get<bool>() ? "yes" : "no",
+                mount_point.empty() ? "-" : mount_point.c_str());
+  }
+  if (ps.value("truncated", false)) std::printf("\n(the guest cut a list at its bound)\n");
+}
+
+void PrintTemplates(const nlohmann::json& templates) {
+  if (templates.empty()) {
+    std::printf("no templates (hypervisor.templates is off, or needs the shared filesystem)\n");
+    return;
+  }
+  std::printf("%-5s %-7s %-9s %-17s %7s %7s %7s %-20s %s\n", "VCPUS", "MEMORY", "STATE", "KEY",
+              "RAM", "BUILD", "CLONES", "BUILT", "ERROR");
+  for (const nlohmann::json& t : templates) {
+    const double build = t["build_seconds"].get<double>();
+    std::printf(
+        "%-5d %-7s %-9s %-17s %7s %7s %7llu %-20s %s\n", t["vcpus"].get<int>(),
+        absl::StrCat(t["memory_mib"].get<uint64_t>(), "Mi").c_str(),
+        t["state"].get<std::string>().c_str(),
+        t["key"].get<std::string>().empty() ? "-" : t["key"].get<std::string>().c_str(),
+        Mib(t["memory_file_bytes"].get<uint64_t>()).c_str(),
+        build > 0 ? absl::StrFormat("%.1fs", build).c_str() : "-",
+        static_cast<unsigned long long>(t["clones"].get<uint64_t>()),
+        t["built_at"].get<std::string>().empty() ? "-" : t["built_at"].get<std::string>().c_str(),
+        t["error"].get<std::string>().c_str());
   }
 }
 
@@ -122,6 +186,8 @@ int Run(const Args& a) {
     req = {{"command", "vms"}};
   } else if (cmd == "config" && a.words.size() == 1) {
     req = {{"command", "config"}};
+  } else if (cmd == "templates" && a.words.size() == 1) {
+    req = {{"command", "templates"}};
   } else if (cmd == "console" && a.words.size() == 2) {
     req = {{"command", "vm"}, {"pod", a.words[1]}};
   } else if (cmd == "agent" && a.words.size() == 3) {
@@ -135,6 +201,14 @@ int Run(const Args& a) {
   if (cmd == "console") return Console((*result)["console_log"].get<std::string>(), a.follow);
   if (cmd == "vms" && !a.json) {
     PrintVms(*result);
+    return 0;
+  }
+  if (cmd == "agent" && a.words[2] == "ps" && !a.json) {
+    PrintPs(*result);
+    return 0;
+  }
+  if (cmd == "templates" && !a.json) {
+    PrintTemplates(*result);
     return 0;
   }
   std::printf("%s\n", result->dump(2).c_str());

@@ -1,8 +1,6 @@
 // An operator's view of a running pod VM: podvisorctl lists it and shows its console, asks its
 // agent, and the metrics count it. The real podvisord boots a real guest (TCG) for this.
 
-#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,12 +9,14 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
 #include "test/support/daemon_process.h"
 #include "test/support/metrics_scrape.h"
 #include "test/support/temp_dir.h"
@@ -24,6 +24,9 @@
 namespace podvisor::testing {
 namespace {
 
+using ::testing::AllOf;
+using ::testing::AnyOf;
+using ::testing::Eq;
 using ::testing::HasSubstr;
 namespace v1 = runtime::v1;
 namespace fs = std::filesystem;
@@ -50,12 +53,16 @@ class OperatorVmE2eTest : public ::testing::Test {
     // A CNI network of this test's own: bridge, subnet and IPAM store unique to this process.
     bridge_ = absl::StrCat("pvops", getpid() % 100000);
     fs::create_directories(dir_.Join("cni"));
-    std::ofstream(dir_.Join("cni/10-test.conflist")) << absl::StrCat(R"({
+    std::ofstream(dir_.Join("cni/10-test.conflist"))
+        << absl::StrCat(R"({
   "cniVersion": "1.0.0", "name": "pvops-test",
   "plugins": [
-    {"type": "bridge", "bridge": ")", bridge_, R"(", "isGateway": true,
-     "ipam": {"type": "host-local", "dataDir": ")", dir_.Join("ipam"), R"(",
-              "ranges": [[{"subnet": "10.216.)", getpid() % 200 + 20, R"(.0/24"}]]}},
+    {"type": "bridge", "bridge": ")",
+                        bridge_, R"(", "isGateway": true,
+     "ipam": {"type": "host-local", "dataDir": ")",
+                        dir_.Join("ipam"), R"(",
+              "ranges": [[{"subnet": "10.216.)",
+                        getpid() % 200 + 20, R"(.0/24"}]]}},
     {"type": "loopback"}
   ]
 })");
@@ -85,9 +92,9 @@ class OperatorVmE2eTest : public ::testing::Test {
 
   std::string Ctl(const std::string& args, int* code = nullptr) {
     std::string out;
-    int rc = RunCommand(absl::StrCat(PODVISOR_BIN_DIR, "/podvisorctl --state-dir ",
-                                     dir_.Join("st"), " ", args),
-                        &out);
+    int rc = RunCommand(
+        absl::StrCat(PODVISOR_BIN_DIR, "/podvisorctl --state-dir ", dir_.Join("st"), " ", args),
+        &out);
     if (code != nullptr) *code = rc;
     return out;
   }
@@ -159,13 +166,24 @@ TEST_F(OperatorVmE2eTest, PodvisorctlAndMetricsShowARunningPodVm) {
   EXPECT_EQ(code, 0) << console;
   EXPECT_THAT(console, HasSubstr("podvisor-agent"));
 
-  nlohmann::json ping = nlohmann::json::parse(Ctl("agent " + id.substr(0, 8) + " ping"), nullptr,
-                                              false);
+  nlohmann::json ping =
+      nlohmann::json::parse(Ctl("agent " + id.substr(0, 8) + " ping"), nullptr, false);
   EXPECT_FALSE(ping.value("agent_version", "").empty()) << ping;
   nlohmann::json stats = nlohmann::json::parse(Ctl("agent " + id + " stats"), nullptr, false);
   EXPECT_GT(stats.value("memory_total_bytes", 0ull), 0u) << stats;
-  nlohmann::json ps = nlohmann::json::parse(Ctl("agent " + id + " ps"), nullptr, false);
-  EXPECT_TRUE(ps.is_array() && ps.empty()) << ps;
+  // The guest's own view: no containers yet, the agent as PID 1, its mounts.
+  nlohmann::json ps = nlohmann::json::parse(Ctl("--json agent " + id + " ps"), nullptr, false);
+  ASSERT_TRUE(ps.is_object()) << ps;
+  EXPECT_TRUE(ps["containers"].empty()) << ps;
+  bool agent_is_pid1 = false;
+  for (const nlohmann::json& p : ps["processes"]) {
+    agent_is_pid1 = agent_is_pid1 || (p["pid"] == 1 && p["container_id"] == "");
+  }
+  EXPECT_TRUE(agent_is_pid1) << ps["processes"];
+  bool has_root = false;
+  for (const nlohmann::json& m : ps["mounts"]) has_root = has_root || m["target"] == "/";
+  EXPECT_TRUE(has_root) << ps["mounts"];
+  EXPECT_THAT(Ctl("agent " + id + " ps"), AllOf(HasSubstr("PROCESSES"), HasSubstr("MOUNTS")));
 
   Scrape s = ScrapeMetrics(MetricsAddress());
   ASSERT_EQ(s.http_status, 200);
@@ -183,6 +201,54 @@ TEST_F(OperatorVmE2eTest, PodvisorctlAndMetricsShowARunningPodVm) {
   EXPECT_THAT(after, HasSubstr("notready"));
   Ctl("agent " + id + " ping", &code);
   EXPECT_EQ(code, 1);
+  v1::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(id);
+  v1::RemovePodSandboxResponse removed;
+  ASSERT_TRUE(cri_->runtime().RemovePodSandbox(CriClient::Context(120).get(), rm, &removed).ok());
+}
+
+// The template pool as an operator sees it: `podvisorctl templates` and the template metrics,
+// while the default shape's template is built in the background and once a pod is cloned.
+TEST_F(OperatorVmE2eTest, TemplatesShowTheirStateMemoryAndClones) {
+  nlohmann::json rows;
+  const absl::Time deadline = absl::Now() + absl::Seconds(600);
+  for (;;) {
+    rows = nlohmann::json::parse(Ctl("--json templates"), nullptr, false);
+    ASSERT_TRUE(rows.is_array() && rows.size() == 1) << rows;
+    const std::string state = rows[0]["state"];
+    ASSERT_THAT(state, AnyOf(Eq("pending"), Eq("building"), Eq("ready"))) << rows;
+    if (state == "ready" || absl::Now() > deadline) break;
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+  ASSERT_EQ(rows[0]["state"], "ready") << rows << daemon_->ReadLog();
+  EXPECT_EQ(rows[0]["memory_mib"], 256);
+  EXPECT_GT(rows[0]["memory_file_bytes"].get<uint64_t>(), 1u << 20) << rows;
+  EXPECT_GT(rows[0]["build_seconds"].get<double>(), 0) << rows;
+  EXPECT_EQ(rows[0]["clones"], 0);
+  EXPECT_EQ(rows[0]["key"].get<std::string>().size(), 16u) << rows;
+
+  Scrape s = ScrapeMetrics(MetricsAddress());
+  ASSERT_EQ(s.http_status, 200);
+  EXPECT_EQ(s.Value("podvisor_templates", {{"state", "ready"}}), 1);
+  EXPECT_EQ(s.Value("podvisor_templates", {{"state", "failed"}}), 0);
+  EXPECT_EQ(s.Value("podvisor_template_builds_total", {{"result", "success"}}), 1);
+  EXPECT_EQ(s.Value("podvisor_template_build_duration_seconds_count"), 1);
+  EXPECT_GT(s.Value("podvisor_template_memory_bytes", {{"vcpus", "1"}, {"memory_mib", "256"}})
+                .value_or(0),
+            1 << 20);
+
+  const std::string id = RunPod("cloned");
+  ASSERT_FALSE(id.empty());
+  rows = nlohmann::json::parse(Ctl("--json templates"), nullptr, false);
+  EXPECT_EQ(rows[0]["clones"], 1) << rows;
+  s = ScrapeMetrics(MetricsAddress());
+  EXPECT_EQ(s.Value("podvisor_vm_start_duration_seconds_count", {{"mode", "clone"}}), 1);
+  EXPECT_THAT(Ctl("templates"), AllOf(HasSubstr("STATE"), HasSubstr("ready")));
+
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(id);
+  v1::StopPodSandboxResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopPodSandbox(CriClient::Context(120).get(), stop, &stopped).ok());
   v1::RemovePodSandboxRequest rm;
   rm.set_pod_sandbox_id(id);
   v1::RemovePodSandboxResponse removed;

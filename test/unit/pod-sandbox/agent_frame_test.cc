@@ -19,8 +19,8 @@ std::string Header(uint32_t len) {
 }
 
 TEST(AgentFrameDecoderTest, RoundTripsFramesFedByteByByte) {
-  const std::string stream = EncodeAgentFrame("hello") + EncodeAgentFrame("") +
-                             EncodeAgentFrame(std::string(70000, 'x'));
+  const std::string stream =
+      EncodeAgentFrame("hello") + EncodeAgentFrame("") + EncodeAgentFrame(std::string(70000, 'x'));
   AgentFrameDecoder decoder;
   std::vector<std::string> got;
   for (char c : stream) {
@@ -168,6 +168,41 @@ TEST(GuestFrameTest, RejectsWhatAGuestMustNotSend) {
   exit_code.mutable_event()->mutable_process_exited()->set_container_id("c");
   exit_code.mutable_event()->mutable_process_exited()->mutable_status()->set_exit_code(-5);
   EXPECT_FALSE(ValidateGuestFrame(exit_code).ok());
+}
+
+// Inspect answers come from guest root: bounded lists, printable strings, container ids the
+// agent could have made.
+TEST(GuestFrameTest, InspectAnswersAreBoundedAndPrintable) {
+  auto inspect = [] {
+    v1::Frame f;
+    f.set_id(3);
+    v1::InspectResponse* r = f.mutable_response()->mutable_inspect();
+    v1::GuestProcess* p = r->add_processes();
+    p->set_pid(1);
+    p->set_command("/init");
+    p->set_state("S");
+    v1::GuestMount* m = r->add_mounts();
+    m->set_source("rootfs");
+    m->set_target("/");
+    m->set_fs_type("rootfs");
+    m->set_options("rw");
+    r->add_disks()->set_name("vdb");
+    return f;
+  };
+  EXPECT_TRUE(ValidateGuestFrame(inspect()).ok());
+  v1::Frame control = inspect();
+  control.mutable_response()->mutable_inspect()->mutable_processes(0)->set_command("a\nb");
+  EXPECT_FALSE(ValidateGuestFrame(control).ok());
+  v1::Frame bad_id = inspect();
+  bad_id.mutable_response()->mutable_inspect()->mutable_processes(0)->set_container_id("../x");
+  EXPECT_FALSE(ValidateGuestFrame(bad_id).ok());
+  v1::Frame long_target = inspect();
+  long_target.mutable_response()->mutable_inspect()->mutable_mounts(0)->set_target(
+      std::string(5000, 'a'));
+  EXPECT_FALSE(ValidateGuestFrame(long_target).ok());
+  v1::Frame many = inspect();
+  for (int i = 0; i < 2048; ++i) many.mutable_response()->mutable_inspect()->add_processes();
+  EXPECT_FALSE(ValidateGuestFrame(many).ok());
 }
 
 TEST(GuestFrameTest, IdsAreRestricted) {
