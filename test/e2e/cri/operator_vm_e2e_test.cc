@@ -1,6 +1,8 @@
 // An operator's view of a running pod VM: podvisorctl lists it and shows its console, asks its
 // agent, and the metrics count it. The real podvisord boots a real guest (TCG) for this.
 
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -16,7 +18,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
 #include "test/support/daemon_process.h"
 #include "test/support/metrics_scrape.h"
 #include "test/support/temp_dir.h"
