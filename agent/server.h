@@ -49,6 +49,8 @@ class AgentServer {
   void HandleFrame(const std::string& payload);
   void HandleRequest(uint64_t id, const v1::Request& request);
   v1::Response Dispatch(const v1::Request& request);
+  // Dispatch, with the step timings the handler marked in the response.
+  v1::Response TimedDispatch(const v1::Request& request);
   v1::Response Hello(const v1::HelloRequest& req);
   v1::Response DiskAttached(const v1::DiskAttachedRequest& req);
   void Shutdown(uint64_t id, const v1::ShutdownRequest& req);
