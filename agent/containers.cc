@@ -147,10 +147,10 @@ v1::Response ContainerManager::Start(const v1::StartContainerRequest& req) {
     }
     c->init->status.set_started_at_ns(NowNs());
   }
-  if (Error e = RunCommand(impl_->Crun({"start", c->id}, "")); !e.ok()) {
+  if (Error e = impl_->StartInit(*c); !e.ok()) {
     return ErrorResponse(e.With("start container " + c->id));
   }
-  MarkStep("crun start");
+  MarkStep("start (exec.fifo)");
   c->started = true;
   v1::Response r;
   r.mutable_process_started()->set_pid(static_cast<uint32_t>(c->init->pid));
@@ -163,7 +163,12 @@ Error ContainerManager::Signal(const v1::SignalProcessRequest& req) {
   std::shared_ptr<Proc> proc = impl_->FindProc(req.container_id(), req.exec_id(), &err);
   if (!proc) return err;
   if (req.all() && req.exec_id().empty()) {
-    Error e = RunCommand(
+    Error e = impl_->KillCgroup(req.container_id(), req.signal());
+    if (e.code() != Code::kUnimplemented) {
+      MarkStep("kill all (cgroup.kill)");
+      return e;
+    }
+    e = RunCommand(
         impl_->Crun({"kill", "--all", req.container_id(), std::to_string(req.signal())}, ""));
     MarkStep("crun kill --all");
     return e;
@@ -200,8 +205,20 @@ Error ContainerManager::Remove(const v1::RemoveContainerRequest& req) {
       MarkStep("kill init, wait for its exit");
     }
   }
-  RunCommand(impl_->Crun({"delete", "--force", c->id}, ""));
-  MarkStep("crun delete");
+  bool exited = false;
+  if (init) {
+    std::lock_guard<std::mutex> lock(init->mu);
+    exited = init->exited;
+  }
+  Error deleted = exited ? impl_->DeleteState(c->id)
+                         : Error(Code::kFailedPrecondition, "the init has not exited");
+  if (deleted.ok()) {
+    MarkStep("delete (cgroup, state)");
+  } else {
+    if (exited) AgentLog(LogSeverity::kWarning, "delete " + c->id + ": " + deleted.message());
+    RunCommand(impl_->Crun({"delete", "--force", c->id}, ""));
+    MarkStep("crun delete");
+  }
   impl_->Cleanup(c.get());
   MarkStep("unmount, remove the bundle");
   if (init) impl_->CloseOutput(init.get());
