@@ -132,6 +132,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
   }
   impl_->WatchExit(c->init);
   AgentLog(LogSeverity::kInfo, "container " + id + " created, pid " + std::to_string(c->init->pid));
+  MarkStep("read the pid, log");
   return Error::Ok();
 }
 
@@ -278,6 +279,7 @@ v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
   if (Error e = impl_->ReadPid(base + ".pid", &proc->pid); !e.ok()) return fail(e);
   unlink(log.c_str());
   impl_->WatchExit(proc);
+  MarkStep("read the pid");
   v1::Response r;
   r.mutable_process_started()->set_pid(static_cast<uint32_t>(proc->pid));
   return r;

@@ -55,7 +55,7 @@ Error AgentServer::Serve() {
   for (;;) {
     Error err = channel_->ReadFrame(&payload);
     if (err.ok()) {
-      HandleFrame(payload);
+      HandleFrame(payload, std::chrono::steady_clock::now());
       continue;
     }
     if (channel_->kind() == ChannelKind::kSocket) return err;
@@ -73,7 +73,7 @@ Error AgentServer::Serve() {
   }
 }
 
-void AgentServer::HandleFrame(const std::string& payload) {
+void AgentServer::HandleFrame(const std::string& payload, StepClock::time_point received) {
   v1::Frame frame;
   if (!frame.ParseFromString(payload)) {
     AgentLog(LogSeverity::kWarning, "dropping an unparsable frame");
@@ -81,7 +81,7 @@ void AgentServer::HandleFrame(const std::string& payload) {
   }
   switch (frame.body_case()) {
     case v1::Frame::kRequest:
-      HandleRequest(frame.id(), frame.request());
+      HandleRequest(frame.id(), frame.request(), received);
       break;
     case v1::Frame::kStream:
       HandleStream(frame.stream());
@@ -91,7 +91,8 @@ void AgentServer::HandleFrame(const std::string& payload) {
   }
 }
 
-void AgentServer::HandleRequest(uint64_t id, const v1::Request& request) {
+void AgentServer::HandleRequest(uint64_t id, const v1::Request& request,
+                                StepClock::time_point received) {
   if (id == 0) {
     AgentLog(LogSeverity::kWarning, "dropping a request without an id");
     return;
@@ -119,15 +120,20 @@ void AgentServer::HandleRequest(uint64_t id, const v1::Request& request) {
     case v1::Request::kUpdateContainerResources:
       // May take long (a process to run, a mount, files to read in a starved guest): keep the
       // reader free for pings and stream data, or the host's liveness bound trips.
-      std::thread([this, id, request] { Respond(id, TimedDispatch(request)); }).detach();
+      std::thread([this, id, request, received] {
+        Respond(id, TimedDispatch(request, &received));
+      }).detach();
       return;
     default:
-      Respond(id, TimedDispatch(request));
+      Respond(id, TimedDispatch(request, nullptr));
   }
 }
 
-v1::Response AgentServer::TimedDispatch(const v1::Request& request) {
-  ScopedStepTimings timings;
+v1::Response AgentServer::TimedDispatch(const v1::Request& request,
+                                        const StepClock::time_point* received) {
+  ScopedStepTimings timings(received != nullptr ? *received : StepClock::now());
+  // From the frame read to its own thread: a starved guest shows here.
+  if (received != nullptr) MarkStep("hand-off to a thread");
   v1::Response r = Dispatch(request);
   timings.CopyTo(&r);
   return r;

@@ -7,8 +7,8 @@ thread_local ScopedStepTimings* current = nullptr;
 
 }  // namespace
 
-ScopedStepTimings::ScopedStepTimings()
-    : previous_(current), last_(std::chrono::steady_clock::now()) {
+ScopedStepTimings::ScopedStepTimings(std::chrono::steady_clock::time_point start)
+    : previous_(current), last_(start) {
   current = this;
 }
 

@@ -21,7 +21,9 @@ inline constexpr size_t kMaxStepTimings = 32;
 // Not thread-safe: one per serving thread.
 class ScopedStepTimings {
  public:
-  ScopedStepTimings();
+  // The first step starts at `start` (e.g. when the request's frame was read).
+  explicit ScopedStepTimings(
+      std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now());
   ~ScopedStepTimings();
   ScopedStepTimings(const ScopedStepTimings&) = delete;
   ScopedStepTimings& operator=(const ScopedStepTimings&) = delete;
