@@ -35,6 +35,7 @@
 #include "agent/output_buffer.h"
 #include "agent/reaper.h"
 #include "agent/server.h"
+#include "agent/step_timings.h"
 
 namespace podvisor::agent {
 
@@ -81,8 +82,10 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     if (Error e = MakeDirs(impl_->CrunRoot()); !e.ok()) return e;
     if (Error e = MakeDirs(c->bundle); !e.ok()) return e;
     if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), c.get()); !e.ok()) return e;
+    MarkStep("mount rootfs");
     v1::ContainerSpec spec = req.spec();
     if (Error e = impl_->PrepareDiskMounts(&spec, c.get()); !e.ok()) return e;
+    MarkStep("mount disk volumes");
     if (Error e = ResolveUser(c->rootfs, spec.mutable_process()->mutable_user()); !e.ok()) {
       return e;
     }
@@ -95,6 +98,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     std::string config;
     if (Error e = BuildConfigJson(spec, oci, &config); !e.ok()) return e;
     if (Error e = WriteWhole(c->bundle + "/config.json", config); !e.ok()) return e;
+    MarkStep("resolve user, write config.json");
     auto proc = std::make_shared<Proc>();
     proc->container_id = id;
     proc->spec = spec.process();
@@ -113,6 +117,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     if (Error e = impl_->SpawnWithStdio(argv, proc, c->bundle + "/console.sock", log); !e.ok()) {
       return e;
     }
+    MarkStep("crun create");
     if (Error e = impl_->ReadPid(c->bundle + "/init.pid", &proc->pid); !e.ok()) return e;
     std::lock_guard<std::mutex> lock(impl_->mu);
     c->init = proc;
@@ -127,6 +132,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
   }
   impl_->WatchExit(c->init);
   AgentLog(LogSeverity::kInfo, "container " + id + " created, pid " + std::to_string(c->init->pid));
+  MarkStep("read the pid, log");
   return Error::Ok();
 }
 
@@ -142,9 +148,10 @@ v1::Response ContainerManager::Start(const v1::StartContainerRequest& req) {
     }
     c->init->status.set_started_at_ns(NowNs());
   }
-  if (Error e = RunCommand(impl_->Crun({"start", c->id}, "")); !e.ok()) {
+  if (Error e = impl_->StartInit(*c); !e.ok()) {
     return ErrorResponse(e.With("start container " + c->id));
   }
+  MarkStep("start (exec.fifo)");
   c->started = true;
   v1::Response r;
   r.mutable_process_started()->set_pid(static_cast<uint32_t>(c->init->pid));
@@ -157,8 +164,15 @@ Error ContainerManager::Signal(const v1::SignalProcessRequest& req) {
   std::shared_ptr<Proc> proc = impl_->FindProc(req.container_id(), req.exec_id(), &err);
   if (!proc) return err;
   if (req.all() && req.exec_id().empty()) {
-    return RunCommand(
+    Error e = impl_->KillCgroup(req.container_id(), req.signal());
+    if (e.code() != Code::kUnimplemented) {
+      MarkStep("kill all (cgroup.kill)");
+      return e;
+    }
+    e = RunCommand(
         impl_->Crun({"kill", "--all", req.container_id(), std::to_string(req.signal())}, ""));
+    MarkStep("crun kill --all");
+    return e;
   }
   std::lock_guard<std::mutex> lock(proc->mu);
   if (proc->exited) return Error::Ok();
@@ -189,10 +203,25 @@ Error ContainerManager::Remove(const v1::RemoveContainerRequest& req) {
       }
       kill(init->pid, SIGKILL);
       init->cv.wait_for(lock, std::chrono::seconds(10), [&] { return init->exited; });
+      MarkStep("kill init, wait for its exit");
     }
   }
-  RunCommand(impl_->Crun({"delete", "--force", c->id}, ""));
+  bool exited = false;
+  if (init) {
+    std::lock_guard<std::mutex> lock(init->mu);
+    exited = init->exited;
+  }
+  Error deleted = exited ? impl_->DeleteState(c->id)
+                         : Error(Code::kFailedPrecondition, "the init has not exited");
+  if (deleted.ok()) {
+    MarkStep("delete (cgroup, state)");
+  } else {
+    if (exited) AgentLog(LogSeverity::kWarning, "delete " + c->id + ": " + deleted.message());
+    RunCommand(impl_->Crun({"delete", "--force", c->id}, ""));
+    MarkStep("crun delete");
+  }
   impl_->Cleanup(c.get());
+  MarkStep("unmount, remove the bundle");
   if (init) impl_->CloseOutput(init.get());
   std::vector<std::shared_ptr<Proc>> execs;
   {
@@ -233,6 +262,7 @@ v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
   if (Error e = BuildProcessJson(proc->spec, c->privileged, &json); !e.ok()) return fail(e);
   const std::string base = c->bundle + "/exec-" + req.exec_id();
   if (Error e = WriteWhole(base + ".json", json); !e.ok()) return fail(e);
+  MarkStep("resolve user, write process.json");
   const std::string log = base + ".log";
   std::vector<std::string> argv = impl_->Crun(
       {"exec", "--detach", "--pid-file", base + ".pid", "--process", base + ".json"}, log);
@@ -245,9 +275,11 @@ v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
   argv.push_back(c->id);
   proc->status.set_started_at_ns(NowNs());
   if (Error e = impl_->SpawnWithStdio(argv, proc, console, log); !e.ok()) return fail(e);
+  MarkStep("crun exec");
   if (Error e = impl_->ReadPid(base + ".pid", &proc->pid); !e.ok()) return fail(e);
   unlink(log.c_str());
   impl_->WatchExit(proc);
+  MarkStep("read the pid");
   v1::Response r;
   r.mutable_process_started()->set_pid(static_cast<uint32_t>(proc->pid));
   return r;

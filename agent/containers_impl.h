@@ -111,6 +111,11 @@ struct ContainerManager::Impl {
   void OnExit(const std::shared_ptr<Proc>& proc, int wait_status);
   Error ReadPid(const std::string& path, pid_t* pid);
   void Cleanup(Container* c);
+  // The steps of crun start / kill --all / delete the agent does itself
+  // (container_crun_steps.cc).
+  Error StartInit(const Container& c);
+  Error KillCgroup(const std::string& id, int signal);
+  Error DeleteState(const std::string& id);
 };
 
 // The output buffers of a process (they are set while it is spawned).

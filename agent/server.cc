@@ -16,6 +16,7 @@
 #include "agent/network_setup.h"
 #include "agent/port_forward.h"
 #include "agent/sandbox_setup.h"
+#include "agent/step_timings.h"
 
 namespace podvisor::agent {
 namespace {
@@ -55,7 +56,7 @@ Error AgentServer::Serve() {
   for (;;) {
     Error err = channel_->ReadFrame(&payload);
     if (err.ok()) {
-      HandleFrame(payload);
+      HandleFrame(payload, std::chrono::steady_clock::now());
       continue;
     }
     if (channel_->kind() == ChannelKind::kSocket) return err;
@@ -73,7 +74,7 @@ Error AgentServer::Serve() {
   }
 }
 
-void AgentServer::HandleFrame(const std::string& payload) {
+void AgentServer::HandleFrame(const std::string& payload, StepClock::time_point received) {
   v1::Frame frame;
   if (!frame.ParseFromString(payload)) {
     AgentLog(LogSeverity::kWarning, "dropping an unparsable frame");
@@ -81,7 +82,7 @@ void AgentServer::HandleFrame(const std::string& payload) {
   }
   switch (frame.body_case()) {
     case v1::Frame::kRequest:
-      HandleRequest(frame.id(), frame.request());
+      HandleRequest(frame.id(), frame.request(), received);
       break;
     case v1::Frame::kStream:
       HandleStream(frame.stream());
@@ -91,7 +92,8 @@ void AgentServer::HandleFrame(const std::string& payload) {
   }
 }
 
-void AgentServer::HandleRequest(uint64_t id, const v1::Request& request) {
+void AgentServer::HandleRequest(uint64_t id, const v1::Request& request,
+                                StepClock::time_point received) {
   if (id == 0) {
     AgentLog(LogSeverity::kWarning, "dropping a request without an id");
     return;
@@ -107,19 +109,36 @@ void AgentServer::HandleRequest(uint64_t id, const v1::Request& request) {
     case v1::Request::kWaitProcess:
     case v1::Request::kCreateContainer:
     case v1::Request::kStartContainer:
+    case v1::Request::kSignalProcess:
     case v1::Request::kRemoveContainer:
     case v1::Request::kExecProcess:
+    case v1::Request::kSetupSandbox:
     case v1::Request::kSetupNetwork:
+    case v1::Request::kStats:
     case v1::Request::kDiskAttached:
+    case v1::Request::kDiskDetach:
     case v1::Request::kPortForward:
     case v1::Request::kUpdateContainerResources:
     case v1::Request::kInspect:
-      // May take long: keep the reader free for pings and stream data.
-      std::thread([this, id, request] { Respond(id, Dispatch(request)); }).detach();
+      // May take long (a process to run, a mount, files to read in a starved guest): keep the
+      // reader free for pings and stream data, or the host's liveness bound trips.
+      std::thread([this, id, request, received] {
+        Respond(id, TimedDispatch(request, &received));
+      }).detach();
       return;
     default:
-      Respond(id, Dispatch(request));
+      Respond(id, TimedDispatch(request, nullptr));
   }
+}
+
+v1::Response AgentServer::TimedDispatch(const v1::Request& request,
+                                        const StepClock::time_point* received) {
+  ScopedStepTimings timings(received != nullptr ? *received : StepClock::now());
+  // From the frame read to its own thread: a starved guest shows here.
+  if (received != nullptr) MarkStep("hand-off to a thread");
+  v1::Response r = Dispatch(request);
+  timings.CopyTo(&r);
+  return r;
 }
 
 v1::Response AgentServer::Dispatch(const v1::Request& request) {
@@ -190,6 +209,7 @@ v1::Response AgentServer::DiskAttached(const v1::DiskAttachedRequest& req) {
   }
   std::string device;
   Error e = FindBlockDevice("/sys", req.serial(), 10000, &device);
+  MarkStep("wait for the disk");
   if (e.ok() && !req.mount_point().empty()) {
     if (req.mount_point()[0] != '/' || req.mount_point().find("..") != std::string::npos) {
       return ErrorResponse(Error(Code::kInvalidArgument, "bad mount point " + req.mount_point()));
@@ -197,6 +217,7 @@ v1::Response AgentServer::DiskAttached(const v1::DiskAttachedRequest& req) {
     mkdir(req.mount_point().c_str(), 0755);
     std::vector<std::string> opts(req.options().begin(), req.options().end());
     e = MountWithOptions(device, req.mount_point(), req.fs_type(), opts, req.readonly());
+    MarkStep("mount");
   }
   if (!e.ok()) return ErrorResponse(e.With("disk " + req.serial()));
   v1::Response r;
@@ -206,10 +227,10 @@ v1::Response AgentServer::DiskAttached(const v1::DiskAttachedRequest& req) {
 
 v1::Response AgentServer::Hello(const v1::HelloRequest& req) {
   if (req.min_version() > v1::PROTOCOL_VERSION_1 || req.max_version() < v1::PROTOCOL_VERSION_1) {
-    return ErrorResponse(Error(Code::kFailedPrecondition,
-                               "agent speaks protocol version 1 only; host asks for [" +
-                                   std::to_string(req.min_version()) + ", " +
-                                   std::to_string(req.max_version()) + "]"));
+    return ErrorResponse(
+        Error(Code::kFailedPrecondition, "agent speaks protocol version 1 only; host asks for [" +
+                                             std::to_string(req.min_version()) + ", " +
+                                             std::to_string(req.max_version()) + "]"));
   }
   v1::Response r;
   v1::HelloResponse* h = r.mutable_hello();

@@ -4,6 +4,7 @@
 // writes responses, stream data and events back.
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -46,9 +47,13 @@ class AgentServer {
   void RemoveAckHandler(uint32_t stream_id);
 
  private:
-  void HandleFrame(const std::string& payload);
-  void HandleRequest(uint64_t id, const v1::Request& request);
+  using StepClock = std::chrono::steady_clock;
+  void HandleFrame(const std::string& payload, StepClock::time_point received);
+  void HandleRequest(uint64_t id, const v1::Request& request, StepClock::time_point received);
   v1::Response Dispatch(const v1::Request& request);
+  // Dispatch, with the step timings the handler marked in the response; `received`: when the
+  // frame was read, for a call served on its own thread.
+  v1::Response TimedDispatch(const v1::Request& request, const StepClock::time_point* received);
   v1::Response Hello(const v1::HelloRequest& req);
   v1::Response DiskAttached(const v1::DiskAttachedRequest& req);
   void Shutdown(uint64_t id, const v1::ShutdownRequest& req);

@@ -51,6 +51,38 @@ v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
   }
 }
 
+// The calls whose guest step timings are logged, by name.
+const char* CallName(v1::Request::CallCase call) {
+  switch (call) {
+    case v1::Request::kCreateContainer:
+      return "CreateContainer";
+    case v1::Request::kStartContainer:
+      return "StartContainer";
+    case v1::Request::kSignalProcess:
+      return "SignalProcess";
+    case v1::Request::kRemoveContainer:
+      return "RemoveContainer";
+    case v1::Request::kExecProcess:
+      return "ExecProcess";
+    case v1::Request::kDiskAttached:
+      return "DiskAttached";
+    case v1::Request::kDiskDetach:
+      return "DiskDetach";
+    default:
+      return "call";
+  }
+}
+
+// "crun create 812.4 ms, read pid 0.1 ms"
+std::string FormatTimings(const v1::Response& r) {
+  std::string out;
+  for (const v1::StepTiming& t : r.timings()) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", t.step(), " ",
+                    absl::SixDigits(static_cast<double>(t.duration_ns()) / 1e6), " ms");
+  }
+  return out;
+}
+
 }  // namespace
 
 AgentClientImpl::AgentClientImpl(int fd, Options options) : fd_(fd), options_(std::move(options)) {
@@ -115,8 +147,8 @@ void AgentClientImpl::CallAsync(const v1::Request& req, absl::Duration timeout,
     std::lock_guard<std::mutex> lock(mu_);
     if (!dead_) {
       id = next_id_++;
-      pending_[id] =
-          Pending{ExpectedResult(req.call_case()), absl::Now() + timeout, std::move(callback)};
+      pending_[id] = Pending{ExpectedResult(req.call_case()), req.call_case(),
+                             absl::Now() + timeout, std::move(callback)};
     } else {
       id = 0;
     }
@@ -362,16 +394,21 @@ absl::Status AgentClientImpl::HandlePayload(const std::string& payload) {
   switch (frame->body_case()) {
     case v1::Frame::kResponse: {
       v1::Response::ResultCase expected;
+      v1::Request::CallCase call;
       CallCallback cb;
       {
         std::lock_guard<std::mutex> lock(mu_);
         auto it = pending_.find(frame->id());
         if (it == pending_.end()) return absl::OkStatus();  // expired or from before
         expected = it->second.expected;
+        call = it->second.call;
         cb = std::move(it->second.callback);
         pending_.erase(it);
       }
       const v1::Response& r = frame->response();
+      if (r.timings_size() > 0) {
+        PV_LOG(kDebug) << "agent " << CallName(call) << " in the guest: " << FormatTimings(r);
+      }
       if (r.status().code() != v1::OK) {
         cb(FromWireStatus(r.status()));
       } else if (r.result_case() != expected) {

@@ -110,6 +110,7 @@ class AgentClientImpl final : public AgentClient {
  private:
   struct Pending {
     v1::Response::ResultCase expected;
+    v1::Request::CallCase call;  // names the guest's step timings in the debug log
     absl::Time deadline;
     CallCallback callback;
   };

@@ -8,7 +8,9 @@ namespace {
 namespace v1 = agent::v1;
 
 constexpr size_t kMaxMessageBytes = 64 * 1024;  // status messages
-constexpr size_t kMaxShortString = 256;         // versions, kernel release, features
+constexpr int kMaxStepTimings = 32;             // Response.timings
+constexpr size_t kMaxStepName = 64;
+constexpr size_t kMaxShortString = 256;  // versions, kernel release, features
 constexpr int kMaxFeatures = 64;
 constexpr int kMaxStatsEntries = 4096;
 constexpr size_t kMaxPath = 4096;
@@ -72,6 +74,10 @@ absl::Status ValidateResponse(const v1::Response& r) {
   const int code = static_cast<int>(r.status().code());
   if (code < 0 || code > 16) return Bad("unknown status code");
   if (r.status().message().size() > kMaxMessageBytes) return Bad("status message too long");
+  if (r.timings_size() > kMaxStepTimings) return Bad("too many step timings");
+  for (const v1::StepTiming& t : r.timings()) {
+    if (t.step().empty() || !IsPrintable(t.step(), kMaxStepName)) return Bad("step timing name");
+  }
   if (code != 0) {
     if (r.result_case() != v1::Response::RESULT_NOT_SET) return Bad("failed call with a result");
     return absl::OkStatus();

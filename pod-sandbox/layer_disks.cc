@@ -53,15 +53,21 @@ absl::StatusOr<std::vector<LayerDisk>> LayerDisks::Attach(
     vm_disk.path = path;
     vm_disk.read_only = true;
     vm_disk.index = *slot;
+    const absl::Time plug_start = absl::Now();
     if (absl::Status s = hypervisor_->AttachDisk(sandbox_id, vm_disk); !s.ok()) {
       slots_->Release(sandbox_id, *slot);
       return WithContext(s, absl::StrCat("attach layer ", path));
     }
     added.push_back(disk);
     attached[path] = disk;
+    const absl::Time mount_start = absl::Now();
     absl::StatusOr<std::string> device = MountDisk(
         agent, disk.serial, absl::StrCat(kLayerMountDir, disk.serial), agent_call_timeout_);
     if (!device.ok()) return WithContext(device.status(), absl::StrCat("mount layer ", path));
+    PV_LOG(kDebug) << "sandbox " << ShortId(sandbox_id) << ": layer disk " << disk.serial
+                   << ": hot-plug " << absl::ToDoubleMilliseconds(mount_start - plug_start)
+                   << " ms, guest mount " << absl::ToDoubleMilliseconds(absl::Now() - mount_start)
+                   << " ms";
     out.push_back(disk);
   }
   std::move(undo).Cancel();

@@ -13,9 +13,14 @@
 //
 // containerd runs on a private root, state directory, socket and CNI configuration directory of
 // the benchmark's own; both runtimes pull a busybox image (and containerd its pause image) from a
-// docker-registry on loopback. Run as root with the guest image built:
+// docker-registry on loopback. podvisord clones its pods from a template (the default): the
+// bench waits for the daemon's first template before measuring and counts pods that booted cold
+// instead. At the end it prints where podvisor's container calls spend their time: the median of
+// each step the daemon logged at debug level (its own steps of CreateContainer, and the guest's
+// step timings of each agent call). Run as root with the guest image built:
 //
 //   usage: cri_compare_bench [iterations=10]
+//   PODVISOR_BENCH_INITRD=<file>: boot podvisor's pods with this initrd (e.g. another agent)
 
 // clang-format off
 #include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
@@ -37,10 +42,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
 #include "test/support/temp_dir.h"
+#include "test/support/vm_templates.h"
 
 namespace podvisor::testing {
 namespace {
@@ -86,7 +93,8 @@ struct Runtime {
   std::unique_ptr<CriClient> cri;
   std::string log_dir;
   std::map<std::string, Series> figures;
-  int pods = 0;  // for unique pod names
+  int pods = 0;               // for unique pod names
+  int cold_pods = 0;          // podvisor: pods that were not cloned from a template
   double rmp_slowest_ms = 0;  // RemoveFourLikeCrictl
   int rmp_over = 0;
 
@@ -111,6 +119,19 @@ struct Runtime {
     Check(name + " RunPodSandbox",
           cri->runtime().RunPodSandbox(CriClient::Context(timeout_s).get(), req, &resp));
     return resp.pod_sandbox_id();
+  }
+  // podvisor: whether the pod's VM was cloned from a template (its verbose status says).
+  bool Cloned(const std::string& id) {
+    v1::PodSandboxStatusRequest req;
+    req.set_pod_sandbox_id(id);
+    req.set_verbose(true);
+    v1::PodSandboxStatusResponse resp;
+    Check(name + " PodSandboxStatus",
+          cri->runtime().PodSandboxStatus(CriClient::Context().get(), req, &resp));
+    if (resp.info().count("info") == 0) return false;
+    nlohmann::json info = nlohmann::json::parse(resp.info().at("info"), nullptr, false);
+    return info.is_object() && info.contains("vm") && info["vm"].is_object() &&
+           info["vm"].value("template", "") != "";
   }
   grpc::Status StopPod(const std::string& id, int timeout_s = 120) {
     v1::StopPodSandboxRequest req;
@@ -160,6 +181,7 @@ void PodLifecycle(Runtime& rt) {
   v1::PodSandboxConfig config = rt.PodConfig("pod");
   std::string id;
   rt.Record("RunPodSandbox", Timed([&] { id = rt.RunPod(config); }));
+  if (rt.name == "podvisor" && !rt.Cloned(id)) ++rt.cold_pods;
   rt.Record("PodSandboxStatus", Timed([&] {
               v1::PodSandboxStatusRequest req;
               req.set_pod_sandbox_id(id);
@@ -213,7 +235,8 @@ void ExecTrue(Runtime& rt, const std::string& container) {
               Check(rt.name + " ExecSync",
                     rt.cri->runtime().ExecSync(CriClient::Context(120).get(), req, &resp));
             }));
-  if (resp.exit_code() != 0) Die(rt.name + " ExecSync", "exit code " + std::to_string(resp.exit_code()));
+  if (resp.exit_code() != 0)
+    Die(rt.name + " ExecSync", "exit code " + std::to_string(resp.exit_code()));
 }
 
 // critest's "pod + container from scratch": RunPodSandbox, CreateContainer, StartContainer,
@@ -239,13 +262,15 @@ void RemoveFourLikeCrictl(Runtime& rt) {
     for (int step = 0; step < 2; ++step) {
       grpc::Status s;
       double ms = Timed([&] {
-        s = step == 0 ? rt.StopPod(pod, kCrictlTimeoutMs / 1000) : rt.RemovePod(pod, kCrictlTimeoutMs / 1000);
+        s = step == 0 ? rt.StopPod(pod, kCrictlTimeoutMs / 1000)
+                      : rt.RemovePod(pod, kCrictlTimeoutMs / 1000);
       });
       slowest = std::max(slowest, ms);
       if (!s.ok()) {
         ++over;
         // Finish the job without crictl's bound, so nothing is left behind.
-        Check(rt.name + " stop/remove after a timeout", step == 0 ? rt.StopPod(pod) : rt.RemovePod(pod));
+        Check(rt.name + " stop/remove after a timeout",
+              step == 0 ? rt.StopPod(pod) : rt.RemovePod(pod));
       }
     }
   }
@@ -256,11 +281,10 @@ void RemoveFourLikeCrictl(Runtime& rt) {
 // The pause image containerd runs as each pod's sandbox container: busybox sleeping, an image
 // config of its own (OciLayout::AddImage's runs /bin/sh, which would exit at once).
 nlohmann::json AddPauseImage(OciLayout& layout, const OciLayout::Layer& layer) {
-  nlohmann::json config = {
-      {"architecture", "amd64"},
-      {"os", "linux"},
-      {"config", {{"Entrypoint", {"/bin/sleep", "2147483647"}}}},
-      {"rootfs", {{"type", "layers"}, {"diff_ids", {layer.diff_id}}}}};
+  nlohmann::json config = {{"architecture", "amd64"},
+                           {"os", "linux"},
+                           {"config", {{"Entrypoint", {"/bin/sleep", "2147483647"}}}},
+                           {"rootfs", {{"type", "layers"}, {"diff_ids", {layer.diff_id}}}}};
   std::string config_bytes = config.dump();
   std::string layer_digest = layout.AddBlob(layer.blob);
   nlohmann::json manifest = {
@@ -292,8 +316,8 @@ void PushImages(const TempDir& dir, const LocalRegistry& registry) {
   OciLayout::Layer layer = OciLayout::MakeLayer(entries, Compression::kGzip);
   layout.Tag("bench", layout.AddImage({layer}));
   layout.Tag("pause", AddPauseImage(layout, layer));
-  for (const auto& [tag, dest] : {std::pair<std::string, std::string>{"bench", "busybox:bench"},
-                                  {"pause", "pause:bench"}}) {
+  for (const auto& [tag, dest] :
+       {std::pair<std::string, std::string>{"bench", "busybox:bench"}, {"pause", "pause:bench"}}) {
     if (std::string e = Push(layout, tag, registry.host() + "/library/" + dest); !e.empty()) {
       Die("push " + dest, e);
     }
@@ -304,44 +328,55 @@ void PushImages(const TempDir& dir, const LocalRegistry& registry) {
 void WriteCniConfig(const std::string& conf_dir, const std::string& bridge, int subnet,
                     const std::string& ipam_dir) {
   std::filesystem::create_directories(conf_dir);
-  std::ofstream(conf_dir + "/10-bench.conflist") << absl::StrCat(
-      R"({"cniVersion": "1.0.0", "name": ")", bridge, R"(",
- "plugins": [{"type": "bridge", "bridge": ")", bridge, R"(", "isGateway": true,
-   "ipam": {"type": "host-local", "dataDir": ")", ipam_dir, R"(",
-            "ranges": [[{"subnet": "10.)", subnet, R"(.0.0/24"}]]}}, {"type": "loopback"}]})");
+  std::ofstream(conf_dir + "/10-bench.conflist")
+      << absl::StrCat(R"({"cniVersion": "1.0.0", "name": ")", bridge, R"(",
+ "plugins": [{"type": "bridge", "bridge": ")",
+                      bridge, R"(", "isGateway": true,
+   "ipam": {"type": "host-local", "dataDir": ")",
+                      ipam_dir, R"(",
+            "ranges": [[{"subnet": "10.)",
+                      subnet, R"(.0.0/24"}]]}}, {"type": "loopback"}]})");
 }
 
 // containerd's config: every path private to the benchmark, the CRI plugin's registry mirror
 // on loopback, its pause image from there, its stream server on a free loopback port.
 std::string ContainerdConfig(const TempDir& dir, const std::string& registry) {
   return absl::StrCat(R"(version = 2
-root = ")", dir.Join("ctd-root"), R"("
-state = ")", dir.Join("ctd-state"), R"("
+root = ")",
+                      dir.Join("ctd-root"), R"("
+state = ")",
+                      dir.Join("ctd-state"), R"("
 [grpc]
-  address = ")", dir.Join("ctd.sock"), R"("
+  address = ")",
+                      dir.Join("ctd.sock"), R"("
 [ttrpc]
-  address = ")", dir.Join("ctd-ttrpc.sock"), R"("
+  address = ")",
+                      dir.Join("ctd-ttrpc.sock"), R"("
 [debug]
   address = ""
 [metrics]
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
-  path = ")", dir.Join("ctd-opt"), R"("
+  path = ")",
+                      dir.Join("ctd-opt"), R"("
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = ")", kPauseImage, R"("
+  sandbox_image = ")",
+                      kPauseImage, R"("
   # Hosts that forbid lowering oom_score_adj refuse containerd's -998 for sandboxes.
   restrict_oom_score_adj = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = ")", dir.Join("ctd-cni"), R"("
+    conf_dir = ")",
+                      dir.Join("ctd-cni"), R"("
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]
-    endpoint = ["http://)", registry, R"("]
+    endpoint = ["http://)",
+                      registry, R"("]
 )");
 }
 
@@ -357,6 +392,50 @@ bool WaitForCri(CriClient& cri, int timeout_s) {
   return false;
 }
 
+// The median of each step podvisord logged at debug level: "create container <id>: <step> <ms>
+// ms, ...", "layer disk <serial>: hot-plug <ms> ms, guest mount <ms> ms" and "agent <Call> in the
+// guest: <step> <ms> ms, ...".
+void PrintStepBreakdown(const std::string& log) {
+  std::map<std::string, Series> steps;
+  auto add = [&](const std::string& prefix, std::string list) {
+    // Entries end in " ms"; step names may hold commas, so split at " ms, ".
+    if (list.size() >= 3 && list.compare(list.size() - 3, 3, " ms") == 0)
+      list.resize(list.size() - 3);
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t end = list.find(" ms, ", pos);
+      if (end == std::string::npos) end = list.size();
+      const std::string entry = list.substr(pos, end - pos);
+      const size_t space = entry.rfind(' ');
+      if (space != std::string::npos) {
+        steps[prefix + entry.substr(0, space)].ms.push_back(std::atof(entry.c_str() + space + 1));
+      }
+      pos = end + 5;
+    }
+  };
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    size_t at;
+    if ((at = line.find(" in the guest: ")) != std::string::npos) {
+      const size_t call = line.rfind("agent ", at);
+      if (call == std::string::npos) continue;
+      add(line.substr(call + 6, at - call - 6) + " (guest): ", line.substr(at + 15));
+    } else if ((at = line.find("create container ")) != std::string::npos &&
+               line.find(" ms") != std::string::npos && line.find(": ", at) != std::string::npos) {
+      add("CreateContainer (podvisord): ", line.substr(line.find(": ", at) + 2));
+    } else if ((at = line.find(": hot-plug ")) != std::string::npos) {
+      add("layer disk: ", line.substr(at + 2));
+    }
+  }
+  if (steps.empty()) return;
+  std::printf(
+      "\npodvisor, where the container calls spend their time (median / p90 of each step):\n");
+  for (const auto& [step, series] : steps) {
+    std::printf("  %-64s %9.1f / %9.1f ms  (n=%zu)\n", step.c_str(), series.Percentile(0.5),
+                series.Percentile(0.9), series.ms.size());
+  }
+}
+
 void PrintTable(const std::vector<Runtime*>& rts) {
   Runtime& base = *rts[0];
   Runtime& ours = *rts[1];
@@ -369,10 +448,13 @@ void PrintTable(const std::vector<Runtime*>& rts) {
                 b.Percentile(0.5), b.Percentile(0.9), series.Percentile(0.5),
                 series.Percentile(0.9), ratio, series.ms.size());
   }
+  std::printf("podvisor: %d of the measured pods booted cold (not cloned from a template)\n",
+              ours.cold_pods);
   for (const Runtime* rt : rts) {
-    std::printf("%s: crictl rmp -fa of 4 pods: slowest Stop/RemovePodSandbox %.1f ms, %d of 8 "
-                "calls over crictl's %d ms timeout\n",
-                rt->name.c_str(), rt->rmp_slowest_ms, rt->rmp_over, kCrictlTimeoutMs);
+    std::printf(
+        "%s: crictl rmp -fa of 4 pods: slowest Stop/RemovePodSandbox %.1f ms, %d of 8 "
+        "calls over crictl's %d ms timeout\n",
+        rt->name.c_str(), rt->rmp_slowest_ms, rt->rmp_over, kCrictlTimeoutMs);
   }
 }
 
@@ -390,8 +472,13 @@ int Main(int argc, char** argv) {
   WriteCniConfig(dir.Join("pv-cni"), pv_bridge, 200 + net, dir.Join("pv-ipam"));
   WriteCniConfig(dir.Join("ctd-cni"), ctd_bridge, 150 + net, dir.Join("ctd-ipam"));
 
+  const std::string template_dir = MakeTemplateDir("podvisor-compare-templates");
+  if (template_dir.empty()) Die("template dir", "cannot make one under /dev/shm");
+  const char* initrd = std::getenv("PODVISOR_BENCH_INITRD");
   std::ofstream(dir.Join("config.yaml"))
-      << "hypervisor: {accel: tcg}\ncni: {conf_dir: " << dir.Join("pv-cni") << "}\n"
+      << "hypervisor: {accel: tcg, templates: true, template_dir: " << template_dir
+      << (initrd != nullptr ? absl::StrCat(", initrd: ", initrd) : "") << "}\n"
+      << "cni: {conf_dir: " << dir.Join("pv-cni") << "}\n"
       << "registry:\n  hosts:\n    docker.io:\n      mirrors: [\"http://" << registry.host()
       << "\"]\n";
   DaemonProcess::Options o;
@@ -399,10 +486,17 @@ int Main(int argc, char** argv) {
   o.state_dir = dir.Join("pv-st");
   o.socket_path = dir.Join("pv.sock");
   o.config_path = dir.Join("config.yaml");
-  o.extra_args = {"--log-level", "info"};
+  o.log_path = dir.Join("podvisord.log");
+  o.log_level = "debug";  // the step timings of the container calls
   DaemonProcess podvisord(o);
   if (!podvisord.Start(&error)) Die("podvisord", error);
-  g_cleanup = [&] { podvisord.Stop(); };
+  g_cleanup = [&] {
+    podvisord.Stop();
+    std::filesystem::remove_all(template_dir);
+  };
+  const double template_s = WaitForTemplate(template_dir, 1800);
+  if (template_s < 0) Die("podvisord", "no template was built; see " + dir.Join("podvisord.log"));
+  std::printf("podvisord's template ready %.1f s after its start\n", template_s);
 
   std::ofstream(dir.Join("containerd.toml")) << ContainerdConfig(dir, registry.host());
   ChildProcess containerd;
@@ -413,11 +507,16 @@ int Main(int argc, char** argv) {
   g_cleanup = [&] {
     podvisord.Stop();
     containerd.Kill();
+    std::filesystem::remove_all(template_dir);
   };
-  Runtime ctd{"containerd", std::make_unique<CriClient>("unix://" + dir.Join("ctd.sock")),
-              dir.Join("ctd-logs")};
-  Runtime pv{"podvisor", std::make_unique<CriClient>(podvisord.endpoint()), dir.Join("pv-logs")};
-  if (!WaitForCri(*ctd.cri, 60)) Die("containerd", "no CRI answer; see " + dir.Join("containerd.log"));
+  Runtime ctd{"containerd",
+              std::make_unique<CriClient>("unix://" + dir.Join("ctd.sock")),
+              dir.Join("ctd-logs"),
+              {}};
+  Runtime pv{
+      "podvisor", std::make_unique<CriClient>(podvisord.endpoint()), dir.Join("pv-logs"), {}};
+  if (!WaitForCri(*ctd.cri, 60))
+    Die("containerd", "no CRI answer; see " + dir.Join("containerd.log"));
   std::vector<Runtime*> rts = {&ctd, &pv};
   auto cleanup = [&] {
     // Every pod of each runtime, whatever a failed step left.
@@ -432,15 +531,19 @@ int Main(int argc, char** argv) {
     }
     podvisord.Stop();
     containerd.Kill();
-    (void)::system(absl::StrCat("ip link del ", pv_bridge, " 2>/dev/null; ip link del ",
-                                ctd_bridge, " 2>/dev/null").c_str());
+    std::filesystem::remove_all(template_dir);
+    (void)::system(absl::StrCat("ip link del ", pv_bridge, " 2>/dev/null; ip link del ", ctd_bridge,
+                                " 2>/dev/null")
+                       .c_str());
     // containerd's mounts of its own snapshots, if a failure left any.
     (void)::system(absl::StrCat("grep -o ' ", dir.path(), "[^ ]*' /proc/mounts | sort -r | ",
-                                "xargs -r -n1 umount -l 2>/dev/null").c_str());
+                                "xargs -r -n1 umount -l 2>/dev/null")
+                       .c_str());
   };
   g_cleanup = [&] {
     std::printf("(a step failed: the figures measured until then)\n");
     PrintTable(rts);
+    PrintStepBreakdown(podvisord.ReadLog());
     cleanup();
   };
   for (Runtime* rt : rts) {
@@ -480,6 +583,7 @@ int Main(int argc, char** argv) {
   for (Runtime* rt : rts) RemoveFourLikeCrictl(*rt);
 
   PrintTable(rts);
+  PrintStepBreakdown(podvisord.ReadLog());
   g_cleanup = nullptr;
   cleanup();
   return 0;

@@ -4,9 +4,11 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 
 #include "pod-sandbox/agent_client.h"
 #include "test/support/agent_process.h"
@@ -55,8 +57,8 @@ class AgentContainerTest : public ::testing::Test {
     if (access(kCrun, X_OK) != 0) GTEST_SKIP() << "needs crun at " << kCrun;
     if (access(kBusybox, X_OK) != 0) GTEST_SKIP() << "needs busybox-static at " << kBusybox;
     rootfs_ = dir_.Join("rootfs");
-    std::string cmd = "mkdir -p " + rootfs_ + "/bin " + rootfs_ + "/etc " + rootfs_ + "/tmp && cp " +
-                      kBusybox + " " + rootfs_ + "/bin/busybox";
+    std::string cmd = "mkdir -p " + rootfs_ + "/bin " + rootfs_ + "/etc " + rootfs_ +
+                      "/tmp && cp " + kBusybox + " " + rootfs_ + "/bin/busybox";
     for (const char* tool : {"sh", "echo", "cat", "sleep", "tty", "id"}) {
       cmd += std::string(" && ln -s busybox ") + rootfs_ + "/bin/" + tool;
     }
@@ -82,9 +84,9 @@ class AgentContainerTest : public ::testing::Test {
     auto client = AgentClient::Connect(socket_, options);
     ASSERT_TRUE(client.ok()) << client.status() << "\n" << agent_->ReadLog();
     client_ = std::move(*client);
-    ASSERT_NE(std::find(client_->info().features.begin(), client_->info().features.end(),
-                        "containers"),
-              client_->info().features.end());
+    ASSERT_NE(
+        std::find(client_->info().features.begin(), client_->info().features.end(), "containers"),
+        client_->info().features.end());
   }
 
   ContainerSpec Spec(std::vector<std::string> args) {
@@ -232,8 +234,8 @@ TEST_F(AgentContainerTest, UnreadStdinDoesNotStallTheChannel) {
   ASSERT_TRUE(client_->CreateContainer("c9", spec, timeout_).ok()) << agent_->ReadLog();
   ASSERT_TRUE(client_->StartContainer("c9", timeout_).ok());
   // Far more than a pipe holds; sleep never reads it.
-  ASSERT_TRUE(client_->WriteStream(spec.process.stdin_stream, std::string(4 << 20, 'x'), false)
-                  .ok());
+  ASSERT_TRUE(
+      client_->WriteStream(spec.process.stdin_stream, std::string(4 << 20, 'x'), false).ok());
   for (int i = 0; i < 5; ++i) {
     EXPECT_TRUE(client_->Ping(absl::Seconds(30)).ok());
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -265,14 +267,72 @@ TEST_F(AgentContainerTest, BadRequestsFailClearly) {
   absl::Status s = client_->CreateContainer("c7", bad_user, timeout_);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("nobody-here"), std::string::npos) << s;
-  EXPECT_EQ(client_->StartContainer("nope", timeout_).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client_->StartContainer("nope", timeout_).status().code(), absl::StatusCode::kNotFound);
   // crun checks the executable at create and says which one is missing.
   absl::Status missing = client_->CreateContainer("c8", Spec({"/bin/not-there"}), timeout_);
   EXPECT_FALSE(missing.ok());
   EXPECT_NE(missing.message().find("not-there"), std::string::npos) << missing;
   EXPECT_TRUE(client_->RemoveContainer("c5", true, timeout_).ok());
   EXPECT_TRUE(client_->RemoveContainer("c8", true, timeout_).ok());  // never created: fine
+}
+
+// Where the host sees the cgroup2 hierarchy the agent mounts in its own namespace ("" if none).
+std::string HostCgroup2Root() {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string dev, point, type, rest;
+  while (mounts >> dev >> point >> type && std::getline(mounts, rest)) {
+    if (type == "cgroup2") return point;
+  }
+  return "";
+}
+
+// The agent starts a created container itself (crun start's exec.fifo step): an init that died
+// before the start is a precondition failure, not a crun error.
+TEST_F(AgentContainerTest, StartOfAContainerWhoseInitDiedFailsItsPrecondition) {
+  ASSERT_TRUE(client_->CreateContainer("c10", Spec({"/bin/sleep", "1000"}), timeout_).ok())
+      << agent_->ReadLog();
+  std::ifstream pid_file(dir_.Join("state/containers/c10/init.pid"));
+  pid_t init = 0;
+  ASSERT_TRUE(pid_file >> init);
+  ASSERT_EQ(kill(init, SIGKILL), 0);
+  ASSERT_TRUE(WaitEvent("c10", "").has_value());
+  auto pid = client_->StartContainer("c10", timeout_);
+  EXPECT_EQ(pid.status().code(), absl::StatusCode::kFailedPrecondition) << pid.status();
+  EXPECT_TRUE(client_->RemoveContainer("c10", false, timeout_).ok());
+  EXPECT_NE(access(dir_.Join("state/crun/c10").c_str(), F_OK), 0);
+}
+
+// SIGKILL to all of a container reaches a process outside its init's tree of the pid namespace
+// (the pod's namespace is shared), and remove leaves neither crun state nor a cgroup behind.
+TEST_F(AgentContainerTest, KillAllAndRemoveLeaveNoProcessCgroupOrCrunState) {
+  const std::string cgroup_root = HostCgroup2Root();
+  if (cgroup_root.empty()) GTEST_SKIP() << "the host shows no cgroup2 hierarchy";
+  StreamSink out;
+  ContainerSpec spec = Spec({"/bin/sh", "-c", "sleep 1000 & echo $!; exec sleep 1000"});
+  spec.share_pid_namespace = true;
+  spec.process.stdout_stream = client_->AllocateStreamId();
+  client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());
+  ASSERT_TRUE(client_->CreateContainer("c11", spec, timeout_).ok()) << agent_->ReadLog();
+  ASSERT_TRUE(client_->StartContainer("c11", timeout_).ok()) << agent_->ReadLog();
+  ASSERT_TRUE(out.WaitFor("\n")) << out.data;
+  const pid_t background = std::atoi(out.data.c_str());
+  ASSERT_GT(background, 0) << out.data;
+  ASSERT_EQ(kill(background, 0), 0);
+  EXPECT_TRUE(std::filesystem::exists(cgroup_root + "/podvisor/c11"));
+  ASSERT_TRUE(client_->SignalProcess("c11", "", SIGKILL, true, timeout_).ok()) << agent_->ReadLog();
+  auto exit = client_->WaitProcess("c11", "", timeout_);
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  EXPECT_EQ(exit->signal, SIGKILL);
+  bool gone = false;  // once the agent (its subreaper) has reaped it
+  for (int i = 0; i < 500 && !gone; ++i) {
+    gone = kill(background, 0) != 0 && errno == ESRCH;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(gone) << "pid " << background << " outlived SIGKILL to all";
+  ASSERT_TRUE(client_->RemoveContainer("c11", false, timeout_).ok()) << agent_->ReadLog();
+  EXPECT_FALSE(std::filesystem::exists(cgroup_root + "/podvisor/c11"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Join("state/crun/c11")));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Join("state/containers/c11")));
 }
 
 }  // namespace

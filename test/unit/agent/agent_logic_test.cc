@@ -1,6 +1,7 @@
 // The guest agent's own logic, run in-process on the host.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "agent/network_setup.h"
 #include "agent/oci_spec.h"
 #include "agent/sandbox_setup.h"
+#include "agent/step_timings.h"
 #include "nlohmann/json.hpp"
 #include "test/support/temp_dir.h"
 
@@ -34,6 +36,32 @@ std::string Slurp(const std::string& path) {
 }
 
 void Spit(const std::string& path, const std::string& data) { std::ofstream(path) << data; }
+
+TEST(StepTimingsTest, StepsMarkedWhileARequestIsServedReachItsResponse) {
+  MarkStep("before any request");  // no scope: nothing to record, nothing to crash
+  v1::Response r;
+  {
+    ScopedStepTimings timings;
+    MarkStep("mount rootfs");
+    usleep(2000);
+    MarkStep("crun create");
+    timings.CopyTo(&r);
+  }
+  ASSERT_EQ(r.timings_size(), 2);
+  EXPECT_EQ(r.timings(0).step(), "mount rootfs");
+  EXPECT_EQ(r.timings(1).step(), "crun create");
+  EXPECT_GE(r.timings(1).duration_ns(), 2000000u);
+  MarkStep("after the request");
+  EXPECT_EQ(r.timings_size(), 2);
+}
+
+TEST(StepTimingsTest, AResponseCarriesAtMost32Steps) {
+  ScopedStepTimings timings;
+  for (int i = 0; i < 40; ++i) MarkStep("step");
+  v1::Response r;
+  timings.CopyTo(&r);
+  EXPECT_EQ(r.timings_size(), static_cast<int>(kMaxStepTimings));
+}
 
 TEST(ModuleListTest, SkipsCommentsAndBlankLinesKeepsOrder) {
   EXPECT_EQ(ParseModuleList("# deps first\n/lib/modules/a.ko\n\n  /lib/modules/b.ko  \r\n#x\n"),

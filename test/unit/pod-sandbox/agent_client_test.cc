@@ -1,7 +1,9 @@
 // AgentClient against a fake, hostile guest on a socketpair: framing, deadlines, stray and late
 // answers, streams and events, the handshake.
-#include <gtest/gtest.h>
+#include "pod-sandbox/agent_client.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -19,12 +21,10 @@
 #include <sstream>
 #include <thread>
 
-#include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/agent_frame.h"
 #include "pod-sandbox/agent_wire.h"
 #include "test/support/disconnect_probe.h"
 #include "test/support/temp_dir.h"
-
 
 namespace podvisor {
 namespace {
@@ -147,6 +147,52 @@ TEST_F(FakeGuestTest, ResponseOfTheWrongTypeFailsTheCallAndTheChannel) {
   EXPECT_FALSE(client->connected());
 }
 
+// Answers the next StartContainer with pid 42 and `steps` step timings named `name`.
+void AnswerStartWithTimings(FakeGuest& guest, int steps, const std::string& name) {
+  auto req = guest.ReadRequest(v1::Request::kStartContainer);
+  ASSERT_TRUE(req.has_value());
+  v1::Frame r;
+  r.set_id(req->id());
+  r.mutable_response()->mutable_process_started()->set_pid(42);
+  for (int i = 0; i < steps; ++i) {
+    v1::StepTiming* t = r.mutable_response()->add_timings();
+    t->set_step(name);
+    t->set_duration_ns(1000000);
+  }
+  guest.Write(r);
+}
+
+TEST_F(FakeGuestTest, StepTimingsRideAlongWithTheAnswer) {
+  auto client = Adopt();
+  ASSERT_NE(client, nullptr);
+  std::thread guest([&] { AnswerStartWithTimings(guest_, 32, "open exec.fifo"); });
+  auto pid = client->StartContainer("c1", absl::Seconds(30));
+  guest.join();
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  EXPECT_EQ(*pid, 42u);
+  EXPECT_TRUE(client->connected());
+}
+
+TEST_F(FakeGuestTest, TooManyOrUnprintableStepTimingsCloseTheChannel) {
+  for (const auto& [steps, name] :
+       std::vector<std::pair<int, std::string>>{{33, "step"}, {1, "bad\nname"}, {1, ""}}) {
+    FakeGuest guest;
+    DisconnectProbe probe;
+    AgentClient::Options options;
+    options.on_disconnect = probe.Callback();
+    std::thread hello([&] { guest.AnswerHello(); });
+    auto client = AgentClient::Adopt(guest.TakeHostFd(), options);
+    hello.join();
+    ASSERT_TRUE(client.ok()) << client.status();
+    std::thread answer([&] { AnswerStartWithTimings(guest, steps, name); });
+    auto pid = (*client)->StartContainer("c1", absl::Seconds(30));
+    answer.join();
+    EXPECT_FALSE(pid.ok()) << steps << " steps named \"" << name << "\"";
+    ASSERT_TRUE(probe.Wait(std::chrono::seconds(30)));
+    EXPECT_NE(probe.why->message().find("step timing"), std::string::npos) << *probe.why;
+  }
+}
+
 TEST_F(FakeGuestTest, UnansweredCallHitsItsDeadlineAndTheChannelLives) {
   auto client = Adopt(absl::Hours(1));
   ASSERT_NE(client, nullptr);
@@ -202,7 +248,8 @@ TEST_F(FakeGuestTest, LateAnswerToAnExpiredCallIsIgnored) {
   guest_.Write(late);
   std::thread pinger([&] {
     auto ping = guest_.ReadRequest(v1::Request::kPing);
-    while (ping && ping->request().ping().nonce() == 0) ping = guest_.ReadRequest(v1::Request::kPing);
+    while (ping && ping->request().ping().nonce() == 0)
+      ping = guest_.ReadRequest(v1::Request::kPing);
     if (!ping) return;
     v1::Frame pong;
     pong.set_id(ping->id());
