@@ -36,6 +36,11 @@ struct ContainerControllerOptions {
   size_t exec_output_limit = 16 * 1024 * 1024;
   // After a process exited, how long its output may still trail behind.
   absl::Duration output_drain_timeout = absl::Seconds(3);
+  // ListContainerStats / ListPodSandboxStats ask the pods' agents in parallel, this many at a
+  // time, each for at most `stats_agent_timeout` (config `stats.*`, docs/reliability.md): a
+  // stalled guest costs that much and its pod is reported without guest figures.
+  size_t stats_max_parallel = 16;
+  absl::Duration stats_agent_timeout = absl::Seconds(2);
 };
 
 struct ExecSyncResult {
@@ -63,6 +68,10 @@ using OutputConsumer = std::function<void(LogStream which, absl::string_view dat
 struct ContainerStatsInfo {
   Container container;
   GuestContainerStats stats;
+  // False when there are no figures: the container is not running, or its guest did not answer
+  // in time. Such a container is reported with its attributes only (as containerd reports a
+  // container whose task gave no metrics), never with zeros.
+  bool measured = false;
 };
 
 // PodSandboxStats: the sandbox, what its VM costs the node (host side), the guest's own totals
