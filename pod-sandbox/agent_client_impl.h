@@ -76,6 +76,7 @@ class AgentClientImpl final : public AgentClient {
                                                          absl::Duration timeout) override;
 
   absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) override;
+  absl::StatusOr<std::vector<GuestContainer>> ListContainers(absl::Duration timeout) override;
 
   absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& resources,
                                         absl::Duration timeout) override;
