@@ -85,6 +85,14 @@ struct SandboxStatsInfo {
   std::optional<uint64_t> vm_nano_cores;
 };
 
+// What Reconcile released: pieces of containers that no record owns.
+struct ReconcileResult {
+  std::vector<std::string> guest_containers;  // ids removed in the guest
+  std::vector<std::string> disks;             // serials detached from the VM
+  std::vector<std::string> shared_dirs;       // container ids whose shared-directory binds went
+  std::vector<std::string> files;  // host files removed (volume snapshot images, log positions)
+};
+
 // Owns the containers of pod sandboxes: their durable records, their root filesystems (image
 // layers hot-plugged into the pod VM as read-only erofs disks and stacked by an overlay with a
 // writable upper in guest RAM), their processes (through the sandbox's AgentClient) and their log
@@ -100,8 +108,13 @@ class ContainerController {
   // Registers the sandbox hooks (exit events, sandbox stop/remove ordering) and the image in-use
   // check. Call once before serving and before SandboxController::Recover().
   void Install();
-  // After a daemon restart: containers whose sandbox is gone or not ready are EXITED.
+  // After a daemon restart: containers whose sandbox is gone or not ready are EXITED, and every
+  // ready sandbox is reconciled.
   absl::Status Recover();
+  // Releases what the sandbox's guest, VM and shared directory hold that no container record
+  // owns: guest containers (removed), hot-plugged disks (unmounted and detached), shared-directory
+  // bind mounts and volume snapshot images. Run at recovery, before any container call.
+  absl::StatusOr<ReconcileResult> Reconcile(const Sandbox& sandbox);
 
   absl::StatusOr<std::string> Create(const std::string& sandbox_id, const ContainerConfig& config);
   absl::Status Start(const std::string& id);

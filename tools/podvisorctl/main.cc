@@ -28,6 +28,7 @@ constexpr char kUsage[] =
     "                           memory, PSS, boot time, agent state\n"
     "  console POD [--follow]   the guest's serial console log (--follow: keep printing)\n"
     "  agent POD ping|stats|ps  ask the pod's guest agent\n"
+    "  agent POD containers     the guest's containers and whether podvisord records each\n"
     "  config                   podvisord's effective configuration\n"
     "\n"
     "POD is a pod sandbox id or a unique prefix of one.\n"
