@@ -234,6 +234,35 @@ Error ContainerManager::Remove(const v1::RemoveContainerRequest& req) {
   return Error::Ok();
 }
 
+v1::Response ContainerManager::List() const {
+  std::vector<std::shared_ptr<Container>> all;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (const auto& [id, c] : impl_->containers) all.push_back(c);
+  }
+  v1::Response r;
+  v1::ListContainersResponse* out = r.mutable_containers();
+  for (const std::shared_ptr<Container>& c : all) {
+    v1::ListContainersResponse::Entry* e = out->add_containers();
+    e->set_id(c->id);
+    e->set_state(v1::ListContainersResponse::CREATED);
+    std::shared_ptr<Proc> init;
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      init = c->init;
+    }
+    if (!init) continue;  // still being created
+    std::lock_guard<std::mutex> lock(init->mu);
+    e->set_pid(static_cast<uint32_t>(init->pid));
+    if (init->exited) {
+      e->set_state(v1::ListContainersResponse::EXITED);
+    } else if (c->started) {
+      e->set_state(v1::ListContainersResponse::RUNNING);
+    }
+  }
+  return r;
+}
+
 v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
   if (!IsValidId(req.exec_id())) return ErrorResponse(Error(Code::kInvalidArgument, "bad exec id"));
   std::shared_ptr<Container> c = impl_->Find(req.container_id());

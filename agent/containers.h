@@ -33,6 +33,8 @@ class ContainerManager {
   v1::Response Exec(const v1::ExecProcessRequest& req);
   Error Resize(const v1::ResizeTtyRequest& req);
   v1::Response Stats(const v1::StatsRequest& req);
+  // Every container this agent holds (created, running or exited, until removed).
+  v1::Response List() const;
   // crun update of a created or running container's cgroup, then oom_score_adj when asked.
   Error UpdateResources(const v1::UpdateContainerResourcesRequest& req);
   // A restarted host takes a container's output (and stdin) over on new stream ids.

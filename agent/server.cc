@@ -171,6 +171,8 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
       return FromError(containers_->Resize(request.resize_tty()));
     case v1::Request::kStats:
       return containers_->Stats(request.stats());
+    case v1::Request::kListContainers:
+      return containers_->List();
     case v1::Request::kUpdateContainerResources:
       return FromError(containers_->UpdateResources(request.update_container_resources()));
     case v1::Request::kCloseStream:

@@ -161,16 +161,29 @@ absl::Status ParsePullLimits(const YAML::Node& n, RegistryConfig& c) {
 }
 
 nlohmann::json HardeningToJson(const Config& c) {
-  return {{"hypervisor",
-           {{"qemu_sandbox", c.hypervisor.qemu_sandbox},
-            {"guest_mitigations", c.hypervisor.guest_mitigations},
-            {"console_log_max_bytes", c.hypervisor.console_log_max_bytes}}},
-          {"registry",
-           {{"max_layers", c.registry.max_layers},
-            {"pull_progress_timeout_seconds", c.registry.pull_progress_timeout_seconds},
-            {"pull_min_bytes_per_second", c.registry.pull_min_bytes_per_second},
-            {"min_free_disk_bytes", c.registry.min_free_disk_bytes}}},
-          {"seccomp_profile_max_bytes", c.seccomp_profile_max_bytes}};
+  return {
+      {"hypervisor",
+       {{"qemu_sandbox", c.hypervisor.qemu_sandbox},
+        {"guest_mitigations", c.hypervisor.guest_mitigations},
+        {"console_log_max_bytes", c.hypervisor.console_log_max_bytes}}},
+      {"registry",
+       {{"max_layers", c.registry.max_layers},
+        {"pull_progress_timeout_seconds", c.registry.pull_progress_timeout_seconds},
+        {"pull_min_bytes_per_second", c.registry.pull_min_bytes_per_second},
+        {"min_free_disk_bytes", c.registry.min_free_disk_bytes}}},
+      {"seccomp_profile_max_bytes", c.seccomp_profile_max_bytes},
+      {"stats",
+       {{"max_parallel", c.stats.max_parallel}, {"agent_timeout_ms", c.stats.agent_timeout_ms}}}};
+}
+
+absl::Status ParseStats(const YAML::Node& n, StatsConfig& c) {
+  const std::string p = "stats";
+  if (absl::Status s = CheckKeys(n, p, {"max_parallel", "agent_timeout_ms"}); !s.ok()) return s;
+  for (auto s : {GetInt(n, p, "max_parallel", 1, 1024, c.max_parallel),
+                 GetInt(n, p, "agent_timeout_ms", 10, 60000, c.agent_timeout_ms)}) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 // --- end of limits and hardening
@@ -348,10 +361,10 @@ absl::StatusOr<std::string> ReadText(const std::string& path) {
 }
 
 absl::Status ParseTop(const YAML::Node& root, Config& c) {
-  if (absl::Status s = CheckKeys(root, "",
-                                 {"root_dir", "state_dir", "listen", "log_level", "streaming",
-                                  "hypervisor", "cni", "registry", "handlers", "seccomp_profile_max_bytes",
-                                  "metrics"});
+  if (absl::Status s = CheckKeys(
+          root, "",
+          {"root_dir", "state_dir", "listen", "log_level", "streaming", "hypervisor", "cni",
+           "registry", "handlers", "seccomp_profile_max_bytes", "metrics", "stats"});
       !s.ok()) {
     return s;
   }
@@ -388,6 +401,9 @@ absl::Status ParseTop(const YAML::Node& root, Config& c) {
   }
   if (root["metrics"]) {
     if (absl::Status s = ParseMetrics(root["metrics"], c.metrics); !s.ok()) return s;
+  }
+  if (root["stats"]) {
+    if (absl::Status s = ParseStats(root["stats"], c.stats); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

@@ -98,6 +98,14 @@ struct MetricsConfig {
   std::string address = "127.0.0.1:10251";
 };
 
+// ListContainerStats / ListPodSandboxStats (docs/reliability.md, "Stats"): the pods' agents are
+// asked in parallel, each with a short deadline, so one stalled guest holds nobody else up.
+struct StatsConfig {
+  int64_t max_parallel = 16;  // agents asked at once
+  int64_t agent_timeout_ms =
+      2000;  // per pod; a guest that has not answered is left without figures
+};
+
 // The daemon's whole configuration: one YAML file plus its drop-ins, every key optional.
 struct Config {
   std::string root_dir = "/var/lib/podvisor";
@@ -112,6 +120,7 @@ struct Config {
   // The largest seccomp `localhost` profile read from the node (docs/reliability.md).
   int64_t seccomp_profile_max_bytes = 1 << 20;
   MetricsConfig metrics;
+  StatsConfig stats;
 };
 
 // Parses YAML text. Unknown keys and values of the wrong type or range are errors naming the key

@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -159,6 +160,27 @@ nlohmann::json Templates(const AdminContext& c) {
   return rows;
 }
 
+// The containers the guest holds, each marked with whether podvisord has a record of it (one
+// without is what a crash left and the next start removes).
+absl::StatusOr<nlohmann::json> AgentContainers(const AdminContext& c, AgentClient& agent,
+                                               const VmRow& vm) {
+  absl::StatusOr<std::vector<GuestContainer>> guest = agent.ListContainers(kAgentTimeout);
+  if (!guest.ok()) return guest.status();
+  ContainerFilter filter;
+  filter.sandbox_id_prefix = vm.id;
+  std::set<std::string> recorded;
+  for (const Container& ct : c.containers->List(filter)) recorded.insert(ct.metadata.id);
+  nlohmann::json rows = nlohmann::json::array();
+  for (const GuestContainer& g : *guest) {
+    const char* state = g.state == GuestContainer::State::kRunning  ? "running"
+                        : g.state == GuestContainer::State::kExited ? "exited"
+                                                                    : "created";
+    rows.push_back(
+        {{"id", g.id}, {"state", state}, {"pid", g.pid}, {"recorded", recorded.contains(g.id)}});
+  }
+  return rows;
+}
+
 absl::StatusOr<nlohmann::json> Dispatch(const AdminContext& c, const nlohmann::json& req) {
   const std::string command = req.value("command", "");
   if (command == "config") return c.effective_config();
@@ -180,8 +202,9 @@ absl::StatusOr<nlohmann::json> Dispatch(const AdminContext& c, const nlohmann::j
   if (action == "ping") return AgentPing(**agent);
   if (action == "stats") return AgentStats(**agent);
   if (action == "ps") return AgentPs(c, **agent, *vm);
+  if (action == "containers") return AgentContainers(c, **agent, *vm);
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown agent action '", action, "' (ping, stats, ps)"));
+      absl::StrCat("unknown agent action '", action, "' (ping, stats, ps, containers)"));
 }
 
 class AdminServerImpl : public AdminServer {

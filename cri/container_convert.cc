@@ -279,6 +279,9 @@ void ToProto(const ContainerStatsInfo& info, runtime::v1::ContainerStats* out) {
   a->mutable_labels()->insert(c.metadata.config.labels.begin(), c.metadata.config.labels.end());
   a->mutable_annotations()->insert(c.metadata.config.annotations.begin(),
                                    c.metadata.config.annotations.end());
+  // No figures (not running, or the guest did not answer in time): attributes only, as
+  // containerd reports a container without metrics; zeros would read as an idle container.
+  if (!info.measured) return;
   const GuestContainerStats& s = info.stats;
   out->mutable_cpu()->set_timestamp(s.timestamp_ns);
   out->mutable_cpu()->mutable_usage_core_nano_seconds()->set_value(s.cpu_usage_ns);

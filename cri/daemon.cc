@@ -312,9 +312,12 @@ class DaemonImpl : public Daemon {
     skipped.clear();
     if (absl::Status s = container_store_->Load(&skipped); !s.ok()) return s;
     for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    ContainerControllerOptions co;
+    co.stats_max_parallel = static_cast<size_t>(config.stats.max_parallel);
+    co.stats_agent_timeout = absl::Milliseconds(config.stats.agent_timeout_ms);
     container_controller_ = std::make_unique<ContainerController>(
-        ContainerControllerOptions{}, container_store_.get(), sandbox_store_.get(),
-        sandbox_controller_.get(), hypervisor_.get(), image_controller_.get());
+        co, container_store_.get(), sandbox_store_.get(), sandbox_controller_.get(),
+        hypervisor_.get(), image_controller_.get());
     container_controller_->Install();
     services_.containers = container_controller_.get();
     if (absl::Status s = InitHostHandler(); !s.ok()) return s;

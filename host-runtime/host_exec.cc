@@ -237,6 +237,7 @@ absl::StatusOr<ContainerStatsInfo> HostRuntime::Stats(const std::string& id_or_p
   s.timestamp_ns = absl::ToUnixNanos(absl::Now());
   absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(c->metadata.sandbox_id);
   if (!sandbox.ok() || c->status.state != ContainerState::kRunning) return info;
+  info.measured = true;
   const std::string path = CgroupsPath(*sandbox, c->metadata.id);
   const std::string& root = options_.cgroup_root;
   s.cpu_usage_ns = CgroupValue(root, "cpuacct", path, "cpuacct.usage").value_or(0);

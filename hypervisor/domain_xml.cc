@@ -3,8 +3,11 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 
 namespace podvisor {
 namespace {
@@ -130,6 +133,19 @@ absl::Status ValidateSpec(const VmSpec& spec) {
   return absl::OkStatus();
 }
 
+// The text between `open` and the next `close` in `element`, with the entities XmlEscape writes
+// decoded.
+std::string Between(absl::string_view element, absl::string_view open, absl::string_view close) {
+  const size_t start = element.find(open);
+  if (start == absl::string_view::npos) return "";
+  const size_t from = start + open.size();
+  const size_t end = element.find(close, from);
+  if (end == absl::string_view::npos) return "";
+  return absl::StrReplaceAll(
+      element.substr(from, end - from),
+      {{"&apos;", "'"}, {"&quot;", "\""}, {"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"}});
+}
+
 std::string DiskElement(const VmDisk& disk) {
   return absl::StrFormat(
       "    <disk type='%s' device='disk'>\n"
@@ -204,6 +220,28 @@ std::string QemuCommandLine(const VmSpec& spec) {
 }  // namespace
 
 std::string DomainName(absl::string_view id) { return absl::StrCat(kVmNamePrefix, id); }
+
+std::vector<VmDisk> ParseDomainDisks(absl::string_view xml) {
+  std::vector<VmDisk> disks;
+  for (size_t pos = xml.find("<disk "); pos != absl::string_view::npos;
+       pos = xml.find("<disk ", pos + 1)) {
+    const size_t end = xml.find("</disk>", pos);
+    if (end == absl::string_view::npos) break;
+    const absl::string_view element = xml.substr(pos, end - pos);
+    VmDisk d;
+    d.id = Between(element, "<serial>", "</serial>");
+    if (d.id.empty()) continue;
+    d.path = Between(element, "<source file='", "'");
+    if (d.path.empty()) d.path = Between(element, "<source dev='", "'");
+    d.read_only = absl::StrContains(element, "<readonly/>");
+    if (absl::StrContains(Between(element, "<driver ", "/>"), "type='qcow2'")) d.format = "qcow2";
+    const std::string address = Between(element, "<address type='drive'", "/>");
+    uint32_t index = 0;
+    if (absl::SimpleAtoi(Between(address, "target='", "'"), &index)) d.index = index;
+    disks.push_back(std::move(d));
+  }
+  return disks;
+}
 
 std::string XmlEscape(absl::string_view text) {
   std::string out;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -52,6 +53,11 @@ absl::StatusOr<std::string> BuildDomainXml(const VmSpec& spec, const DomainOptio
 
 // The <disk> element for hot-plugging (and cold-plugging) `disk` on the virtio-scsi bus.
 absl::StatusOr<std::string> BuildDiskXml(const VmDisk& disk);
+
+// The <disk> elements of a live domain's XML (as libvirt prints it, single-quoted attributes):
+// serial as id, source file or device as path, <readonly/>, and the drive address's target as
+// index. Disks without a serial are left out (none of ours).
+std::vector<VmDisk> ParseDomainDisks(absl::string_view xml);
 
 // Escapes &, <, >, ' and " for XML attribute and text content.
 std::string XmlEscape(absl::string_view text);

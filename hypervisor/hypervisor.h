@@ -149,6 +149,9 @@ class Hypervisor {
   // Hot-plugs a disk into a running VM (virtio-scsi) / removes it.
   virtual absl::Status AttachDisk(const std::string& id, const VmDisk& disk) = 0;
   virtual absl::Status DetachDisk(const std::string& id, const std::string& disk_id) = 0;
+  // The disks a VM has now (cold- and hot-plugged), as the backend sees them: id (serial),
+  // path, read-only and SCSI target. A restarted daemon releases the ones no record owns.
+  virtual absl::StatusOr<std::vector<VmDisk>> ListDisks(const std::string& id) = 0;
 
   // Saves the device state of a running template VM (created with VmSpec::memory_file and no
   // restore_state) to `state_file` with QEMU's x-ignore-shared migration: its RAM stays in the

@@ -327,6 +327,16 @@ absl::Status LibvirtHypervisor::DetachDisk(const std::string& id, const std::str
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<VmDisk>> LibvirtHypervisor::ListDisks(const std::string& id) {
+  auto dom = Lookup(id);
+  if (!dom.ok()) return dom.status();
+  char* xml = virDomainGetXMLDesc(dom->get(), 0);
+  if (xml == nullptr) return VirError(absl::StrCat("list disks of VM ", id));
+  std::vector<VmDisk> disks = ParseDomainDisks(xml);
+  free(xml);
+  return disks;
+}
+
 }  // namespace podvisor::libvirt_backend
 
 namespace podvisor {

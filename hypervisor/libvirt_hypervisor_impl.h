@@ -74,6 +74,7 @@ class LibvirtHypervisor final : public Hypervisor {
   absl::Status Resume(const std::string& id) override;
   absl::Status AttachDisk(const std::string& id, const VmDisk& disk) override;
   absl::Status DetachDisk(const std::string& id, const std::string& disk_id) override;
+  absl::StatusOr<std::vector<VmDisk>> ListDisks(const std::string& id) override;
   void SetExitCallback(VmExitCallback callback) override {
     absl::MutexLock lock(&mu_);
     exit_callback_ = std::move(callback);

@@ -201,6 +201,14 @@ struct GuestContainerStats {
   uint32_t pids = 0;
 };
 
+// A container as the guest's agent knows it (ListContainers).
+struct GuestContainer {
+  enum class State { kCreated, kRunning, kExited };
+  std::string id;
+  State state = State::kCreated;
+  uint32_t pid = 0;  // its init process in the guest; 0 while it is being created
+};
+
 // The whole guest at one moment, with the stats of its containers.
 struct GuestSandboxStats {
   int64_t timestamp_ns = 0;
@@ -316,6 +324,9 @@ class AgentClient {
   virtual absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) = 0;
   // The guest's processes, mounts and disks. UNIMPLEMENTED from agents older than the call.
   virtual absl::StatusOr<GuestInspection> Inspect(absl::Duration timeout) = 0;
+  // Every container the guest holds until it is removed (a restarted host reconciles them with
+  // its records).
+  virtual absl::StatusOr<std::vector<GuestContainer>> ListContainers(absl::Duration timeout) = 0;
   // Applies the set limits to a created or running container's cgroup (the rest stay as they
   // are). NOT_FOUND for an unknown container, FAILED_PRECONDITION once it exited,
   // INVALID_ARGUMENT when the guest kernel refuses a value.

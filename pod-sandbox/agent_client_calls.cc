@@ -191,6 +191,35 @@ absl::StatusOr<GuestInspection> AgentClientImpl::Inspect(absl::Duration timeout)
   return ToInspection(r->inspect());
 }
 
+absl::StatusOr<std::vector<GuestContainer>> AgentClientImpl::ListContainers(
+    absl::Duration timeout) {
+  v1::Request req;
+  req.mutable_list_containers();
+  absl::StatusOr<v1::Response> r = Call(req, timeout);
+  if (!r.ok()) return WithContext(r.status(), "list containers");
+  if (!r->has_containers()) {
+    return absl::InternalError("list containers: the agent answered something else");
+  }
+  std::vector<GuestContainer> out;
+  for (const v1::ListContainersResponse::Entry& e : r->containers().containers()) {
+    GuestContainer c;
+    c.id = e.id();
+    c.pid = e.pid();
+    switch (e.state()) {
+      case v1::ListContainersResponse::RUNNING:
+        c.state = GuestContainer::State::kRunning;
+        break;
+      case v1::ListContainersResponse::EXITED:
+        c.state = GuestContainer::State::kExited;
+        break;
+      default:
+        c.state = GuestContainer::State::kCreated;
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 absl::Status AgentClientImpl::UpdateContainerResources(const std::string& id,
                                                        const ContainerResources& resources,
                                                        absl::Duration timeout) {

@@ -77,6 +77,7 @@ class AgentClientImpl final : public AgentClient {
 
   absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) override;
   absl::StatusOr<GuestInspection> Inspect(absl::Duration timeout) override;
+  absl::StatusOr<std::vector<GuestContainer>> ListContainers(absl::Duration timeout) override;
 
   absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& resources,
                                         absl::Duration timeout) override;

@@ -127,6 +127,14 @@ absl::Status ValidateResponse(const v1::Response& r) {
       return absl::OkStatus();
     case v1::Response::kInspect:
       return ValidateInspect(r.inspect());
+    case v1::Response::kContainers: {
+      if (r.containers().containers_size() > kMaxStatsEntries) return Bad("too many containers");
+      for (const v1::ListContainersResponse::Entry& e : r.containers().containers()) {
+        if (!IsValidAgentId(e.id())) return Bad("listed container id");
+        if (e.pid() > static_cast<uint32_t>(INT32_MAX)) return Bad("listed container pid");
+      }
+      return absl::OkStatus();
+    }
     case v1::Response::kPing:
     case v1::Response::kEmpty:
     case v1::Response::kProcessStarted:

@@ -79,6 +79,11 @@ absl::Status ContainerController::Recover() {
                        << s;
     }
   }
+  for (const Sandbox& sandbox : sandboxes_->List()) {
+    if (sandbox.status.state != SandboxState::kReady) continue;
+    absl::StatusOr<ReconcileResult> r = Reconcile(sandbox);
+    if (!r.ok()) PV_LOG(kWarning) << r.status();
+  }
   return absl::OkStatus();
 }
 

@@ -36,6 +36,11 @@ struct ContainerControllerOptions {
   size_t exec_output_limit = 16 * 1024 * 1024;
   // After a process exited, how long its output may still trail behind.
   absl::Duration output_drain_timeout = absl::Seconds(3);
+  // ListContainerStats / ListPodSandboxStats ask the pods' agents in parallel, this many at a
+  // time, each for at most `stats_agent_timeout` (config `stats.*`, docs/reliability.md): a
+  // stalled guest costs that much and its pod is reported without guest figures.
+  size_t stats_max_parallel = 16;
+  absl::Duration stats_agent_timeout = absl::Seconds(2);
 };
 
 struct ExecSyncResult {
@@ -63,6 +68,10 @@ using OutputConsumer = std::function<void(LogStream which, absl::string_view dat
 struct ContainerStatsInfo {
   Container container;
   GuestContainerStats stats;
+  // False when there are no figures: the container is not running, or its guest did not answer
+  // in time. Such a container is reported with its attributes only (as containerd reports a
+  // container whose task gave no metrics), never with zeros.
+  bool measured = false;
 };
 
 // PodSandboxStats: the sandbox, what its VM costs the node (host side), the guest's own totals
@@ -74,6 +83,14 @@ struct SandboxStatsInfo {
   std::vector<ContainerStatsInfo> containers;
   // The VM's CPU use since this daemon's previous sample of this sandbox, in nanocores.
   std::optional<uint64_t> vm_nano_cores;
+};
+
+// What Reconcile released: pieces of containers that no record owns.
+struct ReconcileResult {
+  std::vector<std::string> guest_containers;  // ids removed in the guest
+  std::vector<std::string> disks;             // serials detached from the VM
+  std::vector<std::string> shared_dirs;       // container ids whose shared-directory binds went
+  std::vector<std::string> files;  // host files removed (volume snapshot images, log positions)
 };
 
 // Owns the containers of pod sandboxes: their durable records, their root filesystems (image
@@ -91,8 +108,13 @@ class ContainerController {
   // Registers the sandbox hooks (exit events, sandbox stop/remove ordering) and the image in-use
   // check. Call once before serving and before SandboxController::Recover().
   void Install();
-  // After a daemon restart: containers whose sandbox is gone or not ready are EXITED.
+  // After a daemon restart: containers whose sandbox is gone or not ready are EXITED, and every
+  // ready sandbox is reconciled.
   absl::Status Recover();
+  // Releases what the sandbox's guest, VM and shared directory hold that no container record
+  // owns: guest containers (removed), hot-plugged disks (unmounted and detached), shared-directory
+  // bind mounts and volume snapshot images. Run at recovery, before any container call.
+  absl::StatusOr<ReconcileResult> Reconcile(const Sandbox& sandbox);
 
   absl::StatusOr<std::string> Create(const std::string& sandbox_id, const ContainerConfig& config);
   absl::Status Start(const std::string& id);

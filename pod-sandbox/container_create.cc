@@ -2,6 +2,7 @@
 // container and the durable record, undone step by step when a later one fails.
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/crash_point.h"
 #include "common/log.h"
 #include "common/status_util.h"
 #include "pod-sandbox/container_controller.h"
@@ -77,6 +78,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.layers = *layers;
   auto detach = absl::MakeCleanup([&] { DetachUnusedLayers(*sandbox_id, meta.layers, meta.id); });
   step("layer disks");
+  CrashPoint("create_container.layers_attached");
 
   absl::StatusOr<ContainerVolumes> volumes =
       VolumesFor(*sandbox).Attach(*sandbox, **agent, meta.id, config);
@@ -85,6 +87,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.shared_volumes = volumes->shared;
   auto detach_volumes = absl::MakeCleanup([&] { DetachVolumes(*sandbox_id, meta.id, *volumes); });
   step("volumes");
+  CrashPoint("create_container.volumes_attached");
 
   absl::StatusOr<ContainerSpec> spec =
       BuildContainerSpec(*sandbox, *image, config, meta.layers, meta.volumes, meta.shared_volumes);
@@ -118,6 +121,9 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   step("agent CreateContainer");
   auto remove_guest = absl::MakeCleanup(
       [&] { (void)(*agent)->RemoveContainer(meta.id, true, options_.agent_call_timeout); });
+  // A crash from here until the record is written leaves a guest container, its disks and binds
+  // that no record owns: Reconcile releases them at the next start.
+  CrashPoint("create_container.guest_created");
   {
     absl::MutexLock lock(&mu_);
     outputs_[meta.id] = output;

@@ -1,6 +1,7 @@
 // PodSandboxStats and ListPodSandboxStats: what a pod VM costs the host, the guest's own totals
 // and the figures of the pod's containers.
 #include "absl/strings/str_cat.h"
+#include "common/fan_out.h"
 #include "common/log.h"
 #include "pod-sandbox/container_controller.h"
 
@@ -18,12 +19,14 @@ absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStatsOf(const Sandb
   info.host = std::move(*host);
   absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_view_->Agent(id);
   if (agent.ok()) {
-    absl::StatusOr<GuestSandboxStats> guest = (*agent)->SandboxStats(options_.agent_call_timeout);
+    absl::StatusOr<GuestSandboxStats> guest = (*agent)->SandboxStats(options_.stats_agent_timeout);
     if (guest.ok()) {
       guest->timestamp_ns = absl::ToUnixNanos(absl::Now());
       info.guest = std::move(*guest);
     } else {
-      PV_LOG(kDebug) << "sandbox " << ShortId(id) << ": guest stats: " << guest.status();
+      // The host's figures of the VM still stand; the guest's and the containers' are left out.
+      PV_LOG(kWarning) << "sandbox " << ShortId(id)
+                       << ": reported without guest figures: " << guest.status();
     }
   }
   ContainerFilter filter;
@@ -39,6 +42,7 @@ absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStatsOf(const Sandb
         if (g.container_id != s.stats.container_id) continue;
         s.stats = g;
         s.stats.timestamp_ns = info.guest->timestamp_ns;
+        s.measured = true;
       }
     }
     info.containers.push_back(std::move(s));
@@ -72,13 +76,19 @@ absl::StatusOr<SandboxStatsInfo> ContainerController::SandboxStats(
 std::vector<SandboxStatsInfo> ContainerController::ListSandboxStats(const SandboxFilter& filter) {
   SandboxFilter ready = filter;
   ready.state = SandboxState::kReady;
+  const std::vector<Sandbox> sandboxes = sandbox_view_->List(ready);
+  // Every pod at once (bounded): one stalled guest costs stats_agent_timeout, not everyone's.
+  std::vector<absl::StatusOr<SandboxStatsInfo>> infos(sandboxes.size(),
+                                                      absl::UnknownError("not asked"));
+  ForEachInParallel(sandboxes.size(), options_.stats_max_parallel,
+                    [&](size_t i) { infos[i] = SandboxStatsOf(sandboxes[i]); });
   std::vector<SandboxStatsInfo> out;
-  for (const Sandbox& s : sandbox_view_->List(ready)) {
-    absl::StatusOr<SandboxStatsInfo> info = SandboxStatsOf(s);
+  for (absl::StatusOr<SandboxStatsInfo>& info : infos) {
     if (info.ok()) {
       out.push_back(std::move(*info));
     } else {
-      // Stopped meanwhile: left out, as a sandbox that is not ready is.
+      // Stopped meanwhile (its VM cannot be read): left out, as a sandbox that is not ready is
+      // and as containerd leaves out a sandbox whose stats are unavailable.
       PV_LOG(kDebug) << info.status();
     }
   }

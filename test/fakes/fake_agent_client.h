@@ -54,6 +54,7 @@ class FakeAgentClient : public AgentClient {
   absl::Status sandbox_setup_result;
   absl::Status update_result;  // what UpdateContainerResources answers
   absl::Status create_result;
+  absl::Status list_result;  // what ListContainers answers when not OK
   bool ignore_sigterm = false;
   bool exec_hangs = false;
   int exec_exit_code = 0;
@@ -211,6 +212,22 @@ class FakeAgentClient : public AgentClient {
         out.processes.push_back({pid++, 1, "sleep", key.first, 1 << 20, "S", 0});
     }
     out.mounts.push_back({"rootfs", "/", "rootfs", "rw"});
+    return out;
+  }
+  // Every container the fake holds (created by CreateContainer or AddRunningContainer, until
+  // RemoveContainer).
+  absl::StatusOr<std::vector<GuestContainer>> ListContainers(absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!list_result.ok()) return list_result;
+    std::vector<GuestContainer> out;
+    for (const auto& [key, proc] : procs_) {
+      if (!key.second.empty()) continue;
+      GuestContainer c;
+      c.id = key.first;
+      c.pid = 42;
+      c.state = proc.exit ? GuestContainer::State::kExited : GuestContainer::State::kRunning;
+      out.push_back(c);
+    }
     return out;
   }
   absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& r,

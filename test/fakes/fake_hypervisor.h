@@ -94,6 +94,13 @@ class FakeHypervisor : public Hypervisor {
     return absl::NotFoundError(absl::StrCat("no disk ", disk_id, " in VM ", id));
   }
 
+  absl::StatusOr<std::vector<VmDisk>> ListDisks(const std::string& id) override {
+    absl::MutexLock lock(&mu_);
+    auto it = vms_.find(id);
+    if (it == vms_.end()) return absl::NotFoundError(absl::StrCat("no VM ", id));
+    return it->second.spec.disks;
+  }
+
   void SetExitCallback(VmExitCallback callback) override {
     absl::MutexLock lock(&mu_);
     callback_ = std::move(callback);

@@ -301,5 +301,24 @@ streaming:
               ::testing::HasSubstr("streaming.max_ports_per_request"));
 }
 
+TEST(ConfigTest, StatsFanOut) {
+  absl::StatusOr<Config> d = ParseConfig("");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->stats.max_parallel, 16);
+  EXPECT_EQ(d->stats.agent_timeout_ms, 2000);
+  absl::StatusOr<Config> c = ParseConfig("stats: {max_parallel: 4, agent_timeout_ms: 500}");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->stats.max_parallel, 4);
+  EXPECT_EQ(c->stats.agent_timeout_ms, 500);
+  EXPECT_EQ(ConfigToJson(*c)["stats"]["agent_timeout_ms"], 500);
+  absl::StatusOr<Config> again = ParseConfig(ConfigToJson(*c).dump());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->stats.max_parallel, 4);
+  absl::StatusOr<Config> bad = ParseConfig("stats: {max_parallel: 0}");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("stats.max_parallel"));
+  EXPECT_FALSE(ParseConfig("stats: {agent_timeout: 5}").ok());
+}
+
 }  // namespace
 }  // namespace podvisor

@@ -28,7 +28,11 @@ TEST(StatsConvertTest, PodStatsCarryTheVmCostGuestNetworkAndContainers) {
   ContainerStatsInfo c;
   c.container.metadata.id = "c1";
   c.stats.memory_working_set_bytes = 4096;
+  c.measured = true;
   info.containers.push_back(c);
+  ContainerStatsInfo unmeasured;  // its guest did not answer in time
+  unmeasured.container.metadata.id = "c2";
+  info.containers.push_back(unmeasured);
 
   runtime::v1::PodSandboxStats out;
   ToProto(info, &out);
@@ -46,9 +50,14 @@ TEST(StatsConvertTest, PodStatsCarryTheVmCostGuestNetworkAndContainers) {
   EXPECT_EQ(l.network().default_interface().rx_bytes().value(), 1000u);
   EXPECT_EQ(l.network().default_interface().tx_errors().value(), 2u);
   EXPECT_EQ(l.process().process_count().value(), 4u);
-  ASSERT_EQ(l.containers_size(), 1);
+  ASSERT_EQ(l.containers_size(), 2);
   EXPECT_EQ(l.containers(0).attributes().id(), "c1");
   EXPECT_EQ(l.containers(0).memory().working_set_bytes().value(), 4096u);
+  // No figures is not zero figures: the container is listed with its attributes only.
+  EXPECT_EQ(l.containers(1).attributes().id(), "c2");
+  EXPECT_FALSE(l.containers(1).has_cpu());
+  EXPECT_FALSE(l.containers(1).has_memory());
+  EXPECT_FALSE(l.containers(1).has_writable_layer());
 }
 
 TEST(StatsConvertTest, FiguresThatCouldNotBeReadAreLeftOut) {

@@ -173,6 +173,28 @@ TEST(DomainXmlTest, PathsAreEscaped) {
   EXPECT_THAT(*xml, HasSubstr("/logs/a&apos;b&amp;c/console.log"));
 }
 
+// The live XML as libvirt prints it back: our hot-plugged disks are found again by serial, with
+// path, read-only and SCSI target; a disk without a serial is none of ours.
+TEST(DomainXmlTest, DisksAreParsedBackFromTheLiveXml) {
+  const std::string xml = "<domain type='qemu'><devices>\n" +
+                          *BuildDiskXml({"l1234", "/img/a'b.erofs", true, "raw", 3}) +
+                          *BuildDiskXml({"v99", "/dev/sdz", false, "qcow2", 17}) +
+                          "    <disk type='file' device='cdrom'><source file='/x.iso'/></disk>\n"
+                          "</devices></domain>";
+  std::vector<VmDisk> disks = ParseDomainDisks(xml);
+  ASSERT_EQ(disks.size(), 2u);
+  EXPECT_EQ(disks[0].id, "l1234");
+  EXPECT_EQ(disks[0].path, "/img/a'b.erofs");
+  EXPECT_TRUE(disks[0].read_only);
+  EXPECT_EQ(disks[0].index, 3u);
+  EXPECT_EQ(disks[1].id, "v99");
+  EXPECT_EQ(disks[1].path, "/dev/sdz");
+  EXPECT_FALSE(disks[1].read_only);
+  EXPECT_EQ(disks[1].format, "qcow2");
+  EXPECT_EQ(disks[1].index, 17u);
+  EXPECT_TRUE(ParseDomainDisks("<domain/>").empty());
+}
+
 TEST(DomainXmlTest, HotPlugDiskElement) {
   auto xml = BuildDiskXml({"layer-3", "/images/layer3.erofs", true, "raw", 3});
   ASSERT_TRUE(xml.ok());

@@ -205,6 +205,18 @@ TEST(GuestFrameTest, InspectAnswersAreBoundedAndPrintable) {
   EXPECT_FALSE(ValidateGuestFrame(many).ok());
 }
 
+TEST(GuestFrameTest, ListedContainersNeedIdsTheAgentCouldHaveMade) {
+  v1::Frame f;
+  f.set_id(4);
+  v1::ListContainersResponse::Entry* e = f.mutable_response()->mutable_containers()->add_containers();
+  e->set_id("c1");
+  e->set_state(v1::ListContainersResponse::RUNNING);
+  e->set_pid(7);
+  EXPECT_TRUE(ValidateGuestFrame(f).ok());
+  e->set_id("../../etc");
+  EXPECT_FALSE(ValidateGuestFrame(f).ok());
+}
+
 TEST(GuestFrameTest, IdsAreRestricted) {
   EXPECT_TRUE(IsValidAgentId("3f2a_b-c.d"));
   EXPECT_FALSE(IsValidAgentId(""));

@@ -942,5 +942,96 @@ TEST_F(ContainerControllerTest, ListSandboxStatsFiltersAndLeavesOutStoppedSandbo
   EXPECT_EQ(got[0].sandbox.metadata.id, sandbox_id_);
 }
 
+// A crash inside CreateContainer after the guest created the container and before its record was
+// written: the guest container, its own layer disk, its volume snapshot disk and image and its log
+// position file belong to no record. The next daemon's recovery releases them all and leaves the
+// recorded container alone.
+TEST_F(ContainerControllerTest, RecoveryReleasesWhatACrashedCreateLeft) {
+  const std::string kept = CreateAndStart(Config("kept"));
+  ImageMetadata other;
+  other.id = "sha256:ef01";
+  other.config.cmd = {"/bin/true"};
+  const std::string kLayer2 =
+      "/images/layers/"
+      "sha256-3333333333333333333333333333333333333333333333333333333333333333.erofs";
+  images_.AddImage("other:latest", other, {kLayer0, kLayer2});
+  ASSERT_EQ(
+      ::system(("mkdir -p " + dir_.Join("vol") + " && echo v > " + dir_.Join("vol/a")).c_str()), 0);
+  ContainerConfig config = Config("lost");
+  config.image = "other:latest";
+  config.mounts = {{"/config", dir_.Join("vol"), true}};
+  absl::StatusOr<std::string> lost = containers_->Create(sandbox_id_, config);
+  ASSERT_TRUE(lost.ok()) << lost.status();
+  const Container lost_record = *containers_->Inspect(*lost);
+  ASSERT_EQ(lost_record.metadata.volumes.size(), 1u);
+  const std::string snapshot = lost_record.metadata.volumes[0].disk.path;
+  const std::string position =
+      sandbox_store_->Get(sandbox_id_)->metadata.state_dir + "/output-" + *lost + ".pos";
+  ASSERT_TRUE(std::filesystem::exists(snapshot));
+  ASSERT_TRUE(std::filesystem::exists(position));
+  ASSERT_EQ(hypervisor_.SpecOf(sandbox_id_)->disks.size(), 4u);  // 2 + 1 new layer + 1 volume
+  // The record never reached the disk.
+  ASSERT_TRUE(container_store_->Remove(*lost).ok());
+
+  ContainerStore reloaded(records_.get(), "container");
+  ASSERT_TRUE(reloaded.Load().ok());
+  ContainerController again(ContainerControllerOptions{}, &reloaded, sandbox_store_.get(),
+                            sandboxes_.get(), &hypervisor_, &images_);
+  ASSERT_TRUE(again.Recover().ok());
+
+  EXPECT_THAT(log_->removed, ElementsAre(*lost));
+  absl::StatusOr<std::vector<GuestContainer>> guest = agent_->ListContainers(absl::Seconds(1));
+  ASSERT_TRUE(guest.ok());
+  ASSERT_EQ(guest->size(), 1u);
+  EXPECT_EQ((*guest)[0].id, kept);
+  const std::optional<VmSpec> vm = hypervisor_.SpecOf(sandbox_id_);
+  std::vector<std::string> disks;
+  for (const VmDisk& d : vm->disks) disks.push_back(d.id);
+  const absl::StatusOr<Container> kept_record = again.Inspect(kept);
+  ASSERT_TRUE(kept_record.ok());
+  std::vector<std::string> kept_disks;
+  for (const LayerDisk& d : kept_record->metadata.layers) kept_disks.push_back(d.serial);
+  EXPECT_THAT(disks, ::testing::UnorderedElementsAreArray(kept_disks));
+  EXPECT_EQ(log_->disks_detached.size(), 2u);  // the lost layer and the lost volume
+  EXPECT_FALSE(std::filesystem::exists(snapshot));
+  EXPECT_FALSE(std::filesystem::exists(position));
+  EXPECT_TRUE(std::filesystem::exists(sandbox_store_->Get(sandbox_id_)->metadata.state_dir +
+                                      "/output-" + kept + ".pos"));
+  EXPECT_EQ(again.Inspect(kept)->status.state, ContainerState::kRunning);
+}
+
+// Shared-directory binds of a container without a record go; the recorded container's and
+// anything that is not a container's directory stay.
+TEST_F(ContainerControllerTest, ReconcileRemovesSharedDirectoriesNoRecordOwns) {
+  const std::string kept = CreateAndStart(Config("kept"));
+  Sandbox sandbox = *sandbox_store_->Get(sandbox_id_);
+  sandbox.metadata.shared_dir = dir_.Join("shared");
+  const std::string lost(64, 'a');
+  for (const std::string& d : {kept + "/0", lost + "/0", std::string("pod-files")}) {
+    std::filesystem::create_directories(sandbox.metadata.shared_dir + "/" + d);
+  }
+  std::ofstream(sandbox.metadata.shared_dir + "/" + lost + "/0/data") << "x";
+  absl::StatusOr<ReconcileResult> r = containers_->Reconcile(sandbox);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->shared_dirs, ElementsAre(lost));
+  EXPECT_TRUE(r->guest_containers.empty());
+  EXPECT_TRUE(r->disks.empty());
+  EXPECT_FALSE(std::filesystem::exists(sandbox.metadata.shared_dir + "/" + lost));
+  EXPECT_TRUE(std::filesystem::exists(sandbox.metadata.shared_dir + "/" + kept + "/0"));
+  EXPECT_TRUE(std::filesystem::exists(sandbox.metadata.shared_dir + "/pod-files"));
+}
+
+// A guest that cannot list its containers leaves everything where it is (nothing is removed on
+// a guess) and recovery still succeeds.
+TEST_F(ContainerControllerTest, ReconcileWithoutAnAnswerRemovesNothing) {
+  const std::string kept = CreateAndStart(Config("kept"));
+  ASSERT_TRUE(container_store_->Remove(kept).ok());
+  agent_->list_result = absl::UnavailableError("the guest is busy");
+  absl::StatusOr<ReconcileResult> r = containers_->Reconcile(*sandbox_store_->Get(sandbox_id_));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(log_->removed.empty());
+  EXPECT_EQ(hypervisor_.SpecOf(sandbox_id_)->disks.size(), 2u);
+}
+
 }  // namespace
 }  // namespace podvisor

@@ -1,4 +1,7 @@
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -16,6 +19,38 @@ using testing::FakeHypervisor;
 using testing::FakeSandboxView;
 using ::testing::HasSubstr;
 
+// A guest that never answers a stats request: the call ends at its deadline with
+// DEADLINE_EXCEEDED, as the real client's calls do. Records the deadlines it was given and how
+// many calls it held at once (over every instance).
+class StalledAgentClient : public FakeAgentClient {
+ public:
+  StalledAgentClient() : FakeAgentClient(AgentClient::Options{}) {}
+  static inline std::atomic<int> in_flight{0};
+  static inline std::atomic<int> most_in_flight{0};
+  std::atomic<int64_t> last_timeout_ms{-1};
+
+  absl::StatusOr<std::vector<GuestContainerStats>> Stats(const std::vector<std::string>&,
+                                                         absl::Duration timeout) override {
+    Stall(timeout);
+    return absl::DeadlineExceededError("stats: the guest did not answer");
+  }
+  absl::StatusOr<GuestSandboxStats> SandboxStats(absl::Duration timeout) override {
+    Stall(timeout);
+    return absl::DeadlineExceededError("sandbox stats: the guest did not answer");
+  }
+
+ private:
+  void Stall(absl::Duration timeout) {
+    last_timeout_ms = absl::ToInt64Milliseconds(timeout);
+    const int now = ++in_flight;
+    int seen = most_in_flight.load();
+    while (now > seen && !most_in_flight.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(timeout));
+    --in_flight;
+  }
+};
+
 // The container side against a fake view of the sandboxes: no VM, no sandbox controller.
 class SandboxStatsTest : public ::testing::Test {
  protected:
@@ -26,10 +61,29 @@ class SandboxStatsTest : public ::testing::Test {
     sandbox_store_ = std::make_unique<SandboxStore>(records_.get(), "sandbox");
     container_store_ = std::make_unique<ContainerStore>(records_.get(), "container");
     view_ = std::make_unique<FakeSandboxView>(sandbox_store_.get());
-    containers_ = std::make_unique<ContainerController>(
-        ContainerControllerOptions{}, container_store_.get(), sandbox_store_.get(), view_.get(),
-        &hypervisor_, nullptr);
+    Reopen(ContainerControllerOptions{});
     AddSandbox("pod-a", SandboxState::kReady);
+  }
+
+  void Reopen(const ContainerControllerOptions& options) {
+    containers_ = std::make_unique<ContainerController>(
+        options, container_store_.get(), sandbox_store_.get(), view_.get(), &hypervisor_, nullptr);
+  }
+
+  // A ready pod whose VM the host can read, with `agent` and one running container `<id>-c`.
+  void AddPod(const std::string& id, std::shared_ptr<AgentClient> agent) {
+    if (id != "pod-a") AddSandbox(id, SandboxState::kReady);
+    view_->host_stats[id] = Sample(1, 1);
+    view_->agents[id] = std::move(agent);
+    Container c;
+    c.metadata.id = id + "-c";
+    c.metadata.name = id + "-c";
+    c.metadata.sandbox_id = id;
+    c.status.state = ContainerState::kRunning;
+    ASSERT_TRUE(container_store_->Add(c).ok());
+    if (auto* fake = dynamic_cast<FakeAgentClient*>(view_->agents[id].get())) {
+      fake->AddRunningContainer(c.metadata.id);
+    }
   }
 
   void AddSandbox(const std::string& id, SandboxState state) {
@@ -98,6 +152,87 @@ TEST_F(SandboxStatsTest, SandboxesWithoutStatsAreUnavailableOrLeftOut) {
   std::vector<SandboxStatsInfo> all = containers_->ListSandboxStats(SandboxFilter{});
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].sandbox.metadata.id, "pod-a");
+}
+
+// Four stalled guests and one that answers: the list takes about one deadline, not four (the
+// agents are asked in parallel), every pod is there, the answering pod with its figures and the
+// stalled ones with the host's figures only.
+TEST_F(SandboxStatsTest, StalledGuestsCostOneShortDeadlineAndTheOthersAnswer) {
+  ContainerControllerOptions options;
+  options.stats_agent_timeout = absl::Milliseconds(500);
+  Reopen(options);
+  AddPod("pod-a", std::make_shared<FakeAgentClient>(AgentClient::Options{}));
+  std::vector<std::shared_ptr<StalledAgentClient>> stalled;
+  for (const char* id : {"pod-s1", "pod-s2", "pod-s3", "pod-s4"}) {
+    stalled.push_back(std::make_shared<StalledAgentClient>());
+    AddPod(id, stalled.back());
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<SandboxStatsInfo> all = containers_->ListSandboxStats(SandboxFilter{});
+  const auto took = std::chrono::steady_clock::now() - start;
+  // Asked one after another, four deadlines of 500 ms would be 2 s.
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
+  ASSERT_EQ(all.size(), 5u);
+  for (const SandboxStatsInfo& info : all) {
+    ASSERT_EQ(info.containers.size(), 1u) << info.sandbox.metadata.id;
+    ASSERT_TRUE(info.host.vm.has_value()) << info.sandbox.metadata.id;
+    if (info.sandbox.metadata.id == "pod-a") {
+      ASSERT_TRUE(info.guest.has_value());
+      EXPECT_TRUE(info.containers[0].measured);
+      EXPECT_EQ(info.containers[0].stats.memory_working_set_bytes, 4096u);
+    } else {
+      EXPECT_FALSE(info.guest.has_value()) << info.sandbox.metadata.id;
+      EXPECT_FALSE(info.containers[0].measured) << info.sandbox.metadata.id;
+    }
+  }
+  for (const auto& agent : stalled) EXPECT_EQ(agent->last_timeout_ms.load(), 500);
+}
+
+TEST_F(SandboxStatsTest, ContainerStatsOfAStalledGuestHaveNoFiguresAndTheOthersDo) {
+  ContainerControllerOptions options;
+  options.stats_agent_timeout = absl::Milliseconds(500);
+  Reopen(options);
+  AddPod("pod-a", std::make_shared<FakeAgentClient>(AgentClient::Options{}));
+  for (const char* id : {"pod-s1", "pod-s2", "pod-s3", "pod-s4"}) {
+    AddPod(id, std::make_shared<StalledAgentClient>());
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<ContainerStatsInfo> all = containers_->ListStats(ContainerFilter{});
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(took, std::chrono::milliseconds(1500));
+  ASSERT_EQ(all.size(), 5u);
+  for (const ContainerStatsInfo& s : all) {
+    if (s.container.metadata.id == "pod-a-c") {
+      EXPECT_TRUE(s.measured);
+      EXPECT_EQ(s.stats.cpu_usage_ns, 1000u);
+    } else {
+      EXPECT_FALSE(s.measured) << s.container.metadata.id;
+      EXPECT_EQ(s.stats.container_id, s.container.metadata.id);
+    }
+  }
+}
+
+// The default deadline is the short stats one, not the 30 s of other agent calls.
+TEST_F(SandboxStatsTest, StatsUseTheirOwnShortDeadlineByDefault) {
+  auto agent = std::make_shared<StalledAgentClient>();
+  AddPod("pod-a", agent);
+  ASSERT_EQ(containers_->ListStats(ContainerFilter{}).size(), 1u);
+  EXPECT_EQ(agent->last_timeout_ms.load(), 2000);
+}
+
+// At most stats_max_parallel agents are asked at once.
+TEST_F(SandboxStatsTest, TheFanOutIsBounded) {
+  ContainerControllerOptions options;
+  options.stats_agent_timeout = absl::Milliseconds(100);
+  options.stats_max_parallel = 2;
+  Reopen(options);
+  view_->host_stats["pod-a"] = Sample(1, 1);
+  for (const char* id : {"pod-s1", "pod-s2", "pod-s3", "pod-s4", "pod-s5", "pod-s6"}) {
+    AddPod(id, std::make_shared<StalledAgentClient>());
+  }
+  StalledAgentClient::most_in_flight = 0;
+  EXPECT_EQ(containers_->ListSandboxStats(SandboxFilter{}).size(), 7u);
+  EXPECT_EQ(StalledAgentClient::most_in_flight.load(), 2);
 }
 
 }  // namespace
