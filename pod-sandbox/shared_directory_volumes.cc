@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/safe_path.h"
 #include "common/status_util.h"
 #include "pod-sandbox/container_spec.h"
 
@@ -24,6 +25,31 @@ absl::Status RemoveContainerDir(const std::string& shared_dir, const std::string
 
 }  // namespace
 
+namespace {
+
+// Binds `host_path` (a detached copy of its mount tree, `tree`) on `target` with the mount's
+// propagation and flags. Both ends are descriptors: nothing is resolved in the shared directory.
+absl::Status BindVolume(const ContainerMount& m, int tree, int target) {
+  // HostToContainer: mounts made later under the host path reach the container (a slave of
+  // the host path's peer group when it is shared); private: none do.
+  MountAttributes propagation;
+  propagation.propagation =
+      m.propagation == MountPropagation::kHostToContainer ? MS_SLAVE : MS_PRIVATE;
+  if (absl::Status s = SetMountAttributes(tree, propagation, true); !s.ok()) {
+    return WithContext(s, "set propagation");
+  }
+  if (m.readonly) {
+    MountAttributes ro;
+    ro.set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if (absl::Status s = SetMountAttributes(tree, ro, false); !s.ok()) {
+      return WithContext(s, "read-only");
+    }
+  }
+  return WithContext(MoveMountTo(tree, target), "bind mount");
+}
+
+}  // namespace
+
 absl::StatusOr<ContainerVolumes> SharedDirectoryVolumes::Attach(const Sandbox& sandbox,
                                                                 AgentClient& agent,
                                                                 const std::string& container_id,
@@ -34,7 +60,10 @@ absl::StatusOr<ContainerVolumes> SharedDirectoryVolumes::Attach(const Sandbox& s
   if (shared_dir.empty()) {
     return absl::FailedPreconditionError("the pod VM has no shared directory");
   }
-  const std::string dir = absl::StrCat(shared_dir, "/", container_id);
+  // Guest root can change anything below the shared directory at any time: from here on every
+  // step is relative to a descriptor, and nothing below it is followed or resolved by name.
+  UniqueFd shared_fd;
+  UniqueFd container_fd;
   auto undo = absl::MakeCleanup([&] { (void)RemoveContainerDir(shared_dir, container_id); });
   for (const ContainerMount& m : config.mounts) {
     if (m.host_path.empty()) continue;
@@ -48,10 +77,12 @@ absl::StatusOr<ContainerVolumes> SharedDirectoryVolumes::Attach(const Sandbox& s
       if (errno != ENOENT) return ErrnoStatus(absl::StrCat(what, ": stat"), errno);
       // As containerd does: a missing host path becomes a directory.
       if (absl::Status s = MakeDirs(m.host_path); !s.ok()) return WithContext(s, what);
-      if (::stat(m.host_path.c_str(), &st) != 0) {
-        return ErrnoStatus(absl::StrCat(what, ": stat"), errno);
-      }
     }
+    // The host path is the user's (kubelet's) and resolved as such; what is bound is what was
+    // opened here, whatever happens to the path later.
+    absl::StatusOr<UniqueFd> tree = CloneMountTree(m.host_path, true);
+    if (!tree.ok()) return WithContext(tree.status(), what);
+    if (::fstat(tree->get(), &st) != 0) return ErrnoStatus(absl::StrCat(what, ": stat"), errno);
     const bool is_dir = S_ISDIR(st.st_mode);
     if (!is_dir && !S_ISREG(st.st_mode)) {
       return absl::InvalidArgumentError(
@@ -59,37 +90,26 @@ absl::StatusOr<ContainerVolumes> SharedDirectoryVolumes::Attach(const Sandbox& s
                        ": only directories and regular files can be shared with a pod VM (sockets, "
                        "devices and fifos of the host cannot be reached from inside it)"));
     }
-    if (out.empty()) {
-      if (absl::Status s = MakeDirs(dir, 0711); !s.ok()) return WithContext(s, what);
+    if (!container_fd.valid()) {
+      absl::StatusOr<UniqueFd> fd = OpenTrustedDir(shared_dir);
+      if (!fd.ok()) return WithContext(fd.status(), what);
+      shared_fd = *std::move(fd);
+      absl::StatusOr<UniqueFd> made = MakeDirAt(shared_fd.get(), container_id, 0711);
+      if (!made.ok()) return WithContext(made.status(), what);
+      container_fd = *std::move(made);
     }
     SharedVolume v;
     v.container_path = m.container_path;
     v.host_path = m.host_path;
-    v.name = absl::StrCat(container_id, "/", out.size());
+    const std::string n = absl::StrCat(out.size());
+    v.name = absl::StrCat(container_id, "/", n);
     v.readonly = m.readonly;
-    const std::string target = absl::StrCat(shared_dir, "/", v.name);
-    if (is_dir) {
-      if (::mkdir(target.c_str(), 0755) != 0) return ErrnoStatus("mkdir " + target, errno);
-    } else {
-      int fd = ::open(target.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-      if (fd < 0) return ErrnoStatus("create " + target, errno);
-      ::close(fd);
-    }
+    absl::StatusOr<UniqueFd> target =
+        is_dir ? MakeDirAt(container_fd.get(), n, 0755) : MakeFileAt(container_fd.get(), n, 0644);
+    if (!target.ok()) return WithContext(target.status(), absl::StrCat(what, ": bind target"));
     out.push_back(v);
-    if (::mount(m.host_path.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-      return ErrnoStatus(absl::StrCat(what, ": bind mount"), errno);
-    }
-    // HostToContainer: mounts made later under the host path reach the container (a slave of
-    // the host path's peer group when it is shared); private: none do.
-    const unsigned long propagation =
-        m.propagation == MountPropagation::kHostToContainer ? MS_SLAVE : MS_PRIVATE;
-    if (::mount(nullptr, target.c_str(), nullptr, MS_REC | propagation, nullptr) != 0) {
-      return ErrnoStatus(absl::StrCat(what, ": set propagation"), errno);
-    }
-    if (m.readonly &&
-        ::mount(nullptr, target.c_str(), nullptr,
-                MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0) {
-      return ErrnoStatus(absl::StrCat(what, ": read-only remount"), errno);
+    if (absl::Status s = BindVolume(m, tree->get(), target->get()); !s.ok()) {
+      return WithContext(s, what);
     }
   }
   std::move(undo).Cancel();
