@@ -290,6 +290,7 @@ class DaemonImpl : public Daemon {
     so.default_memory_mib = static_cast<uint64_t>(config.hypervisor.default_memory_mib);
     so.boot_timeout = absl::Seconds(config.hypervisor.boot_timeout_seconds);
     so.shared_filesystem = config.hypervisor.shared_filesystem;
+    so.shared_dir_max_bytes = static_cast<uint64_t>(config.hypervisor.shared_dir_max_bytes);
     if (templates_) {
       so.find_template = [store = templates_.get()](uint32_t vcpus, uint64_t memory_mib) {
         return store->Find(vcpus, memory_mib);
@@ -312,8 +313,11 @@ class DaemonImpl : public Daemon {
     skipped.clear();
     if (absl::Status s = container_store_->Load(&skipped); !s.ok()) return s;
     for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    ContainerControllerOptions container_options;
+    container_options.empty_dir_max_bytes =
+        static_cast<uint64_t>(config.hypervisor.empty_dir_max_bytes);
     container_controller_ = std::make_unique<ContainerController>(
-        ContainerControllerOptions{}, container_store_.get(), sandbox_store_.get(),
+        container_options, container_store_.get(), sandbox_store_.get(),
         sandbox_controller_.get(), hypervisor_.get(), image_controller_.get());
     container_controller_->Install();
     services_.containers = container_controller_.get();

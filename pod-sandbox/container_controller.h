@@ -36,6 +36,8 @@ struct ContainerControllerOptions {
   size_t exec_output_limit = 16 * 1024 * 1024;
   // After a process exited, how long its output may still trail behind.
   absl::Duration output_drain_timeout = absl::Seconds(3);
+  // > 0: a kubelet emptyDir bound into a pod VM's shared directory gets a tmpfs of this size.
+  uint64_t empty_dir_max_bytes = 0;
 };
 
 struct ExecSyncResult {
@@ -84,8 +86,8 @@ struct SandboxStatsInfo {
 class ContainerController {
  public:
   ContainerController(ContainerControllerOptions options, ContainerStore* containers,
-                      SandboxStore* sandboxes, SandboxView* sandbox_view,
-                      Hypervisor* hypervisor, ImageController* images);
+                      SandboxStore* sandboxes, SandboxView* sandbox_view, Hypervisor* hypervisor,
+                      ImageController* images);
   ~ContainerController();
 
   // Registers the sandbox hooks (exit events, sandbox stop/remove ordering) and the image in-use
