@@ -122,7 +122,8 @@ absl::Status OneOf(const std::string& key, const std::string& value,
 
 const std::set<std::string>& HardeningHypervisorKeys() {
   static const std::set<std::string> keys = {"qemu_sandbox", "guest_mitigations",
-                                             "console_log_max_bytes"};
+                                             "console_log_max_bytes", "shared_dir_max_bytes",
+                                             "empty_dir_max_bytes"};
   return keys;
 }
 
@@ -142,7 +143,10 @@ absl::Status ParseHardeningHypervisor(const YAML::Node& n, HypervisorConfig& h) 
   for (auto s : {GetBool(n, p, "qemu_sandbox", h.qemu_sandbox),
                  GetBool(n, p, "guest_mitigations", h.guest_mitigations),
                  GetInt(n, p, "console_log_max_bytes", 64 << 10, int64_t{1} << 40,
-                        h.console_log_max_bytes)}) {
+                        h.console_log_max_bytes),
+                 GetInt(n, p, "shared_dir_max_bytes", 1 << 20, int64_t{1} << 40,
+                        h.shared_dir_max_bytes),
+                 GetInt(n, p, "empty_dir_max_bytes", 0, int64_t{1} << 50, h.empty_dir_max_bytes)}) {
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -165,7 +169,9 @@ nlohmann::json HardeningToJson(const Config& c) {
       {"hypervisor",
        {{"qemu_sandbox", c.hypervisor.qemu_sandbox},
         {"guest_mitigations", c.hypervisor.guest_mitigations},
-        {"console_log_max_bytes", c.hypervisor.console_log_max_bytes}}},
+        {"console_log_max_bytes", c.hypervisor.console_log_max_bytes},
+        {"shared_dir_max_bytes", c.hypervisor.shared_dir_max_bytes},
+        {"empty_dir_max_bytes", c.hypervisor.empty_dir_max_bytes}}},
       {"registry",
        {{"max_layers", c.registry.max_layers},
         {"pull_progress_timeout_seconds", c.registry.pull_progress_timeout_seconds},

@@ -28,6 +28,10 @@ struct HypervisorConfig {
   bool qemu_sandbox = true;                 // QEMU's own seccomp filter (-sandbox on,...)
   bool guest_mitigations = true;            // false: the guest kernel boots with mitigations=off
   int64_t console_log_max_bytes = 1 << 20;  // the guest console's log file keeps this much tail
+  // What a guest can write through the shared directory (docs/reliability.md): the directory
+  // itself is a tmpfs of this size; > 0, kubelet emptyDirs get a tmpfs of that size.
+  int64_t shared_dir_max_bytes = 16 << 20;
+  int64_t empty_dir_max_bytes = 0;
   // Pod VMs are cloned from template VMs (one per size, built in the background) when a ready
   // template fits; others boot cold. Needs shared_filesystem (clones share over 9p).
   bool templates = true;

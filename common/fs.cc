@@ -5,14 +5,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/safe_path.h"
 
 namespace podvisor {
 
@@ -230,15 +231,23 @@ absl::Status UnmountAllUnder(const std::string& path) {
 }
 
 absl::Status RemoveAll(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(std::filesystem::symlink_status(path, ec))) return absl::OkStatus();
-  if (std::filesystem::is_directory(std::filesystem::symlink_status(path, ec))) {
-    if (absl::Status s = UnmountAllUnder(path); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("remove ", path, ": ", s.message()));
-    }
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  const std::string parent =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : p.substr(0, slash));
+  const std::string name = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..") {
+    return absl::InvalidArgumentError(absl::StrCat("remove ", path, ": not a removable path"));
   }
-  std::filesystem::remove_all(path, ec);
-  if (ec) return ErrnoStatus(absl::StrCat("remove ", path), ec.value());
+  const int parent_fd = ::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (parent_fd < 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(absl::StrCat("remove ", path, ": open ", parent), errno);
+  }
+  absl::Status s = RemoveTreeAt(parent_fd, name);
+  ::close(parent_fd);
+  if (!s.ok()) return absl::Status(s.code(), absl::StrCat("remove ", path, ": ", s.message()));
   return absl::OkStatus();
 }
 

@@ -34,9 +34,12 @@ bool HasDotDot(absl::string_view path);
 // fsync of a directory, so that renames and creations inside it are durable.
 absl::Status FsyncDir(const std::string& dir);
 
-// Removes `path` and everything under it; a missing path is not an error. Whatever is mounted at
-// or under `path` (e.g. a bind mount of a user's host directory) is unmounted first, so nothing is
-// ever deleted through a mount; if an unmount fails, nothing is removed.
+// Removes `path` and everything under it; a missing path is not an error. The directories above
+// the last component are trusted; at and below it nothing is followed or resolved by name
+// (RemoveTreeAt, common/safe_path.h): a symlink is removed, never followed, and whatever is
+// mounted at or under `path` (e.g. a bind mount of a user's host directory) is detached before
+// anything below it is touched, so nothing is ever deleted through a mount. If a detach fails,
+// the error is returned and the mount and what is below it stay.
 absl::Status RemoveAll(const std::string& path);
 
 // The mount points of this process's mount namespace at or under `path` (canonical absolute

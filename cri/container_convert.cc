@@ -105,6 +105,21 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
             absl::StrCat("mount of ", m.host_path(), ": unknown propagation"));
     }
     cm.selinux_relabel = m.selinux_relabel();
+    cm.recursive_read_only = m.recursive_read_only();
+    if (cm.recursive_read_only && !cm.readonly) {
+      // As the CRI says: recursive_read_only must not be set without readonly.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "mount of ", m.host_path(), " at ", m.container_path(),
+          ": recursive_read_only is set but readonly is not (it must be read-only to be "
+          "recursively read-only)"));
+    }
+    if (cm.recursive_read_only && cm.propagation != MountPropagation::kPrivate) {
+      // A mount propagated in later would not be read-only: refuse rather than half-honour it.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "mount of ", m.host_path(), " at ", m.container_path(),
+          ": recursive_read_only needs private mount propagation (mounts propagated in later "
+          "would not be read-only)"));
+    }
     c.mounts.push_back(cm);
   }
   if (in.devices_size() > 0) {
@@ -257,6 +272,7 @@ void ToProto(const Container& c, runtime::v1::ContainerStatus* out) {
     pm->set_container_path(m.container_path);
     pm->set_host_path(m.host_path);
     pm->set_readonly(m.readonly);
+    pm->set_recursive_read_only(m.recursive_read_only);
     pm->set_selinux_relabel(m.selinux_relabel);
     pm->set_propagation(m.propagation == MountPropagation::kHostToContainer
                             ? runtime::v1::PROPAGATION_HOST_TO_CONTAINER

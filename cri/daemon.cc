@@ -290,6 +290,7 @@ class DaemonImpl : public Daemon {
     so.default_memory_mib = static_cast<uint64_t>(config.hypervisor.default_memory_mib);
     so.boot_timeout = absl::Seconds(config.hypervisor.boot_timeout_seconds);
     so.shared_filesystem = config.hypervisor.shared_filesystem;
+    so.shared_dir_max_bytes = static_cast<uint64_t>(config.hypervisor.shared_dir_max_bytes);
     if (templates_) {
       so.find_template = [store = templates_.get()](uint32_t vcpus, uint64_t memory_mib) {
         return store->Find(vcpus, memory_mib);
@@ -315,6 +316,7 @@ class DaemonImpl : public Daemon {
     ContainerControllerOptions co;
     co.stats_max_parallel = static_cast<size_t>(config.stats.max_parallel);
     co.stats_agent_timeout = absl::Milliseconds(config.stats.agent_timeout_ms);
+    co.empty_dir_max_bytes = static_cast<uint64_t>(config.hypervisor.empty_dir_max_bytes);
     container_controller_ = std::make_unique<ContainerController>(
         co, container_store_.get(), sandbox_store_.get(), sandbox_controller_.get(),
         hypervisor_.get(), image_controller_.get());

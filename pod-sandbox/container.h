@@ -39,9 +39,12 @@ struct ContainerMount {
   bool readonly = false;
   MountPropagation propagation = MountPropagation::kPrivate;
   bool selinux_relabel = false;  // accepted and reported; the guest has no SELinux
+  // Read-only at every depth (CRI recursive_read_only; needs readonly and private propagation).
+  // Plain readonly makes only the top mount read-only: submounts keep their own flags.
+  bool recursive_read_only = false;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly,
-                                                propagation, selinux_relabel)
+                                                propagation, selinux_relabel, recursive_read_only)
 
 // The CRI LinuxContainerResources of a container. 0 / empty: not set (at update: unchanged);
 // -1 as cpu_quota, memory_limit_bytes or memory_swap_limit_bytes: unlimited.
@@ -136,9 +139,10 @@ struct SharedVolume {
   std::string host_path;
   std::string name;  // "<container id>/<n>"
   bool readonly = false;
+  bool recursive_read_only = false;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SharedVolume, container_path, host_path, name,
-                                                readonly)
+                                                readonly, recursive_read_only)
 
 // What a container was created with; never changes afterwards.
 struct ContainerMetadata {

@@ -16,8 +16,8 @@ namespace podvisor {
 
 ContainerController::ContainerController(ContainerControllerOptions options,
                                          ContainerStore* containers, SandboxStore* sandboxes,
-                                         SandboxView* sandbox_view,
-                                         Hypervisor* hypervisor, ImageController* images)
+                                         SandboxView* sandbox_view, Hypervisor* hypervisor,
+                                         ImageController* images)
     : options_(std::move(options)),
       containers_(containers),
       sandboxes_(sandboxes),
@@ -25,6 +25,7 @@ ContainerController::ContainerController(ContainerControllerOptions options,
       hypervisor_(hypervisor),
       images_(images),
       layer_disks_(hypervisor, &disk_slots_, options_.agent_call_timeout),
+      shared_directory_volumes_(options_.empty_dir_max_bytes),
       snapshot_volumes_(hypervisor, &disk_slots_, options_.agent_call_timeout) {}
 
 ContainerController::~ContainerController() = default;

@@ -41,6 +41,8 @@ struct ContainerControllerOptions {
   // stalled guest costs that much and its pod is reported without guest figures.
   size_t stats_max_parallel = 16;
   absl::Duration stats_agent_timeout = absl::Seconds(2);
+  // > 0: a kubelet emptyDir bound into a pod VM's shared directory gets a tmpfs of this size.
+  uint64_t empty_dir_max_bytes = 0;
 };
 
 struct ExecSyncResult {
@@ -101,8 +103,8 @@ struct ReconcileResult {
 class ContainerController {
  public:
   ContainerController(ContainerControllerOptions options, ContainerStore* containers,
-                      SandboxStore* sandboxes, SandboxView* sandbox_view,
-                      Hypervisor* hypervisor, ImageController* images);
+                      SandboxStore* sandboxes, SandboxView* sandbox_view, Hypervisor* hypervisor,
+                      ImageController* images);
   ~ContainerController();
 
   // Registers the sandbox hooks (exit events, sandbox stop/remove ordering) and the image in-use

@@ -274,10 +274,16 @@ absl::StatusOr<ContainerSpec> BuildContainerSpec(const Sandbox& sandbox, const I
       return v.container_path == m.container_path && v.host_path == m.host_path;
     });
     if (shared_volume != shared.end()) {
+      // Read-only is enforced on the host, where guest root cannot undo it. The guest has no
+      // submounts below a shared volume (the host's submounts are inside its one shared
+      // filesystem), so its own "ro" would make them read-only too: for plain read-only only the
+      // host's top mount is, and the guest binds it as is; recursive read-only is read-only at
+      // every depth on the host and the guest's "ro" agrees with it.
+      const bool guest_ro = m.recursive_read_only;
       spec.mounts.push_back(GuestMount{m.container_path,
                                        "bind",
                                        absl::StrCat(kGuestSharedDir, "/", shared_volume->name),
-                                       {"rbind", "rprivate", m.readonly ? "ro" : "rw"}});
+                                       {"rbind", "rprivate", guest_ro ? "ro" : "rw"}});
       continue;
     }
     auto volume = std::find_if(volumes.begin(), volumes.end(), [&](const VolumeDisk& v) {

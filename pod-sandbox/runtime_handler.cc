@@ -63,7 +63,10 @@ absl::StatusOr<HandlerKind> RouteSandbox(const SandboxConfig& config, HostPodPol
 }
 
 std::vector<RuntimeHandlerInfo> RuntimeHandlers(bool host_available) {
-  std::vector<RuntimeHandlerInfo> out = {{"", false, false}, {"vm", false, false}};
+  // Recursive read-only volumes: VM pods make them on the host (mount_setattr AT_RECURSIVE on the
+  // shared directory's binds; snapshot volumes are read-only disks). The host handler's crun has
+  // no "rro" option.
+  std::vector<RuntimeHandlerInfo> out = {{"", true, false}, {"vm", true, false}};
   if (host_available) out.push_back({"host", false, false});
   return out;
 }

@@ -10,6 +10,7 @@
 #include "common/random.h"
 #include "common/status_util.h"
 #include "common/log.h"
+#include "pod-sandbox/shared_directory_volumes.h"
 #include "pod-sandbox/vm_cgroup.h"
 #include "common/metrics.h"
 
@@ -343,6 +344,12 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   if (absl::Status s = MakeDirs(meta.state_dir, 0700); !s.ok()) return s;
   if (!meta.shared_dir.empty()) {
     if (absl::Status s = MakeDirs(meta.shared_dir, 0700); !s.ok()) return s;
+    if (options_.shared_dir_max_bytes > 0) {
+      if (absl::Status s = MountSharedDirectory(meta.shared_dir, options_.shared_dir_max_bytes);
+          !s.ok()) {
+        return s;
+      }
+    }
   }
   if (!meta.cgroup_parent.empty()) {
     VmCgroup cgroup(options_.cgroup_root, meta.cgroup_parent, meta.id);

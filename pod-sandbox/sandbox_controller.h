@@ -38,6 +38,9 @@ struct SandboxControllerOptions {
   absl::Duration reattach_timeout = absl::Seconds(5);
   // Each VM gets <state_dir>/vm/<id>/shared over virtiofs (SandboxMetadata::shared_dir).
   bool shared_filesystem = false;
+  // > 0: the shared directory is a tmpfs of this size (MountSharedDirectory); 0: a plain
+  // directory of the state directory's file system.
+  uint64_t shared_dir_max_bytes = 0;
   // Where the cgroup filesystems are mounted (VM cgroups under the pods' cgroup_parent).
   std::string cgroup_root = "/sys/fs/cgroup";
   // The node's memory; a VM may not be larger. 0: MemTotal from /proc/meminfo.
@@ -103,7 +106,6 @@ class SandboxController : public SandboxView {
   void Detach();
 
  private:
-
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
   std::optional<VmTemplate> ChooseTemplate(SandboxMetadata& meta);
   // Boots the VM cold, or clones it from `from` when set.

@@ -8,7 +8,9 @@
 #include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: CRI Signal vs <signal.h>
 // clang-format on
 
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/statvfs.h>
 
 #include <string>
 
@@ -224,6 +226,83 @@ TEST_P(VolumeVmTest, MountPropagationHostToContainerAndPrivate) {
     ASSERT_TRUE(RemoveContainer(id).ok());
   }
   EXPECT_EQ(ReadAll(flagged + "/flag"), "mounted later\n");
+}
+
+// Guest root owns everything in its VM, the shared filesystem included: a privileged container
+// mounts the share's tag itself and writes through it past the container's own mounts. What the
+// host enforces holds: read-only on the top mount (a tmpfs below it stays writable), recursive
+// read-only at every depth, nosuid and nodev at every depth of the host-side binds.
+class GuestRootVolumeVmTest : public VolumeVmBase {
+ protected:
+  GuestRootVolumeVmTest() { boot_ = PodBoot::kCold; }
+};
+
+TEST_F(GuestRootVolumeVmTest, GuestRootMountingTheShareIsHeldByTheHost) {
+  const std::string ro = dir_.Join("ro");
+  const std::string rro = dir_.Join("rro");
+  const std::string rw = dir_.Join("rw");
+  for (const std::string& d : {ro + "/tmp", rro + "/tmp", rw})
+    ASSERT_TRUE(fs::create_directories(d));
+  // critest's case: a tmpfs mounted on the host below a read-only volume.
+  ASSERT_EQ(::mount("tmpfs", (ro + "/tmp").c_str(), "tmpfs", 0, "size=4m"), 0);
+  ASSERT_EQ(::mount("tmpfs", (rro + "/tmp").c_str(), "tmpfs", 0, "size=4m"), 0);
+  absl::Cleanup unmount = [&] {
+    ::umount2((ro + "/tmp").c_str(), MNT_DETACH);
+    ::umount2((rro + "/tmp").c_str(), MNT_DETACH);
+  };
+  v1::ContainerConfig c = Config("root", {"sleep", "1000"});
+  c.mutable_linux()->mutable_security_context()->set_privileged(true);
+  AddMount(c, "/ro", ro, true);                                   // volume 0
+  AddMount(c, "/rro", rro, true)->set_recursive_read_only(true);  // volume 1
+  AddMount(c, "/rw", rw, false);                                  // volume 2
+  const std::string id = Run(c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+
+  // The container's own view: non-recursive read-only leaves the tmpfs below writable.
+  EXPECT_THAT(Sh(id, "echo x > /ro/new 2>&1; echo rc=$?"), HasSubstr("Read-only file system"));
+  EXPECT_EQ(Sh(id, "echo below > /ro/tmp/from-container && echo ok"), "ok\n");
+  EXPECT_EQ(ReadAll(ro + "/tmp/from-container"), "below\n");
+  EXPECT_THAT(Sh(id, "echo x > /rro/tmp/new 2>&1; echo rc=$?"), HasSubstr("Read-only file system"));
+
+  // Guest root mounts the share itself: no guest mount flag stands in its way any more.
+  const std::string mnt = "/mnt-share";
+  ASSERT_EQ(Sh(id, "busybox mkdir -p " + mnt + " && busybox mount -t virtiofs podvisor-shared " +
+                       mnt + " && echo mounted"),
+            "mounted\n");
+  const std::string share = mnt + "/" + id;
+  EXPECT_THAT(Sh(id, "echo x > " + share + "/0/new 2>&1; echo rc=$?"),
+              HasSubstr("Read-only file system"));
+  EXPECT_FALSE(fs::exists(ro + "/new"));
+  EXPECT_EQ(Sh(id, "echo through > " + share + "/0/tmp/through && echo ok"), "ok\n");
+  EXPECT_EQ(ReadAll(ro + "/tmp/through"), "through\n");
+  EXPECT_THAT(Sh(id, "echo x > " + share + "/1/tmp/new 2>&1; echo rc=$?"),
+              HasSubstr("Read-only file system"));
+  EXPECT_FALSE(fs::exists(rro + "/tmp/new"));
+  // A setuid binary and a device node planted through the writable volume.
+  Sh(id, "busybox cp /bin/busybox " + share + "/2/suid && busybox chmod 4755 " + share +
+             "/2/suid; busybox mknod " + share + "/2/null c 1 3; true");
+  const std::string host_bind = dir_.Join("st") + "/vm/" + pod_.substr(0, 16) + "/shared/" + id;
+  for (const std::string& p :
+       {host_bind + "/0", host_bind + "/0/tmp", host_bind + "/1/tmp", host_bind + "/2"}) {
+    struct statvfs sv {};
+    ASSERT_EQ(::statvfs(p.c_str(), &sv), 0) << p;
+    EXPECT_TRUE(sv.f_flag & ST_NOSUID) << p;
+    EXPECT_TRUE(sv.f_flag & ST_NODEV) << p;
+  }
+  // Whatever the guest made of them, the host does not open the device through the share.
+  if (fs::exists(fs::symlink_status(host_bind + "/2/null"))) {
+    const int fd = ::open((host_bind + "/2/null").c_str(), O_RDWR | O_CLOEXEC);
+    EXPECT_LT(fd, 0);
+    EXPECT_EQ(errno, EACCES);
+    if (fd >= 0) ::close(fd);
+  }
+  // The shared directory itself is bounded: filling it ends in ENOSPC, not on the host's disk.
+  EXPECT_THAT(Sh(id, "busybox dd if=/dev/zero of=" + mnt + "/junk bs=1M count=64 2>&1; echo rc=$?"),
+              HasSubstr("No space left on device"));
+  Sh(id, "busybox rm -f " + mnt + "/junk; busybox umount " + mnt);
+  ASSERT_TRUE(RemoveContainer(id).ok());
+  EXPECT_TRUE(MountsContaining(host_bind).empty());
+  EXPECT_EQ(ReadAll(ro + "/tmp/through"), "through\n");
 }
 
 // The same pod without the shared filesystem: read-only volumes are snapshots, writable ones are

@@ -27,6 +27,27 @@ runtime::v1::ContainerConfig MinimalConfig() {
   return c;
 }
 
+TEST(ContainerConfigFromProtoTest, RecursiveReadOnlyNeedsReadOnlyAndPrivatePropagation) {
+  runtime::v1::ContainerConfig in = MinimalConfig();
+  auto* m = in.add_mounts();
+  m->set_container_path("/data");
+  m->set_host_path("/srv/data");
+  m->set_recursive_read_only(true);
+  absl::StatusOr<ContainerConfig> c = FromProto(in);
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("recursive_read_only is set but readonly is not"));
+  m->set_readonly(true);
+  m->set_propagation(runtime::v1::PROPAGATION_HOST_TO_CONTAINER);
+  c = FromProto(in);
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr("private mount propagation"));
+  m->set_propagation(runtime::v1::PROPAGATION_PRIVATE);
+  c = FromProto(in);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->mounts[0].readonly);
+  EXPECT_TRUE(c->mounts[0].recursive_read_only);
+}
+
 TEST(ContainerConfigFromProtoTest, CarriesTheRequest) {
   runtime::v1::ContainerConfig in = MinimalConfig();
   in.add_command("/bin/sh");

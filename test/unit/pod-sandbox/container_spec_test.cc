@@ -266,5 +266,30 @@ TEST(BuildContainerSpecTest, RefusesWhatCannotBeMet) {
   EXPECT_EQ(spec->mounts[0].source, std::string(kGuestSharedDir) + "/c1/0");
 }
 
+// Read-only shared volumes are enforced on the host. Plain read-only is the top mount only, so
+// the guest must not make the whole volume (host submounts included) read-only; recursive
+// read-only is read-only everywhere and the guest binds it "ro" too.
+TEST(BuildContainerSpecTest, SharedReadOnlyVolumesLeaveSubmountsToTheHost) {
+  ImageRecord image;
+  image.metadata.config.cmd = {"true"};
+  std::vector<LayerDisk> layers = {{"l0", 1, "/a"}};
+  ContainerConfig config;
+  ContainerMount ro{"/ro", "/srv/ro", true};
+  ContainerMount rro{"/rro", "/srv/rro", true};
+  rro.recursive_read_only = true;
+  config.mounts = {ro, rro};
+  SharedVolume shared_ro{"/ro", "/srv/ro", "c1/0", true};
+  SharedVolume shared_rro{"/rro", "/srv/rro", "c1/1", true, true};
+  absl::StatusOr<ContainerSpec> spec =
+      BuildContainerSpec(PodWithDns(false), image, config, layers, {}, {shared_ro, shared_rro});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_GE(spec->mounts.size(), 2u);
+  EXPECT_EQ(spec->mounts[0].destination, "/ro");
+  EXPECT_THAT(spec->mounts[0].options, Contains("rw"));
+  EXPECT_THAT(spec->mounts[0].options, Not(Contains("ro")));
+  EXPECT_EQ(spec->mounts[1].destination, "/rro");
+  EXPECT_THAT(spec->mounts[1].options, Contains("ro"));
+}
+
 }  // namespace
 }  // namespace podvisor

@@ -81,6 +81,10 @@ TEST(RuntimeHandlerTest, ListsTheHandlers) {
   EXPECT_EQ(all[0].name, "");
   EXPECT_EQ(all[1].name, "vm");
   EXPECT_EQ(all[2].name, "host");
+  // VM pods make recursive read-only volumes on the host; the host handler's crun cannot.
+  EXPECT_TRUE(all[0].recursive_read_only_mounts);
+  EXPECT_TRUE(all[1].recursive_read_only_mounts);
+  EXPECT_FALSE(all[2].recursive_read_only_mounts);
   EXPECT_EQ(RuntimeHandlers(false).size(), 2u);
   EXPECT_EQ(*ParseHostPodPolicy("refuse"), HostPodPolicy::kRefuse);
   EXPECT_FALSE(ParseHostPodPolicy("vm").ok());
