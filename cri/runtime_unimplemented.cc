@@ -46,11 +46,6 @@ grpc::Status RuntimeService::StreamPodSandboxStats(grpc::ServerContext*, const r
   return Serve("StreamPodSandboxStats", [] { return NotImplemented("StreamPodSandboxStats", "use ListPodSandboxStats"); });
 }
 
-grpc::Status RuntimeService::GetContainerEvents(grpc::ServerContext*, const runtime::v1::GetEventsRequest*,
-                                 grpc::ServerWriter<runtime::v1::ContainerEventResponse>*) {
-  return Serve("GetContainerEvents", [] { return NotImplemented("GetContainerEvents", "kubelet falls back to polling (generic PLEG)"); });
-}
-
 grpc::Status RuntimeService::StreamPodSandboxMetrics(grpc::ServerContext*, const runtime::v1::StreamPodSandboxMetricsRequest*,
                                  grpc::ServerWriter<runtime::v1::StreamPodSandboxMetricsResponse>*) {
   return Serve("StreamPodSandboxMetrics", [] { return NotImplemented("StreamPodSandboxMetrics", "CRI-provided metrics are not offered"); });

@@ -240,6 +240,32 @@ Container HostRuntime::Refresh(Container c) {
   return again.ok() ? *again : c;
 }
 
+HostRuntime::~HostRuntime() {
+  {
+    absl::MutexLock lock(&watch_mu_);
+    stop_watching_ = true;
+  }
+  if (exit_watcher_.joinable()) exit_watcher_.join();
+}
+
+void HostRuntime::StartExitWatcher(absl::Duration interval) {
+  exit_watcher_ = std::thread([this, interval] { WatchExits(interval); });
+}
+
+void HostRuntime::WatchExits(absl::Duration interval) {
+  for (;;) {
+    {
+      absl::MutexLock lock(&watch_mu_);
+      if (watch_mu_.AwaitWithTimeout(absl::Condition(&stop_watching_), interval)) return;
+    }
+    for (const Container& c : containers_->List()) {
+      // pid 0: CreateContainer has not started its monitor yet (it looks itself).
+      if (c.status.state == ContainerState::kCreated && c.status.pid == 0) continue;
+      Refresh(c);
+    }
+  }
+}
+
 absl::Status HostRuntime::KillAndWait(const Container& c, int signal, absl::Duration wait) {
   if (c.status.state == ContainerState::kExited) return absl::OkStatus();
   const std::string& id = c.metadata.id;

@@ -428,5 +428,68 @@ TEST_F(HostHandlerE2eTest, VmPodsRefuseBidirectionalPropagation) {
   EXPECT_THAT(s.error_message(), HasSubstr("bidirectional"));
 }
 
+TEST_F(HostHandlerE2eTest, ContainerEventsArriveInOrderWithStatuses) {
+  auto context = CriClient::Context(120);
+  v1::GetEventsRequest req;
+  std::unique_ptr<grpc::ClientReader<v1::ContainerEventResponse>> events =
+      cri_->runtime().GetContainerEvents(context.get(), req);
+  events->WaitForInitialMetadata();  // subscribed: nothing from here on is missed
+
+  v1::PodSandboxConfig pod_config = Pod("evented", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  // Exits on its own: the STOPPED event comes from the monitor's exit, not from a call.
+  std::string quick = RunContainer(pod, pod_config, Container("quick", {"sh", "-c", "sleep 1"}));
+  ASSERT_FALSE(quick.empty());
+
+  std::vector<v1::ContainerEventResponse> got;
+  auto next = [&](v1::ContainerEventType want_type, const std::string& want_id) {
+    v1::ContainerEventResponse e;
+    if (!events->Read(&e)) {
+      ADD_FAILURE() << "stream ended before " << want_id << " " << want_type;
+      return e;
+    }
+    EXPECT_EQ(e.container_id(), want_id);
+    EXPECT_EQ(e.container_event_type(), want_type) << e.DebugString();
+    EXPECT_EQ(e.pod_sandbox_status().id(), pod);
+    if (!got.empty()) EXPECT_GE(e.created_at(), got.back().created_at());
+    got.push_back(e);
+    return e;
+  };
+  v1::ContainerEventResponse e = next(v1::CONTAINER_CREATED_EVENT, pod);
+  e = next(v1::CONTAINER_STARTED_EVENT, pod);
+  EXPECT_EQ(e.pod_sandbox_status().state(), v1::SANDBOX_READY);
+  e = next(v1::CONTAINER_CREATED_EVENT, quick);
+  ASSERT_EQ(e.containers_statuses_size(), 1);
+  EXPECT_EQ(e.containers_statuses(0).id(), quick);
+  EXPECT_EQ(e.containers_statuses(0).state(), v1::CONTAINER_CREATED);
+  e = next(v1::CONTAINER_STARTED_EVENT, quick);
+  ASSERT_EQ(e.containers_statuses_size(), 1);
+  EXPECT_EQ(e.containers_statuses(0).state(), v1::CONTAINER_RUNNING);
+  e = next(v1::CONTAINER_STOPPED_EVENT, quick);
+  ASSERT_EQ(e.containers_statuses_size(), 1);
+  EXPECT_EQ(e.containers_statuses(0).state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(e.containers_statuses(0).exit_code(), 0);
+
+  v1::RemoveContainerRequest rm;
+  rm.set_container_id(quick);
+  v1::RemoveContainerResponse removed;
+  ASSERT_TRUE(cri_->runtime().RemoveContainer(CriClient::Context(60).get(), rm, &removed).ok());
+  e = next(v1::CONTAINER_DELETED_EVENT, quick);
+  EXPECT_EQ(e.containers_statuses_size(), 0);
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  v1::StopPodSandboxResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopPodSandbox(CriClient::Context(60).get(), stop, &stopped).ok());
+  e = next(v1::CONTAINER_STOPPED_EVENT, pod);
+  EXPECT_EQ(e.pod_sandbox_status().state(), v1::SANDBOX_NOTREADY);
+  ASSERT_TRUE(RemovePod(pod).ok());
+  next(v1::CONTAINER_DELETED_EVENT, pod);
+  context->TryCancel();
+  while (events->Read(&e)) {
+  }
+  EXPECT_EQ(events->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
 }  // namespace
 }  // namespace podvisor::testing
