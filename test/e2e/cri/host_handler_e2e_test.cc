@@ -491,5 +491,40 @@ TEST_F(HostHandlerE2eTest, ContainerEventsArriveInOrderWithStatuses) {
   EXPECT_EQ(events->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
+// By name: <signal.h> defines the CRI enum's names as macros.
+v1::Signal CriSignal(const char* name) {
+  v1::Signal s = v1::RUNTIME_DEFAULT;
+  EXPECT_TRUE(v1::Signal_Parse(name, &s)) << name;
+  return s;
+}
+
+TEST_F(HostHandlerE2eTest, StopContainerSendsTheConfiguredStopSignal) {
+  v1::PodSandboxConfig pod_config = Pod("stopper", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  v1::ContainerConfig c = Container(
+      "graceful", {"sh", "-c", "trap 'echo got-usr1; exit 0' USR1; echo ready; "
+                               "while true; do sleep 0.1; done"});
+  c.set_stop_signal(CriSignal("SIGUSR1"));
+  std::string id = RunContainer(pod, pod_config, c);
+  ASSERT_FALSE(id.empty());
+  const std::string log = dir_.Join("logs/stopper/graceful.log");
+  ASSERT_TRUE(WaitFor(log, "ready"));
+  EXPECT_EQ(v1::Signal_Name(Status(id).stop_signal()), "SIGUSR1");
+  // Without a stop signal: the image has none, so SIGTERM.
+  std::string plain = RunContainer(pod, pod_config, Container("plain", {"sleep", "1000"}));
+  EXPECT_EQ(v1::Signal_Name(Status(plain).stop_signal()), "SIGTERM");
+
+  v1::StopContainerRequest stop;
+  stop.set_container_id(id);
+  stop.set_timeout(20);
+  v1::StopContainerResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopContainer(CriClient::Context(60).get(), stop, &stopped).ok());
+  v1::ContainerStatus st = Status(id);
+  EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 0) << "the trap ran: not killed";
+  EXPECT_TRUE(WaitFor(log, "got-usr1")) << ReadAll(log);
+}
+
 }  // namespace
 }  // namespace podvisor::testing
