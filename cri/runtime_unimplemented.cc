@@ -26,26 +26,6 @@ grpc::Status RuntimeService::UpdatePodSandboxResources(grpc::ServerContext*, con
   return Serve("UpdatePodSandboxResources", [] { return NotImplemented("UpdatePodSandboxResources", "resizing a running pod VM is not supported"); });
 }
 
-grpc::Status RuntimeService::StreamPodSandboxes(grpc::ServerContext*, const runtime::v1::StreamPodSandboxesRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxesResponse>*) {
-  return Serve("StreamPodSandboxes", [] { return NotImplemented("StreamPodSandboxes", "use ListPodSandbox"); });
-}
-
-grpc::Status RuntimeService::StreamContainers(grpc::ServerContext*, const runtime::v1::StreamContainersRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamContainersResponse>*) {
-  return Serve("StreamContainers", [] { return NotImplemented("StreamContainers", "use ListContainers"); });
-}
-
-grpc::Status RuntimeService::StreamContainerStats(grpc::ServerContext*, const runtime::v1::StreamContainerStatsRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamContainerStatsResponse>*) {
-  return Serve("StreamContainerStats", [] { return NotImplemented("StreamContainerStats", "use ListContainerStats"); });
-}
-
-grpc::Status RuntimeService::StreamPodSandboxStats(grpc::ServerContext*, const runtime::v1::StreamPodSandboxStatsRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxStatsResponse>*) {
-  return Serve("StreamPodSandboxStats", [] { return NotImplemented("StreamPodSandboxStats", "use ListPodSandboxStats"); });
-}
-
 grpc::Status RuntimeService::StreamPodSandboxMetrics(grpc::ServerContext*, const runtime::v1::StreamPodSandboxMetricsRequest*,
                                  grpc::ServerWriter<runtime::v1::StreamPodSandboxMetricsResponse>*) {
   return Serve("StreamPodSandboxMetrics", [] { return NotImplemented("StreamPodSandboxMetrics", "CRI-provided metrics are not offered"); });

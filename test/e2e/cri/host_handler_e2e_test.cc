@@ -526,5 +526,83 @@ TEST_F(HostHandlerE2eTest, StopContainerSendsTheConfiguredStopSignal) {
   EXPECT_TRUE(WaitFor(log, "got-usr1")) << ReadAll(log);
 }
 
+TEST_F(HostHandlerE2eTest, StreamListsMatchTheListRpcs) {
+  v1::PodSandboxConfig pod_config = Pod("streamed", true);
+  pod_config.mutable_labels()->insert({"app", "streamed"});
+  std::string pod, other;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  ASSERT_TRUE(RunPod(Pod("other", true), "", &other).ok());
+  std::string a = RunContainer(pod, pod_config, Container("a", {"sleep", "1000"}));
+  std::string b = RunContainer(pod, pod_config, Container("b", {"sleep", "1000"}));
+  ASSERT_FALSE(a.empty() || b.empty());
+
+  {  // StreamPodSandboxes with a label filter: the one pod.
+    auto ctx = CriClient::Context();
+    v1::StreamPodSandboxesRequest req;
+    req.mutable_filter()->mutable_label_selector()->insert({"app", "streamed"});
+    auto reader = cri_->runtime().StreamPodSandboxes(ctx.get(), req);
+    std::vector<std::string> ids;
+    v1::StreamPodSandboxesResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& p : page.pod_sandboxes()) ids.push_back(p.id());
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_THAT(ids, ::testing::ElementsAre(pod));
+  }
+  {  // StreamContainers filtered by pod: both containers, as ListContainers has them.
+    auto ctx = CriClient::Context();
+    v1::StreamContainersRequest req;
+    req.mutable_filter()->set_pod_sandbox_id(pod);
+    auto reader = cri_->runtime().StreamContainers(ctx.get(), req);
+    std::vector<std::string> ids;
+    v1::StreamContainersResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& c : page.containers()) {
+        EXPECT_EQ(c.state(), v1::CONTAINER_RUNNING);
+        ids.push_back(c.id());
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_THAT(ids, ::testing::UnorderedElementsAre(a, b));
+  }
+  {  // StreamContainerStats for one container.
+    auto ctx = CriClient::Context();
+    v1::StreamContainerStatsRequest req;
+    req.mutable_filter()->set_id(a);
+    auto reader = cri_->runtime().StreamContainerStats(ctx.get(), req);
+    int n = 0;
+    v1::StreamContainerStatsResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& st : page.container_stats()) {
+        EXPECT_EQ(st.attributes().id(), a);
+        EXPECT_GT(st.memory().working_set_bytes().value(), 0u);
+        ++n;
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(n, 1);
+  }
+  {  // StreamPodSandboxStats: both ready pods.
+    auto ctx = CriClient::Context();
+    auto reader = cri_->runtime().StreamPodSandboxStats(ctx.get(), {});
+    std::vector<std::string> ids;
+    v1::StreamPodSandboxStatsResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& st : page.pod_sandbox_stats()) ids.push_back(st.attributes().id());
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_THAT(ids, ::testing::UnorderedElementsAre(pod, other));
+  }
+  {  // StreamImages: the one image.
+    auto ctx = CriClient::Context();
+    auto reader = cri_->image().StreamImages(ctx.get(), {});
+    int n = 0;
+    v1::StreamImagesResponse page;
+    while (reader->Read(&page)) n += page.images_size();
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(n, 1);
+  }
+}
+
 }  // namespace
 }  // namespace podvisor::testing
