@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -601,6 +602,41 @@ TEST_F(HostHandlerE2eTest, StreamListsMatchTheListRpcs) {
     while (reader->Read(&page)) n += page.images_size();
     ASSERT_TRUE(reader->Finish().ok());
     EXPECT_EQ(n, 1);
+  }
+}
+
+TEST_F(HostHandlerE2eTest, PodSandboxMetricsCarryTheContainersFigures) {
+  v1::PodSandboxConfig pod_config = Pod("measured", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  ASSERT_FALSE(RunContainer(pod, pod_config, Container("a", {"sleep", "1000"})).empty());
+  ASSERT_FALSE(RunContainer(pod, pod_config, Container("b", {"sleep", "1000"})).empty());
+  v1::ListMetricDescriptorsResponse descriptors;
+  ASSERT_TRUE(cri_->runtime()
+                  .ListMetricDescriptors(CriClient::Context().get(), {}, &descriptors)
+                  .ok());
+  std::map<std::string, int> label_count;
+  for (const auto& d : descriptors.descriptors()) label_count[d.name()] = d.label_keys_size();
+  EXPECT_TRUE(label_count.contains("container_cpu_usage_seconds_total"));
+  {
+    v1::ListPodSandboxMetricsResponse metrics;
+    ASSERT_TRUE(
+        cri_->runtime().ListPodSandboxMetrics(CriClient::Context().get(), {}, &metrics).ok());
+    bool found = false;
+    for (const auto& p : metrics.pod_metrics()) {
+      if (p.pod_sandbox_id() != pod) continue;
+      EXPECT_EQ(p.container_metrics_size(), 2);
+      for (const auto& cm : p.container_metrics()) {
+        for (const auto& m : cm.metrics()) {
+          EXPECT_EQ(m.label_values_size(), label_count[m.name()]) << m.name();
+          if (m.name() == "container_memory_working_set_bytes") {
+            found = true;
+            EXPECT_GT(m.value().value(), 0u);
+          }
+        }
+      }
+    }
+    EXPECT_TRUE(found);
   }
 }
 
