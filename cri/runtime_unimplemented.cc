@@ -11,9 +11,4 @@ grpc::Status RuntimeService::CheckpointContainer(grpc::ServerContext*, const run
   return Serve("CheckpointContainer", [] { return NotImplemented("CheckpointContainer", "checkpointing a container inside a VM is not supported"); });
 }
 
-grpc::Status RuntimeService::UpdatePodSandboxResources(grpc::ServerContext*, const runtime::v1::UpdatePodSandboxResourcesRequest*,
-                                 runtime::v1::UpdatePodSandboxResourcesResponse*) {
-  return Serve("UpdatePodSandboxResources", [] { return NotImplemented("UpdatePodSandboxResources", "resizing a running pod VM is not supported"); });
-}
-
 }  // namespace podvisor::cri

@@ -32,6 +32,7 @@
 #include "network/pod_network.h"
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/sandbox.h"
+#include "pod-sandbox/sandbox_controller.h"
 
 namespace podvisor {
 
@@ -75,6 +76,11 @@ class HostRuntime {
   absl::Status RemoveSandbox(const std::string& id_or_prefix);
   absl::StatusOr<Sandbox> InspectSandbox(const std::string& id_or_prefix) const;
   std::vector<Sandbox> ListSandboxes(const SandboxFilter& filter) const;
+  // UpdatePodSandboxResources: the CPU quota and memory limit go to the pod's cgroup
+  // (cgroup_parent, kubelet's pod cgroup, or /podvisor-host/<id16>) under each controller where
+  // it exists. FAILED_PRECONDITION unless READY.
+  absl::Status UpdateSandboxResources(const std::string& id_or_prefix,
+                                      const SandboxResources& update);
   // The netns of a READY pod that has its own network ("" for a host-network pod).
   absl::StatusOr<std::string> SandboxNetns(const std::string& id) const;
 
