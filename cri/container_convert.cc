@@ -1,5 +1,9 @@
 #include "cri/container_convert.h"
 
+#include <signal.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/fs.h"
 #include "nlohmann/json.hpp"
@@ -26,6 +30,52 @@ std::string LegacySeccompProfilePath(const runtime::v1::LinuxContainerSecurityCo
 }
 
 }  // namespace
+
+// By the names of the CRI enum (runtime::v1::Signal_Name), not its constants: <signal.h>
+// defines the same names as macros.
+int SignalNumber(runtime::v1::Signal signal) {
+  static const std::pair<const char*, int> kSignals[] = {
+      {"SIGABRT", SIGABRT},     {"SIGALRM", SIGALRM},   {"SIGBUS", SIGBUS},
+      {"SIGCHLD", SIGCHLD},     {"SIGCLD", SIGCHLD},    {"SIGCONT", SIGCONT},
+      {"SIGFPE", SIGFPE},       {"SIGHUP", SIGHUP},     {"SIGILL", SIGILL},
+      {"SIGINT", SIGINT},       {"SIGIO", SIGIO},       {"SIGIOT", SIGIOT},
+      {"SIGKILL", SIGKILL},     {"SIGPIPE", SIGPIPE},   {"SIGPOLL", SIGPOLL},
+      {"SIGPROF", SIGPROF},     {"SIGPWR", SIGPWR},     {"SIGQUIT", SIGQUIT},
+      {"SIGSEGV", SIGSEGV},     {"SIGSTKFLT", SIGSTKFLT}, {"SIGSTOP", SIGSTOP},
+      {"SIGSYS", SIGSYS},       {"SIGTERM", SIGTERM},   {"SIGTRAP", SIGTRAP},
+      {"SIGTSTP", SIGTSTP},     {"SIGTTIN", SIGTTIN},   {"SIGTTOU", SIGTTOU},
+      {"SIGURG", SIGURG},       {"SIGUSR1", SIGUSR1},   {"SIGUSR2", SIGUSR2},
+      {"SIGVTALRM", SIGVTALRM}, {"SIGWINCH", SIGWINCH}, {"SIGXCPU", SIGXCPU},
+      {"SIGXFSZ", SIGXFSZ}};
+  // The real-time range as the C library numbers it for programs (34..64), as kubelet does.
+  constexpr int kRtMin = 34;
+  constexpr int kRtMax = 64;
+  if (!runtime::v1::Signal_IsValid(signal)) return 0;
+  const std::string& name = runtime::v1::Signal_Name(signal);
+  for (const auto& [n, number] : kSignals) {
+    if (name == n) return number;
+  }
+  int k = 0;
+  if (name == "SIGRTMIN") return kRtMin;
+  if (name == "SIGRTMAX") return kRtMax;
+  if (absl::StartsWith(name, "SIGRTMINPLUS") && absl::SimpleAtoi(name.substr(12), &k)) {
+    return kRtMin + k;
+  }
+  if (absl::StartsWith(name, "SIGRTMAXMINUS") && absl::SimpleAtoi(name.substr(13), &k)) {
+    return kRtMax - k;
+  }
+  return 0;
+}
+
+runtime::v1::Signal ToProtoSignal(int number) {
+  if (number <= 0) return runtime::v1::RUNTIME_DEFAULT;
+  const google::protobuf::EnumDescriptor* d = runtime::v1::Signal_descriptor();
+  for (int i = 0; i < d->value_count(); ++i) {
+    const auto s = static_cast<runtime::v1::Signal>(d->value(i)->number());
+    if (s != runtime::v1::RUNTIME_DEFAULT && SignalNumber(s) == number) return s;
+  }
+  return runtime::v1::RUNTIME_DEFAULT;
+}
 
 runtime::v1::ContainerState ToProto(ContainerState state) {
   switch (state) {
@@ -138,6 +188,7 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
   c.stdin = in.stdin();
   c.stdin_once = in.stdin_once();
   c.tty = in.tty();
+  c.stop_signal = SignalNumber(in.stop_signal());
   if (in.has_linux()) {
     c.resources = FromProto(in.linux().resources());
     const runtime::v1::LinuxContainerSecurityContext& sc = in.linux().security_context();
@@ -279,6 +330,7 @@ void ToProto(const Container& c, runtime::v1::ContainerStatus* out) {
                             : runtime::v1::PROPAGATION_PRIVATE);
   }
   out->set_log_path(c.metadata.log_path);
+  out->set_stop_signal(ToProtoSignal(c.metadata.stop_signal));
   ToProto(c.status.resources, out->mutable_resources()->mutable_linux());
   if (c.metadata.uid) {
     runtime::v1::LinuxContainerUser* u = out->mutable_user()->mutable_linux();

@@ -10,6 +10,11 @@
 namespace podvisor::cri {
 
 runtime::v1::ContainerState ToProto(ContainerState state);
+// The Linux number of a CRI Signal; 0 for RUNTIME_DEFAULT (or a value this build does not know).
+int SignalNumber(runtime::v1::Signal signal);
+// The CRI Signal of a Linux signal number (the first name of numbers with two); RUNTIME_DEFAULT
+// for a number that has none.
+runtime::v1::Signal ToProtoSignal(int number);
 // INVALID_ARGUMENT for requests that are malformed or that a pod VM cannot honour.
 absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& config);
 ContainerLimits FromProto(const runtime::v1::LinuxContainerResources& resources);

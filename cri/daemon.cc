@@ -46,6 +46,8 @@ namespace {
 // kubelet's own limit for CRI messages.
 constexpr int kMaxMessageBytes = 16 * 1024 * 1024;
 constexpr absl::Duration kShutdownGrace = absl::Seconds(10);
+// How soon a host container's exit becomes a STOPPED event.
+constexpr absl::Duration kHostExitWatch = absl::Milliseconds(200);
 
 // An exclusive flock on <root>/podvisord.lock, held for the daemon's life.
 absl::StatusOr<int> LockRoot(const std::string& root_dir) {
@@ -147,6 +149,7 @@ class DaemonImpl : public Daemon {
     if (!server_) return;
     if (sandbox_controller_) sandbox_controller_->Detach();
     PV_LOG(kInfo) << "shutting down: no new calls, finishing in-flight calls";
+    events_.Close();  // event streams end now rather than at the grace deadline
     server_->Shutdown(std::chrono::system_clock::now() +
                       absl::ToChronoSeconds(kShutdownGrace));
     server_->Wait();
@@ -246,6 +249,8 @@ class DaemonImpl : public Daemon {
     std::vector<std::string> skipped;
     if (absl::Status s = sandbox_store_->Load(&skipped); !s.ok()) return s;
     for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    events_.Watch(sandbox_store_.get(), false);
+    services_.events = &events_;
 
     const std::string guest_dir = ExecutableDir() + "/../guest";
     LibvirtHypervisorOptions hv;
@@ -313,6 +318,7 @@ class DaemonImpl : public Daemon {
     skipped.clear();
     if (absl::Status s = container_store_->Load(&skipped); !s.ok()) return s;
     for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    events_.Watch(container_store_.get(), false);
     ContainerControllerOptions co;
     co.stats_max_parallel = static_cast<size_t>(config.stats.max_parallel);
     co.stats_agent_timeout = absl::Milliseconds(config.stats.agent_timeout_ms);
@@ -371,6 +377,8 @@ class DaemonImpl : public Daemon {
     if (absl::Status s = host_sandbox_store_->Load(&skipped); !s.ok()) return s;
     if (absl::Status s = host_container_store_->Load(&skipped); !s.ok()) return s;
     for (const std::string& why : skipped) PV_LOG(kError) << "unreadable record skipped: " << why;
+    events_.Watch(host_sandbox_store_.get(), true);
+    events_.Watch(host_container_store_.get(), true);
     PodNetworkOptions no = PodNetworkOptionsFromConfig(config);
     no.netns_dir = ho.state_dir + "/netns";
     no.cache_dir = ho.root_dir + "/network";
@@ -384,6 +392,7 @@ class DaemonImpl : public Daemon {
     if (absl::Status s = host_runtime_->Recover(); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("host handler: recover: ", s.message()));
     }
+    host_runtime_->StartExitWatcher(kHostExitWatch);
     services_.host = host_runtime_.get();
     ContainerController* vm = container_controller_.get();
     HostRuntime* host = host_runtime_.get();
@@ -438,6 +447,8 @@ class DaemonImpl : public Daemon {
   int lock_fd_ = -1;
   std::string socket_path_;
   std::unique_ptr<RecordStore> records_;
+  // Before the stores, whose observers publish to it: destroyed after them.
+  ContainerEventBus events_;
   std::unique_ptr<SandboxStore> sandbox_store_;
   std::unique_ptr<Hypervisor> hypervisor_;
   std::unique_ptr<PodNetworkManager> network_;

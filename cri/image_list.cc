@@ -20,21 +20,13 @@ grpc::Status ImageService::ListImages(grpc::ServerContext*,
 grpc::Status ImageService::StreamImages(
     grpc::ServerContext*, const runtime::v1::StreamImagesRequest* request,
     grpc::ServerWriter<runtime::v1::StreamImagesResponse>* writer) {
-  // The same list as ListImages, sent in batches so that no message nears the size limit.
-  constexpr int kBatch = 500;
   return Serve("StreamImages", [&]() -> absl::Status {
-    runtime::v1::StreamImagesResponse batch;
+    google::protobuf::RepeatedPtrField<runtime::v1::Image> items;
     for (const ImageRecord& image : services_->images->List(request->filter().image().image())) {
-      ToProto(image, batch.add_images());
-      if (batch.images_size() == kBatch) {
-        if (!writer->Write(batch)) return absl::CancelledError("StreamImages: client went away");
-        batch.Clear();
-      }
+      ToProto(image, items.Add());
     }
-    if (batch.images_size() > 0 && !writer->Write(batch)) {
-      return absl::CancelledError("StreamImages: client went away");
-    }
-    return absl::OkStatus();
+    return WritePaged("StreamImages", writer, &items,
+                      [](runtime::v1::StreamImagesResponse& m) { return m.mutable_images(); });
   });
 }
 

@@ -3,8 +3,10 @@
 // Helpers shared by the CRI handlers. Included only by cri/*.cc: it pulls in gRPC.
 
 #include <exception>
+#include <vector>
 
 
+#include <google/protobuf/repeated_ptr_field.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
@@ -23,6 +25,34 @@ void LogCall(absl::string_view method, const absl::Status& status, absl::Duratio
 
 // UNIMPLEMENTED, with a sentence naming the RPC and why.
 absl::Status NotImplemented(absl::string_view method, absl::string_view why);
+
+// Items per message of the Stream* list RPCs: far under the message size limit whatever the
+// items hold, few enough messages for thousands of pods.
+inline constexpr int kStreamPage = 100;
+
+// `items` (moved out) in messages of at most kStreamPage items; `field(message)` is the
+// message's repeated field. No message for no items.
+template <typename Resp, typename Item, typename Field>
+std::vector<Resp> Pages(google::protobuf::RepeatedPtrField<Item>* items, Field field) {
+  std::vector<Resp> pages;
+  for (Item& item : *items) {
+    if (pages.empty() || field(pages.back())->size() == kStreamPage) pages.emplace_back();
+    *field(pages.back())->Add() = std::move(item);
+  }
+  return pages;
+}
+
+// Sends Pages(items, field). CANCELLED when the client went away.
+template <typename Resp, typename Item, typename Field>
+absl::Status WritePaged(absl::string_view method, grpc::ServerWriter<Resp>* writer,
+                        google::protobuf::RepeatedPtrField<Item>* items, Field field) {
+  for (const Resp& page : Pages<Resp>(items, field)) {
+    if (!writer->Write(page)) {
+      return absl::CancelledError(absl::StrCat(method, ": client went away"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 // Runs a handler body, maps its status and logs the call. Exceptions (which no module should let
 // escape) become INTERNAL so that no request can take the daemon down.

@@ -11,49 +11,4 @@ grpc::Status RuntimeService::CheckpointContainer(grpc::ServerContext*, const run
   return Serve("CheckpointContainer", [] { return NotImplemented("CheckpointContainer", "checkpointing a container inside a VM is not supported"); });
 }
 
-grpc::Status RuntimeService::ListMetricDescriptors(grpc::ServerContext*, const runtime::v1::ListMetricDescriptorsRequest*,
-                                 runtime::v1::ListMetricDescriptorsResponse*) {
-  return Serve("ListMetricDescriptors", [] { return NotImplemented("ListMetricDescriptors", "CRI-provided metrics are not offered; use the stats RPCs"); });
-}
-
-grpc::Status RuntimeService::ListPodSandboxMetrics(grpc::ServerContext*, const runtime::v1::ListPodSandboxMetricsRequest*,
-                                 runtime::v1::ListPodSandboxMetricsResponse*) {
-  return Serve("ListPodSandboxMetrics", [] { return NotImplemented("ListPodSandboxMetrics", "CRI-provided metrics are not offered; use the stats RPCs"); });
-}
-
-grpc::Status RuntimeService::UpdatePodSandboxResources(grpc::ServerContext*, const runtime::v1::UpdatePodSandboxResourcesRequest*,
-                                 runtime::v1::UpdatePodSandboxResourcesResponse*) {
-  return Serve("UpdatePodSandboxResources", [] { return NotImplemented("UpdatePodSandboxResources", "resizing a running pod VM is not supported"); });
-}
-
-grpc::Status RuntimeService::StreamPodSandboxes(grpc::ServerContext*, const runtime::v1::StreamPodSandboxesRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxesResponse>*) {
-  return Serve("StreamPodSandboxes", [] { return NotImplemented("StreamPodSandboxes", "use ListPodSandbox"); });
-}
-
-grpc::Status RuntimeService::StreamContainers(grpc::ServerContext*, const runtime::v1::StreamContainersRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamContainersResponse>*) {
-  return Serve("StreamContainers", [] { return NotImplemented("StreamContainers", "use ListContainers"); });
-}
-
-grpc::Status RuntimeService::StreamContainerStats(grpc::ServerContext*, const runtime::v1::StreamContainerStatsRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamContainerStatsResponse>*) {
-  return Serve("StreamContainerStats", [] { return NotImplemented("StreamContainerStats", "use ListContainerStats"); });
-}
-
-grpc::Status RuntimeService::StreamPodSandboxStats(grpc::ServerContext*, const runtime::v1::StreamPodSandboxStatsRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxStatsResponse>*) {
-  return Serve("StreamPodSandboxStats", [] { return NotImplemented("StreamPodSandboxStats", "use ListPodSandboxStats"); });
-}
-
-grpc::Status RuntimeService::GetContainerEvents(grpc::ServerContext*, const runtime::v1::GetEventsRequest*,
-                                 grpc::ServerWriter<runtime::v1::ContainerEventResponse>*) {
-  return Serve("GetContainerEvents", [] { return NotImplemented("GetContainerEvents", "kubelet falls back to polling (generic PLEG)"); });
-}
-
-grpc::Status RuntimeService::StreamPodSandboxMetrics(grpc::ServerContext*, const runtime::v1::StreamPodSandboxMetricsRequest*,
-                                 grpc::ServerWriter<runtime::v1::StreamPodSandboxMetricsResponse>*) {
-  return Serve("StreamPodSandboxMetrics", [] { return NotImplemented("StreamPodSandboxMetrics", "CRI-provided metrics are not offered"); });
-}
-
 }  // namespace podvisor::cri

@@ -10,6 +10,7 @@
 #include "host-runtime/host_runtime.h"
 #include "network/pod_network.h"
 #include "pod-sandbox/container_controller.h"
+#include "pod-sandbox/container_events.h"
 #include "pod-sandbox/runtime_handler.h"
 #include "pod-sandbox/sandbox_controller.h"
 #include "store/store.h"
@@ -30,6 +31,8 @@ struct Services {
   // Calls on its sandboxes and containers go to it, the others to the VM controllers above.
   HostRuntime* host = nullptr;
   HostPodPolicy host_pods = HostPodPolicy::kHost;
+  // Container and sandbox lifecycle events of both handlers (GetContainerEvents).
+  ContainerEventBus* events = nullptr;
   // The server behind Exec/Attach/PortForward URLs; null until it started.
   streaming::StreamingServer* streaming = nullptr;
 

@@ -17,6 +17,7 @@
 #include "host-runtime/host_rootfs.h"
 #include "host-runtime/host_runtime.h"
 #include "host-runtime/monitor_client.h"
+#include "pod-sandbox/container_spec.h"
 #include "network/process.h"
 
 namespace podvisor {
@@ -24,22 +25,6 @@ namespace {
 
 constexpr absl::Duration kCrunTimeout = absl::Seconds(30);
 constexpr absl::Duration kExitPoll = absl::Milliseconds(50);
-
-// An image's StopSignal ("SIGQUIT", "QUIT", "3"); SIGTERM when absent or unknown.
-int StopSignal(const std::string& name) {
-  static const std::pair<const char*, int> kSignals[] = {
-      {"HUP", SIGHUP},   {"INT", SIGINT},     {"QUIT", SIGQUIT},
-      {"KILL", SIGKILL}, {"USR1", SIGUSR1},   {"USR2", SIGUSR2},
-      {"TERM", SIGTERM}, {"WINCH", SIGWINCH}, {"PWR", SIGPWR}};
-  int n = 0;
-  if (absl::SimpleAtoi(name, &n) && n > 0 && n < 65) return n;
-  std::string upper = absl::AsciiStrToUpper(name);
-  if (absl::StartsWith(upper, "SIG")) upper = upper.substr(3);
-  for (const auto& [signal_name, number] : kSignals) {
-    if (upper == signal_name) return number;
-  }
-  return SIGTERM;
-}
 
 std::string MonitorDirOf(const std::string& container_dir) { return container_dir + "/monitor"; }
 
@@ -111,7 +96,7 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
     meta.log_path = absl::StrCat(sm.log_directory, "/", config.log_path);
   }
   meta.created_at_ns = absl::ToUnixNanos(absl::Now());
-  meta.stop_signal = StopSignal(image->metadata.config.stop_signal);
+  meta.stop_signal = StopSignalOf(config, image->metadata);
   const std::string context = absl::StrCat("create host container ", config.name);
   const std::string dir = ContainerDir(meta.id);
   const std::string monitor_dir = MonitorDirOf(dir);
@@ -238,6 +223,32 @@ Container HostRuntime::Refresh(Container c) {
   if (updated.ok()) return *updated;
   absl::StatusOr<Container> again = containers_->Get(c.metadata.id);
   return again.ok() ? *again : c;
+}
+
+HostRuntime::~HostRuntime() {
+  {
+    absl::MutexLock lock(&watch_mu_);
+    stop_watching_ = true;
+  }
+  if (exit_watcher_.joinable()) exit_watcher_.join();
+}
+
+void HostRuntime::StartExitWatcher(absl::Duration interval) {
+  exit_watcher_ = std::thread([this, interval] { WatchExits(interval); });
+}
+
+void HostRuntime::WatchExits(absl::Duration interval) {
+  for (;;) {
+    {
+      absl::MutexLock lock(&watch_mu_);
+      if (watch_mu_.AwaitWithTimeout(absl::Condition(&stop_watching_), interval)) return;
+    }
+    for (const Container& c : containers_->List()) {
+      // pid 0: CreateContainer has not started its monitor yet (it looks itself).
+      if (c.status.state == ContainerState::kCreated && c.status.pid == 0) continue;
+      Refresh(c);
+    }
+  }
 }
 
 absl::Status HostRuntime::KillAndWait(const Container& c, int signal, absl::Duration wait) {

@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -31,6 +32,7 @@
 #include "network/pod_network.h"
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/sandbox.h"
+#include "pod-sandbox/sandbox_controller.h"
 
 namespace podvisor {
 
@@ -54,11 +56,18 @@ class HostRuntime {
  public:
   HostRuntime(HostRuntimeOptions options, SandboxStore* sandboxes, ContainerStore* containers,
               PodNetworkManager* network, ImageController* images);
+  ~HostRuntime();
+  HostRuntime(const HostRuntime&) = delete;
+  HostRuntime& operator=(const HostRuntime&) = delete;
 
   // After a daemon restart: pods whose holder is gone become NOTREADY, containers whose monitor
   // recorded an exit (or is gone) EXITED; interrupted creates are undone; every running
   // container is found again through its monitor.
   absl::Status Recover();
+  // Looks at every live container's monitor each `interval` and records an exit when it
+  // happened, so that the exit is an event (GetContainerEvents) without waiting for a call to
+  // look. Call once, after Recover(); the destructor stops it.
+  void StartExitWatcher(absl::Duration interval);
 
   // --- sandboxes (SandboxMetadata::handler "host")
   bool OwnsSandbox(const std::string& id_or_prefix) const;
@@ -67,6 +76,11 @@ class HostRuntime {
   absl::Status RemoveSandbox(const std::string& id_or_prefix);
   absl::StatusOr<Sandbox> InspectSandbox(const std::string& id_or_prefix) const;
   std::vector<Sandbox> ListSandboxes(const SandboxFilter& filter) const;
+  // UpdatePodSandboxResources: the CPU quota and memory limit go to the pod's cgroup
+  // (cgroup_parent, kubelet's pod cgroup, or /podvisor-host/<id16>) under each controller where
+  // it exists. FAILED_PRECONDITION unless READY.
+  absl::Status UpdateSandboxResources(const std::string& id_or_prefix,
+                                      const SandboxResources& update);
   // The netns of a READY pod that has its own network ("" for a host-network pod).
   absl::StatusOr<std::string> SandboxNetns(const std::string& id) const;
 
@@ -113,6 +127,7 @@ class HostRuntime {
   absl::Status StopSandboxLocked(const Sandbox& sandbox);
   absl::Status RemoveContainerLocked(const Container& c);
   absl::Status KillAndWait(const Container& c, int signal, absl::Duration wait);
+  void WatchExits(absl::Duration interval);
 
   const HostRuntimeOptions options_;
   SandboxStore* const sandboxes_;
@@ -122,6 +137,10 @@ class HostRuntime {
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<std::mutex>> locks_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex watch_mu_;
+  bool stop_watching_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread exit_watcher_;
 };
 
 }  // namespace podvisor

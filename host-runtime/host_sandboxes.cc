@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/status_util.h"
 #include "host-runtime/host_runtime.h"
+#include "pod-sandbox/vm_cgroup.h"
 #include "host-runtime/pod_namespaces.h"
 
 namespace podvisor {
@@ -287,6 +288,36 @@ absl::StatusOr<std::string> HostRuntime::SandboxNetns(const std::string& id) con
   }
   if (sandbox->metadata.network_mode == NamespaceMode::kNode || !network_) return std::string();
   return network_->NetnsPath(id);
+}
+
+absl::Status HostRuntime::UpdateSandboxResources(const std::string& id_or_prefix,
+                                                 const SandboxResources& update) {
+  absl::StatusOr<Sandbox> sandbox = InspectSandbox(id_or_prefix);
+  if (!sandbox.ok()) return sandbox.status();
+  if (sandbox->status.state != SandboxState::kReady) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pod sandbox ", ShortId(sandbox->metadata.id), " is not ready"));
+  }
+  if (update.cpu_quota < -1 || update.cpu_period < 0 || update.memory_limit_bytes < 0) {
+    return absl::InvalidArgumentError("pod resources: negative cpu_period, cpu_quota or memory");
+  }
+  // The pod cgroup is the parent of its containers' cgroups.
+  std::string rel = CgroupsPath(*sandbox, "x");
+  rel.resize(rel.size() - 2);
+  std::vector<std::string> dirs;
+  for (const std::string& dir : CgroupDirs(options_.cgroup_root, rel)) {
+    if (::access(dir.c_str(), F_OK) == 0) dirs.push_back(dir);
+  }
+  VmCgroupLimits limits;
+  limits.memory_bytes = static_cast<uint64_t>(update.memory_limit_bytes);
+  if (update.cpu_quota != 0) {
+    limits.cpu_quota_us = update.cpu_quota;
+    limits.cpu_period_us = update.cpu_period > 0 ? update.cpu_period : 100000;
+  }
+  if (absl::Status s = WriteCgroupLimits(options_.cgroup_root, dirs, limits); !s.ok()) {
+    return WithContext(s, absl::StrCat("update host pod ", ShortId(sandbox->metadata.id)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status HostRuntime::Recover() {

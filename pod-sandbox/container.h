@@ -104,6 +104,8 @@ struct ContainerConfig {
   // where the target's processes are visible too; CONTAINER: the container's own.
   bool share_pod_pid = true;
   ContainerLimits resources;
+  // ContainerConfig.stop_signal as a Linux number; 0: the image's StopSignal, else SIGTERM.
+  int stop_signal = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, image, command,
                                                 args, working_dir, envs, mounts, labels,
@@ -111,7 +113,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, 
                                                 privileged, readonly_rootfs, no_new_privs, cap_add,
                                                 cap_drop, masked_paths, readonly_paths, run_as_user,
                                                 run_as_group, run_as_username, supplemental_groups,
-                                                seccomp, share_pod_pid, resources)
+                                                seccomp, share_pod_pid, resources, stop_signal)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {
@@ -167,7 +169,7 @@ struct ContainerMetadata {
   // the request nor as the image's "uid:gid"). Unset only in records written before it was kept.
   std::optional<bool> gid_from_passwd;
   std::string username;
-  int stop_signal = 15;  // the image's StopSignal, else SIGTERM
+  int stop_signal = 15;  // StopContainer's: the config's, else the image's, else SIGTERM
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
                                                 image_id, image_ref, log_path, layers, volumes,

@@ -98,7 +98,7 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   meta.gid = spec->process.user.gid;
   meta.gid_from_passwd = spec->process.user.gid_from_passwd;
   meta.username = spec->process.user.username;
-  meta.stop_signal = ParseSignal(image->metadata.config.stop_signal);
+  meta.stop_signal = StopSignalOf(config, image->metadata);
 
   // Output: the log file, fed by the container's stdio streams.
   absl::StatusOr<std::shared_ptr<ContainerOutput>> made =

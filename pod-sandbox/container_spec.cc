@@ -111,6 +111,10 @@ int ParseSignal(const std::string& name) {
   return SIGTERM;
 }
 
+int StopSignalOf(const ContainerConfig& config, const ImageMetadata& image) {
+  return config.stop_signal > 0 ? config.stop_signal : ParseSignal(image.config.stop_signal);
+}
+
 // Asks the agent to mount a disk just hot-plugged. The guest may list the disk (its serial in
 // sysfs) a moment before the block device can be opened (mount: ENXIO), so a failure is retried
 

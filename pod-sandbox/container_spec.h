@@ -40,6 +40,9 @@ const std::vector<std::string>& AllCapabilities();
 ContainerResources ToGuestResources(const ContainerLimits& limits);
 // An image's StopSignal ("SIGQUIT", "QUIT", "3"); SIGTERM when absent or unknown.
 int ParseSignal(const std::string& name);
+// The signal StopContainer sends first: the config's stop_signal, else the image's StopSignal,
+// else SIGTERM.
+int StopSignalOf(const ContainerConfig& config, const ImageMetadata& image);
 
 // The whole guest spec of a container whose layers and volumes are attached: process, seccomp,
 // the overlay root filesystem over the layer disks, the mounts (pod files, shared directory

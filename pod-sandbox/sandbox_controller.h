@@ -51,6 +51,14 @@ struct SandboxControllerOptions {
   std::function<std::optional<VmTemplate>(uint32_t vcpus, uint64_t memory_mib)> find_template;
 };
 
+// UpdatePodSandboxResources: the pod's new resources (LinuxPodSandboxConfig resources plus
+// overhead). 0: unchanged; cpu_quota -1: no quota.
+struct SandboxResources {
+  int64_t cpu_quota = 0;
+  int64_t cpu_period = 0;
+  int64_t memory_limit_bytes = 0;
+};
+
 // Details of a sandbox beyond its record, for PodSandboxStatus verbose info.
 struct SandboxInfo {
   Sandbox sandbox;
@@ -83,6 +91,10 @@ class SandboxController : public SandboxView {
   absl::Status Remove(const std::string& id_or_prefix);
   // Inspect and List see a sandbox once its Run has answered.
   absl::StatusOr<SandboxInfo> Inspect(const std::string& id_or_prefix);
+  // The CPU quota goes to the VM's host cgroup (its vCPUs and QEMU threads). Memory cannot grow
+  // past the VM's RAM (FAILED_PRECONDITION saying so) and is otherwise left to the containers'
+  // own limits. NOT_FOUND for an unknown sandbox, FAILED_PRECONDITION unless READY.
+  absl::Status UpdateResources(const std::string& id_or_prefix, const SandboxResources& update);
   std::vector<Sandbox> List(const SandboxFilter& filter) const override;
 
   // Readiness of the runtime: set once at start, after the hypervisor is initialised and state

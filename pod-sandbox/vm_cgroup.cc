@@ -82,15 +82,59 @@ VmCgroup::VmCgroup(std::string root, std::string parent, std::string sandbox_id)
 
 bool VmCgroup::IsV2() const { return access((root_ + "/cgroup.controllers").c_str(), F_OK) == 0; }
 
-std::vector<std::string> VmCgroup::Dirs() const {
+std::vector<std::string> CgroupDirs(const std::string& root, const std::string& rel) {
+  if (access((root + "/cgroup.controllers").c_str(), F_OK) == 0) return {root + rel};
   std::vector<std::string> dirs;
-  std::string rel = parent_ == "/" ? "/" + name_ : absl::StrCat(parent_, "/", name_);
-  if (IsV2()) return {root_ + rel};
   for (const char* controller : kV1Controllers) {
-    std::string mount = absl::StrCat(root_, "/", controller);
+    std::string mount = absl::StrCat(root, "/", controller);
     if (IsDir(mount)) dirs.push_back(mount + rel);
   }
   return dirs;
+}
+
+absl::Status WriteCgroupLimits(const std::string& root, const std::vector<std::string>& dirs,
+                               const VmCgroupLimits& limits) {
+  const bool v2 = access((root + "/cgroup.controllers").c_str(), F_OK) == 0;
+  for (const std::string& dir : dirs) {
+    absl::Status s;
+    const bool memory = v2 || absl::StrContains(dir, root + "/memory/");
+    const bool cpu = v2 || absl::StrContains(dir, root + "/cpu/");
+    if (memory && limits.memory_bytes > 0) {
+      s = WriteControl(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"),
+                       std::to_string(limits.memory_bytes));
+    }
+    if (s.ok() && cpu && limits.cpu_period_us > 0 && limits.cpu_quota_us != 0) {
+      if (v2) {
+        s = WriteControl(dir + "/cpu.max",
+                         absl::StrCat(limits.cpu_quota_us < 0 ? std::string("max")
+                                                              : std::to_string(limits.cpu_quota_us),
+                                      " ", limits.cpu_period_us));
+      } else {
+        s = WriteControl(dir + "/cpu.cfs_period_us", std::to_string(limits.cpu_period_us));
+        if (s.ok()) {
+          s = WriteControl(dir + "/cpu.cfs_quota_us", std::to_string(limits.cpu_quota_us));
+        }
+      }
+    }
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> VmCgroup::Dirs() const {
+  std::string rel = parent_ == "/" ? "/" + name_ : absl::StrCat(parent_, "/", name_);
+  return CgroupDirs(root_, rel);
+}
+
+absl::Status VmCgroup::Update(const VmCgroupLimits& limits) const {
+  std::vector<std::string> dirs = Dirs();
+  for (const std::string& dir : dirs) {
+    if (!IsDir(dir)) return absl::NotFoundError(absl::StrCat("VM cgroup ", dir, " is gone"));
+  }
+  if (absl::Status s = WriteCgroupLimits(root_, dirs, limits); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("VM cgroup limits: ", s.message()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status VmCgroup::Create(const VmCgroupLimits& limits) {
@@ -108,32 +152,19 @@ absl::Status VmCgroup::Create(const VmCgroupLimits& limits) {
     if (!created.ok()) return created.status();
     made.insert(made.end(), created->begin(), created->end());
   }
-  const bool v2 = IsV2();
-  for (const std::string& dir : dirs) {
-    absl::Status s;
-    const bool memory = v2 || absl::StrContains(dir, root_ + "/memory/");
-    const bool cpu = v2 || absl::StrContains(dir, root_ + "/cpu/");
-    if (memory && limits.memory_bytes > 0) {
-      s = WriteControl(dir + (v2 ? "/memory.max" : "/memory.limit_in_bytes"),
-                       std::to_string(limits.memory_bytes));
-    }
-    if (s.ok() && memory && !v2) {
+  if (!IsV2()) {
+    for (const std::string& dir : dirs) {
       // QEMU joins right after it started: what it allocated until then moves along, where the
       // kernel still supports it (best effort: the amount is small).
-      WriteControl(dir + "/memory.move_charge_at_immigrate", "3").IgnoreError();
-    }
-    if (s.ok() && cpu && limits.cpu_quota_us > 0 && limits.cpu_period_us > 0) {
-      if (v2) {
-        s = WriteControl(dir + "/cpu.max",
-                         absl::StrCat(limits.cpu_quota_us, " ", limits.cpu_period_us));
-      } else {
-        s = WriteControl(dir + "/cpu.cfs_period_us", std::to_string(limits.cpu_period_us));
-        if (s.ok()) {
-          s = WriteControl(dir + "/cpu.cfs_quota_us", std::to_string(limits.cpu_quota_us));
-        }
+      if (absl::StrContains(dir, root_ + "/memory/")) {
+        WriteControl(dir + "/memory.move_charge_at_immigrate", "3").IgnoreError();
       }
     }
-    if (!s.ok()) return absl::Status(s.code(), absl::StrCat("VM cgroup limits: ", s.message()));
+  }
+  VmCgroupLimits initial = limits;
+  if (initial.cpu_quota_us <= 0) initial.cpu_quota_us = 0;  // no quota: the default stays
+  if (absl::Status s = WriteCgroupLimits(root_, dirs, initial); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("VM cgroup limits: ", s.message()));
   }
   std::move(undo).Cancel();
   return absl::OkStatus();

@@ -27,6 +27,14 @@ struct VmCgroupLimits {
   int64_t cpu_period_us = 0;
 };
 
+// The directories of cgroup `rel` (absolute, "/a/b") under `root`: one per v1 controller
+// kubelet looks at (memory, cpu, cpuacct, pids) that is mounted, or the v2 one.
+std::vector<std::string> CgroupDirs(const std::string& root, const std::string& rel);
+// Writes the memory limit and CPU quota that `limits` sets (0: left as it is) to existing cgroup
+// directories `dirs` of CgroupDirs(root, ...).
+absl::Status WriteCgroupLimits(const std::string& root, const std::vector<std::string>& dirs,
+                               const VmCgroupLimits& limits);
+
 class VmCgroup {
  public:
   // `root` is where the cgroup filesystems are mounted (/sys/fs/cgroup; tests use a directory
@@ -37,6 +45,9 @@ class VmCgroup {
   // Creates the cgroup under every controller (and missing parents) and writes the limits.
   // Undoes what it made when a step fails.
   absl::Status Create(const VmCgroupLimits& limits);
+  // Changes the limits of the existing cgroup (UpdatePodSandboxResources); what `limits` leaves
+  // 0 stays. NOT_FOUND when the cgroup is gone.
+  absl::Status Update(const VmCgroupLimits& limits) const;
   // The directories a VM process must join (one per v1 controller, or the v2 one).
   std::vector<std::string> Dirs() const;
   // Removes the cgroup of every controller; one that is absent already is no error. Fails

@@ -34,6 +34,7 @@ struct StoredObject {
 // RecordStore before the call returns; the in-memory copy changes only after the write succeeded.
 // Each record carries the schema version it was written with ("schema"; none: version 0, before
 // versions were kept): a record of a newer schema than this build reads is skipped, not misread.
+// An observer (SetObserver) sees every change after it is durable, in the order of the changes.
 // Thread-safe.
 template <typename Metadata, typename Status>
 class ObjectStore {
@@ -44,7 +45,17 @@ class ObjectStore {
   // would make an older build misread a record; fields added with defaults do not need it.
   static constexpr int kSchemaVersion = 1;
 
+  // Called with the object before a change (null for Add) and after it (null for Remove), under
+  // the store's lock, so calls come in the order of the changes. It must not call the store and
+  // must not block (hand the change on, as ContainerEventBus does). Load() calls it not.
+  using Observer = std::function<void(const Object* before, const Object* after)>;
+
   ObjectStore(RecordStore* records, std::string kind) : records_(records), kind_(std::move(kind)) {}
+
+  void SetObserver(Observer observer) {
+    absl::MutexLock lock(&mu_);
+    observer_ = std::move(observer);
+  }
 
   // Loads every record of this kind. Records that do not parse are reported and skipped.
   absl::Status Load(std::vector<std::string>* skipped = nullptr) {
@@ -91,7 +102,8 @@ class ObjectStore {
     }
     if (absl::Status s = records_->Put(kind_, id, Encode(object)); !s.ok()) return s;
     if (!object.metadata.name.empty()) names_[object.metadata.name] = id;
-    objects_.emplace(id, std::move(object));
+    auto added = objects_.emplace(id, std::move(object)).first;
+    if (observer_) observer_(nullptr, &added->second);
     return absl::OkStatus();
   }
 
@@ -105,6 +117,7 @@ class ObjectStore {
     Object copy = it->second;
     if (absl::Status s = fn(copy.status); !s.ok()) return s;
     if (absl::Status s = records_->Put(kind_, id, Encode(copy)); !s.ok()) return s;
+    if (observer_) observer_(&it->second, &copy);
     it->second = copy;
     return copy;
   }
@@ -116,6 +129,7 @@ class ObjectStore {
     if (it == objects_.end()) return absl::OkStatus();
     if (absl::Status s = records_->Delete(kind_, id); !s.ok()) return s;
     if (!it->second.metadata.name.empty()) names_.erase(it->second.metadata.name);
+    if (observer_) observer_(&it->second, nullptr);
     objects_.erase(it);
     return absl::OkStatus();
   }
@@ -177,6 +191,7 @@ class ObjectStore {
   mutable absl::Mutex mu_;
   std::map<std::string, Object> objects_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> names_ ABSL_GUARDED_BY(mu_);  // name -> id
+  Observer observer_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace podvisor

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -426,6 +427,217 @@ TEST_F(HostHandlerE2eTest, VmPodsRefuseBidirectionalPropagation) {
   grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context().get(), req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("bidirectional"));
+}
+
+TEST_F(HostHandlerE2eTest, ContainerEventsArriveInOrderWithStatuses) {
+  auto context = CriClient::Context(120);
+  v1::GetEventsRequest req;
+  std::unique_ptr<grpc::ClientReader<v1::ContainerEventResponse>> events =
+      cri_->runtime().GetContainerEvents(context.get(), req);
+  events->WaitForInitialMetadata();  // subscribed: nothing from here on is missed
+
+  v1::PodSandboxConfig pod_config = Pod("evented", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  // Exits on its own: the STOPPED event comes from the monitor's exit, not from a call.
+  std::string quick = RunContainer(pod, pod_config, Container("quick", {"sh", "-c", "sleep 1"}));
+  ASSERT_FALSE(quick.empty());
+
+  std::vector<v1::ContainerEventResponse> got;
+  auto next = [&](v1::ContainerEventType want_type, const std::string& want_id) {
+    v1::ContainerEventResponse e;
+    if (!events->Read(&e)) {
+      ADD_FAILURE() << "stream ended before " << want_id << " " << want_type;
+      return e;
+    }
+    EXPECT_EQ(e.container_id(), want_id);
+    EXPECT_EQ(e.container_event_type(), want_type) << e.DebugString();
+    EXPECT_EQ(e.pod_sandbox_status().id(), pod);
+    if (!got.empty()) EXPECT_GE(e.created_at(), got.back().created_at());
+    got.push_back(e);
+    return e;
+  };
+  v1::ContainerEventResponse e = next(v1::CONTAINER_CREATED_EVENT, pod);
+  e = next(v1::CONTAINER_STARTED_EVENT, pod);
+  EXPECT_EQ(e.pod_sandbox_status().state(), v1::SANDBOX_READY);
+  e = next(v1::CONTAINER_CREATED_EVENT, quick);
+  ASSERT_EQ(e.containers_statuses_size(), 1);
+  EXPECT_EQ(e.containers_statuses(0).id(), quick);
+  EXPECT_EQ(e.containers_statuses(0).state(), v1::CONTAINER_CREATED);
+  e = next(v1::CONTAINER_STARTED_EVENT, quick);
+  ASSERT_EQ(e.containers_statuses_size(), 1);
+  EXPECT_EQ(e.containers_statuses(0).state(), v1::CONTAINER_RUNNING);
+  e = next(v1::CONTAINER_STOPPED_EVENT, quick);
+  ASSERT_EQ(e.containers_statuses_size(), 1);
+  EXPECT_EQ(e.containers_statuses(0).state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(e.containers_statuses(0).exit_code(), 0);
+
+  v1::RemoveContainerRequest rm;
+  rm.set_container_id(quick);
+  v1::RemoveContainerResponse removed;
+  ASSERT_TRUE(cri_->runtime().RemoveContainer(CriClient::Context(60).get(), rm, &removed).ok());
+  e = next(v1::CONTAINER_DELETED_EVENT, quick);
+  EXPECT_EQ(e.containers_statuses_size(), 0);
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  v1::StopPodSandboxResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopPodSandbox(CriClient::Context(60).get(), stop, &stopped).ok());
+  e = next(v1::CONTAINER_STOPPED_EVENT, pod);
+  EXPECT_EQ(e.pod_sandbox_status().state(), v1::SANDBOX_NOTREADY);
+  ASSERT_TRUE(RemovePod(pod).ok());
+  next(v1::CONTAINER_DELETED_EVENT, pod);
+  context->TryCancel();
+  while (events->Read(&e)) {
+  }
+  EXPECT_EQ(events->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+// By name: <signal.h> defines the CRI enum's names as macros.
+v1::Signal CriSignal(const char* name) {
+  v1::Signal s = v1::RUNTIME_DEFAULT;
+  EXPECT_TRUE(v1::Signal_Parse(name, &s)) << name;
+  return s;
+}
+
+TEST_F(HostHandlerE2eTest, StopContainerSendsTheConfiguredStopSignal) {
+  v1::PodSandboxConfig pod_config = Pod("stopper", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  v1::ContainerConfig c = Container(
+      "graceful", {"sh", "-c", "trap 'echo got-usr1; exit 0' USR1; echo ready; "
+                               "while true; do sleep 0.1; done"});
+  c.set_stop_signal(CriSignal("SIGUSR1"));
+  std::string id = RunContainer(pod, pod_config, c);
+  ASSERT_FALSE(id.empty());
+  const std::string log = dir_.Join("logs/stopper/graceful.log");
+  ASSERT_TRUE(WaitFor(log, "ready"));
+  EXPECT_EQ(v1::Signal_Name(Status(id).stop_signal()), "SIGUSR1");
+  // Without a stop signal: the image has none, so SIGTERM.
+  std::string plain = RunContainer(pod, pod_config, Container("plain", {"sleep", "1000"}));
+  EXPECT_EQ(v1::Signal_Name(Status(plain).stop_signal()), "SIGTERM");
+
+  v1::StopContainerRequest stop;
+  stop.set_container_id(id);
+  stop.set_timeout(20);
+  v1::StopContainerResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopContainer(CriClient::Context(60).get(), stop, &stopped).ok());
+  v1::ContainerStatus st = Status(id);
+  EXPECT_EQ(st.state(), v1::CONTAINER_EXITED);
+  EXPECT_EQ(st.exit_code(), 0) << "the trap ran: not killed";
+  EXPECT_TRUE(WaitFor(log, "got-usr1")) << ReadAll(log);
+}
+
+TEST_F(HostHandlerE2eTest, StreamListsMatchTheListRpcs) {
+  v1::PodSandboxConfig pod_config = Pod("streamed", true);
+  pod_config.mutable_labels()->insert({"app", "streamed"});
+  std::string pod, other;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  ASSERT_TRUE(RunPod(Pod("other", true), "", &other).ok());
+  std::string a = RunContainer(pod, pod_config, Container("a", {"sleep", "1000"}));
+  std::string b = RunContainer(pod, pod_config, Container("b", {"sleep", "1000"}));
+  ASSERT_FALSE(a.empty() || b.empty());
+
+  {  // StreamPodSandboxes with a label filter: the one pod.
+    auto ctx = CriClient::Context();
+    v1::StreamPodSandboxesRequest req;
+    req.mutable_filter()->mutable_label_selector()->insert({"app", "streamed"});
+    auto reader = cri_->runtime().StreamPodSandboxes(ctx.get(), req);
+    std::vector<std::string> ids;
+    v1::StreamPodSandboxesResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& p : page.pod_sandboxes()) ids.push_back(p.id());
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_THAT(ids, ::testing::ElementsAre(pod));
+  }
+  {  // StreamContainers filtered by pod: both containers, as ListContainers has them.
+    auto ctx = CriClient::Context();
+    v1::StreamContainersRequest req;
+    req.mutable_filter()->set_pod_sandbox_id(pod);
+    auto reader = cri_->runtime().StreamContainers(ctx.get(), req);
+    std::vector<std::string> ids;
+    v1::StreamContainersResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& c : page.containers()) {
+        EXPECT_EQ(c.state(), v1::CONTAINER_RUNNING);
+        ids.push_back(c.id());
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_THAT(ids, ::testing::UnorderedElementsAre(a, b));
+  }
+  {  // StreamContainerStats for one container.
+    auto ctx = CriClient::Context();
+    v1::StreamContainerStatsRequest req;
+    req.mutable_filter()->set_id(a);
+    auto reader = cri_->runtime().StreamContainerStats(ctx.get(), req);
+    int n = 0;
+    v1::StreamContainerStatsResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& st : page.container_stats()) {
+        EXPECT_EQ(st.attributes().id(), a);
+        EXPECT_GT(st.memory().working_set_bytes().value(), 0u);
+        ++n;
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(n, 1);
+  }
+  {  // StreamPodSandboxStats: both ready pods.
+    auto ctx = CriClient::Context();
+    auto reader = cri_->runtime().StreamPodSandboxStats(ctx.get(), {});
+    std::vector<std::string> ids;
+    v1::StreamPodSandboxStatsResponse page;
+    while (reader->Read(&page)) {
+      for (const auto& st : page.pod_sandbox_stats()) ids.push_back(st.attributes().id());
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_THAT(ids, ::testing::UnorderedElementsAre(pod, other));
+  }
+  {  // StreamImages: the one image.
+    auto ctx = CriClient::Context();
+    auto reader = cri_->image().StreamImages(ctx.get(), {});
+    int n = 0;
+    v1::StreamImagesResponse page;
+    while (reader->Read(&page)) n += page.images_size();
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(n, 1);
+  }
+}
+
+TEST_F(HostHandlerE2eTest, PodSandboxMetricsCarryTheContainersFigures) {
+  v1::PodSandboxConfig pod_config = Pod("measured", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  ASSERT_FALSE(RunContainer(pod, pod_config, Container("a", {"sleep", "1000"})).empty());
+  ASSERT_FALSE(RunContainer(pod, pod_config, Container("b", {"sleep", "1000"})).empty());
+  v1::ListMetricDescriptorsResponse descriptors;
+  ASSERT_TRUE(cri_->runtime()
+                  .ListMetricDescriptors(CriClient::Context().get(), {}, &descriptors)
+                  .ok());
+  std::map<std::string, int> label_count;
+  for (const auto& d : descriptors.descriptors()) label_count[d.name()] = d.label_keys_size();
+  EXPECT_TRUE(label_count.contains("container_cpu_usage_seconds_total"));
+  {
+    v1::ListPodSandboxMetricsResponse metrics;
+    ASSERT_TRUE(
+        cri_->runtime().ListPodSandboxMetrics(CriClient::Context().get(), {}, &metrics).ok());
+    bool found = false;
+    for (const auto& p : metrics.pod_metrics()) {
+      if (p.pod_sandbox_id() != pod) continue;
+      EXPECT_EQ(p.container_metrics_size(), 2);
+      for (const auto& cm : p.container_metrics()) {
+        for (const auto& m : cm.metrics()) {
+          EXPECT_EQ(m.label_values_size(), label_count[m.name()]) << m.name();
+          if (m.name() == "container_memory_working_set_bytes") {
+            found = true;
+            EXPECT_GT(m.value().value(), 0u);
+          }
+        }
+      }
+    }
+    EXPECT_TRUE(found);
+  }
 }
 
 }  // namespace

@@ -218,5 +218,49 @@ TEST(ContainerStateToProtoTest, EveryState) {
   EXPECT_EQ(ToProto(ContainerState::kUnknown), runtime::v1::CONTAINER_UNKNOWN);
 }
 
+// By name: <signal.h> may define the enum's names as macros.
+runtime::v1::Signal CriSignal(const char* name) {
+  runtime::v1::Signal s = runtime::v1::RUNTIME_DEFAULT;
+  EXPECT_TRUE(runtime::v1::Signal_Parse(name, &s)) << name;
+  return s;
+}
+
+TEST(StopSignalTest, CriSignalsMapToLinuxNumbersAndBack) {
+  const std::pair<const char*, int> cases[] = {
+      {"SIGTERM", 15},       {"SIGQUIT", 3},          {"SIGUSR1", 10},   {"SIGKILL", 9},
+      {"SIGWINCH", 28},      {"SIGRTMIN", 34},        {"SIGRTMAX", 64},  {"SIGRTMINPLUS3", 37},
+      {"SIGRTMAXMINUS2", 62}, {"SIGPWR", 30},
+  };
+  for (const auto& [name, number] : cases) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(SignalNumber(CriSignal(name)), number);
+    EXPECT_EQ(runtime::v1::Signal_Name(ToProtoSignal(number)), name);
+  }
+  EXPECT_EQ(SignalNumber(runtime::v1::RUNTIME_DEFAULT), 0);
+  EXPECT_EQ(SignalNumber(static_cast<runtime::v1::Signal>(999)), 0);
+  EXPECT_EQ(ToProtoSignal(0), runtime::v1::RUNTIME_DEFAULT);
+  EXPECT_EQ(ToProtoSignal(200), runtime::v1::RUNTIME_DEFAULT);
+  // Two names for one number: the first.
+  EXPECT_EQ(runtime::v1::Signal_Name(ToProtoSignal(6)), "SIGABRT");
+}
+
+TEST(StopSignalTest, ConfigCarriesItAndStatusReportsTheEffectiveOne) {
+  runtime::v1::ContainerConfig in = MinimalConfig();
+  absl::StatusOr<ContainerConfig> unset = FromProto(in);
+  ASSERT_TRUE(unset.ok());
+  EXPECT_EQ(unset->stop_signal, 0);  // RUNTIME_DEFAULT: the image decides
+  in.set_stop_signal(CriSignal("SIGQUIT"));
+  absl::StatusOr<ContainerConfig> c = FromProto(in);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->stop_signal, 3);
+
+  Container container;
+  container.metadata.id = "c1";
+  container.metadata.stop_signal = 10;
+  runtime::v1::ContainerStatus st;
+  ToProto(container, &st);
+  EXPECT_EQ(runtime::v1::Signal_Name(st.stop_signal()), "SIGUSR1");
+}
+
 }  // namespace
 }  // namespace podvisor::cri

@@ -370,6 +370,21 @@ TEST_F(ContainerControllerTest, StopUsesTheImagesStopSignal) {
   EXPECT_EQ(containers_->Inspect(id)->status.exit_code, 128 + SIGQUIT);
 }
 
+TEST_F(ContainerControllerTest, TheConfigsStopSignalWinsOverTheImages) {
+  ImageMetadata image;
+  image.id = "sha256:beef";
+  image.config.cmd = {"nginx"};
+  image.config.stop_signal = "SIGQUIT";
+  images_.AddImage("nginx:1", image, {kLayer0});
+  ContainerConfig c = Config();
+  c.image = "nginx:1";
+  c.stop_signal = SIGUSR1;
+  std::string id = CreateAndStart(c);
+  EXPECT_EQ(containers_->Inspect(id)->metadata.stop_signal, SIGUSR1);
+  ASSERT_TRUE(containers_->Stop(id, absl::Seconds(5)).ok());
+  EXPECT_THAT(log_->signals, ElementsAre(std::pair<std::string, int>{id, SIGUSR1}));
+}
+
 TEST_F(ContainerControllerTest, StopWithZeroTimeoutKillsAtOnceAndStopIsIdempotent) {
   std::string id = CreateAndStart(Config());
   ASSERT_TRUE(containers_->Stop(id, absl::ZeroDuration()).ok());

@@ -163,6 +163,31 @@ TEST_F(SandboxControllerTest, VmRunsInThePodsCgroupWithThePodsLimits) {
   EXPECT_EQ(controller_->Inspect(*id)->sandbox.metadata.cgroup_parent, c.cgroup_parent);
 }
 
+TEST_F(SandboxControllerTest, UpdateResourcesSetsTheVmsQuotaAndRefusesMoreMemoryThanTheVm) {
+  SandboxConfig c = Config();
+  c.cgroup_parent = "/kubepods/burstable/poduid-web";
+  c.memory_limit_bytes = 512ll << 20;
+  c.cpu_quota = 50000;
+  c.cpu_period = 100000;
+  absl::StatusOr<std::string> id = controller_->Run(c);
+  ASSERT_TRUE(id.ok()) << id.status();
+  const std::string cpu =
+      dir_.Join("cgroup/cpu") + "/kubepods/burstable/poduid-web/podvisor-" + *id;
+  ASSERT_TRUE(controller_->UpdateResources(*id, {200000, 100000, 256ll << 20}).ok());
+  std::ifstream quota(cpu + "/cpu.cfs_quota_us");
+  int64_t q = 0;
+  quota >> q;
+  EXPECT_EQ(q, 200000);
+
+  absl::Status s = controller_->UpdateResources(*id, {0, 0, 1024ll << 20});
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("1024 MiB does not fit the pod's VM"));
+  EXPECT_EQ(controller_->UpdateResources("nope", {}).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(controller_->Stop(*id).ok());
+  EXPECT_EQ(controller_->UpdateResources(*id, {100000, 100000, 0}).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(SandboxControllerTest, NoCgroupParentNoCgroup) {
   ASSERT_TRUE(controller_->Run(Config()).ok());
   EXPECT_TRUE(hypervisor_.LastSpec().cgroup_dirs.empty());

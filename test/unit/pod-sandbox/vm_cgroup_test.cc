@@ -95,5 +95,19 @@ TEST(VmCgroupV2Test, UnifiedHierarchyGetsMemoryMaxAndCpuMax) {
   EXPECT_EQ(Read(dir.Join("kubepods/pod-b/podvisor-id/cpu.max")), "200000 100000");
 }
 
+TEST_F(VmCgroupV1Test, UpdateChangesTheQuotaOfTheExistingCgroupOnly) {
+  VmCgroup cgroup(dir_.path(), "/kubepods/pod-b", "def");
+  EXPECT_EQ(cgroup.Update({0, 30000, 100000}).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(cgroup.Create({768ull << 20, 0, 0}).ok());
+  const std::string rel = "/kubepods/pod-b/podvisor-def";
+  ASSERT_TRUE(cgroup.Update({0, 30000, 100000}).ok());
+  EXPECT_EQ(Read(dir_.Join("cpu") + rel + "/cpu.cfs_quota_us"), "30000");
+  EXPECT_EQ(Read(dir_.Join("memory") + rel + "/memory.limit_in_bytes"),
+            std::to_string(768ull << 20))
+      << "memory left as it was";
+  ASSERT_TRUE(cgroup.Update({0, -1, 100000}).ok());
+  EXPECT_EQ(Read(dir_.Join("cpu") + rel + "/cpu.cfs_quota_us"), "-1") << "no quota";
+}
+
 }  // namespace
 }  // namespace podvisor

@@ -125,5 +125,24 @@ TEST_F(ObjectStoreTest, OlderRecordsLoadAndNewerOnesAreSkipped) {
   EXPECT_THAT(skipped[0], ::testing::HasSubstr("thing/new: schema 99 is newer"));
 }
 
+TEST_F(ObjectStoreTest, ObserverSeesEveryDurableChangeInOrder) {
+  std::vector<std::string> seen;
+  store_->SetObserver([&](const Store::Object* before, const Store::Object* after) {
+    seen.push_back(absl::StrCat(before ? before->status.phase : "-", ">",
+                                after ? after->status.phase : "-"));
+  });
+  ASSERT_TRUE(store_->Add({{"id1", "a", "img"}, {}}).ok());
+  ASSERT_TRUE(store_->Update("id1", [](State& s) {
+                      s.phase = "running";
+                      return absl::OkStatus();
+                    }).ok());
+  // A refused update and a duplicate add change nothing, so nothing is observed.
+  EXPECT_FALSE(store_->Update("id1", [](State&) { return absl::CancelledError("no"); }).ok());
+  EXPECT_FALSE(store_->Add({{"id1", "b", "img"}, {}}).ok());
+  ASSERT_TRUE(store_->Remove("id1").ok());
+  ASSERT_TRUE(store_->Remove("id1").ok());  // already gone: no change
+  EXPECT_THAT(seen, ::testing::ElementsAre("->created", "created>running", "running>-"));
+}
+
 }  // namespace
 }  // namespace podvisor
