@@ -96,8 +96,7 @@ v1::SetupSandboxRequest GoodSetup() {
   h->set_ip("10.88.0.7");
   h->add_names("web-0");
   h->add_names("web-0.web");
-  // A std::string, not a literal: GCC 12 warns falsely (-Wrestrict) on a short literal here.
-  (*req.mutable_sysctls())["net.ipv4.ip_forward"] = std::string("1");
+  (*req.mutable_sysctls())["net.ipv4.ip_forward"] = "1";
   return req;
 }
 

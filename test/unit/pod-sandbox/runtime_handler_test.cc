@@ -11,10 +11,9 @@ using ::testing::HasSubstr;
 
 SandboxConfig Pod(std::string handler = "") {
   SandboxConfig c;
-  // std::strings, not literals: GCC 12 warns falsely (-Wrestrict) on short literals here.
-  c.pod_name = std::string("p");
-  c.pod_namespace = std::string("ns");
-  c.pod_uid = std::string("u");
+  c.pod_name = "p";
+  c.pod_namespace = "ns";
+  c.pod_uid = "u";
   c.runtime_handler = std::move(handler);
   return c;
 }
