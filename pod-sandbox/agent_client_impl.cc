@@ -46,9 +46,27 @@ v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
       return v1::Response::kDiskAttached;
     case v1::Request::kAttachOutput:
       return v1::Response::kAttachOutput;
-    default:
+    case v1::Request::kInspect:
+      return v1::Response::kInspect;
+    case v1::Request::kListContainers:
+      return v1::Response::kContainers;
+    // Every call is listed (no default): a new one must say what it answers, or -Wswitch fails
+    // the build, rather than every answer to it closing the channel as "of the wrong type".
+    case v1::Request::kSetupSandbox:
+    case v1::Request::kSetupNetwork:
+    case v1::Request::kCreateContainer:
+    case v1::Request::kSignalProcess:
+    case v1::Request::kRemoveContainer:
+    case v1::Request::kResizeTty:
+    case v1::Request::kPortForward:
+    case v1::Request::kDiskDetach:
+    case v1::Request::kShutdown:
+    case v1::Request::kCloseStream:
+    case v1::Request::kUpdateContainerResources:
+    case v1::Request::CALL_NOT_SET:
       return v1::Response::kEmpty;
   }
+  return v1::Response::kEmpty;
 }
 
 // The calls whose guest step timings are logged, by name.

@@ -455,7 +455,7 @@ TEST_F(SandboxVmTest, DaemonKilledWithRunningPodsFindsThemAgain) {
     if (info["agent"]["connected"] == true) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_EQ(info["agent"]["connected"], true);
+  EXPECT_EQ(info["agent"]["connected"], true) << info << "\n" << daemon_->ReadLog();
   EXPECT_EQ(info["vm"]["pid"].get<int>(), pid);
   EXPECT_EQ(State(running), v1::SANDBOX_READY);
 

@@ -147,6 +147,51 @@ TEST_F(FakeGuestTest, ResponseOfTheWrongTypeFailsTheCallAndTheChannel) {
   EXPECT_FALSE(client->connected());
 }
 
+// The real client against a guest answering as the agent does: each call's answer is the one
+// it expects, so the channel stays up (a missing entry in the client's table closed it).
+TEST_F(FakeGuestTest, InspectAndListContainersAnswersAreTakenAndTheChannelLives) {
+  auto client = Adopt();
+  ASSERT_NE(client, nullptr);
+  std::thread guest([&] {
+    auto req = guest_.ReadRequest(v1::Request::kInspect);
+    ASSERT_TRUE(req.has_value());
+    v1::Frame r;
+    r.set_id(req->id());
+    v1::GuestProcess* p = r.mutable_response()->mutable_inspect()->add_processes();
+    p->set_pid(1);
+    p->set_command("/init");
+    p->set_state("S");
+    v1::GuestDisk* d = r.mutable_response()->mutable_inspect()->add_disks();
+    d->set_name("vdb");
+    d->set_serial("layer-1");
+    d->set_mount_point("/run/layers/1");
+    guest_.Write(r);
+    req = guest_.ReadRequest(v1::Request::kListContainers);
+    ASSERT_TRUE(req.has_value());
+    v1::Frame l;
+    l.set_id(req->id());
+    v1::ListContainersResponse::Entry* e =
+        l.mutable_response()->mutable_containers()->add_containers();
+    e->set_id("c1");
+    e->set_state(v1::ListContainersResponse::RUNNING);
+    e->set_pid(9);
+    guest_.Write(l);
+  });
+  absl::StatusOr<GuestInspection> inspection = client->Inspect(absl::Seconds(30));
+  absl::StatusOr<std::vector<GuestContainer>> listed = client->ListContainers(absl::Seconds(30));
+  guest.join();
+  ASSERT_TRUE(inspection.ok()) << inspection.status();
+  ASSERT_EQ(inspection->processes.size(), 1u);
+  EXPECT_EQ(inspection->processes[0].command, "/init");
+  ASSERT_EQ(inspection->disks.size(), 1u);
+  EXPECT_EQ(inspection->disks[0].mount_point, "/run/layers/1");
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].id, "c1");
+  EXPECT_EQ((*listed)[0].state, GuestContainer::State::kRunning);
+  EXPECT_TRUE(client->connected());
+}
+
 // Answers the next StartContainer with pid 42 and `steps` step timings named `name`.
 void AnswerStartWithTimings(FakeGuest& guest, int steps, const std::string& name) {
   auto req = guest.ReadRequest(v1::Request::kStartContainer);
