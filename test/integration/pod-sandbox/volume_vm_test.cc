@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/match.h"
 
 namespace podvisor::testing {
 namespace {
@@ -31,6 +32,17 @@ std::vector<std::string> MountsContaining(const std::string& needle) {
     std::string id, parent, dev, root, mount_point;
     fields >> id >> parent >> dev >> root >> mount_point;
     if (mount_point.find(needle) != std::string::npos) out.push_back(mount_point);
+  }
+  return out;
+}
+
+// The volume binds under the pod VMs' shared directories below `state_vm` (<state>/vm/): every
+// mount there except each pod's own bounded tmpfs (<state>/vm/<id>/shared), which lives as long
+// as the pod.
+std::vector<std::string> VolumeMountsUnder(const std::string& state_vm) {
+  std::vector<std::string> out;
+  for (const std::string& m : MountsContaining(state_vm)) {
+    if (!absl::EndsWith(m, "/shared")) out.push_back(m);
   }
   return out;
 }
@@ -129,12 +141,12 @@ TEST_P(VolumeVmTest, HostPathVolumeBothWaysReadOnlyAndTerminationLog) {
 
   // Every volume is a mount under the sandbox's shared directory, until the container goes.
   const std::string state = dir_.Join("st");
-  EXPECT_EQ(MountsContaining(state + "/vm/").size(), 4u);
+  EXPECT_EQ(VolumeMountsUnder(state + "/vm/").size(), 4u);
   grpc::Status stopped = Stop(id, 0);
   ASSERT_TRUE(stopped.ok()) << stopped.error_message() << "\n" << daemon_->ReadLog();
   grpc::Status s = RemoveContainer(id);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_TRUE(MountsContaining(state + "/vm/").empty());
+  EXPECT_TRUE(VolumeMountsUnder(state + "/vm/").empty());
   // Nothing of the host's was deleted with the container.
   EXPECT_EQ(ReadAll(data + "/out"), "from the container\n");
   EXPECT_EQ(ReadAll(data + "/sub/deeper/f"), "nested\n");
@@ -170,7 +182,7 @@ TEST_P(VolumeVmTest, RemovingThePodUnmountsVolumesAndKeepsHostData) {
   grpc::Status s = cri_->runtime().RemovePodSandbox(CriClient::Context(120).get(), req, &resp);
   ASSERT_TRUE(s.ok()) << s.error_message();
   pod_.clear();
-  EXPECT_TRUE(MountsContaining(dir_.Join("st") + "/vm/").empty());
+  EXPECT_TRUE(VolumeMountsUnder(dir_.Join("st") + "/vm/").empty());
   EXPECT_EQ(ReadAll(data + "/d/precious"), "do not delete\n");
   EXPECT_EQ(ReadAll(data + "/from-2"), "hi\n");
 }
@@ -181,7 +193,7 @@ TEST_P(VolumeVmTest, HostPathsAVmCannotReachAreRefusedClearly) {
   grpc::Status s = TryCreate(c);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("/dev/null"));
-  EXPECT_TRUE(MountsContaining(dir_.Join("st") + "/vm/").empty());
+  EXPECT_TRUE(VolumeMountsUnder(dir_.Join("st") + "/vm/").empty());
 }
 
 // Propagation, as critest checks it: the host path is a shared mount; a mount made on the host
