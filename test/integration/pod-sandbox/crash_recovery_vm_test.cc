@@ -99,6 +99,20 @@ class CrashRecoveryVmTest : public ContainerVmTest {
     return -1;
   }
 
+  // A restarted daemon re-attaches to the pod's agent in the background: waits until it answers.
+  void WaitForAgent() {
+    std::string out;
+    for (int i = 0; i < 240; ++i) {
+      int rc = RunCommand(absl::StrCat(PODVISOR_BIN_DIR, "/podvisorctl --state-dir ",
+                                       dir_.Join("st"), " agent ", pod_, " ping"),
+                          &out);
+      if (rc == 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    ADD_FAILURE() << "the restarted daemon did not reach the agent: " << out << "\n"
+                  << daemon_->ReadLog();
+  }
+
   // `podvisorctl agent POD containers`, retried while the restarted daemon reconnects.
   nlohmann::json GuestContainers() {
     std::string out;
@@ -129,6 +143,7 @@ TEST_F(CrashRecoveryVmTest, ACrashInsideCreateContainerLeavesNothingAfterTheRest
   m->set_container_path("/data");
 
   StartDaemon("create_container.guest_created");
+  WaitForAgent();
   grpc::Status s = TryCreate(lost);
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(daemon_->WaitExit(60000), kCrashPointExitCode) << daemon_->ReadLog();
@@ -141,6 +156,11 @@ TEST_F(CrashRecoveryVmTest, ACrashInsideCreateContainerLeavesNothingAfterTheRest
   EXPECT_GT(VmDisks(), disks_before);
 
   StartDaemon("");
+  // Recovery reconciles each pod once its agent is back, in the background: the guest container
+  // goes first, then the disks and the binds.
+  for (int i = 0; i < 120 && !(SharedEntries().empty() && VmDisks() == disks_before); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
   nlohmann::json guest = GuestContainers();
   ASSERT_TRUE(guest.is_array()) << guest;
   ASSERT_EQ(guest.size(), 1u) << guest.dump();
