@@ -17,8 +17,8 @@
 #include "host-runtime/host_rootfs.h"
 #include "host-runtime/host_runtime.h"
 #include "host-runtime/monitor_client.h"
-#include "pod-sandbox/container_spec.h"
 #include "network/process.h"
+#include "pod-sandbox/container_spec.h"
 
 namespace podvisor {
 namespace {
@@ -192,10 +192,13 @@ absl::Status HostRuntime::StartContainer(const std::string& id_or_prefix) {
       .status();
 }
 
-Container HostRuntime::Refresh(Container c) {
+Container HostRuntime::Refresh(Container c, bool at_recovery) {
   if (c.status.state != ContainerState::kCreated && c.status.state != ContainerState::kRunning) {
     return c;
   }
+  // CreateContainer writes the record before it starts the monitor: a status or list call (or
+  // the container events it causes) meanwhile must not take the missing monitor for a dead one.
+  if (!at_recovery && c.status.state == ContainerState::kCreated && c.status.pid == 0) return c;
   const std::string dir = MonitorDirOf(ContainerDir(c.metadata.id));
   absl::StatusOr<host::MonitorExit> exit = host::ReadMonitorExit(dir);
   std::string message;
@@ -243,10 +246,16 @@ void HostRuntime::WatchExits(absl::Duration interval) {
       absl::MutexLock lock(&watch_mu_);
       if (watch_mu_.AwaitWithTimeout(absl::Condition(&stop_watching_), interval)) return;
     }
-    for (const Container& c : containers_->List()) {
-      // pid 0: CreateContainer has not started its monitor yet (it looks itself).
-      if (c.status.state == ContainerState::kCreated && c.status.pid == 0) continue;
-      Refresh(c);
+    for (const Container& listed : containers_->List()) {
+      // Only running containers: a created one is still being set up by CreateContainer (its
+      // monitor may not answer yet) or waits for StartContainer, which looks itself.
+      if (listed.status.state != ContainerState::kRunning) continue;
+      // Under the container's lock, as every call that changes it: never beside a Stop or
+      // Remove of the same container.
+      auto lock = LockFor(listed.metadata.id);
+      std::lock_guard<std::mutex> guard(*lock);
+      absl::StatusOr<Container> c = containers_->Get(listed.metadata.id);
+      if (c.ok() && c->status.state == ContainerState::kRunning) Refresh(*c);
     }
   }
 }

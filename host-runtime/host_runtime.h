@@ -123,7 +123,9 @@ class HostRuntime {
                                           const ImageRecord& image, const std::string& rootfs,
                                           ProcessSpec* resolved) const;
   // EXITED from the monitor's exit.json (or its absence) for a created/running container.
-  Container Refresh(Container c);
+  // `at_recovery`: a created record without a monitor yet (pid 0) is what a crash inside
+  // CreateContainer left, and is marked exited; otherwise it is a create under way, left alone.
+  Container Refresh(Container c, bool at_recovery = false);
   absl::Status StopSandboxLocked(const Sandbox& sandbox);
   absl::Status RemoveContainerLocked(const Container& c);
   absl::Status KillAndWait(const Container& c, int signal, absl::Duration wait);

@@ -351,7 +351,7 @@ absl::Status HostRuntime::Recover() {
       (void)RemoveContainer(c.metadata.id);
       continue;
     }
-    Container now = Refresh(c);
+    Container now = Refresh(c, /*at_recovery=*/true);
     PV_LOG(kInfo) << "host container " << ShortId(c.metadata.id) << " found again ("
                   << (now.status.state == ContainerState::kExited ? "exited" : "live") << ")";
   }
