@@ -423,7 +423,9 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   });
   if (!updated.ok()) return WithContext(updated.status(), "store sandbox");
   std::move(undo).Cancel();
-  metrics::ObserveVmStart("cold", absl::ToDoubleSeconds(booted - net_done));
+  // A clone that fell back to a cold boot has no template key any more: it counts as cold.
+  metrics::ObserveVmStart(meta.template_key.empty() ? "cold" : "clone",
+                          absl::ToDoubleSeconds(booted - net_done));
   PV_LOG(kInfo) << "sandbox " << ShortId(meta.id) << " (" << meta.name << ") ready in "
                 << absl::ToInt64Milliseconds(absl::Now() - start) << " ms (network "
                 << absl::ToInt64Milliseconds(net_done - start) << " ms, boot "
