@@ -90,14 +90,18 @@ void BM_PortForwardEcho(benchmark::State& state) {
   const std::string chunk(static_cast<size_t>(state.range(0)), 'x');
   size_t sent = 0;
   for (auto _ : state) {
-    client.WriteStream(stream, chunk, false);
+    if (!client.WriteStream(stream, chunk, false).ok()) {
+      state.SkipWithError("stream write failed");
+      break;
+    }
     sent += chunk.size();
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return received == sent; });
   }
   state.SetBytesProcessed(static_cast<int64_t>(sent));
-  client.WriteStream(stream, "", true);
-  {
+  if (!client.WriteStream(stream, "", true).ok()) {
+    state.SkipWithError("stream end failed");
+  } else {
     // The callback refers to this frame: wait for the guest's end of the stream.
     std::unique_lock<std::mutex> lock(mu);
     cv.wait(lock, [&] { return eof; });

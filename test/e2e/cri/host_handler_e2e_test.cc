@@ -453,7 +453,9 @@ TEST_F(HostHandlerE2eTest, ContainerEventsArriveInOrderWithStatuses) {
     EXPECT_EQ(e.container_id(), want_id);
     EXPECT_EQ(e.container_event_type(), want_type) << e.DebugString();
     EXPECT_EQ(e.pod_sandbox_status().id(), pod);
-    if (!got.empty()) EXPECT_GE(e.created_at(), got.back().created_at());
+    if (!got.empty()) {
+      EXPECT_GE(e.created_at(), got.back().created_at());
+    }
     got.push_back(e);
     return e;
   };
