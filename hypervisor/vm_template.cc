@@ -241,12 +241,18 @@ absl::Status VmTemplateStore::BuildAll() {
     const VmShape& shape = options_.shapes[i];
     std::string key = KeyOf(*digest, shape);
     keys.push_back(key);
-    const bool on_disk = LoadTemplate(absl::StrCat(options_.dir, "/", key), key).ok();
-    if (!on_disk) SetShapeStatus(i, VmTemplateStatus::State::kBuilding, key, "", 0);
-    const absl::Time start = absl::Now();
-    absl::StatusOr<VmTemplate> t = LoadOrBuild(key, shape);
-    const double seconds = on_disk ? 0 : absl::ToDoubleSeconds(absl::Now() - start);
-    if (!on_disk) metrics::ObserveTemplateBuild(seconds, t.ok());
+    // One look at what is on disk decides: a valid template is used as it is; anything else is
+    // built (a broken one removed first), timed and counted.
+    const std::string dir = absl::StrCat(options_.dir, "/", key);
+    absl::StatusOr<VmTemplate> t = LoadTemplate(dir, key);
+    double seconds = 0;
+    if (!t.ok()) {
+      SetShapeStatus(i, VmTemplateStatus::State::kBuilding, key, "", 0);
+      const absl::Time start = absl::Now();
+      t = Rebuild(key, shape, t.status());
+      seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      metrics::ObserveTemplateBuild(seconds, t.ok());
+    }
     SetShapeStatus(i, t.ok() ? VmTemplateStatus::State::kReady : VmTemplateStatus::State::kFailed,
                    key, t.ok() ? "" : std::string(t.status().message()), seconds);
     if (!t.ok()) {
@@ -257,6 +263,7 @@ absl::Status VmTemplateStore::BuildAll() {
       continue;
     }
     ready.push_back(*t);
+    // Usable at once, while the next shapes build (a new guest image drops the old ones).
     absl::MutexLock lock(&mu_);
     if (!built_for_.has_value() || !(*built_for_ == *stamp)) {
       ready_.clear();
@@ -265,22 +272,20 @@ absl::Status VmTemplateStore::BuildAll() {
     ready_.push_back(*t);
   }
   {
+    // Exactly the shapes that are ready now (a shape that failed this time is dropped).
     absl::MutexLock lock(&mu_);
-    ready_ = ready;
+    ready_ = std::move(ready);
     built_for_ = *stamp;
   }
   RemoveStale(keys);
   return first;
 }
 
-absl::StatusOr<VmTemplate> VmTemplateStore::LoadOrBuild(const std::string& key,
-                                                        const VmShape& shape) {
-  std::string dir = absl::StrCat(options_.dir, "/", key);
-  absl::StatusOr<VmTemplate> loaded = LoadTemplate(dir, key);
-  if (loaded.ok()) return loaded;
-  if (!absl::IsNotFound(loaded.status())) {
-    PV_LOG(kWarning) << loaded.status().message() << ": rebuilding it";
-    if (absl::Status s = RemoveAll(dir); !s.ok()) return s;
+absl::StatusOr<VmTemplate> VmTemplateStore::Rebuild(const std::string& key, const VmShape& shape,
+                                                    const absl::Status& load_error) {
+  if (!absl::IsNotFound(load_error)) {
+    PV_LOG(kWarning) << load_error.message() << ": rebuilding it";
+    if (absl::Status s = RemoveAll(absl::StrCat(options_.dir, "/", key)); !s.ok()) return s;
   }
   return Build(key, shape);
 }

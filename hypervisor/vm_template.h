@@ -105,7 +105,10 @@ class VmTemplateStore {
   absl::StatusOr<ImageStamp> StampImage() const;
   absl::StatusOr<std::string> ImageDigest();
   std::string KeyOf(const std::string& image_digest, const VmShape& shape) const;
-  absl::StatusOr<VmTemplate> LoadOrBuild(const std::string& key, const VmShape& shape);
+  // Builds the template `key` after LoadTemplate failed with `load_error` (a template that is
+  // there but unusable is removed first).
+  absl::StatusOr<VmTemplate> Rebuild(const std::string& key, const VmShape& shape,
+                                     const absl::Status& load_error);
   absl::StatusOr<VmTemplate> Build(const std::string& key, const VmShape& shape);
   absl::Status BootAndSave(const std::string& key, const VmShape& shape,
                            const std::string& build_dir);

@@ -43,6 +43,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "test/bench/support/bench_support.h"
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
@@ -57,14 +58,6 @@ constexpr char kImage[] = "docker.io/library/busybox:bench";
 constexpr char kPauseImage[] = "docker.io/library/pause:bench";
 constexpr int kCrictlTimeoutMs = 2000;  // crictl's default --timeout
 
-struct Series {
-  std::vector<double> ms;
-  double Percentile(double p) const {
-    std::vector<double> sorted = ms;
-    std::sort(sorted.begin(), sorted.end());
-    return sorted.empty() ? 0 : sorted[static_cast<size_t>(p * (sorted.size() - 1) + 0.5)];
-  }
-};
 
 // Undoes what Main started (runtimes, their pods, bridges) when a step fails.
 std::function<void()> g_cleanup;
@@ -79,13 +72,6 @@ void Check(const std::string& what, const grpc::Status& s) {
   if (!s.ok()) Die(what, s.error_message());
 }
 
-template <typename Fn>
-double Timed(Fn&& fn) {
-  auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-      .count();
-}
 
 // One runtime under test: its CRI client and the figures measured against it.
 struct Runtime {
@@ -305,15 +291,8 @@ nlohmann::json AddPauseImage(OciLayout& layout, const OciLayout::Layer& layer) {
 
 // Pushes busybox:bench and pause:bench to the registry.
 void PushImages(const TempDir& dir, const LocalRegistry& registry) {
-  std::ifstream bb("/bin/busybox");
-  std::stringstream busybox;
-  busybox << bb.rdbuf();
-  std::vector<TarEntry> entries = {Dir("bin"), File("bin/busybox", busybox.str(), 0755)};
-  for (const char* a : {"sh", "true", "sleep"}) {
-    entries.push_back(Symlink(absl::StrCat("bin/", a), "busybox"));
-  }
   OciLayout layout(dir.Join("layout"));
-  OciLayout::Layer layer = OciLayout::MakeLayer(entries, Compression::kGzip);
+  OciLayout::Layer layer = BusyboxLayer();
   layout.Tag("bench", layout.AddImage({layer}));
   layout.Tag("pause", AddPauseImage(layout, layer));
   for (const auto& [tag, dest] :

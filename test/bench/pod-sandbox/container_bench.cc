@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "test/bench/support/bench_support.h"
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
@@ -34,30 +35,12 @@ namespace {
 namespace v1 = runtime::v1;
 constexpr char kImage[] = "docker.io/library/busybox:bench";
 
-struct Series {
-  std::vector<double> ms;
-  double Percentile(double p) {
-    std::sort(ms.begin(), ms.end());
-    return ms.empty() ? 0 : ms[static_cast<size_t>(p * (ms.size() - 1) + 0.5)];
-  }
-  void Print(const char* name) {
-    std::printf("%-44s median %8.1f ms   p90 %8.1f ms   (n=%zu)\n", name, Percentile(0.5),
-                Percentile(0.9), ms.size());
-  }
-};
 
 void Die(const std::string& what, const grpc::Status& s) {
   std::fprintf(stderr, "%s: %s\n", what.c_str(), s.error_message().c_str());
   std::exit(1);
 }
 
-template <typename Fn>
-double Timed(Fn&& fn) {
-  auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-      .count();
-}
 
 // The last `n` bytes of a file.
 std::string Tail(const std::string& path, size_t n) {
@@ -112,13 +95,6 @@ int Main(int argc, char** argv) {
   const int iterations = argc > 1 ? std::atoi(argv[1]) : 10;
   const int execs = argc > 2 ? std::atoi(argv[2]) : 20;
   TempDir dir;
-  std::ifstream bb("/bin/busybox");
-  std::stringstream busybox;
-  busybox << bb.rdbuf();
-  std::vector<TarEntry> entries = {Dir("bin"), File("bin/busybox", busybox.str(), 0755)};
-  for (const char* a : {"sh", "true", "sleep", "echo", "yes", "head"}) {
-    entries.push_back(Symlink(absl::StrCat("bin/", a), "busybox"));
-  }
   LocalRegistry registry(dir.Join("registry"), {});
   std::string error;
   if (!registry.Start(&error)) {
@@ -126,7 +102,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   OciLayout layout(dir.Join("layout"));
-  layout.Tag("bench", layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}));
+  layout.Tag("bench", layout.AddImage({BusyboxLayer()}));
   if (std::string e = Push(layout, "bench", registry.host() + "/library/busybox:bench");
       !e.empty()) {
     std::fprintf(stderr, "push: %s\n", e.c_str());

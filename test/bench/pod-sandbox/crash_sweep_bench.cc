@@ -29,6 +29,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "test/bench/support/bench_support.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "test/support/daemon_process.h"
@@ -43,13 +44,6 @@ namespace v1 = runtime::v1;
 namespace fs = std::filesystem;
 constexpr char kImage[] = "docker.io/library/busybox:sweep";
 constexpr char kBridge[] = "pvsweep0";
-
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 std::string Shell(const std::string& cmd) {
   std::string out;
@@ -79,17 +73,11 @@ class Sweep {
   explicit Sweep(TempDir& dir) : dir_(dir) {}
 
   bool Setup() {
-    std::ifstream bb("/bin/busybox");
-    std::stringstream busybox;
-    busybox << bb.rdbuf();
-    std::vector<TarEntry> entries = {Dir("bin"), File("bin/busybox", busybox.str(), 0755)};
-    for (const char* a : {"sh", "sleep"})
-      entries.push_back(Symlink(absl::StrCat("bin/", a), "busybox"));
     registry_ = std::make_unique<LocalRegistry>(dir_.Join("registry"), LocalRegistry::Options{});
     std::string error;
     if (!registry_->Start(&error)) return Fail("registry: " + error);
     OciLayout layout(dir_.Join("layout"));
-    layout.Tag("sweep", layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}));
+    layout.Tag("sweep", layout.AddImage({BusyboxLayer()}));
     if (std::string e = Push(layout, "sweep", registry_->host() + "/library/busybox:sweep");
         !e.empty()) {
       return Fail("push: " + e);

@@ -28,6 +28,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "test/bench/support/bench_support.h"
 #include "test/support/daemon_process.h"
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
@@ -40,80 +41,9 @@ namespace {
 namespace v1 = runtime::v1;
 constexpr char kImage[] = "docker.io/library/busybox:density";
 
-struct Series {
-  std::vector<double> v;
-  double Percentile(double p) const {
-    std::vector<double> s = v;
-    std::sort(s.begin(), s.end());
-    return s.empty() ? 0 : s[static_cast<size_t>(p * (s.size() - 1) + 0.5)];
-  }
-  double Sum() const {
-    double t = 0;
-    for (double x : v) t += x;
-    return t;
-  }
-};
-
-template <typename Fn>
-double Timed(Fn&& fn) {
-  auto start = std::chrono::steady_clock::now();
-  fn();
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-      .count();
-}
-
-long PssKib(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/smaps_rollup"));
-  std::string key;
-  long value = 0;
-  while (in >> key) {
-    if (key == "Pss:") {
-      in >> value;
-      return value;
-    }
-    std::string rest;
-    std::getline(in, rest);
-  }
-  return -1;
-}
-
-// The virtiofsd serving a cold-booted pod (its command line names the pod's id prefix).
-long VirtiofsdPssKib(const std::string& id16) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
-    const int pid = std::atoi(e.path().filename().c_str());
-    if (pid <= 0) continue;
-    std::ifstream in(e.path() / "cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmd.find("virtiofsd") != std::string::npos && cmd.find(id16) != std::string::npos) {
-      return PssKib(pid);
-    }
-  }
-  return 0;
-}
-
-long MemAvailableKib() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  long value = 0;
-  while (in >> key >> value) {
-    if (key == "MemAvailable:") return value;
-    std::string rest;
-    std::getline(in, rest);
-  }
-  return -1;
-}
-
 void PushBusybox(const TempDir& dir, const LocalRegistry& registry) {
-  std::ifstream bb("/bin/busybox");
-  std::stringstream busybox;
-  busybox << bb.rdbuf();
-  std::vector<TarEntry> entries = {Dir("bin"), File("bin/busybox", busybox.str(), 0755)};
-  for (const char* a : {"sh", "true", "sleep"}) {
-    entries.push_back(Symlink(absl::StrCat("bin/", a), "busybox"));
-  }
   OciLayout layout(dir.Join("layout"));
-  layout.Tag("density", layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}));
+  layout.Tag("density", layout.AddImage({BusyboxLayer()}));
   if (std::string e = Push(layout, "density", registry.host() + "/library/busybox:density");
       !e.empty()) {
     std::fprintf(stderr, "push: %s\n", e.c_str());
@@ -286,7 +216,7 @@ class Density {
       if (p.id.empty() || !p.error.empty()) continue;
       ++started;
       cloned += p.cloned;
-      each.v.push_back(p.start_ms);
+      each.Add(p.start_ms);
     }
     std::printf("%d of %d pods started (%d cloned, %d cold), %d at a time, in %.1f s\n", started,
                 pods_, cloned, started - cloned, parallel_, total_ms / 1000);
@@ -311,7 +241,7 @@ class Density {
       req.set_timeout(60);
       v1::ExecSyncResponse resp;
       grpc::Status s;
-      ms.v.push_back(
+      ms.Add(
           Timed([&] { s = cri_->runtime().ExecSync(CriClient::Context(120).get(), req, &resp); }));
       if (s.ok() && resp.exit_code() == 0) {
         ++answered;
@@ -335,20 +265,20 @@ class Density {
         std::fprintf(stderr, "pod %.12s: no QEMU process %d\n", p.id.c_str(), p.qemu_pid);
         continue;
       }
-      qemu.v.push_back(q / 1024.0);
-      total.v.push_back((q + fsd) / 1024.0);
+      qemu.Add(q / 1024.0);
+      total.Add((q + fsd) / 1024.0);
     }
     const long mem_after = MemAvailableKib();
     std::printf(
         "PSS of %zu idle pods (QEMU + virtiofsd): total %.0f MiB, per pod mean %.1f MiB, "
         "median %.1f MiB, max %.1f MiB\n",
-        total.v.size(), total.Sum(), total.Sum() / std::max<size_t>(total.v.size(), 1),
+        total.ms.size(), total.Sum(), total.Sum() / std::max<size_t>(total.ms.size(), 1),
         total.Percentile(0.5), total.Percentile(1.0));
     std::printf(
         "host MemAvailable: %.0f MiB before the first pod, %.0f MiB with all idle "
         "(%.1f MiB per pod; includes the template's RAM file and page cache)\n",
         mem_before / 1024.0, mem_after / 1024.0,
-        (mem_before - mem_after) / 1024.0 / std::max<size_t>(total.v.size(), 1));
+        (mem_before - mem_after) / 1024.0 / std::max<size_t>(total.ms.size(), 1));
   }
 
   int Finish(int rc) {

@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "test/bench/support/bench_support.h"
 #include "test/support/daemon_process.h"
 #include "test/support/temp_dir.h"
 
@@ -33,49 +34,6 @@ namespace {
 namespace v1 = runtime::v1;
 
 enum class Mode { kNoSharedFs, kCold, kClone };
-
-struct Series {
-  std::vector<double> ms;
-  double Percentile(double p) {
-    std::sort(ms.begin(), ms.end());
-    return ms.empty() ? 0 : ms[static_cast<size_t>(p * (ms.size() - 1) + 0.5)];
-  }
-  void Add(double v) { ms.push_back(v); }
-  void Print(const char* name) {
-    std::printf("%-44s median %8.1f ms   p90 %8.1f ms   (n=%zu)\n", name, Percentile(0.5),
-                Percentile(0.9), ms.size());
-  }
-};
-
-long PssKib(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/smaps_rollup"));
-  std::string key;
-  long value = 0;
-  while (in >> key) {
-    if (key == "Pss:") {
-      in >> value;
-      return value;
-    }
-    std::string rest;
-    std::getline(in, rest);
-  }
-  return -1;
-}
-
-// The PSS of the virtiofsd serving a sandbox's shared directory (its state dir holds `id16`).
-long VirtiofsdPssKib(const std::string& id16) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
-    int pid = std::atoi(e.path().filename().c_str());
-    if (pid <= 0) continue;
-    std::ifstream in(e.path() / "cmdline");
-    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmd.find("virtiofsd") != std::string::npos && cmd.find(id16) != std::string::npos) {
-      return PssKib(pid);
-    }
-  }
-  return 0;
-}
 
 class Bench {
  public:

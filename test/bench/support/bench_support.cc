@@ -1,0 +1,89 @@
+#include "test/bench/support/bench_support.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace podvisor::testing {
+
+double Series::Percentile(double p) const {
+  if (ms.empty()) return 0;
+  std::vector<double> sorted = ms;
+  std::sort(sorted.begin(), sorted.end());
+  return sorted[static_cast<size_t>(p * static_cast<double>(sorted.size() - 1) + 0.5)];
+}
+
+double Series::Sum() const {
+  double total = 0;
+  for (double v : ms) total += v;
+  return total;
+}
+
+void Series::Print(const char* name) const {
+  std::printf("%-44s median %8.1f ms   p90 %8.1f ms   (n=%zu)\n", name, Percentile(0.5),
+              Percentile(0.9), ms.size());
+}
+
+namespace {
+
+// The value of the first line of `path` whose first word is `key` ("Pss:", "MemAvailable:").
+long KibField(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string word;
+  while (in >> word) {
+    if (word == key) {
+      long value = -1;
+      in >> value;
+      return value;
+    }
+    std::string rest;
+    std::getline(in, rest);
+  }
+  return -1;
+}
+
+}  // namespace
+
+long PssKib(int pid) { return KibField(absl::StrCat("/proc/", pid, "/smaps_rollup"), "Pss:"); }
+
+long VirtiofsdPssKib(const std::string& id16) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    const int pid = std::atoi(e.path().filename().c_str());
+    if (pid <= 0) continue;
+    std::ifstream in(e.path() / "cmdline");
+    const std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find("virtiofsd") != std::string::npos && cmd.find(id16) != std::string::npos) {
+      return PssKib(pid);
+    }
+  }
+  return 0;
+}
+
+long MemAvailableKib() { return KibField("/proc/meminfo", "MemAvailable:"); }
+
+std::string Slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+OciLayout::Layer BusyboxLayer() {
+  std::ifstream bb("/bin/busybox");
+  std::stringstream busybox;
+  busybox << bb.rdbuf();
+  std::vector<TarEntry> entries = {Dir("bin"), File("bin/busybox", busybox.str(), 0755)};
+  for (const char* applet : {"sh", "true", "sleep", "echo", "yes", "head"}) {
+    entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
+  }
+  return OciLayout::MakeLayer(entries, Compression::kGzip);
+}
+
+}  // namespace podvisor::testing
