@@ -203,6 +203,9 @@ class Sweep {
                 during_restart.c_str());
     std::fflush(stdout);
     if (!StartDaemon()) return {"restart failed"};
+    // As kubelet does: nothing is judged before the daemon says its runtime is ready (the
+    // recovery of what the killed daemon left runs before that).
+    if (!WaitRuntimeReady(300)) return {"RuntimeReady not reached within 300 s of the restart"};
     std::vector<std::string> problems = CheckAcked(a);
     RemoveEverything();
     for (const std::string& leak : Leaks()) problems.push_back("leak: " + leak);
@@ -235,6 +238,20 @@ class Sweep {
     if (!daemon_->Start(&error, 60000)) return Fail("podvisord: " + error);
     cri_ = std::make_unique<CriClient>(daemon_->endpoint());
     return true;
+  }
+
+  bool WaitRuntimeReady(int timeout_s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+      v1::StatusResponse status;
+      if (cri_->runtime().Status(CriClient::Context(10).get(), {}, &status).ok()) {
+        for (const v1::RuntimeCondition& c : status.status().conditions()) {
+          if (c.type() == "RuntimeReady" && c.status()) return true;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
   }
 
   std::vector<std::string> CheckAcked(Acked& a) {
