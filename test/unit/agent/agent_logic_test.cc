@@ -451,10 +451,7 @@ TEST(ResolveUserTest, BadGroupLinesAreSkippedAndTooManyGroupsRefused) {
   testing::TempDir root;
   WriteImageUsers(root);
   Spit(root.Join("etc/group"),
-       "bad:x:12ab:default-user
-huge:x:99999999999:default-user
-ok:x:77:default-user
-");
+       "bad:x:12ab:default-user\nhuge:x:99999999999:default-user\nok:x:77:default-user\n");
   v1::User u;
   u.set_uid(1000);
   u.set_has_uid(true);
