@@ -62,7 +62,7 @@ ContainerManager::~ContainerManager() = default;
 
 bool ContainerManager::Available() const { return access(impl_->options.crun.c_str(), X_OK) == 0; }
 
-Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
+Error ContainerManager::Create(const v1::CreateContainerRequest& req, v1::User* user) {
   const std::string& id = req.container_id();
   if (!IsValidId(id)) return Error(Code::kInvalidArgument, "invalid container id");
   if (!Available()) return Error(Code::kFailedPrecondition, impl_->options.crun + " is missing");
@@ -119,6 +119,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req) {
     }
     MarkStep("crun create");
     if (Error e = impl_->ReadPid(c->bundle + "/init.pid", &proc->pid); !e.ok()) return e;
+    *user = spec.process().user();
     std::lock_guard<std::mutex> lock(impl_->mu);
     c->init = proc;
     return Error::Ok();

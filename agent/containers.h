@@ -25,7 +25,8 @@ class ContainerManager {
   // Whether crun is present (reported as the "containers" feature).
   bool Available() const;
 
-  Error Create(const v1::CreateContainerRequest& req);
+  // `user`: the identity the init process was given (see ResolveUser), when created.
+  Error Create(const v1::CreateContainerRequest& req, v1::User* user);
   v1::Response Start(const v1::StartContainerRequest& req);
   Error Signal(const v1::SignalProcessRequest& req);
   v1::Response Wait(const v1::WaitProcessRequest& req);

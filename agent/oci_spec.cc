@@ -1,6 +1,7 @@
 #include "agent/oci_spec.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -192,6 +193,17 @@ std::vector<std::vector<std::string>> ReadColonFile(const std::string& path) {
   return lines;
 }
 
+// A decimal id as /etc/passwd and /etc/group write it; false for anything else.
+bool ParseId(const std::string& s, uint32_t* id) {
+  if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  const unsigned long long v = std::strtoull(s.c_str(), nullptr, 10);
+  if (v > UINT32_MAX) return false;
+  *id = static_cast<uint32_t>(v);
+  return true;
+}
+
 // Adds the groups that <rootfs>/etc/group lists `name` as a member of, as the image's own
 // supplementary groups (what login(1) and containerd/runc give a user named by the image).
 void AddImageGroups(const std::string& rootfs, const std::string& name, v1::User* user) {
@@ -201,13 +213,20 @@ void AddImageGroups(const std::string& rootfs, const std::string& name, v1::User
     std::string member;
     bool listed = false;
     while (std::getline(members, member, ',')) listed |= member == name;
-    if (!listed) continue;
-    const uint32_t gid = static_cast<uint32_t>(std::strtoul(g[2].c_str(), nullptr, 10));
-    const auto& have = user->additional_gids();
-    if (gid != user->gid() && std::find(have.begin(), have.end(), gid) == have.end()) {
-      user->add_additional_gids(gid);
-    }
+    uint32_t gid = 0;
+    if (listed && ParseId(g[2], &gid)) user->add_additional_gids(gid);
   }
+}
+
+// The supplementary groups as the process holds them: the primary gid among them (as containerd
+// gives it), ascending (setgroups(2) sorts them), each once.
+void NormalizeGroups(v1::User* user) {
+  std::vector<uint32_t> groups(user->additional_gids().begin(), user->additional_gids().end());
+  groups.push_back(user->gid());
+  std::sort(groups.begin(), groups.end());
+  groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+  user->clear_additional_gids();
+  for (uint32_t g : groups) user->add_additional_gids(g);
 }
 
 }  // namespace
@@ -235,7 +254,15 @@ Error ResolveUser(const std::string& rootfs, v1::User* user) {
     return Error(Code::kInvalidArgument,
                  "user \"" + user->username() + "\" not found in the image's /etc/passwd");
   }
-  if (!name.empty()) AddImageGroups(rootfs, name, user);
+  // Strict: the request's groups only, whatever the image's /etc/group says.
+  if (!name.empty() && !user->strict_supplemental_groups()) AddImageGroups(rootfs, name, user);
+  NormalizeGroups(user);
+  if (user->additional_gids_size() > kMaxSupplementaryGroups) {
+    return Error(Code::kInvalidArgument, "user is in " +
+                                             std::to_string(user->additional_gids_size()) +
+                                             " groups; a process can hold at most " +
+                                             std::to_string(kMaxSupplementaryGroups));
+  }
   return Error::Ok();
 }
 

@@ -38,9 +38,15 @@ struct OciOptions {
 Error ValidateContainerSpec(const v1::ContainerSpec& spec);
 Error ValidateProcess(const v1::Process& process);
 
+// NGROUPS_MAX: the most supplementary groups a Linux process can hold.
+inline constexpr int kMaxSupplementaryGroups = 65536;
+
 // Resolves a username against <rootfs>/etc/passwd when the uid is not given (no uid and no name:
-// root), takes the primary gid from the user's passwd entry when `gid_from_passwd`, and adds the
-// groups <rootfs>/etc/group lists the user (by name) as a member of to its supplementary groups.
+// root), takes the primary gid from the user's passwd entry when `gid_from_passwd`, adds the
+// groups <rootfs>/etc/group lists the user (by name) as a member of to its supplementary groups
+// unless `strict_supplemental_groups` (CRI SupplementalGroupsPolicy Strict), and leaves
+// `additional_gids` as the process will hold them: the primary gid among them, ascending, each
+// once. INVALID_ARGUMENT for a name not in /etc/passwd, or more than kMaxSupplementaryGroups.
 Error ResolveUser(const std::string& rootfs, v1::User* user);
 
 Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "agent/containers.h"
 #include "agent/disks.h"
@@ -155,8 +156,13 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
       return FromError(ApplySandboxSetup(options_, request.setup_sandbox()).With("setup sandbox"));
     case v1::Request::kSetupNetwork:
       return FromError(ApplyNetworkSetup(options_, request.setup_network()).With("setup network"));
-    case v1::Request::kCreateContainer:
-      return FromError(containers_->Create(request.create_container()));
+    case v1::Request::kCreateContainer: {
+      v1::User user;
+      const Error e = containers_->Create(request.create_container(), &user);
+      v1::Response r = FromError(e);
+      if (e.ok()) *r.mutable_container_user() = std::move(user);
+      return r;
+    }
     case v1::Request::kStartContainer:
       return containers_->Start(request.start_container());
     case v1::Request::kSignalProcess:

@@ -205,6 +205,18 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
     if (sc.has_run_as_group()) c.run_as_group = sc.run_as_group().value();
     c.run_as_username = sc.run_as_username();
     c.supplemental_groups.assign(sc.supplemental_groups().begin(), sc.supplemental_groups().end());
+    switch (sc.supplemental_groups_policy()) {
+      case runtime::v1::Merge:
+        c.supplemental_groups_policy = SupplementalGroupsPolicy::kMerge;
+        break;
+      case runtime::v1::Strict:
+        c.supplemental_groups_policy = SupplementalGroupsPolicy::kStrict;
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("config.linux.security_context.supplemental_groups_policy: unknown value ",
+                         static_cast<int>(sc.supplemental_groups_policy()), " (Merge or Strict)"));
+    }
     switch (sc.namespace_options().pid()) {
       case runtime::v1::POD:
       case runtime::v1::TARGET:
@@ -332,10 +344,13 @@ void ToProto(const Container& c, runtime::v1::ContainerStatus* out) {
   out->set_log_path(c.metadata.log_path);
   out->set_stop_signal(ToProtoSignal(c.metadata.stop_signal));
   ToProto(c.status.resources, out->mutable_resources()->mutable_linux());
-  if (c.metadata.uid) {
+  // What the init process was given, as resolved at create; unknown (an old record or agent):
+  // left out rather than guessed from the request.
+  if (const std::optional<ContainerUser>& user = c.metadata.resolved_user) {
     runtime::v1::LinuxContainerUser* u = out->mutable_user()->mutable_linux();
-    u->set_uid(*c.metadata.uid);
-    u->set_gid(c.metadata.gid);
+    u->set_uid(user->uid);
+    u->set_gid(user->gid);
+    for (uint32_t g : user->supplemental_groups) u->add_supplemental_groups(g);
   }
 }
 

@@ -54,6 +54,8 @@ grpc::Status RuntimeService::Status(grpc::ServerContext*, const runtime::v1::Sta
     }
     PodNetworkReadiness network = services_->network->Readiness();
     AddCondition(status, "NetworkReady", network.ready, network.reason, network.message);
+    // Both handlers honour SupplementalGroupsPolicy and report ContainerStatus.user.
+    response->mutable_features()->set_supplemental_groups_policy(true);
     for (const RuntimeHandlerInfo& h : RuntimeHandlers(services_->host != nullptr)) {
       runtime::v1::RuntimeHandler* handler = response->add_runtime_handlers();
       handler->set_name(h.name);

@@ -124,6 +124,15 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
     out.pid_mode = FromProto(ns.pid());
     out.ipc_mode = FromProto(ns.ipc());
     out.privileged = l.security_context().privileged();
+    // Kubelet sends the pod's policy to each container too, where it applies; the sandbox has no
+    // process of its own to give groups to, so here it is only checked.
+    const runtime::v1::SupplementalGroupsPolicy policy =
+        l.security_context().supplemental_groups_policy();
+    if (policy != runtime::v1::Merge && policy != runtime::v1::Strict) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.linux.security_context.supplemental_groups_policy: unknown value ",
+                       static_cast<int>(policy), " (Merge or Strict)"));
+    }
     const runtime::v1::LinuxContainerResources& r =
         l.has_resources() ? l.resources() : l.overhead();
     const int64_t overhead_quota = l.has_resources() ? l.overhead().cpu_quota() : 0;

@@ -121,6 +121,9 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
   meta.cwd = resolved.cwd;
   meta.uid = resolved.user.uid;
   meta.gid = resolved.user.gid;
+  // Resolved here on the host, against the image's files, as the agent does in a VM.
+  meta.resolved_user = ContainerUser{resolved.user.uid.value_or(0), resolved.user.gid,
+                                     resolved.user.additional_gids};
   if (absl::Status s = WriteFileAtomic(dir + "/bundle/config.json", *json, 0600); !s.ok()) {
     return WithContext(s, context);
   }

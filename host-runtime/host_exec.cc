@@ -136,8 +136,13 @@ absl::StatusOr<std::vector<std::string>> HostRuntime::ExecCommand(
   p.cwd = m.cwd;
   p.user.uid = m.uid;
   p.user.gid = m.gid;
-  p.user.additional_gids.assign(m.config.supplemental_groups.begin(),
-                                m.config.supplemental_groups.end());
+  if (m.resolved_user) {
+    // The init process's own groups, the image's included (Merge) or not (Strict).
+    p.user.additional_gids = m.resolved_user->supplemental_groups;
+  } else {
+    p.user.additional_gids.assign(m.config.supplemental_groups.begin(),
+                                  m.config.supplemental_groups.end());
+  }
   p.no_new_privileges = m.config.no_new_privs;
   p.capabilities = m.config.privileged ? BoundingCapabilities() : BuildCapabilities(m.config);
   agent::v1::Process wire;

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "pod-sandbox/container.h"
 
 namespace podvisor {
 
@@ -91,6 +92,8 @@ struct GuestUser {
   bool gid_from_passwd = false;
   std::vector<uint32_t> additional_gids;
   std::string username;
+  // SupplementalGroupsPolicy Strict: the agent adds no groups from the image's /etc/group.
+  bool strict_groups = false;
 };
 
 struct ProcessSpec {
@@ -298,8 +301,11 @@ class AgentClient {
   virtual absl::Status Shutdown(bool reboot, absl::Duration grace, absl::Duration timeout) = 0;
 
   // Containers and processes (exec_id empty = the container's init process).
-  virtual absl::Status CreateContainer(const std::string& id, const ContainerSpec& spec,
-                                       absl::Duration timeout) = 0;
+  // The identity the agent gave the init process (validated against what `spec` asked for);
+  // nullopt when the agent is older than ContainerUser and did not say.
+  virtual absl::StatusOr<std::optional<ContainerUser>> CreateContainer(const std::string& id,
+                                                                       const ContainerSpec& spec,
+                                                                       absl::Duration timeout) = 0;
   virtual absl::StatusOr<uint32_t> StartContainer(const std::string& id,
                                                   absl::Duration timeout) = 0;
   virtual absl::Status SignalProcess(const std::string& id, const std::string& exec_id,

@@ -77,13 +77,24 @@ absl::Status AgentClientImpl::Shutdown(bool reboot, absl::Duration grace, absl::
   return CallStatus(req, timeout, "shutdown");
 }
 
-absl::Status AgentClientImpl::CreateContainer(const std::string& id, const ContainerSpec& spec,
-                                              absl::Duration timeout) {
+absl::StatusOr<std::optional<ContainerUser>> AgentClientImpl::CreateContainer(
+    const std::string& id, const ContainerSpec& spec, absl::Duration timeout) {
   if (!IsValidAgentId(id)) return absl::InvalidArgumentError("invalid container id " + id);
   v1::Request req;
   req.mutable_create_container()->set_container_id(id);
   ToWireContainerSpec(spec, req.mutable_create_container()->mutable_spec());
-  return CallStatus(req, timeout, "create container " + id);
+  const std::string context = "create container " + id;
+  absl::StatusOr<v1::Response> r = Call(req, timeout);
+  if (!r.ok()) return WithContext(r.status(), context);
+  if (!r->has_container_user()) return std::nullopt;  // an agent older than the field
+  absl::StatusOr<ContainerUser> user =
+      ToContainerUser(r->container_user(), req.create_container().spec().process().user());
+  if (!user.ok()) {
+    // Created, but not as asked: it must not run.
+    (void)RemoveContainer(id, true, timeout);
+    return WithContext(user.status(), context);
+  }
+  return std::optional<ContainerUser>(*std::move(user));
 }
 
 absl::StatusOr<uint32_t> AgentClientImpl::StartContainer(const std::string& id,

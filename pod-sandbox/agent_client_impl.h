@@ -50,8 +50,9 @@ class AgentClientImpl final : public AgentClient {
 
   absl::Status Shutdown(bool reboot, absl::Duration grace, absl::Duration timeout) override;
 
-  absl::Status CreateContainer(const std::string& id, const ContainerSpec& spec,
-                               absl::Duration timeout) override;
+  absl::StatusOr<std::optional<ContainerUser>> CreateContainer(const std::string& id,
+                                                               const ContainerSpec& spec,
+                                                               absl::Duration timeout) override;
 
   absl::StatusOr<uint32_t> StartContainer(const std::string& id, absl::Duration timeout) override;
 

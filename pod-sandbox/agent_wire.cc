@@ -1,5 +1,7 @@
 #include "pod-sandbox/agent_wire.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace podvisor {
@@ -18,6 +20,8 @@ constexpr size_t kMaxPath = 4096;
 constexpr int kMaxInspectProcesses = 2048;
 constexpr int kMaxInspectMounts = 1024;
 constexpr int kMaxInspectDisks = 256;
+// NGROUPS_MAX: no process holds more supplementary groups (agent/oci_spec.h bounds them too).
+constexpr int kMaxSupplementaryGroups = 65536;
 
 absl::Status Bad(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("invalid frame from the guest: ", what));
@@ -70,6 +74,24 @@ absl::Status ValidateInspect(const v1::InspectResponse& r) {
   return absl::OkStatus();
 }
 
+// Response.container_user: the shape every resolved user has (what it must match is the
+// request's, checked by ToContainerUser).
+absl::Status ValidateContainerUser(const v1::User& u) {
+  if (!u.has_uid()) return Bad("container user without a uid");
+  if (u.additional_gids_size() > kMaxSupplementaryGroups) return Bad("container user groups");
+  for (int i = 1; i < u.additional_gids_size(); ++i) {
+    if (u.additional_gids(i - 1) >= u.additional_gids(i)) {
+      return Bad("container user groups not ascending");
+    }
+  }
+  const auto& g = u.additional_gids();
+  if (!std::binary_search(g.begin(), g.end(), u.gid())) {
+    return Bad("container user groups without the primary gid");
+  }
+  if (!IsPrintable(u.username(), kMaxShortString)) return Bad("container user name");
+  return absl::OkStatus();
+}
+
 absl::Status ValidateResponse(const v1::Response& r) {
   const int code = static_cast<int>(r.status().code());
   if (code < 0 || code > 16) return Bad("unknown status code");
@@ -79,8 +101,14 @@ absl::Status ValidateResponse(const v1::Response& r) {
     if (t.step().empty() || !IsPrintable(t.step(), kMaxStepName)) return Bad("step timing name");
   }
   if (code != 0) {
-    if (r.result_case() != v1::Response::RESULT_NOT_SET) return Bad("failed call with a result");
+    if (r.result_case() != v1::Response::RESULT_NOT_SET || r.has_container_user()) {
+      return Bad("failed call with a result");
+    }
     return absl::OkStatus();
+  }
+  if (r.has_container_user()) {
+    if (r.result_case() != v1::Response::kEmpty) return Bad("container user on another result");
+    if (absl::Status s = ValidateContainerUser(r.container_user()); !s.ok()) return s;
   }
   switch (r.result_case()) {
     case v1::Response::RESULT_NOT_SET:
@@ -286,6 +314,39 @@ GuestSandboxStats ToSandboxStats(const v1::StatsResponse& stats) {
   return out;
 }
 
+absl::StatusOr<ContainerUser> ToContainerUser(const v1::User& resolved, const v1::User& asked) {
+  if (absl::Status s = ValidateContainerUser(resolved); !s.ok()) return s;
+  auto mismatch = [](absl::string_view what) {
+    return absl::InternalError(
+        absl::StrCat("the agent gave the container a user unlike the one asked for: ", what));
+  };
+  if (asked.has_uid() && resolved.uid() != asked.uid()) {
+    return mismatch(absl::StrCat("uid ", resolved.uid(), ", asked ", asked.uid()));
+  }
+  if (!asked.gid_from_passwd() && resolved.gid() != asked.gid()) {
+    return mismatch(absl::StrCat("gid ", resolved.gid(), ", asked ", asked.gid()));
+  }
+  const auto& groups = resolved.additional_gids();
+  for (uint32_t g : asked.additional_gids()) {
+    if (!std::binary_search(groups.begin(), groups.end(), g)) {
+      return mismatch(absl::StrCat("group ", g, " is missing"));
+    }
+  }
+  if (asked.strict_supplemental_groups()) {
+    const auto& wanted = asked.additional_gids();
+    for (uint32_t g : groups) {
+      if (g != resolved.gid() && std::find(wanted.begin(), wanted.end(), g) == wanted.end()) {
+        return mismatch(absl::StrCat("group ", g, " was not asked for (Strict)"));
+      }
+    }
+  }
+  ContainerUser out;
+  out.uid = resolved.uid();
+  out.gid = resolved.gid();
+  out.supplemental_groups.assign(groups.begin(), groups.end());
+  return out;
+}
+
 void ToWireProcess(const ProcessSpec& p, agent::v1::Process* out) {
   for (const auto& a : p.args) out->add_args(a);
   for (const auto& e : p.env) out->add_env(e);
@@ -299,6 +360,7 @@ void ToWireProcess(const ProcessSpec& p, agent::v1::Process* out) {
   u->set_gid_from_passwd(p.user.gid_from_passwd);
   for (uint32_t g : p.user.additional_gids) u->add_additional_gids(g);
   u->set_username(p.user.username);
+  u->set_strict_supplemental_groups(p.user.strict_groups);
   out->set_terminal(p.terminal);
   out->set_stdin_stream(p.stdin_stream);
   out->set_stdout_stream(p.stdout_stream);

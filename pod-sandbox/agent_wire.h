@@ -30,6 +30,11 @@ AgentEvent ToAgentEvent(const agent::v1::Event& event);
 std::vector<GuestContainerStats> ToContainerStats(const agent::v1::StatsResponse& stats);
 GuestSandboxStats ToSandboxStats(const agent::v1::StatsResponse& stats);
 GuestInspection ToInspection(const agent::v1::InspectResponse& inspect);
+// A CreateContainer answer's container_user, checked against the user the request asked for: the
+// uid and gid it named, every group it listed, and under Strict no other group than those and the
+// primary gid. INVALID_ARGUMENT for a malformed user, INTERNAL for one unlike the request's.
+absl::StatusOr<ContainerUser> ToContainerUser(const agent::v1::User& resolved,
+                                              const agent::v1::User& asked);
 
 // Container and exec ids: [A-Za-z0-9_.-]{1,128}.
 bool IsValidAgentId(absl::string_view id);

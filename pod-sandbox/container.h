@@ -46,6 +46,26 @@ struct ContainerMount {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly,
                                                 propagation, selinux_relabel, recursive_read_only)
 
+// CRI SupplementalGroupsPolicy: where a container's supplementary groups come from. Merge (the
+// CRI default): the request's, plus those the image's /etc/group lists the user in; Strict: the
+// request's only.
+enum class SupplementalGroupsPolicy { kMerge = 0, kStrict = 1 };
+NLOHMANN_JSON_SERIALIZE_ENUM(SupplementalGroupsPolicy,
+                             {{SupplementalGroupsPolicy::kMerge, "merge"},
+                              {SupplementalGroupsPolicy::kStrict, "strict"}})
+
+// The identity a container's init process was given (CRI ContainerStatus.user), as the runtime
+// resolved it against the image's /etc/passwd and /etc/group at create: for a VM pod the guest
+// agent, for a host pod the host handler.
+struct ContainerUser {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  // As the process holds them: ascending, each once, the primary gid among them.
+  std::vector<uint32_t> supplemental_groups;
+  bool operator==(const ContainerUser&) const = default;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerUser, uid, gid, supplemental_groups)
+
 // The CRI LinuxContainerResources of a container. 0 / empty: not set (at update: unchanged);
 // -1 as cpu_quota, memory_limit_bytes or memory_swap_limit_bytes: unlimited.
 struct ContainerLimits {
@@ -99,6 +119,7 @@ struct ContainerConfig {
   std::optional<int64_t> run_as_group;
   std::string run_as_username;
   std::vector<int64_t> supplemental_groups;
+  SupplementalGroupsPolicy supplemental_groups_policy = SupplementalGroupsPolicy::kMerge;
   SeccompConfig seccomp;  // ignored when privileged
   // namespace_options.pid POD (the CRI zero value) or TARGET: the pod's (the VM's) PID namespace,
   // where the target's processes are visible too; CONTAINER: the container's own.
@@ -107,13 +128,11 @@ struct ContainerConfig {
   // ContainerConfig.stop_signal as a Linux number; 0: the image's StopSignal, else SIGTERM.
   int stop_signal = 0;
 };
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerConfig, name, attempt, image, command,
-                                                args, working_dir, envs, mounts, labels,
-                                                annotations, log_path, stdin, stdin_once, tty,
-                                                privileged, readonly_rootfs, no_new_privs, cap_add,
-                                                cap_drop, masked_paths, readonly_paths, run_as_user,
-                                                run_as_group, run_as_username, supplemental_groups,
-                                                seccomp, share_pod_pid, resources, stop_signal)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    ContainerConfig, name, attempt, image, command, args, working_dir, envs, mounts, labels,
+    annotations, log_path, stdin, stdin_once, tty, privileged, readonly_rootfs, no_new_privs,
+    cap_add, cap_drop, masked_paths, readonly_paths, run_as_user, run_as_group, run_as_username,
+    supplemental_groups, supplemental_groups_policy, seccomp, share_pod_pid, resources, stop_signal)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {
@@ -169,12 +188,16 @@ struct ContainerMetadata {
   // the request nor as the image's "uid:gid"). Unset only in records written before it was kept.
   std::optional<bool> gid_from_passwd;
   std::string username;
+  // What the init process was given, learnt at create (see ContainerUser); unset in records of
+  // before it was kept, and when an older agent did not report it.
+  std::optional<ContainerUser> resolved_user;
   int stop_signal = 15;  // StopContainer's: the config's, else the image's, else SIGTERM
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, sandbox_id, config,
                                                 image_id, image_ref, log_path, layers, volumes,
                                                 shared_volumes, created_at_ns, env, cwd, uid, gid,
-                                                gid_from_passwd, username, stop_signal)
+                                                gid_from_passwd, username, resolved_user,
+                                                stop_signal)
 
 // What changes over a container's life.
 struct ContainerStatus {

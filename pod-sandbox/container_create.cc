@@ -114,10 +114,10 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   });
 
   step("spec and output");
-  if (absl::Status s = (*agent)->CreateContainer(meta.id, *spec, options_.agent_call_timeout);
-      !s.ok()) {
-    return WithContext(s, context);
-  }
+  absl::StatusOr<std::optional<ContainerUser>> user =
+      (*agent)->CreateContainer(meta.id, *spec, options_.agent_call_timeout);
+  if (!user.ok()) return WithContext(user.status(), context);
+  meta.resolved_user = *user;
   step("agent CreateContainer");
   auto remove_guest = absl::MakeCleanup(
       [&] { (void)(*agent)->RemoveContainer(meta.id, true, options_.agent_call_timeout); });

@@ -171,6 +171,7 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
   for (int64_t g : config.supplemental_groups) {
     p.user.additional_gids.push_back(static_cast<uint32_t>(g));
   }
+  p.user.strict_groups = config.supplemental_groups_policy == SupplementalGroupsPolicy::kStrict;
   p.terminal = config.tty;
   p.no_new_privileges = config.no_new_privs;
   return p;
@@ -190,6 +191,8 @@ ProcessSpec ExecProcess(const ContainerMetadata& meta) {
   for (int64_t g : meta.config.supplemental_groups) {
     p.user.additional_gids.push_back(static_cast<uint32_t>(g));
   }
+  p.user.strict_groups =
+      meta.config.supplemental_groups_policy == SupplementalGroupsPolicy::kStrict;
   p.no_new_privileges = meta.config.no_new_privs;
   if (!meta.config.privileged) p.capabilities = BuildCapabilities(meta.config);
   return p;

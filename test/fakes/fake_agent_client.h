@@ -3,6 +3,7 @@
 // An AgentClient for unit tests: records what it was asked, answers from settable results, and
 // can simulate the guest going away.
 
+#include <algorithm>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -54,6 +55,11 @@ class FakeAgentClient : public AgentClient {
   absl::Status sandbox_setup_result;
   absl::Status update_result;  // what UpdateContainerResources answers
   absl::Status create_result;
+  // What CreateContainer reports the guest gave the init process; unset: what the spec asked for
+  // (uid, else 0; the gid; its groups with the gid, ascending) as an agent that reads no image
+  // files would resolve it. `report_no_user`: an agent too old to say.
+  std::optional<ContainerUser> created_user;
+  bool report_no_user = false;
   absl::Status list_result;  // what ListContainers answers when not OK
   bool ignore_sigterm = false;
   bool exec_hangs = false;
@@ -87,13 +93,25 @@ class FakeAgentClient : public AgentClient {
     ++log->shutdowns;
     return absl::OkStatus();
   }
-  absl::Status CreateContainer(const std::string& id, const ContainerSpec& spec,
-                               absl::Duration) override {
+  absl::StatusOr<std::optional<ContainerUser>> CreateContainer(const std::string& id,
+                                                               const ContainerSpec& spec,
+                                                               absl::Duration) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!create_result.ok()) return create_result;
     log->created.emplace_back(id, spec);
     procs_[{id, ""}] = Proc{};
-    return absl::OkStatus();
+    if (report_no_user) return std::nullopt;
+    if (created_user) return created_user;
+    ContainerUser u;
+    u.uid = spec.process.user.uid.value_or(0);
+    u.gid = spec.process.user.gid;
+    u.supplemental_groups = spec.process.user.additional_gids;
+    u.supplemental_groups.push_back(u.gid);
+    std::sort(u.supplemental_groups.begin(), u.supplemental_groups.end());
+    u.supplemental_groups.erase(
+        std::unique(u.supplemental_groups.begin(), u.supplemental_groups.end()),
+        u.supplemental_groups.end());
+    return std::optional<ContainerUser>(u);
   }
   absl::StatusOr<uint32_t> StartContainer(const std::string& id, absl::Duration) override {
     std::lock_guard<std::mutex> lock(mu_);

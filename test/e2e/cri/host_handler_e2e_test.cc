@@ -229,6 +229,68 @@ TEST_F(HostHandlerE2eTest, StatusListsTheHandlers) {
   std::vector<std::string> names;
   for (const auto& h : status.runtime_handlers()) names.push_back(h.name());
   EXPECT_THAT(names, ::testing::ElementsAre("", "vm", "host"));
+  EXPECT_TRUE(status.features().supplemental_groups_policy());
+}
+
+// SupplementalGroupsPolicy on the node: the host handler resolves the user against the image's
+// files itself. Merge gives the image's group 50000 to the init process and execs, Strict does
+// not; ContainerStatus.user says so, also after a daemon restart (from the record).
+TEST_F(HostHandlerE2eTest, SupplementalGroupsPolicyMergeAndStrict) {
+  std::vector<TarEntry> entries = {
+      Dir("bin"),
+      File("bin/busybox", ReadAll("/bin/busybox"), 0755),
+      Dir("tmp"),
+      Dir("etc"),
+      Dir("proc"),
+      Dir("sys"),
+      Dir("dev"),
+      File("etc/passwd", "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n"),
+      File("etc/group", "root:x:0:\napp:x:1000:\nimagegroup:x:50000:app\n")};
+  for (const char* applet : {"sh", "sleep", "id", "grep"}) {
+    entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
+  }
+  OciLayout layout(dir_.Join("groups-layout"));
+  layout.Tag("1", layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}));
+  ASSERT_EQ(Push(layout, "1", registry_->host() + "/library/groups:1"), "");
+  v1::PullImageRequest pull;
+  pull.mutable_image()->set_image("docker.io/library/groups:1");
+  v1::PullImageResponse pulled;
+  ASSERT_TRUE(cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled).ok());
+
+  v1::PodSandboxConfig pod_config = Pod("groups", true);
+  std::string pod;
+  ASSERT_TRUE(RunPod(pod_config, "host", &pod).ok());
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (v1::SupplementalGroupsPolicy policy : {v1::Merge, v1::Strict}) {
+    const bool strict = policy == v1::Strict;
+    v1::ContainerConfig config = Container(strict ? "strict" : "merge", {"sleep", "1000"});
+    config.mutable_image()->set_image("docker.io/library/groups:1");
+    v1::LinuxContainerSecurityContext* sc = config.mutable_linux()->mutable_security_context();
+    sc->mutable_run_as_user()->set_value(1000);
+    sc->mutable_run_as_group()->set_value(3000);
+    sc->add_supplemental_groups(4000);
+    sc->set_supplemental_groups_policy(policy);
+    const std::string id = RunContainer(pod, pod_config, config);
+    ASSERT_FALSE(id.empty());
+    expected[id] =
+        strict ? std::vector<int64_t>{3000, 4000} : std::vector<int64_t>{3000, 4000, 50000};
+    v1::ExecSyncResponse out;
+    ASSERT_TRUE(Exec(id, {"id", "-G"}, &out).ok());
+    EXPECT_EQ(out.stdout(), strict ? "3000 4000\n" : "3000 4000 50000\n");
+    out.Clear();
+    ASSERT_TRUE(Exec(id, {"grep", "Groups:", "/proc/1/status"}, &out).ok());
+    EXPECT_EQ(out.stdout(), strict ? "Groups:\t3000 4000 \n" : "Groups:\t3000 4000 50000 \n");
+  }
+  daemon_->Kill();
+  cri_.reset();
+  StartDaemon();
+  for (const auto& [id, groups] : expected) {
+    v1::ContainerStatus st = Status(id);
+    ASSERT_TRUE(st.has_user()) << id;
+    EXPECT_EQ(st.user().linux().uid(), 1000);
+    EXPECT_EQ(st.user().linux().gid(), 3000);
+    EXPECT_THAT(st.user().linux().supplemental_groups(), ::testing::ElementsAreArray(groups));
+  }
 }
 
 TEST_F(HostHandlerE2eTest, RoutesPodsThatNeedTheHost) {

@@ -59,7 +59,7 @@ class AgentContainerTest : public ::testing::Test {
     rootfs_ = dir_.Join("rootfs");
     std::string cmd = "mkdir -p " + rootfs_ + "/bin " + rootfs_ + "/etc " + rootfs_ +
                       "/tmp && cp " + kBusybox + " " + rootfs_ + "/bin/busybox";
-    for (const char* tool : {"sh", "echo", "cat", "sleep", "tty", "id"}) {
+    for (const char* tool : {"sh", "echo", "cat", "sleep", "tty", "id", "grep"}) {
       cmd += std::string(" && ln -s busybox ") + rootfs_ + "/bin/" + tool;
     }
     cmd += " && echo 'app:x:1234:4321::/:/bin/sh' > " + rootfs_ + "/etc/passwd";
@@ -127,7 +127,7 @@ TEST_F(AgentContainerTest, RunsAContainerWithItsOutputAndExitCode) {
   spec.process.stderr_stream = client_->AllocateStreamId();
   client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());
   client_->SetStreamCallback(spec.process.stderr_stream, err.Callback());
-  absl::Status s = client_->CreateContainer("c1", spec, timeout_);
+  absl::Status s = client_->CreateContainer("c1", spec, timeout_).status();
   ASSERT_TRUE(s.ok()) << s << "\n" << agent_->ReadLog();
   auto pid = client_->StartContainer("c1", timeout_);
   ASSERT_TRUE(pid.ok()) << pid.status();
@@ -161,7 +161,7 @@ TEST_F(AgentContainerTest, OverlayRootfsMountGetsAWritableUpper) {
   spec.rootfs_mount = GuestMount{"/", "overlay", "overlay", {"lowerdir=" + extra + ":" + rootfs_}};
   spec.process.stdout_stream = client_->AllocateStreamId();
   client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());
-  absl::Status s = client_->CreateContainer("ov1", spec, timeout_);
+  absl::Status s = client_->CreateContainer("ov1", spec, timeout_).status();
   ASSERT_TRUE(s.ok()) << s << "\n" << agent_->ReadLog();
   ASSERT_TRUE(client_->StartContainer("ov1", timeout_).ok());
   auto exit = client_->WaitProcess("ov1", "", timeout_);
@@ -189,6 +189,36 @@ TEST_F(AgentContainerTest, StdinReachesTheProcessAndUserIsResolved) {
   EXPECT_EQ(exit->exit_code, 0);
   EXPECT_EQ(out.WaitEof(), "1234\n4321\nfrom the host\n");
   EXPECT_TRUE(client_->RemoveContainer("c2", false, timeout_).ok());
+}
+
+// SupplementalGroupsPolicy in the agent: Merge adds the groups the image's /etc/group lists the
+// user in, Strict does not, and CreateContainer's answer is what the process holds.
+TEST_F(AgentContainerTest, StrictLeavesTheImageGroupsOutAndTheAnswerSaysWhatTheProcessHolds) {
+  std::ofstream(rootfs_ + "/etc/group") << "app:x:4321:\nimagegroup:x:50000:app\n";
+  for (bool strict : {false, true}) {
+    SCOPED_TRACE(strict ? "Strict" : "Merge");
+    const std::string id = strict ? "strict" : "merge";
+    StreamSink out;
+    ContainerSpec spec = Spec({"/bin/sh", "-c", "grep Groups: /proc/self/status"});
+    spec.process.user.username = "app";
+    spec.process.user.gid_from_passwd = true;
+    spec.process.user.additional_gids = {777};
+    spec.process.user.strict_groups = strict;
+    spec.process.stdout_stream = client_->AllocateStreamId();
+    client_->SetStreamCallback(spec.process.stdout_stream, out.Callback());
+    absl::StatusOr<std::optional<ContainerUser>> user =
+        client_->CreateContainer(id, spec, timeout_);
+    ASSERT_TRUE(user.ok()) << user.status() << "\n" << agent_->ReadLog();
+    ASSERT_TRUE(user->has_value());
+    const std::vector<uint32_t> groups =
+        strict ? std::vector<uint32_t>{777, 4321} : std::vector<uint32_t>{777, 4321, 50000};
+    EXPECT_EQ(**user, (ContainerUser{1234, 4321, groups}));
+    ASSERT_TRUE(client_->StartContainer(id, timeout_).ok());
+    auto exit = client_->WaitProcess(id, "", timeout_);
+    ASSERT_TRUE(exit.ok()) << exit.status();
+    EXPECT_EQ(out.WaitEof(), strict ? "Groups:\t777 4321 \n" : "Groups:\t777 4321 50000 \n");
+    EXPECT_TRUE(client_->RemoveContainer(id, false, timeout_).ok());
+  }
 }
 
 TEST_F(AgentContainerTest, ExecWithATerminalThenSignalAndRemove) {
@@ -254,22 +284,24 @@ TEST_F(AgentContainerTest, ForceRemoveKillsARunningContainer) {
 }
 
 TEST_F(AgentContainerTest, BadRequestsFailClearly) {
-  absl::Status created = client_->CreateContainer("c5", Spec({"/bin/sleep", "1"}), timeout_);
+  absl::Status created =
+      client_->CreateContainer("c5", Spec({"/bin/sleep", "1"}), timeout_).status();
   ASSERT_TRUE(created.ok()) << created;
-  EXPECT_EQ(client_->CreateContainer("c5", Spec({"/bin/sleep", "1"}), timeout_).code(),
+  EXPECT_EQ(client_->CreateContainer("c5", Spec({"/bin/sleep", "1"}), timeout_).status().code(),
             absl::StatusCode::kAlreadyExists);
   ContainerSpec no_root = Spec({"/bin/true"});
   no_root.rootfs_path = dir_.Join("missing");
-  EXPECT_EQ(client_->CreateContainer("c6", no_root, timeout_).code(),
+  EXPECT_EQ(client_->CreateContainer("c6", no_root, timeout_).status().code(),
             absl::StatusCode::kInvalidArgument);
   ContainerSpec bad_user = Spec({"/bin/true"});
   bad_user.process.user.username = "nobody-here";
-  absl::Status s = client_->CreateContainer("c7", bad_user, timeout_);
+  absl::Status s = client_->CreateContainer("c7", bad_user, timeout_).status();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("nobody-here"), std::string::npos) << s;
   EXPECT_EQ(client_->StartContainer("nope", timeout_).status().code(), absl::StatusCode::kNotFound);
   // crun checks the executable at create and says which one is missing.
-  absl::Status missing = client_->CreateContainer("c8", Spec({"/bin/not-there"}), timeout_);
+  absl::Status missing =
+      client_->CreateContainer("c8", Spec({"/bin/not-there"}), timeout_).status();
   EXPECT_FALSE(missing.ok());
   EXPECT_NE(missing.message().find("not-there"), std::string::npos) << missing;
   EXPECT_TRUE(client_->RemoveContainer("c5", true, timeout_).ok());

@@ -135,7 +135,7 @@ TEST_F(RealAgentTest, ContainerCallsWithoutCrunFailClearly) {
   ContainerSpec spec;
   spec.process.args = {"/bin/true"};
   spec.rootfs_path = root_;
-  absl::Status s = client->CreateContainer("c1", spec, absl::Seconds(30));
+  absl::Status s = client->CreateContainer("c1", spec, absl::Seconds(30)).status();
   // This agent runs with the default --crun /usr/bin/crun: either it is there and the call
   // gets as far as crun, or the agent says it is missing. Never a hang or a dead channel.
   if (access("/usr/bin/crun", X_OK) != 0) {

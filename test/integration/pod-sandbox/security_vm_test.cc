@@ -1,7 +1,8 @@
 // Seccomp in real pod VMs, as critest checks it: no profile and Unconfined run without a filter,
 // RuntimeDefault runs with one, a Localhost profile refuses what it lists (also with
 // CAP_SYS_ADMIN), a privileged container ignores it, and a bad profile fails CreateContainer.
-// Also the supplementary groups of exec'd processes and CAP_NET_ADMIN (a bridge).
+// Also the supplementary groups of exec'd processes, SupplementalGroupsPolicy Merge and Strict with
+// ContainerStatus.user, and CAP_NET_ADMIN (a bridge).
 
 // clang-format off
 #include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: CRI Signal vs <signal.h>
@@ -30,6 +31,30 @@ class SecurityVmTest : public ContainerVmTest {
       *c.mutable_linux()->mutable_security_context()->mutable_seccomp() = *profile;
     }
     return c;
+  }
+
+  // An image whose /etc/group lists its user "app" (uid 1000) in group 50000, pulled.
+  std::string PullGroupsImage() {
+    std::vector<TarEntry> entries = {
+        Dir("bin"),
+        File("bin/busybox", ReadAll("/bin/busybox"), 0755),
+        Dir("tmp"),
+        Dir("etc"),
+        File("etc/passwd", "root:x:0:0::/:/bin/sh\napp:x:1000:1000::/:/bin/sh\n"),
+        File("etc/group", "root:x:0:\napp:x:1000:\nimagegroup:x:50000:app\n")};
+    for (const char* applet : {"sh", "sleep", "id", "grep", "cat"}) {
+      entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
+    }
+    OciLayout layout(dir_.Join("groups-layout"));
+    layout.Tag("1", layout.AddImage({OciLayout::MakeLayer(entries, Compression::kGzip)}));
+    EXPECT_EQ(Push(layout, "1", registry_->host() + "/library/groups:1"), "");
+    const std::string image = "docker.io/library/groups:1";
+    v1::PullImageRequest pull;
+    pull.mutable_image()->set_image(image);
+    v1::PullImageResponse pulled;
+    grpc::Status s = cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return image;
   }
 
   // `sh -c script` in the container: exit code and stdout+stderr.
@@ -151,6 +176,47 @@ TEST_F(SecurityVmTest, ExecKeepsSupplementalGroupsAndNetAdminCreatesABridge) {
   const std::string plain = Run(Config("plain", {"sleep", "1000"}));
   ASSERT_FALSE(plain.empty());
   EXPECT_NE(Sh(plain, "/bin/busybox brctl addbr pvtest1").first, 0);
+}
+
+// SupplementalGroupsPolicy as Kubernetes documents it: run_as_user 1000, run_as_group 3000,
+// supplemental group 4000, an image whose /etc/group lists the user in 50000. Merge gives the
+// init process and execs 50000 too, Strict does not, and ContainerStatus.user (from create on)
+// says what the init process holds.
+TEST_F(SecurityVmTest, SupplementalGroupsPolicyMergeAndStrict) {
+  const std::string image = PullGroupsImage();
+  for (v1::SupplementalGroupsPolicy policy : {v1::Merge, v1::Strict}) {
+    const bool strict = policy == v1::Strict;
+    SCOPED_TRACE(strict ? "Strict" : "Merge");
+    v1::ContainerConfig config = Config(strict ? "strict" : "merge", {"sleep", "1000"});
+    config.mutable_image()->set_image(image);
+    v1::LinuxContainerSecurityContext* sc = config.mutable_linux()->mutable_security_context();
+    sc->mutable_run_as_user()->set_value(1000);
+    sc->mutable_run_as_group()->set_value(3000);
+    sc->add_supplemental_groups(4000);
+    sc->set_supplemental_groups_policy(policy);
+    const std::string id = Create(config);
+    ASSERT_FALSE(id.empty());
+    const std::vector<int64_t> groups =
+        strict ? std::vector<int64_t>{3000, 4000} : std::vector<int64_t>{3000, 4000, 50000};
+    v1::ContainerStatus created = Status(id);
+    ASSERT_TRUE(created.has_user());
+    EXPECT_EQ(created.user().linux().uid(), 1000);
+    EXPECT_EQ(created.user().linux().gid(), 3000);
+    EXPECT_THAT(created.user().linux().supplemental_groups(), ::testing::ElementsAreArray(groups));
+    ASSERT_TRUE(Start(id).ok());
+    EXPECT_EQ(Sh(id, "id -G").second, strict ? "3000 4000\n" : "3000 4000 50000\n");
+    // The init process (PID 1 of its own namespace), not only the exec.
+    EXPECT_EQ(Sh(id, "grep Groups: /proc/1/status").second,
+              strict ? "Groups:\t3000 4000 \n" : "Groups:\t3000 4000 50000 \n");
+    EXPECT_THAT(Status(id).user().linux().supplemental_groups(),
+                ::testing::ElementsAreArray(groups));
+  }
+  v1::ContainerConfig bad = Config("bad-policy", {"sleep", "1000"});
+  bad.mutable_linux()->mutable_security_context()->set_supplemental_groups_policy(
+      static_cast<v1::SupplementalGroupsPolicy>(5));
+  grpc::Status s = TryCreate(bad);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("supplemental_groups_policy"));
 }
 
 }  // namespace

@@ -350,7 +350,9 @@ std::vector<uint32_t> Gids(const v1::User& u) {
   return std::vector<uint32_t>(u.additional_gids().begin(), u.additional_gids().end());
 }
 
-TEST(ResolveUserTest, AUidGetsTheImageGroupsItsNameBelongsToAfterTheRequestedOnes) {
+// Merge, the CRI default: the primary gid, the requested groups and the image's, ascending and
+// each once, as setgroups(2) leaves them.
+TEST(ResolveUserTest, AUidGetsTheImageGroupsItsNameBelongsToWithTheRequestedOnes) {
   testing::TempDir root;
   WriteImageUsers(root);
   v1::User u;
@@ -361,7 +363,7 @@ TEST(ResolveUserTest, AUidGetsTheImageGroupsItsNameBelongsToAfterTheRequestedOne
   ASSERT_TRUE(ResolveUser(root.path(), &u).ok());
   EXPECT_EQ(u.uid(), 1000u);
   EXPECT_EQ(u.gid(), 1000u);  // default-user's primary group
-  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{1234, 50000}));
+  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{1000, 1234, 50000}));
 }
 
 TEST(ResolveUserTest, AGroupAskedForIsKept) {
@@ -391,7 +393,7 @@ TEST(ResolveUserTest, AUsernameGetsItsIdsAndGroups) {
   EXPECT_TRUE(u.has_uid());
   EXPECT_EQ(u.uid(), 33u);
   EXPECT_EQ(u.gid(), 33u);
-  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{1234}));
+  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{33, 1234}));
 }
 
 TEST(ResolveUserTest, UnknownUsersAndImagesWithoutGroupFiles) {
@@ -405,13 +407,68 @@ TEST(ResolveUserTest, UnknownUsersAndImagesWithoutGroupFiles) {
   unnamed.set_has_uid(true);
   unnamed.add_additional_gids(5678);
   ASSERT_TRUE(ResolveUser(root.path(), &unnamed).ok());
-  EXPECT_EQ(Gids(unnamed), (std::vector<uint32_t>{5678}));
+  EXPECT_EQ(Gids(unnamed), (std::vector<uint32_t>{0, 5678}));
   testing::TempDir bare;  // no /etc at all
   v1::User u;
   u.set_uid(1000);
   u.set_has_uid(true);
   ASSERT_TRUE(ResolveUser(bare.path(), &u).ok());
-  EXPECT_TRUE(u.additional_gids().empty());
+  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{0}));
+}
+
+// SupplementalGroupsPolicy Strict: the image lists default-user in 1234 and 50000, and neither is
+// given; the primary gid (asked for, or the passwd's) and the requested groups are.
+TEST(ResolveUserTest, StrictLeavesTheImageGroupsOut) {
+  testing::TempDir root;
+  WriteImageUsers(root);
+  v1::User u;
+  u.set_uid(1000);
+  u.set_has_uid(true);
+  u.set_gid(3000);
+  u.add_additional_gids(4000);
+  u.set_strict_supplemental_groups(true);
+  ASSERT_TRUE(ResolveUser(root.path(), &u).ok());
+  EXPECT_EQ(u.gid(), 3000u);
+  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{3000, 4000}));
+  v1::User merged = u;  // the same request under Merge
+  merged.set_strict_supplemental_groups(false);
+  merged.clear_additional_gids();
+  merged.add_additional_gids(4000);
+  ASSERT_TRUE(ResolveUser(root.path(), &merged).ok());
+  EXPECT_EQ(Gids(merged), (std::vector<uint32_t>{1234, 3000, 4000, 50000}));
+
+  v1::User by_name;  // a name, its passwd group
+  by_name.set_username("default-user");
+  by_name.set_gid_from_passwd(true);
+  by_name.set_strict_supplemental_groups(true);
+  ASSERT_TRUE(ResolveUser(root.path(), &by_name).ok());
+  EXPECT_EQ(by_name.uid(), 1000u);
+  EXPECT_EQ(by_name.gid(), 1000u);
+  EXPECT_EQ(Gids(by_name), (std::vector<uint32_t>{1000}));
+}
+
+TEST(ResolveUserTest, BadGroupLinesAreSkippedAndTooManyGroupsRefused) {
+  testing::TempDir root;
+  WriteImageUsers(root);
+  Spit(root.Join("etc/group"),
+       "bad:x:12ab:default-user\nhuge:x:99999999999:default-user\nok:x:77:default-user\n");
+  v1::User u;
+  u.set_uid(1000);
+  u.set_has_uid(true);
+  u.set_gid(1000);
+  ASSERT_TRUE(ResolveUser(root.path(), &u).ok());
+  EXPECT_EQ(Gids(u), (std::vector<uint32_t>{77, 1000}));
+
+  v1::User many;
+  many.set_uid(1000);
+  many.set_has_uid(true);
+  for (uint32_t g = 1; g <= static_cast<uint32_t>(kMaxSupplementaryGroups); ++g) {
+    many.add_additional_gids(g + 100000);
+  }
+  many.set_strict_supplemental_groups(true);
+  Error e = ResolveUser(root.path(), &many);  // the primary gid makes one too many
+  EXPECT_EQ(e.code(), Code::kInvalidArgument);
+  EXPECT_NE(e.message().find("65536"), std::string::npos) << e.message();
 }
 
 TEST(OciSpecTest, HostileStringsNeverThrow) {

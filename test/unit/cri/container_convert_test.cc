@@ -262,5 +262,60 @@ TEST(StopSignalTest, ConfigCarriesItAndStatusReportsTheEffectiveOne) {
   EXPECT_EQ(runtime::v1::Signal_Name(st.stop_signal()), "SIGUSR1");
 }
 
+TEST(SupplementalGroupsPolicyTest, MergeByDefaultStrictWhenAskedUnknownRefused) {
+  runtime::v1::ContainerConfig in = MinimalConfig();
+  absl::StatusOr<ContainerConfig> unset = FromProto(in);
+  ASSERT_TRUE(unset.ok());
+  EXPECT_EQ(unset->supplemental_groups_policy, SupplementalGroupsPolicy::kMerge);
+  runtime::v1::LinuxContainerSecurityContext* sc = in.mutable_linux()->mutable_security_context();
+  sc->set_supplemental_groups_policy(runtime::v1::Merge);
+  absl::StatusOr<ContainerConfig> merge = FromProto(in);
+  ASSERT_TRUE(merge.ok());
+  EXPECT_EQ(merge->supplemental_groups_policy, SupplementalGroupsPolicy::kMerge);
+  sc->set_supplemental_groups_policy(runtime::v1::Strict);
+  sc->add_supplemental_groups(4000);
+  absl::StatusOr<ContainerConfig> strict = FromProto(in);
+  ASSERT_TRUE(strict.ok());
+  EXPECT_EQ(strict->supplemental_groups_policy, SupplementalGroupsPolicy::kStrict);
+  EXPECT_THAT(strict->supplemental_groups, ElementsAre(4000));
+  // Kept in the record as a name, read back the same.
+  EXPECT_EQ(nlohmann::json(*strict)["supplemental_groups_policy"], "strict");
+  EXPECT_EQ(nlohmann::json(*strict).get<ContainerConfig>().supplemental_groups_policy,
+            SupplementalGroupsPolicy::kStrict);
+
+  sc->set_supplemental_groups_policy(static_cast<runtime::v1::SupplementalGroupsPolicy>(7));
+  absl::StatusOr<ContainerConfig> bad = FromProto(in);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("linux.security_context.supplemental_groups_policy: unknown value 7"));
+}
+
+TEST(ContainerStatusUserTest, TheResolvedUserOrNothing) {
+  Container c;
+  c.metadata.id = "c1";
+  c.metadata.uid = 1000;  // what was asked: not a report of what the process got
+  c.metadata.gid = 3000;
+  runtime::v1::ContainerStatus none;
+  ToProto(c, &none);
+  EXPECT_FALSE(none.has_user());
+
+  c.metadata.resolved_user = ContainerUser{1000, 3000, {3000, 4000, 50000}};
+  // Through the record's JSON, as a restarted daemon reads it.
+  Container reread;
+  reread.metadata = nlohmann::json(c.metadata).get<ContainerMetadata>();
+  runtime::v1::ContainerStatus st;
+  ToProto(reread, &st);
+  ASSERT_TRUE(st.has_user());
+  ASSERT_TRUE(st.user().has_linux());
+  EXPECT_EQ(st.user().linux().uid(), 1000);
+  EXPECT_EQ(st.user().linux().gid(), 3000);
+  EXPECT_THAT(st.user().linux().supplemental_groups(), ElementsAre(3000, 4000, 50000));
+
+  // A record from before the field: no user, and no error reading it.
+  nlohmann::json old = nlohmann::json(c.metadata);
+  old.erase("resolved_user");
+  EXPECT_FALSE(old.get<ContainerMetadata>().resolved_user.has_value());
+}
+
 }  // namespace
 }  // namespace podvisor::cri

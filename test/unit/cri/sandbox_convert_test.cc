@@ -75,6 +75,15 @@ TEST(SandboxConfigFromProtoTest, RefusesMalformedRequests) {
          pm->set_container_port(70000);
        },
        "port out of range"},
+      {"unknown supplemental groups policy",
+       [](auto& r) {
+         r.mutable_config()
+             ->mutable_linux()
+             ->mutable_security_context()
+             ->set_supplemental_groups_policy(
+                 static_cast<runtime::v1::SupplementalGroupsPolicy>(2));
+       },
+       "config.linux.security_context.supplemental_groups_policy: unknown value 2"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -83,6 +92,15 @@ TEST(SandboxConfigFromProtoTest, RefusesMalformedRequests) {
     absl::StatusOr<SandboxConfig> out = FromProto(r);
     EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_THAT(out.status().message(), HasSubstr(c.message));
+  }
+}
+
+TEST(SandboxConfigFromProtoTest, AcceptsBothSupplementalGroupsPolicies) {
+  for (auto policy : {runtime::v1::Merge, runtime::v1::Strict}) {
+    runtime::v1::RunPodSandboxRequest r = MinimalRequest();
+    r.mutable_config()->mutable_linux()->mutable_security_context()->set_supplemental_groups_policy(
+        policy);
+    EXPECT_TRUE(FromProto(r).ok()) << policy;
   }
 }
 

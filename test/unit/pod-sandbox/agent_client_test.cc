@@ -192,6 +192,95 @@ TEST_F(FakeGuestTest, InspectAndListContainersAnswersAreTakenAndTheChannelLives)
   EXPECT_TRUE(client->connected());
 }
 
+// Answers the next CreateContainer as the agent does, with `user` as the init process's (none:
+// an agent older than the field); the request's user in `asked`.
+void AnswerCreate(FakeGuest& guest, const std::optional<ContainerUser>& user, v1::User* asked) {
+  auto req = guest.ReadRequest(v1::Request::kCreateContainer);
+  ASSERT_TRUE(req.has_value());
+  *asked = req->request().create_container().spec().process().user();
+  v1::Frame r;
+  r.set_id(req->id());
+  r.mutable_response()->mutable_empty();
+  if (user) {
+    v1::User* u = r.mutable_response()->mutable_container_user();
+    u->set_has_uid(true);
+    u->set_uid(user->uid);
+    u->set_gid(user->gid);
+    for (uint32_t g : user->supplemental_groups) u->add_additional_gids(g);
+  }
+  guest.Write(r);
+}
+
+ContainerSpec StrictSpec() {
+  ContainerSpec spec;
+  spec.process.args = {"/bin/true"};
+  spec.process.user.uid = 1000;
+  spec.process.user.gid = 3000;
+  spec.process.user.additional_gids = {4000};
+  spec.process.user.strict_groups = true;
+  spec.rootfs_path = "/rootfs";
+  return spec;
+}
+
+TEST_F(FakeGuestTest, CreateContainerReturnsTheUserTheGuestResolved) {
+  auto client = Adopt();
+  ASSERT_NE(client, nullptr);
+  v1::User asked;
+  std::thread guest([&] { AnswerCreate(guest_, ContainerUser{1000, 3000, {3000, 4000}}, &asked); });
+  auto user = client->CreateContainer("c1", StrictSpec(), absl::Seconds(30));
+  guest.join();
+  EXPECT_TRUE(asked.strict_supplemental_groups());
+  ASSERT_TRUE(user.ok()) << user.status();
+  ASSERT_TRUE(user->has_value());
+  EXPECT_EQ(**user, (ContainerUser{1000, 3000, {3000, 4000}}));
+
+  std::thread old([&] { AnswerCreate(guest_, std::nullopt, &asked); });
+  auto unknown = client->CreateContainer("c2", StrictSpec(), absl::Seconds(30));
+  old.join();
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_FALSE(unknown->has_value());
+  EXPECT_TRUE(client->connected());
+}
+
+// A guest that gives the container a group Strict left out: the call fails and the container is
+// removed, forcibly, before anything can start it.
+TEST_F(FakeGuestTest, AUserUnlikeTheRequestFailsTheCreateAndRemovesTheContainer) {
+  auto client = Adopt();
+  ASSERT_NE(client, nullptr);
+  v1::User asked;
+  bool removed = false;
+  std::thread guest([&] {
+    AnswerCreate(guest_, ContainerUser{1000, 3000, {3000, 4000, 50000}}, &asked);
+    auto req = guest_.ReadRequest(v1::Request::kRemoveContainer);
+    ASSERT_TRUE(req.has_value());
+    removed = req->request().remove_container().container_id() == "c1" &&
+              req->request().remove_container().force();
+    v1::Frame r;
+    r.set_id(req->id());
+    r.mutable_response()->mutable_empty();
+    guest_.Write(r);
+  });
+  auto user = client->CreateContainer("c1", StrictSpec(), absl::Seconds(30));
+  guest.join();
+  EXPECT_EQ(user.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(user.status().message().find("50000"), std::string::npos) << user.status();
+  EXPECT_TRUE(removed);
+  EXPECT_TRUE(client->connected());
+}
+
+// Groups no kernel would leave (unsorted, duplicated): a broken or hostile guest.
+TEST_F(FakeGuestTest, AMalformedUserClosesTheChannel) {
+  auto client = Adopt();
+  ASSERT_NE(client, nullptr);
+  v1::User asked;
+  std::thread guest([&] { AnswerCreate(guest_, ContainerUser{1000, 3000, {4000, 3000}}, &asked); });
+  auto user = client->CreateContainer("c1", StrictSpec(), absl::Seconds(30));
+  guest.join();
+  EXPECT_FALSE(user.ok());
+  ASSERT_TRUE(probe_.Wait(std::chrono::seconds(30)));
+  EXPECT_FALSE(client->connected());
+}
+
 // Answers the next StartContainer with pid 42 and `steps` step timings named `name`.
 void AnswerStartWithTimings(FakeGuest& guest, int steps, const std::string& name) {
   auto req = guest.ReadRequest(v1::Request::kStartContainer);

@@ -217,6 +217,77 @@ TEST(GuestFrameTest, ListedContainersNeedIdsTheAgentCouldHaveMade) {
   EXPECT_FALSE(ValidateGuestFrame(f).ok());
 }
 
+v1::Frame CreatedAs(uint32_t uid, uint32_t gid, std::vector<uint32_t> groups) {
+  v1::Frame f = OkResponse(5);
+  v1::User* u = f.mutable_response()->mutable_container_user();
+  u->set_has_uid(true);
+  u->set_uid(uid);
+  u->set_gid(gid);
+  for (uint32_t g : groups) u->add_additional_gids(g);
+  return f;
+}
+
+// A CreateContainer answer's user has the shape of what setgroups(2) leaves: bounded, ascending,
+// each group once, the primary gid among them.
+TEST(GuestFrameTest, ContainerUsersAreBoundedSortedAndHoldTheirGid) {
+  EXPECT_TRUE(ValidateGuestFrame(CreatedAs(1000, 3000, {3000, 4000, 50000})).ok());
+  EXPECT_FALSE(ValidateGuestFrame(CreatedAs(1000, 3000, {4000, 3000})).ok());
+  EXPECT_FALSE(ValidateGuestFrame(CreatedAs(1000, 3000, {3000, 3000})).ok());
+  EXPECT_FALSE(ValidateGuestFrame(CreatedAs(1000, 3000, {4000})).ok());
+  EXPECT_FALSE(ValidateGuestFrame(CreatedAs(1000, 3000, {})).ok());
+  std::vector<uint32_t> many;
+  for (uint32_t g = 0; g <= 65536; ++g) many.push_back(g);
+  EXPECT_FALSE(ValidateGuestFrame(CreatedAs(0, 0, many)).ok());
+  many.pop_back();
+  EXPECT_TRUE(ValidateGuestFrame(CreatedAs(0, 0, many)).ok());  // NGROUPS_MAX itself
+  v1::Frame no_uid = CreatedAs(1000, 3000, {3000});
+  no_uid.mutable_response()->mutable_container_user()->set_has_uid(false);
+  EXPECT_FALSE(ValidateGuestFrame(no_uid).ok());
+  v1::Frame failed = CreatedAs(1000, 3000, {3000});
+  failed.mutable_response()->mutable_status()->set_code(v1::INTERNAL);
+  failed.mutable_response()->clear_empty();
+  EXPECT_FALSE(ValidateGuestFrame(failed).ok());
+  v1::Frame other = CreatedAs(1000, 3000, {3000});
+  other.mutable_response()->mutable_process_started()->set_pid(7);
+  EXPECT_FALSE(ValidateGuestFrame(other).ok());
+}
+
+// And it is the user that was asked for: its uid and gid when named, every group listed, and
+// under Strict nothing more.
+TEST(ContainerUserTest, MustMatchTheRequest) {
+  v1::User asked;
+  asked.set_has_uid(true);
+  asked.set_uid(1000);
+  asked.set_gid(3000);
+  asked.add_additional_gids(4000);
+  auto resolved = [](uint32_t uid, uint32_t gid, std::vector<uint32_t> groups) {
+    return CreatedAs(uid, gid, std::move(groups)).response().container_user();
+  };
+  absl::StatusOr<ContainerUser> merged =
+      ToContainerUser(resolved(1000, 3000, {3000, 4000, 50000}), asked);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(*merged, (ContainerUser{1000, 3000, {3000, 4000, 50000}}));
+  EXPECT_EQ(ToContainerUser(resolved(0, 3000, {3000, 4000}), asked).status().code(),
+            absl::StatusCode::kInternal);
+  EXPECT_EQ(ToContainerUser(resolved(1000, 0, {0, 4000}), asked).status().code(),
+            absl::StatusCode::kInternal);
+  EXPECT_EQ(ToContainerUser(resolved(1000, 3000, {3000}), asked).status().code(),
+            absl::StatusCode::kInternal);
+  EXPECT_EQ(ToContainerUser(resolved(1000, 3000, {4000}), asked).status().code(),
+            absl::StatusCode::kInvalidArgument);  // malformed: the gid is not among them
+  asked.set_strict_supplemental_groups(true);
+  EXPECT_TRUE(ToContainerUser(resolved(1000, 3000, {3000, 4000}), asked).ok());
+  absl::StatusOr<ContainerUser> leaked =
+      ToContainerUser(resolved(1000, 3000, {3000, 4000, 50000}), asked);
+  EXPECT_EQ(leaked.status().code(), absl::StatusCode::kInternal);
+  EXPECT_NE(leaked.status().message().find("50000"), std::string::npos) << leaked.status();
+  // A name and no group: the uid and gid are the image's to choose.
+  v1::User by_name;
+  by_name.set_username("app");
+  by_name.set_gid_from_passwd(true);
+  EXPECT_TRUE(ToContainerUser(resolved(33, 33, {33}), by_name).ok());
+}
+
 TEST(GuestFrameTest, IdsAreRestricted) {
   EXPECT_TRUE(IsValidAgentId("3f2a_b-c.d"));
   EXPECT_FALSE(IsValidAgentId(""));

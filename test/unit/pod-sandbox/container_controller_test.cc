@@ -357,6 +357,41 @@ TEST_F(ContainerControllerTest, ExecRunsWithTheContainersUserAndSupplementalGrou
   EXPECT_THAT(user.additional_gids, ElementsAre(1234u, 5678u));
 }
 
+// SupplementalGroupsPolicy reaches the agent for the container and its execs (Strict: no image
+// groups), and the user the agent reports having given the init process is the record's.
+TEST_F(ContainerControllerTest, StrictGroupsReachTheAgentAndTheResolvedUserIsRecorded) {
+  ContainerConfig merge = Config("merge");
+  merge.run_as_user = 1000;
+  merge.run_as_group = 3000;
+  merge.supplemental_groups = {4000};
+  agent_->created_user = ContainerUser{1000, 3000, {3000, 4000, 50000}};
+  std::string merged = CreateAndStart(merge);
+  EXPECT_FALSE(log_->created.back().second.process.user.strict_groups);
+  absl::StatusOr<Container> m = containers_->Inspect(merged);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->metadata.resolved_user, (ContainerUser{1000, 3000, {3000, 4000, 50000}}));
+
+  ContainerConfig strict = merge;
+  strict.name = "strict";
+  strict.log_path = "strict/0.log";
+  strict.supplemental_groups_policy = SupplementalGroupsPolicy::kStrict;
+  agent_->created_user = ContainerUser{1000, 3000, {3000, 4000}};
+  std::string id = CreateAndStart(strict);
+  EXPECT_TRUE(log_->created.back().second.process.user.strict_groups);
+  ASSERT_TRUE(containers_->ExecSync(id, {"id", "-G"}, absl::Seconds(5)).ok());
+  EXPECT_TRUE(log_->execs.back().second.user.strict_groups);
+  absl::StatusOr<Container> c = containers_->Inspect(id);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->metadata.resolved_user, (ContainerUser{1000, 3000, {3000, 4000}}));
+
+  // An agent too old to report it: created all the same, the user unknown.
+  agent_->report_no_user = true;
+  std::string old = CreateAndStart(Config("old-agent"));
+  absl::StatusOr<Container> o = containers_->Inspect(old);
+  ASSERT_TRUE(o.ok());
+  EXPECT_FALSE(o->metadata.resolved_user.has_value());
+}
+
 // A user without a group asked for gets its passwd group (the agent looks it up), in the
 // container and in its execs alike.
 TEST_F(ContainerControllerTest, AUserWithoutAGroupGetsItsPasswdGroup) {

@@ -36,6 +36,11 @@ TEST_F(ContainerControllerTest, RecordsSurviveARestartAndLostSandboxesExitTheirC
   EXPECT_EQ(c->status.state, ContainerState::kExited);
   EXPECT_EQ(c->metadata.config.labels.at("tier"), "front");
   EXPECT_EQ(c->metadata.layers.size(), 2u);
+  // ContainerStatus.user after the restart: what the agent said at create, from the record.
+  ASSERT_TRUE(c->metadata.resolved_user.has_value());
+  EXPECT_EQ(c->metadata.resolved_user->uid, 1000u);
+  EXPECT_EQ(c->metadata.resolved_user->gid, 50u);  // the image's "1000:50"
+  EXPECT_THAT(c->metadata.resolved_user->supplemental_groups, ElementsAre(50u));
 }
 
 TEST_F(ContainerControllerTest, ARestartedDaemonTakesTheOutputOverWhereTheLogEnds) {

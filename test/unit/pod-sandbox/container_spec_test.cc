@@ -115,6 +115,22 @@ TEST(ExecProcessTest, OlderRecordsInferThePasswdGroup) {
   EXPECT_FALSE(ExecProcess(meta).user.gid_from_passwd);
 }
 
+// Strict tells the agent to leave the image's /etc/group out, for the container and its execs.
+TEST(ExecProcessTest, SupplementalGroupsPolicyFollowsTheConfig) {
+  ImageMetadata image;
+  image.config.cmd = {"sleep", "1"};
+  ContainerConfig config;
+  config.supplemental_groups = {4000};
+  EXPECT_FALSE(BuildProcess(config, image).user.strict_groups);  // Merge, the default
+  config.supplemental_groups_policy = SupplementalGroupsPolicy::kStrict;
+  ProcessSpec created = BuildProcess(config, image);
+  EXPECT_TRUE(created.user.strict_groups);
+  EXPECT_THAT(created.user.additional_gids, ElementsAre(4000u));
+  ContainerMetadata meta;
+  meta.config = config;
+  EXPECT_TRUE(ExecProcess(meta).user.strict_groups);
+}
+
 TEST(ExecProcessTest, CapabilitiesAndNoNewPrivsFollowTheConfig) {
   ContainerMetadata meta;
   meta.config.cap_drop = {"ALL"};
