@@ -123,7 +123,7 @@ absl::Status OneOf(const std::string& key, const std::string& value,
 const std::set<std::string>& HardeningHypervisorKeys() {
   static const std::set<std::string> keys = {"qemu_sandbox", "guest_mitigations",
                                              "console_log_max_bytes", "shared_dir_max_bytes",
-                                             "empty_dir_max_bytes"};
+                                             "empty_dir_max_bytes", "agent_dead_after_ms"};
   return keys;
 }
 
@@ -146,7 +146,8 @@ absl::Status ParseHardeningHypervisor(const YAML::Node& n, HypervisorConfig& h) 
                         h.console_log_max_bytes),
                  GetInt(n, p, "shared_dir_max_bytes", 1 << 20, int64_t{1} << 40,
                         h.shared_dir_max_bytes),
-                 GetInt(n, p, "empty_dir_max_bytes", 0, int64_t{1} << 50, h.empty_dir_max_bytes)}) {
+                 GetInt(n, p, "empty_dir_max_bytes", 0, int64_t{1} << 50, h.empty_dir_max_bytes),
+                 GetInt(n, p, "agent_dead_after_ms", 1000, 3600000, h.agent_dead_after_ms)}) {
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -171,7 +172,8 @@ nlohmann::json HardeningToJson(const Config& c) {
         {"guest_mitigations", c.hypervisor.guest_mitigations},
         {"console_log_max_bytes", c.hypervisor.console_log_max_bytes},
         {"shared_dir_max_bytes", c.hypervisor.shared_dir_max_bytes},
-        {"empty_dir_max_bytes", c.hypervisor.empty_dir_max_bytes}}},
+        {"empty_dir_max_bytes", c.hypervisor.empty_dir_max_bytes},
+        {"agent_dead_after_ms", c.hypervisor.agent_dead_after_ms}}},
       {"registry",
        {{"max_layers", c.registry.max_layers},
         {"pull_progress_timeout_seconds", c.registry.pull_progress_timeout_seconds},

@@ -32,6 +32,10 @@ struct HypervisorConfig {
   // itself is a tmpfs of this size; > 0, kubelet emptyDirs get a tmpfs of that size.
   int64_t shared_dir_max_bytes = 16 << 20;
   int64_t empty_dir_max_bytes = 0;
+  // A guest whose agent sends nothing (not even a heartbeat answer) for this long is dead: its
+  // sandbox goes NOTREADY. A crashed QEMU closes the channel at once; this bound is for a frozen
+  // guest, and must outlast a TCG guest starved of CPU on a loaded node.
+  int64_t agent_dead_after_ms = 30000;
   // Pod VMs are cloned from template VMs (one per size, built in the background) when a ready
   // template fits; others boot cold. Needs shared_filesystem (clones share over 9p).
   bool templates = true;

@@ -296,6 +296,7 @@ class DaemonImpl : public Daemon {
     so.boot_timeout = absl::Seconds(config.hypervisor.boot_timeout_seconds);
     so.shared_filesystem = config.hypervisor.shared_filesystem;
     so.shared_dir_max_bytes = static_cast<uint64_t>(config.hypervisor.shared_dir_max_bytes);
+    so.agent_dead_after = absl::Milliseconds(config.hypervisor.agent_dead_after_ms);
     if (templates_) {
       so.find_template = [store = templates_.get()](uint32_t vcpus, uint64_t memory_mib) {
         return store->Find(vcpus, memory_mib);

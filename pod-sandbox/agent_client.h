@@ -265,8 +265,9 @@ class AgentClient {
     // Connect() retries until this passes: QEMU binds the socket, the guest may still boot.
     absl::Duration connect_timeout = absl::Seconds(30);
     absl::Duration handshake_timeout = absl::Seconds(30);
-    // A ping every interval; no frame at all from the guest for dead_after: disconnected (so a
-    // dead or frozen guest is noticed within ~1.6 s; a closed socket at once).
+    // A ping every interval; no frame at all from the guest for dead_after: disconnected (a
+    // frozen guest is noticed within dead_after + interval; a closed socket at once). The
+    // daemon sets dead_after from hypervisor.agent_dead_after_ms.
     absl::Duration heartbeat_interval = absl::Milliseconds(500);
     absl::Duration dead_after = absl::Milliseconds(1500);
     absl::Duration call_timeout = absl::Seconds(30);  // for calls without their own deadline

@@ -118,6 +118,7 @@ AgentClient::Options SandboxController::AgentOptions(const std::string& id) {
   o.host_version = "podvisord";
   o.connect_timeout = options_.boot_timeout;
   o.handshake_timeout = options_.boot_timeout;
+  o.dead_after = options_.agent_dead_after;
   uint64_t generation;
   {
     absl::MutexLock lock(&mu_);

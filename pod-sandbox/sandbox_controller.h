@@ -41,6 +41,8 @@ struct SandboxControllerOptions {
   // > 0: the shared directory is a tmpfs of this size (MountSharedDirectory); 0: a plain
   // directory of the state directory's file system.
   uint64_t shared_dir_max_bytes = 0;
+  // No frame from a guest's agent for this long: the channel is dead, the sandbox NOTREADY.
+  absl::Duration agent_dead_after = absl::Seconds(30);
   // Where the cgroup filesystems are mounted (VM cgroups under the pods' cgroup_parent).
   std::string cgroup_root = "/sys/fs/cgroup";
   // The node's memory; a VM may not be larger. 0: MemTotal from /proc/meminfo.

@@ -111,7 +111,7 @@ TEST(CriInputLimitsTest, LimitKeysParseAndAreBounded) {
       "registry:\n  max_layers: 64\n  pull_progress_timeout_seconds: 30\n"
       "  pull_min_bytes_per_second: 4096\n  min_free_disk_bytes: 1048576\n"
       "hypervisor:\n  qemu_sandbox: false\n  guest_mitigations: false\n"
-      "  console_log_max_bytes: 262144\n");
+      "  console_log_max_bytes: 262144\n  agent_dead_after_ms: 5000\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->seccomp_profile_max_bytes, 65536);
   EXPECT_EQ(c->registry.max_layers, 64);
@@ -121,18 +121,24 @@ TEST(CriInputLimitsTest, LimitKeysParseAndAreBounded) {
   EXPECT_FALSE(c->hypervisor.qemu_sandbox);
   EXPECT_FALSE(c->hypervisor.guest_mitigations);
   EXPECT_EQ(c->hypervisor.console_log_max_bytes, 262144);
+  EXPECT_EQ(c->hypervisor.agent_dead_after_ms, 5000);
   nlohmann::json j = ConfigToJson(*c);
   EXPECT_EQ(j["registry"]["max_layers"], 64);
   EXPECT_EQ(j["hypervisor"]["console_log_max_bytes"], 262144);
+  EXPECT_EQ(j["hypervisor"]["agent_dead_after_ms"], 5000);
   EXPECT_EQ(j["hypervisor"]["accel"], "auto");  // the other keys are still there
   EXPECT_EQ(j["seccomp_profile_max_bytes"], 65536);
   absl::StatusOr<Config> bad = ParseConfig("registry:\n  max_layers: 100000\n");
   EXPECT_THAT(bad.status().message(), HasSubstr("registry.max_layers"));
+  // A heartbeat bound under a second would declare busy guests dead.
+  absl::StatusOr<Config> hasty = ParseConfig("hypervisor:\n  agent_dead_after_ms: 500\n");
+  EXPECT_THAT(hasty.status().message(), HasSubstr("hypervisor.agent_dead_after_ms"));
   // The defaults.
   Config d;
   EXPECT_TRUE(d.hypervisor.qemu_sandbox);
   EXPECT_TRUE(d.hypervisor.guest_mitigations);
   EXPECT_EQ(d.registry.max_layers, 128);
+  EXPECT_EQ(d.hypervisor.agent_dead_after_ms, 30000);
 }
 
 }  // namespace

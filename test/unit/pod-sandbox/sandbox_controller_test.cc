@@ -39,6 +39,7 @@ class SandboxControllerTest : public ::testing::Test {
     o.default_vcpus = 1;
     o.default_memory_mib = 256;
     o.boot_timeout = absl::Seconds(5);
+    o.agent_dead_after = absl::Seconds(42);
     // A directory shaped like a v1 /sys/fs/cgroup, and a node of 4 GiB.
     o.cgroup_root = dir_.Join("cgroup");
     for (const char* c : {"memory", "cpu", "pids"}) {
@@ -52,6 +53,7 @@ class SandboxControllerTest : public ::testing::Test {
         [this](const std::string& socket, AgentClient::Options options)
             -> absl::StatusOr<std::unique_ptr<AgentClient>> {
           dialed_.push_back(socket);
+          dialed_dead_after_ = options.dead_after;
           if (!dial_result_.ok()) return dial_result_;
           auto agent = std::make_unique<FakeAgentClient>(std::move(options));
           agent->sandbox_setup_result = setup_result_;
@@ -84,6 +86,7 @@ class SandboxControllerTest : public ::testing::Test {
   absl::Status dial_result_;
   absl::Status setup_result_;
   std::vector<std::string> dialed_;
+  absl::Duration dialed_dead_after_;
   FakeAgentClient* last_agent_ = nullptr;
   std::shared_ptr<FakeAgentClient::Log> agent_log_;
 };
@@ -100,6 +103,9 @@ TEST_F(SandboxControllerTest, RunBootsVmSetsUpGuestAndIsReady) {
   ASSERT_EQ(spec.nics.size(), 1u);
   EXPECT_EQ(spec.nics[0].netns_path, network_.NetnsPath(*id));
   EXPECT_EQ(dialed_.back(), spec.agent_socket);
+  // The heartbeat bound is the configured one (hypervisor.agent_dead_after_ms), not the
+  // client's default.
+  EXPECT_EQ(dialed_dead_after_, absl::Seconds(42));
 
   ASSERT_EQ(agent_log_->sandbox_setups.size(), 1u);
   const SandboxSetup& setup = agent_log_->sandbox_setups[0];
