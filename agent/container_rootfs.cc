@@ -38,16 +38,7 @@
 
 namespace podvisor::agent {
 
-Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, bool userns, Container* c) {
-  // In a user namespace the rootfs is chowned (agent/userns_rootfs.h): only an overlay, whose
-  // changes go to the container's own upper, can be; metacopy copies up metadata, not data.
-  const bool overlay = (root.source_case() == v1::Rootfs::kBlockDevice &&
-                        root.block_device().overlay()) ||
-                       (root.source_case() == v1::Rootfs::kMount && root.mount().type() == "overlay");
-  if (userns && !overlay) {
-    return Error(Code::kInvalidArgument,
-                 "a container in a user namespace needs an overlay root filesystem");
-  }
+Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c) {
   switch (root.source_case()) {
     case v1::Rootfs::kPath: {
       struct stat st;
@@ -82,10 +73,9 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, bool userns,
       for (const std::string& d : {lower, upper, work}) mkdir(d.c_str(), 0755);
       if (Error e = MountWithOptions(device, lower, b.fs_type(), opts, true); !e.ok()) return e;
       c->own_mounts.push_back(lower);
-      std::vector<std::string> overlay_opts = {"lowerdir=" + lower, "upperdir=" + upper,
-                                               "workdir=" + work};
-      if (userns) overlay_opts.push_back("metacopy=on");
-      if (Error e = MountWithOptions("overlay", c->rootfs, "overlay", overlay_opts, false);
+      if (Error e = MountWithOptions("overlay", c->rootfs, "overlay",
+                                     {"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work},
+                                     false);
           !e.ok()) {
         return e;
       }
@@ -107,7 +97,6 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, bool userns,
         opts.push_back("upperdir=" + upper);
         opts.push_back("workdir=" + work);
       }
-      if (userns) opts.push_back("metacopy=on");
       if (Error e = MountWithOptions(m.source(), c->rootfs, m.type(), opts, false); !e.ok()) {
         return e;
       }

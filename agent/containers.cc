@@ -32,7 +32,6 @@
 #include "agent/disks.h"
 #include "agent/log.h"
 #include "agent/oci_spec.h"
-#include "agent/userns_rootfs.h"
 #include "agent/output_buffer.h"
 #include "agent/reaper.h"
 #include "agent/server.h"
@@ -82,23 +81,8 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req, v1::User* 
   Error err = [&]() -> Error {
     if (Error e = MakeDirs(impl_->CrunRoot()); !e.ok()) return e;
     if (Error e = MakeDirs(c->bundle); !e.ok()) return e;
-    const bool userns = req.spec().uid_mappings_size() > 0;
-    if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), userns, c.get()); !e.ok()) return e;
+    if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), c.get()); !e.ok()) return e;
     MarkStep("mount rootfs");
-    if (userns) {
-      const v1::IdMap& u = req.spec().uid_mappings(0);
-      const v1::IdMap& g = req.spec().gid_mappings(0);
-      uint64_t shifted = 0;
-      if (Error e = ShiftOwnership(c->rootfs, {u.container_id(), u.host_id(), u.size()},
-                                   {g.container_id(), g.host_id(), g.size()}, &shifted);
-          !e.ok()) {
-        return e.With("shift the rootfs into the user namespace");
-      }
-      MarkStep("shift rootfs ownership");
-      AgentLog(LogSeverity::kInfo, "container " + id + ": " + std::to_string(shifted) +
-                                       " rootfs entries shifted to uid " +
-                                       std::to_string(u.host_id()));
-    }
     v1::ContainerSpec spec = req.spec();
     if (Error e = impl_->PrepareDiskMounts(&spec, c.get()); !e.ok()) return e;
     MarkStep("mount disk volumes");

@@ -98,9 +98,7 @@ struct ContainerManager::Impl {
     return it->second;
   }
 
-  // `userns`: the container runs in a user namespace (its rootfs must be an overlay, mounted
-  // with metacopy so that the ownership shift copies up no data).
-  Error PrepareRootfs(const v1::Rootfs& root, bool userns, Container* c);
+  Error PrepareRootfs(const v1::Rootfs& root, Container* c);
   Error PrepareDiskMounts(v1::ContainerSpec* spec, Container* c);
   Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
                        const std::string& console_socket, const std::string& log);

@@ -132,35 +132,6 @@ json Resources(const v1::LinuxResources& r, bool device_cgroup) {
   return res;
 }
 
-json IdMaps(const google::protobuf::RepeatedPtrField<v1::IdMap>& maps) {
-  json a = json::array();
-  for (const v1::IdMap& m : maps) {
-    a.push_back({{"containerID", m.container_id()}, {"hostID", m.host_id()}, {"size", m.size()}});
-  }
-  return a;
-}
-
-// The guest's layout in a new user namespace (the pod's maps). The guest's PID (when shared) and
-// IPC namespaces are joined by path rather than inherited: crun then opens proc and mqueue for
-// them before it enters the user namespace, which does not own them and could not mount them.
-// Neither can it mount a sysfs for the guest's network namespace: /sys is the guest's, bound
-// read-only (the cgroup mount over /sys/fs/cgroup is the container's own cgroup namespace).
-json UserNamespaceLayout(const v1::ContainerSpec& spec, json* mounts) {
-  json ns = json::array({{{"type", "user"}}, {{"type", "mount"}}, {{"type", "cgroup"}}});
-  if (spec.share_pid_namespace()) {
-    ns.push_back({{"type", "pid"}, {"path", "/proc/self/ns/pid"}});
-  } else {
-    ns.push_back({{"type", "pid"}});
-  }
-  ns.push_back({{"type", "ipc"}, {"path", "/proc/self/ns/ipc"}});
-  for (json& m : *mounts) {
-    if (m["destination"] != "/sys") continue;
-    m = {{"destination", "/sys"}, {"type", "bind"}, {"source", "/sys"},
-         {"options", {"rbind", "nosuid", "noexec", "nodev", "ro"}}};
-  }
-  return ns;
-}
-
 }  // namespace
 
 Error ValidateProcess(const v1::Process& p) {
@@ -183,20 +154,6 @@ Error ValidateContainerSpec(const v1::ContainerSpec& spec) {
   for (const v1::Mount& m : spec.mounts()) {
     if (!IsAbsoluteClean(m.destination())) {
       return Error(Code::kInvalidArgument, "mount destination must be absolute: " + m.destination());
-    }
-  }
-  if (spec.uid_mappings_size() != spec.gid_mappings_size() || spec.uid_mappings_size() > 1 ||
-      (spec.uid_mappings_size() > 0 && spec.privileged())) {
-    return Error(Code::kInvalidArgument,
-                 "a user namespace needs one uid and one gid mapping and an unprivileged "
-                 "container");
-  }
-  for (const auto* maps : {&spec.uid_mappings(), &spec.gid_mappings()}) {
-    for (const v1::IdMap& m : *maps) {
-      if (m.size() == 0 || static_cast<uint64_t>(m.host_id()) + m.size() > 0xFFFFFFFFull ||
-          static_cast<uint64_t>(m.container_id()) + m.size() > 0xFFFFFFFFull) {
-        return Error(Code::kInvalidArgument, "user namespace mapping out of range");
-      }
     }
   }
   if (!spec.seccomp().oci_json().empty()) {
@@ -348,10 +305,6 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
       if (!path.empty()) n["path"] = path;
       ns.push_back(n);
     }
-  } else if (spec.uid_mappings_size() > 0) {
-    ns = UserNamespaceLayout(spec, &c["mounts"]);
-    linux_section["uidMappings"] = IdMaps(spec.uid_mappings());
-    linux_section["gidMappings"] = IdMaps(spec.gid_mappings());
   } else {
     // The VM is the pod: network, IPC and UTS are the guest's own, shared by its containers.
     ns = json::array({{{"type", "mount"}}, {{"type", "cgroup"}}});

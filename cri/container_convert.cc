@@ -29,71 +29,7 @@ std::string LegacySeccompProfilePath(const runtime::v1::LinuxContainerSecurityCo
 #pragma GCC diagnostic pop
 }
 
-absl::Status ValidateIdMappings(
-    const google::protobuf::RepeatedPtrField<runtime::v1::IDMapping>& m, const std::string& field) {
-  if (m.size() != 1) {
-    // The kernel takes several ranges, but kubelet sends one and a single range is what the
-    // rootfs ownership shift and every runtime's tests assume.
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": mode POD needs exactly one mapping, got ", m.size()));
-  }
-  const runtime::v1::IDMapping& r = m[0];
-  if (r.container_id() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, "[0].container_id is ", r.container_id(),
-        ": the mapping must start at container id 0 (the container's root)"));
-  }
-  if (r.length() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(field, "[0].length must not be 0"));
-  }
-  if (r.host_id() == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, "[0].host_id is 0: the container's root would be the node's root"));
-  }
-  // 4294967295 ((uid_t)-1) is no id.
-  if (static_cast<uint64_t>(r.host_id()) + r.length() > 0xFFFFFFFFull) {
-    return absl::InvalidArgumentError(absl::StrCat(field, "[0]: host_id ", r.host_id(),
-                                                   " + length ", r.length(),
-                                                   " goes past the last id 4294967294"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
-
-absl::StatusOr<std::optional<UserNamespaceConfig>> UserNamespaceFromProto(
-    const runtime::v1::NamespaceOption& ns, const std::string& field) {
-  if (!ns.has_userns_options()) return std::nullopt;
-  const runtime::v1::UserNamespace& u = ns.userns_options();
-  UserNamespaceConfig out;
-  switch (u.mode()) {
-    case runtime::v1::NODE:
-      if (u.uids_size() > 0 || u.gids_size() > 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            field, ": mode NODE (no user namespace) takes no uids or gids mappings"));
-      }
-      return out;
-    case runtime::v1::POD:
-      break;
-    case runtime::v1::CONTAINER:
-    case runtime::v1::TARGET:
-      return absl::InvalidArgumentError(
-          absl::StrCat(field, ".mode=", runtime::v1::NamespaceMode_Name(u.mode()),
-                       " is not supported (a user namespace is POD or NODE)"));
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(field, ".mode: unknown mode ", u.mode()));
-  }
-  if (absl::Status s = ValidateIdMappings(u.uids(), field + ".uids"); !s.ok()) return s;
-  if (absl::Status s = ValidateIdMappings(u.gids(), field + ".gids"); !s.ok()) return s;
-  out.mode = NamespaceMode::kPod;
-  for (const runtime::v1::IDMapping& m : u.uids()) {
-    out.uids.push_back({m.host_id(), m.container_id(), m.length()});
-  }
-  for (const runtime::v1::IDMapping& m : u.gids()) {
-    out.gids.push_back({m.host_id(), m.container_id(), m.length()});
-  }
-  return out;
-}
 
 // By the names of the CRI enum (runtime::v1::Signal_Name), not its constants: <signal.h>
 // defines the same names as macros.
@@ -326,11 +262,6 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
                                                        "localhost/<path>"));
       }
     }
-    absl::StatusOr<std::optional<UserNamespaceConfig>> userns = UserNamespaceFromProto(
-        sc.namespace_options(),
-        "config.linux.security_context.namespace_options.userns_options");
-    if (!userns.ok()) return userns.status();
-    c.userns = *userns;
     if ((c.run_as_user && *c.run_as_user < 0) || (c.run_as_group && *c.run_as_group < 0)) {
       return absl::InvalidArgumentError("run_as_user and run_as_group must not be negative");
     }

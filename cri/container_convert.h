@@ -15,12 +15,6 @@ int SignalNumber(runtime::v1::Signal signal);
 // The CRI Signal of a Linux signal number (the first name of numbers with two); RUNTIME_DEFAULT
 // for a number that has none.
 runtime::v1::Signal ToProtoSignal(int number);
-// namespace_options.userns_options of a sandbox or container (`field` names it in errors):
-// nullopt when absent. NODE takes no mappings; POD takes exactly one uid and one gid mapping
-// that maps container id 0, onto host ids other than 0, without overflowing; CONTAINER and
-// TARGET are not user namespace modes. INVALID_ARGUMENT naming the field otherwise.
-absl::StatusOr<std::optional<UserNamespaceConfig>> UserNamespaceFromProto(
-    const runtime::v1::NamespaceOption& ns, const std::string& field);
 // INVALID_ARGUMENT for requests that are malformed or that a pod VM cannot honour.
 absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& config);
 ContainerLimits FromProto(const runtime::v1::LinuxContainerResources& resources);

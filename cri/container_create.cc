@@ -24,12 +24,6 @@ grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
                          ": the \"host\" handler does not support recursive read-only mounts "
                          "(its RuntimeHandlerFeatures say so)"));
       }
-      if (config->userns && config->userns->mode == NamespaceMode::kPod) {
-        return absl::InvalidArgumentError(
-            "config.linux.security_context.namespace_options.userns_options.mode=POD: the "
-            "\"host\" handler does not support user namespaces (its RuntimeHandlerFeatures say "
-            "so)");
-      }
       id = services_->host->CreateContainer(request->pod_sandbox_id(), *config);
     } else {
       for (const ContainerMount& m : config->mounts) {

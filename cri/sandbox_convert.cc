@@ -1,7 +1,6 @@
 #include "cri/sandbox_convert.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/fs.h"
 #include "cri/container_convert.h"
 #include "nlohmann/json.hpp"
@@ -134,27 +133,6 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
           absl::StrCat("config.linux.security_context.supplemental_groups_policy: unknown value ",
                        static_cast<int>(policy), " (Merge or Strict)"));
     }
-    absl::StatusOr<std::optional<UserNamespaceConfig>> userns = UserNamespaceFromProto(
-        ns, "config.linux.security_context.namespace_options.userns_options");
-    if (!userns.ok()) return userns.status();
-    if (*userns) out.userns = **userns;
-    if (out.userns.mode == NamespaceMode::kPod) {
-      std::vector<std::string> host;
-      if (out.network_mode == NamespaceMode::kNode) host.push_back("network=NODE");
-      if (out.pid_mode == NamespaceMode::kNode) host.push_back("pid=NODE");
-      if (out.ipc_mode == NamespaceMode::kNode) host.push_back("ipc=NODE");
-      if (!host.empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "config.linux.security_context.namespace_options: a pod in its own user namespace "
-            "(userns_options.mode=POD) cannot share the node's namespaces (",
-            absl::StrJoin(host, ", "), ")"));
-      }
-      if (out.privileged) {
-        return absl::InvalidArgumentError(
-            "config.linux.security_context: a privileged pod cannot run in a user namespace "
-            "(userns_options.mode=POD)");
-      }
-    }
     const runtime::v1::LinuxContainerResources& r =
         l.has_resources() ? l.resources() : l.overhead();
     const int64_t overhead_quota = l.has_resources() ? l.overhead().cpu_quota() : 0;
@@ -199,20 +177,6 @@ void ToProto(const SandboxInfo& info, runtime::v1::PodSandboxStatus* out) {
   ns->set_network(ToProto(m.network_mode));
   ns->set_pid(ToProto(m.pid_mode));
   ns->set_ipc(ToProto(m.ipc_mode));
-  runtime::v1::UserNamespace* u = ns->mutable_userns_options();
-  u->set_mode(ToProto(m.userns.mode));
-  for (const IdMapping& r : m.userns.uids) {
-    runtime::v1::IDMapping* p = u->add_uids();
-    p->set_host_id(r.host_id);
-    p->set_container_id(r.container_id);
-    p->set_length(r.length);
-  }
-  for (const IdMapping& r : m.userns.gids) {
-    runtime::v1::IDMapping* p = u->add_gids();
-    p->set_host_id(r.host_id);
-    p->set_container_id(r.container_id);
-    p->set_length(r.length);
-  }
   out->mutable_labels()->insert(m.labels.begin(), m.labels.end());
   out->mutable_annotations()->insert(m.annotations.begin(), m.annotations.end());
   out->set_runtime_handler(m.runtime_handler);

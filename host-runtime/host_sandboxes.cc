@@ -94,11 +94,6 @@ absl::StatusOr<std::string> HostRuntime::RunSandbox(const SandboxConfig& config)
       config.ipc_mode == NamespaceMode::kTarget) {
     return absl::InvalidArgumentError("namespace_options: TARGET is not a pod sandbox mode");
   }
-  if (config.userns.mode == NamespaceMode::kPod) {
-    return absl::InvalidArgumentError(
-        "namespace_options.userns_options.mode=POD: the \"host\" handler does not support user "
-        "namespaces (its RuntimeHandlerFeatures say so)");
-  }
   SandboxMetadata meta;
   meta.id = NewObjectId();
   meta.name = SandboxName(config.pod_name, config.pod_namespace, config.pod_uid, config.attempt);

@@ -152,14 +152,6 @@ struct ContainerResources {
   std::optional<int32_t> oom_score_adj;             // of the container's processes
 };
 
-// One range of a container's user namespace id map (guest ids).
-struct GuestIdMap {
-  uint32_t container_id = 0;
-  uint32_t host_id = 0;  // the guest id container_id maps to
-  uint32_t size = 0;
-  bool operator==(const GuestIdMap&) const = default;
-};
-
 struct ContainerSpec {
   ProcessSpec process;
   // Root filesystem: an attached disk by serial, or a directory already in the guest.
@@ -183,10 +175,6 @@ struct ContainerSpec {
   bool privileged = false;
   // true: the container runs in the VM's (the pod's) PID namespace; false: its own.
   bool share_pid_namespace = false;
-  // Non-empty: the container runs in a user namespace with these maps, its rootfs shifted to
-  // match (docs/containers.md, "User namespaces"); empty: the guest's own user namespace.
-  std::vector<GuestIdMap> uid_mappings;
-  std::vector<GuestIdMap> gid_mappings;
 };
 
 struct ExitInfo {

@@ -426,18 +426,6 @@ void ToWireContainerSpec(const ContainerSpec& s, agent::v1::ContainerSpec* out) 
   }
   out->set_privileged(s.privileged);
   out->set_share_pid_namespace(s.share_pid_namespace);
-  for (const GuestIdMap& m : s.uid_mappings) {
-    agent::v1::IdMap* w = out->add_uid_mappings();
-    w->set_container_id(m.container_id);
-    w->set_host_id(m.host_id);
-    w->set_size(m.size);
-  }
-  for (const GuestIdMap& m : s.gid_mappings) {
-    agent::v1::IdMap* w = out->add_gid_mappings();
-    w->set_container_id(m.container_id);
-    w->set_host_id(m.host_id);
-    w->set_size(m.size);
-  }
 }
 
 }  // namespace podvisor

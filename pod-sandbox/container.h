@@ -13,7 +13,6 @@
 #include "absl/status/status.h"
 #include "common/json_optional.h"
 #include "nlohmann/json.hpp"
-#include "pod-sandbox/sandbox.h"
 #include "pod-sandbox/seccomp.h"
 #include "store/object_store.h"
 
@@ -125,9 +124,6 @@ struct ContainerConfig {
   // namespace_options.pid POD (the CRI zero value) or TARGET: the pod's (the VM's) PID namespace,
   // where the target's processes are visible too; CONTAINER: the container's own.
   bool share_pod_pid = true;
-  // namespace_options.userns_options; absent: the pod's (a container never leaves its pod's
-  // user namespace). When set it must equal the pod's (CreateContainer checks).
-  std::optional<UserNamespaceConfig> userns;
   ContainerLimits resources;
   // ContainerConfig.stop_signal as a Linux number; 0: the image's StopSignal, else SIGTERM.
   int stop_signal = 0;
@@ -136,8 +132,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     ContainerConfig, name, attempt, image, command, args, working_dir, envs, mounts, labels,
     annotations, log_path, stdin, stdin_once, tty, privileged, readonly_rootfs, no_new_privs,
     cap_add, cap_drop, masked_paths, readonly_paths, run_as_user, run_as_group, run_as_username,
-    supplemental_groups, supplemental_groups_policy, seccomp, share_pod_pid, resources, stop_signal,
-    userns)
+    supplemental_groups, supplemental_groups_policy, seccomp, share_pod_pid, resources, stop_signal)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {

@@ -11,32 +11,6 @@
 
 namespace podvisor {
 
-namespace {
-
-// A container runs in its pod's user namespace: one that asks for another (a different mode or
-// other maps) is refused, as is a privileged one inside a user namespace.
-absl::Status CheckUserNamespace(const ContainerConfig& config, const SandboxMetadata& sandbox) {
-  constexpr char kField[] = "config.linux.security_context.namespace_options.userns_options";
-  const bool pod_userns = sandbox.userns.mode == NamespaceMode::kPod;
-  if (config.userns && !(*config.userns == sandbox.userns)) {
-    const bool container_userns = config.userns->mode == NamespaceMode::kPod;
-    return absl::InvalidArgumentError(absl::StrCat(
-        kField, ": the container asks for ",
-        container_userns ? "a user namespace (mode POD)" : "no user namespace (mode NODE)",
-        pod_userns == container_userns ? " with other uid/gid mappings than" : " but",
-        " its pod ", pod_userns ? "has a user namespace (mode POD)" : "has none (mode NODE)",
-        "; the containers of a pod share its user namespace"));
-  }
-  if (pod_userns && config.privileged) {
-    return absl::InvalidArgumentError(
-        "config.linux.security_context.privileged: a privileged container cannot run in its "
-        "pod's user namespace (userns_options.mode=POD)");
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::StatusOr<std::string> ContainerController::Create(const std::string& sandbox_id_or_prefix,
                                                         const ContainerConfig& config) {
   if (config.name.empty()) return absl::InvalidArgumentError("container name is required");
@@ -57,7 +31,6 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   const std::string name =
       ContainerName(config.name, sm.pod_name, sm.pod_namespace, sm.pod_uid, config.attempt);
   const std::string context = absl::StrCat("create container ", name);
-  if (absl::Status s = CheckUserNamespace(config, sm); !s.ok()) return WithContext(s, context);
   for (const Container& c : containers_->List()) {
     if (c.metadata.name == name) {
       return absl::AlreadyExistsError(

@@ -338,16 +338,6 @@ absl::StatusOr<ContainerSpec> BuildContainerSpec(const Sandbox& sandbox, const I
   spec.resources = ToGuestResources(config.resources);
   spec.privileged = config.privileged;
   spec.share_pid_namespace = config.share_pod_pid;
-  // The pod's user namespace, whatever the container's config says (CreateContainer refuses one
-  // that differs).
-  if (sandbox.metadata.userns.mode == NamespaceMode::kPod) {
-    for (const IdMapping& m : sandbox.metadata.userns.uids) {
-      spec.uid_mappings.push_back({m.container_id, m.host_id, m.length});
-    }
-    for (const IdMapping& m : sandbox.metadata.userns.gids) {
-      spec.gid_mappings.push_back({m.container_id, m.host_id, m.length});
-    }
-  }
   return spec;
 }
 

@@ -38,12 +38,6 @@ absl::StatusOr<HandlerKind> RouteSandbox(const SandboxConfig& config, HostPodPol
   }
   HandlerKind kind = HandlerKind::kVm;
   if (name == "host") {
-    if (config.userns.mode == NamespaceMode::kPod) {
-      return absl::InvalidArgumentError(
-          "namespace_options.userns_options.mode=POD: runtime handler \"host\" does not support "
-          "user namespaces (its RuntimeHandlerFeatures say so); use the default or the \"vm\" "
-          "handler");
-    }
     kind = HandlerKind::kHost;
   } else if (name == "vm") {
     if (!namespaces.empty()) {
@@ -72,9 +66,6 @@ std::vector<RuntimeHandlerInfo> RuntimeHandlers(bool host_available) {
   // Recursive read-only volumes: VM pods make them on the host (mount_setattr AT_RECURSIVE on the
   // shared directory's binds; snapshot volumes are read-only disks). The host handler's crun has
   // no "rro" option.
-  // User namespaces: VM pods can run their containers in one with the pod's maps, the rootfs
-  // shifted by the agent (docs/containers.md), but that is not yet proven in a real guest
-  // (test/e2e/cri/userns_vm_e2e_test), so no handler advertises it (TODO(#14)).
   std::vector<RuntimeHandlerInfo> out = {{"", true, false}, {"vm", true, false}};
   if (host_available) out.push_back({"host", false, false});
   return out;

@@ -36,27 +36,6 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxPortMapping, protocol, co
 // The CRI NamespaceMode values (POD, CONTAINER, NODE, TARGET).
 enum class NamespaceMode { kPod = 0, kContainer = 1, kNode = 2, kTarget = 3 };
 
-// One range of a user namespace's id map: container ids [container_id, container_id + length)
-// are host (for a VM pod: guest) ids [host_id, host_id + length).
-struct IdMapping {
-  uint32_t host_id = 0;
-  uint32_t container_id = 0;
-  uint32_t length = 0;
-  bool operator==(const IdMapping&) const = default;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(IdMapping, host_id, container_id, length)
-
-// namespace_options.userns_options (KEP-127, hostUsers: false): kNode (the default, and what an
-// absent message means) is no user namespace; kPod is a user namespace for the pod's containers
-// with these maps (exactly one uid and one gid range, container id 0 mapped: cri/ validates).
-struct UserNamespaceConfig {
-  NamespaceMode mode = NamespaceMode::kNode;
-  std::vector<IdMapping> uids;
-  std::vector<IdMapping> gids;
-  bool operator==(const UserNamespaceConfig&) const = default;
-};
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(UserNamespaceConfig, mode, uids, gids)
-
 // What RunPodSandbox asks for, in domain terms (converted from runtime.v1.PodSandboxConfig).
 struct SandboxConfig {
   std::string pod_name;
@@ -77,7 +56,6 @@ struct SandboxConfig {
   NamespaceMode ipc_mode = NamespaceMode::kPod;
   // linux.security_context.privileged: the pod's containers may be privileged.
   bool privileged = false;
-  UserNamespaceConfig userns;
   // Pod-level resources (LinuxPodSandboxConfig.resources + overhead); 0 = not set.
   int64_t cpu_quota = 0;
   int64_t cpu_period = 0;
@@ -123,8 +101,6 @@ struct SandboxMetadata {
   std::string shared_fs_transport;
   // The template the VM was cloned from; empty: booted cold.
   std::string template_key;
-  // The pod's user namespace; every container of the pod runs with these maps.
-  UserNamespaceConfig userns;
 };
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxMetadata, id, name, pod_name,
@@ -134,8 +110,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxMetadata, id, name, pod_n
                                                 hostname, created_at_ns, dns, port_mappings,
                                                 sysctls, network_mode, pid_mode, ipc_mode, vcpus,
                                                 memory_mib, cgroup_parent, state_dir, shared_dir,
-                                                shared_fs_transport, template_key, privileged,
-                                                userns)
+                                                shared_fs_transport, template_key, privileged)
 
 // What changes over a sandbox's life.
 struct SandboxStatus {

@@ -74,20 +74,6 @@ TEST(RuntimeHandlerTest, UnknownHandlerIsInvalidArgumentNamingIt) {
   EXPECT_THAT(k.status().message(), HasSubstr("\"kata-fc\""));
 }
 
-TEST(RuntimeHandlerTest, UserNamespacePodsRunInVmsAndTheHostHandlerRefusesThem) {
-  SandboxConfig c = Pod();
-  c.userns.mode = NamespaceMode::kPod;
-  c.userns.uids = c.userns.gids = {{65536, 0, 65536}};
-  absl::StatusOr<HandlerKind> k = RouteSandbox(c, HostPodPolicy::kHost, true);
-  ASSERT_TRUE(k.ok()) << k.status();
-  EXPECT_EQ(*k, HandlerKind::kVm);
-  c.runtime_handler = "host";
-  k = RouteSandbox(c, HostPodPolicy::kHost, true);
-  ASSERT_EQ(k.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(k.status().message(),
-              AllOf(HasSubstr("userns_options.mode=POD"), HasSubstr("\"host\"")));
-}
-
 TEST(RuntimeHandlerTest, ListsTheHandlers) {
   std::vector<RuntimeHandlerInfo> all = RuntimeHandlers(true);
   ASSERT_EQ(all.size(), 3u);
@@ -98,10 +84,6 @@ TEST(RuntimeHandlerTest, ListsTheHandlers) {
   EXPECT_TRUE(all[0].recursive_read_only_mounts);
   EXPECT_TRUE(all[1].recursive_read_only_mounts);
   EXPECT_FALSE(all[2].recursive_read_only_mounts);
-  // Not advertised until the VM path is proven in a real guest (TODO(#14)).
-  EXPECT_FALSE(all[0].user_namespaces);
-  EXPECT_FALSE(all[1].user_namespaces);
-  EXPECT_FALSE(all[2].user_namespaces);
   EXPECT_EQ(RuntimeHandlers(false).size(), 2u);
   EXPECT_EQ(*ParseHostPodPolicy("refuse"), HostPodPolicy::kRefuse);
   EXPECT_FALSE(ParseHostPodPolicy("vm").ok());
