@@ -99,26 +99,8 @@ class Density {
     }
     PushBusybox(dir_, registry_);
     bridge_ = absl::StrCat("pvdens", getpid() % 100000);
-    std::filesystem::create_directories(dir_.Join("cni"));
-    std::ofstream(dir_.Join("cni/10-density.conflist"))
-        << absl::StrCat(R"({"cniVersion": "1.0.0", "name": ")", bridge_, R"(",
- "plugins": [{"type": "bridge", "bridge": ")",
-                        bridge_, R"(", "isGateway": true,
-   "ipam": {"type": "host-local", "dataDir": ")",
-                        dir_.Join("ipam"), R"(",
-            "ranges": [[{"subnet": "10.217.0.0/22"}]]}}, {"type": "loopback"}]})");
-    std::ofstream(dir_.Join("config.yaml"))
-        << "hypervisor: {accel: tcg, templates: true, template_dir: " << template_dir_ << "}\n"
-        << "cni: {conf_dir: " << dir_.Join("cni") << "}\n"
-        << "registry:\n  hosts:\n    docker.io:\n      mirrors: [\"http://" << registry_.host()
-        << "\"]\n";
-    DaemonProcess::Options o;
-    o.root_dir = dir_.Join("root");
-    o.state_dir = dir_.Join("st");
-    o.socket_path = dir_.Join("pv.sock");
-    o.config_path = dir_.Join("config.yaml");
-    o.log_path = dir_.Join("podvisord.log");
-    o.log_level = "info";
+    const DaemonProcess::Options o =
+        WriteTemplateDaemonFiles(dir_, bridge_, "10.217.0.0/22", template_dir_, registry_.host());
     daemon_ = std::make_unique<DaemonProcess>(o);
     if (!daemon_->Start(&error_)) {
       std::fprintf(stderr, "podvisord: %s\n", error_.c_str());

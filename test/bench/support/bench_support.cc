@@ -86,4 +86,32 @@ OciLayout::Layer BusyboxLayer() {
   return OciLayout::MakeLayer(entries, Compression::kGzip);
 }
 
+DaemonProcess::Options WriteTemplateDaemonFiles(const TempDir& dir, const std::string& bridge,
+                                                const std::string& subnet,
+                                                const std::string& template_dir,
+                                                const std::string& registry_host) {
+  std::filesystem::create_directories(dir.Join("cni"));
+  std::ofstream(dir.Join(absl::StrCat("cni/10-", bridge, ".conflist")))
+      << absl::StrCat(R"({"cniVersion": "1.0.0", "name": ")", bridge, R"(",
+ "plugins": [{"type": "bridge", "bridge": ")",
+                      bridge, R"(", "isGateway": true,
+   "ipam": {"type": "host-local", "dataDir": ")",
+                      dir.Join("ipam"), R"(",
+            "ranges": [[{"subnet": ")",
+                      subnet, R"("}]]}}, {"type": "loopback"}]})");
+  std::ofstream(dir.Join("config.yaml"))
+      << "hypervisor: {accel: tcg, templates: true, template_dir: " << template_dir << "}\n"
+      << "cni: {conf_dir: " << dir.Join("cni") << "}\n"
+      << "registry:\n  hosts:\n    docker.io:\n      mirrors: [\"http://" << registry_host
+      << "\"]\n";
+  DaemonProcess::Options o;
+  o.root_dir = dir.Join("root");
+  o.state_dir = dir.Join("st");
+  o.socket_path = dir.Join("pv.sock");
+  o.config_path = dir.Join("config.yaml");
+  o.log_path = dir.Join("podvisord.log");
+  o.log_level = "info";
+  return o;
+}
+
 }  // namespace podvisor::testing

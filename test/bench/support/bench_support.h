@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "test/support/daemon_process.h"
 #include "test/support/oci_image_builder.h"
+#include "test/support/temp_dir.h"
 
 namespace podvisor::testing {
 
@@ -45,5 +47,15 @@ std::string Slurp(const std::string& path);
 // One gzip layer of the host's static /bin/busybox with the applets the benches run (sh, true,
 // sleep, echo, yes, head) as symlinks in /bin.
 OciLayout::Layer BusyboxLayer();
+
+// The files of a bench's own podvisord under `dir`: <dir>/cni/10-<bridge>.conflist (a bridge
+// network `bridge` on `subnet`, host-local IPAM state in <dir>/ipam, loopback), and
+// <dir>/config.yaml (TCG, templates built in `template_dir`, docker.io mirrored by
+// `registry_host`). Returns the daemon's options: root, state, socket, config and log under
+// `dir`, logging at info.
+DaemonProcess::Options WriteTemplateDaemonFiles(const TempDir& dir, const std::string& bridge,
+                                                const std::string& subnet,
+                                                const std::string& template_dir,
+                                                const std::string& registry_host);
 
 }  // namespace podvisor::testing
