@@ -326,21 +326,7 @@ class Sweep {
   }
 
   std::vector<std::string> Leaks() {
-    std::vector<std::string> leaks;
-    // QEMU exits a moment after its domain is destroyed.
-    for (int i = 0; i < 50 && !QemuProcessesUnder(dir_.path()).empty(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    for (pid_t pid : QemuProcessesUnder(dir_.path())) leaks.push_back(absl::StrCat("QEMU ", pid));
-    v1::ListPodSandboxResponse pods;
-    (void)cri_->runtime().ListPodSandbox(CriClient::Context(60).get(), {}, &pods);
-    for (const v1::PodSandbox& p : pods.items()) leaks.push_back("sandbox record " + p.id());
-    v1::ListContainersResponse containers;
-    (void)cri_->runtime().ListContainers(CriClient::Context(60).get(), {}, &containers);
-    for (const v1::Container& c : containers.containers()) {
-      leaks.push_back("container record " + c.id());
-    }
-    for (const std::string& e : Entries(dir_.Join("st/vm"))) leaks.push_back("st/vm/" + e);
+    std::vector<std::string> leaks = PodsLeftBehind(*cri_, dir_);
     for (const std::string& e : Entries(dir_.Join("st/netns"))) leaks.push_back("netns " + e);
     for (const std::string& e : Entries(dir_.Join("ipam/pvsweep"))) {
       if (e != "lock" && !absl::StartsWith(e, "last_reserved_ip")) leaks.push_back("IPAM " + e);

@@ -370,23 +370,7 @@ class Soak {
   }
 
   std::vector<std::string> Leaks() {
-    std::vector<std::string> leaks;
-    for (int i = 0; i < 50 && !QemuProcessesUnder(dir_.path()).empty(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    for (pid_t pid : QemuProcessesUnder(dir_.path())) leaks.push_back(absl::StrCat("QEMU ", pid));
-    v1::ListPodSandboxResponse pods;
-    (void)cri_->runtime().ListPodSandbox(CriClient::Context(60).get(), {}, &pods);
-    for (const v1::PodSandbox& p : pods.items()) leaks.push_back("sandbox record " + p.id());
-    v1::ListContainersResponse containers;
-    (void)cri_->runtime().ListContainers(CriClient::Context(60).get(), {}, &containers);
-    for (const v1::Container& c : containers.containers()) {
-      leaks.push_back("container record " + c.id());
-    }
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir_.Join("st/vm"), ec)) {
-      leaks.push_back("st/vm/" + e.path().filename().string());
-    }
+    std::vector<std::string> leaks = PodsLeftBehind(*cri_, dir_);
     for (absl::string_view line : absl::StrSplit(Slurp("/proc/self/mountinfo"), '\n')) {
       std::vector<std::string> f = absl::StrSplit(line, ' ');
       if (f.size() > 4 && f[4].rfind(dir_.path(), 0) == 0) leaks.push_back("mount " + f[4]);

@@ -1,3 +1,7 @@
+// clang-format off
+#include "test/support/cri_client.h"  // first: the CRI Signal enum vs <signal.h> macros
+// clang-format on
+
 #include "test/bench/support/bench_support.h"
 
 #include <algorithm>
@@ -7,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -84,6 +89,29 @@ OciLayout::Layer BusyboxLayer() {
     entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
   }
   return OciLayout::MakeLayer(entries, Compression::kGzip);
+}
+
+std::vector<std::string> PodsLeftBehind(CriClient& cri, const TempDir& dir) {
+  namespace v1 = runtime::v1;
+  std::vector<std::string> left;
+  // QEMU exits a moment after its domain is destroyed.
+  for (int i = 0; i < 50 && !QemuProcessesUnder(dir.path()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (pid_t pid : QemuProcessesUnder(dir.path())) left.push_back(absl::StrCat("QEMU ", pid));
+  v1::ListPodSandboxResponse pods;
+  (void)cri.runtime().ListPodSandbox(CriClient::Context(60).get(), {}, &pods);
+  for (const v1::PodSandbox& p : pods.items()) left.push_back("sandbox record " + p.id());
+  v1::ListContainersResponse containers;
+  (void)cri.runtime().ListContainers(CriClient::Context(60).get(), {}, &containers);
+  for (const v1::Container& c : containers.containers()) {
+    left.push_back("container record " + c.id());
+  }
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir.Join("st/vm"), ec)) {
+    left.push_back("st/vm/" + e.path().filename().string());
+  }
+  return left;
 }
 
 DaemonProcess::Options WriteTemplateDaemonFiles(const TempDir& dir, const std::string& bridge,

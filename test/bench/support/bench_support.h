@@ -48,6 +48,13 @@ std::string Slurp(const std::string& path);
 // sleep, echo, yes, head) as symlinks in /bin.
 OciLayout::Layer BusyboxLayer();
 
+class CriClient;
+
+// What a bench's podvisord left after every pod was removed through the CRI, one line each:
+// QEMU processes whose command line names `dir` (given 5 s to exit), sandbox and container
+// records, and entries of <dir>/st/vm.
+std::vector<std::string> PodsLeftBehind(CriClient& cri, const TempDir& dir);
+
 // The files of a bench's own podvisord under `dir`: <dir>/cni/10-<bridge>.conflist (a bridge
 // network `bridge` on `subnet`, host-local IPAM state in <dir>/ipam, loopback), and
 // <dir>/config.yaml (TCG, templates built in `template_dir`, docker.io mirrored by
