@@ -165,8 +165,9 @@ void ContainerManager::Impl::RouteStdin(uint32_t stream,
 Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& argv,
                                              const std::shared_ptr<Proc>& proc,
                                              const std::string& console_socket,
-                                             const std::string& log) {
+                                             const std::string& log, const DirectStart& direct) {
   const v1::Process& p = proc->spec;
+  if (direct && p.terminal()) return Error(Code::kInternal, "a direct start has no terminal");
   SpawnOptions opts;
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   int console_listen = -1;
@@ -201,18 +202,23 @@ Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& arg
       err_pipe[1] = opts.stderr_fd;
     }
   }
-  pid_t crun_pid = 0;
-  Error err = Spawn(argv, opts, &crun_pid);
+  Error err;
+  if (direct) {
+    err = direct(opts);
+  } else {
+    pid_t crun_pid = 0;
+    err = Spawn(argv, opts, &crun_pid);
+    int status = err.ok() ? ProcessReaper::Get().Wait(crun_pid) : 0;
+    if (err.ok() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+      std::string msg = Slurp(log);
+      while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+      const std::string& sub = argv[log.empty() ? 3 : 5];
+      err = Error(Code::kInternal, "crun " + sub + ": " + (msg.empty() ? "failed" : msg));
+    }
+  }
   CloseFd(&in_pipe[0]);
   CloseFd(&out_pipe[1]);
   CloseFd(&err_pipe[1]);
-  int status = err.ok() ? ProcessReaper::Get().Wait(crun_pid) : 0;
-  if (err.ok() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-    std::string msg = Slurp(log);
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-    const std::string& sub = argv[log.empty() ? 3 : 5];
-    err = Error(Code::kInternal, "crun " + sub + ": " + (msg.empty() ? "failed" : msg));
-  }
   if (p.terminal()) {
     if (err.ok()) err = ReceiveConsole(console_listen, &proc->pty_master);
     close(console_listen);
@@ -260,6 +266,12 @@ void ContainerManager::Impl::OnExit(const std::shared_ptr<Proc>& proc, int wait_
   }
   st.set_finished_at_ns(NowNs());
   if (proc->exec_id.empty()) {
+    {
+      // Its namespaces die with it; execs are refused from now on.
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = containers.find(proc->container_id);
+      if (it != containers.end() && it->second->init == proc) it->second->ns.reset();
+    }
     const std::string events = Slurp(CgroupDir(proc->container_id) + "/memory.events");
     if (StatField(events, "oom_kill") > 0) {
       st.set_oom_killed(true);

@@ -57,7 +57,7 @@ void ContainerManager::Impl::Cleanup(Container* c) {
 }
 
 ContainerManager::ContainerManager(const AgentOptions& options, AgentServer* server)
-    : impl_(new Impl{options, server, {}, {}, {}, {}}) {}
+    : impl_(new Impl{options, server, {}, {}, {}, {}, {}, {}}) {}
 ContainerManager::~ContainerManager() = default;
 
 bool ContainerManager::Available() const { return access(impl_->options.crun.c_str(), X_OK) == 0; }
@@ -120,6 +120,14 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req, v1::User* 
     MarkStep("crun create");
     if (Error e = impl_->ReadPid(c->bundle + "/init.pid", &proc->pid); !e.ok()) return e;
     *user = spec.process().user();
+    if (!spec.privileged()) c->seccomp_json = spec.seccomp().oci_json();
+    std::unique_ptr<ContainerNamespaces> ns;
+    if (Error e = ContainerNamespaces::Open(proc->pid, &ns); e.ok()) {
+      c->ns = std::move(ns);
+    } else {
+      AgentLog(LogSeverity::kWarning,
+               "container " + id + ": its execs go through crun: " + e.message());
+    }
     std::lock_guard<std::mutex> lock(impl_->mu);
     c->init = proc;
     return Error::Ok();
@@ -212,6 +220,10 @@ Error ContainerManager::Remove(const v1::RemoveContainerRequest& req) {
     std::lock_guard<std::mutex> lock(init->mu);
     exited = init->exited;
   }
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    c->ns.reset();
+  }
   Error deleted = exited ? impl_->DeleteState(c->id)
                          : Error(Code::kFailedPrecondition, "the init has not exited");
   if (deleted.ok()) {
@@ -264,6 +276,57 @@ v1::Response ContainerManager::List() const {
   return r;
 }
 
+Error ContainerManager::Impl::SeccompFor(const std::string& oci_json,
+                                         std::shared_ptr<const SeccompProgram>* out) {
+  std::lock_guard<std::mutex> lock(seccomp_mu);
+  auto it = seccomp_programs.find(oci_json);
+  if (it != seccomp_programs.end()) {
+    *out = it->second;
+    return Error::Ok();
+  }
+  auto program = std::make_shared<SeccompProgram>();
+  if (Error e = CompileSeccompProfile(oci_json, program.get()); !e.ok()) return e;
+  if (seccomp_programs.size() >= 16) seccomp_programs.erase(seccomp_programs.begin());
+  seccomp_programs[oci_json] = program;
+  *out = std::move(program);
+  return Error::Ok();
+}
+
+Error ContainerManager::Impl::ExecDirect(const std::shared_ptr<Container>& c,
+                                         const std::shared_ptr<Proc>& proc) {
+  std::shared_ptr<const ContainerNamespaces> ns;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ns = c->ns;
+  }
+  if (!ns) return Error(Code::kUnimplemented, "the container's namespaces are not held");
+  std::shared_ptr<const SeccompProgram> seccomp;
+  if (!c->privileged && !c->seccomp_json.empty()) {
+    if (Error e = SeccompFor(c->seccomp_json, &seccomp); !e.ok()) {
+      // crun compiled this profile when it created the container: let it do so again.
+      if (e.code() != Code::kUnimplemented) {
+        AgentLog(LogSeverity::kWarning, "container " + c->id + ": seccomp profile: " + e.message() +
+                                            "; its execs go through crun");
+      }
+      return Error(Code::kUnimplemented, e.message());
+    }
+  }
+  DirectExecPlan plan;
+  if (Error e = BuildDirectExecPlan(proc->spec, c->privileged, seccomp, &plan); !e.ok()) return e;
+  {
+    std::lock_guard<std::mutex> lock(c->init->mu);
+    if (c->init->exited) {
+      return Error(Code::kFailedPrecondition, "container " + c->id + " is not running");
+    }
+  }
+  MarkStep("exec plan");
+  proc->status.set_started_at_ns(NowNs());
+  const std::string procs = CgroupDir(c->id) + "/cgroup.procs";
+  return SpawnWithStdio({}, proc, "", "", [&](const SpawnOptions& stdio) {
+    return StartDirectExec(*ns, procs, plan, stdio, &proc->pid);
+  });
+}
+
 v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
   if (!IsValidId(req.exec_id())) return ErrorResponse(Error(Code::kInvalidArgument, "bad exec id"));
   std::shared_ptr<Container> c = impl_->Find(req.container_id());
@@ -288,6 +351,14 @@ v1::Response ContainerManager::Exec(const v1::ExecProcessRequest& req) {
     return ErrorResponse(e.With("exec in " + c->id));
   };
   if (Error e = ResolveUser(c->rootfs, proc->spec.mutable_user()); !e.ok()) return fail(e);
+  if (Error e = impl_->ExecDirect(c, proc); e.code() != Code::kUnimplemented) {
+    if (!e.ok()) return fail(e);
+    impl_->WatchExit(proc);
+    MarkStep("start in the container (agent)");
+    v1::Response r;
+    r.mutable_process_started()->set_pid(static_cast<uint32_t>(proc->pid));
+    return r;
+  }
   std::string json;
   if (Error e = BuildProcessJson(proc->spec, c->privileged, &json); !e.ok()) return fail(e);
   const std::string base = c->bundle + "/exec-" + req.exec_id();

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 
 #include "agent/async_writer.h"
 #include "agent/containers.h"
+#include "agent/direct_exec.h"
 #include "agent/output_buffer.h"
 
 namespace podvisor::agent {
@@ -47,6 +49,10 @@ struct Container {
   std::vector<std::string> own_mounts;  // ours to unmount, deepest last
   bool started = false;
   bool privileged = false;
+  std::string seccomp_json;  // the profile crun loaded; empty: none
+  // Its init's namespaces and root for the agent's own execs; null: execs go through crun.
+  // Released when the init exits (they would keep an exited container's mounts alive).
+  std::shared_ptr<const ContainerNamespaces> ns;
   std::shared_ptr<Proc> init;
   std::map<std::string, std::shared_ptr<Proc>> execs;
 };
@@ -61,6 +67,8 @@ struct ContainerManager::Impl {
   std::atomic<uint64_t> next_console = 1;
   // Output stream id -> its buffer, for the host's acknowledgements. Guarded by mu.
   std::map<uint32_t, std::weak_ptr<OutputBuffer>> ack_routes;
+  std::mutex seccomp_mu;
+  std::map<std::string, std::shared_ptr<const SeccompProgram>> seccomp_programs;  // bounded
 
   std::string CrunRoot() const { return options.state_dir + "/crun"; }
   std::string CgroupDir(const std::string& id) const { return "/sys/fs/cgroup/podvisor/" + id; }
@@ -100,8 +108,19 @@ struct ContainerManager::Impl {
 
   Error PrepareRootfs(const v1::Rootfs& root, Container* c);
   Error PrepareDiskMounts(v1::ContainerSpec* spec, Container* c);
+  // Starts a process with the stdio its spec asks for: crun's `argv` (which exits once the
+  // process runs, its errors in `log`), or, when `direct` is set (no terminal), `direct` with the
+  // process's stdio descriptors, which sets proc->pid.
+  using DirectStart = std::function<Error(const SpawnOptions& stdio)>;
   Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
-                       const std::string& console_socket, const std::string& log);
+                       const std::string& console_socket, const std::string& log,
+                       const DirectStart& direct = nullptr);
+  // The compiled seccomp filter of a profile, compiled once per profile (the pod's containers
+  // mostly share one).
+  // An exec started by the agent in the container (direct_exec.h); UNIMPLEMENTED when it is one
+  // for crun. Sets proc->pid; the caller watches it.
+  Error ExecDirect(const std::shared_ptr<Container>& c, const std::shared_ptr<Proc>& proc);
+  Error SeccompFor(const std::string& oci_json, std::shared_ptr<const SeccompProgram>* out);
   void StartPump(const std::shared_ptr<Proc>& proc, int fd, uint32_t stream_id, int index);
   void StartSender(const std::shared_ptr<OutputBuffer>& buffer);
   void ConnectStdin(const std::shared_ptr<Proc>& proc);

@@ -134,6 +134,15 @@ json Resources(const v1::LinuxResources& r, bool device_cgroup) {
 
 }  // namespace
 
+int CapabilityNumber(const std::string& name) {
+  for (size_t i = 0; i < sizeof(kAllCaps) / sizeof(kAllCaps[0]); ++i) {
+    if (name == kAllCaps[i]) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+int KnownCapabilityCount() { return static_cast<int>(sizeof(kAllCaps) / sizeof(kAllCaps[0])); }
+
 Error ValidateProcess(const v1::Process& p) {
   if (p.args_size() == 0 || p.args(0).empty()) {
     return Error(Code::kInvalidArgument, "process has no command");

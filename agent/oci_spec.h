@@ -38,6 +38,11 @@ struct OciOptions {
 Error ValidateContainerSpec(const v1::ContainerSpec& spec);
 Error ValidateProcess(const v1::Process& process);
 
+// The kernel's number of a capability ("CAP_CHOWN" -> 0, in the kernel's order); -1 for a name
+// it does not know. KnownCapabilityCount(): how many names there are.
+int CapabilityNumber(const std::string& name);
+int KnownCapabilityCount();
+
 // NGROUPS_MAX: the most supplementary groups a Linux process can hold.
 inline constexpr int kMaxSupplementaryGroups = 65536;
 

@@ -59,16 +59,25 @@ class AgentContainerTest : public ::testing::Test {
     rootfs_ = dir_.Join("rootfs");
     std::string cmd = "mkdir -p " + rootfs_ + "/bin " + rootfs_ + "/etc " + rootfs_ +
                       "/tmp && cp " + kBusybox + " " + rootfs_ + "/bin/busybox";
-    for (const char* tool : {"sh", "echo", "cat", "sleep", "tty", "id", "grep"}) {
+    for (const char* tool :
+         {"sh", "echo", "cat", "sleep", "tty", "id", "grep", "readlink", "mkdir", "true"}) {
       cmd += std::string(" && ln -s busybox ") + rootfs_ + "/bin/" + tool;
     }
     cmd += " && echo 'app:x:1234:4321::/:/bin/sh' > " + rootfs_ + "/etc/passwd";
     ASSERT_EQ(system(cmd.c_str()), 0);
+    // crun through a wrapper that notes each subcommand, so that a test can tell which steps
+    // the agent left to crun.
+    crun_calls_ = dir_.Join("crun-calls");
+    std::ofstream(dir_.Join("crun"))
+        << "#!/bin/sh\nfor a; do case \"$a\" in "
+           "create|exec|start|kill|delete|update) echo \"$a\" >> "
+        << crun_calls_ << "; break;; esac; done\nexec " << kCrun << " \"$@\"\n";
+    ASSERT_EQ(chmod(dir_.Join("crun").c_str(), 0755), 0);
     socket_ = dir_.Join("agent.sock");
     // A private mount namespace with a cgroup2 hierarchy, as the guest has.
     agent_ = std::make_unique<AgentProcess>(
         std::vector<std::string>{"--channel", "listen:" + socket_, "--root", dir_.Join("root"),
-                                 "--state-dir", dir_.Join("state"), "--crun", kCrun},
+                                 "--state-dir", dir_.Join("state"), "--crun", dir_.Join("crun")},
         std::vector<std::string>{"unshare", "-m", "--", "sh", "-c",
                                  "umount -l /sys/fs/cgroup 2>/dev/null; "
                                  "mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec \"$0\" \"$@\""},
@@ -109,10 +118,21 @@ class AgentContainerTest : public ::testing::Test {
     return found;
   }
 
+  // How many times crun was run with `subcommand` so far.
+  int CrunCalls(const std::string& subcommand) {
+    std::ifstream in(crun_calls_);
+    int n = 0;
+    for (std::string line; std::getline(in, line);) n += line == subcommand;
+    return n;
+  }
+
   TempDir dir_;
+  std::string crun_calls_;
   std::string rootfs_;
   std::string socket_;
   std::unique_ptr<AgentProcess> agent_;
+  // Sinks a test hands the client; declared before it so they outlive its reader thread.
+  std::vector<std::unique_ptr<StreamSink>> sinks_;
   std::unique_ptr<AgentClient> client_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -234,6 +254,7 @@ TEST_F(AgentContainerTest, ExecWithATerminalThenSignalAndRemove) {
   client_->SetStreamCallback(exec.stdout_stream, tty_out.Callback());
   auto exec_pid = client_->ExecProcess("c3", "e1", exec, timeout_);
   ASSERT_TRUE(exec_pid.ok()) << exec_pid.status() << "\n" << agent_->ReadLog();
+  EXPECT_EQ(CrunCalls("exec"), 1) << "a terminal exec is crun's";
   auto exec_exit = client_->WaitProcess("c3", "e1", timeout_);
   ASSERT_TRUE(exec_exit.ok()) << exec_exit.status();
   EXPECT_EQ(exec_exit->exit_code, 0);
@@ -306,6 +327,86 @@ TEST_F(AgentContainerTest, BadRequestsFailClearly) {
   EXPECT_NE(missing.message().find("not-there"), std::string::npos) << missing;
   EXPECT_TRUE(client_->RemoveContainer("c5", true, timeout_).ok());
   EXPECT_TRUE(client_->RemoveContainer("c8", true, timeout_).ok());  // never created: fine
+}
+
+// An exec the agent starts itself (no crun run) holds what the container's init holds: its
+// namespaces and cgroup, the user and groups, capabilities, no_new_privs and seccomp filter.
+TEST_F(AgentContainerTest, AnExecWithoutCrunHoldsWhatTheInitHolds) {
+  std::ofstream(rootfs_ + "/etc/group") << "app:x:4321:\n";
+  ASSERT_EQ(chmod((rootfs_ + "/tmp").c_str(), 01777), 0);
+  const std::string report =
+      "grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' "
+      "/proc/self/status; for n in mnt pid cgroup ipc uts net; do readlink /proc/self/ns/$n; "
+      "done; cat /proc/self/cgroup; echo $GREETING; mkdir /tmp/blocked 2>&1; echo mkdir=$?";
+  ContainerSpec spec = Spec({"/bin/sh", "-c", "(" + report + ") > /tmp/init.txt; exec sleep 1000"});
+  spec.process.user.username = "app";
+  spec.process.user.gid_from_passwd = true;
+  spec.process.user.additional_gids = {777};
+  spec.process.capabilities = {"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"};
+  spec.process.no_new_privileges = true;
+  // mkdir fails with ENOSYS, which no filesystem would say.
+  spec.seccomp_oci_json =
+      R"({"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86"],)"
+      R"("syscalls":[{"names":["mkdir","mkdirat","no_such_syscall"],"action":"SCMP_ACT_ERRNO",)"
+      R"("errnoRet":38}]})";
+  ASSERT_TRUE(client_->CreateContainer("d1", spec, timeout_).ok()) << agent_->ReadLog();
+  ASSERT_TRUE(client_->StartContainer("d1", timeout_).ok()) << agent_->ReadLog();
+  const int crun_execs = CrunCalls("exec");
+
+  auto run = [&](const std::string& exec_id, const std::vector<std::string>& args,
+                 const std::string& cwd, StreamSink* out) -> absl::StatusOr<int> {
+    ProcessSpec exec;
+    exec.args = args;
+    exec.env = {"GREETING=hello"};
+    exec.cwd = cwd;
+    exec.user.username = "app";
+    exec.user.gid_from_passwd = true;
+    exec.user.additional_gids = {777};
+    exec.capabilities = spec.process.capabilities;
+    exec.no_new_privileges = true;
+    exec.stdout_stream = client_->AllocateStreamId();
+    client_->SetStreamCallback(exec.stdout_stream, out->Callback());
+    absl::StatusOr<uint32_t> pid = client_->ExecProcess("d1", exec_id, exec, timeout_);
+    if (!pid.ok()) return pid.status();
+    auto exit = client_->WaitProcess("d1", exec_id, timeout_);
+    if (!exit.ok()) return exit.status();
+    return exit->exit_code;
+  };
+  std::string init_report;  // once the init has written it
+  for (int i = 0; i < 100 && init_report.find("mkdir=") == std::string::npos; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    StreamSink* init_out = sinks_.emplace_back(std::make_unique<StreamSink>()).get();
+    absl::StatusOr<int> cat =
+        run("e0-" + std::to_string(i), {"cat", "/tmp/init.txt"}, "/", init_out);
+    ASSERT_TRUE(cat.ok()) << cat.status() << "\n" << agent_->ReadLog();
+    init_report = init_out->WaitEof();
+  }
+  StreamSink& exec_out = *sinks_.emplace_back(std::make_unique<StreamSink>());
+  absl::StatusOr<int> code = run("e1", {"/bin/sh", "-c", report + "; pwd"}, "/tmp", &exec_out);
+  ASSERT_TRUE(code.ok()) << code.status() << "\n" << agent_->ReadLog();
+  EXPECT_EQ(*code, 0);
+  const std::string exec_report = exec_out.WaitEof();
+  EXPECT_EQ(exec_report, init_report + "/tmp\n");
+  EXPECT_NE(exec_report.find("Uid:\t1234\t1234\t1234\t1234"), std::string::npos) << exec_report;
+  EXPECT_NE(exec_report.find("Groups:\t777 4321 \n"), std::string::npos) << exec_report;
+  EXPECT_NE(exec_report.find("NoNewPrivs:\t1"), std::string::npos) << exec_report;
+  EXPECT_NE(exec_report.find("Seccomp:\t2"), std::string::npos) << exec_report;
+  EXPECT_NE(exec_report.find("CapBnd:\t0000000000000421"), std::string::npos) << exec_report;
+  EXPECT_NE(exec_report.find("Function not implemented"), std::string::npos) << exec_report;
+  EXPECT_NE(exec_report.find("hello\n"), std::string::npos) << exec_report;
+  EXPECT_EQ(CrunCalls("exec"), crun_execs) << "the execs went through crun";
+
+  // Failures name what failed, and leave no exec behind.
+  StreamSink& none = *sinks_.emplace_back(std::make_unique<StreamSink>());
+  absl::StatusOr<int> missing = run("e2", {"no-such-command"}, "/", &none);
+  EXPECT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("executable file not found"), std::string::npos)
+      << missing.status();
+  absl::StatusOr<int> bad_cwd = run("e3", {"/bin/true"}, "/no/such/dir", &none);
+  EXPECT_FALSE(bad_cwd.ok());
+  EXPECT_NE(bad_cwd.status().message().find("/no/such/dir"), std::string::npos) << bad_cwd.status();
+  EXPECT_TRUE(client_->Ping(absl::Seconds(30)).ok());
+  ASSERT_TRUE(client_->RemoveContainer("d1", true, timeout_).ok());
 }
 
 // Where the host sees the cgroup2 hierarchy the agent mounts in its own namespace ("" if none).
