@@ -41,11 +41,8 @@ namespace podvisor::agent {
 namespace {
 
 // Receives the pty master crun sends to --console-socket.
-Error ReceiveConsole(int listen_fd, int* master) {
-  pollfd p{listen_fd, POLLIN, 0};
-  if (poll(&p, 1, 10000) <= 0) return Error(Code::kInternal, "crun sent no console");
-  int conn = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
-  if (conn < 0) return ErrnoError("accept console", errno);
+// The descriptor sent (SCM_RIGHTS) on the connected socket `conn`.
+Error ReceiveFd(int conn, int flags, int* fd) {
   char buf[256];
   iovec iov{buf, sizeof(buf)};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
@@ -54,12 +51,24 @@ Error ReceiveConsole(int listen_fd, int* master) {
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
-  ssize_t n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
-  close(conn);
+  ssize_t n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC | flags);
   cmsghdr* c = n >= 0 ? CMSG_FIRSTHDR(&msg) : nullptr;
-  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) return Error(Code::kInternal, "no console fd");
-  std::memcpy(master, CMSG_DATA(c), sizeof(int));
+  if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+      c->cmsg_len != CMSG_LEN(sizeof(int))) {
+    return Error(Code::kInternal, "no console fd");
+  }
+  std::memcpy(fd, CMSG_DATA(c), sizeof(int));
   return Error::Ok();
+}
+
+Error ReceiveConsole(int listen_fd, int* master) {
+  pollfd p{listen_fd, POLLIN, 0};
+  if (poll(&p, 1, 10000) <= 0) return Error(Code::kInternal, "crun sent no console");
+  int conn = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (conn < 0) return ErrnoError("accept console", errno);
+  Error e = ReceiveFd(conn, 0, master);
+  close(conn);
+  return e;
 }
 
 }  // namespace
@@ -167,11 +176,15 @@ Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& arg
                                              const std::string& console_socket,
                                              const std::string& log, const DirectStart& direct) {
   const v1::Process& p = proc->spec;
-  if (direct && p.terminal()) return Error(Code::kInternal, "a direct start has no terminal");
   SpawnOptions opts;
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   int console_listen = -1;
-  if (p.terminal()) {
+  int console_pair[2] = {-1, -1};  // a direct start's terminal: the master comes back on [0]
+  if (p.terminal() && direct) {
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, console_pair) != 0) {
+      return ErrnoError("console socketpair", errno);
+    }
+  } else if (p.terminal()) {
     console_listen = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -204,7 +217,8 @@ Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& arg
   }
   Error err;
   if (direct) {
-    err = direct(opts);
+    err = direct(opts, console_pair[1]);
+    CloseFd(&console_pair[1]);
   } else {
     pid_t crun_pid = 0;
     err = Spawn(argv, opts, &crun_pid);
@@ -220,9 +234,15 @@ Error ContainerManager::Impl::SpawnWithStdio(const std::vector<std::string>& arg
   CloseFd(&out_pipe[1]);
   CloseFd(&err_pipe[1]);
   if (p.terminal()) {
-    if (err.ok()) err = ReceiveConsole(console_listen, &proc->pty_master);
-    close(console_listen);
-    unlink(console_socket.c_str());
+    if (direct) {
+      // Sent before the start was reported: it is queued on the socket by now.
+      if (err.ok()) err = ReceiveFd(console_pair[0], MSG_DONTWAIT, &proc->pty_master);
+      CloseFd(&console_pair[0]);
+    } else {
+      if (err.ok()) err = ReceiveConsole(console_listen, &proc->pty_master);
+      close(console_listen);
+      unlink(console_socket.c_str());
+    }
     if (!err.ok()) return err;
     proc->stdin_fd = proc->pty_master;
     StartPump(proc, proc->pty_master, p.stdout_stream(), 0);

@@ -322,8 +322,8 @@ Error ContainerManager::Impl::ExecDirect(const std::shared_ptr<Container>& c,
   MarkStep("exec plan");
   proc->status.set_started_at_ns(NowNs());
   const std::string procs = CgroupDir(c->id) + "/cgroup.procs";
-  return SpawnWithStdio({}, proc, "", "", [&](const SpawnOptions& stdio) {
-    return StartDirectExec(*ns, procs, plan, stdio, &proc->pid);
+  return SpawnWithStdio({}, proc, "", "", [&](const SpawnOptions& stdio, int console) {
+    return StartDirectExec(*ns, procs, plan, stdio, console, &proc->pid);
   });
 }
 

@@ -109,9 +109,10 @@ struct ContainerManager::Impl {
   Error PrepareRootfs(const v1::Rootfs& root, Container* c);
   Error PrepareDiskMounts(v1::ContainerSpec* spec, Container* c);
   // Starts a process with the stdio its spec asks for: crun's `argv` (which exits once the
-  // process runs, its errors in `log`), or, when `direct` is set (no terminal), `direct` with the
-  // process's stdio descriptors, which sets proc->pid.
-  using DirectStart = std::function<Error(const SpawnOptions& stdio)>;
+  // process runs, its errors in `log`), or, when `direct` is set, `direct` with the process's
+  // stdio descriptors, or for a terminal the socket it sends the pty master on; it sets
+  // proc->pid.
+  using DirectStart = std::function<Error(const SpawnOptions& stdio, int console)>;
   Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
                        const std::string& console_socket, const std::string& log,
                        const DirectStart& direct = nullptr);

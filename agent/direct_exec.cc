@@ -6,11 +6,14 @@
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -37,6 +40,7 @@ enum Step : int32_t {
   kForkIntoPidNamespace,
   kEnterRoot,
   kStdio,
+  kTerminal,
   kRlimit,
   kOomScoreAdj,
   kCwd,
@@ -57,6 +61,7 @@ const char* const kStepNames[kStepCount] = {"join the container's cgroup",
                                             "fork into the container's PID namespace",
                                             "enter the container's root",
                                             "set up stdio",
+                                            "allocate the terminal",
                                             "set rlimits",
                                             "set oom_score_adj",
                                             "change to the working directory",
@@ -105,16 +110,48 @@ bool Has(uint64_t set, int cap) { return cap < 64 && (set >> cap) & 1; }
 
 // The grandchild: in the container's PID namespace; becomes the exec'd process.
 [[noreturn]] void BecomeProcess(const ContainerNamespaces& ns, const DirectExecPlan& plan,
-                                const SpawnOptions& stdio, int devnull, int report,
+                                const SpawnOptions& stdio, int console, int devnull, int report,
                                 char* const* argv, char* const* envp,
                                 const std::vector<const char*>& candidates, bool searched) {
   if (fchdir(ns.root_fd()) != 0 || chroot(".") != 0 || chdir("/") != 0) {
     Fail(report, kEnterRoot, errno);
   }
   setsid();
-  const int fds[3] = {stdio.stdin_fd >= 0 ? stdio.stdin_fd : devnull,
-                      stdio.stdout_fd >= 0 ? stdio.stdout_fd : devnull,
-                      stdio.stderr_fd >= 0 ? stdio.stderr_fd : devnull};
+  int fds[3] = {stdio.stdin_fd >= 0 ? stdio.stdin_fd : devnull,
+                stdio.stdout_fd >= 0 ? stdio.stdout_fd : devnull,
+                stdio.stderr_fd >= 0 ? stdio.stderr_fd : devnull};
+  if (plan.terminal) {
+    // The container's devpts, as crun's console: the process's `tty` names a pts of its own.
+    // TIOCGPTPEER fails on anything that is not a pty master, whatever /dev/ptmx was made to be.
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) Fail(report, kTerminal, errno);
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) != 0) Fail(report, kTerminal, errno);
+    int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (slave < 0) Fail(report, kTerminal, errno);
+    if (plan.rows != 0 && plan.cols != 0) {
+      winsize ws{plan.rows, plan.cols, 0, 0};
+      if (ioctl(slave, TIOCSWINSZ, &ws) != 0) Fail(report, kTerminal, errno);
+    }
+    if (ioctl(slave, TIOCSCTTY, 0) != 0) Fail(report, kTerminal, errno);
+    if (fchown(slave, plan.uid, static_cast<gid_t>(-1)) != 0) Fail(report, kTerminal, errno);
+    char byte = 0;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &master, sizeof(int));
+    if (sendmsg(console, &msg, MSG_NOSIGNAL) != 1) Fail(report, kTerminal, errno);
+    close(master);
+    fds[0] = fds[1] = fds[2] = slave;
+  }
   // Above 2 first, so that dup2 onto 0..2 cannot close a source still to be copied.
   int high[3];
   for (int i = 0; i < 3; ++i) {
@@ -266,7 +303,6 @@ ContainerNamespaces::~ContainerNamespaces() {
 Error BuildDirectExecPlan(const v1::Process& p, bool privileged,
                           std::shared_ptr<const SeccompProgram> seccomp, DirectExecPlan* plan) {
   if (Error e = ValidateProcess(p); !e.ok()) return e;
-  if (p.terminal()) return Error(Code::kUnimplemented, "a terminal");
   if (!p.apparmor_profile().empty()) return Error(Code::kUnimplemented, "an AppArmor profile");
   if (!p.selinux_label().empty()) return Error(Code::kUnimplemented, "an SELinux label");
   for (const std::string& a : p.args()) {
@@ -304,6 +340,9 @@ Error BuildDirectExecPlan(const v1::Process& p, bool privileged,
       start = end + 1;
     }
   }
+  plan->terminal = p.terminal();
+  plan->rows = static_cast<unsigned short>(std::min<uint32_t>(p.tty_rows(), 0xffff));
+  plan->cols = static_cast<unsigned short>(std::min<uint32_t>(p.tty_cols(), 0xffff));
   plan->cwd = p.cwd().empty() ? "/" : p.cwd();
   plan->uid = p.user().uid();
   plan->gid = p.user().gid();
@@ -368,10 +407,12 @@ Error BuildDirectExecPlan(const v1::Process& p, bool privileged,
 }
 
 Error StartDirectExec(const ContainerNamespaces& ns, const std::string& cgroup_procs,
-                      const DirectExecPlan& plan, const SpawnOptions& stdio, pid_t* pid_out) {
+                      const DirectExecPlan& plan, const SpawnOptions& stdio, int console,
+                      pid_t* pid_out) {
   if (plan.argv.empty() || plan.candidates.empty()) {
     return Error(Code::kInvalidArgument, "empty command");
   }
+  if (plan.terminal && console < 0) return Error(Code::kInternal, "a terminal needs a console");
   // Everything the children use is allocated here: they may not allocate.
   std::vector<char*> argv, envp;
   for (const std::string& a : plan.argv) argv.push_back(const_cast<char*>(a.c_str()));
@@ -409,8 +450,8 @@ Error StartDirectExec(const ContainerNamespaces& ns, const std::string& cgroup_p
     if (grandchild < 0) Fail(report[1], kForkIntoPidNamespace, errno);
     if (grandchild == 0) {
       prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-      BecomeProcess(ns, plan, stdio, devnull, report[1], argv.data(), envp.data(), candidates,
-                    searched);
+      BecomeProcess(ns, plan, stdio, console, devnull, report[1], argv.data(), envp.data(),
+                    candidates, searched);
     }
     Send(report[1], kPid, grandchild, 0);
     _exit(0);

@@ -4,9 +4,9 @@
 // exec (under TCG a fresh crun costs ~1-1.5 s; this path costs two forks). The process gets
 // what crun would give it: the container's namespaces, root and cgroup, its user and groups,
 // capabilities, no_new_privs, rlimits, umask and the container's seccomp filter (compiled once
-// per profile by seccomp_bpf.h, with the library crun uses). What only crun does (a terminal,
-// an AppArmor profile, an SELinux label, a seccomp notifier) is UNIMPLEMENTED here and the
-// caller runs crun for it.
+// per profile by seccomp_bpf.h, with the library crun uses), and a terminal allocated in the
+// container's own devpts as crun allocates it. What only crun does (an AppArmor profile, an
+// SELinux label, a seccomp notifier) is UNIMPLEMENTED here and the caller runs crun for it.
 
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -68,6 +68,10 @@ struct DirectExecPlan {
   std::vector<Limit> rlimits;
   std::optional<int> oom_score_adj;
   std::shared_ptr<const SeccompProgram> seccomp;  // null: no filter
+  // A pty for stdio, opened from the container's /dev/ptmx; its master is sent back over the
+  // console descriptor StartDirectExec is given. rows/cols 0: the kernel's default size.
+  bool terminal = false;
+  unsigned short rows = 0, cols = 0;
   int last_cap = 40;                              // /proc/sys/kernel/cap_last_cap
 };
 
@@ -77,10 +81,12 @@ Error BuildDirectExecPlan(const v1::Process& p, bool privileged,
                           std::shared_ptr<const SeccompProgram> seccomp, DirectExecPlan* plan);
 
 // Starts the plan's process in `ns`, in the cgroup whose cgroup.procs is `cgroup_procs`, with
-// `stdio`'s descriptors (-1: /dev/null). `*pid` is in the agent's PID namespace; the caller
-// watches it with the ProcessReaper. An error names the step that failed (the command not
-// found, a cwd that does not exist, ...); no process is left behind then.
+// `stdio`'s descriptors (-1: /dev/null), or, for a plan with a terminal, the pty whose master
+// is sent (SCM_RIGHTS) on `console`, one end of a connected unix socket. `*pid` is in the agent's
+// PID namespace; the caller watches it with the ProcessReaper. An error names the step that
+// failed (the command not found, a cwd that does not exist, ...); no process is left behind then.
 Error StartDirectExec(const ContainerNamespaces& ns, const std::string& cgroup_procs,
-                      const DirectExecPlan& plan, const SpawnOptions& stdio, pid_t* pid);
+                      const DirectExecPlan& plan, const SpawnOptions& stdio, int console,
+                      pid_t* pid);
 
 }  // namespace podvisor::agent

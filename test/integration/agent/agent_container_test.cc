@@ -248,18 +248,27 @@ TEST_F(AgentContainerTest, ExecWithATerminalThenSignalAndRemove) {
 
   StreamSink tty_out;
   ProcessSpec exec;
-  exec.args = {"/bin/sh", "-c", "tty; echo exec-ran"};
+  // The pty is one of the container's own devpts (its path exists in the container), the
+  // controlling terminal of the process, and carries stdin.
+  exec.args = {"/bin/sh", "-c",
+               "t=$(tty); echo tty=$t; [ -e \"$t\" ] && echo in-container; "
+               "[ -t 0 ] && echo stdin-is-a-tty; read line; echo got-$line; echo exec-ran"};
   exec.terminal = true;
+  exec.stdin_stream = client_->AllocateStreamId();
   exec.stdout_stream = client_->AllocateStreamId();
   client_->SetStreamCallback(exec.stdout_stream, tty_out.Callback());
   auto exec_pid = client_->ExecProcess("c3", "e1", exec, timeout_);
   ASSERT_TRUE(exec_pid.ok()) << exec_pid.status() << "\n" << agent_->ReadLog();
-  EXPECT_EQ(CrunCalls("exec"), 1) << "a terminal exec is crun's";
+  EXPECT_EQ(CrunCalls("exec"), 0) << "the agent starts a terminal exec itself";
+  ASSERT_TRUE(tty_out.WaitFor("stdin-is-a-tty")) << tty_out.data;
+  ASSERT_TRUE(client_->WriteStream(exec.stdin_stream, "typed\n", false).ok());
   auto exec_exit = client_->WaitProcess("c3", "e1", timeout_);
   ASSERT_TRUE(exec_exit.ok()) << exec_exit.status();
   EXPECT_EQ(exec_exit->exit_code, 0);
   EXPECT_TRUE(tty_out.WaitFor("exec-ran")) << tty_out.data;
-  EXPECT_NE(tty_out.data.find("/dev/pts/"), std::string::npos) << tty_out.data;
+  EXPECT_NE(tty_out.data.find("tty=/dev/pts/"), std::string::npos) << tty_out.data;
+  EXPECT_NE(tty_out.data.find("in-container"), std::string::npos) << tty_out.data;
+  EXPECT_NE(tty_out.data.find("got-typed"), std::string::npos) << tty_out.data;
   EXPECT_TRUE(WaitEvent("c3", "e1").has_value());
 
   auto stats = client_->Stats({"c3"}, timeout_);

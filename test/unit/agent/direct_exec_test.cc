@@ -218,14 +218,25 @@ TEST(DirectExecPlanTest, APrivilegedProcessHoldsEveryCapabilityAndNoFilter) {
 }
 
 TEST(DirectExecPlanTest, WhatOnlyCrunDoesIsLeftToIt) {
-  for (int what = 0; what < 3; ++what) {
+  for (int what = 1; what < 3; ++what) {
     v1::Process p = BaseProcess();
-    if (what == 0) p.set_terminal(true);
     if (what == 1) p.set_apparmor_profile("runtime/default");
     if (what == 2) p.set_selinux_label("system_u:system_r:container_t:s0");
     DirectExecPlan plan;
     EXPECT_EQ(BuildDirectExecPlan(p, false, nullptr, &plan).code(), Code::kUnimplemented) << what;
   }
+}
+
+TEST(DirectExecPlanTest, ATerminalCarriesItsSize) {
+  v1::Process p = BaseProcess();
+  p.set_terminal(true);
+  p.set_tty_rows(40);
+  p.set_tty_cols(1u << 20);  // more than a winsize holds
+  DirectExecPlan plan;
+  ASSERT_TRUE(BuildDirectExecPlan(p, false, nullptr, &plan).ok());
+  EXPECT_TRUE(plan.terminal);
+  EXPECT_EQ(plan.rows, 40);
+  EXPECT_EQ(plan.cols, 0xffff);
 }
 
 TEST(DirectExecPlanTest, BadInputIsRefused) {
