@@ -57,14 +57,29 @@ std::string Shell(const std::string& cmd) {
 }
 
 // What the daemon acknowledged in a round, and which call was under way when it died.
+// The calls of one pod's life, in order: each round kills the daemon inside one of them.
+constexpr const char* kPhases[] = {"PullImage",      "RunPodSandbox",  "CreateContainer",
+                                   "StartContainer", "StopPodSandbox", "RemovePodSandbox"};
+constexpr int kPhaseCount = sizeof(kPhases) / sizeof(kPhases[0]);
+
 struct Acked {
   std::mutex mu;
   std::string step = "none";
   std::string pod, container;
-  bool started = false, stopped = false, removed = false;
+  bool pulled = false, started = false, stopped = false, removed = false;
+  std::chrono::steady_clock::time_point begin = std::chrono::steady_clock::now();
+  std::vector<double> phase_start_ms;  // when each of kPhases began, from `begin`
   void Set(std::string* field, const std::string& value) {
     std::lock_guard<std::mutex> lock(mu);
     *field = value;
+  }
+  // Enters kPhases[phase_start_ms.size()].
+  void Enter(const char* phase) {
+    std::lock_guard<std::mutex> lock(mu);
+    step = phase;
+    phase_start_ms.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin)
+            .count());
   }
 };
 
@@ -112,13 +127,33 @@ class Sweep {
     config.mutable_metadata()->set_namespace_("sweep");
     config.mutable_metadata()->set_uid(absl::StrCat("uid-sweep-", round));
     config.set_log_directory(dir_.Join(absl::StrCat("logs/", round)));
-    a.Set(&a.step, "RunPodSandbox");
+    {
+      // The image again from the registry: no container uses it between lives.
+      v1::RemoveImageRequest rm;
+      rm.mutable_image()->set_image(kImage);
+      v1::RemoveImageResponse rmd;
+      (void)cri_->image().RemoveImage(CriClient::Context(60).get(), rm, &rmd);
+    }
+    {
+      std::lock_guard<std::mutex> lock(a.mu);
+      a.begin = std::chrono::steady_clock::now();
+    }
+    a.Enter("PullImage");
+    v1::PullImageRequest pull;
+    pull.mutable_image()->set_image(kImage);
+    v1::PullImageResponse pulled;
+    if (!cri_->image().PullImage(CriClient::Context(300).get(), pull, &pulled).ok()) return;
+    {
+      std::lock_guard<std::mutex> lock(a.mu);
+      a.pulled = true;
+    }
+    a.Enter("RunPodSandbox");
     v1::RunPodSandboxRequest run;
     *run.mutable_config() = config;
     v1::RunPodSandboxResponse ran;
     if (!cri_->runtime().RunPodSandbox(CriClient::Context(300).get(), run, &ran).ok()) return;
     a.Set(&a.pod, ran.pod_sandbox_id());
-    a.Set(&a.step, "CreateContainer");
+    a.Enter("CreateContainer");
     v1::CreateContainerRequest create;
     create.set_pod_sandbox_id(ran.pod_sandbox_id());
     create.mutable_config()->mutable_metadata()->set_name("c");
@@ -132,7 +167,7 @@ class Sweep {
       return;
     }
     a.Set(&a.container, created.container_id());
-    a.Set(&a.step, "StartContainer");
+    a.Enter("StartContainer");
     v1::StartContainerRequest start;
     start.set_container_id(created.container_id());
     v1::StartContainerResponse started;
@@ -141,8 +176,8 @@ class Sweep {
     {
       std::lock_guard<std::mutex> lock(a.mu);
       a.started = true;
-      a.step = "StopPodSandbox";
     }
+    a.Enter("StopPodSandbox");
     v1::StopPodSandboxRequest stop;
     stop.set_pod_sandbox_id(ran.pod_sandbox_id());
     v1::StopPodSandboxResponse stopped;
@@ -150,8 +185,8 @@ class Sweep {
     {
       std::lock_guard<std::mutex> lock(a.mu);
       a.stopped = true;
-      a.step = "RemovePodSandbox";
     }
+    a.Enter("RemovePodSandbox");
     v1::RemovePodSandboxRequest remove;
     remove.set_pod_sandbox_id(ran.pod_sandbox_id());
     v1::RemovePodSandboxResponse removed;
@@ -162,27 +197,46 @@ class Sweep {
       std::lock_guard<std::mutex> lock(a.mu);
       a.removed = true;
       a.step = "done";
+      a.phase_start_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a.begin)
+              .count());
     }
   }
 
-  // A whole life without a kill: how long the window for the random kill is.
+  // Two whole lives without a kill (the second, warm, is kept): when each call begins and
+  // ends, the windows the random kills fall in.
   bool Calibrate() {
-    Acked a;
-    auto start = std::chrono::steady_clock::now();
-    Life(a, 0);
-    life_ms_ =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    if (!a.removed) return Fail("calibration life did not complete (" + a.step + ")");
-    std::printf("calibration: one pod life takes %.1f s\n", life_ms_ / 1000);
+    for (int i = 0; i < 2; ++i) {
+      Acked a;
+      Life(a, -i);
+      if (!a.removed) return Fail("calibration life did not complete (" + a.step + ")");
+      phase_ms_ = a.phase_start_ms;
+    }
+    std::printf("calibration: one pod life takes %.1f s:", phase_ms_.back() / 1000);
+    for (int i = 0; i < kPhaseCount; ++i) {
+      std::printf(" %s %.0f ms", kPhases[i], phase_ms_[i + 1] - phase_ms_[i]);
+    }
+    std::printf("\n");
     return true;
   }
 
   // One round; returns the problems found (empty: none).
   std::vector<std::string> Round(int round, std::mt19937& rng) {
     Acked a;
-    const int kill_ms = std::uniform_int_distribution<int>(0, static_cast<int>(life_ms_))(rng);
+    // A call chosen evenly, then a moment inside it (as the calibration timed it).
+    const int phase = std::uniform_int_distribution<int>(0, kPhaseCount - 1)(rng);
+    const int kill_ms = static_cast<int>(
+        std::uniform_real_distribution<double>(phase_ms_[phase], phase_ms_[phase + 1])(rng));
     std::thread life([&] { Life(a, round); });
-    std::this_thread::sleep_for(std::chrono::milliseconds(kill_ms));
+    // From the start of the pull (after the untimed RemoveImage).
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(a.mu);
+        if (!a.phase_start_ms.empty()) break;
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    std::this_thread::sleep_until(a.begin + std::chrono::milliseconds(kill_ms));
     std::string step;
     {
       std::lock_guard<std::mutex> lock(a.mu);
@@ -199,8 +253,8 @@ class Sweep {
       daemon_->Kill();
       during_restart = absl::StrCat(", again ", again_ms, " ms into the restart");
     }
-    std::printf("round %d: killed at %d ms during %s%s\n", round, kill_ms, step.c_str(),
-                during_restart.c_str());
+    std::printf("round %d: aimed at %s, killed at %d ms during %s%s\n", round, kPhases[phase],
+                kill_ms, step.c_str(), during_restart.c_str());
     std::fflush(stdout);
     if (!StartDaemon()) return {"restart failed"};
     // As kubelet does: nothing is judged before the daemon says its runtime is ready (the
@@ -256,6 +310,17 @@ class Sweep {
 
   std::vector<std::string> CheckAcked(Acked& a) {
     std::vector<std::string> problems;
+    v1::ImageStatusRequest image;
+    image.mutable_image()->set_image(kImage);
+    v1::ImageStatusResponse image_status;
+    grpc::Status is = cri_->image().ImageStatus(CriClient::Context(60).get(), image, &image_status);
+    if (!is.ok()) {
+      problems.push_back("ImageStatus after restart: " + is.error_message());
+    } else if (a.pulled && !image_status.has_image()) {
+      problems.push_back("pulled image " + std::string(kImage) + " is gone");
+    } else if (image_status.has_image() && image_status.image().size() == 0) {
+      problems.push_back("image " + std::string(kImage) + " is listed with size 0");
+    }
     v1::ListPodSandboxResponse pods;
     grpc::Status s = cri_->runtime().ListPodSandbox(CriClient::Context(300).get(), {}, &pods);
     if (!s.ok()) return {"ListPodSandbox after restart: " + s.error_message()};
@@ -335,6 +400,15 @@ class Sweep {
     for (absl::string_view line : absl::StrSplit(veths, '\n', absl::SkipEmpty())) {
       leaks.push_back(absl::StrCat("veth ", line.substr(0, line.find('@'))));
     }
+    // A pull the kill cut short: its partial download is the restart's to remove.
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir_.Join("root"), ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory() && it->path().filename() == "ingest") {
+        for (const std::string& e : Entries(it->path())) leaks.push_back("download " + e);
+        it.disable_recursion_pending();
+      }
+    }
     for (const std::string& m : Mounts()) {
       if (!baseline_mounts_.contains(m)) leaks.push_back("mount " + m);
     }
@@ -346,7 +420,7 @@ class Sweep {
   std::unique_ptr<DaemonProcess> daemon_;
   std::unique_ptr<CriClient> cri_;
   std::set<std::string> baseline_mounts_;
-  double life_ms_ = 0;
+  std::vector<double> phase_ms_;  // kPhases' starts, then the end of the life
 };
 
 int Main(int argc, char** argv) {
