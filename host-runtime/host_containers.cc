@@ -128,6 +128,8 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
     return WithContext(s, context);
   }
   // The record first: a crash from here on leaves a record that Recover() finds and cleans.
+  // Provisional until the container exists: nobody else sees it before (no event, not listed).
+  c.status.provisional = true;
   if (absl::Status s = containers_->Add(c); !s.ok()) {
     if (s.code() == absl::StatusCode::kAlreadyExists) {
       return absl::AlreadyExistsError(absl::StrCat("container ", s.message()));
@@ -154,6 +156,7 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
   auto updated = containers_->Update(meta.id, [&](ContainerStatus& st) {
     st.pid = static_cast<uint32_t>(started->container_pid);
     st.resources = config.resources;
+    st.provisional = false;
     return absl::OkStatus();
   });
   if (!updated.ok()) {
@@ -350,6 +353,7 @@ absl::StatusOr<Container> HostRuntime::InspectContainer(const std::string& id_or
 std::vector<Container> HostRuntime::ListContainers(const ContainerFilter& filter) {
   std::vector<Container> out;
   for (const Container& c : containers_->List()) {
+    if (c.status.provisional) continue;  // a create under way
     Container now = Refresh(c);
     if (ContainerMatches(now, filter)) out.push_back(std::move(now));
   }

@@ -209,10 +209,13 @@ struct ContainerStatus {
   std::string message;
   uint32_t pid = 0;  // in the guest
   ContainerLimits resources;
+  // Being created: the record is written before the container exists only so that recovery
+  // finds what a crash left. Not listed, no event, until CreateContainer has succeeded.
+  bool provisional = false;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerStatus, state, started_at_ns,
                                                 finished_at_ns, exit_code, reason, message, pid,
-                                                resources)
+                                                resources, provisional)
 
 using Container = StoredObject<ContainerMetadata, ContainerStatus>;
 using ContainerStore = ObjectStore<ContainerMetadata, ContainerStatus>;

@@ -10,14 +10,18 @@ namespace {
 
 bool Visible(const Sandbox* s) { return s != nullptr && s->status.run_completed; }
 bool Ready(const Sandbox* s) { return Visible(s) && s->status.state == SandboxState::kReady; }
+bool Visible(const Container* c) { return c != nullptr && !c->status.provisional; }
 
 }  // namespace
 
 std::vector<ContainerEventType> ContainerTransitions(const Container* before,
                                                      const Container* after) {
-  if (before == nullptr && after == nullptr) return {};
-  if (before == nullptr) return {ContainerEventType::kCreated};
-  if (after == nullptr) return {ContainerEventType::kDeleted};
+  // A provisional record (a create under way, or undone) is no container yet.
+  if (!Visible(after)) {
+    return Visible(before) ? std::vector{ContainerEventType::kDeleted}
+                           : std::vector<ContainerEventType>{};
+  }
+  if (!Visible(before)) return {ContainerEventType::kCreated};
   const ContainerState was = before->status.state;
   const ContainerState is = after->status.state;
   if (was == is) return {};

@@ -67,6 +67,7 @@ struct Acked {
   std::string step = "none";
   std::string pod, container;
   bool pulled = false, started = false, stopped = false, removed = false;
+  bool ended = false;  // Life returned
   std::chrono::steady_clock::time_point begin = std::chrono::steady_clock::now();
   std::vector<double> phase_start_ms;  // when each of kPhases began, from `begin`
   void Set(std::string* field, const std::string& value) {
@@ -223,20 +224,28 @@ class Sweep {
   // One round; returns the problems found (empty: none).
   std::vector<std::string> Round(int round, std::mt19937& rng) {
     Acked a;
-    // A call chosen evenly, then a moment inside it (as the calibration timed it).
+    // A call chosen evenly; once the life enters it, a moment inside it as long as the
+    // calibration's took (a short call may be over by then: the round says where it landed).
     const int phase = std::uniform_int_distribution<int>(0, kPhaseCount - 1)(rng);
-    const int kill_ms = static_cast<int>(
-        std::uniform_real_distribution<double>(phase_ms_[phase], phase_ms_[phase + 1])(rng));
-    std::thread life([&] { Life(a, round); });
-    // From the start of the pull (after the untimed RemoveImage).
+    const double window = phase_ms_[phase + 1] - phase_ms_[phase];
+    const auto delay = std::chrono::microseconds(
+        static_cast<int64_t>(std::uniform_real_distribution<double>(0, window * 1000)(rng)));
+    std::thread life([&] {
+      Life(a, round);
+      std::lock_guard<std::mutex> lock(a.mu);
+      a.ended = true;
+    });
     for (;;) {
       {
         std::lock_guard<std::mutex> lock(a.mu);
-        if (!a.phase_start_ms.empty()) break;
+        if (a.ended || static_cast<int>(a.phase_start_ms.size()) > phase) break;
       }
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    std::this_thread::sleep_until(a.begin + std::chrono::milliseconds(kill_ms));
+    std::this_thread::sleep_for(delay);
+    const int kill_ms = static_cast<int>(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a.begin)
+            .count());
     std::string step;
     {
       std::lock_guard<std::mutex> lock(a.mu);
@@ -328,7 +337,9 @@ class Sweep {
     for (const v1::PodSandbox& p : pods.items()) {
       if (p.id() == a.pod) pod = &p;
     }
-    if (!a.pod.empty() && !a.removed && pod == nullptr) {
+    // A RemovePodSandbox the kill cut short may have removed the pod and its container or not.
+    const bool removing = a.step == "RemovePodSandbox";
+    if (!a.pod.empty() && !a.removed && !removing && pod == nullptr) {
       problems.push_back("acknowledged pod " + a.pod + " is gone");
     }
     if (a.removed && pod != nullptr) problems.push_back("removed pod " + a.pod + " is back");
@@ -340,7 +351,7 @@ class Sweep {
     if (!s.ok()) return {"ListContainers after restart: " + s.error_message()};
     bool found = false;
     for (const v1::Container& c : containers.containers()) found |= c.id() == a.container;
-    if (!a.container.empty() && !a.removed && !found) {
+    if (!a.container.empty() && !a.removed && !removing && !found) {
       problems.push_back("acknowledged container " + a.container + " is gone");
     }
     if (a.started && !a.stopped && found) {

@@ -501,6 +501,20 @@ TEST_F(HostHandlerE2eTest, ContainerEventsArriveInOrderWithStatuses) {
   v1::PodSandboxConfig pod_config = Pod("evented", true);
   std::string pod;
   ASSERT_TRUE(RunPod(pod_config, "", &pod).ok());
+  {
+    // A create that fails after its record is written (crun create finds no such executable)
+    // is no container: no event for it, nor is it ever listed.
+    v1::CreateContainerRequest broken;
+    broken.set_pod_sandbox_id(pod);
+    *broken.mutable_config() = Container("broken", {"/no/such/executable"});
+    *broken.mutable_sandbox_config() = pod_config;
+    v1::CreateContainerResponse resp;
+    grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), broken, &resp);
+    ASSERT_FALSE(s.ok());
+    v1::ListContainersResponse listed;
+    ASSERT_TRUE(cri_->runtime().ListContainers(CriClient::Context().get(), {}, &listed).ok());
+    EXPECT_EQ(listed.containers_size(), 0);
+  }
   // Exits on its own: the STOPPED event comes from the monitor's exit, not from a call.
   std::string quick = RunContainer(pod, pod_config, Container("quick", {"sh", "-c", "sleep 1"}));
   ASSERT_FALSE(quick.empty());

@@ -44,6 +44,18 @@ TEST(ContainerTransitionsTest, LifecycleMapsToTheFourEvents) {
   EXPECT_TRUE(ContainerTransitions(&running, &running).empty());
 }
 
+// A host container's record is written before the container exists (for recovery): it is no
+// container until the create succeeds, and one undone is never seen at all.
+TEST(ContainerTransitionsTest, AProvisionalRecordIsNoContainer) {
+  Container creating = MakeContainer("c1", ContainerState::kCreated);
+  creating.status.provisional = true;
+  const Container created = MakeContainer("c1", ContainerState::kCreated);
+  EXPECT_TRUE(ContainerTransitions(nullptr, &creating).empty());
+  EXPECT_TRUE(ContainerTransitions(&creating, nullptr).empty());  // a failed create undone
+  EXPECT_THAT(ContainerTransitions(&creating, &created), ElementsAre(Type::kCreated));
+  EXPECT_THAT(ContainerTransitions(&created, nullptr), ElementsAre(Type::kDeleted));
+}
+
 TEST(SandboxTransitionsTest, OnlyCompletedRunsAreSeen) {
   const Sandbox booting = MakeSandbox(false, SandboxState::kNotReady);
   const Sandbox ready = MakeSandbox(true, SandboxState::kReady);
