@@ -155,4 +155,36 @@ Error ContainerManager::UpdateResources(const v1::UpdateContainerResourcesReques
   return Error::Ok();
 }
 
+Error ContainerManager::UpdatePodResources(const v1::UpdatePodResourcesRequest& req) {
+  if (req.memory_limit_bytes() < 0 || req.cpu_quota() < -1 || req.cpu_period() < 0) {
+    return Error(Code::kInvalidArgument, "pod resources: a negative limit");
+  }
+  if (req.cpu_period() != 0 && (req.cpu_period() < 1000 || req.cpu_period() > 1000000)) {
+    return Error(Code::kInvalidArgument, "pod resources: cpu_period must be 1000..1000000 us");
+  }
+  // The parent of /podvisor/<id>, which crun creates below it; made here if no container has
+  // been created yet, so that the limit holds for the first one too.
+  const std::string dir = impl_->PodCgroupDir();
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError("mkdir " + dir, errno);
+  auto write = [&](const std::string& file, const std::string& value) -> Error {
+    if (Error e = WriteWhole(dir + "/" + file, value); !e.ok()) {
+      return Error(e.code() == Code::kInternal ? Code::kInvalidArgument : e.code(),
+                   file + " " + value + ": " + e.message());
+    }
+    return Error::Ok();
+  };
+  const std::string memory =
+      req.memory_limit_bytes() > 0 ? std::to_string(req.memory_limit_bytes()) : "max";
+  if (Error e = write("memory.max", memory); !e.ok()) return e.With("update pod resources");
+  if (req.cpu_quota() != 0) {
+    const int64_t period = req.cpu_period() > 0 ? req.cpu_period() : 100000;
+    const std::string quota = req.cpu_quota() > 0 ? std::to_string(req.cpu_quota()) : "max";
+    if (Error e = write("cpu.max", quota + " " + std::to_string(period)); !e.ok()) {
+      return e.With("update pod resources");
+    }
+  }
+  AgentLog(LogSeverity::kInfo, "pod resources: memory.max " + memory);
+  return Error::Ok();
+}
+
 }  // namespace podvisor::agent

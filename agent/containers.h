@@ -38,6 +38,8 @@ class ContainerManager {
   v1::Response List() const;
   // crun update of a created or running container's cgroup, then oom_score_adj when asked.
   Error UpdateResources(const v1::UpdateContainerResourcesRequest& req);
+  // The pod's limits on the cgroup above every container's (UpdatePodResourcesRequest).
+  Error UpdatePodResources(const v1::UpdatePodResourcesRequest& req);
   // A restarted host takes a container's output (and stdin) over on new stream ids.
   v1::Response AttachOutput(const v1::AttachOutputRequest& req);
   // The host consumed the first `offset` bytes of output stream `stream_id`.

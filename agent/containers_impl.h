@@ -71,7 +71,9 @@ struct ContainerManager::Impl {
   std::map<std::string, std::shared_ptr<const SeccompProgram>> seccomp_programs;  // bounded
 
   std::string CrunRoot() const { return options.state_dir + "/crun"; }
-  std::string CgroupDir(const std::string& id) const { return "/sys/fs/cgroup/podvisor/" + id; }
+  // The pod's cgroup; each container's (cgroupsPath /podvisor/<id>) is below it.
+  std::string PodCgroupDir() const { return "/sys/fs/cgroup/podvisor"; }
+  std::string CgroupDir(const std::string& id) const { return PodCgroupDir() + "/" + id; }
 
   std::vector<std::string> Crun(std::initializer_list<std::string> args,
                                 const std::string& log) const {

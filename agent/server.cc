@@ -120,6 +120,7 @@ void AgentServer::HandleRequest(uint64_t id, const v1::Request& request,
     case v1::Request::kDiskDetach:
     case v1::Request::kPortForward:
     case v1::Request::kUpdateContainerResources:
+    case v1::Request::kUpdatePodResources:
     case v1::Request::kInspect:
       // May take long (a process to run, a mount, files to read in a starved guest): keep the
       // reader free for pings and stream data, or the host's liveness bound trips.
@@ -181,6 +182,8 @@ v1::Response AgentServer::Dispatch(const v1::Request& request) {
       return containers_->List();
     case v1::Request::kUpdateContainerResources:
       return FromError(containers_->UpdateResources(request.update_container_resources()));
+    case v1::Request::kUpdatePodResources:
+      return FromError(containers_->UpdatePodResources(request.update_pod_resources()));
     case v1::Request::kCloseStream:
       RemoveStreamHandler(request.close_stream().stream_id());
       RemoveAckHandler(request.close_stream().stream_id());

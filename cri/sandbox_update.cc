@@ -15,6 +15,8 @@ SandboxResources PodResources(const runtime::v1::UpdatePodSandboxResourcesReques
   out.cpu_period = r.cpu_period() > 0 ? r.cpu_period() : o.cpu_period();
   out.cpu_quota = r.cpu_quota();
   if (r.cpu_quota() > 0 && o.cpu_quota() > 0) out.cpu_quota += o.cpu_quota();
+  out.containers_cpu_quota = r.cpu_quota();
+  out.containers_memory_limit_bytes = r.memory_limit_in_bytes();
   out.memory_limit_bytes = r.memory_limit_in_bytes();
   if (r.memory_limit_in_bytes() > 0 && o.memory_limit_in_bytes() > 0) {
     out.memory_limit_bytes += o.memory_limit_in_bytes();

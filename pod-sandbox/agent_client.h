@@ -96,6 +96,14 @@ struct GuestUser {
   bool strict_groups = false;
 };
 
+// The pod's own limits in the guest (UpdatePodSandboxResources): on the cgroup every
+// container's is under.
+struct PodLimits {
+  int64_t memory_limit_bytes = 0;  // 0: no limit
+  int64_t cpu_quota = 0;           // us; 0: leave it; -1: no limit
+  int64_t cpu_period = 0;          // us; 0: 100000
+};
+
 struct ProcessSpec {
   std::vector<std::string> args;
   std::vector<std::string> env;
@@ -340,6 +348,9 @@ class AgentClient {
   virtual absl::Status UpdateContainerResources(const std::string& id,
                                                 const ContainerResources& resources,
                                                 absl::Duration timeout) = 0;
+  // The pod's limits on the guest's pod cgroup. INVALID_ARGUMENT when the guest kernel refuses a
+  // value.
+  virtual absl::Status UpdatePodResources(const PodLimits& limits, absl::Duration timeout) = 0;
   // Connects stream `stream_id` to TCP 127.0.0.1:port in the guest.
   // `window` non-zero: the guest sends at most that many bytes not yet acknowledged (AckStream,
   // offsets counted from the connection's first byte).

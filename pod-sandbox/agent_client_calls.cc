@@ -245,6 +245,15 @@ absl::Status AgentClientImpl::UpdateContainerResources(const std::string& id,
   return CallStatus(req, timeout, "update resources of " + id);
 }
 
+absl::Status AgentClientImpl::UpdatePodResources(const PodLimits& limits, absl::Duration timeout) {
+  v1::Request req;
+  v1::UpdatePodResourcesRequest* u = req.mutable_update_pod_resources();
+  u->set_memory_limit_bytes(limits.memory_limit_bytes);
+  u->set_cpu_quota(limits.cpu_quota);
+  u->set_cpu_period(limits.cpu_period);
+  return CallStatus(req, timeout, "update the pod's resources");
+}
+
 absl::Status AgentClientImpl::PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout,
                                           uint32_t window) {
   v1::Request req;

@@ -63,6 +63,7 @@ v1::Response::ResultCase ExpectedResult(v1::Request::CallCase call) {
     case v1::Request::kShutdown:
     case v1::Request::kCloseStream:
     case v1::Request::kUpdateContainerResources:
+    case v1::Request::kUpdatePodResources:
     case v1::Request::CALL_NOT_SET:
       return v1::Response::kEmpty;
   }

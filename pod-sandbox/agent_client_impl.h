@@ -82,6 +82,7 @@ class AgentClientImpl final : public AgentClient {
 
   absl::Status UpdateContainerResources(const std::string& id, const ContainerResources& resources,
                                         absl::Duration timeout) override;
+  absl::Status UpdatePodResources(const PodLimits& limits, absl::Duration timeout) override;
 
   absl::Status PortForward(uint32_t port, uint32_t stream_id, absl::Duration timeout,
                            uint32_t window) override;

@@ -56,9 +56,13 @@ struct SandboxControllerOptions {
 // UpdatePodSandboxResources: the pod's new resources (LinuxPodSandboxConfig resources plus
 // overhead). 0: unchanged; cpu_quota -1: no quota.
 struct SandboxResources {
+  // The pod's with its overhead: what the VM (or the host pod's cgroup) is held to.
   int64_t cpu_quota = 0;
   int64_t cpu_period = 0;
   int64_t memory_limit_bytes = 0;
+  // The pod's alone: what its containers together may use, in the guest's pod cgroup.
+  int64_t containers_cpu_quota = 0;
+  int64_t containers_memory_limit_bytes = 0;
 };
 
 // Details of a sandbox beyond its record, for PodSandboxStatus verbose info.

@@ -21,7 +21,8 @@ absl::Status SandboxController::UpdateResources(const std::string& id_or_prefix,
   absl::StatusOr<std::string> id = sandboxes_->Resolve(id_or_prefix);
   if (!id.ok()) return id.status();
   if (absl::Status s = AwaitReady(); !s.ok()) return s;
-  if (update.cpu_quota < -1 || update.cpu_period < 0 || update.memory_limit_bytes < 0) {
+  if (update.cpu_quota < -1 || update.cpu_period < 0 || update.memory_limit_bytes < 0 ||
+      update.containers_cpu_quota < -1 || update.containers_memory_limit_bytes < 0) {
     return absl::InvalidArgumentError("pod resources: negative cpu_period, cpu_quota or memory");
   }
   auto lock = LockFor(*id);
@@ -43,13 +44,29 @@ absl::Status SandboxController::UpdateResources(const std::string& id_or_prefix,
         meta.memory_mib, " MiB, of which ", room_mib,
         " MiB for containers); a running VM cannot grow: recreate the pod to resize it"));
   }
+  const std::string context = absl::StrCat("update pod sandbox ", ShortId(*id));
+  // In the guest: the cgroup above every container's, so that together they hold no more than
+  // the pod's limits (the VM's RAM and vCPUs bound the guest itself).
+  absl::StatusOr<std::shared_ptr<AgentClient>> agent = Agent(*id);
+  if (!agent.ok()) return WithContext(agent.status(), context);
+  PodLimits guest;
+  guest.memory_limit_bytes = update.containers_memory_limit_bytes;
+  guest.cpu_quota = update.containers_cpu_quota;
+  guest.cpu_period = update.cpu_period;
+  if (absl::Status s = (*agent)->UpdatePodResources(guest, absl::Seconds(30)); !s.ok()) {
+    return WithContext(s, context);
+  }
+  PV_LOG(kInfo) << "sandbox " << ShortId(*id) << ": guest pod cgroup memory "
+                << (guest.memory_limit_bytes > 0 ? absl::StrCat(guest.memory_limit_bytes)
+                                                 : std::string("unlimited"));
+  // On the host: the VM's CPU time, under the pod's cgroup_parent.
   if (update.cpu_quota == 0 || meta.cgroup_parent.empty()) return absl::OkStatus();
   VmCgroupLimits limits;
   limits.cpu_quota_us = update.cpu_quota;
   limits.cpu_period_us = update.cpu_period > 0 ? update.cpu_period : 100000;
   if (absl::Status s = VmCgroup(options_.cgroup_root, meta.cgroup_parent, meta.id).Update(limits);
       !s.ok()) {
-    return WithContext(s, absl::StrCat("update pod sandbox ", ShortId(*id)));
+    return WithContext(s, context);
   }
   PV_LOG(kInfo) << "sandbox " << ShortId(*id) << ": CPU quota " << limits.cpu_quota_us << "/"
                 << limits.cpu_period_us << " us";

@@ -50,6 +50,7 @@ class FakeAgentClient : public AgentClient {
     std::vector<std::pair<std::string, std::string>> disks_attached;  // serial, mount point
     std::vector<std::string> disks_detached;
     std::vector<std::pair<std::string, ContainerResources>> resource_updates;
+    std::vector<PodLimits> pod_updates;
   };
   std::shared_ptr<Log> log = std::make_shared<Log>();
   absl::Status sandbox_setup_result;
@@ -254,6 +255,12 @@ class FakeAgentClient : public AgentClient {
     if (!update_result.ok()) return update_result;
     if (!procs_.contains({id, ""})) return absl::NotFoundError("no container " + id);
     log->resource_updates.emplace_back(id, r);
+    return absl::OkStatus();
+  }
+  absl::Status UpdatePodResources(const PodLimits& limits, absl::Duration) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!update_result.ok()) return update_result;
+    log->pod_updates.push_back(limits);
     return absl::OkStatus();
   }
   absl::Status PortForward(uint32_t, uint32_t, absl::Duration, uint32_t) override {

@@ -100,6 +100,38 @@ TEST_F(ContainerResourcesVmTest, UpdateReachesTheGuestCgroupOfARunningContainer)
   EXPECT_EQ(Update("no-such-container", r).error_code(), grpc::StatusCode::NOT_FOUND);
 }
 
+// UpdatePodSandboxResources holds the pod's containers together in the guest: a container with
+// no limit of its own cannot take more than the pod's memory limit, and the limit can be lifted.
+TEST_F(ContainerResourcesVmTest, PodMemoryLimitHoldsContainersWithoutTheirOwn) {
+  std::string id = Run(Config("free", {"/bin/busybox", "sleep", "3600"}));
+  ASSERT_FALSE(id.empty());
+  // 64 MiB in one buffer, written: fits the VM, not a 32 MiB pod.
+  const std::vector<std::string> grab = {"/bin/busybox", "dd",     "if=/dev/zero",
+                                         "of=/dev/null", "bs=64M", "count=1"};
+  auto update_pod = [&](int64_t memory) {
+    v1::UpdatePodSandboxResourcesRequest req;
+    req.set_pod_sandbox_id(pod_);
+    req.mutable_resources()->set_memory_limit_in_bytes(memory);
+    v1::UpdatePodSandboxResourcesResponse resp;
+    return cri_->runtime().UpdatePodSandboxResources(CriClient::Context(120).get(), req, &resp);
+  };
+  v1::ExecSyncResponse before;
+  ASSERT_TRUE(Exec(id, grab, 300, &before).ok());
+  EXPECT_EQ(before.exit_code(), 0) << before.stderr();
+
+  grpc::Status s = update_pod(32 << 20);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  v1::ExecSyncResponse limited;
+  ASSERT_TRUE(Exec(id, grab, 300, &limited).ok());
+  EXPECT_EQ(limited.exit_code(), 137) << "the pod's limit did not hold: " << limited.stderr();
+
+  s = update_pod(0);  // no limit
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::ExecSyncResponse lifted;
+  ASSERT_TRUE(Exec(id, grab, 300, &lifted).ok());
+  EXPECT_EQ(lifted.exit_code(), 0) << lifted.stderr();
+}
+
 TEST_F(ContainerResourcesVmTest, CreatedContainerStartsWithTheUpdatedLimits) {
   v1::ContainerConfig c = Config("later", {"/bin/busybox", "sleep", "3600"});
   c.mutable_linux()->mutable_resources()->set_memory_limit_in_bytes(128 << 20);

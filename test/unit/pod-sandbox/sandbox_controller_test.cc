@@ -179,15 +179,22 @@ TEST_F(SandboxControllerTest, UpdateResourcesSetsTheVmsQuotaAndRefusesMoreMemory
   ASSERT_TRUE(id.ok()) << id.status();
   const std::string cpu =
       dir_.Join("cgroup/cpu") + "/kubepods/burstable/poduid-web/podvisor-" + *id;
-  ASSERT_TRUE(controller_->UpdateResources(*id, {200000, 100000, 256ll << 20}).ok());
+  ASSERT_TRUE(
+      controller_->UpdateResources(*id, {200000, 100000, 256ll << 20, 150000, 200ll << 20}).ok());
   std::ifstream quota(cpu + "/cpu.cfs_quota_us");
   int64_t q = 0;
   quota >> q;
   EXPECT_EQ(q, 200000);
+  // The guest's pod cgroup gets the pod's limits too.
+  ASSERT_EQ(agent_log_->pod_updates.size(), 1u);
+  EXPECT_EQ(agent_log_->pod_updates[0].memory_limit_bytes, 200ll << 20);
+  EXPECT_EQ(agent_log_->pod_updates[0].cpu_quota, 150000);
+  EXPECT_EQ(agent_log_->pod_updates[0].cpu_period, 100000);
 
   absl::Status s = controller_->UpdateResources(*id, {0, 0, 1024ll << 20});
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("1024 MiB does not fit the pod's VM"));
+  EXPECT_EQ(agent_log_->pod_updates.size(), 1u) << "a refused update reached the guest";
   EXPECT_EQ(controller_->UpdateResources("nope", {}).code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(controller_->Stop(*id).ok());
   EXPECT_EQ(controller_->UpdateResources(*id, {100000, 100000, 0}).code(),
