@@ -17,13 +17,6 @@ grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
     if (!config.ok()) return config.status();
     absl::StatusOr<std::string> id;
     if (services_->HostSandbox(request->pod_sandbox_id())) {
-      for (const ContainerMount& m : config->mounts) {
-        if (!m.recursive_read_only) continue;
-        return absl::InvalidArgumentError(
-            absl::StrCat("mount of ", m.host_path, " at ", m.container_path,
-                         ": the \"host\" handler does not support recursive read-only mounts "
-                         "(its RuntimeHandlerFeatures say so)"));
-      }
       id = services_->host->CreateContainer(request->pod_sandbox_id(), *config);
     } else {
       for (const ContainerMount& m : config->mounts) {

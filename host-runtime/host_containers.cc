@@ -114,8 +114,18 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
   }
   absl::StatusOr<std::string> rootfs = host::MountRootfs(dir, *layers);
   if (!rootfs.ok()) return WithContext(rootfs.status(), context);
+  // Recursive read-only mounts bind a staged copy of the host tree, read-only at every depth;
+  // the record keeps the host path the container asked for.
+  ContainerMetadata staged = meta;
+  for (size_t i = 0; i < staged.config.mounts.size(); ++i) {
+    ContainerMount& m = staged.config.mounts[i];
+    if (!m.recursive_read_only) continue;
+    absl::StatusOr<std::string> copy = host::StageRecursiveReadOnly(dir, i, m.host_path);
+    if (!copy.ok()) return WithContext(copy.status(), context);
+    m.host_path = *copy;
+  }
   ProcessSpec resolved;
-  absl::StatusOr<std::string> json = BuildConfig(*sandbox, meta, *image, *rootfs, &resolved);
+  absl::StatusOr<std::string> json = BuildConfig(*sandbox, staged, *image, *rootfs, &resolved);
   if (!json.ok()) return WithContext(json.status(), context);
   meta.env = resolved.env;
   meta.cwd = resolved.cwd;

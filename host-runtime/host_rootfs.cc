@@ -4,6 +4,7 @@
 #include <linux/loop.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/fs.h"
+#include "common/safe_path.h"
+#include "common/status_util.h"
 
 namespace podvisor::host {
 namespace {
@@ -88,6 +91,32 @@ absl::StatusOr<std::string> MountRootfs(const std::string& dir,
   }
   std::move(undo).Cancel();
   return rootfs;
+}
+
+absl::StatusOr<std::string> StageRecursiveReadOnly(const std::string& dir, size_t index,
+                                                   const std::string& host_path) {
+  const std::string parent = dir + "/rro";
+  if (absl::Status s = MakeDirs(parent, 0700); !s.ok()) return s;
+  absl::StatusOr<UniqueFd> parent_fd = OpenTrustedDir(parent);
+  if (!parent_fd.ok()) return parent_fd.status();
+  struct stat st;
+  if (::stat(host_path.c_str(), &st) != 0) return ErrnoStatus("stat " + host_path, errno);
+  absl::StatusOr<UniqueFd> tree = CloneMountTree(host_path, true);
+  if (!tree.ok()) return WithContext(tree.status(), "clone " + host_path);
+  MountAttributes every_depth;
+  every_depth.set = MOUNT_ATTR_RDONLY;
+  every_depth.propagation = MS_PRIVATE;
+  if (absl::Status s = SetMountAttributes(tree->get(), every_depth, true); !s.ok()) {
+    return WithContext(s, "read-only at every depth: " + host_path);
+  }
+  const std::string name = std::to_string(index);
+  absl::StatusOr<UniqueFd> target = S_ISDIR(st.st_mode) ? MakeDirAt(parent_fd->get(), name, 0700)
+                                                        : MakeFileAt(parent_fd->get(), name, 0600);
+  if (!target.ok()) return target.status();
+  if (absl::Status s = MoveMountTo(tree->get(), target->get()); !s.ok()) {
+    return WithContext(s, "attach the read-only copy of " + host_path);
+  }
+  return parent + "/" + name;
 }
 
 absl::Status UnmountRootfs(const std::string& dir) {

@@ -16,7 +16,17 @@ namespace podvisor::host {
 absl::StatusOr<std::string> MountRootfs(const std::string& dir,
                                         const std::vector<std::string>& layer_images);
 
-// Unmounts what MountRootfs mounted under `dir` (whatever of it is still there). Idempotent.
+// A recursively read-only copy of the host tree at `host_path` for a container's mount
+// (CRI recursive_read_only): a private clone of its mount tree (open_tree with AT_RECURSIVE),
+// read-only at every depth (mount_setattr AT_RECURSIVE), attached at <dir>/rro/<index>, which is
+// returned. crun's rbind of it keeps each mount's flags, so no depth is writable in the
+// container; mounts made later under `host_path` do not reach it (private). UnmountRootfs
+// detaches it with the rest.
+absl::StatusOr<std::string> StageRecursiveReadOnly(const std::string& dir, size_t index,
+                                                   const std::string& host_path);
+
+// Unmounts what MountRootfs and StageRecursiveReadOnly mounted under `dir` (whatever of it is
+// still there). Idempotent.
 absl::Status UnmountRootfs(const std::string& dir);
 
 // Mounts one erofs image read-only at `target` (nodev, nosuid kept off: images may carry

@@ -64,10 +64,10 @@ absl::StatusOr<HandlerKind> RouteSandbox(const SandboxConfig& config, HostPodPol
 
 std::vector<RuntimeHandlerInfo> RuntimeHandlers(bool host_available) {
   // Recursive read-only volumes: VM pods make them on the host (mount_setattr AT_RECURSIVE on the
-  // shared directory's binds; snapshot volumes are read-only disks). The host handler's crun has
-  // no "rro" option.
+  // shared directory's binds; snapshot volumes are read-only disks); the host handler binds a
+  // staged copy read-only at every depth (host_rootfs.h, StageRecursiveReadOnly).
   std::vector<RuntimeHandlerInfo> out = {{"", true, false}, {"vm", true, false}};
-  if (host_available) out.push_back({"host", false, false});
+  if (host_available) out.push_back({"host", true, false});
   return out;
 }
 

@@ -475,6 +475,52 @@ TEST_F(HostHandlerE2eTest, PrivilegedPodsBidirectionalMountReachesTheHost) {
   EXPECT_THAT(ReadAll("/proc/self/mountinfo"), HasSubstr(shared + "/sub"));
 }
 
+// Read-only host mounts: recursive ones hold at every depth, the others (as runc) at the top only.
+TEST_F(HostHandlerE2eTest, RecursiveReadOnlyMountsHoldAtEveryDepth) {
+  const std::string data = dir_.Join("data");
+  fs::create_directories(data + "/sub");
+  ASSERT_EQ(::mount("tmpfs", (data + "/sub").c_str(), "tmpfs", 0, "size=1m"), 0);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{data + "/sub"};
+
+  v1::PodSandboxConfig pod_config = Pod("rro", true);
+  std::string pod;
+  grpc::Status s = RunPod(pod_config, "", &pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  v1::ContainerConfig c = Container("reader", {"sleep", "1000"});
+  for (bool recursive : {true, false}) {
+    v1::Mount* m = c.add_mounts();
+    m->set_container_path(recursive ? "/rro" : "/ro");
+    m->set_host_path(data);
+    m->set_readonly(true);
+    m->set_recursive_read_only(recursive);
+  }
+  std::string id = RunContainer(pod, pod_config, c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  v1::ExecSyncResponse out;
+  ASSERT_TRUE(Exec(id,
+                   {"sh", "-c",
+                    "touch /rro/sub/a 2>/dev/null; echo rro-sub=$?; touch /rro/b 2>/dev/null; "
+                    "echo rro-top=$?; touch /ro/sub/c; echo ro-sub=$?; touch /ro/d 2>/dev/null; "
+                    "echo ro-top=$?"},
+                   &out)
+                  .ok());
+  EXPECT_EQ(out.stdout(), "rro-sub=1\nrro-top=1\nro-sub=0\nro-top=1\n") << out.stderr();
+  EXPECT_TRUE(fs::exists(data + "/sub/c"));
+  EXPECT_FALSE(fs::exists(data + "/sub/a"));
+  // The staged copy goes with the container.
+  v1::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(pod);
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  v1::StopPodSandboxResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopPodSandbox(CriClient::Context(60).get(), stop, &stopped).ok());
+  ASSERT_TRUE(RemovePod(pod).ok());
+  EXPECT_THAT(ReadAll("/proc/self/mountinfo"), ::testing::Not(HasSubstr("/rro/")));
+}
+
 TEST_F(HostHandlerE2eTest, VmPodsRefuseBidirectionalPropagation) {
   // CreateContainer in a VM pod: no VM boots here, but the request is refused before that.
   v1::CreateContainerRequest req;

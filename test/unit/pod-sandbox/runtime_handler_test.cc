@@ -83,7 +83,7 @@ TEST(RuntimeHandlerTest, ListsTheHandlers) {
   // VM pods make recursive read-only volumes on the host; the host handler's crun cannot.
   EXPECT_TRUE(all[0].recursive_read_only_mounts);
   EXPECT_TRUE(all[1].recursive_read_only_mounts);
-  EXPECT_FALSE(all[2].recursive_read_only_mounts);
+  EXPECT_TRUE(all[2].recursive_read_only_mounts);  // a staged read-only copy
   EXPECT_EQ(RuntimeHandlers(false).size(), 2u);
   EXPECT_EQ(*ParseHostPodPolicy("refuse"), HostPodPolicy::kRefuse);
   EXPECT_FALSE(ParseHostPodPolicy("vm").ok());
