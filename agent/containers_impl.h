@@ -118,11 +118,11 @@ struct ContainerManager::Impl {
   Error SpawnWithStdio(const std::vector<std::string>& argv, const std::shared_ptr<Proc>& proc,
                        const std::string& console_socket, const std::string& log,
                        const DirectStart& direct = nullptr);
-  // The compiled seccomp filter of a profile, compiled once per profile (the pod's containers
-  // mostly share one).
   // An exec started by the agent in the container (direct_exec.h); UNIMPLEMENTED when it is one
   // for crun. Sets proc->pid; the caller watches it.
   Error ExecDirect(const std::shared_ptr<Container>& c, const std::shared_ptr<Proc>& proc);
+  // The compiled seccomp filter of a profile, compiled once per profile (the pod's containers
+  // mostly share one).
   Error SeccompFor(const std::string& oci_json, std::shared_ptr<const SeccompProgram>* out);
   void StartPump(const std::shared_ptr<Proc>& proc, int fd, uint32_t stream_id, int index);
   void StartSender(const std::shared_ptr<OutputBuffer>& buffer);

@@ -23,8 +23,6 @@
 namespace podvisor::agent {
 namespace {
 
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 // What a child reports on the status pipe: the grandchild's pid, or the step that failed.
 struct Report {
   int32_t kind;   // kPid or kFailed
@@ -351,11 +349,12 @@ Error BuildDirectExecPlan(const v1::Process& p, bool privileged,
     return Error(Code::kInvalidArgument, "too many supplementary groups");
   }
   plan->umask = p.user().umask() != 0 ? static_cast<mode_t>(p.user().umask() & 0777) : 022;
-  plan->last_cap = KnownCapabilityCount() - 1;
-  {
+  // The kernel's, read once: it does not change while the agent runs.
+  static const int kLastCap = [] {
     long last = std::strtol(Slurp("/proc/sys/kernel/cap_last_cap").c_str(), nullptr, 10);
-    if (last > 0 && last < 64) plan->last_cap = static_cast<int>(last);
-  }
+    return last > 0 && last < 64 ? static_cast<int>(last) : KnownCapabilityCount() - 1;
+  }();
+  plan->last_cap = kLastCap;
   auto bits = [&](const google::protobuf::RepeatedPtrField<std::string>& names,
                   uint64_t* set) -> Error {
     *set = 0;

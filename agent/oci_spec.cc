@@ -54,7 +54,7 @@ json ProcessJson(const v1::Process& p, bool privileged) {
   json env = Strings(p.env());
   bool has_path = false;
   for (const std::string& e : p.env()) has_path |= e.rfind("PATH=", 0) == 0;
-  if (!has_path) env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  if (!has_path) env.push_back(std::string("PATH=") + kDefaultPath);
   proc["env"] = env;
   proc["cwd"] = p.cwd().empty() ? "/" : p.cwd();
   json caps;

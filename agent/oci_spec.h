@@ -43,6 +43,10 @@ Error ValidateProcess(const v1::Process& process);
 int CapabilityNumber(const std::string& name);
 int KnownCapabilityCount();
 
+// The PATH a container process gets when its env has none (crun's and runc's default).
+inline constexpr char kDefaultPath[] =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 // NGROUPS_MAX: the most supplementary groups a Linux process can hold.
 inline constexpr int kMaxSupplementaryGroups = 65536;
 
