@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -30,6 +31,7 @@
 #include "agent/containers.h"
 #include "agent/containers_impl.h"
 #include "agent/disks.h"
+#include "agent/image_volume.h"
 #include "agent/log.h"
 #include "agent/oci_spec.h"
 #include "agent/output_buffer.h"
@@ -110,11 +112,39 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
 }
 
 // Mounts whose source is "blockdev:<serial>" name a disk the host attached: the agent mounts it
-// under the bundle and hands crun a bind mount of that directory.
+// under the bundle and hands crun a bind mount of that directory. Those whose source is
+// "image-volume:<index>" name one of the spec's image volumes, stacked from layer disks already
+// mounted, and bound the same way.
 Error ContainerManager::Impl::PrepareDiskMounts(v1::ContainerSpec* spec, Container* c) {
   constexpr char kPrefix[] = "blockdev:";
+  constexpr char kImagePrefix[] = "image-volume:";
   for (int i = 0; i < spec->mounts_size(); ++i) {
     v1::Mount* m = spec->mutable_mounts(i);
+    if (m->source().rfind(kImagePrefix, 0) == 0) {
+      const std::string index = m->source().substr(sizeof(kImagePrefix) - 1);
+      char* end = nullptr;
+      const unsigned long n = std::strtoul(index.c_str(), &end, 10);
+      if (index.empty() || *end != '\0' ||
+          n >= static_cast<unsigned long>(spec->image_volumes_size())) {
+        return Error(Code::kInvalidArgument,
+                     "mount " + m->destination() + ": no image volume " + index);
+      }
+      const v1::ImageVolume& v = spec->image_volumes(static_cast<int>(n));
+      const std::string dir = c->bundle + "/image-volumes";
+      if (Error e = MakeDirs(dir); !e.ok()) return e;
+      std::string source;
+      const std::vector<std::string> lowers(v.lower_dirs().begin(), v.lower_dirs().end());
+      std::vector<std::string> made;
+      Error e =
+          MountImageVolume(lowers, v.sub_path(), dir + "/" + std::to_string(i), &made, &source);
+      c->own_mounts.insert(c->own_mounts.end(), made.begin(), made.end());
+      if (!e.ok()) return e.With("mount " + m->destination());
+      m->set_source(source);
+      m->set_type("bind");
+      m->clear_options();
+      for (const char* o : {"bind", "ro", "nosuid", "nodev"}) m->add_options(o);
+      continue;
+    }
     if (m->source().rfind(kPrefix, 0) != 0) continue;
     if (!options.pid1) return Error(Code::kFailedPrecondition, "no disks in --no-pid1 mode");
     std::string device;

@@ -2,9 +2,10 @@
 
 #include <signal.h>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "agent/image_volume.h"
 #include "common/fs.h"
 #include "nlohmann/json.hpp"
 
@@ -138,7 +139,10 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
   c.working_dir = in.working_dir();
   for (const runtime::v1::KeyValue& kv : in.envs()) c.envs.emplace_back(kv.key(), kv.value());
   for (const runtime::v1::Mount& m : in.mounts()) {
-    ContainerMount cm{m.container_path(), m.host_path(), m.readonly()};
+    ContainerMount cm;
+    cm.container_path = m.container_path();
+    cm.host_path = m.host_path();
+    cm.readonly = m.readonly();
     switch (m.propagation()) {
       case runtime::v1::PROPAGATION_PRIVATE:
         cm.propagation = MountPropagation::kPrivate;
@@ -156,6 +160,30 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
     }
     cm.selinux_relabel = m.selinux_relabel();
     cm.recursive_read_only = m.recursive_read_only();
+    if (m.has_image() && !m.image().image().empty()) {
+      // An image volume: the image's layers, read-only, at container_path.
+      cm.image = m.image().image();
+      cm.image_sub_path = m.image_sub_path();
+      if (!m.host_path().empty()) {
+        return absl::InvalidArgumentError(absl::StrCat("mount at ", m.container_path(),
+                                                       ": both host_path (", m.host_path(),
+                                                       ") and image (", cm.image, ") are set"));
+      }
+      if (cm.propagation == MountPropagation::kBidirectional) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "mount of image ", cm.image, " at ", m.container_path(),
+            ": an image volume is read-only and cannot have Bidirectional propagation"));
+      }
+      if (agent::Error e = agent::ValidateImageSubPath(cm.image_sub_path); !e.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("mount of image ", cm.image, " at ",
+                                                       m.container_path(), ": ", e.message()));
+      }
+      // Read-only whatever the request says (kubelet asks for it so): an image is immutable.
+      cm.readonly = true;
+    } else if (!m.image_sub_path().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("mount at ", m.container_path(),
+                                                     ": image_sub_path is set without an image"));
+    }
     if (cm.recursive_read_only && !cm.readonly) {
       // As the CRI says: recursive_read_only must not be set without readonly.
       return absl::InvalidArgumentError(absl::StrCat(
@@ -337,9 +365,21 @@ void ToProto(const Container& c, runtime::v1::ContainerStatus* out) {
     pm->set_readonly(m.readonly);
     pm->set_recursive_read_only(m.recursive_read_only);
     pm->set_selinux_relabel(m.selinux_relabel);
-    pm->set_propagation(m.propagation == MountPropagation::kHostToContainer
-                            ? runtime::v1::PROPAGATION_HOST_TO_CONTAINER
-                            : runtime::v1::PROPAGATION_PRIVATE);
+    switch (m.propagation) {
+      case MountPropagation::kPrivate:
+        pm->set_propagation(runtime::v1::PROPAGATION_PRIVATE);
+        break;
+      case MountPropagation::kHostToContainer:
+        pm->set_propagation(runtime::v1::PROPAGATION_HOST_TO_CONTAINER);
+        break;
+      case MountPropagation::kBidirectional:
+        pm->set_propagation(runtime::v1::PROPAGATION_BIDIRECTIONAL);
+        break;
+    }
+    if (!m.image.empty()) {
+      pm->mutable_image()->set_image(m.image);
+      pm->set_image_sub_path(m.image_sub_path);
+    }
   }
   out->set_log_path(c.metadata.log_path);
   out->set_stop_signal(ToProtoSignal(c.metadata.stop_signal));

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "agent/image_volume.h"
 #include "common/fs.h"
 #include "common/log.h"
 #include "common/status_util.h"
@@ -63,6 +64,37 @@ std::vector<std::string> HostRuntime::Crun(std::vector<std::string> args) const 
   argv.insert(argv.end(), {options_.crun, "--root", options_.state_dir + "/crun"});
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
+}
+
+absl::StatusOr<std::string> HostRuntime::MountImageVolume(const std::string& dir, size_t index,
+                                                          const ContainerMount& m,
+                                                          ContainerMetadata* meta) {
+  const std::string what = absl::StrCat("image volume ", m.image, " at ", m.container_path);
+  absl::StatusOr<ImageVolumeSource> source_image = ResolveImageVolume(*images_, m);
+  if (!source_image.ok()) return source_image.status();
+  const std::vector<std::string>& layers = source_image->layer_paths;
+  const std::string base = absl::StrCat(dir, "/image-volumes/", index);
+  std::vector<std::string> lowers;  // top first
+  for (size_t j = 0; j < layers.size(); ++j) {
+    const std::string target = absl::StrCat(base, "/layer-", j);
+    if (absl::Status s = MakeDirs(target, 0700); !s.ok()) return WithContext(s, what);
+    if (absl::Status s = host::MountErofs(layers[j], target); !s.ok()) {
+      return WithContext(s, what);
+    }
+    lowers.insert(lowers.begin(), target);
+  }
+  std::vector<std::string> mounts;
+  std::string source;
+  if (agent::Error e =
+          agent::MountImageVolume(lowers, m.image_sub_path, base + "/volume", &mounts, &source);
+      !e.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(e.code()),
+                        absl::StrCat(what, ": ", e.message()));
+  }
+  // Held in use by the record; the layers are the host's mounts, not a VM's disks.
+  meta->image_volumes.push_back(
+      ImageVolumeRecord{m.container_path, source_image->image.metadata.id, m.image_sub_path, {}});
+  return source;
 }
 
 std::string HostRuntime::ContainerDir(const std::string& id) const {
@@ -119,6 +151,15 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
   ContainerMetadata staged = meta;
   for (size_t i = 0; i < staged.config.mounts.size(); ++i) {
     ContainerMount& m = staged.config.mounts[i];
+    if (!m.image.empty()) {
+      // An image volume: its layers' erofs images stacked read-only under the container's
+      // directory (unmounted with its rootfs), bound like a host path.
+      absl::StatusOr<std::string> source = MountImageVolume(dir, i, m, &meta);
+      if (!source.ok()) return WithContext(source.status(), context);
+      m.host_path = *source;
+      m.propagation = MountPropagation::kPrivate;
+      continue;
+    }
     if (!m.recursive_read_only) continue;
     absl::StatusOr<std::string> copy = host::StageRecursiveReadOnly(dir, i, m.host_path);
     if (!copy.ok()) return WithContext(copy.status(), context);
@@ -372,7 +413,7 @@ std::vector<Container> HostRuntime::ListContainers(const ContainerFilter& filter
 
 bool HostRuntime::ImageInUse(const std::string& image_id) const {
   for (const Container& c : containers_->List()) {
-    if (c.metadata.image_id == image_id) return true;
+    if (UsesImage(c.metadata, image_id)) return true;
   }
   return false;
 }

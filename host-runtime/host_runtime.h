@@ -117,6 +117,10 @@ class HostRuntime {
   std::shared_ptr<std::mutex> LockFor(const std::string& id);
   std::vector<std::string> Crun(std::vector<std::string> args) const;
   std::string ContainerDir(const std::string& id) const;
+  // Mounts the image volume `m` (the index-th mount) under the container's directory `dir` and
+  // records it in meta->image_volumes; returns the directory or file to bind into the container.
+  absl::StatusOr<std::string> MountImageVolume(const std::string& dir, size_t index,
+                                               const ContainerMount& m, ContainerMetadata* meta);
   std::string CgroupsPath(const Sandbox& sandbox, const std::string& id) const;
   absl::Status WritePodFiles(const SandboxMetadata& meta, const std::string& ip) const;
   absl::StatusOr<std::string> BuildConfig(const Sandbox& sandbox, const ContainerMetadata& meta,

@@ -85,6 +85,8 @@ absl::StatusOr<GuestMount> HostMount(const ContainerMount& m, std::string* rootf
       break;
   }
   g.options.push_back(m.readonly ? "ro" : "rw");
+  // An image volume: as its staged mount is, so that a remount to read-only keeps them.
+  if (!m.image.empty()) g.options.insert(g.options.end(), {"nosuid", "nodev"});
   return g;
 }
 

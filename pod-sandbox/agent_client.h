@@ -145,6 +145,13 @@ struct GuestMount {
   std::vector<std::string> options;
 };
 
+// An image mounted as a volume: its layers' guest mounts (top first) stacked read-only, or the
+// part at sub_path. A GuestMount whose source is "image-volume:<index>" names one.
+struct GuestImageVolume {
+  std::vector<std::string> lower_dirs;
+  std::string sub_path;
+};
+
 // Cgroup limits of a container (0 / empty: not set; at update: left as it is).
 struct ContainerResources {
   uint64_t cpu_shares = 0;
@@ -174,6 +181,7 @@ struct ContainerSpec {
   std::optional<GuestMount> rootfs_mount;
   bool readonly_rootfs = false;
   std::vector<GuestMount> mounts;
+  std::vector<GuestImageVolume> image_volumes;
   std::string hostname;
   std::vector<std::string> masked_paths;
   std::vector<std::string> readonly_paths;

@@ -415,6 +415,11 @@ void ToWireContainerSpec(const ContainerSpec& s, agent::v1::ContainerSpec* out) 
     pm->set_source(m.source);
     for (const auto& o : m.options) pm->add_options(o);
   }
+  for (const GuestImageVolume& v : s.image_volumes) {
+    agent::v1::ImageVolume* pv = out->add_image_volumes();
+    for (const std::string& l : v.lower_dirs) pv->add_lower_dirs(l);
+    pv->set_sub_path(v.sub_path);
+  }
   out->set_hostname(s.hostname);
   for (const auto& p : s.masked_paths) out->add_masked_paths(p);
   for (const auto& p : s.readonly_paths) out->add_readonly_paths(p);

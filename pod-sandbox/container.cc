@@ -1,10 +1,31 @@
 #include "pod-sandbox/container.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace podvisor {
+
+std::vector<LayerDisk> HeldLayers(const ContainerMetadata& meta) {
+  std::vector<LayerDisk> held = meta.layers;
+  for (const ImageVolumeRecord& v : meta.image_volumes) {
+    for (const LayerDisk& d : v.layers) {
+      // A layer the rootfs or another volume has too is one disk.
+      const bool known = std::any_of(held.begin(), held.end(),
+                                     [&](const LayerDisk& h) { return h.serial == d.serial; });
+      if (!known) held.push_back(d);
+    }
+  }
+  return held;
+}
+
+bool UsesImage(const ContainerMetadata& meta, const std::string& image_id) {
+  if (meta.image_id == image_id) return true;
+  return std::any_of(meta.image_volumes.begin(), meta.image_volumes.end(),
+                     [&](const ImageVolumeRecord& v) { return v.image_id == image_id; });
+}
 
 bool ContainerMatches(const Container& container, const ContainerFilter& filter) {
   if (!filter.id_prefix.empty() && !absl::StartsWith(container.metadata.id, filter.id_prefix)) {

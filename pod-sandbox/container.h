@@ -42,9 +42,14 @@ struct ContainerMount {
   // Read-only at every depth (CRI recursive_read_only; needs readonly and private propagation).
   // Plain readonly makes only the top mount read-only: submounts keep their own flags.
   bool recursive_read_only = false;
+  // An image volume (CRI Mount.image): the image as the caller named it (host_path is empty), its
+  // layers mounted read-only; image_sub_path: only that part of it.
+  std::string image{};
+  std::string image_sub_path{};
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMount, container_path, host_path, readonly,
-                                                propagation, selinux_relabel, recursive_read_only)
+                                                propagation, selinux_relabel, recursive_read_only,
+                                                image, image_sub_path)
 
 // CRI SupplementalGroupsPolicy: where a container's supplementary groups come from. Merge (the
 // CRI default): the request's, plus those the image's /etc/group lists the user in; Strict: the
@@ -165,6 +170,17 @@ struct SharedVolume {
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SharedVolume, container_path, host_path, name,
                                                 readonly, recursive_read_only)
 
+// An image mounted into a VM pod's container: its layers are disks of the VM as a rootfs's are
+// (shared with any container using the same layers), stacked by the agent.
+struct ImageVolumeRecord {
+  std::string container_path;
+  std::string image_id;  // sha256:<config digest>, held in use while the container is
+  std::string sub_path;
+  std::vector<LayerDisk> layers;  // lowest first
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ImageVolumeRecord, container_path, image_id,
+                                                sub_path, layers)
+
 // What a container was created with; never changes afterwards.
 struct ContainerMetadata {
   std::string id;
@@ -178,6 +194,7 @@ struct ContainerMetadata {
   std::vector<LayerDisk> layers;  // lowest first
   std::vector<VolumeDisk> volumes;
   std::vector<SharedVolume> shared_volumes;
+  std::vector<ImageVolumeRecord> image_volumes;
   int64_t created_at_ns = 0;
   // The process environment exec sessions inherit (env, cwd, user as resolved at create).
   std::vector<std::string> env;
@@ -197,7 +214,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ContainerMetadata, id, name, san
                                                 image_id, image_ref, log_path, layers, volumes,
                                                 shared_volumes, created_at_ns, env, cwd, uid, gid,
                                                 gid_from_passwd, username, resolved_user,
-                                                stop_signal)
+                                                stop_signal, image_volumes)
+
+// Every layer disk a container holds in its VM: its rootfs's, then its image volumes'.
+std::vector<LayerDisk> HeldLayers(const ContainerMetadata& meta);
+// Whether the container uses the image, as its rootfs or as a volume.
+bool UsesImage(const ContainerMetadata& meta, const std::string& image_id);
 
 // What changes over a container's life.
 struct ContainerStatus {

@@ -49,8 +49,9 @@ absl::Status ContainerController::Recover() {
   for (const Container& c : containers_->List()) {
     // The disks of every container still recorded are in its VM (a VM that is gone takes its
     // slots with it when its sandbox is removed).
-    for (const LayerDisk& d : c.metadata.layers)
+    for (const LayerDisk& d : HeldLayers(c.metadata)) {
       disk_slots_.Reserve(c.metadata.sandbox_id, d.index);
+    }
     for (const VolumeDisk& v : c.metadata.volumes) {
       disk_slots_.Reserve(c.metadata.sandbox_id, v.disk.index);
     }
@@ -147,7 +148,7 @@ std::vector<Container> ContainerController::List(const ContainerFilter& filter) 
 
 bool ContainerController::ImageInUse(const std::string& image_id) const {
   for (const Container& c : containers_->List()) {
-    if (c.metadata.image_id == image_id) return true;
+    if (UsesImage(c.metadata, image_id)) return true;
   }
   return false;
 }

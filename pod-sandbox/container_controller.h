@@ -169,6 +169,11 @@ class ContainerController {
   // What the sandbox's containers attached already, by layer image path (the caller holds the
   // sandbox lock).
   std::map<std::string, LayerDisk> AttachedLayers(const std::string& sandbox_id) const;
+  // Attaches the layers of each image volume of `config` (CRI Mount.image) and records them in
+  // meta->image_volumes (the caller holds the sandbox lock and detaches HeldLayers(*meta) when
+  // creation fails later). NOT_FOUND for an image that is not pulled.
+  absl::Status AttachImageVolumes(const std::string& sandbox_id, AgentClient& agent,
+                                  const ContainerConfig& config, ContainerMetadata* meta);
   // Detaches the layers of `removed_id` that no other container of the sandbox uses.
   void DetachUnusedLayers(const std::string& sandbox_id, const std::vector<LayerDisk>& layers,
                           const std::string& removed_id);

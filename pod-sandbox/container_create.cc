@@ -76,8 +76,12 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
       layer_disks_.Attach(*sandbox_id, **agent, *layer_paths, AttachedLayers(*sandbox_id));
   if (!layers.ok()) return WithContext(layers.status(), context);
   meta.layers = *layers;
-  auto detach = absl::MakeCleanup([&] { DetachUnusedLayers(*sandbox_id, meta.layers, meta.id); });
+  auto detach =
+      absl::MakeCleanup([&] { DetachUnusedLayers(*sandbox_id, HeldLayers(meta), meta.id); });
   step("layer disks");
+  if (absl::Status s = AttachImageVolumes(*sandbox_id, **agent, config, &meta); !s.ok()) {
+    return WithContext(s, context);
+  }
   CrashPoint("create_container.layers_attached");
 
   absl::StatusOr<ContainerVolumes> volumes =
@@ -89,8 +93,8 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   step("volumes");
   CrashPoint("create_container.volumes_attached");
 
-  absl::StatusOr<ContainerSpec> spec =
-      BuildContainerSpec(*sandbox, *image, config, meta.layers, meta.volumes, meta.shared_volumes);
+  absl::StatusOr<ContainerSpec> spec = BuildContainerSpec(
+      *sandbox, *image, config, meta.layers, meta.volumes, meta.shared_volumes, meta.image_volumes);
   if (!spec.ok()) return WithContext(spec.status(), context);
   meta.env = spec->process.env;
   meta.cwd = spec->process.cwd;
@@ -141,6 +145,29 @@ absl::StatusOr<std::string> ContainerController::Create(const std::string& sandb
   PV_LOG(kInfo) << "container " << ShortId(meta.id) << " (" << name << ") created in sandbox "
                 << ShortId(*sandbox_id);
   return meta.id;
+}
+
+absl::Status ContainerController::AttachImageVolumes(const std::string& sandbox_id,
+                                                     AgentClient& agent,
+                                                     const ContainerConfig& config,
+                                                     ContainerMetadata* meta) {
+  for (const ContainerMount& m : config.mounts) {
+    if (m.image.empty()) continue;
+    absl::StatusOr<ImageVolumeSource> source = ResolveImageVolume(*images_, m);
+    if (!source.ok()) return source.status();
+    // The layers this VM has, including those this container attached already.
+    std::map<std::string, LayerDisk> attached = AttachedLayers(sandbox_id);
+    for (const LayerDisk& d : HeldLayers(*meta)) attached[d.path] = d;
+    absl::StatusOr<std::vector<LayerDisk>> layers =
+        layer_disks_.Attach(sandbox_id, agent, source->layer_paths, attached);
+    if (!layers.ok()) {
+      return WithContext(layers.status(),
+                         absl::StrCat("image volume ", m.image, " at ", m.container_path));
+    }
+    meta->image_volumes.push_back(
+        ImageVolumeRecord{m.container_path, source->image.metadata.id, m.image_sub_path, *layers});
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace podvisor

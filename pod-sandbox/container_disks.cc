@@ -17,7 +17,7 @@ std::map<std::string, LayerDisk> ContainerController::AttachedLayers(
   std::map<std::string, LayerDisk> attached;
   for (const Container& c : containers_->List()) {
     if (c.metadata.sandbox_id != sandbox_id) continue;
-    for (const LayerDisk& d : c.metadata.layers) attached[d.path] = d;
+    for (const LayerDisk& d : HeldLayers(c.metadata)) attached[d.path] = d;
   }
   return attached;
 }
@@ -29,7 +29,7 @@ void ContainerController::DetachUnusedLayers(const std::string& sandbox_id,
   std::set<std::string> still_used;
   for (const Container& c : containers_->List()) {
     if (c.metadata.sandbox_id != sandbox_id || c.metadata.id == removed_id) continue;
-    for (const LayerDisk& d : c.metadata.layers) still_used.insert(d.serial);
+    for (const LayerDisk& d : HeldLayers(c.metadata)) still_used.insert(d.serial);
   }
   absl::StatusOr<std::shared_ptr<AgentClient>> agent = sandbox_view_->Agent(sandbox_id);
   layer_disks_.Detach(sandbox_id, agent.ok() ? agent->get() : nullptr, layers, still_used);

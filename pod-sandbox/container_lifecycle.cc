@@ -134,7 +134,7 @@ absl::Status ContainerController::RemoveLocked(const Container& c) {
   if (absl::Status s = containers_->Remove(id); !s.ok()) return WithContext(s, context);
   DetachVolumes(c.metadata.sandbox_id, id,
                 ContainerVolumes{c.metadata.volumes, c.metadata.shared_volumes});
-  DetachUnusedLayers(c.metadata.sandbox_id, c.metadata.layers, id);
+  DetachUnusedLayers(c.metadata.sandbox_id, HeldLayers(c.metadata), id);
   return absl::OkStatus();
 }
 

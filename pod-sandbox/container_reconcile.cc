@@ -42,7 +42,7 @@ absl::StatusOr<ReconcileResult> ContainerController::Reconcile(const Sandbox& sa
   for (const Container& c : containers_->List()) {
     if (c.metadata.sandbox_id != id) continue;
     owned.containers.insert(c.metadata.id);
-    for (const LayerDisk& d : c.metadata.layers) owned.disk_serials.insert(d.serial);
+    for (const LayerDisk& d : HeldLayers(c.metadata)) owned.disk_serials.insert(d.serial);
     for (const VolumeDisk& v : c.metadata.volumes) {
       owned.disk_serials.insert(v.disk.serial);
       owned.disk_files.insert(v.disk.path);

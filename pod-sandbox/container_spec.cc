@@ -10,6 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/image_volume.h"
+#include "common/status_util.h"
 #include "pod-sandbox/seccomp.h"
 
 namespace podvisor {
@@ -242,11 +244,35 @@ std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
   return std::vector<std::string>(caps.begin(), caps.end());
 }
 
+absl::StatusOr<ImageVolumeSource> ResolveImageVolume(const ImageController& images,
+                                                     const ContainerMount& mount) {
+  const std::string what = absl::StrCat("image volume ", mount.image, " at ", mount.container_path);
+  absl::StatusOr<ImageRecord> image = images.Get(mount.image);
+  if (!image.ok()) {
+    if (absl::IsNotFound(image.status())) {
+      return absl::NotFoundError(absl::StrCat(what, ": the image is not pulled"));
+    }
+    return WithContext(image.status(), what);
+  }
+  absl::StatusOr<std::vector<std::string>> paths = images.LayerImages(image->metadata.id);
+  if (!paths.ok()) return WithContext(paths.status(), what);
+  if (paths->empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(what, ": the image has no layers"));
+  }
+  if (paths->size() > agent::kMaxImageVolumeLayers) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the image has ", paths->size(),
+                                                   " layers, more than the ",
+                                                   agent::kMaxImageVolumeLayers, " allowed"));
+  }
+  return ImageVolumeSource{*std::move(image), *std::move(paths)};
+}
+
 absl::StatusOr<ContainerSpec> BuildContainerSpec(const Sandbox& sandbox, const ImageRecord& image,
                                                  const ContainerConfig& config,
                                                  const std::vector<LayerDisk>& layers,
                                                  const std::vector<VolumeDisk>& volumes,
-                                                 const std::vector<SharedVolume>& shared) {
+                                                 const std::vector<SharedVolume>& shared,
+                                                 const std::vector<ImageVolumeRecord>& images) {
   ContainerSpec spec;
   spec.process = BuildProcess(config, image.metadata);
   if (spec.process.args.empty()) {
@@ -270,6 +296,26 @@ absl::StatusOr<ContainerSpec> BuildContainerSpec(const Sandbox& sandbox, const I
       "/", "overlay", "overlay", {absl::StrCat("lowerdir=", absl::StrJoin(lowers, ":"))}};
   spec.readonly_rootfs = config.readonly_rootfs;
   for (const ContainerMount& m : config.mounts) {
+    if (!m.image.empty()) {
+      auto image_volume = std::find_if(
+          images.begin(), images.end(),
+          [&](const ImageVolumeRecord& v) { return v.container_path == m.container_path; });
+      if (image_volume == images.end() || image_volume->layers.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "image volume ", m.image, " at ", m.container_path, " has no layers attached"));
+      }
+      GuestImageVolume g;
+      for (auto it = image_volume->layers.rbegin(); it != image_volume->layers.rend(); ++it) {
+        g.lower_dirs.push_back(absl::StrCat(kLayerMountDir, it->serial));
+      }
+      g.sub_path = image_volume->sub_path;
+      spec.mounts.push_back(GuestMount{m.container_path,
+                                       "bind",
+                                       absl::StrCat("image-volume:", spec.image_volumes.size()),
+                                       {"rbind", "ro"}});
+      spec.image_volumes.push_back(std::move(g));
+      continue;
+    }
     if (IsGuestPodFile(m.container_path)) {
       spec.mounts.push_back(GuestMount{m.container_path,
                                        "bind",

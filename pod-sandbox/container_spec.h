@@ -44,14 +44,26 @@ int ParseSignal(const std::string& name);
 // else SIGTERM.
 int StopSignalOf(const ContainerConfig& config, const ImageMetadata& image);
 
+// The image of an image volume (CRI Mount.image) and its layers' erofs images, lowest first.
+struct ImageVolumeSource {
+  ImageRecord image;
+  std::vector<std::string> layer_paths;
+};
+// NOT_FOUND when the image is not pulled (CreateContainer does not pull, as kubelet expects);
+// FAILED_PRECONDITION without layers; INVALID_ARGUMENT with more than one overlay can stack.
+absl::StatusOr<ImageVolumeSource> ResolveImageVolume(const ImageController& images,
+                                                     const ContainerMount& mount);
+
 // The whole guest spec of a container whose layers and volumes are attached: process, seccomp,
 // the overlay root filesystem over the layer disks, the mounts (pod files, shared directory
-// volumes, snapshot disks), masked and read-only paths, resources. INVALID_ARGUMENT when the
-// request cannot be met (nothing to run, a writable host mount without a shared directory).
+// volumes, snapshot disks, image volumes over their layer disks), masked and read-only paths,
+// resources. INVALID_ARGUMENT when the request cannot be met (nothing to run, a writable host mount
+// without a shared directory).
 absl::StatusOr<ContainerSpec> BuildContainerSpec(const Sandbox& sandbox, const ImageRecord& image,
                                                  const ContainerConfig& config,
                                                  const std::vector<LayerDisk>& layers,
                                                  const std::vector<VolumeDisk>& volumes,
-                                                 const std::vector<SharedVolume>& shared);
+                                                 const std::vector<SharedVolume>& shared,
+                                                 const std::vector<ImageVolumeRecord>& images = {});
 
 }  // namespace podvisor

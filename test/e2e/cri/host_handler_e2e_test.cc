@@ -521,6 +521,102 @@ TEST_F(HostHandlerE2eTest, RecursiveReadOnlyMountsHoldAtEveryDepth) {
   EXPECT_THAT(ReadAll("/proc/self/mountinfo"), ::testing::Not(HasSubstr("/rro/")));
 }
 
+// CRI Mount.image in a host pod: an image's layers stacked read-only on the host, a sub path of
+// it resolved inside the image (symlinks included), the image in use while mounted, nothing left
+// mounted when the pod goes.
+TEST_F(HostHandlerE2eTest, ImageVolumesMountAnImageReadOnly) {
+  constexpr char kData[] = "docker.io/library/data:1";
+  OciLayout layout(dir_.Join("data-layout"));
+  layout.Tag(
+      "1",
+      layout.AddImage(
+          {OciLayout::MakeLayer({Dir("data"), File("data/a", "one\n"), File("data/old", "old\n"),
+                                 Dir("etc"), File("etc/passwd", "image-passwd\n"),
+                                 Symlink("escape", "/etc"), Symlink("up", "../../../../../../etc")},
+                                Compression::kGzip),
+           OciLayout::MakeLayer({Dir("data"), File("data/a", "two\n")}, Compression::kGzip)}));
+  ASSERT_EQ(Push(layout, "1", registry_->host() + "/library/data:1"), "");
+  v1::ContainerConfig c = Container("reader", {"sleep", "1000"});
+  auto image_mount = [&](v1::ContainerConfig* config, const std::string& image,
+                         const std::string& path, const std::string& sub) {
+    v1::Mount* m = config->add_mounts();
+    m->set_container_path(path);
+    m->mutable_image()->set_image(image);
+    m->set_image_sub_path(sub);
+    m->set_readonly(true);
+  };
+  image_mount(&c, kData, "/img", "");
+  image_mount(&c, kData, "/sub", "data");
+  image_mount(&c, kData, "/pw", "escape/passwd");
+  image_mount(&c, kData, "/up", "up/passwd");
+  v1::PodSandboxConfig pod_config = Pod("imgvol", true);
+  std::string pod;
+  grpc::Status s = RunPod(pod_config, "", &pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+
+  // Not pulled yet: CreateContainer does not pull, as with containerd and CRI-O.
+  v1::CreateContainerRequest req;
+  req.set_pod_sandbox_id(pod);
+  *req.mutable_config() = c;
+  *req.mutable_sandbox_config() = pod_config;
+  v1::CreateContainerResponse resp;
+  s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("not pulled"));
+  v1::PullImageRequest pull;
+  pull.mutable_image()->set_image(kData);
+  v1::PullImageResponse pulled;
+  s = cri_->image().PullImage(CriClient::Context(120).get(), pull, &pulled);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+
+  std::string id = RunContainer(pod, pod_config, c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  v1::ExecSyncResponse out;
+  ASSERT_TRUE(Exec(id, {"sh", "-c", "cat /img/data/a /img/data/old /sub/a /pw /up"}, &out).ok());
+  // The top layer wins; the symlinks resolve inside the image, not on the node.
+  EXPECT_EQ(out.stdout(), "two\nold\ntwo\nimage-passwd\nimage-passwd\n") << out.stderr();
+  out.Clear();
+  ASSERT_TRUE(Exec(id,
+                   {"sh", "-c",
+                    "echo x > /img/new 2>/dev/null; echo img=$?; echo x > /sub/a 2>/dev/null; "
+                    "echo sub=$?; echo x > /pw 2>/dev/null; echo file=$?"},
+                   &out)
+                  .ok());
+  EXPECT_EQ(out.stdout(), "img=1\nsub=1\nfile=1\n") << out.stderr();
+
+  // A sub path the image lacks fails the create.
+  v1::ContainerConfig missing = Container("missing", {"true"});
+  image_mount(&missing, kData, "/img", "data/none");
+  *req.mutable_config() = missing;
+  s = cri_->runtime().CreateContainer(CriClient::Context(120).get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("data/none"));
+
+  // In use while mounted: RemoveImage drops its names (as containerd does) but the image itself
+  // stays, found by its id, until no container mounts it.
+  v1::RemoveImageRequest rm;
+  rm.mutable_image()->set_image(kData);
+  v1::RemoveImageResponse removed;
+  s = cri_->image().RemoveImage(CriClient::Context().get(), rm, &removed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::ImageStatusRequest status;
+  status.mutable_image()->set_image(pulled.image_ref());
+  v1::ImageStatusResponse image_status;
+  s = cri_->image().ImageStatus(CriClient::Context().get(), status, &image_status);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(image_status.image().id(), pulled.image_ref()) << "an image a volume uses was deleted";
+  out.Clear();
+  ASSERT_TRUE(Exec(id, {"cat", "/img/data/a"}, &out).ok());
+  EXPECT_EQ(out.stdout(), "two\n");
+
+  v1::StopPodSandboxRequest stop;
+  stop.set_pod_sandbox_id(pod);
+  v1::StopPodSandboxResponse stopped;
+  ASSERT_TRUE(cri_->runtime().StopPodSandbox(CriClient::Context(60).get(), stop, &stopped).ok());
+  ASSERT_TRUE(RemovePod(pod).ok());
+  EXPECT_THAT(ReadAll("/proc/self/mountinfo"), ::testing::Not(HasSubstr("image-volumes")));
+}
+
 TEST_F(HostHandlerE2eTest, VmPodsRefuseBidirectionalPropagation) {
   // CreateContainer in a VM pod: no VM boots here, but the request is refused before that.
   v1::CreateContainerRequest req;

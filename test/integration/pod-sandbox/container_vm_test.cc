@@ -8,6 +8,8 @@
 // clang-format on
 
 #include <string>
+#include <tuple>
+#include <vector>
 
 namespace podvisor::testing {
 namespace {
@@ -173,6 +175,91 @@ TEST_F(ContainerVmTest, RootfsIsTheOverlayOfAllLayersWithAWritableUpper) {
   s = Exec(again, {"cat", "/data/msg"}, 60, &out);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.stdout(), "upper\n");
+}
+
+// CRI Mount.image: an image's layers, stacked read-only, at a path of a container of another
+// image; image_sub_path picks a directory or a file of it. The image stays in use while mounted.
+TEST_F(ContainerVmTest, ImageVolumesMountAnImageReadOnly) {
+  v1::ContainerConfig c = Config("with-image", {"sleep", "1000"});
+  auto image_mount = [&](const std::string& path, const std::string& sub) {
+    v1::Mount* m = c.add_mounts();
+    m->set_container_path(path);
+    m->mutable_image()->set_image(kLayered);
+    m->set_image_sub_path(sub);
+    m->set_readonly(true);
+  };
+  image_mount("/img", "");
+  image_mount("/data-only", "data");
+  image_mount("/etc/msg", "data/msg");
+  std::string id = Run(c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  v1::ExecSyncResponse out;
+  grpc::Status s = Exec(id,
+                        {"sh", "-c",
+                         "cat /img/data/msg /data-only/msg /etc/msg; ls /img/data; "
+                         "ls /data-only; test -x /img/bin/busybox && echo has-busybox"},
+                        60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  // The upper layer's file, the deleted one gone: the image as its own containers see it.
+  EXPECT_EQ(out.stdout(), "upper\nupper\nupper\nmsg\nmsg\nhas-busybox\n") << out.stderr();
+  out.Clear();
+  s = Exec(id,
+           {"sh", "-c",
+            "echo x > /img/data/msg 2>/dev/null; echo img=$?; touch /data-only/new 2>/dev/null; "
+            "echo sub=$?; echo x > /etc/msg 2>/dev/null; echo file=$?; cat /etc/msg"},
+           60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "img=1\nsub=1\nfile=1\nupper\n") << out.stderr();
+  // The status reports the mounts as asked for.
+  v1::ContainerStatus st = Status(id);
+  ASSERT_EQ(st.mounts_size(), 3);
+  EXPECT_EQ(st.mounts(1).image().image(), kLayered);
+  EXPECT_EQ(st.mounts(1).image_sub_path(), "data");
+  EXPECT_TRUE(st.mounts(1).readonly());
+
+  // A sub path the image does not have, an image that is not pulled, a path out of the image.
+  for (const auto& [image, sub, code] :
+       std::vector<std::tuple<std::string, std::string, grpc::StatusCode>>{
+           {kLayered, "data/none", grpc::StatusCode::NOT_FOUND},
+           {"docker.io/library/never-pulled:1", "", grpc::StatusCode::NOT_FOUND},
+           {kLayered, "../etc", grpc::StatusCode::INVALID_ARGUMENT}}) {
+    v1::ContainerConfig bad = Config("bad", {"true"});
+    v1::Mount* m = bad.add_mounts();
+    m->set_container_path("/img");
+    m->mutable_image()->set_image(image);
+    m->set_image_sub_path(sub);
+    m->set_readonly(true);
+    s = TryCreate(bad);
+    EXPECT_EQ(s.error_code(), code) << image << " " << sub << ": " << s.error_message();
+  }
+  // An image a container mounts is in use: RemoveImage drops its names (as containerd does),
+  // the image stays by its id, and its layer disks stay, though the failed creates above undid
+  // theirs.
+  v1::ImageStatusRequest by_name;
+  by_name.mutable_image()->set_image(kLayered);
+  v1::ImageStatusResponse named;
+  ASSERT_TRUE(cri_->image().ImageStatus(CriClient::Context().get(), by_name, &named).ok());
+  const std::string image_id = named.image().id();
+  ASSERT_FALSE(image_id.empty());
+  v1::RemoveImageRequest rm;
+  rm.mutable_image()->set_image(kLayered);
+  v1::RemoveImageResponse removed;
+  s = cri_->image().RemoveImage(CriClient::Context().get(), rm, &removed);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::ImageStatusRequest by_id;
+  by_id.mutable_image()->set_image(image_id);
+  v1::ImageStatusResponse kept;
+  ASSERT_TRUE(cri_->image().ImageStatus(CriClient::Context().get(), by_id, &kept).ok());
+  EXPECT_EQ(kept.image().id(), image_id) << "an image a volume uses was deleted";
+  out.Clear();
+  s = Exec(id, {"cat", "/img/data/msg"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "upper\n");
+
+  v1::RemoveContainerRequest rc;
+  rc.set_container_id(id);
+  v1::RemoveContainerResponse rcr;
+  ASSERT_TRUE(cri_->runtime().RemoveContainer(CriClient::Context(60).get(), rc, &rcr).ok());
 }
 
 TEST_F(ContainerVmTest, ServerInAContainerAnswersOnPodIpAndHostPort) {

@@ -148,6 +148,34 @@ TEST(ContainerConfigFromProtoTest, BidirectionalPropagationIsCarried) {
   EXPECT_EQ(out->mounts[0].propagation, MountPropagation::kBidirectional);
 }
 
+TEST(ContainerConfigFromProtoTest, ImageVolumesAreCarriedReadOnlyAndChecked) {
+  runtime::v1::ContainerConfig in = MinimalConfig();
+  auto* m = in.add_mounts();
+  m->set_container_path("/tools");
+  m->mutable_image()->set_image("registry.example/tools:1");
+  m->set_image_sub_path("usr/bin");
+  absl::StatusOr<ContainerConfig> out = FromProto(in);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->mounts[0].image, "registry.example/tools:1");
+  EXPECT_EQ(out->mounts[0].image_sub_path, "usr/bin");
+  EXPECT_TRUE(out->mounts[0].readonly);  // an image is immutable, whatever the request says
+  for (const char* bad : {"/usr/bin", "usr/../..", "..", "a/.."}) {
+    m->set_image_sub_path(bad);
+    EXPECT_EQ(FromProto(in).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  m->set_image_sub_path("");
+  m->set_host_path("/srv");
+  EXPECT_THAT(FromProto(in).status().message(), HasSubstr("both host_path"));
+  m->set_host_path("");
+  m->set_propagation(runtime::v1::PROPAGATION_BIDIRECTIONAL);
+  EXPECT_EQ(FromProto(in).status().code(), absl::StatusCode::kInvalidArgument);
+  m->clear_image();
+  m->set_propagation(runtime::v1::PROPAGATION_PRIVATE);
+  m->set_host_path("/srv");
+  m->set_image_sub_path("x");
+  EXPECT_THAT(FromProto(in).status().message(), HasSubstr("without an image"));
+}
+
 TEST(ContainerConfigFromProtoTest, SeccompProfilesMapToTheirKinds) {
   struct Case {
     std::function<void(runtime::v1::LinuxContainerSecurityContext&)> set;
