@@ -151,19 +151,26 @@ absl::Status ContainerController::AttachImageVolumes(const std::string& sandbox_
                                                      AgentClient& agent,
                                                      const ContainerConfig& config,
                                                      ContainerMetadata* meta) {
+  // The layers this VM has, including those this container attached already: read at the first
+  // image volume (the caller holds the sandbox lock, so only this loop adds to them).
+  std::map<std::string, LayerDisk> attached;
+  bool read_attached = false;
   for (const ContainerMount& m : config.mounts) {
     if (m.image.empty()) continue;
     absl::StatusOr<ImageVolumeSource> source = ResolveImageVolume(*images_, m);
     if (!source.ok()) return source.status();
-    // The layers this VM has, including those this container attached already.
-    std::map<std::string, LayerDisk> attached = AttachedLayers(sandbox_id);
-    for (const LayerDisk& d : HeldLayers(*meta)) attached[d.path] = d;
+    if (!read_attached) {
+      read_attached = true;
+      attached = AttachedLayers(sandbox_id);
+      for (const LayerDisk& d : HeldLayers(*meta)) attached[d.path] = d;
+    }
     absl::StatusOr<std::vector<LayerDisk>> layers =
         layer_disks_.Attach(sandbox_id, agent, source->layer_paths, attached);
     if (!layers.ok()) {
       return WithContext(layers.status(),
                          absl::StrCat("image volume ", m.image, " at ", m.container_path));
     }
+    for (const LayerDisk& d : *layers) attached[d.path] = d;
     meta->image_volumes.push_back(
         ImageVolumeRecord{m.container_path, source->image.metadata.id, m.image_sub_path, *layers});
   }
