@@ -40,9 +40,13 @@
 
 namespace podvisor::agent {
 
-Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c) {
+Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, bool userns, Container* c) {
+  const Error not_shiftable(Code::kFailedPrecondition,
+                            "a container in a user namespace needs an image's layers as its root "
+                            "filesystem (an overlay whose ownership can be shifted)");
   switch (root.source_case()) {
     case v1::Rootfs::kPath: {
+      if (userns) return not_shiftable;
       struct stat st;
       if (root.path().empty() || root.path()[0] != '/' || stat(root.path().c_str(), &st) != 0 ||
           !S_ISDIR(st.st_mode)) {
@@ -63,6 +67,7 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
       c->rootfs = c->bundle + "/rootfs";
       mkdir(c->rootfs.c_str(), 0755);
       if (!b.overlay()) {
+        if (userns) return not_shiftable;
         if (Error e = MountWithOptions(device, c->rootfs, b.fs_type(), opts, root.readonly());
             !e.ok()) {
           return e;
@@ -75,9 +80,10 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
       for (const std::string& d : {lower, upper, work}) mkdir(d.c_str(), 0755);
       if (Error e = MountWithOptions(device, lower, b.fs_type(), opts, true); !e.ok()) return e;
       c->own_mounts.push_back(lower);
-      if (Error e = MountWithOptions("overlay", c->rootfs, "overlay",
-                                     {"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work},
-                                     false);
+      std::vector<std::string> overlay_opts = {"lowerdir=" + lower, "upperdir=" + upper,
+                                               "workdir=" + work};
+      if (userns) overlay_opts.push_back("metacopy=on");
+      if (Error e = MountWithOptions("overlay", c->rootfs, "overlay", overlay_opts, false);
           !e.ok()) {
         return e;
       }
@@ -91,9 +97,12 @@ Error ContainerManager::Impl::PrepareRootfs(const v1::Rootfs& root, Container* c
       std::vector<std::string> opts(m.options().begin(), m.options().end());
       // An overlay of layers the host mounted (one disk per image layer) without an upper of
       // its own gets a writable upper in guest RAM, as the block-device overlay does.
-      if (m.type() == "overlay" && std::none_of(opts.begin(), opts.end(), [](const std::string& o) {
-            return o.rfind("upperdir=", 0) == 0;
-          })) {
+      const bool own_upper = std::none_of(opts.begin(), opts.end(), [](const std::string& o) {
+        return o.rfind("upperdir=", 0) == 0;
+      });
+      if (userns && (m.type() != "overlay" || !own_upper)) return not_shiftable;
+      if (userns) opts.push_back("metacopy=on");
+      if (m.type() == "overlay" && own_upper) {
         const std::string upper = c->bundle + "/upper", work = c->bundle + "/work";
         for (const std::string& d : {upper, work}) mkdir(d.c_str(), 0755);
         opts.push_back("upperdir=" + upper);

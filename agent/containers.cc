@@ -81,8 +81,26 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req, v1::User* 
   Error err = [&]() -> Error {
     if (Error e = MakeDirs(impl_->CrunRoot()); !e.ok()) return e;
     if (Error e = MakeDirs(c->bundle); !e.ok()) return e;
-    if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), c.get()); !e.ok()) return e;
+    const bool userns = req.spec().has_user_namespace();
+    if (userns) {
+      // The namespace is bind-mounted in the guest; without being PID 1 the agent would leave
+      // mounts on whatever host runs it.
+      if (!impl_->options.pid1) {
+        return Error(Code::kFailedPrecondition, "no user namespaces in --no-pid1 mode");
+      }
+      if (Error e = impl_->userns.Ensure(req.spec().user_namespace()); !e.ok()) return e;
+    }
+    if (Error e = impl_->PrepareRootfs(req.spec().rootfs(), userns, c.get()); !e.ok()) return e;
     MarkStep("mount rootfs");
+    if (userns) {
+      size_t shifted = 0;
+      if (Error e = ShiftOwnership(c->rootfs, req.spec().user_namespace(), &shifted); !e.ok()) {
+        return e;
+      }
+      MarkStep("shift the rootfs into the user namespace");
+      AgentLog(LogSeverity::kInfo, "container " + id + ": " + std::to_string(shifted) +
+                                       " files shifted into the pod's user namespace");
+    }
     v1::ContainerSpec spec = req.spec();
     if (Error e = impl_->PrepareDiskMounts(&spec, c.get()); !e.ok()) return e;
     MarkStep("mount disk volumes");
@@ -95,6 +113,10 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req, v1::User* 
     oci.cgroups_path = "/podvisor/" + id;
     oci.device_cgroup = impl_->options.pid1;
     if (impl_->options.pid1) oci.pod_shm = "/dev/shm";
+    if (userns) {
+      oci.user_namespace = impl_->userns.path();
+      oci.pod_mqueue = impl_->userns.mqueue();
+    }
     std::string config;
     if (Error e = BuildConfigJson(spec, oci, &config); !e.ok()) return e;
     if (Error e = WriteWhole(c->bundle + "/config.json", config); !e.ok()) return e;

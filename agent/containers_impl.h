@@ -20,6 +20,7 @@
 #include "agent/containers.h"
 #include "agent/direct_exec.h"
 #include "agent/output_buffer.h"
+#include "agent/user_namespace.h"
 
 namespace podvisor::agent {
 
@@ -69,6 +70,8 @@ struct ContainerManager::Impl {
   std::map<uint32_t, std::weak_ptr<OutputBuffer>> ack_routes;
   std::mutex seccomp_mu;
   std::map<std::string, std::shared_ptr<const SeccompProgram>> seccomp_programs;  // bounded
+  // The pod's user namespace, made by its first container that asks for one.
+  PodUserNamespace userns{options.state_dir + "/userns"};
 
   std::string CrunRoot() const { return options.state_dir + "/crun"; }
   // The pod's cgroup; each container's (cgroupsPath /podvisor/<id>) is below it.
@@ -108,7 +111,10 @@ struct ContainerManager::Impl {
     return it->second;
   }
 
-  Error PrepareRootfs(const v1::Rootfs& root, Container* c);
+  // `userns`: the root filesystem is to be shifted into the pod's user namespace; it must then be
+  // an overlay with an upper of its own (mounted with metacopy, so that the shift copies up
+  // metadata, not data).
+  Error PrepareRootfs(const v1::Rootfs& root, bool userns, Container* c);
   Error PrepareDiskMounts(v1::ContainerSpec* spec, Container* c);
   // Starts a process with the stdio its spec asks for: crun's `argv` (which exits once the
   // process runs, its errors in `log`), or, when `direct` is set, `direct` with the process's

@@ -301,6 +301,12 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
     mounts[3] = {{"destination", "/dev/shm"}, {"type", "bind"}, {"source", options.pod_shm},
                  {"options", {"rbind", "nosuid", "noexec", "nodev"}}};
   }
+  if (!options.user_namespace.empty()) {
+    mounts[4] = {{"destination", "/dev/mqueue"},
+                 {"type", "bind"},
+                 {"source", options.pod_mqueue},
+                 {"options", {"rbind", "nosuid", "noexec", "nodev"}}};
+  }
   for (const v1::Mount& m : spec.mounts()) {
     mounts.push_back({{"destination", m.destination()}, {"type", m.type()},
                       {"source", m.source()}, {"options", Strings(m.options())}});
@@ -318,6 +324,11 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
     // The VM is the pod: network, IPC and UTS are the guest's own, shared by its containers.
     ns = json::array({{{"type", "mount"}}, {{"type", "cgroup"}}});
     if (!spec.share_pid_namespace()) ns.push_back({{"type", "pid"}});
+    // Joined first by crun: the mount, cgroup and PID namespaces it then makes are the user
+    // namespace's own.
+    if (!options.user_namespace.empty()) {
+      ns.push_back({{"type", "user"}, {"path", options.user_namespace}});
+    }
   }
   linux_section["namespaces"] = ns;
   if (!options.rootfs_propagation.empty()) {

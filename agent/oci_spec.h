@@ -30,6 +30,10 @@ struct OciOptions {
   // What "every capability" means for a privileged container; empty: all the kernel knows. The
   // host handler gives its bounding set (a capability the runtime lacks cannot be granted).
   std::vector<std::string> privileged_capabilities;
+  // The pod's user namespace to join (a bind-mounted nsfs file); empty: none of its own. Its
+  // containers then bind `pod_mqueue` at /dev/mqueue instead of mounting one.
+  std::string user_namespace;
+  std::string pod_mqueue;
   // OCI linux.rootfsPropagation ("rslave", "rshared"); empty: the runtime's default (private).
   std::string rootfs_propagation;
 };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/image_volume.h"
 #include "common/fs.h"
+#include "cri/sandbox_convert.h"
 #include "nlohmann/json.hpp"
 
 namespace podvisor::cri {
@@ -259,6 +260,11 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
       default:
         return absl::InvalidArgumentError("namespace_options.pid: unknown mode");
     }
+    absl::StatusOr<std::optional<PodUserNamespace>> userns =
+        UserNamespaceFromProto(sc.namespace_options());
+    if (!userns.ok()) return userns.status();
+    c.userns_given = sc.namespace_options().has_userns_options();
+    c.user_namespace = *userns;
     // seccomp: the SecurityProfile when set (its zero value is RuntimeDefault), else the
     // deprecated profile path, else unconfined (as kubelet means by leaving both out).
     if (sc.has_seccomp()) {

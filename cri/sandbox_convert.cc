@@ -40,7 +40,49 @@ absl::StatusOr<std::string> ProtocolName(runtime::v1::Protocol p) {
   }
 }
 
+IdRange FromProto(const runtime::v1::IDMapping& m) {
+  return IdRange{m.container_id(), m.host_id(), m.length()};
+}
+
+void ToProto(const IdRange& r, runtime::v1::IDMapping* out) {
+  out->set_container_id(r.container_id);
+  out->set_host_id(r.host_id);
+  out->set_length(r.length);
+}
+
 }  // namespace
+
+absl::StatusOr<std::optional<PodUserNamespace>> UserNamespaceFromProto(
+    const runtime::v1::NamespaceOption& ns) {
+  if (!ns.has_userns_options()) return std::nullopt;
+  const runtime::v1::UserNamespace& u = ns.userns_options();
+  switch (u.mode()) {
+    case runtime::v1::NODE:
+      if (u.uids_size() != 0 || u.gids_size() != 0) {
+        return absl::InvalidArgumentError(
+            "userns_options: mode NODE (the node's user namespace) takes no uid or gid mappings");
+      }
+      return std::nullopt;
+    case runtime::v1::POD:
+      break;
+    default: {
+      std::string name = runtime::v1::NamespaceMode_Name(u.mode());
+      if (name.empty()) name = absl::StrCat(static_cast<int>(u.mode()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("userns_options: mode ", name,
+                       " is not supported: a pod has the node's user namespace (NODE) or one of "
+                       "its own (POD)"));
+    }
+  }
+  if (u.uids_size() != 1 || u.gids_size() != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("userns_options: mode POD needs exactly one uid and one gid mapping (got ",
+                     u.uids_size(), " and ", u.gids_size(), ")"));
+  }
+  PodUserNamespace out{FromProto(u.uids(0)), FromProto(u.gids(0))};
+  if (absl::Status s = ValidatePodUserNamespace(out); !s.ok()) return s;
+  return out;
+}
 
 runtime::v1::PodSandboxState ToProto(SandboxState state) {
   return state == SandboxState::kReady ? runtime::v1::SANDBOX_READY : runtime::v1::SANDBOX_NOTREADY;
@@ -124,6 +166,16 @@ absl::StatusOr<SandboxConfig> FromProto(const runtime::v1::RunPodSandboxRequest&
     out.pid_mode = FromProto(ns.pid());
     out.ipc_mode = FromProto(ns.ipc());
     out.privileged = l.security_context().privileged();
+    absl::StatusOr<std::optional<PodUserNamespace>> userns = UserNamespaceFromProto(ns);
+    if (!userns.ok()) return userns.status();
+    out.user_namespace = *userns;
+    if (out.user_namespace &&
+        (out.network_mode == NamespaceMode::kNode || out.pid_mode == NamespaceMode::kNode ||
+         out.ipc_mode == NamespaceMode::kNode)) {
+      return absl::InvalidArgumentError(
+          "a pod with a user namespace of its own (userns_options mode POD) cannot share the "
+          "node's network, PID or IPC namespace");
+    }
     // Kubelet sends the pod's policy to each container too, where it applies; the sandbox has no
     // process of its own to give groups to, so here it is only checked.
     const runtime::v1::SupplementalGroupsPolicy policy =
@@ -177,6 +229,14 @@ void ToProto(const SandboxInfo& info, runtime::v1::PodSandboxStatus* out) {
   ns->set_network(ToProto(m.network_mode));
   ns->set_pid(ToProto(m.pid_mode));
   ns->set_ipc(ToProto(m.ipc_mode));
+  runtime::v1::UserNamespace* userns = ns->mutable_userns_options();
+  if (m.user_namespace) {
+    userns->set_mode(runtime::v1::POD);
+    ToProto(m.user_namespace->uids, userns->add_uids());
+    ToProto(m.user_namespace->gids, userns->add_gids());
+  } else {
+    userns->set_mode(runtime::v1::NODE);
+  }
   out->mutable_labels()->insert(m.labels.begin(), m.labels.end());
   out->mutable_annotations()->insert(m.annotations.begin(), m.annotations.end());
   out->set_runtime_handler(m.runtime_handler);

@@ -19,6 +19,11 @@ void ToProto(const SandboxInfo& info, runtime::v1::PodSandboxStatus* out);
 SandboxFilter FromProto(const runtime::v1::PodSandboxStatsFilter& filter);
 // PodSandboxStats: see docs/containers.md for what each figure means.
 void ToProto(const SandboxStatsInfo& info, runtime::v1::PodSandboxStats* out);
+// NamespaceOption.userns_options: unset, or mode NODE (without mappings), is none; mode POD is
+// its one uid and one gid range. INVALID_ARGUMENT for other modes (CONTAINER, TARGET: no runtime
+// has them), other numbers of ranges, or ranges ValidatePodUserNamespace refuses.
+absl::StatusOr<std::optional<PodUserNamespace>> UserNamespaceFromProto(
+    const runtime::v1::NamespaceOption& ns);
 // PodSandboxStatus verbose info: {"info": JSON} as crictl inspectp shows it.
 std::string VerboseInfo(const SandboxInfo& info);
 

@@ -94,6 +94,10 @@ absl::StatusOr<std::string> HostRuntime::RunSandbox(const SandboxConfig& config)
       config.ipc_mode == NamespaceMode::kTarget) {
     return absl::InvalidArgumentError("namespace_options: TARGET is not a pod sandbox mode");
   }
+  if (config.user_namespace) {
+    return absl::InvalidArgumentError(
+        "the host handler does not support user namespaces (userns_options mode POD)");
+  }
   SandboxMetadata meta;
   meta.id = NewObjectId();
   meta.name = SandboxName(config.pod_name, config.pod_namespace, config.pod_uid, config.attempt);

@@ -124,6 +124,11 @@ absl::StatusOr<std::string> HostRuntime::BuildConfig(const Sandbox& sandbox,
                                                      ProcessSpec* resolved) const {
   const ContainerConfig& config = meta.config;
   const SandboxMetadata& sm = sandbox.metadata;
+  if (config.user_namespace) {
+    return absl::InvalidArgumentError(
+        "namespace_options.userns_options mode POD: the host handler does not support user "
+        "namespaces");
+  }
   ContainerSpec spec;
   spec.process = BuildProcess(config, image.metadata);
   if (spec.process.args.empty()) {

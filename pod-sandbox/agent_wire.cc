@@ -431,6 +431,15 @@ void ToWireContainerSpec(const ContainerSpec& s, agent::v1::ContainerSpec* out) 
   }
   out->set_privileged(s.privileged);
   out->set_share_pid_namespace(s.share_pid_namespace);
+  if (s.user_namespace) {
+    agent::v1::UserNamespace* u = out->mutable_user_namespace();
+    for (const auto& [from, to] : {std::pair{&s.user_namespace->uids, u->mutable_uids()},
+                                   std::pair{&s.user_namespace->gids, u->mutable_gids()}}) {
+      to->set_container_id(from->container_id);
+      to->set_host_id(from->host_id);
+      to->set_length(from->length);
+    }
+  }
 }
 
 }  // namespace podvisor

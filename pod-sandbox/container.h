@@ -14,6 +14,7 @@
 #include "common/json_optional.h"
 #include "nlohmann/json.hpp"
 #include "pod-sandbox/seccomp.h"
+#include "pod-sandbox/user_namespace.h"
 #include "store/object_store.h"
 
 namespace podvisor {
@@ -132,12 +133,17 @@ struct ContainerConfig {
   ContainerLimits resources;
   // ContainerConfig.stop_signal as a Linux number; 0: the image's StopSignal, else SIGTERM.
   int stop_signal = 0;
+  // namespace_options.userns_options when the request has it (kubelet sends the pod's): it must
+  // be the pod's. A container always joins its pod's user namespace.
+  bool userns_given = false;
+  std::optional<PodUserNamespace> user_namespace;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     ContainerConfig, name, attempt, image, command, args, working_dir, envs, mounts, labels,
     annotations, log_path, stdin, stdin_once, tty, privileged, readonly_rootfs, no_new_privs,
     cap_add, cap_drop, masked_paths, readonly_paths, run_as_user, run_as_group, run_as_username,
-    supplemental_groups, supplemental_groups_policy, seccomp, share_pod_pid, resources, stop_signal)
+    supplemental_groups, supplemental_groups_policy, seccomp, share_pod_pid, resources, stop_signal,
+    userns_given, user_namespace)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {

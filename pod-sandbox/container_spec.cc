@@ -273,6 +273,11 @@ absl::StatusOr<ContainerSpec> BuildContainerSpec(const Sandbox& sandbox, const I
                                                  const std::vector<VolumeDisk>& volumes,
                                                  const std::vector<SharedVolume>& shared,
                                                  const std::vector<ImageVolumeRecord>& images) {
+  if (config.userns_given && config.user_namespace != sandbox.metadata.user_namespace) {
+    return absl::InvalidArgumentError(
+        "namespace_options.userns_options: a container joins its pod's user namespace, and this "
+        "one asks for another (a different mode or different mappings)");
+  }
   ContainerSpec spec;
   spec.process = BuildProcess(config, image.metadata);
   if (spec.process.args.empty()) {
@@ -384,6 +389,7 @@ absl::StatusOr<ContainerSpec> BuildContainerSpec(const Sandbox& sandbox, const I
   spec.resources = ToGuestResources(config.resources);
   spec.privileged = config.privileged;
   spec.share_pid_namespace = config.share_pod_pid;
+  spec.user_namespace = sandbox.metadata.user_namespace;
   return spec;
 }
 

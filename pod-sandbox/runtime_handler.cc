@@ -37,6 +37,11 @@ absl::StatusOr<HandlerKind> RouteSandbox(const SandboxConfig& config, HostPodPol
     if (n != "privileged") namespaces.push_back(n);
   }
   HandlerKind kind = HandlerKind::kVm;
+  if (name == "host" && config.user_namespace) {
+    return absl::InvalidArgumentError(
+        "runtime handler \"host\" does not support user namespaces (userns_options mode POD); "
+        "use the default or the \"vm\" handler");
+  }
   if (name == "host") {
     kind = HandlerKind::kHost;
   } else if (name == "vm") {
@@ -45,7 +50,9 @@ absl::StatusOr<HandlerKind> RouteSandbox(const SandboxConfig& config, HostPodPol
           "runtime handler \"vm\" runs the pod in a VM, which cannot share the node's namespaces (",
           absl::StrJoin(namespaces, ", "), "); use the default or the \"host\" handler"));
     }
-  } else if (!needs.empty()) {
+  } else if (!needs.empty() && !config.user_namespace) {
+    // (A pod with a user namespace of its own shares none of the node's namespaces: it is only
+    // privileged, and that inside its own user namespace in its VM.)
     if (policy == HostPodPolicy::kRefuse) {
       return absl::InvalidArgumentError(
           absl::StrCat("the pod needs the host (", absl::StrJoin(needs, ", "),
@@ -66,7 +73,9 @@ std::vector<RuntimeHandlerInfo> RuntimeHandlers(bool host_available) {
   // Recursive read-only volumes: VM pods make them on the host (mount_setattr AT_RECURSIVE on the
   // shared directory's binds; snapshot volumes are read-only disks); the host handler binds a
   // staged copy read-only at every depth (host_rootfs.h, StageRecursiveReadOnly).
-  std::vector<RuntimeHandlerInfo> out = {{"", true, false}, {"vm", true, false}};
+  // User namespaces: VM pods only (the agent makes the pod's namespace in the guest and shifts
+  // each container's root filesystem into it; agent/user_namespace.h).
+  std::vector<RuntimeHandlerInfo> out = {{"", true, true}, {"vm", true, true}};
   if (host_available) out.push_back({"host", true, false});
   return out;
 }

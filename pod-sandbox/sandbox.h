@@ -6,8 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "nlohmann/json.hpp"
 #include "common/json_optional.h"
+#include "nlohmann/json.hpp"
+#include "pod-sandbox/user_namespace.h"
 #include "store/object_store.h"
 
 namespace podvisor {
@@ -56,6 +57,8 @@ struct SandboxConfig {
   NamespaceMode ipc_mode = NamespaceMode::kPod;
   // linux.security_context.privileged: the pod's containers may be privileged.
   bool privileged = false;
+  // namespace_options.userns_options mode POD; unset: the node's (mode NODE).
+  std::optional<PodUserNamespace> user_namespace;
   // Pod-level resources (LinuxPodSandboxConfig.resources + overhead); 0 = not set.
   int64_t cpu_quota = 0;
   int64_t cpu_period = 0;
@@ -101,16 +104,15 @@ struct SandboxMetadata {
   std::string shared_fs_transport;
   // The template the VM was cloned from; empty: booted cold.
   std::string template_key;
+  // The pod's user namespace (every container joins it); unset: none of its own.
+  std::optional<PodUserNamespace> user_namespace;
 };
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(SandboxMetadata, id, name, pod_name,
-                                                pod_namespace, pod_uid, attempt, labels,
-                                                annotations, runtime_handler, handler,
-                                                log_directory,
-                                                hostname, created_at_ns, dns, port_mappings,
-                                                sysctls, network_mode, pid_mode, ipc_mode, vcpus,
-                                                memory_mib, cgroup_parent, state_dir, shared_dir,
-                                                shared_fs_transport, template_key, privileged)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
+    SandboxMetadata, id, name, pod_name, pod_namespace, pod_uid, attempt, labels, annotations,
+    runtime_handler, handler, log_directory, hostname, created_at_ns, dns, port_mappings, sysctls,
+    network_mode, pid_mode, ipc_mode, vcpus, memory_mib, cgroup_parent, state_dir, shared_dir,
+    shared_fs_transport, template_key, privileged, user_namespace)
 
 // What changes over a sandbox's life.
 struct SandboxStatus {

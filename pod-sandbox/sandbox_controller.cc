@@ -309,6 +309,7 @@ absl::StatusOr<std::string> SandboxController::Run(const SandboxConfig& config) 
   meta.network_mode = config.network_mode;
   meta.pid_mode = config.pid_mode;
   meta.ipc_mode = config.ipc_mode;
+  meta.user_namespace = config.user_namespace;
   meta.state_dir = absl::StrCat(options_.state_dir, "/vm/", meta.id.substr(0, 16));
   if (options_.shared_filesystem) {
     meta.shared_dir = absl::StrCat(meta.state_dir, "/shared");

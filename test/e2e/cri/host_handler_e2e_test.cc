@@ -230,6 +230,12 @@ TEST_F(HostHandlerE2eTest, StatusListsTheHandlers) {
   for (const auto& h : status.runtime_handlers()) names.push_back(h.name());
   EXPECT_THAT(names, ::testing::ElementsAre("", "vm", "host"));
   EXPECT_TRUE(status.features().supplemental_groups_policy());
+  // What kubelet reads to allow hostUsers: false pods on a handler: VM pods only.
+  ASSERT_EQ(status.runtime_handlers_size(), 3);
+  EXPECT_TRUE(status.runtime_handlers(0).features().user_namespaces());
+  EXPECT_TRUE(status.runtime_handlers(1).features().user_namespaces());
+  EXPECT_FALSE(status.runtime_handlers(2).features().user_namespaces());
+  EXPECT_TRUE(status.runtime_handlers(2).features().recursive_read_only_mounts());
 }
 
 // SupplementalGroupsPolicy on the node: the host handler resolves the user against the image's

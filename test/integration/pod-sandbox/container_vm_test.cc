@@ -7,6 +7,8 @@
 #include "test/integration/pod-sandbox/container_vm_fixture.h"  // first: CRI Signal vs <signal.h>
 // clang-format on
 
+#include <sys/stat.h>
+
 #include <string>
 #include <tuple>
 #include <vector>
@@ -175,6 +177,122 @@ TEST_F(ContainerVmTest, RootfsIsTheOverlayOfAllLayersWithAWritableUpper) {
   s = Exec(again, {"cat", "/data/msg"}, 60, &out);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(out.stdout(), "upper\n");
+}
+
+// hostUsers: false (CRI userns_options mode POD): the pod's containers run in one user namespace
+// of the guest with the pod's mappings, their root filesystem owned by its root; a capability
+// there is none over the VM's own namespaces.
+TEST_F(ContainerVmTest, UserNamespacePodMapsIdsAndOwnsItsRootfs) {
+  v1::RemovePodSandboxRequest rm;
+  rm.set_pod_sandbox_id(pod_);
+  v1::RemovePodSandboxResponse rm_resp;
+  ASSERT_TRUE(cri_->runtime().RemovePodSandbox(CriClient::Context(120).get(), rm, &rm_resp).ok());
+  pod_.clear();
+  v1::NamespaceOption userns_ns;
+  v1::UserNamespace* u = userns_ns.mutable_userns_options();
+  u->set_mode(v1::POD);
+  for (v1::IDMapping* m : {u->add_uids(), u->add_gids()}) {
+    m->set_container_id(0);
+    m->set_host_id(65536);
+    m->set_length(65536);
+  }
+  pod_config_.mutable_metadata()->set_name("userns");
+  pod_config_.mutable_metadata()->set_uid("uid-userns");
+  pod_config_.clear_port_mappings();
+  *pod_config_.mutable_linux()->mutable_security_context()->mutable_namespace_options() = userns_ns;
+  v1::RunPodSandboxRequest run;
+  *run.mutable_config() = pod_config_;
+  v1::RunPodSandboxResponse ran;
+  grpc::Status s = cri_->runtime().RunPodSandbox(CriClient::Context(300).get(), run, &ran);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  pod_ = ran.pod_sandbox_id();
+  v1::PodSandboxStatusRequest status_req;
+  status_req.set_pod_sandbox_id(pod_);
+  v1::PodSandboxStatusResponse status;
+  ASSERT_TRUE(
+      cri_->runtime().PodSandboxStatus(CriClient::Context().get(), status_req, &status).ok());
+  EXPECT_EQ(status.status().linux().namespaces().options().userns_options().mode(), v1::POD);
+
+  // As kubelet sends it: the container's namespace options carry the pod's user namespace.
+  auto in_userns = [&](v1::ContainerConfig c) {
+    v1::NamespaceOption* ns =
+        c.mutable_linux()->mutable_security_context()->mutable_namespace_options();
+    *ns->mutable_userns_options() = userns_ns.userns_options();
+    return c;
+  };
+  v1::ContainerConfig c = in_userns(Config("ids", {"sleep", "1000"}));
+  c.mutable_image()->set_image(kLayered);
+  // A writable host directory (as kubelet makes emptyDir: mode 0777).
+  const std::string vol = dir_.Join("userns-vol");
+  ASSERT_TRUE(fs::create_directories(vol));
+  fs::permissions(vol, fs::perms::all);
+  v1::Mount* m = c.add_mounts();
+  m->set_container_path("/vol");
+  m->set_host_path(vol);
+  c.mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities(
+      "SYS_ADMIN");
+  std::string id = Run(c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  v1::ExecSyncResponse out;
+  s = Exec(id, {"sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map | tr -s ' '"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), " 0 65536 65536\n 0 65536 65536\n") << out.stderr();
+  // Root of the namespace owns the image's files (every layer's) and writes where root may.
+  out.Clear();
+  s = Exec(id,
+           {"sh", "-c",
+            "id -u; stat -c %u:%g / /bin/busybox /data/msg /etc; echo x > /etc/new && "
+            "stat -c %u:%g /etc/new; echo y > /data/msg && cat /data/msg"},
+           60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "0\n0:0\n0:0\n0:0\n0:0\n0:0\ny\n") << out.stderr();
+  // Volumes are not idmapped: what the container's root writes is the guest's id 65536 on the
+  // node, and the node's root-owned files are nobody's in the container.
+  out.Clear();
+  s = Exec(id, {"sh", "-c", "echo hi > /vol/f && stat -c %u:%g /vol/f /vol"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "0:0\n65534:65534\n") << out.stderr();
+  struct stat written {};
+  ASSERT_EQ(::stat((vol + "/f").c_str(), &written), 0);
+  EXPECT_EQ(written.st_uid, 65536u);
+  EXPECT_EQ(written.st_gid, 65536u);
+  // CAP_SYS_ADMIN in the user namespace is none over the VM's UTS namespace.
+  out.Clear();
+  s = Exec(id, {"hostname", "not-the-pods"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_NE(out.exit_code(), 0) << out.stdout();
+  out.Clear();
+  s = Exec(id, {"hostname"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(out.stdout(), "pod\n");
+
+  // The container's own process (started by crun, not the agent) is in the namespace too, and
+  // a second container joins the same one.
+  std::string init = Run(in_userns(Config("uidmap", {"cat", "/proc/self/uid_map"})));
+  ASSERT_FALSE(init.empty());
+  EXPECT_EQ(WaitExited(init).exit_code(), 0);
+  EXPECT_THAT(ReadAll(dir_.Join("logs/uidmap.log")),
+              MatchesRegex(absl::StrCat(kTime, " stdout F +0 +65536 +65536\n")));
+  out.Clear();
+  s = Exec(id, {"sh", "-c", "readlink /proc/self/ns/user"}, 60, &out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::ExecSyncResponse other;
+  std::string second = Run(in_userns(Config("second", {"sleep", "1000"})));
+  ASSERT_FALSE(second.empty());
+  s = Exec(second, {"sh", "-c", "readlink /proc/self/ns/user"}, 60, &other);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(other.stdout(), out.stdout());
+  EXPECT_THAT(out.stdout(), HasSubstr("user:["));
+
+  // A container asking for other mappings than its pod's is refused.
+  v1::ContainerConfig wrong = in_userns(Config("wrong", {"true"}));
+  wrong.mutable_linux()
+      ->mutable_security_context()
+      ->mutable_namespace_options()
+      ->mutable_userns_options()
+      ->mutable_uids(0)
+      ->set_host_id(131072);
+  EXPECT_EQ(TryCreate(wrong).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 // CRI Mount.image: an image's layers, stacked read-only, at a path of a container of another

@@ -278,6 +278,32 @@ TEST(OciSpecTest, ConfigCarriesTheSpec) {
   EXPECT_EQ(c["mounts"][3]["source"], "/dev/shm");
 }
 
+TEST(OciSpecTest, AContainerOfAUserNamespacePodJoinsItAndBindsThePodsMqueue) {
+  OciOptions o = Options("c1", "/r", "/podvisor/c1");
+  std::string json;
+  ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
+  nlohmann::json c = nlohmann::json::parse(json);
+  for (const auto& ns : c["linux"]["namespaces"]) EXPECT_NE(ns["type"], "user");
+  EXPECT_EQ(c["mounts"][4]["type"], "mqueue");
+  o.user_namespace = "/run/podvisor/userns";
+  o.pod_mqueue = "/run/podvisor/userns-mqueue";
+  ASSERT_TRUE(BuildConfigJson(BasicSpec(), o, &json).ok());
+  c = nlohmann::json::parse(json);
+  int users = 0;
+  for (const auto& ns : c["linux"]["namespaces"]) {
+    if (ns["type"] != "user") continue;
+    ++users;
+    EXPECT_EQ(ns["path"], "/run/podvisor/userns");
+  }
+  EXPECT_EQ(users, 1);
+  // No uidMappings: the namespace joined has them already.
+  EXPECT_FALSE(c["linux"].contains("uidMappings"));
+  // An mqueue cannot be mounted from a user namespace that does not own the IPC namespace.
+  EXPECT_EQ(c["mounts"][4]["destination"], "/dev/mqueue");
+  EXPECT_EQ(c["mounts"][4]["type"], "bind");
+  EXPECT_EQ(c["mounts"][4]["source"], "/run/podvisor/userns-mqueue");
+}
+
 TEST(OciSpecTest, HostContainersJoinTheNamespacesTheyAreGiven) {
   OciOptions o;
   o.container_id = "c1";

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -156,6 +157,95 @@ TEST(SandboxConvertTest, OverflowingOrNegativeResourcesAreRefused) {
   EXPECT_EQ(FromProto(req).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+runtime::v1::RunPodSandboxRequest UsernsRequest(runtime::v1::NamespaceMode mode,
+                                                std::vector<runtime::v1::IDMapping> uids,
+                                                std::vector<runtime::v1::IDMapping> gids) {
+  runtime::v1::RunPodSandboxRequest r = MinimalRequest();
+  runtime::v1::UserNamespace* u = r.mutable_config()
+                                      ->mutable_linux()
+                                      ->mutable_security_context()
+                                      ->mutable_namespace_options()
+                                      ->mutable_userns_options();
+  u->set_mode(mode);
+  for (const auto& m : uids) *u->add_uids() = m;
+  for (const auto& m : gids) *u->add_gids() = m;
+  return r;
+}
+
+runtime::v1::IDMapping Range(uint32_t container, uint32_t host, uint32_t length) {
+  runtime::v1::IDMapping m;
+  m.set_container_id(container);
+  m.set_host_id(host);
+  m.set_length(length);
+  return m;
+}
+
+TEST(SandboxConvertTest, UserNamespaceModePodCarriesItsRanges) {
+  absl::StatusOr<SandboxConfig> c =
+      FromProto(UsernsRequest(runtime::v1::POD, {Range(0, 1000, 100000)}, {Range(0, 2000, 65536)}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(c->user_namespace.has_value());
+  EXPECT_EQ(c->user_namespace->uids, (IdRange{0, 1000, 100000}));
+  EXPECT_EQ(c->user_namespace->gids, (IdRange{0, 2000, 65536}));
+  // NODE, or nothing said: the node's.
+  c = FromProto(UsernsRequest(runtime::v1::NODE, {}, {}));
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->user_namespace.has_value());
+  c = FromProto(MinimalRequest());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->user_namespace.has_value());
+
+  // The status reports what the pod has.
+  SandboxInfo info;
+  info.sandbox.metadata.user_namespace = PodUserNamespace{{0, 1000, 100000}, {0, 2000, 65536}};
+  runtime::v1::PodSandboxStatus st;
+  ToProto(info, &st);
+  const runtime::v1::UserNamespace& u = st.linux().namespaces().options().userns_options();
+  EXPECT_EQ(u.mode(), runtime::v1::POD);
+  ASSERT_EQ(u.uids_size(), 1);
+  EXPECT_EQ(u.uids(0).host_id(), 1000u);
+  EXPECT_EQ(u.gids(0).length(), 65536u);
+  info.sandbox.metadata.user_namespace.reset();
+  st.Clear();
+  ToProto(info, &st);
+  EXPECT_EQ(st.linux().namespaces().options().userns_options().mode(), runtime::v1::NODE);
+}
+
+TEST(SandboxConvertTest, UserNamespaceRequestsNoRuntimeCanHonourAreRefused) {
+  const runtime::v1::IDMapping ok = Range(0, 1000, 100000);
+  struct Case {
+    const char* what;
+    runtime::v1::RunPodSandboxRequest request;
+    const char* message;
+  } cases[] = {
+      {"two ranges", UsernsRequest(runtime::v1::POD, {ok, Range(0, 2000, 100000)}, {ok, ok}),
+       "exactly one uid and one gid"},
+      {"no gid range", UsernsRequest(runtime::v1::POD, {ok}, {}), "exactly one uid and one gid"},
+      {"container id 0 unmapped", UsernsRequest(runtime::v1::POD, {Range(1, 1000, 100000)}, {ok}),
+       "container id 0"},
+      {"empty range", UsernsRequest(runtime::v1::POD, {ok}, {Range(0, 1000, 0)}), "length 0"},
+      {"past 2^32-1", UsernsRequest(runtime::v1::POD, {Range(0, 0xffff0000u, 0x10000u)}, {ok}),
+       "2^32-1"},
+      {"CONTAINER", UsernsRequest(runtime::v1::CONTAINER, {}, {}), "CONTAINER is not supported"},
+      {"TARGET", UsernsRequest(runtime::v1::TARGET, {}, {}), "TARGET is not supported"},
+      {"NODE with ranges", UsernsRequest(runtime::v1::NODE, {ok}, {ok}), "takes no uid"},
+  };
+  for (Case& c : cases) {
+    absl::StatusOr<SandboxConfig> out = FromProto(c.request);
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_THAT(out.status().message(), HasSubstr(c.message)) << c.what;
+  }
+  // Its own user namespace and the node's network (or PID, IPC): contradictory.
+  runtime::v1::RunPodSandboxRequest host_net = UsernsRequest(runtime::v1::POD, {ok}, {ok});
+  host_net.mutable_config()
+      ->mutable_linux()
+      ->mutable_security_context()
+      ->mutable_namespace_options()
+      ->set_network(runtime::v1::NODE);
+  absl::StatusOr<SandboxConfig> out = FromProto(host_net);
+  EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(out.status().message(), HasSubstr("cannot share the node's network"));
+}
 
 }  // namespace
 }  // namespace podvisor::cri

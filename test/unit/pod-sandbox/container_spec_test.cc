@@ -258,6 +258,40 @@ TEST(BuildContainerSpecTest, OverlayOverTheLayersTopFirstAndPodFiles) {
   EXPECT_THAT(spec->masked_paths, Contains("/proc/kcore"));
 }
 
+TEST(BuildContainerSpecTest, ContainersJoinTheirPodsUserNamespace) {
+  ImageRecord image;
+  image.metadata.config.cmd = {"true"};
+  std::vector<LayerDisk> layers = {{"l0", 1, "/a"}};
+  Sandbox pod = PodWithDns(false);
+  const PodUserNamespace userns{{0, 65536, 65536}, {0, 65536, 65536}};
+  pod.metadata.user_namespace = userns;
+  // Said or left out, the container gets the pod's.
+  ContainerConfig config;
+  absl::StatusOr<ContainerSpec> spec = BuildContainerSpec(pod, image, config, layers, {}, {});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->user_namespace, userns);
+  config.userns_given = true;
+  config.user_namespace = userns;
+  spec = BuildContainerSpec(pod, image, config, layers, {}, {});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->user_namespace, userns);
+  // Another range, or the node's, is not the pod's.
+  config.user_namespace->uids.host_id = 131072;
+  EXPECT_EQ(BuildContainerSpec(pod, image, config, layers, {}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  config.user_namespace.reset();
+  EXPECT_EQ(BuildContainerSpec(pod, image, config, layers, {}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // A pod without one: a container asking for one is refused; one saying NODE is fine.
+  pod.metadata.user_namespace.reset();
+  spec = BuildContainerSpec(pod, image, config, layers, {}, {});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE(spec->user_namespace.has_value());
+  config.user_namespace = userns;
+  EXPECT_EQ(BuildContainerSpec(pod, image, config, layers, {}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(BuildContainerSpecTest, RefusesWhatCannotBeMet) {
   ImageRecord image;
   ContainerConfig config;

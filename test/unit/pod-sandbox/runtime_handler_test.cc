@@ -74,6 +74,22 @@ TEST(RuntimeHandlerTest, UnknownHandlerIsInvalidArgumentNamingIt) {
   EXPECT_THAT(k.status().message(), HasSubstr("\"kata-fc\""));
 }
 
+TEST(RuntimeHandlerTest, UserNamespacePodsRunInVmsOnly) {
+  SandboxConfig pod = Pod();
+  pod.user_namespace = PodUserNamespace{{0, 65536, 65536}, {0, 65536, 65536}};
+  EXPECT_EQ(*RouteSandbox(pod, HostPodPolicy::kHost, true), HandlerKind::kVm);
+  // Privileged inside its own user namespace: still a VM pod, not a host one.
+  pod.privileged = true;
+  EXPECT_EQ(*RouteSandbox(pod, HostPodPolicy::kHost, true), HandlerKind::kVm);
+  EXPECT_EQ(*RouteSandbox(pod, HostPodPolicy::kRefuse, true), HandlerKind::kVm);
+  pod.runtime_handler = "vm";
+  EXPECT_EQ(*RouteSandbox(pod, HostPodPolicy::kHost, true), HandlerKind::kVm);
+  pod.runtime_handler = "host";
+  absl::StatusOr<HandlerKind> k = RouteSandbox(pod, HostPodPolicy::kHost, true);
+  ASSERT_EQ(k.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(k.status().message(), HasSubstr("user namespaces"));
+}
+
 TEST(RuntimeHandlerTest, ListsTheHandlers) {
   std::vector<RuntimeHandlerInfo> all = RuntimeHandlers(true);
   ASSERT_EQ(all.size(), 3u);
@@ -84,6 +100,10 @@ TEST(RuntimeHandlerTest, ListsTheHandlers) {
   EXPECT_TRUE(all[0].recursive_read_only_mounts);
   EXPECT_TRUE(all[1].recursive_read_only_mounts);
   EXPECT_TRUE(all[2].recursive_read_only_mounts);  // a staged read-only copy
+  // User namespaces are made in the guest: VM pods only.
+  EXPECT_TRUE(all[0].user_namespaces);
+  EXPECT_TRUE(all[1].user_namespaces);
+  EXPECT_FALSE(all[2].user_namespaces);
   EXPECT_EQ(RuntimeHandlers(false).size(), 2u);
   EXPECT_EQ(*ParseHostPodPolicy("refuse"), HostPodPolicy::kRefuse);
   EXPECT_FALSE(ParseHostPodPolicy("vm").ok());
