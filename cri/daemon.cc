@@ -1,24 +1,24 @@
 #include "cri/daemon.h"
 
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
-
 #include "absl/cleanup/cleanup.h"
-#include "absl/strings/str_join.h"
-#include "nlohmann/json.hpp"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/fs.h"
 #include "common/log.h"
@@ -26,12 +26,14 @@
 #include "cri/config_reload.h"
 #include "cri/metrics_endpoint.h"
 #include "cri/runtime_service.h"
+#include "cri/vm_templates.h"
 #include "host-runtime/host_runtime.h"
 #include "host-runtime/host_streaming.h"
-#include "cri/vm_templates.h"
+#include "hypervisor/capability_probes.h"
 #include "hypervisor/hypervisor.h"
 #include "image/image_service.h"
 #include "network/pod_network.h"
+#include "nlohmann/json.hpp"
 #include "pod-sandbox/agent_client.h"
 #include "pod-sandbox/container_controller.h"
 #include "pod-sandbox/container_streaming.h"
@@ -117,7 +119,16 @@ class DaemonImpl : public Daemon {
       absl::MutexLock lock(&live_mu_);
       metrics_.reset();
     }
-    if (init_thread_.joinable()) init_thread_.join();
+    if (init_thread_.joinable()) {
+      // A start-up still connecting to libvirt waits on its capability probe (seconds): end the
+      // probe, so that neither the stop waits nor its QEMU outlives the daemon (Init then fails).
+      // libvirt probes one emulator after another, so until the start-up is over.
+      while (!probe_root_.empty() && !init_done_.load()) {
+        KillCapabilityProbes(probe_root_, false);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      init_thread_.join();
+    }
     if (sandbox_controller_) sandbox_controller_->Detach();
     if (lock_fd_ >= 0) ::close(lock_fd_);
   }
@@ -256,6 +267,7 @@ class DaemonImpl : public Daemon {
     LibvirtHypervisorOptions hv;
     hv.uri = config.hypervisor.libvirt_uri;
     hv.embed_root = absl::StrCat(config.state_dir, "/libvirt");
+    if (hv.uri.empty()) probe_root_ = hv.embed_root;
     hv.accelerator = config.hypervisor.accel;
     hv.kernel = config.hypervisor.kernel.empty() ? guest_dir + "/vmlinux" : config.hypervisor.kernel;
     hv.initrd =
@@ -418,6 +430,7 @@ class DaemonImpl : public Daemon {
       PV_LOG(kError) << "runtime not ready: " << s.message();
     }
     sandbox_controller_->SetReady(s);
+    init_done_ = true;
   }
 
   absl::Status Serve() {
@@ -455,6 +468,9 @@ class DaemonImpl : public Daemon {
   std::unique_ptr<PodNetworkManager> network_;
   std::unique_ptr<VmTemplateStore> templates_;  // builds through hypervisor_: destroyed first
   std::thread init_thread_;
+  // The embedded libvirt's root, whose capability probes a stop during start-up ends.
+  std::string probe_root_;
+  std::atomic<bool> init_done_{false};
   std::unique_ptr<SandboxController> sandbox_controller_;
   std::unique_ptr<ImageController> image_controller_;
   std::unique_ptr<ContainerStore> container_store_;

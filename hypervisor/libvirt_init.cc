@@ -34,6 +34,7 @@
 #include "common/fs.h"
 #include "common/log.h"
 #include "hypervisor/accel_probe_cache.h"
+#include "hypervisor/capability_probes.h"
 #include "hypervisor/console_log.h"
 #include "hypervisor/domain_xml.h"
 #include "hypervisor/host_support.h"
@@ -124,6 +125,10 @@ absl::Status LibvirtHypervisor::Init() {
   if (!embed_root_.empty()) {
     // The embedded driver's QEMUs become our children (see process_reaper.h).
     if (auto s = BecomeChildSubreaper(); !s.ok()) return Annotate(s, "own the VM processes");
+  }
+  if (!embed_root_.empty()) {
+    // Probes a daemon left running when it ended during its start-up (no probe of ours yet).
+    KillCapabilityProbes(embed_root_, true);
   }
   EnsureEventLoop();
   LogInitStep(absl::StrCat("connecting to ", uri_,
