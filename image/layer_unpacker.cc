@@ -243,10 +243,12 @@ class TarExtractor {
         absl::StrCat("layer: ", what, ": ", msg ? msg : "malformed tar stream"));
   }
 
-  // Splits a tar path into clean components; rejects absolute paths and "..".
+  // Splits a tar path into clean components; rejects "..". An absolute name is the layer's own
+  // ("/etc/x" is etc/x under the layer's root, as containerd and runc extract it; tools such as
+  // umoci write "/" for the root itself): every component is then resolved below the root, so it
+  // cannot leave the layer either.
   absl::StatusOr<std::vector<std::string>> Components(absl::string_view path) const {
     if (path.size() > limits_.max_path_bytes) return Hostile(path, "path too long");
-    if (absl::StartsWith(path, "/")) return Hostile(path, "absolute path");
     std::vector<std::string> comps;
     for (absl::string_view c : absl::StrSplit(path, '/')) {
       if (c.empty() || c == ".") continue;
