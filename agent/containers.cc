@@ -116,6 +116,7 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req, v1::User* 
     if (userns) {
       oci.user_namespace = impl_->userns.path();
       oci.pod_mqueue = impl_->userns.mqueue();
+      oci.pod_pid_namespace = impl_->userns.pid_path();
     }
     std::string config;
     if (Error e = BuildConfigJson(spec, oci, &config); !e.ok()) return e;

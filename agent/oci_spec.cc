@@ -323,7 +323,11 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
   } else {
     // The VM is the pod: network, IPC and UTS are the guest's own, shared by its containers.
     ns = json::array({{{"type", "mount"}}, {{"type", "cgroup"}}});
-    if (!spec.share_pid_namespace()) ns.push_back({{"type", "pid"}});
+    if (!spec.share_pid_namespace()) {
+      ns.push_back({{"type", "pid"}});
+    } else if (!options.pod_pid_namespace.empty()) {
+      ns.push_back({{"type", "pid"}, {"path", options.pod_pid_namespace}});
+    }
     // Joined first by crun: the mount, cgroup and PID namespaces it then makes are the user
     // namespace's own.
     if (!options.user_namespace.empty()) {

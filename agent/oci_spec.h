@@ -34,6 +34,9 @@ struct OciOptions {
   // containers then bind `pod_mqueue` at /dev/mqueue instead of mounting one.
   std::string user_namespace;
   std::string pod_mqueue;
+  // With user_namespace: the pod's PID namespace (a bind-mounted nsfs file) that a container
+  // sharing the pod's PID namespace joins instead of the VM's.
+  std::string pod_pid_namespace;
   // OCI linux.rootfsPropagation ("rslave", "rshared"); empty: the runtime's default (private).
   std::string rootfs_propagation;
 };

@@ -5,8 +5,11 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -58,6 +61,17 @@ Error WriteProcFile(const std::string& path, const std::string& data) {
   int e = errno;
   close(fd);
   if (n != static_cast<ssize_t>(data.size())) return ErrnoError("write " + path, n < 0 ? e : EIO);
+  return Error::Ok();
+}
+
+// Keeps the namespace of `ns` (a /proc/<pid>/ns/ file) by a bind mount on `path`.
+Error BindNamespace(const std::string& ns, const std::string& path) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return ErrnoError("create " + path, errno);
+  close(fd);
+  if (mount(ns.c_str(), path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    return ErrnoError("bind " + ns + " at " + path, errno);
+  }
   return Error::Ok();
 }
 
@@ -229,13 +243,32 @@ Error PodUserNamespace::Ensure(const v1::UserNamespace& want) {
   }
   pid_t pid = fork();
   if (pid == 0) {
-    close(ready[0]);
-    close(go[1]);
+    // Nothing of the agent's may stay open in the pod's PID 1 below (it never execs): only the
+    // two pipe ends survive, then those too.
+    const int r = ready[1], g = go[0];
+    for (int fd = 0; fd < 65536; ++fd) {
+      if (fd != r && fd != g) close(fd);
+    }
     char c = 0;
     if (unshare(CLONE_NEWUSER) != 0) _exit(1);
-    if (write(ready[1], &c, 1) != 1) _exit(1);
-    while (read(go[0], &c, 1) < 0 && errno == EINTR) {
+    if (write(r, &c, 1) != 1) _exit(1);
+    ssize_t got;
+    while ((got = read(g, &c, 1)) < 0 && errno == EINTR) {
     }
+    if (got != 1) _exit(0);  // the agent gave up
+    // The pod's PID namespace, the user namespace's own (a container in the user namespace can
+    // mount /proc only for a PID namespace it owns): its PID 1 reaps orphans for good.
+    if (unshare(CLONE_NEWPID) != 0) _exit(1);
+    pid_t init = fork();
+    if (init == 0) {
+      close(r);
+      close(g);
+      prctl(PR_SET_NAME, "pause", 0, 0, 0);  // what the pod's processes see as its PID 1
+      for (;;) {
+        if (wait(nullptr) < 0) sleep(1);
+      }
+    }
+    if (write(r, &init, sizeof(init)) != static_cast<ssize_t>(sizeof(init))) _exit(1);
     _exit(0);
   }
   const int fork_errno = errno;
@@ -257,21 +290,27 @@ Error PodUserNamespace::Ensure(const v1::UserNamespace& want) {
   }
   if (err.ok()) err = WriteProcFile(proc + "/uid_map", MapLine(want.uids()));
   if (err.ok()) err = WriteProcFile(proc + "/gid_map", MapLine(want.gids()));
+  pid_t init = 0;
+  if (err.ok() && write(go[1], "g", 1) != 1)
+    err = ErrnoError("resume the namespace's child", errno);
   if (err.ok()) {
-    int fd = open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-      err = ErrnoError("create " + path_, errno);
-    } else {
-      close(fd);
-      if (mount((proc + "/ns/user").c_str(), path_.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-        err = ErrnoError("bind the user namespace at " + path_, errno);
-      }
+    while ((n = read(ready[0], &init, sizeof(init))) < 0 && errno == EINTR) {
+    }
+    if (n != static_cast<ssize_t>(sizeof(init)) || init <= 0) {
+      err = Error(Code::kInternal, "the guest kernel refused the pod's PID namespace");
     }
   }
+  const std::string init_proc = "/proc/" + std::to_string(init);
+  // From the PID 1, which stays (the child exits as soon as it has written its pid).
+  if (err.ok()) err = BindNamespace(init_proc + "/ns/user", path_);
+  if (err.ok()) err = BindNamespace(init_proc + "/ns/pid", pid_path());
   close(ready[0]);
-  close(go[1]);  // the child exits
+  close(go[1]);  // the child exits (having made the PID 1, or not)
   ProcessReaper::Get().Wait(pid);
   if (!err.ok()) {
+    if (init > 0) kill(init, SIGKILL);
+    umount2(path_.c_str(), MNT_DETACH);
+    umount2(pid_path().c_str(), MNT_DETACH);
     umount2(mq.c_str(), MNT_DETACH);
     return err.With("make the pod's user namespace");
   }

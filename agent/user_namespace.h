@@ -34,6 +34,10 @@ class PodUserNamespace {
   // a user namespace cannot mount it (the IPC namespace is not that namespace's), so crun binds
   // this one.
   std::string mqueue() const { return path_ + "-mqueue"; }
+  // The pod's PID namespace for containers that share it (CRI pid POD or TARGET), owned by the
+  // user namespace (one the VM's agent owns would not let them mount /proc); its PID 1 is a
+  // process of the agent's that only reaps.
+  std::string pid_path() const { return path_ + "-pid"; }
 
  private:
   std::mutex mu_;

@@ -284,6 +284,21 @@ TEST_F(ContainerVmTest, UserNamespacePodMapsIdsAndOwnsItsRootfs) {
   EXPECT_EQ(other.stdout(), out.stdout());
   EXPECT_THAT(out.stdout(), HasSubstr("user:["));
 
+  // Sharing the pod's PID namespace (CRI pid POD, what critest asks for): it is the user
+  // namespace's own, so /proc mounts; its PID 1 is not the agent.
+  v1::ContainerConfig shared = in_userns(Config("shared-pid", {"sleep", "1000"}));
+  shared.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::POD);
+  std::string shared_id = Run(shared);
+  ASSERT_FALSE(shared_id.empty()) << daemon_->ReadLog();
+  v1::ExecSyncResponse shared_out;
+  s = Exec(shared_id, {"sh", "-c", "cat /proc/self/uid_map | tr -s ' '; cat /proc/1/comm"}, 60,
+           &shared_out);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_THAT(shared_out.stdout(), HasSubstr(" 0 65536 65536\n")) << shared_out.stderr();
+  EXPECT_THAT(shared_out.stdout(), ::testing::EndsWith("\npause\n"));
+  ASSERT_TRUE(Stop(shared_id, 0).ok());
+  EXPECT_EQ(Status(shared_id).exit_code(), 137);
+
   // A container asking for other mappings than its pod's is refused.
   v1::ContainerConfig wrong = in_userns(Config("wrong", {"true"}));
   wrong.mutable_linux()
