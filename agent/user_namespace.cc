@@ -324,7 +324,7 @@ Error ShiftOwnership(const std::string& root, const v1::UserNamespace& userns,
   if (Error e = ValidateUserNamespace(userns); !e.ok()) return e;
   int fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return ErrnoError("open " + root, errno);
-  Shift s{userns};
+  Shift s{userns, 0, {}, 0};
   Error err;
   struct stat st;
   struct statx sx {};

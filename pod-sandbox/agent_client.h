@@ -192,7 +192,7 @@ struct ContainerSpec {
   // true: the container runs in the VM's (the pod's) PID namespace; false: its own.
   bool share_pid_namespace = false;
   // The pod's user namespace, which the container joins; unset: the guest's.
-  std::optional<PodUserNamespace> user_namespace;
+  std::optional<PodUserNamespace> user_namespace{};
 };
 
 struct ExitInfo {

@@ -136,7 +136,7 @@ struct ContainerConfig {
   // namespace_options.userns_options when the request has it (kubelet sends the pod's): it must
   // be the pod's. A container always joins its pod's user namespace.
   bool userns_given = false;
-  std::optional<PodUserNamespace> user_namespace;
+  std::optional<PodUserNamespace> user_namespace{};
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     ContainerConfig, name, attempt, image, command, args, working_dir, envs, mounts, labels,

@@ -58,7 +58,7 @@ struct SandboxConfig {
   // linux.security_context.privileged: the pod's containers may be privileged.
   bool privileged = false;
   // namespace_options.userns_options mode POD; unset: the node's (mode NODE).
-  std::optional<PodUserNamespace> user_namespace;
+  std::optional<PodUserNamespace> user_namespace{};
   // Pod-level resources (LinuxPodSandboxConfig.resources + overhead); 0 = not set.
   int64_t cpu_quota = 0;
   int64_t cpu_period = 0;
@@ -105,7 +105,7 @@ struct SandboxMetadata {
   // The template the VM was cloned from; empty: booted cold.
   std::string template_key;
   // The pod's user namespace (every container joins it); unset: none of its own.
-  std::optional<PodUserNamespace> user_namespace;
+  std::optional<PodUserNamespace> user_namespace{};
 };
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
