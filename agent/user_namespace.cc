@@ -9,10 +9,12 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -83,11 +85,12 @@ struct Shift {
   size_t shifted = 0;
 };
 
-// The mount a name below `dirfd` is on (statx's mount id: overlayfs reports the lower layers'
-// st_dev for files, so st_dev cannot tell a mount point).
-bool MountId(int dirfd, const char* name, uint64_t* id) {
+// The mount a name below `dirfd` is on, or `dirfd` itself with `flags` AT_EMPTY_PATH and name ""
+// (statx's mount id: overlayfs reports the lower layers' st_dev for files, so st_dev cannot tell
+// a mount point).
+bool MountId(int dirfd, const char* name, int flags, uint64_t* id) {
   struct statx sx {};
-  if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) != 0 ||
+  if (statx(dirfd, name, flags | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) != 0 ||
       !(sx.stx_mask & STATX_MNT_ID)) {
     return false;
   }
@@ -174,7 +177,7 @@ Error ShiftTree(int dirfd, const std::string& path, Shift* s, int depth) {
     if (std::strcmp(d->d_name, ".") == 0 || std::strcmp(d->d_name, "..") == 0) continue;
     const std::string child = path + "/" + d->d_name;
     uint64_t mnt = 0;
-    if (!MountId(dirfd, d->d_name, &mnt)) {
+    if (!MountId(dirfd, d->d_name, 0, &mnt)) {
       err = ErrnoError("statx " + child, errno);
       break;
     }
@@ -246,9 +249,11 @@ Error PodUserNamespace::Ensure(const v1::UserNamespace& want) {
     // Nothing of the agent's may stay open in the pod's PID 1 below (it never execs): only the
     // two pipe ends survive, then those too.
     const int r = ready[1], g = go[0];
-    for (int fd = 0; fd < 65536; ++fd) {
-      if (fd != r && fd != g) close(fd);
-    }
+    const unsigned lo = static_cast<unsigned>(std::min(r, g)),
+                   hi = static_cast<unsigned>(std::max(r, g));
+    if (lo > 0) syscall(SYS_close_range, 0u, lo - 1, 0u);
+    if (hi > lo + 1) syscall(SYS_close_range, lo + 1, hi - 1, 0u);
+    syscall(SYS_close_range, hi + 1, ~0u, 0u);
     char c = 0;
     if (unshare(CLONE_NEWUSER) != 0) _exit(1);
     if (write(r, &c, 1) != 1) _exit(1);
@@ -327,11 +332,9 @@ Error ShiftOwnership(const std::string& root, const v1::UserNamespace& userns,
   Shift s{userns, 0, {}, 0};
   Error err;
   struct stat st;
-  struct statx sx {};
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) != 0 || !(sx.stx_mask & STATX_MNT_ID)) {
+  if (!MountId(fd, "", AT_EMPTY_PATH, &s.mnt_id)) {
     err = Error(Code::kFailedPrecondition, "the guest kernel gives no statx mount ids");
   }
-  s.mnt_id = sx.stx_mnt_id;
   if (err.ok()) err = ShiftTree(fd, root, &s, 0);
   if (err.ok() && fstat(fd, &st) != 0) err = ErrnoError("stat " + root, errno);
   if (err.ok() &&
