@@ -118,6 +118,20 @@ Error ContainerManager::Create(const v1::CreateContainerRequest& req, v1::User* 
       oci.pod_mqueue = impl_->userns.mqueue();
       oci.pod_pid_namespace = impl_->userns.pid_path();
     }
+    // The agent compiles the profile for the container's execs anyway; crun, given the
+    // program, skips libseccomp (about 100 ms of `crun create` in a TCG guest). A profile the
+    // agent cannot compile (a notifier; one it finds invalid) is left to crun, as before.
+    if (!spec.privileged() && !spec.seccomp().oci_json().empty()) {
+      std::shared_ptr<const SeccompProgram> program;
+      if (Error e = impl_->SeccompFor(spec.seccomp().oci_json(), &program); e.ok()) {
+        oci.seccomp_bpf.assign(reinterpret_cast<const char*>(program->filter.data()),
+                               program->filter.size() * sizeof(sock_filter));
+      } else {
+        AgentLog(LogSeverity::kInfo,
+                 "container " + id + ": crun compiles its seccomp profile: " + e.message());
+      }
+      MarkStep("compile the seccomp profile");
+    }
     std::string config;
     if (Error e = BuildConfigJson(spec, oci, &config); !e.ok()) return e;
     if (Error e = WriteWhole(c->bundle + "/config.json", config); !e.ok()) return e;

@@ -19,6 +19,7 @@
 #include "agent/log.h"
 #include "agent/options.h"
 #include "agent/reaper.h"
+#include "agent/sealed_exec.h"
 #include "agent/server.h"
 
 #ifndef PODVISOR_VERSION_STRING
@@ -111,6 +112,9 @@ int Main(int argc, char** argv) {
     }
     // Orphaned container processes come back to us, as they would to PID 1.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
+  }
+  if (Error e = SealExecutable(options.crun); !e.ok()) {
+    AgentLog(LogSeverity::kWarning, "crun runs from its file (slower): " + e.message());
   }
   ProcessReaper::Get().Start();
   if (old_root >= 0) std::thread([old_root] { FreeOldRoot(old_root); }).detach();

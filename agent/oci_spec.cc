@@ -275,6 +275,30 @@ Error ResolveUser(const std::string& rootfs, v1::User* user) {
   return Error::Ok();
 }
 
+std::string Base64(const std::string& bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16 |
+                       static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8 |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    for (int shift : {18, 12, 6, 0}) out += kAlphabet[(v >> shift) & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t v = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size())
+      v |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
 Error BuildProcessJson(const v1::Process& process, bool privileged, std::string* out) {
   if (Error e = ValidateProcess(process); !e.ok()) return e;
   // Invalid UTF-8 from the host is replaced, never thrown about (PID 1 must not die).
@@ -353,11 +377,15 @@ Error BuildConfigJson(const v1::ContainerSpec& spec, const OciOptions& options,
     linux_section["sysctl"] = s;
   }
   c["linux"] = linux_section;
-  if (spec.annotations_size() > 0) {
-    json a = json::object();
-    for (const auto& [k, v] : spec.annotations()) a[k] = v;
-    c["annotations"] = a;
+  json annotations = json::object();
+  for (const auto& [k, v] : spec.annotations()) annotations[k] = v;
+  // Set last: nothing in the spec replaces the program the agent compiled from its profile.
+  if (linux_section.contains("seccomp") && !options.seccomp_bpf.empty()) {
+    annotations["run.oci.seccomp_bpf_data"] = Base64(options.seccomp_bpf);
+  } else {
+    annotations.erase("run.oci.seccomp_bpf_data");
   }
+  if (!annotations.empty()) c["annotations"] = annotations;
   *out = c.dump(1, ' ', false, json::error_handler_t::replace);
   return Error::Ok();
 }

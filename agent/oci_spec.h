@@ -39,7 +39,15 @@ struct OciOptions {
   std::string pod_pid_namespace;
   // OCI linux.rootfsPropagation ("rslave", "rshared"); empty: the runtime's default (private).
   std::string rootfs_propagation;
+  // The container's seccomp profile compiled already (classic BPF, the kernel's sock_filter
+  // array): given to crun as its `run.oci.seccomp_bpf_data` annotation, so that crun loads it
+  // instead of compiling the profile again. crun still takes the profile's flags and listener
+  // from linux.seccomp. Empty: crun compiles the profile.
+  std::string seccomp_bpf;
 };
+
+// RFC 4648 base64 with padding (what crun decodes its annotations with).
+std::string Base64(const std::string& bytes);
 
 // Checks the parts the agent interprets (paths, ids, args); crun checks the rest.
 Error ValidateContainerSpec(const v1::ContainerSpec& spec);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "agent/log.h"
+#include "agent/sealed_exec.h"
 
 extern char** environ;
 
@@ -95,6 +96,8 @@ Error Spawn(const std::vector<std::string>& argv, const SpawnOptions& options, p
   for (const std::string& e : options.env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   char** env = options.env.empty() ? environ : envp.data();
+  // Looked up before the fork: the child of a threaded process may not take locks.
+  const int sealed = SealedExecutableFd(argv[0]);
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   pid_t pid = fork();
   if (pid < 0) {
@@ -114,7 +117,8 @@ Error Spawn(const std::vector<std::string>& argv, const SpawnOptions& options, p
     if (in >= 0) dup2(in, 0);
     if (out >= 0) dup2(out, 1);
     if (err != 2 && err >= 0) dup2(err, 2);
-    execve(args[0], args.data(), env);
+    if (sealed >= 0) execveat(sealed, "", args.data(), env, AT_EMPTY_PATH);
+    execve(args[0], args.data(), env);  // no copy, or the copy would not run: the file itself
     _exit(127);
   }
   if (devnull >= 0) close(devnull);

@@ -7,9 +7,12 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 
+#include "agent/seccomp_bpf.h"
+#include "nlohmann/json.hpp"
 #include "pod-sandbox/agent_client.h"
 #include "test/support/agent_process.h"
 #include "test/support/temp_dir.h"
@@ -22,6 +25,13 @@ using testing::TempDir;
 
 constexpr char kBusybox[] = "/bin/busybox";
 constexpr char kCrun[] = "/usr/bin/crun";
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
 
 // Collects what the guest sends on one stream.
 struct StreamSink {
@@ -475,6 +485,83 @@ TEST_F(AgentContainerTest, KillAllAndRemoveLeaveNoProcessCgroupOrCrunState) {
   EXPECT_FALSE(std::filesystem::exists(cgroup_root + "/podvisor/c11"));
   EXPECT_FALSE(std::filesystem::exists(dir_.Join("state/crun/c11")));
   EXPECT_FALSE(std::filesystem::exists(dir_.Join("state/containers/c11")));
+}
+
+// The program the agent compiles from a profile is the one crun compiles from it, byte for byte:
+// the agent gives crun its own (run.oci.seccomp_bpf_data) so that `crun create` need not
+// compile it again, and loads it itself into execs. Each profile goes through crun create on a
+// bundle of its own (crun leaves the program it loads in its state directory as seccomp.bpf).
+TEST(SeccompProgramTest, TheAgentCompilesWhatCrunCompiles) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root (crun create)";
+  if (access(kCrun, X_OK) != 0) GTEST_SKIP() << "needs crun at " << kCrun;
+  if (access(kBusybox, X_OK) != 0) GTEST_SKIP() << "needs busybox-static at " << kBusybox;
+  TempDir dir;
+  const std::string rootfs = dir.Join("bundle/rootfs");
+  ASSERT_EQ(system(("mkdir -p " + rootfs + "/bin " + rootfs + "/proc " + rootfs + "/dev && cp " +
+                    kBusybox + " " + rootfs + "/bin/true")
+                       .c_str()),
+            0);
+  const std::string refused =
+      R"("acct","add_key","bpf","keyctl","mount","umount2","pivot_root","setns","unshare",)"
+      R"("ptrace","reboot","swapon","swapoff","userfaultfd","perf_event_open","no_such_call")";
+  const std::vector<std::string> profiles = {
+      // RuntimeDefault's shape: allow, a deny list with EPERM, three architectures.
+      R"({"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86",)"
+      R"("SCMP_ARCH_X32"],"syscalls":[{"names":[)" +
+          refused + R"(],"action":"SCMP_ACT_ERRNO","errnoRet":1}]})",
+      // An allow list with a default errno, argument conditions (one on a repeated index),
+      // other actions.
+      R"({"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":38,"architectures":)"
+      R"(["SCMP_ARCH_X86_64"],"syscalls":[{"names":["read","write","exit","exit_group","execve",)"
+      R"("brk","mmap","mprotect","munmap","arch_prctl","set_tid_address","rt_sigaction",)"
+      R"("rt_sigprocmask","rt_sigreturn","prctl","capget","capset","setgroups","setresuid",)"
+      R"("setresgid","setuid","setgid","close","close_range","fstat","newfstatat","statx",)"
+      R"("openat","fcntl","getdents64","dup2","dup3","chdir","umask","futex","getppid",)"
+      R"("access","lseek","pread64","uname","readlink","set_robust_list","rseq","prlimit64",)"
+      R"("getrandom","ioctl","poll","pselect6","select","sigaltstack","wait4","exit"],)"
+      R"("action":"SCMP_ACT_ALLOW"},{"names":["personality"],"action":"SCMP_ACT_ALLOW","args":)"
+      R"([{"index":0,"value":0,"op":"SCMP_CMP_EQ"},{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]},)"
+      R"({"names":["clone"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":2114060288,)"
+      R"("valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]},{"names":["kill"],"action":"SCMP_ACT_LOG"},)"
+      R"({"names":["tkill"],"action":"SCMP_ACT_KILL_PROCESS"},{"names":["getpid"],)"
+      R"("action":"SCMP_ACT_ERRNO","errnoRet":13,"args":[{"index":1,"value":5,"op":"SCMP_CMP_GT"},)"
+      R"({"index":2,"value":7,"op":"SCMP_CMP_NE"}]}]})",
+  };
+  int n = 0;
+  for (const std::string& profile : profiles) {
+    const std::string id = "seccomp-" + std::to_string(n++);
+    SCOPED_TRACE(profile);
+    agent::SeccompProgram program;
+    agent::Error compiled = agent::CompileSeccompProfile(profile, &program);
+    ASSERT_TRUE(compiled.ok()) << compiled.message();
+    nlohmann::json config = {
+        {"ociVersion", "1.0.2"},
+        {"process", {{"args", {"/bin/true"}}, {"cwd", "/"}, {"user", {{"uid", 0}, {"gid", 0}}}}},
+        {"root", {{"path", "rootfs"}}},
+        {"mounts", {{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}}}},
+        {"linux",
+         {{"namespaces", {{{"type", "mount"}}, {{"type", "pid"}}}},
+          {"seccomp", nlohmann::json::parse(profile)}}}};
+    std::ofstream(dir.Join("bundle/config.json")) << config.dump();
+    // In a mount namespace of its own with a cgroup2 hierarchy, as the guest has.
+    const std::string state = dir.Join("crun-state");
+    const std::string script =
+        "umount -l /sys/fs/cgroup 2>/dev/null; mount -t cgroup2 cgroup2 /sys/fs/cgroup && " +
+        std::string(kCrun) + " --root " + state + " create --bundle " + dir.Join("bundle") + " " +
+        id + " && cp " + state + "/" + id + "/seccomp.bpf " + dir.Join(id + ".bpf") + "; " + kCrun +
+        " --root " + state + " delete --force " + id;
+    ASSERT_EQ(
+        system(
+            ("unshare -m -- sh -c '" + script + "' > " + dir.Join("crun.out") + " 2>&1").c_str()),
+        0)
+        << ReadFileOrEmpty(dir.Join("crun.out"));
+    const std::string crun_bpf = ReadFileOrEmpty(dir.Join(id + ".bpf"));
+    ASSERT_FALSE(crun_bpf.empty()) << ReadFileOrEmpty(dir.Join("crun.out"));
+    const std::string agent_bpf(reinterpret_cast<const char*>(program.filter.data()),
+                                program.filter.size() * sizeof(sock_filter));
+    EXPECT_EQ(agent_bpf.size(), crun_bpf.size());
+    EXPECT_TRUE(agent_bpf == crun_bpf) << "the programs differ";
+  }
 }
 
 }  // namespace

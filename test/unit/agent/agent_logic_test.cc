@@ -278,6 +278,45 @@ TEST(OciSpecTest, ConfigCarriesTheSpec) {
   EXPECT_EQ(c["mounts"][3]["source"], "/dev/shm");
 }
 
+TEST(OciSpecTest, Base64IsRfc4648) {
+  EXPECT_EQ(Base64(""), "");
+  EXPECT_EQ(Base64("f"), "Zg==");
+  EXPECT_EQ(Base64("fo"), "Zm8=");
+  EXPECT_EQ(Base64("foo"), "Zm9v");
+  EXPECT_EQ(Base64("foob"), "Zm9vYg==");
+  EXPECT_EQ(Base64("fooba"), "Zm9vYmE=");
+  EXPECT_EQ(Base64("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(Base64(std::string("\x00\xff\xfe", 3)), "AP/+");
+}
+
+// The program the agent compiled goes to crun as its annotation, only beside the profile it
+// came from, and nothing else in the spec can set that annotation.
+TEST(OciSpecTest, TheCompiledSeccompProgramGoesToCrunBesideItsProfile) {
+  OciOptions o = Options("c1", "/r", "/podvisor/c1");
+  o.seccomp_bpf = std::string("\x06\x00\x00\x00\x00\x00\xff\x7f", 8);
+  v1::ContainerSpec spec = BasicSpec();
+  (*spec.mutable_annotations())["run.oci.seccomp_bpf_data"] = "AAAA";
+  (*spec.mutable_annotations())["io.kubernetes.pod.name"] = "p";
+  std::string json;
+  ASSERT_TRUE(BuildConfigJson(spec, o, &json).ok());
+  nlohmann::json c = nlohmann::json::parse(json);
+  EXPECT_FALSE(c["linux"].contains("seccomp"));
+  EXPECT_FALSE(c["annotations"].contains("run.oci.seccomp_bpf_data")) << "no profile, no program";
+  EXPECT_EQ(c["annotations"]["io.kubernetes.pod.name"], "p");
+
+  spec.mutable_seccomp()->set_oci_json(R"({"defaultAction":"SCMP_ACT_ALLOW"})");
+  ASSERT_TRUE(BuildConfigJson(spec, o, &json).ok());
+  c = nlohmann::json::parse(json);
+  EXPECT_EQ(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+  EXPECT_EQ(c["annotations"]["run.oci.seccomp_bpf_data"], "BgAAAAAA/38=");
+
+  spec.set_privileged(true);  // no filter at all
+  ASSERT_TRUE(BuildConfigJson(spec, o, &json).ok());
+  c = nlohmann::json::parse(json);
+  EXPECT_FALSE(c["linux"].contains("seccomp"));
+  EXPECT_FALSE(c["annotations"].contains("run.oci.seccomp_bpf_data"));
+}
+
 TEST(OciSpecTest, AContainerOfAUserNamespacePodJoinsItAndBindsThePodsMqueue) {
   OciOptions o = Options("c1", "/r", "/podvisor/c1");
   std::string json;
