@@ -67,6 +67,14 @@ DaemonProcess::DaemonProcess(Options options) : options_(std::move(options)) {
 
 DaemonProcess::~DaemonProcess() {
   Kill();
+  // A daemon killed while libvirt probed QEMU's capabilities leaves the probe QEMU (-machine
+  // none, daemonized) under its embedded libvirt root; the daemon's next start would kill it,
+  // a test's end must. Only the probes: the pods' QEMUs outlive a daemon by design.
+  if (!options_.state_dir.empty()) {
+    for (pid_t pid : QemuProcessesUnder(options_.state_dir + "/libvirt/lib/qemu/qmp-")) {
+      ::kill(pid, SIGKILL);
+    }
+  }
   // A daemon killed while building a VM template leaves that template's QEMU; and templates in
   // the default directory (tests that set hypervisor.template_dir clean theirs) would outlive the
   // test on tmpfs.

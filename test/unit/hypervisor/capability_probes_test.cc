@@ -2,6 +2,7 @@
 // a process that is that probe, never when the pid is anything else's.
 #include "hypervisor/capability_probes.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -22,6 +23,11 @@ namespace {
 pid_t StartLookalike(const std::string& socket) {
   pid_t pid = fork();
   if (pid == 0) {
+    // A group of its own, which the test ends (bash's sleep outlives bash), and no descriptor of
+    // the test's: an orphaned sleep would hold ctest's output pipe open until it ends.
+    setpgid(0, 0);
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd <= 2; ++fd) dup2(null, fd);
     execl("/bin/bash", "bash", "-c", "sleep 100; true", socket.c_str(), nullptr);
     _exit(127);
   }
@@ -67,6 +73,8 @@ TEST(CapabilityProbesTest, KillsTheProbeOfEachDirectoryAndNothingElse) {
   EXPECT_EQ(waitpid(other, &status, WNOHANG), 0);
   kill(other, SIGKILL);
   waitpid(other, &status, 0);
+  kill(-probe, SIGKILL);
+  kill(-other, SIGKILL);
 }
 
 }  // namespace
