@@ -38,11 +38,10 @@ Error SealExecutable(const std::string& path) {
     return Error(Code::kFailedPrecondition, path + " is not a regular file");
   }
   // A script would run from the copy's descriptor, which is closed by the exec that needs it.
+  static constexpr char kElfMagic[4] = {0x7f, 'E', 'L', 'F'};
   char magic[4] = {};
-  if (pread(src, magic, sizeof magic, 0) != sizeof magic || memcmp(magic,
-                                                                   "\x7f"
-                                                                   "ELF",
-                                                                   4) != 0) {
+  if (pread(src, magic, sizeof magic, 0) != sizeof magic ||
+      memcmp(magic, kElfMagic, sizeof magic) != 0) {
     close(src);
     return Error(Code::kFailedPrecondition, path + " is not an ELF executable");
   }
@@ -64,8 +63,7 @@ Error SealExecutable(const std::string& path) {
     }
   }
   close(src);
-  // Executable for its owner only, as the file's mode says for others is not the copy's concern:
-  // nothing but the agent reaches the descriptor.
+  // Only the agent holds the descriptor; the copy needs to be executable by its owner alone.
   if (fchmod(copy, 0500) != 0 ||
       fcntl(copy, F_ADD_SEALS, static_cast<int>(SealedCopySeals())) != 0) {
     const int err = errno;

@@ -5,7 +5,7 @@
 // crun, like runc, will not run from a file a container could rewrite (CVE-2019-5736): unless
 // /proc/self/exe is a memfd sealed against every change, each run first copies itself into one
 // and executes that copy, and the copy checks again; a run then loads its eleven shared
-// libraries twice or three times, which in a TCG guest is most of a `crun --version`
+// libraries twice, which in a TCG guest is most of a `crun --version`
 // (docs/performance.md, "crun from a sealed copy"). The agent makes that sealed copy once, at
 // start, and executes it directly: crun finds itself sealed and goes on at once. The protection
 // is the same one crun gives itself (nothing can write the copy, a container cannot reach it:

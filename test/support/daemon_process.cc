@@ -9,13 +9,14 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <filesystem>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include "common/template_dir.h"
+#include "hypervisor/capability_probes.h"
 
 namespace podvisor::testing {
 
@@ -70,11 +71,7 @@ DaemonProcess::~DaemonProcess() {
   // A daemon killed while libvirt probed QEMU's capabilities leaves the probe QEMU (-machine
   // none, daemonized) under its embedded libvirt root; the daemon's next start would kill it,
   // a test's end must. Only the probes: the pods' QEMUs outlive a daemon by design.
-  if (!options_.state_dir.empty()) {
-    for (pid_t pid : QemuProcessesUnder(options_.state_dir + "/libvirt/lib/qemu/qmp-")) {
-      ::kill(pid, SIGKILL);
-    }
-  }
+  if (!options_.state_dir.empty()) KillCapabilityProbes(options_.state_dir + "/libvirt", true);
   // A daemon killed while building a VM template leaves that template's QEMU; and templates in
   // the default directory (tests that set hypervisor.template_dir clean theirs) would outlive the
   // test on tmpfs.

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 
 #include "agent/seccomp_bpf.h"
+#include "common/fs.h"
 #include "nlohmann/json.hpp"
 #include "pod-sandbox/agent_client.h"
 #include "test/support/agent_process.h"
@@ -26,12 +26,7 @@ using testing::TempDir;
 constexpr char kBusybox[] = "/bin/busybox";
 constexpr char kCrun[] = "/usr/bin/crun";
 
-std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+std::string ReadFileOrEmpty(const std::string& path) { return ReadFile(path).value_or(""); }
 
 // Collects what the guest sends on one stream.
 struct StreamSink {
