@@ -255,8 +255,8 @@ absl::StatusOr<ContainerConfig> FromProto(const runtime::v1::ContainerConfig& in
         c.share_pod_pid = false;
         break;
       case runtime::v1::NODE:
-        return absl::InvalidArgumentError(
-            "namespace_options.pid=NODE: a pod VM cannot share the node's PID namespace");
+        c.node_pid = true;  // CreateContainer refuses it unless the pod runs on the host
+        break;
       default:
         return absl::InvalidArgumentError("namespace_options.pid: unknown mode");
     }

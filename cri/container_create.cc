@@ -19,6 +19,12 @@ grpc::Status RuntimeService::CreateContainer(grpc::ServerContext*,
     if (services_->HostSandbox(request->pod_sandbox_id())) {
       id = services_->host->CreateContainer(request->pod_sandbox_id(), *config);
     } else {
+      if (config->node_pid) {
+        return absl::InvalidArgumentError(
+            "namespace_options.pid=NODE: a pod VM cannot share the node's PID namespace; run the "
+            "pod on the \"host\" handler (a pod with namespace_options.pid=NODE goes there by "
+            "default)");
+      }
       for (const ContainerMount& m : config->mounts) {
         if (m.propagation != MountPropagation::kBidirectional) continue;
         return absl::InvalidArgumentError(absl::StrCat(

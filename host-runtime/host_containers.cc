@@ -214,6 +214,10 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
     (void)RunCrun(Crun({"delete", "--force", meta.id}), "undo create");
     return WithContext(updated.status(), context);
   }
+  // crun has bound the staged copies in the container's mount namespace: the node's goes.
+  if (absl::Status s = host::DetachRecursiveReadOnly(dir); !s.ok()) {
+    PV_LOG(kWarning) << "host container " << ShortId(meta.id) << ": " << s.message();
+  }
   std::move(remove_record).Cancel();
   std::move(remove_dir).Cancel();
   PV_LOG(kInfo) << "host container " << ShortId(meta.id) << " (" << meta.name << ") created in pod "

@@ -119,6 +119,10 @@ absl::StatusOr<std::string> StageRecursiveReadOnly(const std::string& dir, size_
   return parent + "/" + name;
 }
 
+absl::Status DetachRecursiveReadOnly(const std::string& dir) {
+  return UnmountAllUnder(dir + "/rro");
+}
+
 absl::Status UnmountRootfs(const std::string& dir) {
   absl::StatusOr<std::vector<std::string>> mounts = MountPointsUnder(dir);
   if (!mounts.ok()) return mounts.status();

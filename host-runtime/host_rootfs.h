@@ -20,10 +20,17 @@ absl::StatusOr<std::string> MountRootfs(const std::string& dir,
 // (CRI recursive_read_only): a private clone of its mount tree (open_tree with AT_RECURSIVE),
 // read-only at every depth (mount_setattr AT_RECURSIVE), attached at <dir>/rro/<index>, which is
 // returned. crun's rbind of it keeps each mount's flags, so no depth is writable in the
-// container; mounts made later under `host_path` do not reach it (private). UnmountRootfs
-// detaches it with the rest.
+// container; mounts made later under `host_path` do not reach it (private). Once crun has
+// bound it, DetachRecursiveReadOnly takes it out of the node's mount namespace; UnmountRootfs
+// detaches whatever of it is left with the rest.
 absl::StatusOr<std::string> StageRecursiveReadOnly(const std::string& dir, size_t index,
                                                    const std::string& host_path);
+
+// Detaches every copy StageRecursiveReadOnly attached under `dir`, with its submounts. The
+// container keeps its own (crun made it in the container's mount namespace); left attached, the
+// copies would make each submount's directory under the host path a mount point in the node's
+// namespace, so it could not be removed (EBUSY) while the container lives. Idempotent.
+absl::Status DetachRecursiveReadOnly(const std::string& dir);
 
 // Unmounts what MountRootfs and StageRecursiveReadOnly mounted under `dir` (whatever of it is
 // still there). Idempotent.

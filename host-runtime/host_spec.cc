@@ -217,8 +217,13 @@ absl::StatusOr<std::string> HostRuntime::BuildConfig(const Sandbox& sandbox,
   } else {
     o.pod_shm = "/dev/shm";
   }
-  if (sm.pid_mode != NamespaceMode::kNode) {
-    ns.push_back({"pid", config.share_pod_pid ? sm.state_dir + "/pid" : ""});
+  // NODE: the node's PID namespace; CONTAINER: one of its own, whatever the pod's; POD: the
+  // pod's, which is the node's in a hostPID pod.
+  if (config.node_pid) {
+  } else if (!config.share_pod_pid) {
+    ns.push_back({"pid", ""});
+  } else if (sm.pid_mode != NamespaceMode::kNode) {
+    ns.push_back({"pid", sm.state_dir + "/pid"});
   }
   o.namespaces = std::move(ns);
   std::string json;

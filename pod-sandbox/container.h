@@ -130,6 +130,9 @@ struct ContainerConfig {
   // namespace_options.pid POD (the CRI zero value) or TARGET: the pod's (the VM's) PID namespace,
   // where the target's processes are visible too; CONTAINER: the container's own.
   bool share_pod_pid = true;
+  // namespace_options.pid NODE: the node's PID namespace. Only a host-handler pod can honour it;
+  // a pod VM refuses it at CreateContainer.
+  bool node_pid = false;
   ContainerLimits resources;
   // ContainerConfig.stop_signal as a Linux number; 0: the image's StopSignal, else SIGTERM.
   int stop_signal = 0;
@@ -142,8 +145,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(
     ContainerConfig, name, attempt, image, command, args, working_dir, envs, mounts, labels,
     annotations, log_path, stdin, stdin_once, tty, privileged, readonly_rootfs, no_new_privs,
     cap_add, cap_drop, masked_paths, readonly_paths, run_as_user, run_as_group, run_as_username,
-    supplemental_groups, supplemental_groups_policy, seccomp, share_pod_pid, resources, stop_signal,
-    userns_given, user_namespace)
+    supplemental_groups, supplemental_groups_policy, seccomp, share_pod_pid, node_pid, resources,
+    stop_signal, userns_given, user_namespace)
 
 // One image layer hot-plugged into the sandbox VM as a read-only disk.
 struct LayerDisk {

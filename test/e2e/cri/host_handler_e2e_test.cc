@@ -11,10 +11,12 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -516,6 +518,12 @@ TEST_F(HostHandlerE2eTest, RecursiveReadOnlyMountsHoldAtEveryDepth) {
   EXPECT_EQ(out.stdout(), "rro-sub=1\nrro-top=1\nro-sub=0\nro-top=1\n") << out.stderr();
   EXPECT_TRUE(fs::exists(data + "/sub/c"));
   EXPECT_FALSE(fs::exists(data + "/sub/a"));
+  // Nothing of the staged copy is left in the node's mount namespace while the container runs:
+  // the host's submount goes, and its directory with it, as with any other runtime.
+  EXPECT_THAT(ReadAll("/proc/self/mountinfo"), ::testing::Not(HasSubstr("/rro/")));
+  ASSERT_EQ(::umount2((data + "/sub").c_str(), 0), 0) << strerror(errno);
+  std::error_code ec;
+  EXPECT_TRUE(fs::remove(data + "/sub", ec)) << ec.message();
   // The staged copy goes with the container.
   v1::RemovePodSandboxRequest rm;
   rm.set_pod_sandbox_id(pod);
@@ -637,6 +645,42 @@ TEST_F(HostHandlerE2eTest, VmPodsRefuseBidirectionalPropagation) {
   grpc::Status s = cri_->runtime().CreateContainer(CriClient::Context().get(), req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("bidirectional"));
+
+  // Nor can a pod VM share the node's PID namespace.
+  c = Container("x", {"true"});
+  c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::NODE);
+  *req.mutable_config() = c;
+  s = cri_->runtime().CreateContainer(CriClient::Context().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("pid=NODE"));
+}
+
+// A hostPID pod (as kubelet sends it: NODE on the pod and on each container) runs on the host
+// handler, and its containers see the node's processes: this test's own among them.
+TEST_F(HostHandlerE2eTest, HostPidContainersSeeTheNodesProcesses) {
+  v1::PodSandboxConfig pod_config = Pod("hostpid", false);
+  pod_config.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(
+      v1::NODE);
+  std::string pod;
+  grpc::Status s = RunPod(pod_config, "", &pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  v1::ContainerConfig c = Container("top", {"sleep", "1000"});
+  c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::NODE);
+  std::string id = RunContainer(pod, pod_config, c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  v1::ExecSyncResponse out;
+  const std::string me = std::to_string(::getpid());
+  ASSERT_TRUE(Exec(id, {"sh", "-c", "cat /proc/" + me + "/status | grep ^Pid:"}, &out).ok());
+  EXPECT_EQ(out.exit_code(), 0) << out.stderr();
+  EXPECT_THAT(out.stdout(), HasSubstr(me));
+
+  // A container of the same pod asking for its own namespace gets one: PID 1 is its sleep.
+  v1::ContainerConfig own = Container("own", {"sleep", "1000"});
+  std::string own_id = RunContainer(pod, pod_config, own);
+  ASSERT_FALSE(own_id.empty()) << daemon_->ReadLog();
+  out.Clear();
+  ASSERT_TRUE(Exec(own_id, {"cat", "/proc/1/comm"}, &out).ok());
+  EXPECT_EQ(out.stdout(), "sleep\n") << out.stderr();
 }
 
 TEST_F(HostHandlerE2eTest, ContainerEventsArriveInOrderWithStatuses) {
