@@ -18,11 +18,12 @@
 #include "common/fs.h"
 #include "common/random.h"
 #include "common/status_util.h"
+#include "host-runtime/child.h"
 #include "host-runtime/host_runtime.h"
-#include "pod-sandbox/container_spec.h"
 #include "host-runtime/monitor_client.h"
 #include "network/process.h"
 #include "pod-sandbox/agent_wire.h"
+#include "pod-sandbox/container_spec.h"
 
 namespace podvisor {
 namespace {
@@ -37,25 +38,12 @@ struct Captured {
 // dropped), killing it (and the process whose pid `pid_file` names) at the deadline.
 absl::StatusOr<Captured> RunCaptured(const std::vector<std::string>& args, size_t limit,
                                      absl::Duration timeout, const std::string& pid_file) {
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
   if (::pipe2(err, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus("fork", errno);
-  if (pid == 0) {
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    ::dup2(null_fd, 0);
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  absl::StatusOr<pid_t> spawned = host::SpawnChild(args, -1, out[1], err[1]);
+  if (!spawned.ok()) return spawned.status();
+  const pid_t pid = *spawned;
   ::close(out[1]);
   ::close(err[1]);
   Captured c;
@@ -119,9 +107,6 @@ std::optional<uint64_t> CgroupValue(const std::string& root, const std::string& 
 absl::StatusOr<std::vector<std::string>> HostRuntime::ExecCommand(
     const std::string& id_or_prefix, const std::vector<std::string>& args, bool tty,
     std::string* process_file) {
-  if (tty) {
-    return absl::UnimplementedError("exec with a tty is not supported by the host handler yet");
-  }
   if (args.empty()) return absl::InvalidArgumentError("exec needs a command");
   absl::StatusOr<Container> c = InspectContainer(id_or_prefix);
   if (!c.ok()) return c.status();
@@ -132,6 +117,7 @@ absl::StatusOr<std::vector<std::string>> HostRuntime::ExecCommand(
   }
   ProcessSpec p;
   p.args = args;
+  p.terminal = tty;
   p.env = m.env;
   p.cwd = m.cwd;
   p.user.uid = m.uid;

@@ -106,7 +106,8 @@ class HostRuntime {
   bool ImageInUse(const std::string& image_id) const;
 
   // For streaming sessions: the crun command line (argv) that runs `process_args` in the
-  // running container `id` with its own settings; FAILED_PRECONDITION unless it runs.
+  // running container `id` with its own settings (a terminal when `tty`: the caller then adds
+  // --console-socket before --process); FAILED_PRECONDITION unless it runs.
   absl::StatusOr<std::vector<std::string>> ExecCommand(const std::string& id,
                                                        const std::vector<std::string>& args,
                                                        bool tty, std::string* process_file);

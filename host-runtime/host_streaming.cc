@@ -5,22 +5,29 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/fs.h"
 #include "common/status_util.h"
+#include "host-runtime/child.h"
 #include "host-runtime/monitor.h"
 #include "host-runtime/monitor_client.h"
+#include "host-runtime/unix_path.h"
 #include "network/netns.h"
 
 namespace podvisor {
@@ -61,31 +68,206 @@ void KillFromPidFile(const std::string& pid_file) {
   }
 }
 
-absl::StatusOr<int> ExecOnHost(HostRuntime* host, const streaming::ExecRequest& request,
-                               const streaming::SessionStreams& streams) {
+// The descriptor sent (SCM_RIGHTS) on the connected socket `conn`: crun's pty master.
+absl::StatusOr<int> ReceiveFd(int conn) {
+  char byte[256];
+  iovec iov{byte, sizeof byte};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  while ((n = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  if (n < 0) return ErrnoStatus("receive the terminal from crun", errno);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+      c->cmsg_len != CMSG_LEN(sizeof(int))) {
+    return absl::InternalError("crun sent no terminal");
+  }
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+// True once `pid` has exited (its wait status in `status`); false while it runs.
+bool Reaped(pid_t pid, int* status) {
+  pid_t r;
+  while ((r = ::waitpid(pid, status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  return r == pid;
+}
+
+std::string ReadAvailable(int fd) {
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while (text.size() < 64 * 1024 && (n = ::read(fd, buf, sizeof buf)) > 0) {
+    text.append(buf, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+// Exec with a terminal: crun allocates the pty and sends its master to a console socket of
+// ours, then waits for the process and exits with its status. Input goes to the master (^D at
+// its end, as a terminal's reader expects), output comes from it, resizes set its window size.
+absl::StatusOr<int> ExecOnHostWithTerminal(HostRuntime* host, const streaming::ExecRequest& request,
+                                           const streaming::SessionStreams& streams) {
   std::string files;
   absl::StatusOr<std::vector<std::string>> args =
-      host->ExecCommand(request.container_id, request.cmd, request.tty, &files);
+      host->ExecCommand(request.container_id, request.cmd, true, &files);
   if (!args.ok()) return args.status();
-  std::vector<char*> argv;
-  for (const std::string& a : *args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
+  absl::Cleanup remove_files = [&] {
+    ::unlink((files + ".json").c_str());
+    ::unlink((files + ".pid").c_str());
+    ::unlink((files + ".tty").c_str());
+  };
+  const size_t slash = files.rfind('/');
+  const std::string dir = files.substr(0, slash), name = files.substr(slash + 1) + ".tty";
+  absl::StatusOr<int> listen_fd = host::ListenUnix(dir, name);
+  if (!listen_fd.ok()) return WithContext(listen_fd.status(), "console socket");
+  absl::Cleanup close_listen = [fd = *listen_fd] { ::close(fd); };
+  // crun connects by path: one through our own descriptor of the directory always fits.
+  const int dir_fd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return ErrnoStatus("open " + dir, errno);
+  absl::Cleanup close_dir = [dir_fd] { ::close(dir_fd); };
+  const std::string console = absl::StrCat("/proc/", ::getpid(), "/fd/", dir_fd, "/", name);
+  auto at = std::find(args->begin(), args->end(), "--process");
+  if (at == args->end()) return absl::InternalError("exec command has no --process");
+  args->insert(at, {"--console-socket", console});
+
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC | O_NONBLOCK) != 0) return ErrnoStatus("pipe", errno);
+  absl::StatusOr<pid_t> spawned = host::SpawnChild(*args, -1, -1, err[1]);
+  if (!spawned.ok()) return spawned.status();
+  const pid_t pid = *spawned;
+  ::close(err[1]);
+  absl::Cleanup close_err = [fd = err[0]] { ::close(fd); };
+  int status = 0;
+  bool reaped = false;
+  auto crun_failed = [&]() -> absl::Status {
+    std::string why(absl::StripAsciiWhitespace(ReadAvailable(err[0])));
+    return absl::InternalError(
+        absl::StrCat("exec: crun: ", why.empty() ? "exited before sending a terminal" : why));
+  };
+  // The master, once crun has connected and sent it (crun fails first when it cannot exec).
+  int master = -1;
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (master < 0) {
+    if (Reaped(pid, &status)) return crun_failed();
+    if (streams.done->HasBeenNotified() || absl::Now() > give_up) {
+      KillFromPidFile(files + ".pid");
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      return absl::DeadlineExceededError("exec: crun sent no terminal");
+    }
+    pollfd p{*listen_fd, POLLIN, 0};
+    if (::poll(&p, 1, kPollMs) <= 0) continue;
+    int conn = ::accept4(*listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (conn < 0) continue;
+    absl::StatusOr<int> fd = ReceiveFd(conn);
+    ::close(conn);
+    if (fd.ok()) master = *fd;
+  }
+  absl::Cleanup close_master = [master] { ::close(master); };
+  ::fcntl(master, F_SETFL, ::fcntl(master, F_GETFL) | O_NONBLOCK);
+
+  std::atomic<bool> stop{false};
+  std::thread upload, resize;
+  if (streams.in) {
+    upload = std::thread([&] {
+      auto write_all = [&](absl::string_view data) {
+        while (!data.empty() && !stop.load()) {
+          ssize_t n = ::write(master, data.data(), data.size());
+          if (n > 0) {
+            data.remove_prefix(static_cast<size_t>(n));
+          } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            pollfd p{master, POLLOUT, 0};
+            ::poll(&p, 1, kPollMs);
+          } else {
+            return false;
+          }
+        }
+        return data.empty();
+      };
+      char buf[32 * 1024];
+      size_t n;
+      while ((n = streams.in->Read(buf, sizeof buf)) > 0) {
+        if (!write_all(absl::string_view(buf, n))) return;
+      }
+      if (!stop.load()) write_all("\x04");  // ^D: end of input for the terminal's reader
+    });
+  }
+  if (streams.resize) {
+    resize = std::thread([&] {
+      while (std::optional<streaming::TerminalSize> size = streams.resize->Next()) {
+        winsize ws{};
+        ws.ws_row = size->height;
+        ws.ws_col = size->width;
+        ::ioctl(master, TIOCSWINSZ, &ws);
+      }
+    });
+  }
+  auto drain = [&] {
+    char buf[32 * 1024];
+    ssize_t n;
+    while ((n = ::read(master, buf, sizeof buf)) > 0) {
+      if (streams.out) streams.out->Write(absl::string_view(buf, static_cast<size_t>(n)));
+    }
+  };
+  while (!streams.done->HasBeenNotified()) {
+    // The process's exit ends the session even when a child of it still holds the terminal.
+    if (Reaped(pid, &status)) {
+      reaped = true;
+      drain();
+      break;
+    }
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, kPollMs) <= 0) continue;
+    char buf[32 * 1024];
+    ssize_t n = ::read(master, buf, sizeof buf);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;  // EIO: every holder of the terminal has closed it
+    if (streams.out) streams.out->Write(absl::string_view(buf, static_cast<size_t>(n)));
+  }
+  if (streams.done->HasBeenNotified()) {
+    KillFromPidFile(files + ".pid");  // the client left: the process goes too
+    ::kill(pid, SIGKILL);
+  }
+  if (!reaped) {
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (streams.out) streams.out->Close();
+  stop.store(true);
+  if (streams.in) {
+    streams.in->Cancel();
+    upload.join();
+  }
+  if (streams.resize) {
+    streams.resize->Cancel();
+    resize.join();
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+absl::StatusOr<int> ExecOnHost(HostRuntime* host, const streaming::ExecRequest& request,
+                               const streaming::SessionStreams& streams) {
+  if (request.tty) return ExecOnHostWithTerminal(host, request, streams);
+  std::string files;
+  absl::StatusOr<std::vector<std::string>> args =
+      host->ExecCommand(request.container_id, request.cmd, false, &files);
+  if (!args.ok()) return args.status();
   int in[2], out[2], err[2];
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
     return ErrnoStatus("pipe", errno);
   }
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus("fork", errno);
-  if (pid == 0) {
-    ::dup2(in[0], 0);
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  absl::StatusOr<pid_t> spawned = host::SpawnChild(*args, in[0], out[1], err[1]);
+  if (!spawned.ok()) return spawned.status();
+  const pid_t pid = *spawned;
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);

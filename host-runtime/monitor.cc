@@ -22,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/fs.h"
+#include "host-runtime/child.h"
 #include "host-runtime/unix_path.h"
 #include "nlohmann/json.hpp"
 #include "pod-sandbox/container_log_writer.h"
@@ -125,22 +126,9 @@ absl::Status Monitor::Create() {
     return ErrnoStatus("pipe", errno);
   }
   if (o_.stdin && ::pipe2(in, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
-  std::vector<char*> argv;
-  for (const std::string& a : o_.create_argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus("fork", errno);
-  if (pid == 0) {
-    int null_fd = ::open("/dev/null", O_RDWR);
-    ::dup2(o_.stdin ? in[0] : null_fd, 0);
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
+  absl::StatusOr<pid_t> spawned = SpawnChild(o_.create_argv, in[0], out[1], err[1]);
+  if (!spawned.ok()) return spawned.status();
+  const pid_t pid = *spawned;
   ::close(out[1]);
   ::close(err[1]);
   if (o_.stdin) {

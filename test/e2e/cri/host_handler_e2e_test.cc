@@ -28,6 +28,7 @@
 #include "test/support/local_registry.h"
 #include "test/support/oci_image_builder.h"
 #include "test/support/temp_dir.h"
+#include "test/unit/streaming/streaming_test_client.h"
 
 namespace podvisor::testing {
 namespace {
@@ -61,8 +62,8 @@ class HostHandlerE2eTest : public ::testing::Test {
                                      Dir("sys"),
                                      Dir("dev"),
                                      File("etc/passwd", "root:x:0:0::/:/bin/sh\n")};
-    for (const char* applet :
-         {"sh", "echo", "sleep", "cat", "hostname", "mount", "mkdir", "ls", "true", "id", "ip"}) {
+    for (const char* applet : {"sh", "echo", "sleep", "cat", "hostname", "mount", "mkdir", "ls",
+                               "true", "id", "ip", "test", "stty", "seq"}) {
       entries.push_back(Symlink(absl::StrCat("bin/", applet), "busybox"));
     }
     std::string error;
@@ -653,6 +654,68 @@ TEST_F(HostHandlerE2eTest, VmPodsRefuseBidirectionalPropagation) {
   s = cri_->runtime().CreateContainer(CriClient::Context().get(), req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(s.error_message(), HasSubstr("pid=NODE"));
+}
+
+// `kubectl exec -it` into a host container: a terminal (stdout and stderr merged, CRLF), input
+// ended by ^D, window size changes, the exit code; a command crun cannot run ends the session
+// with an error rather than leaving it open.
+TEST_F(HostHandlerE2eTest, ExecWithATerminal) {
+  v1::PodSandboxConfig pod_config = Pod("tty", true);
+  std::string pod;
+  grpc::Status s = RunPod(pod_config, "", &pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  std::string id = RunContainer(pod, pod_config, Container("sleeper", {"sleep", "1000"}));
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  auto url = [&](std::vector<std::string> cmd, bool in) {
+    v1::ExecRequest req;
+    req.set_container_id(id);
+    for (const std::string& a : cmd) req.add_cmd(a);
+    req.set_stdin(in);
+    req.set_stdout(true);
+    req.set_tty(true);
+    v1::ExecResponse resp;
+    grpc::Status st = cri_->runtime().Exec(CriClient::Context().get(), req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.url();
+  };
+  constexpr char kSuccess[] = R"({"metadata":{},"status":"Success"})";
+  ExecOptions tty;
+  tty.tty = true;
+  tty.err = false;
+  ExecResult r =
+      SpdyExec(url({"sh", "-c", "test -t 0 && test -t 1 && echo is-a-tty >&2"}, false), tty);
+  EXPECT_EQ(r.http_status, 101);
+  EXPECT_EQ(r.out, "is-a-tty\r\n") << daemon_->ReadLog();
+  EXPECT_EQ(r.error, kSuccess);
+
+  // End of input reaches the reader as ^D.
+  ExecOptions piped = tty;
+  piped.in = true;
+  piped.stdin_data = "abc\n";
+  r = SpdyExec(url({"cat"}, true), piped);
+  EXPECT_THAT(r.out, HasSubstr("abc\r\n"));
+  EXPECT_EQ(r.error, kSuccess);
+
+  // An interactive shell: resized, fed, told to exit with a code.
+  ExecOptions shell = tty;
+  shell.in = true;
+  shell.close_stdin = false;
+  shell.resizes = {{100, 40}};
+  shell.stdin_data =
+      "for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"40 100\" ] && break; sleep 0.1; "
+      "done; echo size=$s; echo $((6 * 7)); exit 5\n";
+  r = SpdyExec(url({"sh"}, true), shell);
+  EXPECT_THAT(r.out, HasSubstr("size=40 100\r\n"));
+  EXPECT_THAT(r.out, HasSubstr("42\r\n"));
+  nlohmann::json status = nlohmann::json::parse(r.error, nullptr, false);
+  ASSERT_FALSE(status.is_discarded()) << r.error;
+  EXPECT_EQ(status["details"]["causes"][0]["message"], "5");
+
+  r = SpdyExec(url({"/no/such/command"}, false), tty);
+  EXPECT_NE(r.error, kSuccess);
+  EXPECT_FALSE(r.error.empty());
+  // Nothing of the sessions is left behind: no process file, no console socket.
+  EXPECT_TRUE(fs::is_empty(dir_.Join("root") + "/host/containers/" + id + "/exec"));
 }
 
 // A hostPID pod (as kubelet sends it: NODE on the pod and on each container) runs on the host
