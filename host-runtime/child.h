@@ -17,4 +17,8 @@ namespace podvisor::host {
 absl::StatusOr<pid_t> SpawnChild(const std::vector<std::string>& argv, int stdin_fd, int stdout_fd,
                                  int stderr_fd);
 
+// The descriptor sent (SCM_RIGHTS, as crun sends a pty master to --console-socket) on the
+// connected socket `conn`, close-on-exec.
+absl::StatusOr<int> ReceiveDescriptor(int conn);
+
 }  // namespace podvisor::host

@@ -198,6 +198,7 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
   mo.memory_cgroup = absl::StrCat(options_.cgroup_root, "/memory", CgroupsPath(*sandbox, meta.id));
   mo.stdin = config.stdin;
   mo.stdin_once = config.stdin_once;
+  mo.tty = config.tty;
   absl::StatusOr<host::StartedMonitor> started =
       host::StartMonitor(options_.monitor, mo, options_.monitor_timeout);
   if (!started.ok()) {

@@ -135,10 +135,6 @@ absl::StatusOr<std::string> HostRuntime::BuildConfig(const Sandbox& sandbox,
     return absl::InvalidArgumentError(
         "no command: neither the container config nor the image says what to run");
   }
-  if (config.tty) {
-    return absl::UnimplementedError(
-        "tty: the host handler does not give containers a terminal yet");
-  }
   if (!config.privileged) {
     spec.process.capabilities = BuildCapabilities(config);
     const std::set<std::string> caps(spec.process.capabilities.begin(),

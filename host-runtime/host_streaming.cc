@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -66,30 +67,6 @@ void KillFromPidFile(const std::string& pid_file) {
   if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) && pid > 1) {
     ::kill(static_cast<pid_t>(pid), SIGKILL);
   }
-}
-
-// The descriptor sent (SCM_RIGHTS) on the connected socket `conn`: crun's pty master.
-absl::StatusOr<int> ReceiveFd(int conn) {
-  char byte[256];
-  iovec iov{byte, sizeof byte};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  while ((n = ::recvmsg(conn, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
-  if (n < 0) return ErrnoStatus("receive the terminal from crun", errno);
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  if (c == nullptr || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-      c->cmsg_len != CMSG_LEN(sizeof(int))) {
-    return absl::InternalError("crun sent no terminal");
-  }
-  int fd;
-  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-  return fd;
 }
 
 // True once `pid` has exited (its wait status in `status`); false while it runs.
@@ -168,7 +145,7 @@ absl::StatusOr<int> ExecOnHostWithTerminal(HostRuntime* host, const streaming::E
     if (::poll(&p, 1, kPollMs) <= 0) continue;
     int conn = ::accept4(*listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (conn < 0) continue;
-    absl::StatusOr<int> fd = ReceiveFd(conn);
+    absl::StatusOr<int> fd = host::ReceiveDescriptor(conn);
     ::close(conn);
     if (fd.ok()) master = *fd;
   }
@@ -350,26 +327,39 @@ absl::Status AttachOnHost(HostRuntime* host, const streaming::AttachRequest& req
   absl::StatusOr<int> fd = host::AttachMonitor(*dir, absl::Seconds(10));
   if (!fd.ok()) return WithContext(fd.status(), "attach");
   std::atomic<bool> uploaded{false};
-  std::thread upload;
+  std::thread upload, resize;
+  // Stdin and resizes go as frames, from two threads: one frame on the socket at a time.
+  std::mutex send_mu;
+  auto send_frame = [&, sock = *fd](host::MonitorFrame type, absl::string_view data) {
+    std::string f(5, '\0');
+    f[0] = static_cast<char>(type);
+    f[1] = static_cast<char>(data.size() >> 24);
+    f[2] = static_cast<char>(data.size() >> 16);
+    f[3] = static_cast<char>(data.size() >> 8);
+    f[4] = static_cast<char>(data.size());
+    f.append(data.data(), data.size());
+    std::lock_guard<std::mutex> lock(send_mu);
+    return WriteAll(sock, f);
+  };
   if (streams.in) {
-    // Stdin goes as frames: a writer that frames each chunk.
-    upload = std::thread([&, sock = *fd] {
+    upload = std::thread([&] {
       char buf[host::kMaxMonitorFrame];
       size_t n;
-      auto frame = [&](size_t len) {
-        std::string f(5, '\0');
-        f[1] = static_cast<char>(len >> 24);
-        f[2] = static_cast<char>(len >> 16);
-        f[3] = static_cast<char>(len >> 8);
-        f[4] = static_cast<char>(len);
-        f.append(buf, len);
-        return WriteAll(sock, f);
-      };
       while ((n = streams.in->Read(buf, sizeof buf)) > 0) {
-        if (!frame(n)) break;
+        if (!send_frame(host::MonitorFrame::kStdin, absl::string_view(buf, n))) break;
       }
-      frame(0);
+      send_frame(host::MonitorFrame::kStdin, "");
       uploaded.store(true);
+    });
+  }
+  if (streams.resize) {
+    resize = std::thread([&] {
+      while (std::optional<streaming::TerminalSize> size = streams.resize->Next()) {
+        const char rows_cols[4] = {
+            static_cast<char>(size->height >> 8), static_cast<char>(size->height),
+            static_cast<char>(size->width >> 8), static_cast<char>(size->width)};
+        if (!send_frame(host::MonitorFrame::kResize, absl::string_view(rows_cols, 4))) break;
+      }
     });
   }
   host::MonitorFrame type = host::MonitorFrame::kExit;
@@ -392,6 +382,10 @@ absl::Status AttachOnHost(HostRuntime* host, const streaming::AttachRequest& req
   if (streams.in) {
     streams.in->Cancel();
     upload.join();
+  }
+  if (streams.resize) {
+    streams.resize->Cancel();
+    resize.join();
   }
   ::close(*fd);
   return absl::OkStatus();

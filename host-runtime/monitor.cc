@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -16,12 +17,14 @@
 #include <map>
 #include <memory>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/fs.h"
+#include "common/status_util.h"
 #include "host-runtime/child.h"
 #include "host-runtime/unix_path.h"
 #include "nlohmann/json.hpp"
@@ -71,6 +74,10 @@ class Monitor {
  private:
   absl::Status Setup();
   absl::Status Create();
+  absl::Status CreateWithTerminal();
+  absl::Status ReadContainerPid();
+  absl::Status WaitForCreate(pid_t pid, int err_fd);
+  void WriteStdin(absl::string_view data);
   void Loop();
   void OnOutput(int index);
   void OnSignal();
@@ -120,7 +127,64 @@ absl::Status Monitor::Setup() {
   return absl::OkStatus();
 }
 
+// Waits for the create command; its failure carries what it wrote on `err_fd`.
+absl::Status Monitor::WaitForCreate(pid_t pid, int err_fd) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
+  std::string why;
+  char buf[4096];
+  ::fcntl(err_fd, F_SETFL, O_NONBLOCK);
+  ssize_t n = ::read(err_fd, buf, sizeof buf);
+  if (n > 0) why.assign(buf, static_cast<size_t>(n));
+  return absl::FailedPreconditionError(absl::StrCat(
+      o_.create_argv[0], " create exited with status ",
+      WIFEXITED(status) ? WEXITSTATUS(status) : -1, ": ", absl::StripAsciiWhitespace(why)));
+}
+
+// crun creates the pty and sends its master to our console socket before it exits; the master
+// is then the container's stdout (the terminal merges stderr into it) and, when kept, stdin.
+absl::Status Monitor::CreateWithTerminal() {
+  absl::StatusOr<int> listen = ListenUnix(o_.dir, "console.sock");
+  if (!listen.ok()) return WithContext(listen.status(), "console socket");
+  absl::Cleanup close_listen = [&] {
+    ::close(*listen);
+    ::unlink((o_.dir + "/console.sock").c_str());
+  };
+  // crun connects by path: one through our descriptor of the directory always fits.
+  const int dir_fd = ::open(o_.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return ErrnoStatus("open " + o_.dir, errno);
+  absl::Cleanup close_dir = [dir_fd] { ::close(dir_fd); };
+  std::vector<std::string> argv = o_.create_argv;
+  argv.insert(argv.end() - 1, {"--console-socket", absl::StrCat("/proc/", ::getpid(), "/fd/",
+                                                                dir_fd, "/console.sock")});
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  absl::StatusOr<pid_t> spawned = SpawnChild(argv, -1, -1, err[1]);
+  ::close(err[1]);
+  absl::Cleanup close_err = [fd = err[0]] { ::close(fd); };
+  if (!spawned.ok()) return spawned.status();
+  if (absl::Status s = WaitForCreate(*spawned, err[0]); !s.ok()) return s;
+  // crun has exited: its connection, with the master, is already queued.
+  const int conn = ::accept4(*listen, nullptr, nullptr, SOCK_CLOEXEC);
+  if (conn < 0) return ErrnoStatus("the runtime sent no terminal", errno);
+  absl::StatusOr<int> master = ReceiveDescriptor(conn);
+  ::close(conn);
+  if (!master.ok()) return WithContext(master.status(), "the runtime's terminal");
+  out_[0] = *master;
+  if (o_.stdin) {
+    stdin_w_ = ::fcntl(*master, F_DUPFD_CLOEXEC, 0);
+    if (stdin_w_ < 0) return ErrnoStatus("dup the terminal", errno);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Monitor::Create() {
+  if (o_.tty) {
+    if (absl::Status s = CreateWithTerminal(); !s.ok()) return s;
+    return ReadContainerPid();
+  }
   int out[2], err[2], in[2] = {-1, -1};
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
     return ErrnoStatus("pipe", errno);
@@ -137,20 +201,12 @@ absl::Status Monitor::Create() {
   }
   out_[0] = out[0];
   out_[1] = err[0];
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    // The runtime's own complaint is on what would have been the container's stderr.
-    std::string why;
-    char buf[4096];
-    ::fcntl(out_[1], F_SETFL, O_NONBLOCK);
-    ssize_t n = ::read(out_[1], buf, sizeof buf);
-    if (n > 0) why.assign(buf, static_cast<size_t>(n));
-    return absl::FailedPreconditionError(absl::StrCat(
-        o_.create_argv[0], " create exited with status ",
-        WIFEXITED(status) ? WEXITSTATUS(status) : -1, ": ", absl::StripAsciiWhitespace(why)));
-  }
+  // The runtime's own complaint is on what would have been the container's stderr.
+  if (absl::Status s = WaitForCreate(pid, out_[1]); !s.ok()) return s;
+  return ReadContainerPid();
+}
+
+absl::Status Monitor::ReadContainerPid() {
   absl::StatusOr<std::string> pid_text = ReadFile(o_.pid_file);
   int64_t cpid = 0;
   if (!pid_text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*pid_text), &cpid) ||
@@ -158,7 +214,9 @@ absl::Status Monitor::Create() {
     return absl::InternalError(absl::StrCat("no container pid in ", o_.pid_file));
   }
   container_ = static_cast<pid_t>(cpid);
-  for (int fd : out_) ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  for (int fd : out_) {
+    if (fd >= 0) ::fcntl(fd, F_SETFL, O_NONBLOCK);
+  }
   return absl::OkStatus();
 }
 
@@ -281,29 +339,52 @@ void Monitor::HandleFrames(Client& c) {
     const auto* p = reinterpret_cast<const unsigned char*>(c.in.data());
     const uint32_t n =
         (uint32_t{p[1]} << 24) | (uint32_t{p[2]} << 16) | (uint32_t{p[3]} << 8) | p[4];
-    if (p[0] != static_cast<unsigned char>(MonitorFrame::kStdin) || n > kMaxMonitorFrame) {
+    const bool resize = p[0] == static_cast<unsigned char>(MonitorFrame::kResize);
+    if ((p[0] != static_cast<unsigned char>(MonitorFrame::kStdin) && !resize) ||
+        n > kMaxMonitorFrame || (resize && n != 4)) {
       DropClient(c.fd);
       return;
     }
     if (c.in.size() < 5 + n) return;
-    if (stdin_w_ >= 0) {
+    if (resize) {
+      if (o_.tty && out_[0] >= 0) {
+        winsize ws{};
+        ws.ws_row = static_cast<uint16_t>((p[5] << 8) | p[6]);
+        ws.ws_col = static_cast<uint16_t>((p[7] << 8) | p[8]);
+        ::ioctl(out_[0], TIOCSWINSZ, &ws);
+      }
+    } else if (stdin_w_ >= 0) {
       if (n == 0) {
+        // The end of one client's input: for good with stdin_once (^D first on a terminal,
+        // which closing our descriptor of it would not say), else the next attach goes on.
         if (o_.stdin_once) {
+          if (o_.tty) WriteStdin("\x04");
           ::close(stdin_w_);
           stdin_w_ = -1;
         }
       } else {
-        // Blocking write: the container reads its stdin or the writer waits, as with a pipe.
-        std::string_view d(c.in.data() + 5, n);
-        while (!d.empty()) {
-          ssize_t w = ::write(stdin_w_, d.data(), d.size());
-          if (w < 0 && errno == EINTR) continue;
-          if (w <= 0) break;
-          d.remove_prefix(static_cast<size_t>(w));
-        }
+        WriteStdin(absl::string_view(c.in.data() + 5, n));
       }
     }
     c.in.erase(0, 5 + n);
+  }
+}
+
+// Waits while the container does not read, as a pipe writer would; a terminal's master is
+// non-blocking (it is the output's descriptor too), so its output is pumped meanwhile, or a
+// container writing while we wait to give it input would stall both.
+void Monitor::WriteStdin(absl::string_view d) {
+  while (!d.empty() && stdin_w_ >= 0) {
+    ssize_t w = ::write(stdin_w_, d.data(), d.size());
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      pollfd p[2] = {{stdin_w_, POLLOUT, 0}, {out_[0], POLLIN, 0}};
+      if (::poll(p, out_[0] >= 0 ? 2 : 1, 1000) < 0 && errno != EINTR) return;
+      if (out_[0] >= 0 && p[1].revents) OnOutput(0);
+      continue;
+    }
+    if (w <= 0) return;
+    d.remove_prefix(static_cast<size_t>(w));
   }
 }
 
@@ -425,6 +506,7 @@ std::vector<std::string> MonitorArgs(const MonitorOptions& o) {
   if (!o.memory_cgroup.empty()) a.insert(a.end(), {"--memory-cgroup", o.memory_cgroup});
   if (o.stdin) a.push_back("--stdin");
   if (o.stdin_once) a.push_back("--stdin-once");
+  if (o.tty) a.push_back("--tty");
   if (o.sync_fd >= 0) a.insert(a.end(), {"--sync-fd", std::to_string(o.sync_fd)});
   a.push_back("--");
   a.insert(a.end(), o.create_argv.begin(), o.create_argv.end());
@@ -459,6 +541,8 @@ absl::StatusOr<MonitorOptions> ParseMonitorArgs(const std::vector<std::string>& 
       o.stdin = true;
     } else if (a == "--stdin-once") {
       o.stdin_once = true;
+    } else if (a == "--tty") {
+      o.tty = true;
     } else if (a == "--sync-fd") {
       std::string v;
       s = value(v);
@@ -468,11 +552,13 @@ absl::StatusOr<MonitorOptions> ParseMonitorArgs(const std::vector<std::string>& 
     }
     if (!s.ok()) return s;
   }
-  if (o.id.empty() || o.dir.empty() || o.pid_file.empty() || o.create_argv.empty() ||
-      o.create_argv[0].empty() || o.create_argv[0][0] != '/') {
+  if (o.id.empty() || o.dir.empty() || o.pid_file.empty() ||
+      o.create_argv.size() < (o.tty ? 2 : 1) || o.create_argv[0].empty() ||
+      o.create_argv[0][0] != '/') {
     return absl::InvalidArgumentError(
         "usage: podvisor-monitor --id ID --dir DIR --pid-file FILE [--log-path FILE] "
-        "[--memory-cgroup DIR] [--stdin [--stdin-once]] [--sync-fd N] -- /abs/create-command ...");
+        "[--memory-cgroup DIR] [--stdin [--stdin-once]] [--tty] [--sync-fd N] -- "
+        "/abs/create-command ... ID");
   }
   return o;
 }

@@ -38,6 +38,9 @@ struct MonitorOptions {
   std::string memory_cgroup;
   bool stdin = false;       // keep a stdin pipe open (written through attach)
   bool stdin_once = false;  // the first attach that closes stdin closes it for good
+  // A terminal: the create command gets `--console-socket PATH` before its last argument (the
+  // container id), and the pty master it sends is the container's stdin and stdout.
+  bool tty = false;
   int sync_fd = -1;
 };
 
@@ -51,8 +54,9 @@ struct MonitorExit {
 
 // Frames of an attach connection: a type byte, a 4-byte big-endian length, the data.
 // Monitor -> client: kStdout, kStderr (data; length 0 = that stream ended), kExit (no data).
-// Client -> monitor: kStdin (data; length 0 = close stdin).
-enum class MonitorFrame : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2, kExit = 3 };
+// Client -> monitor: kStdin (data; length 0 = close stdin: ^D on a terminal), kResize (a
+// terminal's size: 2-byte big-endian rows, then columns; ignored without a terminal).
+enum class MonitorFrame : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2, kExit = 3, kResize = 4 };
 inline constexpr uint32_t kMaxMonitorFrame = 64 * 1024;
 
 // Runs the monitor; returns its process exit code. Only `main` calls this.

@@ -718,6 +718,52 @@ TEST_F(HostHandlerE2eTest, ExecWithATerminal) {
   EXPECT_TRUE(fs::is_empty(dir_.Join("root") + "/host/containers/" + id + "/exec"));
 }
 
+// A container with a terminal, as `kubectl debug node/... -it` or `kubectl run -it` makes one:
+// its stdio is a pty; an attach feeds it, resizes it and reads it; the log has its output (as
+// stdout) whether or not anyone attached.
+TEST_F(HostHandlerE2eTest, TerminalContainersAttachAndLog) {
+  v1::PodSandboxConfig pod_config = Pod("ttyctr", true);
+  std::string pod;
+  grpc::Status s = RunPod(pod_config, "", &pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  v1::ContainerConfig c =
+      Container("shell", {"sh", "-c",
+                          "test -t 0 && test -t 1 && echo tty-yes; read line; "
+                          "for i in $(seq 100); do s=$(stty size); [ \"$s\" = \"30 90\" ] && "
+                          "break; sleep 0.1; done; echo got=$line size=$s; exit 4"});
+  c.set_tty(true);
+  c.set_stdin(true);
+  c.set_stdin_once(true);
+  std::string id = RunContainer(pod, pod_config, c);
+  ASSERT_FALSE(id.empty()) << daemon_->ReadLog();
+  ASSERT_TRUE(WaitFor(dir_.Join("logs/ttyctr/shell.log"), "tty-yes"))
+      << ReadAll(dir_.Join("logs/ttyctr/shell.log")) << daemon_->ReadLog();
+
+  v1::AttachRequest req;
+  req.set_container_id(id);
+  req.set_stdin(true);
+  req.set_stdout(true);
+  req.set_tty(true);
+  v1::AttachResponse resp;
+  ASSERT_TRUE(cri_->runtime().Attach(CriClient::Context().get(), req, &resp).ok());
+  ExecOptions attach;
+  attach.tty = true;
+  attach.in = true;
+  attach.err = false;
+  attach.stdin_data = "hello\n";
+  attach.close_stdin = false;
+  attach.resizes = {{90, 30}};
+  ExecResult r = SpdyExec(resp.url(), attach);
+  EXPECT_THAT(r.out, HasSubstr("got=hello size=30 90\r\n")) << daemon_->ReadLog();
+
+  v1::ContainerStatus st = WaitExited(id);
+  EXPECT_EQ(st.exit_code(), 4);
+  const std::string log = ReadAll(dir_.Join("logs/ttyctr/shell.log"));
+  EXPECT_THAT(log, HasSubstr(" stdout F tty-yes"));
+  EXPECT_THAT(log, HasSubstr(" stdout F got=hello size=30 90"));
+  EXPECT_THAT(log, ::testing::Not(HasSubstr(" stderr ")));
+}
+
 // A hostPID pod (as kubelet sends it: NODE on the pod and on each container) runs on the host
 // handler, and its containers see the node's processes: this test's own among them.
 TEST_F(HostHandlerE2eTest, HostPidContainersSeeTheNodesProcesses) {

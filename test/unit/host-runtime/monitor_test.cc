@@ -165,7 +165,16 @@ TEST(MonitorArgsTest, RoundTripAndRefusals) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->log_path, "/l");
   EXPECT_TRUE(back->stdin);
+  EXPECT_FALSE(back->tty);
   EXPECT_EQ(back->create_argv, o.create_argv);
+  o.tty = true;
+  back = ParseMonitorArgs(MonitorArgs(o));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->tty);
+  o.create_argv = {"/usr/bin/crun"};
+  EXPECT_FALSE(ParseMonitorArgs(MonitorArgs(o)).ok())
+      << "a terminal needs the id to put the socket before";
+  o.tty = false;
   EXPECT_FALSE(ParseMonitorArgs({"--id", "x"}).ok());
   EXPECT_FALSE(ParseMonitorArgs({"--bogus"}).ok());
   o.create_argv = {"crun"};
