@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "common/fs.h"
 
 namespace podvisor::host {
@@ -33,6 +36,34 @@ absl::StatusOr<pid_t> SpawnChild(const std::vector<std::string>& args, int stdin
     ::_exit(127);
   }
   return pid;
+}
+
+int EndExec(pid_t runtime_pid, const std::string& pid_file) {
+  pid_t target = 0;
+  if (absl::StatusOr<std::string> text = ReadFile(pid_file); text.ok()) {
+    int64_t pid = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) && pid > 1) {
+      target = static_cast<pid_t>(pid);
+    }
+  }
+  if (target > 0) ::kill(target, SIGKILL);
+  int status = 0;
+  bool reaped = false;
+  for (int i = 0; i < 200 && !reaped; ++i) {  // crun reaps its process and exits: 2 s at most
+    pid_t r = ::waitpid(runtime_pid, &status, WNOHANG);
+    reaped = r == runtime_pid || (r < 0 && errno != EINTR);
+    if (!reaped) ::usleep(10 * 1000);
+  }
+  if (!reaped) {
+    ::kill(runtime_pid, SIGKILL);
+    while (::waitpid(runtime_pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  // Only ever our child if crun died before reaping it; else ECHILD, and nothing happens.
+  if (target > 0) {
+    for (int i = 0; i < 100 && ::waitpid(target, nullptr, WNOHANG) == 0; ++i) ::usleep(10 * 1000);
+  }
+  return status;
 }
 
 absl::StatusOr<int> ReceiveDescriptor(int conn) {

@@ -109,7 +109,7 @@ absl::StatusOr<std::string> HostRuntime::CreateContainer(const std::string& sand
   if (sandbox->status.state != SandboxState::kReady) {
     return absl::FailedPreconditionError(absl::StrCat("sandbox ", ShortId(sm.id), " is not ready"));
   }
-  if (config.name.empty()) return absl::InvalidArgumentError("container metadata needs a name");
+  if (absl::Status s = ValidateContainerConfig(config); !s.ok()) return s;
   absl::StatusOr<ImageRecord> image = images_->Get(config.image);
   if (!image.ok()) return WithContext(image.status(), absl::StrCat("image ", config.image));
   absl::StatusOr<std::vector<std::string>> layers = images_->LayerImages(image->metadata.id);

@@ -77,18 +77,14 @@ absl::StatusOr<Captured> RunCaptured(const std::vector<std::string>& args, size_
       bufs[i]->append(buf, keep);
     }
   }
-  if (c.timed_out) {
-    absl::StatusOr<std::string> text = ReadFile(pid_file);
-    int64_t target = 0;
-    if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &target) && target > 1) {
-      ::kill(static_cast<pid_t>(target), SIGKILL);
-    }
-    ::kill(pid, SIGKILL);
-  }
   for (int fd : fds) {
     if (fd >= 0) ::close(fd);
   }
-  while (::waitpid(pid, &c.status, 0) < 0 && errno == EINTR) {
+  if (c.timed_out) {
+    c.status = host::EndExec(pid, pid_file);
+  } else {
+    while (::waitpid(pid, &c.status, 0) < 0 && errno == EINTR) {
+    }
   }
   return c;
 }
@@ -130,7 +126,13 @@ absl::StatusOr<std::vector<std::string>> HostRuntime::ExecCommand(
                                   m.config.supplemental_groups.end());
   }
   p.no_new_privileges = m.config.no_new_privs;
-  p.capabilities = m.config.privileged ? BoundingCapabilities() : BuildCapabilities(m.config);
+  if (m.config.privileged) {
+    p.capabilities = BoundingCapabilities();
+  } else {
+    absl::StatusOr<std::vector<std::string>> caps = HostCapabilities(m.config);
+    if (!caps.ok()) return caps.status();
+    p.capabilities = std::move(*caps);
+  }
   agent::v1::Process wire;
   ToWireProcess(p, &wire);
   std::string json;

@@ -49,6 +49,11 @@ struct HostRuntimeOptions {
 // The capabilities in this process's bounding set: what a privileged host container gets.
 std::vector<std::string> BoundingCapabilities();
 
+// The capabilities of a host container that is not privileged: BuildCapabilities's, where ALL
+// means every capability in BoundingCapabilities(); FAILED_PRECONDITION naming a capability the
+// config asks for by name (or a default) that the bounding set lacks.
+absl::StatusOr<std::vector<std::string>> HostCapabilities(const ContainerConfig& config);
+
 // True when the host handler can run here: crun and the monitor are executables.
 bool HostRuntimeAvailable(const HostRuntimeOptions& options);
 

@@ -6,14 +6,15 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "agent/oci_spec.h"
 #include "common/fs.h"
 #include "host-runtime/host_runtime.h"
-#include "pod-sandbox/container_spec.h"
 #include "pod-sandbox/agent_wire.h"
+#include "pod-sandbox/container_spec.h"
 #include "pod-sandbox/seccomp.h"
 
 namespace podvisor {
@@ -109,6 +110,28 @@ std::vector<std::string> BoundingCapabilities() {
   return out;
 }
 
+absl::StatusOr<std::vector<std::string>> HostCapabilities(const ContainerConfig& config) {
+  const std::vector<std::string> bounding = BoundingCapabilities();
+  const std::set<std::string> node(bounding.begin(), bounding.end());
+  // What the config names (the defaults and its own adds) must all be there: crun's capset
+  // would fail on any other, with a message that does not say which.
+  ContainerConfig named = config;
+  std::erase_if(named.cap_add,
+                [](const std::string& c) { return absl::AsciiStrToUpper(c) == "ALL"; });
+  for (const std::string& c : BuildCapabilities(named)) {
+    if (!node.contains(c)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "capability ", c, " is not in podvisord's bounding set: no host container can have it"));
+    }
+  }
+  // ALL: every capability the node can give.
+  std::vector<std::string> out;
+  for (std::string& c : BuildCapabilities(config)) {
+    if (node.contains(c)) out.push_back(std::move(c));
+  }
+  return out;
+}
+
 std::string HostRuntime::CgroupsPath(const Sandbox& sandbox, const std::string& id) const {
   std::string parent = sandbox.metadata.cgroup_parent;
   if (parent.empty()) parent = absl::StrCat("/podvisor-host/", sandbox.metadata.id.substr(0, 16));
@@ -136,7 +159,9 @@ absl::StatusOr<std::string> HostRuntime::BuildConfig(const Sandbox& sandbox,
         "no command: neither the container config nor the image says what to run");
   }
   if (!config.privileged) {
-    spec.process.capabilities = BuildCapabilities(config);
+    absl::StatusOr<std::vector<std::string>> caps_given = HostCapabilities(config);
+    if (!caps_given.ok()) return caps_given.status();
+    spec.process.capabilities = std::move(*caps_given);
     const std::set<std::string> caps(spec.process.capabilities.begin(),
                                      spec.process.capabilities.end());
     absl::StatusOr<std::string> seccomp = SeccompProfileJson(config.seccomp, caps);

@@ -61,14 +61,6 @@ std::thread Upload(streaming::ByteSource* in, int fd, std::function<void()> at_e
   });
 }
 
-void KillFromPidFile(const std::string& pid_file) {
-  absl::StatusOr<std::string> text = ReadFile(pid_file);
-  int64_t pid = 0;
-  if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &pid) && pid > 1) {
-    ::kill(static_cast<pid_t>(pid), SIGKILL);
-  }
-}
-
 // True once `pid` has exited (its wait status in `status`); false while it runs.
 bool Reaped(pid_t pid, int* status) {
   pid_t r;
@@ -135,10 +127,7 @@ absl::StatusOr<int> ExecOnHostWithTerminal(HostRuntime* host, const streaming::E
   while (master < 0) {
     if (Reaped(pid, &status)) return crun_failed();
     if (streams.done->HasBeenNotified() || absl::Now() > give_up) {
-      KillFromPidFile(files + ".pid");
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
+      host::EndExec(pid, files + ".pid");
       return absl::DeadlineExceededError("exec: crun sent no terminal");
     }
     pollfd p{*listen_fd, POLLIN, 0};
@@ -210,9 +199,9 @@ absl::StatusOr<int> ExecOnHostWithTerminal(HostRuntime* host, const streaming::E
     if (n <= 0) break;  // EIO: every holder of the terminal has closed it
     if (streams.out) streams.out->Write(absl::string_view(buf, static_cast<size_t>(n)));
   }
-  if (streams.done->HasBeenNotified()) {
-    KillFromPidFile(files + ".pid");  // the client left: the process goes too
-    ::kill(pid, SIGKILL);
+  if (!reaped && streams.done->HasBeenNotified()) {
+    status = host::EndExec(pid, files + ".pid");  // the client left: the process goes too
+    reaped = true;
   }
   if (!reaped) {
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
@@ -275,15 +264,13 @@ absl::StatusOr<int> ExecOnHost(HostRuntime* host, const streaming::ExecRequest& 
       if (sinks[i]) sinks[i]->Write(absl::string_view(buf, static_cast<size_t>(n)));
     }
   }
-  if (streams.done->HasBeenNotified()) {
-    KillFromPidFile(files + ".pid");  // the client left: the process goes too
-    ::kill(pid, SIGKILL);
-  }
+  int status = 0;
+  const bool ended = streams.done->HasBeenNotified();
+  if (ended) status = host::EndExec(pid, files + ".pid");  // the client left: the process goes too
   for (int fd : fds) {
     if (fd >= 0) ::close(fd);
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  while (!ended && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   if (streams.in) {
     streams.in->Cancel();

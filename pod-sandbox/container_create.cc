@@ -13,16 +13,7 @@ namespace podvisor {
 
 absl::StatusOr<std::string> ContainerController::Create(const std::string& sandbox_id_or_prefix,
                                                         const ContainerConfig& config) {
-  if (config.name.empty()) return absl::InvalidArgumentError("container name is required");
-  if (config.image.empty()) return absl::InvalidArgumentError("image is required");
-  if (absl::Status s = ValidateLimits(config.resources); !s.ok()) {
-    return WithContext(s, "create container: resources");
-  }
-  if (config.run_as_group && !config.run_as_user && config.run_as_username.empty()) {
-    // A group for the image's user would silently pair with whatever user the image names.
-    return absl::InvalidArgumentError(
-        "security_context.run_as_group is set without run_as_user or run_as_username");
-  }
+  if (absl::Status s = ValidateContainerConfig(config); !s.ok()) return s;
   absl::StatusOr<std::string> sandbox_id = sandboxes_->Resolve(sandbox_id_or_prefix);
   if (!sandbox_id.ok()) return sandbox_id.status();
   absl::StatusOr<Sandbox> sandbox = sandboxes_->Get(*sandbox_id);

@@ -215,6 +215,20 @@ ContainerResources ToGuestResources(const ContainerLimits& r) {
   return out;
 }
 
+absl::Status ValidateContainerConfig(const ContainerConfig& config) {
+  if (config.name.empty()) return absl::InvalidArgumentError("container name is required");
+  if (config.image.empty()) return absl::InvalidArgumentError("image is required");
+  if (absl::Status s = ValidateLimits(config.resources); !s.ok()) {
+    return WithContext(s, "create container: resources");
+  }
+  if (config.run_as_group && !config.run_as_user && config.run_as_username.empty()) {
+    // A group for the image's user would silently pair with whatever user the image names.
+    return absl::InvalidArgumentError(
+        "security_context.run_as_group is set without run_as_user or run_as_username");
+  }
+  return absl::OkStatus();
+}
+
 std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
   std::set<std::string> caps(std::begin(kDefaultCaps), std::end(kDefaultCaps));
   for (const std::string& c : config.cap_add) {

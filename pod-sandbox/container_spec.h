@@ -33,6 +33,10 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
 ProcessSpec ExecProcess(const ContainerMetadata& meta);
 // The capability set: the default set, plus adds, minus drops ("ALL" understood both ways).
 std::vector<std::string> BuildCapabilities(const ContainerConfig& config);
+
+// What CreateContainer refuses whichever handler runs the pod: no name or image, limits out of
+// range, a run_as_group without a user to pair with. INVALID_ARGUMENT.
+absl::Status ValidateContainerConfig(const ContainerConfig& config);
 // Every capability the kernel knows, in the order of their numbers: bit i of a capability set
 // (e.g. /proc/self/status CapBnd) is entry i.
 const std::vector<std::string>& AllCapabilities();

@@ -370,6 +370,13 @@ TEST_F(HostHandlerE2eTest, HostNetworkPodRunsContainersOnTheNode) {
   out.Clear();
   s = Exec(sleeper, {"sleep", "100"}, &out, 1);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  // The timed-out process is gone at once, not even a zombie: the container's own sleep is the
+  // only one left.
+  out.Clear();
+  ASSERT_TRUE(Exec(sleeper, {"sh", "-c", "cat /proc/[0-9]*/stat"}, &out).ok());
+  size_t sleeps = 0;
+  for (size_t at = 0; (at = out.stdout().find("(sleep)", at)) != std::string::npos; ++at) ++sleeps;
+  EXPECT_EQ(sleeps, 1u) << out.stdout() << out.stderr();
 
   v1::ContainerStatsRequest stats_req;
   stats_req.set_container_id(sleeper);
@@ -762,6 +769,60 @@ TEST_F(HostHandlerE2eTest, TerminalContainersAttachAndLog) {
   EXPECT_THAT(log, HasSubstr(" stdout F tty-yes"));
   EXPECT_THAT(log, HasSubstr(" stdout F got=hello size=30 90"));
   EXPECT_THAT(log, ::testing::Not(HasSubstr(" stderr ")));
+}
+
+// The security context checks of a VM pod hold on the host too; ALL capabilities means all the
+// node can give (its bounding set, which may lack some here), and naming one it lacks is refused.
+TEST_F(HostHandlerE2eTest, SecurityContextChecksAndAllCapabilities) {
+  v1::PodSandboxConfig pod_config = Pod("caps", true);
+  std::string pod;
+  grpc::Status s = RunPod(pod_config, "", &pod);
+  ASSERT_TRUE(s.ok()) << s.error_message() << "\n" << daemon_->ReadLog();
+  auto create = [&](const v1::ContainerConfig& c, std::string* id) {
+    v1::CreateContainerRequest req;
+    req.set_pod_sandbox_id(pod);
+    *req.mutable_config() = c;
+    *req.mutable_sandbox_config() = pod_config;
+    v1::CreateContainerResponse resp;
+    grpc::Status st = cri_->runtime().CreateContainer(CriClient::Context(60).get(), req, &resp);
+    *id = resp.container_id();
+    return st;
+  };
+  std::string id;
+  v1::ContainerConfig group_only = Container("group", {"sleep", "1000"});
+  group_only.mutable_linux()->mutable_security_context()->mutable_run_as_group()->set_value(5);
+  s = create(group_only, &id);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("run_as_group"));
+
+  auto hex_field = [](const std::string& status, const std::string& name) {
+    const size_t at = status.find(name + ":\t");
+    return at == std::string::npos ? std::string() : status.substr(at + name.size() + 2, 16);
+  };
+  const std::string bounding = hex_field(ReadAll("/proc/self/status"), "CapBnd");
+  ASSERT_EQ(bounding.size(), 16u);
+  v1::ContainerConfig all = Container("all", {"sleep", "1000"});
+  all.mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities(
+      "ALL");
+  std::string all_id = RunContainer(pod, pod_config, all);
+  ASSERT_FALSE(all_id.empty()) << daemon_->ReadLog();
+  v1::ExecSyncResponse out;
+  ASSERT_TRUE(Exec(all_id, {"cat", "/proc/self/status"}, &out).ok());
+  EXPECT_EQ(hex_field(out.stdout(), "CapEff"), bounding);
+  EXPECT_EQ(hex_field(out.stdout(), "CapPrm"), bounding);
+
+  // CAP_SYS_RESOURCE (bit 24): refused by name where the node lacks it, given where it has it.
+  const bool node_has = (std::stoull(bounding, nullptr, 16) >> 24) & 1;
+  v1::ContainerConfig named = Container("named", {"sleep", "1000"});
+  named.mutable_linux()->mutable_security_context()->mutable_capabilities()->add_add_capabilities(
+      "SYS_RESOURCE");
+  s = create(named, &id);
+  if (node_has) {
+    EXPECT_TRUE(s.ok()) << s.error_message();
+  } else {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_THAT(s.error_message(), HasSubstr("CAP_SYS_RESOURCE"));
+  }
 }
 
 // A hostPID pod (as kubelet sends it: NODE on the pod and on each container) runs on the host
