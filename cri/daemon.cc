@@ -120,6 +120,7 @@ class DaemonImpl : public Daemon {
       metrics_.reset();
     }
     if (init_thread_.joinable()) {
+      if (hypervisor_) hypervisor_->CancelInit();  // a probe boot (KVM: seconds) stops waiting
       // A start-up still connecting to libvirt waits on its capability probe (seconds): end the
       // probe, so that neither the stop waits nor its QEMU outlives the daemon (Init then fails).
       // libvirt probes one emulator after another, so until the start-up is over.

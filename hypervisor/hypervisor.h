@@ -124,6 +124,11 @@ class Hypervisor {
   // once at daemon start, before anything else: it takes seconds (docs/hypervisor.md).
   virtual absl::Status Init() = 0;
 
+  // From another thread, while Init runs (a daemon stopping during its start-up): Init gives up
+  // soon with CANCELLED, destroying a probe or warm-up VM it is waiting on. A finished Init is
+  // unaffected. Idempotent.
+  virtual void CancelInit() {}
+
   // "kvm" or "tcg" once Init has run.
   virtual std::string Accelerator() const = 0;
 

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -46,6 +47,7 @@ absl::Status VirError(absl::string_view what,
 class LibvirtHypervisor final : public Hypervisor {
  public:
   explicit LibvirtHypervisor(LibvirtHypervisorOptions options) : options_(std::move(options)) {}
+  void CancelInit() override { init_cancelled_.store(true); }
 
   ~LibvirtHypervisor() override {
     if (watcher_.joinable()) {
@@ -161,6 +163,7 @@ class LibvirtHypervisor final : public Hypervisor {
   bool stop_watcher_ ABSL_GUARDED_BY(mu_) = false;
   int wake_fd_ = -1;  // eventfd: the watch set changed or the watcher must stop
   std::thread watcher_;
+  std::atomic<bool> init_cancelled_{false};  // CancelInit: probe boots stop waiting
 };
 
 }  // namespace podvisor::libvirt_backend

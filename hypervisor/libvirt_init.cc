@@ -252,13 +252,19 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator
   domain_options.accelerator = accelerator;
   auto xml = BuildDomainXml(spec, domain_options);
   if (!xml.ok()) return xml.status();
+  if (init_cancelled_.load())
+    return absl::CancelledError("the daemon is stopping: start-up cancelled");
   DomainRef dom(virDomainCreateXML(conn_, xml->c_str(), 0));
   if (dom == nullptr) return VirError(absl::StrCat("create ", accelerator, " probe VM"));
   ExpectStop(dom.get());
   WatchQemu(dom.get(), spec.id);  // reaps it when it exits
+  if (timeout > absl::ZeroDuration()) {
+    PV_LOG(kInfo) << "KVM probe: probe guest started under " << accelerator << ", waiting up to "
+                  << absl::FormatDuration(timeout) << " for it to boot";
+  }
   absl::Time deadline = absl::Now() + timeout;
   bool stopped = false;
-  while (absl::Now() < deadline) {
+  while (absl::Now() < deadline && !init_cancelled_.load()) {
     if (virDomainIsActive(dom.get()) != 1) {
       stopped = true;
       break;
@@ -266,6 +272,9 @@ absl::StatusOr<bool> LibvirtHypervisor::ProbeBoot(const std::string& accelerator
     absl::SleepFor(absl::Milliseconds(20));
   }
   if (!stopped) virDomainDestroy(dom.get());
+  if (!stopped && init_cancelled_.load()) {
+    return absl::CancelledError("the daemon is stopping: start-up cancelled");
+  }
   return stopped;
 }
 

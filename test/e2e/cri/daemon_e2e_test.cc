@@ -144,6 +144,33 @@ TEST_F(DaemonE2eTest, WarmRestartUsesTheCachedKvmProbeAndAChangedImageProbesAgai
   EXPECT_THAT(changed, ::testing::Not(HasSubstr("cached result")));
 }
 
+// A stop while the KVM probe guest boots ends the probe: the daemon does not wait it out, its
+// QEMU goes, and the unfinished probe is not cached as an outcome.
+TEST_F(DaemonE2eTest, AStopDuringTheKvmProbeEndsIt) {
+  if (access("/dev/kvm", R_OK | W_OK) != 0) GTEST_SKIP() << "no usable /dev/kvm: auto never probes";
+  const std::string guest =
+      std::filesystem::path(DaemonProcess::BinaryPath()).parent_path().string() + "/../guest";
+  ASSERT_TRUE(std::filesystem::exists(guest + "/vmlinux"))
+      << "no guest image in " << guest << " (deploy/guest/build.sh build)";
+  DaemonProcess::Options o = Options();
+  std::ofstream(o.config_path) << "hypervisor:\n  accel: auto\n  kernel: " << guest
+                               << "/vmlinux\n  initrd: " << guest << "/initrd.img\n";
+  auto daemon = StartDaemon(o);
+  bool probing = false;
+  for (int i = 0; i < 1200 && !probing; ++i) {
+    probing = daemon->ReadLog().find("probe guest started") != std::string::npos;
+    if (!probing) usleep(50 * 1000);
+  }
+  ASSERT_TRUE(probing) << daemon->ReadLog();
+  EXPECT_EQ(daemon->Stop(), 0);
+  const std::string log = daemon->ReadLog();
+  EXPECT_THAT(log, ::testing::Not(HasSubstr("KVM probe: guest"))) << log;
+  EXPECT_THAT(log, HasSubstr("start-up cancelled")) << log;
+  EXPECT_FALSE(std::filesystem::exists(dir_.Join("a-root/hypervisor/kvm-probe")));
+  EXPECT_THAT(QemuProcessesUnder(o.state_dir), ::testing::IsEmpty())
+      << "a probe QEMU outlived the daemon";
+}
+
 TEST_F(DaemonE2eTest, SocketIsGroupOnlyAndRemovedOnSigterm) {
   auto o = Options();
   auto daemon = StartDaemon(o);
