@@ -267,6 +267,8 @@ TEST_P(GuestRootVolumeVmTest, GuestRootMountingTheShareIsHeldByTheHost) {
   };
   v1::ContainerConfig c = Config("root", {"sleep", "1000"});
   c.mutable_linux()->mutable_security_context()->set_privileged(true);
+  // The VM's PID namespace: its PID 1 (the agent's side of the guest) is in reach.
+  c.mutable_linux()->mutable_security_context()->mutable_namespace_options()->set_pid(v1::POD);
   AddMount(c, "/ro", ro, true);                                   // volume 0
   AddMount(c, "/rro", rro, true)->set_recursive_read_only(true);  // volume 1
   AddMount(c, "/rw", rw, false);                                  // volume 2
@@ -328,14 +330,22 @@ TEST_P(GuestRootVolumeVmTest, GuestRootMountingTheShareIsHeldByTheHost) {
     EXPECT_EQ(errno, EACCES);
     if (fd >= 0) ::close(fd);
   }
-  if (boot_ == PodBoot::kCold) {
-    // The shared directory itself is bounded: filling it ends in ENOSPC, not on the host's
-    // disk. (A clone's container cannot reach the share's top, only its own binds.)
-    EXPECT_THAT(
-        Sh(id, "busybox dd if=/dev/zero of=" + mnt + "/junk bs=1M count=64 2>&1; echo rc=$?"),
-        HasSubstr("No space left on device"));
-    Sh(id, "busybox rm -f " + mnt + "/junk; busybox umount " + mnt);
+  // The shared directory itself is bounded: filling it ends in ENOSPC, not on the host's disk.
+  // A clone's share is reached through the guest's own mount of it (the one 9p channel), in the
+  // root of the VM's PID 1.
+  const std::string top =
+      boot_ == PodBoot::kCold ? mnt : std::string("/proc/1/root/run/podvisor/shared");
+  EXPECT_THAT(Sh(id, "busybox ls -d " + top + "/" + id + " && busybox dd if=/dev/zero of=" + top +
+                         "/junk bs=1M count=64 2>&1; echo rc=$?"),
+              HasSubstr("No space left on device"));
+  {
+    const std::string host_top = dir_.Join("st") + "/vm/" + pod_.substr(0, 16) + "/shared";
+    struct statvfs sv {};
+    ASSERT_EQ(::statvfs(host_top.c_str(), &sv), 0) << host_top;
+    EXPECT_LE((sv.f_blocks - sv.f_bfree) * sv.f_frsize, uint64_t{16} << 20) << host_top;
   }
+  Sh(id, "busybox rm -f " + top + "/junk");
+  if (boot_ == PodBoot::kCold) Sh(id, "busybox umount " + mnt);
   ASSERT_TRUE(RemoveContainer(id).ok());
   EXPECT_TRUE(MountsContaining(host_bind).empty());
   EXPECT_EQ(ReadAll(ro + "/tmp/through"), "through\n");
