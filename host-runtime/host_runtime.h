@@ -47,7 +47,7 @@ struct HostRuntimeOptions {
 };
 
 // The capabilities in this process's bounding set: what a privileged host container gets.
-std::vector<std::string> BoundingCapabilities();
+const std::vector<std::string>& BoundingCapabilities();
 
 // The capabilities of a host container that is not privileged: BuildCapabilities's, where ALL
 // means every capability in BoundingCapabilities(); FAILED_PRECONDITION naming a capability the

@@ -6,7 +6,6 @@
 #include <set>
 #include <sstream>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -93,43 +92,40 @@ absl::StatusOr<GuestMount> HostMount(const ContainerMount& m, std::string* rootf
 
 }  // namespace
 
-std::vector<std::string> BoundingCapabilities() {
-  const std::vector<std::string>& names = AllCapabilities();
-  uint64_t bounding = ~uint64_t{0};
-  absl::StatusOr<std::string> status = ReadFile("/proc/self/status");
-  if (status.ok()) {
-    size_t at = status->find("CapBnd:\t");
-    if (at != std::string::npos) {
-      bounding = std::strtoull(status->c_str() + at + 8, nullptr, 16);
+const std::vector<std::string>& BoundingCapabilities() {
+  // Read once: nothing in podvisord changes its bounding set (it can only ever shrink).
+  static const std::vector<std::string> caps = [] {
+    const std::vector<std::string>& names = AllCapabilities();
+    uint64_t bounding = ~uint64_t{0};
+    absl::StatusOr<std::string> status = ReadFile("/proc/self/status");
+    if (status.ok()) {
+      size_t at = status->find("CapBnd:\t");
+      if (at != std::string::npos) {
+        bounding = std::strtoull(status->c_str() + at + 8, nullptr, 16);
+      }
     }
-  }
-  std::vector<std::string> out;
-  for (size_t i = 0; i < names.size() && i < 64; ++i) {
-    if (bounding & (uint64_t{1} << i)) out.push_back(names[i]);
-  }
-  return out;
+    std::vector<std::string> out;
+    for (size_t i = 0; i < names.size() && i < 64; ++i) {
+      if (bounding & (uint64_t{1} << i)) out.push_back(names[i]);
+    }
+    return out;
+  }();
+  return caps;
 }
 
 absl::StatusOr<std::vector<std::string>> HostCapabilities(const ContainerConfig& config) {
-  const std::vector<std::string> bounding = BoundingCapabilities();
+  const std::vector<std::string>& bounding = BoundingCapabilities();
   const std::set<std::string> node(bounding.begin(), bounding.end());
-  // What the config names (the defaults and its own adds) must all be there: crun's capset
-  // would fail on any other, with a message that does not say which.
-  ContainerConfig named = config;
-  std::erase_if(named.cap_add,
-                [](const std::string& c) { return absl::AsciiStrToUpper(c) == "ALL"; });
-  for (const std::string& c : BuildCapabilities(named)) {
+  // ALL is every capability the node can give; anything else outside the bounding set is named
+  // by the config (or a default), and crun's capset would fail on it without saying which.
+  std::vector<std::string> caps = BuildCapabilities(config, bounding);
+  for (const std::string& c : caps) {
     if (!node.contains(c)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "capability ", c, " is not in podvisord's bounding set: no host container can have it"));
     }
   }
-  // ALL: every capability the node can give.
-  std::vector<std::string> out;
-  for (std::string& c : BuildCapabilities(config)) {
-    if (node.contains(c)) out.push_back(std::move(c));
-  }
-  return out;
+  return caps;
 }
 
 std::string HostRuntime::CgroupsPath(const Sandbox& sandbox, const std::string& id) const {
@@ -241,6 +237,7 @@ absl::StatusOr<std::string> HostRuntime::BuildConfig(const Sandbox& sandbox,
   // NODE: the node's PID namespace; CONTAINER: one of its own, whatever the pod's; POD: the
   // pod's, which is the node's in a hostPID pod.
   if (config.node_pid) {
+    // no entry: the node's
   } else if (!config.share_pod_pid) {
     ns.push_back({"pid", ""});
   } else if (sm.pid_mode != NamespaceMode::kNode) {

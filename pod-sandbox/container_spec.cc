@@ -229,12 +229,13 @@ absl::Status ValidateContainerConfig(const ContainerConfig& config) {
   return absl::OkStatus();
 }
 
-std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
+std::vector<std::string> BuildCapabilities(const ContainerConfig& config,
+                                           const std::vector<std::string>& all) {
   std::set<std::string> caps(std::begin(kDefaultCaps), std::end(kDefaultCaps));
   for (const std::string& c : config.cap_add) {
     std::string name = CapName(c);
     if (name == "ALL") {
-      caps.insert(std::begin(kAllCaps), std::end(kAllCaps));
+      caps.insert(all.begin(), all.end());
     } else {
       caps.insert(name);
     }

@@ -31,15 +31,20 @@ ProcessSpec BuildProcess(const ContainerConfig& config, const ImageMetadata& ima
 // BuildProcess resolved them at create, kept in the record), no_new_privs and capabilities. The
 // caller sets args, terminal and streams.
 ProcessSpec ExecProcess(const ContainerMetadata& meta);
-// The capability set: the default set, plus adds, minus drops ("ALL" understood both ways).
-std::vector<std::string> BuildCapabilities(const ContainerConfig& config);
+// Every capability the kernel knows, in the order of their numbers: bit i of a capability set
+// (e.g. /proc/self/status CapBnd) is entry i.
+const std::vector<std::string>& AllCapabilities();
+// The capability set: the default set, plus adds, minus drops ("ALL" understood both ways; an
+// add of ALL brings in `all`, every capability there is unless the caller can give fewer).
+std::vector<std::string> BuildCapabilities(const ContainerConfig& config,
+                                           const std::vector<std::string>& all);
+inline std::vector<std::string> BuildCapabilities(const ContainerConfig& config) {
+  return BuildCapabilities(config, AllCapabilities());
+}
 
 // What CreateContainer refuses whichever handler runs the pod: no name or image, limits out of
 // range, a run_as_group without a user to pair with. INVALID_ARGUMENT.
 absl::Status ValidateContainerConfig(const ContainerConfig& config);
-// Every capability the kernel knows, in the order of their numbers: bit i of a capability set
-// (e.g. /proc/self/status CapBnd) is entry i.
-const std::vector<std::string>& AllCapabilities();
 // The guest's form of a container's limits.
 ContainerResources ToGuestResources(const ContainerLimits& limits);
 // An image's StopSignal ("SIGQUIT", "QUIT", "3"); SIGTERM when absent or unknown.
